@@ -1,0 +1,47 @@
+"""scaleml-dask: large-scale machine learning on Dask, over zarr stores.
+
+Submodules are imported lazily so that ``import scaleml_dask`` stays fast and optional
+dependencies (numba kernels, serving, Kubernetes) load only when used.
+
+>>> import scaleml_dask as sm
+>>> sm.__version__
+'0.1.0'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "connect": "cluster",
+    "open_dataset": "catalog",
+    "list_datasets": "catalog",
+    "CatalogError": "catalog",
+    "ingest": "ingest",
+    "LinearRegression": "linear",
+    "Ridge": "linear",
+    "PCA": "pca",
+    "SGDClassifier": "sgd",
+    "SGDRegressor": "sgd",
+    "TSNE": "tsne",
+}
+_SUBMODULES = {"online", "validation", "catalog", "ingest", "cluster", "store", "report", "linear", "pca",
+               "sgd", "tsne", "checkpoint"}
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'scaleml_dask' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

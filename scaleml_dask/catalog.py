@@ -1,0 +1,170 @@
+"""The data catalog: named zarr datasets, opened as xarray Datasets backed by dask.
+
+The catalog file is found in this order: the ``catalog=`` argument, ``$SCALEML_CATALOG``,
+``./data_catalog.yaml``, then the one beside the package (the repository's). Entries map a name to
+``{path, description, generator?}``; paths are relative to the catalog file. An entry with a
+``generator`` is created on first use, chunk by chunk.
+
+>>> "demo-regression" in list_datasets()
+True
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import yaml
+
+CATALOG_ENV = "SCALEML_CATALOG"
+_lock = threading.Lock()
+
+
+class CatalogError(KeyError, ValueError):
+    """An unknown dataset name, or a catalog file that cannot be used."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One catalog entry."""
+
+    name: str
+    path: str
+    description: str = ""
+    generator: dict[str, Any] = field(default_factory=dict)
+
+
+def catalog_path(catalog: str | os.PathLike | None = None) -> Path:
+    """The catalog file in use (see the module docstring for the search order)."""
+    candidates = [catalog, os.environ.get(CATALOG_ENV), "data_catalog.yaml",
+                  Path(__file__).resolve().parent.parent / "data_catalog.yaml"]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c).resolve()
+    if catalog is not None:
+        raise CatalogError(f"catalog file {str(catalog)!r} does not exist")
+    raise CatalogError("no data_catalog.yaml found (set $SCALEML_CATALOG or run from the project directory)")
+
+
+def load_catalog(catalog: str | os.PathLike | None = None) -> dict[str, Entry]:
+    """Parse and check the catalog file; returns entries by name."""
+    path = catalog_path(catalog)
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML: {exc}") from exc
+    datasets = doc.get("datasets")
+    if not isinstance(datasets, dict):
+        raise CatalogError(f"{path}: expected a top-level 'datasets:' mapping")
+    entries = {}
+    for name, spec in datasets.items():
+        if not isinstance(spec, dict) or "path" not in spec:
+            raise CatalogError(f"{path}: dataset {name!r} needs a 'path'")
+        unknown = set(spec) - {"path", "description", "generator"}
+        if unknown:
+            raise CatalogError(f"{path}: dataset {name!r} has unknown fields {sorted(unknown)}")
+        gen = dict(spec.get("generator") or {})
+        if gen:
+            from .ingest import GENERATORS
+
+            if gen.get("name") not in GENERATORS:
+                raise CatalogError(f"{path}: dataset {name!r} has generator {gen.get('name')!r}; "
+                                   f"known generators: {sorted(GENERATORS)}")
+        p = str(spec["path"])
+        if "://" not in p and not os.path.isabs(p):
+            p = str(path.parent / p)
+        entries[str(name)] = Entry(str(name), p, str(spec.get("description", "")), gen)
+    return entries
+
+
+def list_datasets(catalog: str | os.PathLike | None = None) -> list[str]:
+    """Names of the datasets in the catalog."""
+    return sorted(load_catalog(catalog))
+
+
+def materialize(entry: Entry, *, client: Any = None, progress: bool = False) -> Path:
+    """Create a generated dataset if it does not exist yet; returns its path."""
+    from .ingest import GENERATORS
+
+    path = Path(entry.path)
+    with _lock:
+        if not path.exists():
+            if not entry.generator:
+                raise CatalogError(f"dataset {entry.name!r}: {entry.path} does not exist and has no generator")
+            spec = dict(entry.generator)
+            fn = GENERATORS[spec.pop("name")]
+            try:
+                fn(path, **spec, client=client, progress=progress)
+            except TypeError as exc:
+                raise CatalogError(f"dataset {entry.name!r}: bad generator parameters: {exc}") from exc
+    return path
+
+
+def open_dataset(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike | None = None,
+                 client: Any = None) -> xr.Dataset:
+    """Open a catalog dataset (by name) or a zarr store (by path) as an ``xarray.Dataset`` over dask.
+
+    ``X`` has dims ``(sample, feature)`` and ``y`` (optional) dims ``(sample,)``; both numeric. A
+    catalog entry with a generator is materialised first (on ``client`` if given).
+    """
+    key = str(name_or_path)
+    entries = load_catalog(catalog) if _has_catalog(catalog) else {}
+    if key in entries:
+        entry = entries[key]
+        path = str(materialize(entry, client=client)) if "://" not in entry.path else entry.path
+        label = entry.name
+    elif "://" in key or Path(key).exists():
+        path, label = key, key
+    else:
+        known = ", ".join(sorted(entries)) or "(none)"
+        raise CatalogError(f"unknown dataset {key!r}: not a catalog name and no such path. Known datasets: {known}")
+    try:
+        ds = xr.open_zarr(path, consolidated=False, chunks={})
+    except Exception as exc:
+        raise CatalogError(f"dataset {label!r}: cannot open {path} as zarr: {exc}") from exc
+    _check(ds, label)
+    ds.attrs.setdefault("name", label)
+    return ds
+
+
+def _has_catalog(catalog: Any) -> bool:
+    try:
+        catalog_path(catalog)
+    except CatalogError:
+        if catalog is not None:
+            raise
+        return False
+    return True
+
+
+def _check(ds: xr.Dataset, label: str) -> None:
+    if "X" not in ds:
+        raise ValueError(f"dataset {label!r} has no variable 'X' (variables: {sorted(ds.data_vars)})")
+    expected = {"X": ("sample", "feature"), "y": ("sample",)}
+    for var, dims in expected.items():
+        if var not in ds:
+            continue
+        if ds[var].dims != dims:
+            raise ValueError(f"dataset {label!r}: variable {var!r} has dims {ds[var].dims}; expected {dims}")
+        dt = ds[var].dtype
+        if not (np.issubdtype(dt, np.number) or dt.kind == "b"):
+            raise ValueError(f"dataset {label!r}: variable {var!r} has non-numeric dtype {dt}")
+
+
+def describe(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A small JSON-able summary of a dataset: shape, chunks, dtype, size, attributes."""
+    ds = open_dataset(name_or_path, catalog=catalog)
+    X = ds["X"]
+    out = {"name": ds.attrs.get("name"), "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
+           "dtype": str(X.dtype), "chunk_rows": int(X.data.chunks[0][0]), "n_chunks": len(X.data.chunks[0]),
+           "nbytes": int(X.nbytes + (ds["y"].nbytes if "y" in ds else 0)), "has_y": "y" in ds,
+           "codec": ds.attrs.get("codec"), "generator": ds.attrs.get("generator")}
+    return out

@@ -1,0 +1,474 @@
+"""Getting data into zarr: ingestion of CSV / Parquet / .npy files, and synthetic generators.
+
+Both write chunk by chunk through ``store.DatasetWriter`` (temporary name, renamed when complete), so
+peak memory does not grow with the size of the input and a failure never leaves a half-written store.
+
+The generators are deterministic per ``(seed, chunk index)``: each chunk can be made independently, on
+any worker, and a dataset is the same whatever the number of workers.
+
+>>> import numpy as np
+>>> X, y = regression_chunk(0, 3, 5, coef=np.ones(2), intercept=1.0, noise=0.0)
+>>> bool(np.allclose(y, X.sum(axis=1) + 1.0))
+True
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .store import DatasetWriter, chunk_rows_for, write_chunk
+
+log = logging.getLogger(__name__)
+
+NULL_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL")
+
+
+class IngestError(ValueError):
+    """Raised for bad input files; the message names the file, line and column."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Ingestion of files
+# --------------------------------------------------------------------------------------------------------
+
+
+def ingest(
+    source: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    target: str | None = None,
+    drop: Sequence[str] = (),
+    chunk_rows: int | None = None,
+    codec: str | None = None,
+    progress: bool = False,
+) -> Path:
+    """Convert a CSV (plain or .gz), Parquet or ``.npy`` file to a zarr dataset, chunk by chunk.
+
+    ``target`` names the column that becomes ``y`` (all others, minus ``drop``, become ``X``; for
+    ``.npy``, ``target`` may be a column index). Rows are chunked only, near 64 MB per chunk by default.
+    Feature names are kept in the ``feature_names`` attribute.
+    """
+    source, dest = Path(source), Path(dest)
+    if not source.exists():
+        raise IngestError(f"{source}: no such file")
+    name = source.name.lower()
+    if name.endswith((".csv", ".csv.gz", ".txt", ".txt.gz", ".tsv", ".tsv.gz")):
+        reader = _CsvReader(source, target, drop)
+    elif name.endswith((".parquet", ".pq")):
+        reader = _ParquetReader(source, target, drop)
+    elif name.endswith(".npy"):
+        reader = _NpyReader(source, target)
+    else:
+        raise IngestError(f"{source}: unknown file type; expected .csv, .csv.gz, .parquet or .npy")
+    rows = int(chunk_rows or chunk_rows_for(len(reader.features)))
+    attrs = {"source": str(source), "target": reader.target}
+    bar = _progress_bar(reader.size_bytes, f"ingest {source.name}") if progress else None
+    with DatasetWriter(dest, len(reader.features), chunk_rows=rows, feature_names=reader.features,
+                       y_dtype=np.float64 if reader.target is not None else None, attrs=attrs,
+                       codec=codec) as writer:
+        for X, y in _rechunk(reader.blocks(rows), rows):
+            writer.append(X, y)
+            if bar is not None:
+                bar.update(reader.bytes_read - bar.n)
+    if bar is not None:
+        bar.close()
+    return dest
+
+
+def _progress_bar(total: int, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True)
+
+
+def _rechunk(blocks: Iterator[tuple[np.ndarray, np.ndarray | None]], rows: int):
+    """Regroup blocks of any size into blocks of exactly ``rows`` rows (the last may be shorter)."""
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    held = 0
+    for X, y in blocks:
+        xs.append(X)
+        if y is not None:
+            ys.append(y)
+        held += len(X)
+        while held >= rows:
+            Xa = np.concatenate(xs) if len(xs) > 1 else xs[0]
+            ya = (np.concatenate(ys) if len(ys) > 1 else ys[0]) if ys else None
+            yield Xa[:rows], None if ya is None else ya[:rows]
+            xs = [Xa[rows:]]
+            ys = [] if ya is None else [ya[rows:]]
+            held -= rows
+    if held:
+        yield (np.concatenate(xs), np.concatenate(ys) if ys else None)
+
+
+def _split_target(columns: list[str], target: str | None, drop: Sequence[str], source: Path) -> list[str]:
+    missing = [c for c in [*drop, *([target] if target is not None else [])] if c not in columns]
+    if missing:
+        raise IngestError(f"{source}: no column {missing[0]!r} (columns: {columns})")
+    return [c for c in columns if c != target and c not in drop]
+
+
+class _CsvReader:
+    """Reads a CSV in pieces of about one chunk's bytes, each parsed by pyarrow.
+
+    Reading the pieces ourselves (rather than through pyarrow's streaming reader, which reads ~32 blocks
+    ahead) bounds memory to one piece and its parsed rows, and tells the first line of every piece, so a
+    bad value is located by re-scanning only its piece.
+    """
+
+    def __init__(self, path: Path, target: str | None, drop: Sequence[str]) -> None:
+        self.path, self.target = path, target
+        self.delimiter = "\t" if ".tsv" in path.name.lower() else ","
+        self.size_bytes = path.stat().st_size
+        self.bytes_read = 0
+        with self._open() as f:
+            header = f.readline().decode("utf-8-sig").rstrip("\r\n")
+        if not header:
+            raise IngestError(f"{path}: empty file (no header line)")
+        self.columns = [h.strip() for h in next(csv.reader([header], delimiter=self.delimiter))]
+        self.features = _split_target(self.columns, target, drop, path)
+        self._used = self.features + ([target] if target is not None else [])
+
+    def _open(self):
+        return gzip.open(self.path, "rb") if self.path.name.lower().endswith(".gz") else open(self.path, "rb")
+
+    def blocks(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        piece_bytes = int(min(64 << 20, max(1 << 20, rows * len(self._used) * 8)))
+        with self._open() as f:
+            f.readline()
+            line, carry = 2, b""
+            while True:
+                data = f.read(piece_bytes)
+                buf = carry + data
+                if data:
+                    cut = buf.rfind(b"\n") + 1
+                    buf, carry = buf[:cut], buf[cut:]
+                    if not buf:
+                        continue
+                elif not buf.strip():
+                    return
+                else:
+                    carry = b""
+                self.bytes_read = self.size_bytes if not data else min(self.size_bytes, self.bytes_read + len(data))
+                table = self._parse(buf, line)
+                line += buf.count(b"\n")
+                X = np.column_stack([table.column(c).to_numpy(zero_copy_only=False) for c in self.features]) \
+                    if self.features else np.empty((table.num_rows, 0))
+                y = table.column(self.target).to_numpy(zero_copy_only=False) if self.target is not None else None
+                yield X, y
+                if not data:
+                    return
+
+    def _parse(self, buf: bytes, first_line: int):
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        try:
+            return pcsv.read_csv(
+                pa.py_buffer(buf),
+                read_options=pcsv.ReadOptions(column_names=self.columns, use_threads=False),
+                parse_options=pcsv.ParseOptions(delimiter=self.delimiter),
+                convert_options=pcsv.ConvertOptions(column_types={c: pa.float64() for c in self._used},
+                                                    include_columns=self._used, null_values=list(NULL_VALUES),
+                                                    strings_can_be_null=True))
+        except pa.ArrowInvalid as exc:
+            self._raise_located(buf, first_line, exc)
+
+    def _raise_located(self, buf: bytes, first_line: int, exc: Exception) -> None:
+        """Re-scan one piece with the csv module and raise an IngestError naming the bad line and column."""
+        lines = io.StringIO(buf.decode("utf-8", errors="replace"), newline="")
+        used = [self.columns.index(c) for c in self._used]
+        bad: dict[int, list[tuple[int, str]]] = {}
+        n_rows = 0
+        for offset, row in enumerate(csv.reader(lines, delimiter=self.delimiter)):
+            line = first_line + offset
+            if not row:
+                continue
+            n_rows += 1
+            if len(row) != len(self.columns):
+                raise IngestError(f"{self.path}: line {line} has {len(row)} fields, expected {len(self.columns)} "
+                                  f"(first differing column: {min(len(row), len(self.columns)) + 1})") from exc
+            for j in used:
+                value = row[j].strip()
+                if value not in NULL_VALUES and not _is_float(value):
+                    bad.setdefault(j, []).append((line, value))
+        if not bad:
+            raise IngestError(f"{self.path}: could not parse lines {first_line}-{first_line + n_rows}: {exc}") from exc
+        j, hits = min(bad.items(), key=lambda kv: kv[1][0][0])
+        line, value = hits[0]
+        if len(hits) == n_rows:
+            raise IngestError(f"{self.path}: column {self.columns[j]!r} is not numeric (e.g. {value!r} on line "
+                              f"{line}); drop it or encode it as numbers first") from exc
+        raise IngestError(f"{self.path}: line {line}, column {self.columns[j]!r}: {value!r} is not a number") \
+            from exc
+
+
+def _is_float(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_numeric(t: Any) -> bool:
+    import pyarrow.types as pt
+
+    return pt.is_integer(t) or pt.is_floating(t) or pt.is_boolean(t) or pt.is_null(t)
+
+
+class _ParquetReader:
+    def __init__(self, path: Path, target: str | None, drop: Sequence[str]) -> None:
+        import pyarrow.parquet as pq
+
+        self.path, self.target = path, target
+        self.file = pq.ParquetFile(path)
+        schema = self.file.schema_arrow
+        self.columns = list(schema.names)
+        self.features = _split_target(self.columns, target, drop, path)
+        self._used = self.features + ([target] if target is not None else [])
+        for c in self._used:
+            if not _is_numeric(schema.field(c).type):
+                raise IngestError(f"{path}: column {c!r} is not numeric (type {schema.field(c).type});"
+                                  " drop it or encode it as numbers first")
+        self.size_bytes = max(1, self.file.metadata.num_rows)
+        self.bytes_read = 0
+
+    def blocks(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        for batch in self.file.iter_batches(batch_size=min(rows, 65536), columns=self._used):
+            X = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
+                                 for c in self.features])
+            y = (batch.column(self.target).to_numpy(zero_copy_only=False).astype(np.float64)
+                 if self.target is not None else None)
+            self.bytes_read += batch.num_rows
+            yield X, y
+
+
+class _NpyReader:
+    """Reads a 2-d ``.npy`` file block by block with plain reads (no mmap, so RSS stays bounded)."""
+
+    def __init__(self, path: Path, target: str | int | None) -> None:
+        self.path = path
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if len(shape) != 2:
+            raise IngestError(f"{path}: expected a 2-d array, got shape {shape}")
+        if fortran:
+            raise IngestError(f"{path}: Fortran-ordered arrays cannot be streamed by rows; save it C-ordered")
+        if not (np.issubdtype(dtype, np.number) or dtype.kind == "b"):
+            raise IngestError(f"{path}: dtype {dtype} is not numeric")
+        self.shape, self.dtype = shape, dtype
+        names = [f"x{i}" for i in range(shape[1])]
+        if target is not None:
+            idx = int(target[1:]) if isinstance(target, str) and target.startswith("x") else int(target)
+            if not -shape[1] <= idx < shape[1]:
+                raise IngestError(f"{path}: target column {target!r} out of range for {shape[1]} columns")
+            self.target_index = idx % shape[1]
+            self.target = names[self.target_index]
+        else:
+            self.target_index, self.target = None, None
+        self.features = [n for i, n in enumerate(names) if i != self.target_index]
+        self.size_bytes = int(np.prod(shape)) * dtype.itemsize
+        self.bytes_read = 0
+
+    def blocks(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        n, d = self.shape
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            for start in range(0, n, rows):
+                count = min(rows, n - start)
+                block = np.fromfile(f, dtype=self.dtype, count=count * d).reshape(count, d)
+                self.bytes_read += block.nbytes
+                if self.target_index is None:
+                    yield block.astype(np.float64, copy=False), None
+                else:
+                    y = block[:, self.target_index].astype(np.float64)
+                    yield np.delete(block, self.target_index, axis=1).astype(np.float64), y
+
+
+# --------------------------------------------------------------------------------------------------------
+# Synthetic generators: pure chunk functions + a driver that writes them (in parallel on a cluster)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _chunk_rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(index)])
+
+
+def regression_chunk(seed: int, index: int, rows: int, *, coef: np.ndarray, intercept: float,
+                     noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk ``index``: X ~ N(0, 1), y = X @ coef + intercept + N(0, noise²)."""
+    rng = _chunk_rng(seed, index)
+    X = rng.standard_normal((rows, len(coef)))
+    y = X @ coef + intercept + noise * rng.standard_normal(rows)
+    return X, y
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def logistic_chunk(seed: int, index: int, rows: int, *, coef: np.ndarray,
+                   intercept: float) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk ``index``: X ~ N(0, 1), y ~ Bernoulli(sigmoid(X @ coef + intercept))."""
+    rng = _chunk_rng(seed, index)
+    X = rng.standard_normal((rows, len(coef)))
+    p = _sigmoid(X @ coef + intercept)
+    y = (rng.random(rows) < p).astype(np.float64)
+    return X, y
+
+
+def mixture_chunk(seed: int, index: int, rows: int, *, centers: np.ndarray,
+                  cluster_std: float) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk ``index``: labels uniform over the clusters, X = center[label] + N(0, cluster_std²)."""
+    rng = _chunk_rng(seed, index)
+    labels = rng.integers(0, len(centers), rows)
+    X = centers[labels] + cluster_std * rng.standard_normal((rows, centers.shape[1]))
+    return X, labels.astype(np.int64)
+
+
+def drift_chunk(seed: int, index: int, rows: int, *, coef_before: np.ndarray, coef_after: np.ndarray,
+                start: int, change_at: int, width: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Chunk ``index`` (first row ``start``) of a logistic stream whose concept changes at ``change_at``.
+
+    ``kind="abrupt"`` switches at once; ``"gradual"`` draws each row from the new concept with probability
+    sigmoid(4 (t - change_at) / width), as River's ConceptDriftStream does.
+    """
+    rng = _chunk_rng(seed, index)
+    X = rng.standard_normal((rows, len(coef_before)))
+    t = start + np.arange(rows)
+    if kind == "abrupt":
+        new = t >= change_at
+    else:
+        new = rng.random(rows) < _sigmoid(4.0 * (t - change_at) / max(width, 1))
+    z = np.where(new, X @ coef_after, X @ coef_before)
+    y = (rng.random(rows) < _sigmoid(z)).astype(np.float64)
+    return X, y
+
+
+def _make_chunk_task(tmp_path: str, index: int, rows: int, chunk_rows: int, fn: Callable, seed: int,
+                     kwargs: dict) -> tuple[int, float]:
+    X, y = fn(seed, index, rows, **kwargs)
+    write_chunk(tmp_path, index, X, y, chunk_rows)
+    extra = 0.0
+    if fn is logistic_chunk:  # the Bayes accuracy: mean of max(p, 1 - p) under the planted model
+        p = _sigmoid(X @ kwargs["coef"] + kwargs["intercept"])
+        extra = float(np.maximum(p, 1 - p).sum())
+    return rows, extra
+
+
+def _generate(path: str | os.PathLike, n_samples: int, n_features: int, fn: Callable, seed: int,
+              kwargs: Callable[[int], dict] | dict, *, y_dtype: Any, attrs: dict, chunk_rows: int | None,
+              codec: str | None, client: Any, progress: bool) -> tuple[Path, float]:
+    if n_samples < 1 or n_features < 1:
+        raise ValueError(f"n_samples and n_features must be >= 1; got {n_samples}, {n_features}")
+    rows = int(chunk_rows or chunk_rows_for(n_features))
+    n_chunks = -(-n_samples // rows)
+    per_chunk = kwargs if callable(kwargs) else (lambda i: kwargs)
+    with DatasetWriter(path, n_features, n_samples=n_samples, chunk_rows=rows, y_dtype=y_dtype,
+                       feature_names=[f"x{i}" for i in range(n_features)], attrs=attrs, codec=codec) as w:
+        args = [(str(w.tmp_path), i, min(rows, n_samples - i * rows), rows, fn, seed, per_chunk(i))
+                for i in range(n_chunks)]
+        if client is not None:
+            futures = client.map(_make_chunk_task, *zip(*args), pure=False)
+            if progress:
+                from distributed import progress as dprogress
+
+                dprogress(futures)
+            results = client.gather(futures)
+        else:
+            it = args
+            if progress:
+                from tqdm.auto import tqdm
+
+                it = tqdm(args, desc=f"generate {Path(path).name}", unit="chunk")
+            results = [_make_chunk_task(*a) for a in it]
+        extra = sum(r[1] for r in results)
+        w.set_attrs(n_samples=n_samples)
+    return Path(path), extra
+
+
+def make_regression(path: str | os.PathLike, n_samples: int, n_features: int, *, chunk_rows: int | None = None,
+                    noise: float = 1.0, intercept: float = 3.0, seed: int = 0, codec: str | None = None,
+                    client: Any = None, progress: bool = False) -> Path:
+    """Linear data with planted coefficients (attrs ``coef``, ``intercept``, ``noise``)."""
+    coef = np.round(np.random.default_rng(seed).uniform(-5, 5, n_features), 3)
+    attrs = {"generator": "regression", "seed": seed, "coef": coef.tolist(), "intercept": intercept,
+             "noise": noise}
+    return _generate(path, n_samples, n_features, regression_chunk, seed,
+                     {"coef": coef, "intercept": intercept, "noise": noise}, y_dtype=np.float64, attrs=attrs,
+                     chunk_rows=chunk_rows, codec=codec, client=client, progress=progress)[0]
+
+
+def make_logistic(path: str | os.PathLike, n_samples: int, n_features: int, *, chunk_rows: int | None = None,
+                  signal: float = 4.0, intercept: float = 0.5, seed: int = 0, codec: str | None = None,
+                  client: Any = None, progress: bool = False) -> Path:
+    """Binary labels from planted logistic weights of norm ``signal`` (attrs ``coef``, ``intercept``,
+    ``bayes_accuracy`` — the accuracy of the planted model on these very rows, in expectation)."""
+    w = np.random.default_rng(seed).standard_normal(n_features)
+    coef = signal * w / np.linalg.norm(w)
+    attrs = {"generator": "logistic", "seed": seed, "coef": coef.tolist(), "intercept": intercept}
+    out, total = _generate(path, n_samples, n_features, logistic_chunk, seed,
+                           {"coef": coef, "intercept": intercept}, y_dtype=np.float64, attrs=attrs,
+                           chunk_rows=chunk_rows, codec=codec, client=client, progress=progress)
+    import zarr
+
+    zarr.open_group(str(out), mode="r+").attrs["bayes_accuracy"] = total / n_samples
+    return out
+
+
+def make_mixture(path: str | os.PathLike, n_samples: int, n_features: int, n_clusters: int, *,
+                 chunk_rows: int | None = None, cluster_std: float = 1.0, center_std: float = 3.0,
+                 seed: int = 0, codec: str | None = None, client: Any = None, progress: bool = False) -> Path:
+    """Gaussian clusters with integer labels ``y`` (attrs ``centers``)."""
+    if n_clusters < 1:
+        raise ValueError(f"n_clusters must be >= 1; got {n_clusters}")
+    centers = np.random.default_rng(seed).normal(0.0, center_std, (n_clusters, n_features))
+    attrs = {"generator": "mixture", "seed": seed, "centers": centers.tolist(), "cluster_std": cluster_std}
+    return _generate(path, n_samples, n_features, mixture_chunk, seed,
+                     {"centers": centers, "cluster_std": cluster_std}, y_dtype=np.int64, attrs=attrs,
+                     chunk_rows=chunk_rows, codec=codec, client=client, progress=progress)[0]
+
+
+def make_drift(path: str | os.PathLike, n_samples: int, n_features: int, *, kind: str = "abrupt",
+               change_at: int | None = None, width: int | None = None, signal: float = 4.0,
+               chunk_rows: int | None = None, seed: int = 0, codec: str | None = None, client: Any = None,
+               progress: bool = False) -> Path:
+    """A logistic stream whose planted weights change at ``change_at`` (attrs ``coef_before``,
+    ``coef_after``, ``change_at``, ``width``, ``kind``)."""
+    if kind not in ("abrupt", "gradual"):
+        raise ValueError(f"kind must be 'abrupt' or 'gradual'; got {kind!r}")
+    change_at = n_samples // 2 if change_at is None else int(change_at)
+    width = max(1, n_samples // 20) if width is None else int(width)
+    rng = np.random.default_rng(seed)
+    before, after = rng.standard_normal((2, n_features))
+    before, after = signal * before / np.linalg.norm(before), signal * after / np.linalg.norm(after)
+    rows = int(chunk_rows or chunk_rows_for(n_features))
+    attrs = {"generator": "drift", "seed": seed, "kind": kind, "coef_before": before.tolist(),
+             "coef_after": after.tolist(), "change_at": change_at, "width": width}
+    kwargs = {"coef_before": before, "coef_after": after, "change_at": change_at, "width": width, "kind": kind}
+    return _generate(path, n_samples, n_features, drift_chunk, seed,
+                     lambda i: {**kwargs, "start": i * rows}, y_dtype=np.float64, attrs=attrs,
+                     chunk_rows=rows, codec=codec, client=client, progress=progress)[0]
+
+
+GENERATORS: dict[str, Callable[..., Path]] = {
+    "regression": make_regression,
+    "logistic": make_logistic,
+    "mixture": make_mixture,
+    "drift": make_drift,
+}

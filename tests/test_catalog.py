@@ -1,0 +1,77 @@
+"""The data catalog: named datasets, generated on first use, checked when opened."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import scaleml_dask as sm
+from scaleml_dask.catalog import CatalogError, describe, load_catalog
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    path = tmp_path / "cat.yaml"
+    path.write_text(
+        "datasets:\n"
+        "  small-reg:\n"
+        "    path: data/small-reg.zarr\n"
+        "    description: tiny regression\n"
+        "    generator: {name: regression, n_samples: 1000, n_features: 3, chunk_rows: 300, noise: 0.0,"
+        " seed: 5}\n"
+        "  nowhere:\n"
+        "    path: data/nowhere.zarr\n")
+    return path
+
+
+def test_generated_on_first_use_and_known_truth(catalog, tmp_path):
+    assert sm.list_datasets(catalog) == ["nowhere", "small-reg"]
+    assert not (tmp_path / "data" / "small-reg.zarr").exists()
+    ds = sm.open_dataset("small-reg", catalog=catalog)
+    assert (tmp_path / "data" / "small-reg.zarr").is_dir()
+    assert ds["X"].dims == ("sample", "feature") and ds["y"].dims == ("sample",)
+    assert ds["X"].data.chunks == ((300, 300, 300, 100), (3,))
+    X, y = ds["X"].values, ds["y"].values
+    coef = np.asarray(ds.attrs["coef"])
+    np.testing.assert_allclose(y, X @ coef + ds.attrs["intercept"], atol=1e-12)
+    assert ds.attrs["feature_names"] == ["x0", "x1", "x2"]
+    info = describe("small-reg", catalog=catalog)
+    assert info["n_samples"] == 1000 and info["n_chunks"] == 4 and info["codec"] == "blosc-lz4"
+
+
+def test_unknown_name_lists_known(catalog):
+    with pytest.raises(CatalogError, match="unknown dataset 'nope'.*Known datasets: nowhere, small-reg"):
+        sm.open_dataset("nope", catalog=catalog)
+    with pytest.raises(CatalogError, match="'nowhere'.*does not exist and has no generator"):
+        sm.open_dataset("nowhere", catalog=catalog)
+
+
+def test_bad_catalog_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets:\n  a: {description: x}\n")
+    with pytest.raises(CatalogError, match="dataset 'a' needs a 'path'"):
+        load_catalog(bad)
+    bad.write_text("datasets:\n  a: {path: a.zarr, generator: {name: wavelets}}\n")
+    with pytest.raises(CatalogError, match="generator 'wavelets'.*known generators"):
+        load_catalog(bad)
+
+
+def _write(path, **variables):
+    xr.Dataset(variables).to_zarr(path, mode="w", consolidated=False)
+
+
+def test_variables_checked_with_dataset_and_variable_named(tmp_path):
+    X = np.zeros((4, 2))
+    _write(tmp_path / "noX.zarr", Z=(("sample", "feature"), X))
+    with pytest.raises(ValueError, match=r"noX.zarr' has no variable 'X'"):
+        sm.open_dataset(tmp_path / "noX.zarr")
+    _write(tmp_path / "dims.zarr", X=(("row", "col"), X))
+    with pytest.raises(ValueError, match=r"dims.zarr': variable 'X' has dims \('row', 'col'\)"):
+        sm.open_dataset(tmp_path / "dims.zarr")
+    g = zarr.open_group(str(tmp_path / "str.zarr"), mode="w")
+    g.create_array("X", shape=(4, 2), dtype="f8", dimension_names=("sample", "feature"))
+    g.create_array("y", shape=(4,), dtype=np.dtypes.StringDType(), dimension_names=("sample",))
+    with pytest.raises(ValueError, match=r"str.zarr': variable 'y' has non-numeric dtype"):
+        sm.open_dataset(tmp_path / "str.zarr")

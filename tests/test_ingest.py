@@ -1,0 +1,133 @@
+"""Ingestion: CSV / CSV.gz / Parquet / .npy -> zarr, bounded memory, located errors, atomic writes."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+import scaleml_dask as sm
+from scaleml_dask.ingest import IngestError, ingest
+
+
+@pytest.fixture
+def table(rng):
+    n = 2_345
+    cols = {f"f{i}": rng.standard_normal(n) for i in range(3)}
+    cols["price"] = rng.standard_normal(n)
+    return pa.table(cols)
+
+
+def _check(dest, table, chunk_rows):
+    ds = sm.open_dataset(dest)
+    X = np.column_stack([table.column(f"f{i}").to_numpy() for i in range(3)])
+    np.testing.assert_array_equal(ds["X"].values, X)
+    np.testing.assert_array_equal(ds["y"].values, table.column("price").to_numpy())
+    assert ds.attrs["feature_names"] == ["f0", "f1", "f2"]
+    assert ds["X"].data.chunks[0][0] == chunk_rows and ds["X"].data.chunks[1] == (3,)
+
+
+@pytest.mark.parametrize("kind", ["csv", "csv.gz", "parquet"])
+def test_round_trip_exact(tmp_path, table, kind):
+    src = tmp_path / f"data.{kind}"
+    if kind == "parquet":
+        pq.write_table(table, src)
+    else:
+        with (gzip.open(src, "wb") if kind.endswith("gz") else open(src, "wb")) as f:
+            pcsv.write_csv(table, f)
+    ingest(src, tmp_path / "out.zarr", target="price", chunk_rows=500)
+    _check(tmp_path / "out.zarr", table, 500)
+
+
+def test_npy_with_target_column(tmp_path, rng):
+    A = rng.standard_normal((1_001, 5))
+    np.save(tmp_path / "a.npy", A)
+    ingest(tmp_path / "a.npy", tmp_path / "a.zarr", target=4, chunk_rows=128)
+    ds = sm.open_dataset(tmp_path / "a.zarr")
+    np.testing.assert_array_equal(ds["X"].values, A[:, :4])
+    np.testing.assert_array_equal(ds["y"].values, A[:, 4])
+    assert ds.attrs["feature_names"] == ["x0", "x1", "x2", "x3"]
+
+
+def test_default_chunks_near_64mb(tmp_path, rng):
+    np.save(tmp_path / "w.npy", rng.standard_normal((10, 1000)))
+    ingest(tmp_path / "w.npy", tmp_path / "w.zarr")
+    import zarr
+
+    assert zarr.open_group(str(tmp_path / "w.zarr"), mode="r")["X"].chunks == (8388, 1000)
+
+
+def test_malformed_row_names_line_and_column(tmp_path):
+    src = tmp_path / "bad.csv"
+    src.write_text("a,b,y\n1,2,3\n4,5,6\n7,8\n")
+    with pytest.raises(IngestError, match=r"bad.csv: line 4 has 2 fields, expected 3 \(first differing column: 3\)"):
+        ingest(src, tmp_path / "o.zarr", target="y")
+    src.write_text("a,b,y\n1,2,3\n4,oops,6\n7,8,9\n")
+    with pytest.raises(IngestError, match=r"line 3, column 'b': 'oops' is not a number"):
+        ingest(src, tmp_path / "o.zarr", target="y")
+
+
+def test_non_numeric_column_named(tmp_path):
+    src = tmp_path / "city.csv"
+    src.write_text("a,city,y\n1,Paris,3\n4,Oslo,6\n")
+    with pytest.raises(IngestError, match=r"column 'city' is not numeric \(e.g. 'Paris' on line 2\)"):
+        ingest(src, tmp_path / "o.zarr", target="y")
+    ingest(src, tmp_path / "o.zarr", target="y", drop=["city"])
+    np.testing.assert_array_equal(sm.open_dataset(tmp_path / "o.zarr")["X"].values, [[1.0], [4.0]])
+    with pytest.raises(IngestError, match=r"no column 'price'"):
+        ingest(src, tmp_path / "o.zarr", target="price")
+
+
+def test_failed_ingest_leaves_existing_store_intact(tmp_path, table):
+    good = tmp_path / "good.csv"
+    pcsv.write_csv(table, good)
+    dest = tmp_path / "dest.zarr"
+    ingest(good, dest, target="price", chunk_rows=500)
+    bad = tmp_path / "bad.csv"
+    lines = good.read_text().splitlines()
+    lines[2000] = "1,2,3"  # a short row far into the file, after several chunks were written
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(IngestError, match="line 2001 has 3 fields"):
+        ingest(bad, dest, target="price", chunk_rows=500)
+    _check(dest, table, 500)  # the previous store is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "dest.zarr", "good.csv"]  # no leftovers
+    with pytest.raises(IngestError):
+        ingest(bad, tmp_path / "new.zarr", target="price")
+    assert not (tmp_path / "new.zarr").exists()
+
+
+def test_peak_memory_does_not_grow_with_file_size(tmp_path):
+    """A CSV of ~23 chunks (216 MB of text) is ingested with RSS growth of a few chunks only.
+
+    Run in a fresh process; a 3-chunk warm-up ingest first sets up the one-off buffers (parser, codec
+    threads) so that what is measured is what grows with the file.
+    """
+    rows, chunk_rows, d = 1_000_000, 50_000, 10
+    rng = np.random.default_rng(0)
+    cols = {f"f{i}": rng.standard_normal(rows) for i in range(d)} | {"y": rng.standard_normal(rows)}
+    pcsv.write_csv(pa.table(cols), tmp_path / "big.csv")
+    pcsv.write_csv(pa.table({k: v[:150_000] for k, v in cols.items()}), tmp_path / "warm.csv")
+    del cols
+    chunk_bytes = chunk_rows * (d + 1) * 8
+    script = textwrap.dedent(f"""
+        import resource
+        from scaleml_dask.ingest import ingest
+        ingest({str(tmp_path / 'warm.csv')!r}, {str(tmp_path / 'warm.zarr')!r}, target="y", chunk_rows={chunk_rows})
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        ingest({str(tmp_path / 'big.csv')!r}, {str(tmp_path / 'big.zarr')!r}, target="y", chunk_rows={chunk_rows})
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    growth = int(out.stdout.strip().splitlines()[-1])
+    file_bytes = (tmp_path / "big.csv").stat().st_size
+    assert file_bytes > 20 * chunk_bytes
+    assert growth < 8 * chunk_bytes, f"RSS grew {growth / 2**20:.1f} MiB for {chunk_bytes / 2**20:.1f} MiB chunks"
+    ds = sm.open_dataset(tmp_path / "big.zarr")
+    assert ds["X"].shape == (rows, d) and len(ds["X"].data.chunks[0]) == 20

@@ -1,31 +1,34 @@
-# Each target creates .venv if missing and installs what it needs.
+# `make demo` and `make test` each create .venv if missing and install what they need.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HASH := $(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: demo test bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e ".[dev,tsne,serve,k8s,bench]"
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+$(VENV)/.demo-$(HASH): $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[tsne]"
+	touch $@
 
-demo: $(STAMP)
+$(VENV)/.test-$(HASH): $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev,tsne,serve,k8s,bench]"
+	touch $@ $(VENV)/.demo-$(HASH)
+
+demo: $(VENV)/.demo-$(HASH)
 	$(BIN)/scaleml demo
 
-test: $(STAMP)
+test: $(VENV)/.test-$(HASH)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+bench: $(VENV)/.test-$(HASH)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
-lint: $(STAMP)
+lint: $(VENV)/.test-$(HASH)
 	$(BIN)/ruff check .
 
 clean:

@@ -109,17 +109,18 @@ def materialize(entry: Entry, *, client: Any = None, progress: bool = False) -> 
 
 
 def open_dataset(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike | None = None,
-                 client: Any = None) -> xr.Dataset:
+                 client: Any = None, progress: bool = False) -> xr.Dataset:
     """Open a catalog dataset (by name) or a zarr store (by path) as an ``xarray.Dataset`` over dask.
 
     ``X`` has dims ``(sample, feature)`` and ``y`` (optional) dims ``(sample,)``; both numeric. A
-    catalog entry with a generator is materialised first (on ``client`` if given).
+    catalog entry with a generator is materialised first (on ``client`` if given, with a progress bar if
+    ``progress``).
     """
     key = str(name_or_path)
     entries = load_catalog(catalog) if _has_catalog(catalog) else {}
     if key in entries:
         entry = entries[key]
-        path = str(materialize(entry, client=client)) if "://" not in entry.path else entry.path
+        path = str(materialize(entry, client=client, progress=progress)) if "://" not in entry.path else entry.path
         label = entry.name
     elif "://" in key or Path(key).exists():
         path, label = key, key

@@ -27,10 +27,43 @@ def test_local_cluster_processes_and_dashboard(capsys):
         client.cluster.close()
 
 
-def test_join_existing_scheduler(client):
-    with connect(client.scheduler.address, quiet=True) as other:
-        assert set(other.scheduler_info()["workers"]) == set(client.scheduler_info()["workers"])
-        assert other.submit(pow, 2, 10).result() == 1024
+def test_join_existing_scheduler_started_by_the_dask_cli(tmp_path):
+    """`dask scheduler` and `dask worker` processes on 127.0.0.1, as on a shared cluster."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dask = str(Path(sys.executable).with_name("dask"))
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", "127.0.0.1:0"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        procs.append(subprocess.Popen([dask, "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                                       "--no-dashboard"], cwd=tmp_path,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.time() + 60
+        while True:
+            try:
+                other = connect(address, quiet=True)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        with other:
+            other.wait_for_workers(1, timeout=60)
+            assert list(other.scheduler_info()["workers"])[0].startswith("tcp://127.0.0.1:")
+            assert other.submit(pow, 2, 10).result() == 1024
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
 
 
 def test_kubernetes_spec_built_without_a_cluster():

@@ -38,7 +38,7 @@ def summarize(datasets: list[str], client, report) -> dict:
     rows, hists = [], []
     for name in datasets:
         t0 = time.perf_counter()
-        ds = sm.open_dataset(name, client=client)
+        ds = sm.open_dataset(name, client=client, progress=True)
         info = describe(name)
         y = ds["y"].data.astype(np.float64)
         lo, hi = dask.compute(y.min(), y.max())

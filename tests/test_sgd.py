@@ -1,0 +1,250 @@
+"""Distributed SGD: accuracy against scikit-learn, planted coefficients, reproducibility, compression,
+checkpoint / resume across a killed process, a worker killed mid-fit, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import dask.array as da
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from scaleml_dask.checkpoint import CheckpointMismatchError
+from scaleml_dask.ingest import logistic_chunk, mixture_chunk, regression_chunk
+from scaleml_dask.sgd import SGDClassifier, SGDRegressor
+
+COEF = np.array([1.5, -2.0, 0.5, 1.0, -1.0, 2.5, 0.0, -0.5])
+
+
+def _logistic(rows: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    return logistic_chunk(7, index, rows, coef=COEF, intercept=0.5)
+
+
+@pytest.fixture(scope="module")
+def logistic_data():
+    X, y = _logistic(24_000, 0)
+    Xt, yt = _logistic(20_000, 1)
+    ref = LogisticRegression().fit(X, y).score(Xt, yt)
+    return da.from_array(X, chunks=(6_000, 8)), da.from_array(y, chunks=6_000), Xt, yt, ref
+
+
+MODE_ARGS = {"sync": {"epochs": 3, "batch_size": 1000, "eta0": 0.2},  # big averaged batches: larger steps
+             "local": {"rounds": 3, "batch_size": 100, "eta0": 0.02},
+             "async": {"epochs": 3, "batch_size": 150, "eta0": 0.05}}
+
+
+@pytest.mark.parametrize("mode", ["sync", "local", "async"])
+def test_modes_reach_sklearn_accuracy(client, logistic_data, mode):
+    dX, dy, Xt, yt, ref = logistic_data
+    m = SGDClassifier(mode=mode, **MODE_ARGS[mode]).fit(dX, dy)
+    assert abs(m.score(Xt, yt) - ref) <= 0.005
+    curve = m.loss_curve_
+    assert curve.shape[1] == 4 and len(curve) >= 3
+    assert np.all(np.diff(curve[:, 0]) >= 0) and np.all(np.diff(curve[:, 1]) > 0)
+    assert np.all(np.diff(curve[:, 2]) > 0)
+    assert curve[-1, 3] < 0.5 * curve[0, 3]  # held-out loss well below log(2) of the zero model
+    assert curve[-1, 1] == m.samples_seen_ and curve[-1, 2] == m.bytes_exchanged_
+    held_out = round(24_000 * 0.01)
+    assert abs(m.samples_seen_ / (m.n_iter_ * (24_000 - held_out)) - 1) < 0.05
+    if mode == "async":
+        assert 0 <= m.staleness_["max"] <= m.max_staleness
+        assert sum(m.staleness_["histogram"]) == m.n_rounds_
+
+
+def test_sync_bytes_are_counted_exactly(client, logistic_data):
+    dX, dy, *_ = logistic_data
+    m = SGDClassifier(mode="sync", epochs=1, batch_size=1000).fit(dX, dy)
+    # 4 blocks of ~5940 training rows -> 6 steps, each: 9 float64 weights out and a gradient back per block
+    assert m.n_rounds_ == 6
+    assert m.bytes_exchanged_ == 6 * 4 * 2 * 9 * 8
+
+
+def test_regressor_recovers_planted_coefficients(client):
+    coef = np.array([2.0, -1.0, 0.5, 3.0])
+    X, y = regression_chunk(3, 0, 20_000, coef=coef, intercept=-1.0, noise=0.5)
+    dX, dy = da.from_array(X, chunks=(5_000, 4)), da.from_array(y, chunks=5_000)
+    for mode in ("sync", "local"):
+        m = SGDRegressor(mode=mode, learning_rate="invscaling", eta0=0.5, power_t=0.5, alpha=0.0,
+                         batch_size=500, epochs=3).fit(dX, dy)
+        np.testing.assert_allclose(m.coef_, coef, atol=0.03)
+        assert abs(m.intercept_ + 1.0) < 0.03
+
+
+@pytest.mark.parametrize("mode", ["sync", "local"])
+def test_same_seed_same_weights(client, logistic_data, mode):
+    dX, dy, *_ = logistic_data
+    kw = {"mode": mode, "epochs": 2, "batch_size": 1500}
+    a = SGDClassifier(**kw).fit(dX, dy)
+    b = SGDClassifier(**kw).fit(dX, dy)
+    c = SGDClassifier(random_state=1, **kw).fit(dX, dy)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(a.intercept_, b.intercept_)
+    assert not np.array_equal(a.coef_, c.coef_)
+
+
+def test_multiclass_one_vs_rest_and_hinge(client):
+    centers = np.array([[0.0, 2.0, 0.0], [2.0, -1.0, 0.0], [-2.0, -1.0, 1.0]])
+    X, y = mixture_chunk(5, 0, 12_000, centers=centers, cluster_std=1.0)
+    Xt, yt = mixture_chunk(5, 1, 6_000, centers=centers, cluster_std=1.0)
+    ref = LogisticRegression().fit(X, y).score(Xt, yt)
+    m = SGDClassifier(mode="local", rounds=3, batch_size=100, eta0=0.02).fit(X, y + 10)
+    assert m.classes_.tolist() == [10, 11, 12] and m.coef_.shape == (3, 3)
+    assert abs(m.score(Xt, yt + 10) - ref) < 0.01
+    P = m.predict_proba(Xt)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    assert np.mean(m.classes_[P.argmax(axis=1)] == m.predict(Xt)) == 1.0
+    Xb, yb = _logistic(12_000, 2)
+    Xbt, ybt = _logistic(10_000, 3)
+    h = SGDClassifier(mode="local", loss="hinge", rounds=3, batch_size=100, eta0=0.02).fit(Xb, yb)
+    assert abs(h.score(Xbt, ybt) - LogisticRegression().fit(Xb, yb).score(Xbt, ybt)) < 0.01
+    with pytest.raises(AttributeError, match="hinge"):
+        h.predict_proba(Xbt)
+
+
+def test_predict_on_dask_input_stays_lazy(client, logistic_data):
+    dX, dy, Xt, yt, _ = logistic_data
+    m = SGDClassifier(mode="local", rounds=1, batch_size=200).fit(dX, dy)
+    lazy = m.predict(da.from_array(Xt, chunks=(5_000, 8)))
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(lazy.compute(), m.predict(Xt))
+    proba = m.predict_proba(da.from_array(Xt, chunks=(5_000, 8))).compute()
+    np.testing.assert_allclose(proba, m.predict_proba(Xt))
+
+
+@pytest.mark.parametrize("compress", ["float16", "topk"])
+def test_compression_saves_bytes_and_keeps_accuracy(client, logistic_data, compress):
+    dX, dy, Xt, yt, ref = logistic_data
+    kw = {"mode": "sync", **MODE_ARGS["sync"]}
+    plain = SGDClassifier(**kw).fit(dX, dy)
+    packed = SGDClassifier(compress=compress, topk_fraction=0.25, **kw).fit(dX, dy)
+    back_plain = plain.bytes_exchanged_ / 2  # half is weights out, half gradients back
+    back = packed.bytes_exchanged_ - back_plain
+    expected = back_plain / 4 if compress == "float16" else back_plain * (3 * 8) / (9 * 8)  # 3 of 9: int32+f32
+    assert back == pytest.approx(expected)
+    assert abs(packed.score(Xt, yt) - ref) <= 0.01
+
+
+def test_partial_fit_continues_on_new_blocks(client):
+    X1, y1 = _logistic(8_000, 10)
+    X2, y2 = _logistic(8_000, 11)
+    Xt, yt = _logistic(10_000, 12)
+    m = SGDClassifier(mode="sync", batch_size=1000, eta0=0.2)
+    with pytest.raises(ValueError, match="classes must be given"):
+        m.partial_fit(X1, y1)
+    m.partial_fit(X1, y1, classes=[0.0, 1.0])
+    first = (m.coef_.copy(), m.samples_seen_, len(m.loss_curve_))
+    m.partial_fit(da.from_array(X2, chunks=(4_000, 8)), da.from_array(y2, chunks=4_000))
+    assert m.n_iter_ == 2 and m.samples_seen_ > first[1] and len(m.loss_curve_) > first[2]
+    assert not np.array_equal(m.coef_, first[0])
+    ref = LogisticRegression().fit(np.vstack([X1, X2]), np.concatenate([y1, y2])).score(Xt, yt)
+    assert m.score(Xt, yt) > ref - 0.01
+    with pytest.raises(ValueError, match="differ from the classes"):
+        m.partial_fit(X2, y2, classes=[0, 1, 2])
+
+
+def test_bad_input_gives_clear_errors(client):
+    X, y = _logistic(2_000, 20)
+    with pytest.raises(ValueError, match=r"labels \[2\.0, 5\.0\] that are not among the classes \[0\.0, 1\.0\]"):
+        y_bad = y.copy()
+        y_bad[[3, 300]] = [5.0, 2.0]
+        SGDClassifier(mode="sync", epochs=1, classes=[0.0, 1.0]).fit(
+            da.from_array(X, chunks=(500, 8)), da.from_array(y_bad, chunks=500))
+    with pytest.raises(ValueError, match=r"single class \[1\.0\]"):
+        SGDClassifier(mode="local", epochs=1).fit(X, np.ones(len(y)))
+    with pytest.raises(ValueError, match="at least two"):
+        SGDClassifier(mode="local", epochs=1, classes=[1]).fit(X, y)
+    X_nan = X.copy()
+    X_nan[1234, 3] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN in chunk 2 .*row 1234, column 3"):
+        SGDClassifier(mode="sync", epochs=1, batch_size=500).fit(da.from_array(X_nan, chunks=(500, 8)),
+                                                 da.from_array(y, chunks=500))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        SGDClassifier(mode="gossip").fit(X, y)
+    with pytest.raises(ValueError, match="X has 3 features"):
+        SGDClassifier(mode="local", epochs=1).fit(X, y).predict(X[:, :3])
+
+
+def test_resume_after_stop_gives_same_weights_and_other_config_is_refused(client, logistic_data, tmp_path):
+    dX, dy, *_ = logistic_data
+    kw = {"mode": "local", "rounds": 4, "batch_size": 300, "checkpoint_dir": str(tmp_path / "ck")}
+    full = SGDClassifier(**{**kw, "checkpoint_dir": None}).fit(dX, dy)
+    stopped = SGDClassifier(**kw, callback=lambda info: info["epoch"] == 2).fit(dX, dy)
+    assert stopped.n_iter_ == 2
+    seen = []
+    resumed = SGDClassifier(**kw, callback=lambda info: seen.append(info["epoch"])).fit(dX, dy)
+    assert seen == [3, 4]
+    np.testing.assert_array_equal(resumed.coef_, full.coef_)
+    np.testing.assert_array_equal(resumed.intercept_, full.intercept_)
+    assert resumed.samples_seen_ == full.samples_seen_ and len(resumed.loss_curve_) == len(full.loss_curve_)
+    with pytest.raises(CheckpointMismatchError, match="rounds: 4 in the checkpoint vs 5 now"):
+        SGDClassifier(**{**kw, "rounds": 5}).fit(dX, dy)
+
+
+_RESUME_SCRIPT = """
+import sys, time, numpy as np, dask.array as da
+from distributed import Client
+from scaleml_dask.sgd import SGDClassifier
+from scaleml_dask.ingest import logistic_chunk
+
+def slow(info):
+    print("epoch", info["epoch"], flush=True)
+    time.sleep(0.5)
+
+if __name__ == "__main__":
+    X, y = logistic_chunk(7, 0, 24_000, coef=np.array({coef}), intercept=0.5)
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None):
+        m = SGDClassifier(mode="sync", epochs=4, batch_size=2000, checkpoint_dir=sys.argv[1], callback=slow)
+        m.fit(da.from_array(X, chunks=(6_000, 8)), da.from_array(y, chunks=6_000))
+    np.save(sys.argv[2], np.concatenate([m.coef_.ravel(), m.intercept_.ravel()]))
+"""
+
+
+def test_fit_resumes_after_the_process_is_killed(client, logistic_data, tmp_path):
+    dX, dy, *_ = logistic_data
+    script = tmp_path / "fit.py"
+    script.write_text(textwrap.dedent(_RESUME_SCRIPT.format(coef=COEF.tolist())))
+    ck, out = tmp_path / "ck", tmp_path / "w.npy"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(script), str(ck), str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(ck.glob("ckpt-*.npz")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    done = sorted(ck.glob("ckpt-*.npz"))
+    assert done and done[-1].name < "ckpt-00000004.npz"
+    second = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, timeout=120, check=True)
+    epochs = [int(line.split()[1]) for line in second.stdout.splitlines() if line.startswith("epoch")]
+    assert epochs and epochs[0] > 1 and epochs[-1] == 4  # resumed, not restarted
+    full = SGDClassifier(mode="sync", epochs=4, batch_size=2000).fit(dX, dy)
+    np.testing.assert_allclose(np.load(out), np.concatenate([full.coef_.ravel(), full.intercept_.ravel()]),
+                               rtol=1e-12, atol=1e-14)
+
+
+def test_fit_completes_when_a_worker_is_killed(logistic_data):
+    from distributed import Client, LocalCluster
+
+    dX, dy, Xt, yt, ref = logistic_data
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as c, c.as_current():
+        pids = list(c.run(os.getpid).values())
+        killed = []
+
+        def kill_one(info):
+            if info["epoch"] == 1:
+                threading.Timer(0.1, lambda: (os.kill(pids[0], signal.SIGKILL), killed.append(1))).start()
+
+        m = SGDClassifier(mode="sync", callback=kill_one, **MODE_ARGS["sync"]).fit(dX, dy)
+        assert killed and pids[0] not in c.run(os.getpid).values()
+    assert m.n_iter_ == 3
+    assert abs(m.score(Xt, yt) - ref) <= 0.01

@@ -1,14 +1,22 @@
-"""Pure numpy kernels of mini-batch SGD: losses and gradients, penalties, step-size rules, compression.
+"""Kernels of mini-batch SGD on numpy blocks: block layout and mini-batch plan, gradients, penalties,
+step-size rules (compiled with numba), and compression of what workers send.
 
 Parameters are one matrix ``W`` of shape ``(n_features + 1, n_outputs)``: the coefficients, then the
 intercept row. Targets ``T`` are ``(n, n_outputs)``: the value for squared loss, 0/1 indicators (one
 column per class, one-vs-rest; a single column for two classes) for logistic and hinge loss.
 Optimizer state is a dict of numpy arrays only, so that it can be checkpointed as it is.
 
+A block of ``n`` rows holds out one seeded contiguous range of rows (:func:`holdout_range`); the other
+``n_train`` rows, read as a ring that starts just after it, are the training rows. An epoch cuts the ring,
+rotated by a seeded offset, into contiguous mini-batches of ``batch_size`` rows and visits them in a
+seeded order (:func:`epoch_plan`): every mini-batch is a sequential read, and the batches differ from
+epoch to epoch. Rows inside a block are assumed to be exchangeable (not sorted by target).
+
 >>> X = np.array([[1.0], [2.0]]); T = np.array([[1.0], [2.0]])
->>> loss, grad = loss_grad(np.zeros((2, 1)), X, T, "squared")
->>> float(loss), grad.ravel().tolist()
-(2.5, [-5.0, -3.0])
+>>> G, rows = batch_gradient(np.zeros((2, 1)), X, T, start=0, n_train=2, seed=0, block=0, batch_size=2,
+...                          step=0, loss="squared", fit_intercept=True)
+>>> G.ravel().tolist(), rows  # mean of (x * (0 - t), 0 - t)
+([-2.5, -1.5], 2)
 """
 
 from __future__ import annotations
@@ -19,24 +27,26 @@ from typing import Any
 
 import numba
 import numpy as np
-from scipy.special import expit
 
-LOSSES = ("squared", "log_loss", "hinge")
 PENALTIES = ("l2", "l1", None)
 SCHEDULES = ("constant", "invscaling", "adagrad", "adam")
 COMPRESSIONS = (None, "float16", "topk")
 _EPS = 1e-8
+_LOSS_CODE = {"squared": 0, "log_loss": 1, "hinge": 2}
+_PENALTY_CODE = {None: 0, "l2": 1, "l1": 2}
+_SCHEDULE_CODE = {name: i for i, name in enumerate(SCHEDULES)}
+_NONE = np.zeros((0, 0))  # stands for an optimizer moment the schedule does not use
 
 
 # ------------------------------------------------------------------------------------------------------
-# Targets, losses, gradients
+# Targets and losses (numpy: prediction and held-out loss)
 # ------------------------------------------------------------------------------------------------------
 
 
 def unknown_labels(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Labels of ``y`` that are not in the sorted array ``classes``."""
-    labels = np.unique(y)
-    return labels[~np.isin(labels, classes)]
+    """Labels of ``y`` that are not in the sorted array ``classes`` (no sort of ``y``: a block is long)."""
+    idx = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
+    return np.unique(y[classes[idx] != y])
 
 
 def encode_targets(y: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
@@ -54,47 +64,155 @@ def decision(W: np.ndarray, X: np.ndarray) -> np.ndarray:
     return X @ W[:-1] + W[-1]
 
 
-def _pointwise(Z: np.ndarray, T: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample loss and its derivative with respect to the score."""
-    if loss == "squared":
-        R = Z - T
-        return 0.5 * R * R, R
-    if loss == "log_loss":
-        return np.logaddexp(0.0, Z) - T * Z, expit(Z) - T
-    S = 2.0 * T - 1.0  # hinge on labels in {-1, +1}
-    margin = 1.0 - S * Z
-    active = margin > 0
-    return np.where(active, margin, 0.0), np.where(active, -S, 0.0)
-
-
-def loss_grad(W: np.ndarray, X: np.ndarray, T: np.ndarray, loss: str) -> tuple[float, np.ndarray]:
-    """Sum over the rows of the loss, and of its gradient with respect to ``W`` (same shape as ``W``)."""
-    L, D = _pointwise(decision(W, X), T, loss)
-    G = np.empty_like(W)
-    G[:-1] = X.T @ D
-    G[-1] = D.sum(axis=0)
-    return float(L.sum()), G
-
-
 def mean_loss(W: np.ndarray, X: np.ndarray, T: np.ndarray, loss: str) -> float:
     """Mean per-sample loss (no penalty); NaN for an empty set."""
     if len(X) == 0:
         return math.nan
-    L, _ = _pointwise(decision(W, X), T, loss)
+    Z = decision(W, X)
+    if loss == "squared":
+        L = 0.5 * (Z - T) ** 2
+    elif loss == "log_loss":
+        L = np.logaddexp(0.0, Z) - T * Z
+    else:  # hinge on labels in {-1, +1}
+        L = np.maximum(1.0 - (2.0 * T - 1.0) * Z, 0.0)
     return float(L.sum() / len(X))
 
 
-def add_penalty(G: np.ndarray, W: np.ndarray, penalty: str | None, alpha: float) -> None:
-    """Add the gradient (L2) or subgradient (L1) of ``alpha * penalty(coef)`` to ``G``; not the intercept."""
-    if penalty == "l2":
-        G[:-1] += alpha * W[:-1]
-    elif penalty == "l1":
-        G[:-1] += alpha * np.sign(W[:-1])
+# ------------------------------------------------------------------------------------------------------
+# Block layout and mini-batch plan
+# ------------------------------------------------------------------------------------------------------
+
+
+def holdout_range(seed: int, block: int, n: int, fraction: float) -> tuple[int, int]:
+    """Seeded contiguous range ``[lo, hi)`` of the ``n`` rows of ``block`` held out for validation
+    (``round(fraction * n)`` rows); the training rows are the ring of the others, starting at ``hi % n``."""
+    n_val = round(fraction * n) if fraction > 0 else 0
+    lo = int(np.random.default_rng([seed, 0x5EED, block]).integers(0, n - n_val + 1))
+    return lo, lo + n_val
+
+
+def n_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+@lru_cache(maxsize=64)
+def epoch_plan(seed: int, block: int, n_train: int, batch_size: int) -> tuple[int, np.ndarray]:
+    """Seeded rotation of the training ring and order of its mini-batches in the epoch with seed ``seed``
+    (cached, read-only): mini-batch ``step`` is ring rows ``order[step] * batch_size + offset`` onwards."""
+    rng = np.random.default_rng([seed, block])
+    offset = int(rng.integers(0, max(n_train, 1)))
+    order = rng.permutation(n_batches(n_train, batch_size)).astype(np.int64)
+    order.flags.writeable = False
+    return offset, order
 
 
 # ------------------------------------------------------------------------------------------------------
-# Step-size rules
+# Compiled gradient and update (weights transposed: one contiguous row of coefficients per output)
 # ------------------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _grad_batch(Wt, X, T, lo, hi, offset, start, n_train, loss_code, Gt):  # pragma: no cover - compiled
+    """Add the summed gradient of ring rows ``lo..hi-1`` (rotated by ``offset``) to ``Gt``; reads the
+    rows in place, sequentially."""
+    n, d = X.shape
+    for v in range(lo, hi):
+        i = v + offset
+        if i >= n_train:
+            i -= n_train
+        i += start
+        if i >= n:
+            i -= n
+        for c in range(Wt.shape[0]):
+            z = Wt[c, d]
+            for j in range(d):
+                z += X[i, j] * Wt[c, j]
+            t = T[i, c]
+            if loss_code == 0:
+                g = z - t
+            elif loss_code == 1:
+                if z > 0:
+                    g = 1.0 / (1.0 + math.exp(-z)) - t
+                else:
+                    e = math.exp(z)
+                    g = e / (1.0 + e) - t
+            else:
+                g = (1.0 - 2.0 * t) if (2.0 * t - 1.0) * z < 1.0 else 0.0
+            if g != 0.0:
+                for j in range(d):
+                    Gt[c, j] += g * X[i, j]
+                Gt[c, d] += g
+
+
+@numba.njit(cache=True, nogil=True)
+def _update(Wt, Gt, penalty_code, alpha, schedule_code, eta0, power_t, t, m, v, g2):  # pragma: no cover
+    """Add the penalty's (sub)gradient to ``Gt`` (not the intercept, the last column) and take step ``t``
+    of the schedule, in place."""
+    d = Wt.shape[1] - 1
+    b1, b2 = 0.9, 0.999
+    if schedule_code == 1:
+        rate = eta0 / t**power_t
+    elif schedule_code == 3:
+        rate = eta0 * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+    else:
+        rate = eta0
+    for c in range(Wt.shape[0]):
+        for j in range(d + 1):
+            g = Gt[c, j]
+            if j < d:
+                if penalty_code == 1:
+                    g += alpha * Wt[c, j]
+                elif penalty_code == 2:
+                    g += alpha * np.sign(Wt[c, j])
+            if schedule_code == 2:
+                g2[c, j] += g * g
+                g = g / (math.sqrt(g2[c, j]) + _EPS)
+            elif schedule_code == 3:
+                m[c, j] = b1 * m[c, j] + (1.0 - b1) * g
+                v[c, j] = b2 * v[c, j] + (1.0 - b2) * g * g
+                g = m[c, j] / (math.sqrt(v[c, j]) + _EPS)
+            Wt[c, j] -= rate * g
+
+
+@numba.njit(cache=True, nogil=True)
+def _local_kernel(Wt, X, T, start, n_train, offsets, orders, batch_size, loss_code, fit_intercept,
+                  penalty_code, alpha, schedule_code, eta0, power_t, t0, m, v, g2):  # pragma: no cover
+    """Epochs of plain SGD over a block: epoch ``e`` visits the mini-batches ``orders[e]`` of the ring
+    rotated by ``offsets[e]``; gradient, penalty and step per mini-batch, all in place."""
+    Gt = np.empty_like(Wt)
+    t = t0
+    for e in range(orders.shape[0]):
+        for b in range(orders.shape[1]):
+            lo = orders[e, b] * batch_size
+            hi = min(lo + batch_size, n_train)
+            Gt[:] = 0.0
+            _grad_batch(Wt, X, T, lo, hi, offsets[e], start, n_train, loss_code, Gt)
+            Gt /= hi - lo
+            if not fit_intercept:
+                Gt[:, -1] = 0.0
+            t += 1.0
+            _update(Wt, Gt, penalty_code, alpha, schedule_code, eta0, power_t, t, m, v, g2)
+
+
+def _transposed(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous float64 copy of ``a.T`` (always a copy: the kernels write into it)."""
+    return np.array(a.T, dtype=np.float64, order="C")
+
+
+def batch_gradient(W: np.ndarray, X: np.ndarray, T: np.ndarray, *, start: int, n_train: int, seed: int,
+                   block: int, batch_size: int, step: int, loss: str,
+                   fit_intercept: bool) -> tuple[np.ndarray, int]:
+    """Mean gradient (no penalty) of mini-batch ``step`` of the epoch with seed ``seed``, and its rows
+    (``X``, ``T`` C-contiguous float64; the training ring starts at row ``start``)."""
+    offset, order = epoch_plan(seed, block, n_train, batch_size)
+    lo = int(order[step]) * batch_size
+    hi = min(lo + batch_size, n_train)
+    Gt = np.zeros((W.shape[1], W.shape[0]))
+    _grad_batch(_transposed(W), X, T, lo, hi, offset, start, n_train, _LOSS_CODE[loss], Gt)
+    Gt /= hi - lo
+    if not fit_intercept:
+        Gt[:, -1] = 0.0
+    return Gt.T.copy(), hi - lo
 
 
 def init_optimizer(schedule: str, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -108,126 +226,44 @@ def init_optimizer(schedule: str, shape: tuple[int, ...]) -> dict[str, np.ndarra
     return state
 
 
-def optimizer_step(W: np.ndarray, G: np.ndarray, state: dict[str, np.ndarray], schedule: str, eta0: float,
-                   power_t: float) -> None:
-    """One update of ``W`` (in place) along the gradient ``G``; advances ``state`` in place."""
+def _moments(state: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The optimizer moments (m, v, g2), transposed like the weights, or placeholders."""
+    return [_transposed(state[k]) if k in state else _NONE for k in ("m", "v", "g2")]
+
+
+def _store_moments(state: dict[str, np.ndarray], moments: list[np.ndarray]) -> None:
+    for k, a in zip(("m", "v", "g2"), moments):
+        if k in state:
+            state[k] = a.T.copy()
+
+
+def apply_step(W: np.ndarray, G: np.ndarray, state: dict[str, np.ndarray], *, penalty: str | None,
+               alpha: float, schedule: str, eta0: float, power_t: float) -> np.ndarray:
+    """One update along the gradient ``G`` plus the penalty (sub)gradient ``alpha * d penalty(coef)``
+    (not the intercept) by the step-size rule (constant ``eta0``, ``eta0 / t**power_t``, AdaGrad or Adam);
+    returns the new weights and advances ``state`` in place."""
     state["t"] += 1.0
-    t = float(state["t"])
-    if schedule == "constant":
-        W -= eta0 * G
-    elif schedule == "invscaling":
-        W -= (eta0 / t**power_t) * G
-    elif schedule == "adagrad":
-        state["g2"] += G * G
-        W -= eta0 * G / (np.sqrt(state["g2"]) + _EPS)
-    else:  # adam
-        b1, b2 = 0.9, 0.999
-        state["m"] *= b1
-        state["m"] += (1 - b1) * G
-        state["v"] *= b2
-        state["v"] += (1 - b2) * G * G
-        step = eta0 * math.sqrt(1 - b2**t) / (1 - b1**t)
-        W -= step * state["m"] / (np.sqrt(state["v"]) + _EPS)
+    Wt, moments = _transposed(W), _moments(state)
+    _update(Wt, _transposed(G), _PENALTY_CODE[penalty], alpha, _SCHEDULE_CODE[schedule], eta0, power_t,
+            float(state["t"]), *moments)
+    _store_moments(state, moments)
+    return Wt.T.copy()
 
 
-# ------------------------------------------------------------------------------------------------------
-# Mini-batches
-# ------------------------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=32)
-def permutation(seed: int, block: int, n: int) -> np.ndarray:
-    """Seeded order of the ``n`` rows of ``block`` in the epoch with seed ``seed`` (cached, read-only)."""
-    perm = np.random.default_rng([seed, block]).permutation(n).astype(np.intp)
-    perm.flags.writeable = False
-    return perm
-
-
-def n_batches(n: int, batch_size: int) -> int:
-    return -(-n // batch_size)
-
-
-def batch_rows(seed: int, block: int, n: int, batch_size: int, step: int) -> np.ndarray:
-    """Row indices of mini-batch ``step`` of ``block`` in the epoch with seed ``seed``."""
-    return permutation(seed, block, n)[step * batch_size:(step + 1) * batch_size]
-
-
-def holdout_mask(seed: int, block: int, n: int, fraction: float) -> np.ndarray:
-    """Seeded boolean mask of the rows of ``block`` held out for validation."""
-    if fraction <= 0:
-        return np.zeros(n, dtype=bool)
-    return np.random.default_rng([seed, 0x5EED, block]).random(n) < fraction
-
-
-_LOSS_CODE = {"squared": 0, "log_loss": 1, "hinge": 2}
-
-
-@numba.njit(cache=True, nogil=True)
-def _grad_rows(W, X, T, rows, loss_code, G):  # pragma: no cover - compiled
-    """Fused ``loss_grad`` over the rows ``rows`` of the block (no gather copy); adds into ``G``."""
-    d, k = X.shape[1], W.shape[1]
-    lsum = 0.0
-    for r in range(rows.shape[0]):
-        i = rows[r]
-        for c in range(k):
-            z = W[d, c]
-            for j in range(d):
-                z += X[i, j] * W[j, c]
-            t = T[i, c]
-            if loss_code == 0:
-                g = z - t
-                lsum += 0.5 * g * g
-            elif loss_code == 1:
-                if z > 0:
-                    e = math.exp(-z)
-                    lsum += z + math.log1p(e) - t * z
-                    g = 1.0 / (1.0 + e) - t
-                else:
-                    e = math.exp(z)
-                    lsum += math.log1p(e) - t * z
-                    g = e / (1.0 + e) - t
-            else:
-                s = 2.0 * t - 1.0
-                margin = 1.0 - s * z
-                g = -s if margin > 0 else 0.0
-                lsum += max(margin, 0.0)
-            if g != 0.0:
-                for j in range(d):
-                    G[j, c] += g * X[i, j]
-                G[d, c] += g
-    return lsum
-
-
-def batch_gradient(W: np.ndarray, X: np.ndarray, T: np.ndarray, rows: np.ndarray, loss: str,
-                   fit_intercept: bool) -> tuple[np.ndarray, float]:
-    """Mean gradient (no penalty) and summed loss of the mini-batch ``rows`` (a compiled kernel that
-    reads the rows in place; ``X``, ``T`` C-contiguous float64)."""
-    G = np.zeros(W.shape)
-    lsum = _grad_rows(np.ascontiguousarray(W, dtype=np.float64), X, T, rows, _LOSS_CODE[loss], G)
-    G /= len(rows)
-    if not fit_intercept:
-        G[-1] = 0.0
-    return G, lsum
-
-
-def local_epochs(W: np.ndarray, X: np.ndarray, T: np.ndarray, train: np.ndarray, *, seeds: list[int],
+def local_epochs(W: np.ndarray, X: np.ndarray, T: np.ndarray, *, start: int, n_train: int, seeds: list[int],
                  block: int, batch_size: int, loss: str, penalty: str | None, alpha: float, fit_intercept: bool,
                  schedule: str, eta0: float, power_t: float, t0: float) -> tuple[np.ndarray, int]:
-    """Plain local SGD over the rows ``train`` of the block, one epoch per seed, from ``W`` (copied) with a
-    fresh optimizer whose step counter starts at ``t0``. Returns the new weights and the steps taken."""
-    W = W.copy()
-    state = init_optimizer(schedule, W.shape)
-    state["t"] += t0
-    steps = 0
-    n = len(train)
-    for seed in seeds:
-        for step in range(n_batches(n, batch_size)):
-            rows = train[batch_rows(seed, block, n, batch_size, step)]
-            G, _ = batch_gradient(W, X, T, rows, loss, fit_intercept)
-            add_penalty(G, W, penalty, alpha)
-            optimizer_step(W, G, state, schedule, eta0, power_t)
-            steps += 1
-    return W, steps
+    """Plain local SGD over the training ring of the block, one epoch per seed, from ``W`` with a fresh
+    optimizer whose step counter starts at ``t0``, in one compiled loop. Returns the new weights and the
+    steps taken."""
+    plans = [epoch_plan(seed, block, n_train, batch_size) for seed in seeds]
+    offsets = np.array([offset for offset, _ in plans], dtype=np.int64)
+    orders = np.stack([order for _, order in plans])
+    Wt = _transposed(W)
+    moments = _moments(init_optimizer(schedule, W.shape))
+    _local_kernel(Wt, X, T, start, n_train, offsets, orders, batch_size, _LOSS_CODE[loss], fit_intercept,
+                  _PENALTY_CODE[penalty], alpha, _SCHEDULE_CODE[schedule], eta0, power_t, t0, *moments)
+    return Wt.T.copy(), orders.size
 
 
 # ------------------------------------------------------------------------------------------------------

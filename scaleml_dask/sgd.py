@@ -5,8 +5,10 @@
   row-weighted average gradient updates the weights on the client.
 - ``mode="local"``: federated averaging. Each round every partition runs ``local_epochs`` of plain SGD
   over its block (``map_blocks``) starting from the current weights; the client averages the returned
-  weights (row-weighted). Few rounds, little traffic; the data are streamed (persisted only when there
-  is more than one round).
+  weights (row-weighted). Few rounds, little traffic. The data are streamed: a round is one pass that
+  reads every block once and trains on it in the same task (the held-out rows are taken in the first
+  round's tasks too), so data larger than the cluster's memory work; to keep the blocks in memory across
+  rounds, pass ``X.persist()``, ``y.persist()``.
 - ``mode="async"``: a parameter server (a ``distributed`` Actor) holds the weights and the optimizer.
   Each partition's task pulls the weights, computes the gradients of ``push_every`` mini-batches of its
   block, and pushes their mean; the server applies pushes as they arrive and rejects those more than
@@ -20,12 +22,14 @@ memory, what its messages failed to carry and adds it to the next one.
 Every mode records ``loss_curve_``, rows of (wall time s, samples seen, bytes exchanged, held-out loss).
 Bytes are those of the arrays the protocol sends: weights out, gradients / weight deltas / pushes back
 (their compressed size); the one-off collection of the held-out rows is not counted. The held-out loss
-is the mean training loss (no penalty) on a seeded ``validation_fraction`` of every block, which is then
-not trained on, or on ``validation_data=(X_val, y_val)`` passed to ``fit``.
+is the mean training loss (no penalty) on a seeded ``validation_fraction`` of every block (one contiguous
+range of rows), which is then not trained on, or on ``validation_data=(X_val, y_val)`` passed to ``fit``.
 
-Mini-batches are seeded: each epoch draws a seed from a generator seeded by ``random_state``, and the rows
-of every block are permuted by (epoch seed, block index). Same seed and chunking give the same weights
-in ``sync`` and ``local`` mode, on any number of workers. With ``checkpoint_dir``, weights, optimizer
+Mini-batches are seeded and contiguous: each epoch draws a seed from a generator seeded by
+``random_state``; by (epoch seed, block index) the training rows of every block are rotated and cut into
+contiguous mini-batches, visited in a shuffled order (see ``_sgd_kernels``), so every mini-batch is a
+sequential read. The held-out rows of a block are one seeded contiguous range. Same seed and chunking give
+the same weights in ``sync`` and ``local`` mode, on any number of workers. With ``checkpoint_dir``, weights, optimizer
 state, RNG state and progress are written atomically after every epoch (round); ``fit`` with the same
 directory and configuration resumes from the last one (a different configuration raises
 ``CheckpointMismatchError``).
@@ -84,14 +88,22 @@ class _Problem:
 
 @dataclass
 class _Part:
-    """One block held on a worker: its rows, targets, and which rows are trained on / held out
-    (index arrays, so that splitting copies nothing)."""
+    """One block held on a worker: its rows and targets, the held-out range ``[val_lo, val_hi)``, and the
+    training ring of ``n_train`` rows from row ``start`` (so that splitting copies nothing)."""
 
     index: int
     X: np.ndarray
     T: np.ndarray
-    train: np.ndarray
-    val: np.ndarray
+    val_lo: int
+    val_hi: int
+
+    @property
+    def n_train(self) -> int:
+        return len(self.X) - (self.val_hi - self.val_lo)
+
+    @property
+    def start(self) -> int:
+        return self.val_hi % len(self.X)
 
 
 _RESIDUALS: dict[tuple[str, int], np.ndarray] = {}  # error-feedback memory, per (fit, block), on each worker
@@ -126,19 +138,27 @@ def _split(X: np.ndarray, y: np.ndarray, index: int, row0: int, problem: _Proble
     y = np.asarray(y).ravel()
     _check_block(X, y, index, row0, problem.classes)
     T = K.encode_targets(y, problem.classes)
-    hold = K.holdout_mask(problem.seed, index, len(X), problem.validation_fraction)
-    return _Part(index, X, T, np.flatnonzero(~hold), np.flatnonzero(hold))
+    return _Part(index, X, T, *K.holdout_range(problem.seed, index, len(X), problem.validation_fraction))
+
+
+def _held_out(part: _Part) -> tuple[np.ndarray, np.ndarray]:
+    return part.X[part.val_lo:part.val_hi].copy(), part.T[part.val_lo:part.val_hi].copy()
 
 
 def _part_info(part: _Part) -> tuple[int, np.ndarray, np.ndarray]:
-    return len(part.train), part.X[part.val], part.T[part.val]
+    return part.n_train, *_held_out(part)
+
+
+def _gradient(part: _Part, W: np.ndarray, seed: int, step: int, problem: _Problem) -> tuple[np.ndarray, int]:
+    return K.batch_gradient(W, part.X, part.T, start=part.start, n_train=part.n_train, seed=seed,
+                            block=part.index, batch_size=problem.batch_size, step=step, loss=problem.loss,
+                            fit_intercept=problem.fit_intercept)
 
 
 def _sync_grad(part: _Part, W: np.ndarray, seed: int, step: int, problem: _Problem) -> tuple[Any, int]:
     """One mini-batch gradient of a persisted block (sync mode)."""
-    rows = part.train[K.batch_rows(seed, part.index, len(part.train), problem.batch_size, step)]
-    G, _ = K.batch_gradient(W, part.X, part.T, rows, problem.loss, problem.fit_intercept)
-    return _send(G, problem, part.index), len(rows)
+    G, rows = _gradient(part, W, seed, step, problem)
+    return _send(G, problem, part.index), rows
 
 
 def _local_block(X: np.ndarray, y: np.ndarray, W: np.ndarray, seeds: list[int], t0: float, problem: _Problem,
@@ -147,15 +167,21 @@ def _local_block(X: np.ndarray, y: np.ndarray, W: np.ndarray, seeds: list[int], 
     (message of the weight change, training rows, steps, held-out X, held-out T)."""
     index = block_info[0]["chunk-location"][0]
     part = _split(X, y, index, block_info[0]["array-location"][0][0], problem)
-    W_new, steps = K.local_epochs(W, part.X, part.T, part.train, seeds=seeds, block=index,
-                                  batch_size=problem.batch_size,
+    W_new, steps = K.local_epochs(W, part.X, part.T, start=part.start, n_train=part.n_train, seeds=seeds,
+                                  block=index, batch_size=problem.batch_size,
                                   loss=problem.loss, penalty=problem.penalty, alpha=problem.alpha,
                                   fit_intercept=problem.fit_intercept, schedule=problem.schedule,
                                   eta0=problem.eta0, power_t=problem.power_t, t0=t0)
     out = np.empty((1, 1), dtype=object)
-    val = (part.X[part.val], part.T[part.val]) if with_val else (None, None)
-    out[0, 0] = (_send(W_new - W, problem, index), len(part.train), steps, *val)
+    val = _held_out(part) if with_val else (None, None)
+    out[0, 0] = (_send(W_new - W, problem, index), part.n_train, steps, *val)
     return out
+
+
+def _apply(W: np.ndarray, G: np.ndarray, opt: dict[str, np.ndarray], problem: _Problem) -> np.ndarray:
+    """The weights after one optimizer step along ``G`` plus the penalty; advances ``opt``."""
+    return K.apply_step(W, G, opt, penalty=problem.penalty, alpha=problem.alpha, schedule=problem.schedule,
+                        eta0=problem.eta0, power_t=problem.power_t)
 
 
 class _ParameterServer:
@@ -183,9 +209,7 @@ class _ParameterServer:
         if stale > self.max_staleness:
             self.rejected += 1
             return False
-        G = K.decompress(msg, self.W.shape)
-        K.add_penalty(G, self.W, self.problem.penalty, self.problem.alpha)
-        K.optimizer_step(self.W, G, self.opt, self.problem.schedule, self.problem.eta0, self.problem.power_t)
+        self.W = _apply(self.W, K.decompress(msg, self.W.shape), self.opt, self.problem)
         self.version += 1
         self.staleness[stale] += 1
         return True
@@ -199,18 +223,16 @@ class _ParameterServer:
 
 def _async_part(part: _Part, server: Any, seed: int, problem: _Problem, push_every: int) -> None:
     """Pull, compute ``push_every`` mini-batch gradients at the pulled weights, push; over the whole block."""
-    n = len(part.train)
-    total = K.n_batches(n, problem.batch_size)
+    total = K.n_batches(part.n_train, problem.batch_size)
     for first in range(0, total, push_every):
         for _attempt in range(2):  # a push rejected as too stale is recomputed once from fresh weights
             version, W = server.pull().result()
             G = np.zeros_like(W)
             rows_seen = 0
             for step in range(first, min(first + push_every, total)):
-                rows = part.train[K.batch_rows(seed, part.index, n, problem.batch_size, step)]
-                g, _ = K.batch_gradient(W, part.X, part.T, rows, problem.loss, problem.fit_intercept)
-                G += len(rows) * g
-                rows_seen += len(rows)
+                g, rows = _gradient(part, W, seed, step, problem)
+                G += rows * g
+                rows_seen += rows
             if server.push(_send(G / rows_seen, problem, part.index), version, rows_seen).result():
                 break
 
@@ -308,9 +330,7 @@ class _Trainer:
         return bool(callback(info))
 
     def _step(self, G: np.ndarray) -> None:
-        p = self.problem
-        K.add_penalty(G, self.st.W, p.penalty, p.alpha)
-        K.optimizer_step(self.st.W, G, self.st.opt, p.schedule, p.eta0, p.power_t)
+        self.st.W = _apply(self.st.W, G, self.st.opt, self.problem)
 
     # -- modes ----------------------------------------------------------------------------------------
     def run(self, dX: da.Array, dy: da.Array, target: int) -> None:
@@ -398,8 +418,6 @@ class _Trainer:
 
     def _run_local(self, dX: da.Array, dy: da.Array, target: int) -> None:
         st, est = self.st, self.est
-        if target - st.epoch > 1:
-            dX, dy = dask.persist(dX, dy)
         Y = dy[:, None]
         out_chunks = ((1,) * dX.numblocks[0], (1,))
         first = True

@@ -15,7 +15,9 @@ import dask.array as da
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
 
+from scaleml_dask import _sgd_kernels as K
 from scaleml_dask.checkpoint import CheckpointMismatchError
 from scaleml_dask.ingest import logistic_chunk, mixture_chunk, regression_chunk
 from scaleml_dask.sgd import SGDClassifier, SGDRegressor
@@ -35,6 +37,12 @@ def logistic_data():
     return da.from_array(X, chunks=(6_000, 8)), da.from_array(y, chunks=6_000), Xt, yt, ref
 
 
+def _held_out_rows(n_blocks: int, rows: int, fraction: float = 0.01, seed: int = 0) -> np.ndarray:
+    """The rows a fit holds out: one seeded contiguous range per block."""
+    return np.concatenate([np.arange(b * rows + lo, b * rows + hi)
+                           for b in range(n_blocks) for lo, hi in [K.holdout_range(seed, b, rows, fraction)]])
+
+
 MODE_ARGS = {"sync": {"epochs": 3, "batch_size": 1000, "eta0": 0.2},  # big averaged batches: larger steps
              "local": {"rounds": 3, "batch_size": 100, "eta0": 0.02},
              "async": {"epochs": 3, "batch_size": 150, "eta0": 0.05}}
@@ -49,13 +57,68 @@ def test_modes_reach_sklearn_accuracy(client, logistic_data, mode):
     assert curve.shape[1] == 4 and len(curve) >= 3
     assert np.all(np.diff(curve[:, 0]) >= 0) and np.all(np.diff(curve[:, 1]) > 0)
     assert np.all(np.diff(curve[:, 2]) > 0)
-    assert curve[-1, 3] < 0.5 * curve[0, 3]  # held-out loss well below log(2) of the zero model
+    # the curve's loss is the log loss on the held-out rows: log(2) for the zero model at the start, and
+    # at the end that of the fitted model, close to scikit-learn's on the same rows
+    X, y = dX.compute(), dy.compute()
+    held = _held_out_rows(4, 6_000)
+    assert curve[0, 3] == pytest.approx(np.log(2), rel=1e-12)
+    assert curve[-1, 3] == pytest.approx(log_loss(y[held], m.predict_proba(X[held])), rel=1e-9)
+    assert curve[-1, 3] < log_loss(y[held], LogisticRegression().fit(X, y).predict_proba(X[held])) + 0.015
     assert curve[-1, 1] == m.samples_seen_ and curve[-1, 2] == m.bytes_exchanged_
     held_out = round(24_000 * 0.01)
     assert abs(m.samples_seen_ / (m.n_iter_ * (24_000 - held_out)) - 1) < 0.05
     if mode == "async":
         assert 0 <= m.staleness_["max"] <= m.max_staleness
         assert sum(m.staleness_["histogram"]) == m.n_rounds_
+
+
+def test_an_epoch_visits_every_training_row_once_in_contiguous_batches():
+    n, batch = 1_000, 64
+    lo, hi = K.holdout_range(3, 5, n, 0.05)
+    assert hi - lo == 50
+    i = np.arange(n, dtype=np.float64)
+    X, T = np.ascontiguousarray(i[:, None]), np.ascontiguousarray(i[:, None])
+    train = np.setdiff1d(i, i[lo:hi])
+    for seed in (0, 1):
+        total = np.zeros(3)
+        firsts = []
+        for step in range(K.n_batches(n - 50, batch)):
+            # squared loss at W = 0: the gradient is -(mean of x*t, mean of t) over the batch
+            G, rows = K.batch_gradient(np.zeros((2, 1)), X, T, start=hi % n, n_train=n - 50, seed=seed,
+                                       block=5, batch_size=batch, step=step, loss="squared",
+                                       fit_intercept=True)
+            total += rows, -rows * G[0, 0], -rows * G[1, 0]
+            firsts.append(G[1, 0])
+        np.testing.assert_allclose(total, [len(train), (train**2).sum(), train.sum()])
+        assert firsts != sorted(firsts)  # the batches are visited in a shuffled order
+
+
+@pytest.mark.parametrize("schedule, penalty, fit_intercept", [("constant", "l2", True), ("adam", "l1", False),
+                                                               ("adagrad", None, True)])
+def test_local_epoch_kernel_takes_the_closed_form_step(schedule, penalty, fit_intercept):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    T = rng.standard_normal((40, 1))
+    W = rng.standard_normal((4, 1))
+    eta, alpha = 0.1, 0.3
+    # one mini-batch holding every row: one full-gradient step from W
+    W1, steps = K.local_epochs(W, X, T, start=0, n_train=40, seeds=[7], block=0, batch_size=64, loss="squared",
+                               penalty=penalty, alpha=alpha, fit_intercept=fit_intercept, schedule=schedule,
+                               eta0=eta, power_t=0.5, t0=0.0)
+    R = X @ W[:-1] + W[-1] - T
+    G = np.vstack([X.T @ R, R.sum(axis=0, keepdims=True)]) / 40
+    G[:-1] += {"l2": alpha * W[:-1], "l1": alpha * np.sign(W[:-1]), None: 0.0}[penalty]
+    if not fit_intercept:
+        G[-1] = 0.0
+    if schedule == "constant":
+        expected = W - eta * G
+    elif schedule == "adagrad":
+        expected = W - eta * G / (np.abs(G) + 1e-8)
+    else:  # adam's first step: m = 0.1 G, v = 0.001 G², step eta * sqrt(0.001) / 0.1
+        expected = W - eta * np.sqrt(0.001) / 0.1 * (0.1 * G) / (np.sqrt(0.001 * G * G) + 1e-8)
+    assert steps == 1
+    np.testing.assert_allclose(W1, expected, rtol=1e-12, atol=1e-14)
+    assert W1 is not W and not np.array_equal(W1, W)
 
 
 def test_sync_bytes_are_counted_exactly(client, logistic_data):

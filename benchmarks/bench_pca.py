@@ -1,0 +1,140 @@
+"""PCA side by side in one run: the 5,000,000 x 32 regression store (tall) and a wide store (randomized).
+
+Tall contenders: a plain scan (``X.sum()``, the I/O floor), this project's PCA (``auto`` and ``tsqr``),
+dask-ml's PCA (tsqr and randomized), ``dask.array.linalg.svd`` of the centered array, and scikit-learn's
+full SVD in memory (the reference). Wide case (default 200,000 x 2,000, 30 Gaussian clusters so the
+spectrum has structure): the scan, this PCA (randomized, ``auto``), dask-ml randomized, and scikit-learn
+in memory (``covariance_eigh`` as the exact reference, and randomized). Printed: wall time (best of
+``--repeat``), ratio to the scan, and the largest relative error of ``explained_variance_`` against the
+reference. Same cluster for all: 2 worker processes x 1 thread.
+
+    python benchmarks/bench_pca.py [--quick] [--codec none] [--wide-rows 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+from bench_regression import DATA, cluster_client, print_table, race, regression_store, timed
+
+import scaleml_dask as sm
+from scaleml_dask.ingest import make_mixture
+
+
+def _rel(ev: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(ev)[:len(ref)] / ref[:len(ev)] - 1)))
+
+
+def in_memory(X: da.Array, estimators: list, repeat: int) -> tuple[float, list[tuple[float, object]]]:
+    """Load ``X`` into memory (timed), then fit each estimator on it: (load seconds, [(seconds, fitted)])."""
+    t0 = time.perf_counter()
+    Xn = X.compute()
+    load = time.perf_counter() - t0
+    return load, [timed(lambda e=e: e.fit(Xn), repeat) for e in estimators]
+
+
+def _finish(rows: list[dict], title: str) -> list[dict]:
+    scan = rows[0]["seconds"]
+    for r in rows:
+        r["x scan"] = r["seconds"] / scan
+    print_table(title, rows, ["seconds", "x scan", "rel err of var", "note"])
+    return rows
+
+
+def tall(n: int, d: int, codec: str, client, repeat: int) -> list[dict]:
+    from dask_ml.decomposition import PCA as DaskMLPCA
+    from sklearn.decomposition import PCA as SkPCA
+
+    ds = sm.open_dataset(regression_store(n, d, codec, client))
+    X = ds["X"].data
+    dask.compute(X.sum())  # warm up the workers and the page cache
+    load, [(fit, ref)] = in_memory(X, [SkPCA(svd_solver="full")], repeat)
+    ref_ev = ref.explained_variance_
+
+    def ours(solver):
+        p = sm.PCA(solver=solver).fit(X)
+        return p.explained_variance_, p.solver_
+
+    def dask_svd():
+        _, s, _ = dask.compute(*da.linalg.svd(X - X.mean(axis=0)))
+        return s**2 / (n - 1), ""
+
+    def dask_ml(solver):
+        kw = {"iterated_power": 4, "random_state": 0} if solver == "randomized" else {}
+        p = DaskMLPCA(n_components=d, svd_solver=solver, **kw).fit(X)
+        return np.asarray(p.explained_variance_), ""
+
+    cases = {"scan: X.sum()": lambda: (dask.compute(X.sum()), ""),
+             "scaleml PCA(solver='auto')": lambda: ours("auto"),
+             "scaleml PCA(solver='tsqr')": lambda: ours("tsqr"),
+             "dask-ml PCA(svd_solver='tsqr')": lambda: dask_ml("tsqr"),
+             "dask-ml PCA(svd_solver='randomized')": lambda: dask_ml("randomized"),
+             "dask.array.linalg.svd(X - mean)": dask_svd}
+    rows = []
+    for name, (seconds, (ev, note)) in race(cases, repeat).items():
+        rows.append({"method": name, "seconds": seconds, "note": note,
+                     "rel err of var": "" if name.startswith("scan") else _rel(ev, ref_ev)})
+    rows.append({"method": "scikit-learn PCA full SVD (in memory: fit)", "seconds": fit, "rel err of var": 0.0,
+                 "note": f"load {load:.2f} s"})
+    return _finish(rows, f"tall: {n:,} x {d}, codec {codec}, best of {repeat}; error vs scikit-learn full SVD")
+
+
+def wide(n: int, d: int, k: int, codec: str, client, repeat: int) -> list[dict]:
+    from dask_ml.decomposition import PCA as DaskMLPCA
+    from sklearn.decomposition import PCA as SkPCA
+
+    path = DATA / f"mixture-{n}x{d}-{codec}.zarr"
+    if not path.exists():
+        make_mixture(path, n, d, 30, cluster_std=1.0, seed=5, codec=codec, client=client)
+    X = sm.open_dataset(path)["X"].data
+    dask.compute(X.sum())
+    _, [(exact_s, exact), (rand_s, rand)] = in_memory(
+        X, [SkPCA(n_components=k, svd_solver="covariance_eigh"),
+            SkPCA(n_components=k, svd_solver="randomized", random_state=0)], 1)
+    ref = exact.explained_variance_
+
+    def dask_ml():
+        p = DaskMLPCA(n_components=k, svd_solver="randomized", iterated_power=4, random_state=0).fit(X)
+        return np.asarray(p.explained_variance_), ""
+
+    def ours():
+        p = sm.PCA(n_components=k, random_state=0).fit(X)
+        return p.explained_variance_, p.solver_
+
+    rows = []
+    cases = {"scan: X.sum()": lambda: (dask.compute(X.sum()), ""),
+             f"scaleml PCA({k}, solver='auto')": ours,
+             f"dask-ml PCA({k}, svd_solver='randomized')": dask_ml}
+    for name, (seconds, (ev, note)) in race(cases, repeat).items():
+        rows.append({"method": name, "seconds": seconds, "note": note,
+                     "rel err of var": "" if name.startswith("scan") else _rel(ev, ref)})
+    rows.append({"method": "scikit-learn covariance_eigh (in memory)", "seconds": exact_s, "rel err of var": 0.0})
+    rows.append({"method": "scikit-learn randomized (in memory)", "seconds": rand_s,
+                 "rel err of var": _rel(rand.explained_variance_, ref)})
+    return _finish(rows, f"wide: {n:,} x {d}, {k} components, codec {codec}, best of {repeat}; "
+                         "error vs scikit-learn covariance_eigh")
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="500,000 x 32 and 20,000 x 1,500")
+    ap.add_argument("--codec", default=sm.store.DEFAULT_CODEC)
+    ap.add_argument("--wide-rows", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds (best time is kept)")
+    args = ap.parse_args(argv)
+    with cluster_client() as client:
+        if args.quick:
+            return {"tall": tall(500_000, 32, args.codec, client, args.repeat),
+                    "wide": wide(20_000, 1500, 20, args.codec, client, args.repeat)}
+        return {"tall": tall(5_000_000, 32, args.codec, client, args.repeat),
+                "wide": wide(args.wide_rows, 2000, 20, args.codec, client, max(1, args.repeat - 1))}
+
+
+if __name__ == "__main__":
+    Path(DATA).mkdir(parents=True, exist_ok=True)
+    main()

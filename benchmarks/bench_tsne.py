@@ -1,0 +1,147 @@
+"""t-SNE side by side: scaleml_dask.TSNE vs openTSNE (n_jobs=2) vs scikit-learn TSNE.
+
+Each method runs in its own subprocess so peak RSS is its own. Quality: kNN recall@10 between the
+input and the embedding, and 10-NN label accuracy in the embedding, on 2,000 sampled points.
+
+    python benchmarks/bench_tsne.py            # 50,000-point mixture (d=50, 20 clusters) + digits
+    python benchmarks/bench_tsne.py --quick    # 5,000 points, no scikit-learn on the mixture
+    python benchmarks/bench_tsne.py --million  # also our TSNE on 1,000,000 points from zarr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).parent / "data"
+OPENTSNE_1M = {"time_s": 1900.0, "peak_rss_gb": 4.4}  # measured on this machine, quoted by issue 8
+
+
+def _mixture(n: int) -> Path:
+    from scaleml_dask.ingest import make_mixture
+
+    path = DATA / f"tsne_mixture_{n}.zarr"
+    if not path.exists():
+        make_mixture(path, n, 50, 20, seed=0)
+    return path
+
+
+def _load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        return X.astype(np.float32), y
+    import zarr
+
+    g = zarr.open_group(str(name), mode="r")
+    return g["X"][:].astype(np.float32), g["y"][:]
+
+
+def _child(method: str, data: str, out: str) -> None:
+    """Run one method on one dataset; write the embedding and the timings."""
+    started = time.perf_counter()
+    if method == "scaleml":
+        from scaleml_dask.tsne import TSNE
+
+        model = TSNE(perplexity=30, random_state=0, n_jobs=2)
+        # from zarr when it is a store: the input is read chunk by chunk
+        Y = model.fit_transform(data if data != "digits" else _load(data)[0])
+        extra = {k: round(v, 2) for k, v in model.timings_.items()}
+    elif method == "opentsne":
+        from openTSNE import TSNE
+
+        X, _ = _load(data)
+        Y = np.asarray(TSNE(perplexity=30, n_jobs=2, random_state=0).fit(X))
+        extra = {}
+    else:
+        from sklearn.manifold import TSNE
+
+        X, _ = _load(data)
+        Y = TSNE(perplexity=30, n_jobs=2, random_state=0, init="pca").fit_transform(X)
+        extra = {}
+    seconds = time.perf_counter() - started
+    np.save(out + ".npy", Y)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    Path(out + ".json").write_text(json.dumps({"time_s": seconds, "peak_rss_gb": rss / 1e9, **extra}))
+
+
+def _run(method: str, data: str, tmp: str) -> dict:
+    out = os.path.join(tmp, f"{method}-{Path(data).stem}")
+    subprocess.run([sys.executable, __file__, "--child", method, data, out], check=True)
+    return {**json.loads(Path(out + ".json").read_text()), "Y": np.load(out + ".npy")}
+
+
+def quality(X: np.ndarray, y: np.ndarray, Y: np.ndarray, n_queries: int = 2000, seed: int = 0) -> dict:
+    """kNN recall@10 (input vs embedding) and 10-NN label accuracy, on sampled points."""
+    from sklearn.neighbors import NearestNeighbors
+
+    q = np.random.default_rng(seed).choice(len(X), min(n_queries, len(X)), replace=False)
+    a = NearestNeighbors(n_neighbors=11).fit(X).kneighbors(X[q], return_distance=False)[:, 1:]
+    b = NearestNeighbors(n_neighbors=11).fit(Y).kneighbors(Y[q], return_distance=False)[:, 1:]
+    recall = float(np.mean([len(np.intersect1d(u, v)) for u, v in zip(a, b)]) / 10)
+    votes = np.array([np.bincount(y[row]).argmax() for row in b])
+    return {"recall10": recall, "label_acc": float(np.mean(votes == y[q]))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--million", action="store_true")
+    ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn on the mixture")
+    ap.add_argument("--child", nargs=3)
+    args = ap.parse_args()
+    if args.child:
+        _child(*args.child)
+        return
+    n = 5_000 if args.quick else 50_000
+    datasets = [(f"mixture {n:,}", str(_mixture(n))), ("digits", "digits")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, data in datasets:
+            X, y = _load(data)
+            methods = ["scaleml", "opentsne"]
+            if data == "digits" or not (args.quick or args.no_sklearn):
+                methods.append("sklearn")
+            results = {m: _run(m, data, tmp) for m in methods}
+            for m, r in results.items():
+                q = quality(X, y, r.pop("Y"))
+                rows.append({"data": label, "method": m, **q, **r})
+                print(json.dumps(rows[-1]), flush=True)
+        if args.million:
+            path = _mixture(1_000_000)
+            r = _run("scaleml", str(path), tmp)
+            r.pop("Y")
+            rows.append({"data": "mixture 1,000,000", "method": "scaleml", **r})
+            rows.append({"data": "mixture 1,000,000", "method": "opentsne (quoted)", **OPENTSNE_1M})
+    print(_table(rows))
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| data | method | time s | peak RSS GB | recall@10 | label acc | time / openTSNE | recall - openTSNE "
+             "| acc / openTSNE |", "|---|---|---|---|---|---|---|---|---|"]
+    ref = {r["data"]: r for r in rows if r["method"].startswith("opentsne")}
+    for r in rows:
+        o = ref.get(r["data"], {})
+        rec, acc = r.get("recall10"), r.get("label_acc")
+        o_rec, o_acc = o.get("recall10"), o.get("label_acc")
+        cells = [r["data"], r["method"], f"{r['time_s']:.1f}", f"{r['peak_rss_gb']:.2f}",
+                 "" if rec is None else f"{rec:.4f}", "" if acc is None else f"{acc:.4f}",
+                 f"{r['time_s'] / o['time_s']:.2f}" if o else "",
+                 "" if rec is None or o_rec is None else f"{rec - o_rec:+.4f}",
+                 "" if acc is None or o_acc is None else f"{acc / o_acc:.4f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Pure numpy kernels behind LinearRegression, Ridge and PCA: blockwise moments in R-factor form.
+
+A block of rows ``A = [X | y]`` is summarised by its (weighted) row count, its column means and the upper
+triangular R of a QR of the *centered* block (``center=True``) or of the raw block. Two summaries combine
+exactly (Chan et al.'s pairwise update, in R form): stack both R's and one row
+``sqrt(W_a W_b / W) (m_a - m_b)`` and take the R of that small stack. Centering by each block's own mean
+costs no extra read and keeps the digits that a raw ``[1 | X]`` factorization would lose on shifted data.
+
+Per block, the R comes from Householder QR of ~2,000-row sub-blocks followed by a QR of the stacked R's
+(``method="tsqr"``), or from the block's Gram matrix (``"gram"``: summed, squares the condition number), or
+(``"auto"``) from the Cholesky factor of the block's Gram only when an error bound computed from that Gram
+is below ``tol``, and by QR otherwise.
+
+>>> import numpy as np
+>>> A = np.random.default_rng(0).normal(size=(1000, 3))
+>>> whole = block_moments(A[:, :2], A[:, 2], None, center=True, method="tsqr")
+>>> parts = combine_moments([block_moments(A[i:i + 300, :2], A[i:i + 300, 2], None, center=True,
+...                                        method="tsqr") for i in range(0, 1000, 300)])
+>>> bool(np.allclose(np.abs(whole.r), np.abs(parts.r)) and np.allclose(whole.mean, parts.mean))
+True
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .validation import assert_finite
+
+#: Unit roundoff of float64.
+EPS = np.finfo(np.float64).eps / 2
+#: Rows per Householder sub-block: small enough to stay in cache, large enough to amortise LAPACK calls.
+SUB_ROWS = 2000
+
+
+class Moments(NamedTuple):
+    """Sufficient statistics of a set of rows, in R-factor (or Gram) form."""
+
+    n: int  # rows
+    weight: float  # sum of the sample weights (= n without weights)
+    mean: np.ndarray  # (p,) weighted column means (zeros when not centering)
+    r: np.ndarray  # (p, p) upper-triangular R of the centered, sqrt(w)-scaled columns; Gram if gram=True
+    gram: bool  # r holds the centered Gram matrix (method="gram")
+    n_gram: int  # blocks whose R came from their Gram (method="auto")
+    n_blocks: int
+    amp: float  # largest cancellation amplification among Gram blocks (0 if none)
+
+
+def block_moments(
+    X: np.ndarray,
+    y: np.ndarray | None,
+    w: np.ndarray | None,
+    *,
+    center: bool,
+    method: str,
+    tol: float = 1e-10,
+    scale: bool = True,
+    chunk_index: int = -1,
+    row_start: int = 0,
+) -> Moments:
+    """Moments of one block of rows ``[X | y]`` (``y`` optional), rows weighted by ``w`` (optional).
+
+    NaN / inf are detected from the column sums the mean needs anyway, so the check costs nothing, and
+    reported with the chunk, row and column. ``scale`` says whether the accuracy that ``auto`` guards is
+    invariant to column scaling (regression) or not (PCA).
+    """
+    X = np.asarray(X)
+    n, d = X.shape
+    fast = X.dtype == np.float64 and w is None
+    X = X.astype(np.float64, copy=False)
+    if y is not None:
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if w is not None:
+        w = np.asarray(w, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            assert_finite(w, "sample_weight", chunk_index, row_start)
+            raise ValueError(f"sample_weight has negative values in chunk {chunk_index} "
+                             f"(rows {row_start}-{row_start + n - 1})")
+    weight = float(n if w is None else w.sum())
+    sx = X.sum(axis=0) if w is None else w @ X
+    sy = None if y is None else float(y.sum() if w is None else w @ y)
+    if not np.all(np.isfinite(sx)):
+        assert_finite(X, "X", chunk_index, row_start)
+    if sy is not None and not np.isfinite(sy):
+        assert_finite(y, "y", chunk_index, row_start)
+    p = d + (y is not None)
+    mean = np.zeros(p)
+    if center and weight > 0:
+        mean[:d] = sx / weight
+        if sy is not None:
+            mean[d] = sy / weight
+    if method == "tsqr":
+        return Moments(n, weight, mean, _tsqr_r(X, y, w, mean), False, 0, 1, 0.0)
+    if fast:  # raw Gram without copying the block, centered afterwards
+        G = _raw_gram(X, y)
+        shift = weight * np.outer(mean, mean)
+        amp = _amplification(G - shift, shift, scale)
+        G -= shift
+    else:
+        A = _centered(X, y, w, mean)
+        G = A.T @ A
+        amp = 1.0
+    if method == "gram":
+        return Moments(n, weight, mean, G, True, 1, 1, amp)
+    r = _cholesky_r(G, amp, tol, scale)
+    if r is not None:
+        return Moments(n, weight, mean, r, False, 1, 1, amp)
+    return Moments(n, weight, mean, _tsqr_r(X, y, w, mean), False, 0, 1, 0.0)
+
+
+def combine_moments(parts: list[Moments]) -> Moments:
+    """Exact combination of the moments of disjoint row sets (deterministic in the order given)."""
+    parts = [m for m in parts if m.n > 0]
+    first = parts[0]
+    weight = sum(m.weight for m in parts)
+    mean = sum(m.weight * m.mean for m in parts) / weight if weight > 0 else first.mean
+    gram = first.gram
+    if gram:
+        r = sum(m.r for m in parts)
+        for m in parts:
+            delta = m.mean - mean
+            r = r + m.weight * np.outer(delta, delta)
+    else:
+        rows = [m.r for m in parts] + [np.sqrt(m.weight) * (m.mean - mean)[None, :] for m in parts]
+        r = qr_r(np.concatenate(rows))
+    return Moments(
+        n=sum(m.n for m in parts),
+        weight=weight,
+        mean=mean,
+        r=r,
+        gram=gram,
+        n_gram=sum(m.n_gram for m in parts),
+        n_blocks=sum(m.n_blocks for m in parts),
+        amp=max(m.amp for m in parts),
+    )
+
+
+def qr_r(A: np.ndarray) -> np.ndarray:
+    """The (p, p) R factor of ``A`` (m, p), zero-padded when m < p."""
+    p = A.shape[1]
+    r = np.linalg.qr(A, mode="r")
+    if r.shape[0] < p:
+        r = np.vstack([r, np.zeros((p - r.shape[0], p))])
+    return r
+
+
+def gram_error_bound(G: np.ndarray, amp: float, scale: bool) -> float:
+    """Relative error bound ``u * amp * trace(S G S) / lambda_min(S G S)`` of results computed from ``G``.
+
+    ``S`` scales the columns to unit norm when ``scale`` (the regression solution does not depend on
+    column scales), else to the largest column (PCA variances do). ``amp`` >= 1 accounts for cancellation
+    when the Gram was centered after it was summed. Returns inf when ``G`` is not positive definite.
+    """
+    diag = np.diag(G)
+    if not np.all(diag > 0):
+        return np.inf
+    s = 1 / np.sqrt(diag) if scale else np.full(len(diag), 1 / np.sqrt(diag.max()))
+    ev = np.linalg.eigvalsh(G * np.outer(s, s))
+    if ev[0] <= 0:
+        return np.inf
+    return float(EPS * max(amp, 1.0) * ev.sum() / ev[0])
+
+
+def _cholesky_r(G: np.ndarray, amp: float, tol: float, scale: bool) -> np.ndarray | None:
+    if gram_error_bound(G, amp, scale) > tol:
+        return None
+    try:
+        return np.linalg.cholesky(G).T
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _amplification(Gc: np.ndarray, shift: np.ndarray, scale: bool) -> float:
+    """How much centering a summed Gram amplifies its rounding errors: trace(S (Gc + shift) S) / trace(S Gc S)."""
+    dc, ds = np.diag(Gc), np.diag(shift)
+    if not np.all(dc > 0):
+        return np.inf
+    if scale:
+        return float(np.sum((dc + ds) / dc) / len(dc))
+    return float(np.sum(dc + ds) / np.sum(dc))
+
+
+def _raw_gram(X: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+    d = X.shape[1]
+    p = d + (y is not None)
+    G = np.empty((p, p))
+    G[:d, :d] = X.T @ X
+    if y is not None:
+        G[:d, d] = G[d, :d] = X.T @ y
+        G[d, d] = y @ y
+    return G
+
+
+def _centered(X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None, mean: np.ndarray,
+              out: np.ndarray | None = None) -> np.ndarray:
+    d = X.shape[1]
+    A = np.empty((X.shape[0], len(mean))) if out is None else out
+    np.subtract(X, mean[:d], out=A[:, :d])
+    if y is not None:
+        np.subtract(y, mean[d], out=A[:, d])
+    if w is not None:
+        A *= np.sqrt(w)[:, None]
+    return A
+
+
+def _tsqr_r(X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None, mean: np.ndarray) -> np.ndarray:
+    """R of the centered block: Householder QR of cache-sized sub-blocks, then QR of their stacked R's."""
+    n, p = X.shape[0], len(mean)
+    step = max(SUB_ROWS, 4 * p)
+    if n <= step:
+        return qr_r(_centered(X, y, w, mean))
+    k = -(-n // step)
+    stacked = np.empty((k * p, p))
+    buf = np.empty((step, p))
+    for j in range(k):
+        i, e = j * step, min(n, (j + 1) * step)
+        A = _centered(X[i:e], None if y is None else y[i:e], None if w is None else w[i:e], mean, buf[:e - i])
+        stacked[j * p:(j + 1) * p] = qr_r(A)
+    return qr_r(stacked)
+
+
+class RangeMoments(NamedTuple):
+    """One pass of the randomized range finder for ``Y = Xc Z`` (``Xc``: X centered by its own mean)."""
+
+    n: int
+    mean: np.ndarray  # (d,) column means of X
+    ss: np.ndarray  # (d,) centered sums of squares of X (for the total variance)
+    mz: np.ndarray  # (l,) mean @ Z
+    c: np.ndarray  # (d, l) Xc' Y
+    r: np.ndarray  # (l, l) R factor of Y
+
+
+def block_range(X: np.ndarray, Z: np.ndarray, *, chunk_index: int = -1, row_start: int = 0) -> RangeMoments:
+    """For one block centered by its own mean: ``Y = Xc Z``, its R factor, ``Xc' Y`` and the moments of X."""
+    X = np.asarray(X, dtype=np.float64)
+    sx = X.sum(axis=0)
+    if not np.all(np.isfinite(sx)):
+        assert_finite(X, "X", chunk_index, row_start)
+    mean = sx / len(X)
+    A = X - mean
+    Y = A @ Z
+    return RangeMoments(len(X), mean, np.einsum("ij,ij->j", A, A), mean @ Z, A.T @ Y,
+                        _tsqr_r(Y, None, None, np.zeros(Z.shape[1])))
+
+
+def combine_range(parts: list[RangeMoments]) -> RangeMoments:
+    """Exact combination (Chan et al.) of the range moments of disjoint row sets, in the order given."""
+    n = sum(p.n for p in parts)
+    mean = sum(p.n * p.mean for p in parts) / n
+    mz = sum(p.n * p.mz for p in parts) / n
+    c = sum(p.c + p.n * np.outer(p.mean - mean, p.mz - mz) for p in parts)
+    ss = sum(p.ss + p.n * (p.mean - mean) ** 2 for p in parts)
+    r = qr_r(np.concatenate([p.r for p in parts] + [np.sqrt(p.n) * (p.mz - mz)[None, :] for p in parts]))
+    return RangeMoments(n, mean, ss, mz, c, r)

@@ -1,0 +1,365 @@
+"""Out-of-core linear regression and ridge from one pass over the data and one small R factor.
+
+Each chunk of rows ``[X_b | y_b]`` is reduced on the cluster to its weight, column means and the R of a QR of
+the centered chunk (``scaleml_dask._tsqr``); a deterministic tree of small QRs combines them into the R of
+the whole centered ``[X | y]``. Everything else is arithmetic on that ``(d+1) x (d+1)`` matrix: the
+coefficients (triangular solve), residual sum of squares (its last diagonal entry squared), classical
+standard errors, R², the condition number, and ridge for any ``alpha`` (append ``sqrt(alpha) I`` rows).
+``PCA`` reuses the same reduction (``moments``).
+
+``solver="gram"`` sums centered Gram matrices instead (fastest; squares the condition number).
+``solver="auto"`` forms each chunk's Gram, computes from it a bound on the error the normal equations
+would make, and uses its Cholesky factor only where that bound is below ``1e-10``; other chunks get a
+Householder QR in the same pass. The bound is checked again on the combined factor and, if the whole
+problem turns out worse conditioned than its chunks, the fit is redone by QR -- so ``auto`` never loses
+accuracy silently, and ``solver_`` records what was used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from scipy import linalg, stats
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from ._tsqr import EPS, Moments, block_moments, combine_moments, gram_error_bound
+from .validation import as_dask_array, check_is_fitted, check_X_y, row_offsets
+
+#: Error bound below which ``solver="auto"`` accepts the normal equations for a chunk.
+AUTO_TOL = 1e-10
+#: A column whose R diagonal is below this fraction of its (centered) norm is a linear combination of
+#: the others (by QR); the normal equations resolve only sqrt(eps) of it.
+RANK_RTOL = {"tsqr": 1e-12, "gram": 1e-7}
+SOLVERS = ("auto", "tsqr", "gram")
+
+
+def tree_reduce(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:
+    """Combine delayed ``parts`` by a fixed tree of ``combine`` calls (deterministic given the parts)."""
+    parts = list(parts)
+    while len(parts) > 1:
+        parts = [dask.delayed(combine, pure=True)(parts[i:i + split_every])
+                 for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
+def moments(
+    X: da.Array,
+    y: da.Array | None = None,
+    sample_weight: da.Array | None = None,
+    *,
+    center: bool = True,
+    method: str = "tsqr",
+    tol: float = AUTO_TOL,
+    scale: bool = True,
+) -> Moments:
+    """One pass over row-chunked ``X`` (and ``y``, weights): the combined ``Moments`` of ``[X | y]``."""
+    if X.ndim == 2 and len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    arrays = dask.optimize(*(a for a in (X, y, sample_weight) if a is not None))  # jointly: shared keys stay shared
+    blocks = iter([a.to_delayed(optimize_graph=False).ravel() for a in arrays])
+    xs = next(blocks)
+    ys = [None] * len(xs) if y is None else next(blocks)
+    ws = [None] * len(xs) if sample_weight is None else next(blocks)
+    starts = row_offsets(X.chunks[0])
+    kernel = dask.delayed(block_moments, pure=True)
+    parts = [kernel(xb, yb, wb, center=center, method=method, tol=tol, scale=scale, chunk_index=i,
+                    row_start=int(starts[i]))
+             for i, (xb, yb, wb) in enumerate(zip(xs, ys, ws))]
+    (result,) = dask.compute(tree_reduce(parts, combine_moments))
+    return result
+
+
+def check_sample_weight(sample_weight: Any, X: da.Array) -> da.Array | None:
+    """Sample weights as a 1-d dask array on ``X``'s row chunks (None stays None)."""
+    if sample_weight is None:
+        return None
+    w = as_dask_array(sample_weight, "sample_weight", ndim=1)
+    if w.shape[0] != X.shape[0]:
+        raise ValueError(f"sample_weight has {w.shape[0]} values but X has {X.shape[0]} rows")
+    return w.rechunk((X.chunks[0],)) if w.chunks[0] != X.chunks[0] else w
+
+
+def solver_name(m: Moments) -> str:
+    """What a fit actually used: ``gram``, ``tsqr`` or ``gram+tsqr`` (auto, mixed chunks)."""
+    if m.gram or m.n_gram == m.n_blocks:
+        return "gram"
+    return "tsqr" if m.n_gram == 0 else "gram+tsqr"
+
+
+def fit_moments(X: da.Array, y: da.Array | None, w: da.Array | None, *, center: bool, solver: str,
+                tol: float, scale: bool) -> tuple[np.ndarray, Moments, str]:
+    """Run the pass for ``solver`` and return (R, moments, solver used); ``auto`` falls back to QR if needed."""
+    m = moments(X, y, w, center=center, method=solver, tol=tol, scale=scale)
+    if m.gram:
+        return gram_r(m.r), m, "gram"
+    if m.n_gram and gram_error_bound(m.r.T @ m.r, m.amp, scale) > tol:
+        m = moments(X, y, w, center=center, method="tsqr", scale=scale)
+    return m.r, m, solver_name(m)
+
+
+def gram_r(G: np.ndarray) -> np.ndarray:
+    """Upper R with ``R'R = G`` (Cholesky), tolerating semidefinite ``G``: a column whose pivot is not
+    positive gets a zero diagonal, so the rank check can name it instead of the factorization failing."""
+    try:
+        return np.linalg.cholesky(G).T
+    except np.linalg.LinAlgError:
+        pass
+    p = G.shape[0]
+    R = np.zeros_like(G)
+    for j in range(p):
+        pivot = G[j, j] - R[:j, j] @ R[:j, j]
+        if pivot > EPS * G[j, j]:
+            R[j, j] = np.sqrt(pivot)
+            R[j, j + 1:] = (G[j, j + 1:] - R[:j, j] @ R[:j, j + 1:]) / R[j, j]
+    return R
+
+
+class _LinearBase(RegressorMixin, BaseEstimator):
+    """Shared fitting for LinearRegression and Ridge: validation, the pass, fitted statistics."""
+
+    _min_samples_per_parameter = True
+
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> _LinearBase:
+        """Fit from one pass over ``X`` and ``y`` (numpy, dask, xarray, zarr, or a dataset path/name)."""
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}; got {self.solver!r}")
+        self._check_params()
+        dX, dy = check_X_y(X, y)
+        w = check_sample_weight(sample_weight, dX)
+        n, d = dX.shape
+        n_params = d + bool(self.fit_intercept)
+        if self._min_samples_per_parameter and n < n_params:
+            raise ValueError(
+                f"X has {n} samples but the model has {n_params} parameters ({d} features"
+                f"{' + intercept' if self.fit_intercept else ''}); fewer rows than columns leave the "
+                "least-squares problem underdetermined")
+        R, m, used = fit_moments(dX, dy, w, center=bool(self.fit_intercept), solver=self.solver,
+                                 tol=AUTO_TOL, scale=True)
+        self.n_features_in_ = d
+        self.n_samples_ = int(m.n)
+        self.solver_ = used
+        self._set_fitted(R, m)
+        rss = float(np.sum((R @ np.append(-self.coef_, 1.0)) ** 2))
+        tss = float(np.sum(R[:, d] ** 2))
+        self.rss_ = rss
+        self.r2_ = 1.0 - rss / tss if tss > 0 else np.nan
+        self.condition_number_ = _condition_number(R[:d, :d], m, bool(self.fit_intercept))
+        return self
+
+    def _check_params(self) -> None:
+        pass
+
+    def predict(self, X: Any) -> Any:
+        """Predictions ``X @ coef_ + intercept_``: numpy for numpy input, a lazy dask array otherwise."""
+        check_is_fitted(self, "coef_")
+        if isinstance(X, np.ndarray) or hasattr(X, "iloc"):
+            X = np.asarray(X, dtype=np.float64)
+            if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has shape {X.shape}; expected (n_samples, {self.n_features_in_})")
+            return X @ self.coef_ + self.intercept_
+        dX = as_dask_array(X, "X", ndim=2)
+        if dX.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {dX.shape[1]} features; the model was fitted with {self.n_features_in_}")
+        return dX.astype(np.float64) @ self.coef_ + self.intercept_
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Coefficient of determination R² of the predictions (as scikit-learn), in one pass."""
+        dX, dy = check_X_y(X, y)
+        w = check_sample_weight(sample_weight, dX)
+        resid = dy.astype(np.float64) - self.predict(dX)
+        both = da.stack([resid, dy.astype(np.float64)], axis=1)
+        m = moments(both, None, w, center=True, method="tsqr")
+        ss_res = float(np.sum(m.r[:, 0] ** 2) + m.weight * m.mean[0] ** 2)
+        ss_tot = float(np.sum(m.r[:, 1] ** 2))
+        return 1.0 - ss_res / ss_tot if ss_tot > 0 else np.nan
+
+    def _intercept_from(self, coef: np.ndarray, m: Moments) -> float:
+        d = len(coef)
+        return float(m.mean[d] - m.mean[:d] @ coef) if self.fit_intercept else 0.0
+
+
+class LinearRegression(_LinearBase):
+    """Ordinary (or weighted) least squares from one pass over out-of-core data.
+
+    Parameters
+    ----------
+    fit_intercept : fit an intercept (columns are centered inside each chunk, which also gains digits).
+    solver : ``"auto"`` (Gram where provably accurate, QR elsewhere), ``"tsqr"`` (Householder QR, most
+        accurate) or ``"gram"`` (normal equations; fastest, squares the condition number).
+
+    Attributes
+    ----------
+    coef_, intercept_, stderr_ (classical OLS standard errors of ``coef_``), intercept_stderr_, tvalues_,
+    pvalues_, r2_ (centered if ``fit_intercept``, else uncentered, as statsmodels), rss_, n_samples_,
+    df_resid_, condition_number_ (of ``[1 | X]``, as statsmodels), solver_ (what was used), cov_params_
+    (covariance of ``[intercept, coef...]`` or of ``coef`` without intercept).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(200, 2))
+    >>> y = 1.5 + X @ np.array([2.0, -1.0])
+    >>> m = LinearRegression().fit(X, y)
+    >>> np.round(m.coef_, 6).tolist(), round(m.intercept_, 6), m.solver_
+    ([2.0, -1.0], 1.5, 'tsqr')
+    """
+
+    def __init__(self, fit_intercept: bool = True, solver: str = "auto") -> None:
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+
+    def _set_fitted(self, R: np.ndarray, m: Moments) -> None:
+        d = R.shape[0] - 1
+        _check_rank(R[:d, :d], RANK_RTOL["gram" if m.gram else "tsqr"], bool(self.fit_intercept))
+        Rx = R[:d, :d]
+        coef = linalg.solve_triangular(Rx, R[:d, d])
+        self.coef_ = coef
+        self.intercept_ = self._intercept_from(coef, m)
+        n_params = d + bool(self.fit_intercept)
+        self.df_resid_ = int(m.n - n_params)
+        rss = R[d, d] ** 2
+        sigma2 = rss / self.df_resid_ if self.df_resid_ > 0 else np.nan
+        rinv = linalg.solve_triangular(Rx, np.eye(d))
+        cov = sigma2 * (rinv @ rinv.T)
+        if self.fit_intercept:
+            mx = m.mean[:d]
+            var0 = sigma2 / m.weight + mx @ cov @ mx
+            cov_b0 = -cov @ mx
+            cov = np.block([[np.array([[var0]]), cov_b0[None, :]], [cov_b0[:, None], cov]])
+        self.cov_params_ = cov
+        se = np.sqrt(np.diag(cov))
+        params = np.r_[self.intercept_, coef] if self.fit_intercept else coef
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = params / se
+        p = 2 * stats.t.sf(np.abs(t), self.df_resid_) if self.df_resid_ > 0 else np.full_like(t, np.nan)
+        k = int(bool(self.fit_intercept))
+        self.stderr_, self.tvalues_, self.pvalues_ = se[k:], t[k:], p[k:]
+        self.intercept_stderr_ = float(se[0]) if k else 0.0
+
+    def conf_int(self, alpha: float = 0.05) -> np.ndarray:
+        """Confidence intervals ``(n_features, 2)`` of ``coef_`` at level ``1 - alpha``."""
+        check_is_fitted(self, "coef_")
+        q = stats.t.ppf(1 - alpha / 2, self.df_resid_)
+        return np.column_stack([self.coef_ - q * self.stderr_, self.coef_ + q * self.stderr_])
+
+    def summary(self, feature_names: Sequence[str] | None = None, alpha: float = 0.05) -> str:
+        """A readable table of coefficients, standard errors, t statistics, p-values and intervals."""
+        check_is_fitted(self, "coef_")
+        names = list(feature_names) if feature_names is not None else [
+            f"x{j}" for j in range(self.n_features_in_)]
+        if len(names) != self.n_features_in_:
+            raise ValueError(f"{len(names)} feature names for {self.n_features_in_} features")
+        if self.fit_intercept:
+            names = ["const", *names]
+        params = np.r_[self.intercept_, self.coef_] if self.fit_intercept else self.coef_
+        se = np.sqrt(np.diag(self.cov_params_))
+        t = params / se
+        p = 2 * stats.t.sf(np.abs(t), self.df_resid_)
+        q = stats.t.ppf(1 - alpha / 2, self.df_resid_)
+        lo, hi = f"[{alpha / 2:g}", f"{1 - alpha / 2:g}]"
+        width = max(8, *(len(s) for s in names))
+        lines = [
+            f"{type(self).__name__} (solver={self.solver_})",
+            f"n_samples: {self.n_samples_}   df_resid: {self.df_resid_}   R²: {self.r2_:.6g}   "
+            f"RSS: {self.rss_:.6g}   condition number: {self.condition_number_:.3g}",
+            f"{'':{width}} {'coef':>12} {'std err':>12} {'t':>9} {'P>|t|':>9} {lo:>12} {hi:>12}",
+        ]
+        for name, b, s, tv, pv in zip(names, params, se, t, p):
+            lines.append(f"{name:{width}} {b:12.6g} {s:12.6g} {tv:9.3f} {pv:9.3g} {b - q * s:12.6g} "
+                         f"{b + q * s:12.6g}")
+        return "\n".join(lines)
+
+    def to_sklearn(self) -> Any:
+        """An equivalent fitted ``sklearn.linear_model.LinearRegression`` (for pipelines, joblib, ONNX)."""
+        check_is_fitted(self, "coef_")
+        from sklearn.linear_model import LinearRegression as SkLinearRegression
+
+        est = SkLinearRegression(fit_intercept=self.fit_intercept)
+        _copy_fitted(self, est)
+        return est
+
+
+class Ridge(_LinearBase):
+    """Ridge regression ``min ||y - X b - b0||² + alpha ||b||²`` (weighted), from the same single pass.
+
+    The penalty is applied to the small R factor (``sqrt(alpha) I`` rows appended), so the result matches
+    scikit-learn's ``Ridge`` (intercept unpenalized, sample weights as there) without a second pass.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(100, 3)); y = X @ np.array([1.0, 2.0, 3.0])
+    >>> from sklearn.linear_model import Ridge as SkRidge
+    >>> bool(np.allclose(Ridge(alpha=10.0).fit(X, y).coef_, SkRidge(alpha=10.0).fit(X, y).coef_))
+    True
+    """
+
+    _min_samples_per_parameter = False
+
+    def __init__(self, alpha: float = 1.0, fit_intercept: bool = True, solver: str = "auto") -> None:
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+
+    def _check_params(self) -> None:
+        if not np.isscalar(self.alpha) or not np.isfinite(self.alpha) or self.alpha < 0:
+            raise ValueError(f"alpha must be a finite number >= 0; got {self.alpha!r}")
+
+    def _set_fitted(self, R: np.ndarray, m: Moments) -> None:
+        d = R.shape[0] - 1
+        if self.alpha == 0:
+            _check_rank(R[:d, :d], RANK_RTOL["gram" if m.gram else "tsqr"], bool(self.fit_intercept))
+        pen = np.hstack([np.sqrt(self.alpha) * np.eye(d), np.zeros((d, 1))])
+        R2 = np.linalg.qr(np.vstack([R[:, :], pen]), mode="r")
+        self.coef_ = linalg.solve_triangular(R2[:d, :d], R2[:d, d])
+        self.intercept_ = self._intercept_from(self.coef_, m)
+
+    def to_sklearn(self) -> Any:
+        """An equivalent fitted ``sklearn.linear_model.Ridge``."""
+        check_is_fitted(self, "coef_")
+        from sklearn.linear_model import Ridge as SkRidge
+
+        est = SkRidge(alpha=self.alpha, fit_intercept=self.fit_intercept)
+        _copy_fitted(self, est)
+        est.n_iter_ = None
+        est.solver_ = "cholesky"
+        return est
+
+
+def _copy_fitted(src: _LinearBase, est: Any) -> None:
+    est.coef_ = src.coef_.copy()
+    est.intercept_ = float(src.intercept_) if src.fit_intercept else 0.0
+    est.n_features_in_ = src.n_features_in_
+
+
+def _check_rank(Rx: np.ndarray, rtol: float, intercept: bool) -> None:
+    """Raise naming the columns of X that are (numerically) combinations of earlier columns."""
+    norms = np.sqrt(np.sum(Rx**2, axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.abs(np.diag(Rx)) / norms
+    bad = [j for j in range(Rx.shape[1]) if not norms[j] > 0 or not rel[j] > rtol]
+    if bad:
+        const = [j for j in bad if not norms[j] > 0]
+        what = (f"constant column(s) {const} (collinear with the intercept)" if const and intercept else "")
+        rest = [j for j in bad if j not in const]
+        if rest:
+            what += ("; " if what else "") + (f"column(s) {rest} are linear combinations of earlier columns"
+                                              + (" and the intercept" if intercept else ""))
+        if const and not intercept:
+            what += ("; " if what else "") + f"all-zero column(s) {const}"
+        raise ValueError(f"X is rank deficient: {what}. Drop or combine these columns (or use Ridge).")
+
+
+def _condition_number(Rx: np.ndarray, m: Moments, intercept: bool) -> float:
+    """2-norm condition number of ``sqrt(w) [1 | X]`` (or ``X``), from its R factor, as statsmodels reports."""
+    if intercept:
+        sw = np.sqrt(m.weight)
+        d = Rx.shape[0]
+        top = np.r_[sw, sw * m.mean[:d]]
+        Rx = np.vstack([top, np.hstack([np.zeros((d, 1)), Rx])])
+    s = np.linalg.svd(Rx, compute_uv=False)
+    return float(s[0] / s[-1]) if s[-1] > EPS * s[0] else np.inf

@@ -1,0 +1,190 @@
+"""Out-of-core PCA: the mean and the SVD from one pass (TSQR), or a randomized range finder for wide data.
+
+The R factor of the centered ``X`` (what ``LinearRegression`` reduces for ``[X | y]``, by the same kernel and
+tree reduction: ``linear.fit_moments``) has the same singular values and right singular vectors as ``X``
+itself, so an SVD of that ``d x d`` matrix gives ``components_`` and the variances exactly, in one read of
+the data. ``solver="tsqr"`` uses Householder QR per chunk; ``"auto"`` lets each chunk use the Cholesky
+factor of its Gram matrix when the error bound of that shortcut (which, for PCA, depends on column scales)
+is below 1e-12, and picks ``"randomized"`` for wide data (more than 1,000 features and few components),
+where the ``d x d`` factor would not fit comfortably: power iterations with oversampling as scikit-learn,
+one pass over ``X`` per iteration (the first also gives the mean).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from scipy import linalg
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from ._tsqr import RangeMoments, block_range, combine_range
+from .linear import fit_moments, tree_reduce
+from .validation import as_dask_array, check_is_fitted, check_X_y, row_offsets
+
+#: Error bound below which ``solver="auto"`` accepts a chunk's Gram matrix (variances to ~1e-12).
+PCA_TOL = 1e-12
+SOLVERS = ("auto", "tsqr", "randomized")
+
+
+class PCA(TransformerMixin, BaseEstimator):
+    """Principal component analysis of data larger than memory, with scikit-learn's conventions.
+
+    Parameters
+    ----------
+    n_components : number of components (default ``min(n_samples, n_features)``).
+    solver : ``"auto"``, ``"tsqr"`` (exact, one pass) or ``"randomized"`` (wide data).
+    whiten : scale the projections to unit variance.
+    iterated_power, n_oversamples, random_state : of the randomized solver (scikit-learn's meaning).
+
+    Attributes
+    ----------
+    components_ (n_components, n_features), explained_variance_, explained_variance_ratio_,
+    singular_values_, mean_, noise_variance_, n_samples_, n_components_, solver_ (what was used).
+    Signs follow scikit-learn (the largest loading of each component is positive).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(500, 3)) @ np.diag([3.0, 1.0, 0.1])
+    >>> p = PCA(n_components=2).fit(X)
+    >>> np.round(p.explained_variance_ratio_, 3).tolist()
+    [0.903, 0.096]
+    """
+
+    def __init__(self, n_components: int | None = None, solver: str = "auto", whiten: bool = False,
+                 iterated_power: int = 4, n_oversamples: int = 10, random_state: int | None = None) -> None:
+        self.n_components = n_components
+        self.solver = solver
+        self.whiten = whiten
+        self.iterated_power = iterated_power
+        self.n_oversamples = n_oversamples
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any = None) -> PCA:
+        """Fit on ``X`` (numpy, dask, xarray, zarr, or a dataset path/name); ``y`` is not used."""
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}; got {self.solver!r}")
+        dX = as_dask_array(X, "X", ndim=2)
+        n, d = dX.shape
+        k = min(n, d) if self.n_components is None else self.n_components
+        if not isinstance(k, (int, np.integer)) or not 1 <= k <= min(n, d):
+            raise ValueError(f"n_components={self.n_components!r} must be an integer between 1 and "
+                             f"min(n_samples, n_features) = min({n}, {d}) = {min(n, d)}")
+        if self.iterated_power < 0 or self.n_oversamples < 0:
+            raise ValueError("iterated_power and n_oversamples must be >= 0")
+        solver = self.solver
+        if solver == "auto":
+            solver = "randomized" if d > 1000 and k <= d // 4 else "auto"
+        if solver == "randomized":
+            S, Vt, mean, total = self._randomized(dX, k)
+            self.solver_ = "randomized"
+        else:
+            R, m, self.solver_ = fit_moments(dX, None, None, center=True, solver=solver, tol=PCA_TOL,
+                                             scale=False)
+            _, S, Vt = np.linalg.svd(R)
+            mean, total = m.mean, float(np.sum(S**2)) / max(n - 1, 1)
+        Vt = _flip_signs(Vt)
+        var = S**2 / max(n - 1, 1)
+        self.n_samples_, self.n_features_in_, self.n_components_ = n, d, int(k)
+        self.mean_ = mean
+        self.components_ = Vt[:k]
+        self.singular_values_ = S[:k]
+        self.explained_variance_ = var[:k]
+        self.explained_variance_ratio_ = var[:k] / total if total > 0 else np.zeros(k)
+        rest = min(n, d) - k
+        self.noise_variance_ = float((total - var[:k].sum()) / rest) if rest > 0 else 0.0
+        return self
+
+    def _randomized(self, dX: da.Array, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Range finder with power iterations, one pass per iteration (the first also gives the mean)."""
+        n, d = dX.shape
+        rng = np.random.default_rng(self.random_state)
+        Z = rng.standard_normal((d, min(k + self.n_oversamples, d)))
+        for it in range(self.iterated_power + 1):
+            rm = _range_pass(dX, Z)
+            B_T = linalg.solve_triangular(rm.r, rm.c.T, trans="T").T  # Xc' Q with Q = Y R^-1
+            if it < self.iterated_power:
+                Z = np.linalg.qr(B_T)[0]
+        _, S, Vt = np.linalg.svd(B_T.T, full_matrices=False)
+        return S, Vt, rm.mean, float(rm.ss.sum()) / max(n - 1, 1)
+
+    def transform(self, X: Any) -> Any:
+        """Projections on the components: numpy for numpy input, a lazy dask array otherwise."""
+        check_is_fitted(self, "components_")
+        W = self.components_.T / (np.sqrt(self.explained_variance_) if self.whiten else 1.0)
+        if isinstance(X, np.ndarray):
+            self._check_width(X.shape, self.n_features_in_)
+            return (X - self.mean_) @ W
+        dX = as_dask_array(X, "X", ndim=2)
+        self._check_width(dX.shape, self.n_features_in_)
+        return (dX.astype(np.float64) - self.mean_) @ W
+
+    def inverse_transform(self, Z: Any) -> Any:
+        """Back to feature space: ``Z @ components_ + mean_`` (numpy or lazy dask, as the input)."""
+        check_is_fitted(self, "components_")
+        H = self.components_ * (np.sqrt(self.explained_variance_)[:, None] if self.whiten else 1.0)
+        if not isinstance(Z, np.ndarray):
+            Z = as_dask_array(Z, "Z", ndim=2)
+        self._check_width(Z.shape, self.n_components_)
+        return Z @ H + self.mean_
+
+    def fit_transform(self, X: Any, y: Any = None) -> Any:
+        """``fit(X).transform(X)``."""
+        return self.fit(X).transform(X)
+
+    def to_zarr(self, X: Any, path: str | os.PathLike, *, codec: str | None = None) -> Path:
+        """Write ``transform(X)`` chunk by chunk as a new dataset at ``path`` (atomic; ``y`` carried over).
+
+        Features are named ``pc0, pc1, ...``; if ``X`` is a dataset (path, catalog name or xarray) with a
+        ``y``, it is copied alongside, so the projection can be used like any other dataset.
+        """
+        from .store import DatasetWriter, write_chunk
+
+        check_is_fitted(self, "components_")
+        try:
+            dX, dy = check_X_y(X, None)
+        except ValueError:
+            dX, dy = as_dask_array(X, "X", ndim=2), None
+        rows = dX.chunks[0][0]
+        if any(c != rows for c in dX.chunks[0][:-1]):
+            dX = dX.rechunk({0: rows})
+            dy = None if dy is None else dy.rechunk((dX.chunks[0],))
+        Z = self.transform(dX)
+        attrs = {"source": "PCA", "explained_variance_ratio": self.explained_variance_ratio_.tolist(),
+                 "whiten": bool(self.whiten)}
+        with DatasetWriter(path, self.n_components_, n_samples=dX.shape[0], chunk_rows=rows,
+                           y_dtype=None if dy is None else dy.dtype, attrs=attrs, codec=codec,
+                           feature_names=[f"pc{i}" for i in range(self.n_components_)]) as w:
+            zs = Z.to_delayed().ravel()
+            ys = [None] * len(zs) if dy is None else dy.to_delayed().ravel()
+            write = dask.delayed(write_chunk, pure=False)
+            dask.compute(*[write(str(w.tmp_path), i, zb, yb, rows) for i, (zb, yb) in enumerate(zip(zs, ys))])
+        return Path(path)
+
+    @staticmethod
+    def _check_width(shape: tuple, expected: int) -> None:
+        if len(shape) != 2 or shape[1] != expected:
+            raise ValueError(f"input has shape {shape}; expected (n_samples, {expected})")
+
+
+def _range_pass(dX: da.Array, Z: np.ndarray) -> RangeMoments:
+    """One pass: the range moments of ``Y = Xc Z``, reduced by the same deterministic tree as ``moments``."""
+    starts = row_offsets(dX.chunks[0])
+    Z_d = dask.delayed(Z)
+    kernel = dask.delayed(block_range, pure=True)
+    parts = [kernel(xb, Z_d, chunk_index=i, row_start=int(starts[i]))
+             for i, xb in enumerate(dX.to_delayed().ravel())]
+    (rm,) = dask.compute(tree_reduce(parts, combine_range))
+    return rm
+
+
+def _flip_signs(Vt: np.ndarray) -> np.ndarray:
+    """scikit-learn's convention (``svd_flip(u_based_decision=False)``): largest |loading| of each row > 0."""
+    idx = np.argmax(np.abs(Vt), axis=1)
+    signs = np.sign(Vt[np.arange(len(Vt)), idx])
+    return Vt * np.where(signs == 0, 1.0, signs)[:, None]

@@ -1,0 +1,292 @@
+"""The TSNE estimator: wires reduction, neighbours, affinities, initialisation and optimisation."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numba
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from ..validation import as_dask_array, check_is_fitted, finite_blocks
+from . import affinity, initialization, neighbors, optimize
+
+logger = logging.getLogger("scaleml_dask.tsne")
+
+Callback = Callable[[int, float, np.ndarray], bool]
+
+_NEIGHBOR_METHODS = ("auto", "exact", "approx")
+_INITIALIZATIONS = ("pca", "random")
+
+
+class TSNE(BaseEstimator):
+    """t-SNE embedding in 2-d of data that may be larger than memory, in O(n·k) memory.
+
+    Input wider than ``n_pca_components`` columns is first reduced out-of-core by ``sm.PCA`` to a
+    float32 (n, ≤ 50) array; then the ``3·perplexity`` nearest neighbours (exact blockwise on the
+    cluster up to 100,000 rows, pynndescent beyond), perplexity-calibrated symmetric sparse P, a PCA
+    start, and gradient descent with early exaggeration, momentum and gains, whose repulsion is
+    interpolated on a grid and convolved by FFT (FIt-SNE). Defaults follow openTSNE 1.0: 250
+    iterations at exaggeration 12, then ``n_iter`` at 1, learning rate ``n / exaggeration``
+    (the gradient omits the factor 4, as in openTSNE), momentum 0.8, step norm capped at 5.
+
+    Parameters
+    ----------
+    perplexity : effective number of neighbours, < n_samples - 1.
+    early_exaggeration, early_exaggeration_iter : the first phase.
+    n_iter : iterations of the second (unexaggerated) phase.
+    learning_rate : float or "auto" (n / exaggeration, per phase).
+    momentum, max_step_norm : gradient-descent settings.
+    initialization : "pca", "random" or an (n, 2) array.
+    neighbors : "auto", "exact" or "approx" (pynndescent).
+    n_pca_components : inputs wider than this are reduced by ``sm.PCA`` first.
+    n_interpolation_points, min_num_intervals, ints_in_interval : FFT interpolation grid. Boxes are
+        0.5 wide by default (openTSNE: 1): at 1 the interpolated repulsion converged to a ~1% higher
+        KL and ~0.01 lower kNN recall than openTSNE on 10,000-point mixtures; at 0.5 both match or beat it.
+    n_jobs : threads for the numba kernels and FFT (None: all cores).
+    random_state : seed for the neighbour search and the initial jitter.
+    callbacks : callables ``(iteration, kl, embedding) -> bool``; True stops the optimisation.
+    callbacks_every_iters : how often callbacks run (and KL is evaluated and logged when verbose).
+    verbose : log progress (KL every ``callbacks_every_iters`` iterations) to ``scaleml_dask.tsne``.
+
+    Attributes
+    ----------
+    embedding_ : (n, 2) float64 array.
+    kl_divergence_ : KL(P || Q) of the final embedding.
+    n_iter_ : iterations run (fewer than planned if a callback stopped them).
+    n_neighbors_, neighbors_method_, learning_rate_ : what "auto" resolved to.
+    labels_ : the dataset's ``y`` (or the ``y`` given to ``fit``), if any; written by ``to_zarr``.
+    timings_ : seconds spent in each stage.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(0, 1, (60, 5)), rng.normal(20, 1, (60, 5))])
+    >>> Y = TSNE(perplexity=10, n_iter=200, random_state=0).fit_transform(X)
+    >>> Y.shape
+    (120, 2)
+    >>> d_within = np.linalg.norm(Y[:60] - Y[:60].mean(0), axis=1).mean()
+    >>> bool(np.linalg.norm(Y[:60].mean(0) - Y[60:].mean(0)) > 3 * d_within)
+    True
+    """
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        perplexity: float = 30.0,
+        early_exaggeration: float = 12.0,
+        early_exaggeration_iter: int = 250,
+        n_iter: int = 500,
+        learning_rate: float | str = "auto",
+        momentum: float = 0.8,
+        max_step_norm: float = 5.0,
+        initialization: str | np.ndarray = "pca",
+        neighbors: str = "auto",
+        n_pca_components: int = 50,
+        n_interpolation_points: int = 3,
+        min_num_intervals: int = 50,
+        ints_in_interval: float = 0.5,
+        n_jobs: int | None = None,
+        random_state: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        callbacks_every_iters: int = 50,
+        verbose: bool = False,
+    ) -> None:
+        self.n_components = n_components
+        self.perplexity = perplexity
+        self.early_exaggeration = early_exaggeration
+        self.early_exaggeration_iter = early_exaggeration_iter
+        self.n_iter = n_iter
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.max_step_norm = max_step_norm
+        self.initialization = initialization
+        self.neighbors = neighbors
+        self.n_pca_components = n_pca_components
+        self.n_interpolation_points = n_interpolation_points
+        self.min_num_intervals = min_num_intervals
+        self.ints_in_interval = ints_in_interval
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.callbacks = callbacks
+        self.callbacks_every_iters = callbacks_every_iters
+        self.verbose = verbose
+
+    # -- validation -------------------------------------------------------------------------------
+    def _check_params(self, n: int) -> None:
+        if self.n_components != 2:
+            raise ValueError(f"n_components={self.n_components!r}: only 2-d embeddings are supported")
+        if n < 4:
+            raise ValueError(f"t-SNE needs at least 4 samples; X has {n}")
+        if not (isinstance(self.perplexity, (int, float)) and self.perplexity > 0):
+            raise ValueError(f"perplexity must be a positive number; got {self.perplexity!r}")
+        if self.perplexity >= n - 1:
+            raise ValueError(f"perplexity={self.perplexity} must be less than n_samples - 1 = {n - 1}; "
+                             "lower the perplexity or embed more samples")
+        for name in ("early_exaggeration", "momentum", "n_pca_components", "n_interpolation_points",
+                     "min_num_intervals", "ints_in_interval", "callbacks_every_iters"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive; got {getattr(self, name)!r}")
+        for name in ("early_exaggeration_iter", "n_iter"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)!r}")
+        if not (self.learning_rate == "auto" or (isinstance(self.learning_rate, (int, float))
+                                                  and self.learning_rate > 0)):
+            raise ValueError(f"learning_rate must be 'auto' or positive; got {self.learning_rate!r}")
+        if self.neighbors not in _NEIGHBOR_METHODS:
+            raise ValueError(f"neighbors={self.neighbors!r}; choose one of {_NEIGHBOR_METHODS}")
+        if isinstance(self.initialization, str):
+            if self.initialization not in _INITIALIZATIONS:
+                raise ValueError(f"initialization={self.initialization!r}; choose one of "
+                                 f"{_INITIALIZATIONS} or pass an (n_samples, 2) array")
+        elif np.shape(self.initialization) != (n, 2):
+            raise ValueError(f"initialization array has shape {np.shape(self.initialization)}; "
+                             f"expected ({n}, 2)")
+
+    # -- stages -----------------------------------------------------------------------------------
+    def _reduce(self, dX: da.Array, dy: da.Array | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """One pass: the float32 (n, <= n_pca_components) input (and the labels) in memory."""
+        dX = finite_blocks(dX, "X")
+        if dX.shape[1] > self.n_pca_components:
+            from ..pca import PCA
+
+            pca = PCA(n_components=int(self.n_pca_components)).fit(dX)
+            dX = pca.transform(dX)
+            self.pca_ = pca
+        reduced, labels = dask.compute(dX.astype(np.float32), dy)
+        return np.ascontiguousarray(reduced), (None if labels is None else np.asarray(labels))
+
+    def _phases(self, n: int) -> list[optimize.Phase]:
+        def rate(exaggeration: float) -> float:
+            return n / exaggeration if self.learning_rate == "auto" else float(self.learning_rate)
+
+        self.learning_rate_ = rate(1.0)
+        return [optimize.Phase(int(self.early_exaggeration_iter), float(self.early_exaggeration),
+                               rate(self.early_exaggeration), float(self.momentum)),
+                optimize.Phase(int(self.n_iter), 1.0, rate(1.0), float(self.momentum))]
+
+    def _initial(self, Xr: np.ndarray) -> np.ndarray:
+        if isinstance(self.initialization, str):
+            if self.initialization == "pca":
+                return initialization.pca(Xr, random_state=self.random_state)
+            return initialization.random(len(Xr), random_state=self.random_state)
+        Y0 = np.array(self.initialization, dtype=np.float64)
+        if not np.isfinite(Y0).all():
+            raise ValueError("initialization array contains NaN or inf")
+        return Y0
+
+    # -- public -----------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> TSNE:
+        """Embed ``X`` (numpy, dask, xarray, zarr, dataset path or catalog name).
+
+        ``y`` (optional) are labels kept as ``labels_`` for ``to_zarr``; when ``X`` is a dataset with
+        a ``y`` variable, that is used.
+        """
+        dX = as_dask_array(X, "X", ndim=2)
+        n = dX.shape[0]
+        self._check_params(n)
+        dy = _labels(X, y, n)
+        n_threads = int(self.n_jobs or numba.config.NUMBA_NUM_THREADS)
+        previous_threads = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            self._fit(dX, dy, numba.get_num_threads())
+        finally:
+            numba.set_num_threads(previous_threads)
+        return self
+
+    def _fit(self, dX: da.Array, dy: da.Array | None, n_threads: int) -> None:
+        log = _logger() if self.verbose else None
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        Xr, labels = self._reduce(dX, dy)
+        n = Xr.shape[0]
+        timings["reduce"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        k = min(n - 1, int(math.ceil(3 * self.perplexity)))
+        self.neighbors_method_ = (self.neighbors if self.neighbors != "auto" else
+                                  "exact" if n <= neighbors.EXACT_MAX_SAMPLES else "approx")
+        idx, dist = neighbors.nearest_neighbors(Xr, k, method=self.neighbors_method_,
+                                                random_state=self.random_state, n_jobs=n_threads)
+        timings["neighbors"] = time.perf_counter() - t0
+        if log:
+            log(f"{k} nearest neighbours ({self.neighbors_method_}) of {n} points in "
+                f"{timings['neighbors']:.1f} s")
+
+        t0 = time.perf_counter()
+        P = affinity.joint_probabilities(idx, affinity.conditional_probabilities(dist, self.perplexity))
+        del idx, dist
+        timings["affinity"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        Y = self._initial(Xr)
+        del Xr
+        params = optimize.GridParams(int(self.n_interpolation_points), int(self.min_num_intervals),
+                                     float(self.ints_in_interval))
+        Y, kl, n_iter = optimize.optimize(
+            Y, P, self._phases(n), params=params, max_step_norm=float(self.max_step_norm),
+            callbacks=list(self.callbacks or ()), callbacks_every_iters=int(self.callbacks_every_iters),
+            log=log, n_threads=n_threads)
+        timings["optimize"] = time.perf_counter() - t0
+        if log:
+            log(f"done: KL {kl:.4f} after {n_iter} iterations in {timings['optimize']:.1f} s")
+
+        self.embedding_ = Y
+        self.kl_divergence_ = float(kl)
+        self.n_iter_ = int(n_iter)
+        self.n_neighbors_ = k
+        self.n_features_in_ = int(dX.shape[1])
+        self.labels_ = labels
+        self.timings_ = timings
+
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit and return the (n, 2) embedding as numpy."""
+        return self.fit(X, y).embedding_
+
+    def to_zarr(self, path: str | Path, *, chunk_rows: int | None = None, codec: str | None = None) -> Path:
+        """Write the embedding as a dataset (``X``: n × 2 float32, ``y``: the labels if known)."""
+        from ..store import DatasetWriter
+
+        check_is_fitted(self, "embedding_")
+        labels = self.labels_
+        attrs = {"source": "scaleml_dask.TSNE", "perplexity": float(self.perplexity),
+                 "kl_divergence": self.kl_divergence_, "n_iter": self.n_iter_}
+        with DatasetWriter(path, 2, n_samples=0, chunk_rows=chunk_rows, dtype=np.float32,
+                           y_dtype=None if labels is None else labels.dtype,
+                           feature_names=["tsne_1", "tsne_2"], attrs=attrs, codec=codec) as w:
+            for s in range(0, len(self.embedding_), w.chunk_rows):
+                w.append(self.embedding_[s:s + w.chunk_rows],
+                         None if labels is None else labels[s:s + w.chunk_rows])
+        return Path(path)
+
+
+def _labels(X: Any, y: Any, n: int) -> da.Array | None:
+    """The labels as a 1-d dask array: ``y`` if given, else the dataset's ``y`` if it has one."""
+    if y is None:
+        if isinstance(X, (str, Path)):
+            from ..catalog import open_dataset
+
+            X = open_dataset(X)
+        if not (hasattr(X, "data_vars") and "y" in X):
+            return None
+        y = X["y"]
+    dy = as_dask_array(y, "y", ndim=1, numeric=False)
+    if dy.shape[0] != n:
+        raise ValueError(f"X and y have different lengths: X has {n} rows, y has {dy.shape[0]}")
+    return dy
+
+
+def _logger() -> Callable[[str], None]:
+    if not logger.handlers and not logging.getLogger().handlers:
+        logger.addHandler(logging.StreamHandler())
+    logger.setLevel(logging.INFO)
+    return logger.info

@@ -1,0 +1,152 @@
+"""k nearest neighbours of the (reduced) input: exact blockwise, or approximate with pynndescent.
+
+Exact search cuts the queries into row blocks; each block is one task (on the dask cluster when a
+client is active) that takes inner products with every row in one float32 GEMM and keeps the k
+nearest per row with a bounded max-heap, so a task holds O(block · n) and the result O(n · k).
+Distances to the chosen neighbours are then recomputed in float64, so they do not carry the GEMM's
+cancellation error. Approximate search uses pynndescent (imported lazily).
+
+>>> import numpy as np
+>>> X = np.array([[0.0], [1.0], [3.0], [7.0]], dtype=np.float32)
+>>> idx, dist = nearest_neighbors(X, 2, method="exact")
+>>> idx.tolist(), dist.tolist()
+([[1, 2], [0, 2], [1, 0], [2, 1]], [[1.0, 3.0], [1.0, 2.0], [2.0, 3.0], [4.0, 6.0]])
+"""
+
+from __future__ import annotations
+
+import dask
+import numba
+import numpy as np
+
+#: Above this many rows "auto" switches from exact search to pynndescent.
+EXACT_MAX_SAMPLES = 100_000
+#: Bytes of the (block × n) distance matrix of one exact task.
+_BLOCK_BYTES = 64 * 2**20
+
+
+@numba.njit(nogil=True, cache=True)
+def _top_k(gram: np.ndarray, sq_norms: np.ndarray, row_start: int, k: int, idx_out: np.ndarray) -> None:
+    """Per row r of ``gram = Q @ X.T``, the k columns with the smallest ``|x_c|^2 - 2 gram[r, c]``.
+
+    That is the squared distance less the constant ``|q_r|^2``, so the ranking is the distance
+    ranking; self (column ``row_start + r``) is excluded. A bounded max-heap rejects most columns
+    with one comparison.
+    """
+    b, n = gram.shape
+    heap_d = np.empty(k, dtype=np.float32)
+    heap_i = np.empty(k, dtype=np.int32)
+    for r in range(b):
+        self_col = row_start + r
+        size = 0
+        for c in range(n):
+            if c == self_col:
+                continue
+            d = sq_norms[c] - 2.0 * gram[r, c]
+            if size < k:  # sift up
+                pos = size
+                size += 1
+                while pos > 0:
+                    parent = (pos - 1) // 2
+                    if heap_d[parent] >= d:
+                        break
+                    heap_d[pos] = heap_d[parent]
+                    heap_i[pos] = heap_i[parent]
+                    pos = parent
+                heap_d[pos] = d
+                heap_i[pos] = c
+            elif d < heap_d[0]:  # replace the root, sift down
+                pos = 0
+                while True:
+                    child = 2 * pos + 1
+                    if child >= k:
+                        break
+                    if child + 1 < k and heap_d[child + 1] > heap_d[child]:
+                        child += 1
+                    if heap_d[child] <= d:
+                        break
+                    heap_d[pos] = heap_d[child]
+                    heap_i[pos] = heap_i[child]
+                    pos = child
+                heap_d[pos] = d
+                heap_i[pos] = c
+        order = np.argsort(heap_d)
+        for a in range(k):
+            idx_out[r, a] = heap_i[order[a]]
+
+
+def _exact_block(X: np.ndarray, sq_norms: np.ndarray, start: int, stop: int, k: int) -> np.ndarray:
+    gram = X[start:stop] @ X.T
+    idx = np.empty((stop - start, k), dtype=np.int32)
+    _top_k(gram, sq_norms, start, k, idx)
+    return idx
+
+
+def _exact(X: np.ndarray, k: int) -> np.ndarray:
+    n = X.shape[0]
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    sq_norms = np.einsum("ij,ij->i", X32, X32)
+    block = int(max(64, min(n, _BLOCK_BYTES // (4 * n))))
+    Xd, nd = dask.delayed(X32, pure=True), dask.delayed(sq_norms, pure=True)
+    tasks = [dask.delayed(_exact_block, pure=True)(Xd, nd, s, min(n, s + block), k)
+             for s in range(0, n, block)]
+    return np.concatenate(dask.compute(*tasks))
+
+
+def _approximate(X: np.ndarray, k: int, random_state: int | None, n_jobs: int) -> np.ndarray:
+    from pynndescent import NNDescent
+
+    n = X.shape[0]
+    index = NNDescent(X, n_neighbors=k + 1, metric="euclidean", random_state=random_state, n_jobs=n_jobs,
+                      n_trees=5 + int(round(n ** 0.25 / 2)), n_iters=max(5, int(round(np.log2(n)))),
+                      max_candidates=60, low_memory=True, compressed=True, verbose=False)
+    graph = index.neighbor_graph[0]
+    del index
+    return _drop_self(graph, k)
+
+
+def _drop_self(graph: np.ndarray, k: int) -> np.ndarray:
+    """Remove each row's own index (or, if absent, its farthest neighbour) from a (n, k+1) graph."""
+    n = graph.shape[0]
+    is_self = graph == np.arange(n)[:, None]
+    missing = ~is_self.any(axis=1)
+    is_self[missing, -1] = True
+    return graph[~is_self].reshape(n, k).astype(np.int32)
+
+
+def _distances(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    out = np.empty(idx.shape, dtype=np.float32)
+    step = max(1, 2**22 // max(1, idx.shape[1] * X.shape[1]))
+    for s in range(0, X.shape[0], step):
+        diff = X[idx[s:s + step]].astype(np.float64) - X[s:s + step, None, :]
+        out[s:s + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    return out
+
+
+def nearest_neighbors(
+    X: np.ndarray,
+    k: int,
+    *,
+    method: str = "auto",
+    random_state: int | None = None,
+    n_jobs: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (int32) and Euclidean distances (float32) of each row's ``k`` nearest other rows.
+
+    ``method`` is ``"exact"``, ``"approx"`` (pynndescent) or ``"auto"`` (exact up to
+    ``EXACT_MAX_SAMPLES`` rows). Rows are sorted by distance.
+    """
+    n = X.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k={k} neighbours need 1 <= k < n_samples={n}")
+    if method == "auto":
+        method = "exact" if n <= EXACT_MAX_SAMPLES else "approx"
+    if method == "exact":
+        idx = _exact(X, k)
+    elif method == "approx":
+        idx = _approximate(X, k, random_state, n_jobs)
+    else:
+        raise ValueError(f"unknown neighbors method {method!r}; use 'auto', 'exact' or 'approx'")
+    dist = _distances(X, idx)
+    order = np.argsort(dist, axis=1, kind="stable")
+    return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)

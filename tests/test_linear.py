@@ -1,0 +1,210 @@
+"""LinearRegression and Ridge against known truth: planted coefficients, numpy, statsmodels, scikit-learn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+import scaleml_dask as sm
+from scaleml_dask.ingest import make_regression
+from scaleml_dask.linear import LinearRegression, Ridge
+
+
+def _small(rng, n=400, d=5, weights=False):
+    X = rng.normal(size=(n, d)) * np.array([1, 10, 0.1, 5, 2])[:d] + np.array([3, -100, 0, 1e3, 5])[:d]
+    y = 2.0 + X @ rng.normal(size=d) + rng.normal(size=n)
+    return X, y, (rng.uniform(0.2, 3.0, n) if weights else None)
+
+
+def run_with_worker_killed(fit, kill_after: float = 0.2):
+    """``fit()`` on a dedicated 2-process cluster, once undisturbed and once with a worker SIGKILLed mid-fit."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster, set_as_default=False) as c:
+        out: dict = {}
+
+        def target(key):
+            with dask.config.set(scheduler=c):
+                out[key] = fit()
+
+        target("reference")
+        pid = next(iter(c.run(os.getpid).values()))
+        th = threading.Thread(target=target, args=("killed",))
+        th.start()
+        deadline = time.time() + 30
+        while not any(c.processing().values()) and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(kill_after)
+        assert th.is_alive(), "the fit finished before the worker could be killed; make it longer"
+        os.kill(pid, signal.SIGKILL)
+        th.join(120)
+        assert pid not in c.run(os.getpid).values()
+        return out["reference"], out["killed"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("linear") / "reg.zarr"
+    return make_regression(path, 60_000, 8, chunk_rows=10_000, noise=1.0, seed=4)
+
+
+@pytest.mark.parametrize("solver", ["tsqr", "gram", "auto"])
+def test_planted_coefficients_recovered_from_zarr(client, store, solver):
+    ds = sm.open_dataset(store)
+    m = LinearRegression(solver=solver).fit(ds)  # y taken from the dataset
+    coef, intercept = np.array(ds.attrs["coef"]), ds.attrs["intercept"]
+    z = np.abs(m.coef_ - coef) / m.stderr_
+    assert z.max() < 5 and abs(m.intercept_ - intercept) < 5 * m.intercept_stderr_
+    assert np.all(m.stderr_ < 1.5 / np.sqrt(60_000))  # the noise floor, noise = 1
+    assert m.n_samples_ == 60_000 and m.solver_ == ("gram" if solver == "auto" else solver)
+    assert abs(m.rss_ / m.df_resid_ - 1.0) < 0.03
+
+
+@pytest.mark.parametrize("solver", ["tsqr", "auto", "gram"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weights", [False, True])
+def test_matches_numpy_and_statsmodels(rng, solver, fit_intercept, weights):
+    import statsmodels.api as smapi
+
+    X, y, w = _small(rng, weights=weights)
+    dX, dy = da.from_array(X, chunks=90), da.from_array(y, chunks=90)
+    m = LinearRegression(fit_intercept=fit_intercept, solver=solver).fit(dX, dy, sample_weight=w)
+    exog = smapi.add_constant(X) if fit_intercept else X
+    ref = smapi.WLS(y, exog, weights=1.0 if w is None else w).fit()
+    tol = 1e-7 if solver == "gram" else 1e-11  # gram squares cond([1 | X]) ~ 1e4
+    params = np.r_[m.intercept_, m.coef_] if fit_intercept else m.coef_
+    np.testing.assert_allclose(params, ref.params, rtol=tol, atol=tol * np.abs(ref.params).max())
+    se = np.r_[m.intercept_stderr_, m.stderr_] if fit_intercept else m.stderr_
+    np.testing.assert_allclose(se, ref.bse, rtol=1e-6 if solver == "gram" else 1e-10)
+    np.testing.assert_allclose(m.r2_, ref.rsquared, rtol=1e-10)
+    np.testing.assert_allclose(m.rss_, ref.ssr, rtol=1e-6 if solver == "gram" else 1e-10)
+    np.testing.assert_allclose(m.condition_number_, ref.condition_number, rtol=1e-6)
+    np.testing.assert_allclose(m.pvalues_, ref.pvalues[int(fit_intercept):], rtol=1e-4, atol=1e-300)
+    np.testing.assert_allclose(m.conf_int(), ref.conf_int()[int(fit_intercept):], rtol=1e-6)
+    if w is None:
+        lstsq = np.linalg.lstsq(exog, y, rcond=None)[0]
+        np.testing.assert_allclose(params, lstsq, rtol=tol, atol=tol * np.abs(lstsq).max())
+    table = m.summary()
+    assert "std err" in table and f"{ref.tvalues[-1]:.3f}" in table
+
+
+@pytest.mark.parametrize("solver", ["tsqr", "auto"])
+def test_ill_conditioned_polynomial_exact(rng, solver):
+    x = rng.uniform(1.0, 2.0, 20_000)
+    X = np.column_stack([x**j for j in range(1, 7)])
+    y = 1.0 + X.sum(axis=1)  # every coefficient is exactly 1
+    m = LinearRegression(solver=solver).fit(da.from_array(X, chunks=3000), y)
+    assert m.condition_number_ >= 1e7
+    lre = -np.log10(np.abs(np.r_[m.intercept_, m.coef_] - 1.0).max())
+    assert lre >= 9, lre
+    assert m.solver_ == "tsqr"  # auto saw that the normal equations would not be accurate
+
+
+@pytest.mark.parametrize("solver", ["tsqr", "auto"])
+def test_chunking_invariance(rng, solver):
+    X, y, w = _small(rng, n=5000, weights=True)
+    fits = [LinearRegression(solver=solver).fit(da.from_array(X, chunks=c), da.from_array(y, chunks=c),
+                                                sample_weight=w)
+            for c in (5000, 1000, 777, 250)]
+    for f in fits[1:]:
+        np.testing.assert_allclose(f.coef_, fits[0].coef_, rtol=1e-12)
+        np.testing.assert_allclose(f.intercept_, fits[0].intercept_, rtol=1e-12)
+        np.testing.assert_allclose(f.stderr_, fits[0].stderr_, rtol=1e-12)
+
+
+def test_worker_killed_mid_fit_gives_same_coefficients():
+    beta = np.linspace(-2, 2, 10)
+
+    def fit():
+        X = da.random.default_rng(7).standard_normal((400_000, 10), chunks=(10_000, 10))
+        y = X @ beta + 1.0
+        return LinearRegression(solver="tsqr").fit(X, y)
+
+    ref, killed = run_with_worker_killed(fit)
+    np.testing.assert_array_equal(killed.coef_, ref.coef_)
+    assert killed.intercept_ == ref.intercept_
+    np.testing.assert_allclose(ref.coef_, beta, atol=1e-12)
+
+
+def test_errors_name_the_problem(rng):
+    X, y, _ = _small(rng, n=300)
+    bad = np.column_stack([X, X[:, 1] * 2 - X[:, 3]])
+    with pytest.raises(ValueError, match=r"rank deficient.*column\(s\) \[5\]"):
+        LinearRegression().fit(bad, y)
+    with pytest.raises(ValueError, match=r"constant column\(s\) \[5\]"):
+        LinearRegression().fit(np.column_stack([X, np.full(300, 3.0)]), y)
+    with pytest.raises(ValueError, match="4 samples but the model has 6 parameters"):
+        LinearRegression().fit(X[:4], y[:4])
+    Xn = X.copy()
+    Xn[250, 2] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN in chunk 2 \(rows 200-299\), first at row 250, column 2"):
+        LinearRegression().fit(da.from_array(Xn, chunks=100), y)
+    with pytest.raises(ValueError, match="X has 300 rows, y has 299"):
+        LinearRegression().fit(X, y[:-1])
+    with pytest.raises(ValueError, match="sample_weight has negative values in chunk 0"):
+        LinearRegression().fit(X, y, sample_weight=np.r_[-1.0, np.ones(299)])
+    with pytest.raises(ValueError, match="solver must be one of"):
+        LinearRegression(solver="qr").fit(X, y)
+    with pytest.raises(sm.validation.NotFittedError):
+        LinearRegression().predict(X)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("alpha", [1e-3, 1.0, 100.0])
+def test_ridge_matches_sklearn(rng, alpha, fit_intercept):
+    from sklearn.linear_model import Ridge as SkRidge
+
+    X, y, w = _small(rng, n=500, weights=True)
+    X = X[:, :3]  # keep cond moderate so that scikit-learn's Cholesky is itself accurate to 1e-8
+    ours = Ridge(alpha=alpha, fit_intercept=fit_intercept).fit(da.from_array(X, chunks=120), y, sample_weight=w)
+    ref = SkRidge(alpha=alpha, fit_intercept=fit_intercept).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.to_sklearn().predict(X), ref.predict(X), rtol=1e-8)
+    with pytest.raises(ValueError, match="alpha must be"):
+        Ridge(alpha=-1.0).fit(X, y)
+
+
+def test_input_types_and_float32(rng, tmp_path):
+    import xarray as xr
+    import zarr
+
+    X, y, _ = _small(rng, n=1000, d=4)
+    X32 = X.astype(np.float32)
+    ref = LinearRegression().fit(X32.astype(np.float64), y)
+    z = zarr.open_array(str(tmp_path / "x.zarr"), mode="w", shape=X32.shape, chunks=(300, 4), dtype="f4")
+    z[:] = X32
+    inputs = [X32, da.from_array(X32, chunks=(250, 2)), xr.DataArray(X32, dims=("sample", "feature")), z]
+    for inp in inputs:
+        m = LinearRegression().fit(inp, y)
+        np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-12)
+    assert m.coef_.dtype == np.float64
+
+
+def test_predict_score_and_sklearn_interop(rng, tmp_path):
+    import joblib
+    from sklearn.metrics import r2_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y, _ = _small(rng, n=800, d=4)
+    dX = da.from_array(X, chunks=200)
+    m = LinearRegression().fit(dX, y)
+    lazy = m.predict(dX)
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_allclose(lazy.compute(), m.predict(X), rtol=1e-13)
+    np.testing.assert_allclose(m.score(dX, y), r2_score(y, m.predict(X)), rtol=1e-12)
+    sk = m.to_sklearn()
+    np.testing.assert_allclose(sk.predict(X), m.predict(X), rtol=1e-13)
+    pipe = make_pipeline(FunctionTransformer(), sk)
+    joblib.dump(pipe, tmp_path / "p.joblib")
+    np.testing.assert_allclose(joblib.load(tmp_path / "p.joblib").predict(X), m.predict(X), rtol=1e-13)
+    assert LinearRegression(solver="gram").get_params() == {"fit_intercept": True, "solver": "gram"}

@@ -1,0 +1,240 @@
+"""TSNE: calibration, sparse P, exact kNN, gradient against brute force, quality against openTSNE,
+memory linear in n, reproducibility, callbacks, zarr in/out, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.neighbors import NearestNeighbors
+
+from scaleml_dask.tsne import TSNE
+from scaleml_dask.tsne.affinity import conditional_probabilities, joint_probabilities
+from scaleml_dask.tsne.neighbors import nearest_neighbors
+from scaleml_dask.tsne.optimize import GridParams, gradient, kl_divergence
+
+
+def _mixture(n, d, n_clusters, sep, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0.0, sep, (n_clusters, d))
+    y = rng.integers(0, n_clusters, n)
+    return (centers[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+def _knn(A, queries, k=10):
+    return NearestNeighbors(n_neighbors=k + 1).fit(A).kneighbors(A[queries], return_distance=False)[:, 1:]
+
+
+def _recall_and_accuracy(X, Y, y, n_queries=1000, seed=0):
+    q = np.random.default_rng(seed).choice(len(X), n_queries, replace=False)
+    a, b = _knn(X, q), _knn(Y, q)
+    recall = np.mean([len(np.intersect1d(a[i], b[i])) for i in range(len(q))]) / 10
+    votes = np.array([np.bincount(y[row]).argmax() for row in b])
+    return recall, float(np.mean(votes == y[q]))
+
+
+def _dense(P, n):
+    return sp.csr_matrix((P[2].astype(np.float64), P[1], P[0]), shape=(n, n)).toarray()
+
+
+@pytest.mark.parametrize("perplexity", [2.0, 10.0, 30.0])
+def test_calibrated_rows_reach_the_perplexity(perplexity, rng):
+    k = int(3 * perplexity)
+    distances = np.sort(rng.gamma(2.0, 3.0, size=(500, k)), axis=1).astype(np.float32)
+    p = conditional_probabilities(distances, perplexity).astype(np.float64)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
+    assert np.abs(np.exp(entropy) - perplexity).max() < 1e-3
+    assert np.all(np.diff(p, axis=1) <= 1e-7)  # nearer neighbours are more likely
+
+
+def test_joint_probabilities_are_the_symmetrised_conditionals(rng):
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    idx, dist = nearest_neighbors(X, 15, method="exact")
+    p = conditional_probabilities(dist, 5.0)
+    P = joint_probabilities(idx, p)
+    C = np.zeros((300, 300))
+    C[np.repeat(np.arange(300), 15), idx.ravel()] = p.ravel()
+    expected = (C + C.T) / 600
+    dense = _dense(P, 300)
+    np.testing.assert_allclose(dense, expected, rtol=1e-6, atol=1e-12)
+    assert P[0][-1] == np.count_nonzero(expected)  # exact nonzero count: no duplicates, no zeros
+    assert abs(dense.sum() - 1.0) < 1e-6
+
+
+def test_exact_neighbors_on_the_cluster_match_sklearn(client, rng):
+    X = rng.normal(size=(700, 6)).astype(np.float32)
+    idx, dist = nearest_neighbors(X, 12, method="exact")
+    ref_dist, ref_idx = NearestNeighbors(n_neighbors=13).fit(X).kneighbors(X)
+    np.testing.assert_array_equal(idx, ref_idx[:, 1:])
+    np.testing.assert_allclose(dist, ref_dist[:, 1:], rtol=1e-5)
+
+
+def test_drop_self_from_approximate_graphs():
+    from scaleml_dask.tsne.neighbors import _drop_self
+
+    graph = np.array([[0, 2, 1], [3, 1, 0], [1, 2, 3], [0, 1, 2]])  # row 3 misses itself
+    np.testing.assert_array_equal(_drop_self(graph, 2), [[2, 1], [3, 0], [1, 3], [0, 1]])
+
+
+def _exact_tsne_gradient(P, Y):
+    diff = Y[:, None, :] - Y[None, :, :]
+    W = 1.0 / (1.0 + (diff ** 2).sum(-1))
+    np.fill_diagonal(W, 0.0)
+    Q = W / W.sum()
+    grad = 4.0 * (((P - Q) * W)[:, :, None] * diff).sum(axis=1)
+    mask = P > 0
+    return grad, W.sum(), float((P[mask] * np.log(P[mask] / Q[mask])).sum())
+
+
+def test_gradient_matches_brute_force_exact_gradient(rng):
+    n = 300
+    X, _ = _mixture(n, 8, 3, 4.0)
+    idx, dist = nearest_neighbors(X, 30, method="exact")
+    P = joint_probabilities(idx, conditional_probabilities(dist, 10.0))
+    Pd = _dense(P, n)
+    for scale, tol in [(1e-3, 1e-5), (1.0, 1e-3), (5.0, 2e-2)]:
+        Y = rng.normal(size=(n, 2)) * scale
+        exact, Z, kl = _exact_tsne_gradient(Pd, Y)
+        g, z = gradient(Y, P)
+        assert np.linalg.norm(4 * g - exact) / np.linalg.norm(exact) < tol
+        assert abs(z - Z) / Z < tol
+        assert abs(kl_divergence(Y, P) - kl) < 10 * tol * kl
+    # a finer grid converges to the exact gradient
+    g_fine, _ = gradient(Y, P, params=GridParams(ints_in_interval=0.2))
+    assert np.linalg.norm(4 * g_fine - exact) / np.linalg.norm(exact) < 2e-3
+    # exaggeration scales the (exact) attraction only
+    diff = Y[:, None, :] - Y[None, :, :]
+    attraction = ((Pd / (1.0 + (diff ** 2).sum(-1)))[:, :, None] * diff).sum(axis=1)
+    g_ex, _ = gradient(Y, P, exaggeration=4.0)
+    np.testing.assert_allclose(g_ex - g, 3.0 * attraction, rtol=1e-6, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def mixture_2000():
+    return _mixture(2000, 10, 5, 5.0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fitted_2000(mixture_2000):
+    X, y = mixture_2000
+    model = TSNE(perplexity=30, random_state=0, n_jobs=2)
+    return model, model.fit_transform(X, y)
+
+
+def test_clusters_stay_separated_and_recall_matches_opentsne(mixture_2000, fitted_2000):
+    openTSNE = pytest.importorskip("openTSNE")
+    X, y = mixture_2000
+    model, Y = fitted_2000
+    assert Y.shape == (2000, 2) and isinstance(Y, np.ndarray)
+    assert model.n_iter_ == 750 and model.n_neighbors_ == 90 and model.neighbors_method_ == "exact"
+    recall, accuracy = _recall_and_accuracy(X, Y, y)
+    Y_ref = np.asarray(openTSNE.TSNE(perplexity=30, n_jobs=2, random_state=0).fit(X))
+    recall_ref, accuracy_ref = _recall_and_accuracy(X, Y_ref, y)
+    assert accuracy >= 0.98
+    assert recall >= recall_ref - 0.03, (recall, recall_ref)
+    # same objective reached: KL within 2% of openTSNE's on the same P
+    from openTSNE.affinity import PerplexityBasedNN
+    P_ref = PerplexityBasedNN(X, perplexity=30, method="exact", n_jobs=1).P.tocsr()
+    kl_ref = kl_divergence(Y_ref, (P_ref.indptr.astype(np.int64), P_ref.indices.astype(np.int32),
+                                   P_ref.data.astype(np.float32)))
+    assert model.kl_divergence_ < 1.02 * kl_ref, (model.kl_divergence_, kl_ref)
+
+
+def test_random_state_makes_it_reproducible(mixture_2000):
+    X, _ = mixture_2000
+    a = TSNE(perplexity=10, n_iter=50, early_exaggeration_iter=50, random_state=3).fit_transform(X[:600])
+    b = TSNE(perplexity=10, n_iter=50, early_exaggeration_iter=50, random_state=3).fit_transform(X[:600])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_callback_stops_early_and_verbose_logs_kl(mixture_2000, caplog):
+    X, _ = mixture_2000
+    seen = []
+
+    def stop_at_100(iteration, kl, embedding):
+        seen.append((iteration, kl, embedding.shape))
+        return iteration >= 100
+
+    with caplog.at_level(logging.INFO, logger="scaleml_dask.tsne"):
+        model = TSNE(perplexity=10, callbacks=[stop_at_100], verbose=True, random_state=0).fit(X[:500])
+    assert [s[0] for s in seen] == [50, 100] and seen[0][2] == (500, 2)
+    assert model.n_iter_ == 100 and seen[1][1] < seen[0][1]
+    assert model.embedding_.shape == (500, 2)
+    assert sum("KL" in r.getMessage() for r in caplog.records) >= 2
+
+
+def test_memory_stays_linear_in_n(tmp_path):
+    """Peak RSS growth of a 40,000-point fit stays under c·n·k; an n×n float32 array alone is 6.4 GB."""
+    script = tmp_path / "mem.py"
+    script.write_text(
+        "import json, resource, numpy as np\n"
+        "from scaleml_dask.tsne import TSNE\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = (rng.normal(0, 4, (10, 20))[rng.integers(0, 10, 40000)] + rng.normal(size=(40000, 20)))"
+        ".astype(np.float32)\n"
+        "TSNE(perplexity=10, n_iter=20, early_exaggeration_iter=20, random_state=0).fit(X[:500])\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "TSNE(perplexity=30, n_iter=20, early_exaggeration_iter=20, neighbors='exact').fit(X)\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "print(json.dumps({'base': base, 'peak': peak}))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    mem = json.loads(out.stdout.strip().splitlines()[-1])
+    n, k = 40_000, 90
+    bound = 2 * 64 * 2**20 + 100 * n * k  # exact-kNN block scratch per thread + O(n·k) arrays
+    assert mem["peak"] - mem["base"] < bound, mem
+
+
+def test_dataset_in_zarr_out_keeps_labels(client, tmp_path, mixture_2000):
+    from scaleml_dask.store import DatasetWriter
+
+    X, y = mixture_2000
+    src = tmp_path / "mix.zarr"
+    with DatasetWriter(src, X.shape[1], chunk_rows=500, dtype=np.float32, y_dtype=np.int64) as w:
+        w.append(X[:1000], y[:1000])
+        w.append(X[1000:], y[1000:])
+    model = TSNE(perplexity=20, n_iter=200, random_state=0).fit(str(src))
+    np.testing.assert_array_equal(model.labels_, y)
+    out = model.to_zarr(tmp_path / "emb.zarr")
+    import zarr
+
+    g = zarr.open_group(str(out), mode="r")
+    np.testing.assert_allclose(g["X"][:], model.embedding_, rtol=1e-6)
+    np.testing.assert_array_equal(g["y"][:], y)
+    assert g.attrs["kl_divergence"] == pytest.approx(model.kl_divergence_)
+
+
+def test_wide_input_is_reduced_by_pca(rng):
+    pytest.importorskip("scaleml_dask.pca")
+    X, y = _mixture(800, 60, 4, 3.0, seed=2)
+    model = TSNE(perplexity=15, n_iter=250, random_state=0).fit(X, y)
+    assert model.pca_.components_.shape == (50, 60)
+    _, accuracy = _recall_and_accuracy(X, model.embedding_, y, n_queries=400)
+    assert accuracy >= 0.98
+
+
+def test_bad_input_gives_clear_errors(rng):
+    X = rng.normal(size=(40, 3))
+    with pytest.raises(ValueError, match="perplexity=50.*less than n_samples - 1 = 39"):
+        TSNE(perplexity=50).fit(X)
+    with pytest.raises(ValueError, match="at least 4 samples; X has 3"):
+        TSNE(perplexity=1).fit(X[:3])
+    bad = X.copy()
+    bad[17, 2] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN .*row 17, column 2"):
+        TSNE(perplexity=5).fit(bad)
+    with pytest.raises(ValueError, match="neighbors='kd'"):
+        TSNE(perplexity=5, neighbors="kd").fit(X)
+    with pytest.raises(ValueError, match="initialization array has shape"):
+        TSNE(perplexity=5, initialization=np.zeros((3, 2))).fit(X)
+    with pytest.raises(ValueError, match="different lengths"):
+        TSNE(perplexity=5).fit(X, np.zeros(39))
+    from scaleml_dask.validation import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        TSNE().to_zarr("never.zarr")

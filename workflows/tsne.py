@@ -1,0 +1,67 @@
+"""t-SNE of a catalog dataset in bounded memory: the embedding scattered and coloured by label.
+
+The dataset is read chunk by chunk (reduced by PCA first when wider than 50 columns); the embedding is
+written with the dataset's labels as a new dataset under the run's state directory.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+import scaleml_dask as sm
+from scaleml_dask.report import workflow_main
+
+
+def _scatter(Y, labels, report, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.scatter(Y[:, 0], Y[:, 1], c=labels, s=1.5, cmap="tab20", alpha=0.7, linewidths=0)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    png = report.figure_path("tsne")
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
+
+
+def run(config: dict, client, report) -> dict:
+    """Embed the dataset (or every k-th row, to stay under ``max_samples``), plot, write to zarr."""
+    ds = sm.open_dataset(config["dataset"], client=client)
+    n = ds.sizes["sample"]
+    step = max(1, -(-n // config["max_samples"])) if config.get("max_samples") else 1
+    ds = ds.isel(sample=slice(None, None, step))
+    kl_curve = []
+    model = sm.TSNE(perplexity=config.get("perplexity", 30), n_iter=config.get("n_iter", 500),
+                    early_exaggeration_iter=config.get("early_exaggeration_iter", 250),
+                    random_state=config.get("seed", 0),
+                    callbacks=[lambda it, kl, _: kl_curve.append((it, kl)) and False])
+    t0 = time.perf_counter()
+    model.fit(ds)
+    seconds = time.perf_counter() - t0
+    labels = model.labels_ if model.labels_ is not None else np.zeros(len(model.embedding_))
+    png = _scatter(model.embedding_, labels, report,
+                   f"t-SNE of {config['dataset']} ({len(labels):,} points, perplexity {model.perplexity})")
+    out = None
+    if config.get("write_embedding") and config.get("state_dir"):
+        out = model.to_zarr(Path(config["state_dir"]) / "tsne-embedding.zarr")
+    rows = [{"stage": k, "seconds": v} for k, v in model.timings_.items()]
+    rows += [{"stage": f"KL at iteration {it}", "seconds": None, "value": kl} for it, kl in kl_curve]
+    report.add_section("t-SNE", text=(
+        f"{len(labels):,} of {n:,} rows × {model.n_features_in_} features of {config['dataset']!r}; "
+        f"{model.n_neighbors_} neighbours ({model.neighbors_method_}); KL {model.kl_divergence_:.3f} "
+        f"after {model.n_iter_} iterations in {seconds:.1f} s."), table=rows, figures=[png])
+    return {"kl_divergence": model.kl_divergence_, "n_iter": model.n_iter_, "seconds": seconds,
+            "n_points": len(labels), "embedding": None if out is None else str(out)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(workflow_main("tsne", run))

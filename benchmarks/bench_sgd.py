@@ -15,8 +15,8 @@ All contenders get the classes declared (``classes=[0, 1]``, as ``partial_fit`` 
 the same LocalCluster (worker processes, 1 thread each) and warmed workers: every worker process has
 imported the libraries and loaded our compiled kernels before anything is timed.
 
-Prints a table with throughput (samples/s), time to target, accuracy and ratios to the scan, and writes
-``benchmarks/results_sgd.md``.
+Prints a table with throughput (samples/s), time to target, accuracy and ratios to the scan (recorded in
+``benchmarks/README.md``; ``--out FILE`` also writes it as markdown).
 
     python benchmarks/bench_sgd.py [--quick]
 """
@@ -129,7 +129,7 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="500,000 rows, runs in about a minute")
     ap.add_argument("--max-epochs", type=int, default=3)
     ap.add_argument("--workers", default="1,2")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results_sgd.md"))
+    ap.add_argument("--out", help="also write the table as markdown to this file")
     args = ap.parse_args(argv)
     from distributed import Client, LocalCluster
 
@@ -199,8 +199,9 @@ def _write(rows: list[dict], notes: list[str], args, n: int) -> None:
             f"Machine: {os.cpu_count()} cores (load during the run: see the notes). "
             f"Command: `python benchmarks/bench_sgd.py{' --quick' if args.quick else ''}`.", "", table, ""]
     text += [f"- {note}" for note in notes]
-    Path(args.out).write_text("\n".join(text) + "\n")
-    print(f"wrote {args.out}")
+    if args.out:
+        Path(args.out).write_text("\n".join(text) + "\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,12 @@ dependencies (numba kernels, serving, Kubernetes) load only when used.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# numba's OpenMP threads spin while waiting by default; on a machine shared with dask workers that made
+# 2-thread kernels 10x slower than 1 thread. Passive waiting costs nothing when the cores are free.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

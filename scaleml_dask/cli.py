@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--target", help="column that becomes y (for .npy: a column index)")
     i.add_argument("--drop", nargs="*", help="columns to leave out")
     i.add_argument("--chunk-rows", type=int, help="rows per chunk (default: near 64 MB per chunk)")
-    i.add_argument("--codec", help="zarr codec: blosc-lz4 (default), blosc-zstd, zstd, none")
+    i.add_argument("--codec", help="zarr codec: none (default, fastest to decode), zstd (compressible data), "
+                                   "blosc-lz4, blosc-zstd")
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=_ingest)
 

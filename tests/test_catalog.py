@@ -38,7 +38,7 @@ def test_generated_on_first_use_and_known_truth(catalog, tmp_path):
     np.testing.assert_allclose(y, X @ coef + ds.attrs["intercept"], atol=1e-12)
     assert ds.attrs["feature_names"] == ["x0", "x1", "x2"]
     info = describe("small-reg", catalog=catalog)
-    assert info["n_samples"] == 1000 and info["n_chunks"] == 4 and info["codec"] == "blosc-lz4"
+    assert info["n_samples"] == 1000 and info["n_chunks"] == 4 and info["codec"] == "none"
 
 
 def test_unknown_name_lists_known(catalog):

@@ -76,6 +76,14 @@ class Report:
         """Where to save the PNG figure ``name`` (inside the report directory)."""
         return self.out_dir / f"{name}.png"
 
+    def save_figure(self, fig: Any, name: str) -> Path:
+        """Lay out, save as ``<name>.png`` in the report directory, and close a matplotlib figure."""
+        path = self.figure_path(name)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        pyplot().close(fig)
+        return path
+
     def add_section(self, title: str, *, text: str = "", table: Sequence[dict] | None = None,
                     figures: Sequence[str | os.PathLike] = (), data: dict | None = None) -> None:
         """Append a section. ``table`` is a list of rows (dicts with the same keys)."""
@@ -105,6 +113,16 @@ class Report:
         out = self.out_dir / "report.html"
         out.write_text("\n".join(parts))
         return out
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, imported lazily (reports are files)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:

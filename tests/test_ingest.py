@@ -25,7 +25,7 @@ def table(rng):
     return pa.table(cols)
 
 
-def _check(dest, table, chunk_rows):
+def _assert_matches(dest, table, chunk_rows):
     ds = sm.open_dataset(dest)
     X = np.column_stack([table.column(f"f{i}").to_numpy() for i in range(3)])
     np.testing.assert_array_equal(ds["X"].values, X)
@@ -43,7 +43,7 @@ def test_round_trip_exact(tmp_path, table, kind):
         with (gzip.open(src, "wb") if kind.endswith("gz") else open(src, "wb")) as f:
             pcsv.write_csv(table, f)
     ingest(src, tmp_path / "out.zarr", target="price", chunk_rows=500)
-    _check(tmp_path / "out.zarr", table, 500)
+    _assert_matches(tmp_path / "out.zarr", table, 500)
 
 
 def test_npy_with_target_column(tmp_path, rng):
@@ -96,7 +96,7 @@ def test_failed_ingest_leaves_existing_store_intact(tmp_path, table):
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(IngestError, match="line 2001 has 3 fields"):
         ingest(bad, dest, target="price", chunk_rows=500)
-    _check(dest, table, 500)  # the previous store is untouched
+    _assert_matches(dest, table, 500)  # the previous store is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "dest.zarr", "good.csv"]  # no leftovers
     with pytest.raises(IngestError):
         ingest(bad, tmp_path / "new.zarr", target="price")

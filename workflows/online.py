@@ -11,14 +11,11 @@ import numpy as np
 
 import scaleml_dask as sm
 from scaleml_dask import online as ol
-from scaleml_dask.report import workflow_main
+from scaleml_dask.report import pyplot, workflow_main
 
 
-def _plot(results: dict[str, ol.PrequentialResult], change_at: int | None, smooth: int, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _plot(results: dict[str, ol.PrequentialResult], change_at: int | None, smooth: int, report) -> Path:
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for (name, res), color in zip(results.items(), ("tab:gray", "tab:blue", "tab:green")):
@@ -36,10 +33,7 @@ def _plot(results: dict[str, ol.PrequentialResult], change_at: int | None, smoot
     ax.set_ylabel(f"prequential accuracy (mean of the last {smooth} batches)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return report.save_figure(fig, "online_prequential")
 
 
 def run(config: dict, client, report) -> dict:
@@ -70,7 +64,7 @@ def run(config: dict, client, report) -> dict:
             row["delay"] = int(after[0] - change_at) if len(after) else None
             row["false alarms"] = int((res.drifts < change_at).sum())
         table.append(row)
-    fig = _plot(results, change_at, int(config.get("smooth", 10)), report.figure_path("online_prequential"))
+    fig = _plot(results, change_at, int(config.get("smooth", 10)), report)
     text = (f"Prequential (test-then-train) accuracy on {config['dataset']} ({ds.sizes['sample']:,} rows, "
             f"batches of {batch}; each batch is predicted, then learned). Learner: {learner!r}; detector: "
             f"{detector!r} on the learner's 0/1 errors. Triangles mark detections, the dashed line the planted "

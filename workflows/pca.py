@@ -12,14 +12,11 @@ from pathlib import Path
 import numpy as np
 
 import scaleml_dask as sm
-from scaleml_dask.report import workflow_main
+from scaleml_dask.report import pyplot, workflow_main
 
 
 def _plots(p, Z, labels, report):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     k = np.arange(1, p.n_components_ + 1)
@@ -33,10 +30,7 @@ def _plots(p, Z, labels, report):
     b.set_xlabel("PC 1")
     b.set_ylabel("PC 2")
     b.set_title("first two components (sample)", fontsize=9)
-    fig.tight_layout()
-    png = report.figure_path("pca")
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    png = report.save_figure(fig, "pca")
     return png
 
 

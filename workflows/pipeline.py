@@ -16,7 +16,7 @@ import numpy as np
 
 import scaleml_dask as sm
 from scaleml_dask.catalog import describe
-from scaleml_dask.report import load_config, workflow_main
+from scaleml_dask.report import load_config, pyplot, workflow_main
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,10 +30,7 @@ def _load(name: str):
 
 def summarize(datasets: list[str], client, report) -> dict:
     """Dataset summary section: shape, chunks, size, and y's distribution (one pass per dataset)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows, hists = [], []
     for name in datasets:
@@ -54,10 +51,7 @@ def summarize(datasets: list[str], client, report) -> dict:
         ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="#3a6ea5")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("y")
-    fig.tight_layout()
-    png = report.figure_path("datasets_y")
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    png = report.save_figure(fig, "datasets_y")
     report.add_section("Datasets", text="The demo datasets, generated chunk by chunk on the cluster on first "
                        "use, with the distribution of their target y.", table=rows, figures=[png])
     return {"datasets": rows}

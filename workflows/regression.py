@@ -13,14 +13,11 @@ import dask
 import numpy as np
 
 import scaleml_dask as sm
-from scaleml_dask.report import workflow_main
+from scaleml_dask.report import pyplot, workflow_main
 
 
 def _plot(model, planted, report):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ci = model.conf_int()
     j = np.arange(len(model.coef_))
@@ -33,10 +30,7 @@ def _plot(model, planted, report):
     ax.set_xlabel("feature")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    png = report.figure_path("regression_coefficients")
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    png = report.save_figure(fig, "regression_coefficients")
     return png
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 import scaleml_dask as sm
 from scaleml_dask.checkpoint import fingerprint
-from scaleml_dask.report import workflow_main
+from scaleml_dask.report import pyplot, workflow_main
 
 
 def _fit(name: str, params: dict, X, y, Xt, yt, state_dir: str | None) -> tuple[dict, np.ndarray]:
@@ -36,10 +36,7 @@ def _fit(name: str, params: dict, X, y, Xt, yt, state_dir: str | None) -> tuple[
 
 
 def _plot(curves: dict[str, np.ndarray], report) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, c in curves.items():
@@ -52,10 +49,7 @@ def _plot(curves: dict[str, np.ndarray], report) -> list[Path]:
         ax.set_ylabel("held-out log loss")
         ax.grid(alpha=0.3)
     a.legend(fontsize=8)
-    fig.tight_layout()
-    png = report.figure_path("sgd_loss_curves")
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    png = report.save_figure(fig, "sgd_loss_curves")
     return [png]
 
 

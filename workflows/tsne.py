@@ -12,24 +12,18 @@ from pathlib import Path
 import numpy as np
 
 import scaleml_dask as sm
-from scaleml_dask.report import workflow_main
+from scaleml_dask.report import pyplot, workflow_main
 
 
 def _scatter(Y, labels, report, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 5.5))
     ax.scatter(Y[:, 0], Y[:, 1], c=labels, s=1.5, cmap="tab20", alpha=0.7, linewidths=0)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.tight_layout()
-    png = report.figure_path("tsne")
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    png = report.save_figure(fig, "tsne")
     return png
 
 

@@ -330,6 +330,17 @@ def adwin_update(totals, variances, counts, s, value, delta, clock, max_buckets,
 
 
 @njit(cache=True)
+def _append(out, n_out, i):  # pragma: no cover - compiled
+    """Store index ``i`` at ``out[n_out]``, doubling ``out`` when full; returns the (possibly new) array."""
+    if n_out == out.shape[0]:
+        bigger = np.empty(2 * n_out, dtype=np.int64)
+        bigger[:n_out] = out
+        out = bigger
+    out[n_out] = i
+    return out
+
+
+@njit(cache=True)
 def adwin_update_many(totals, variances, counts, s, values, delta, clock, max_buckets, min_len, grace, mode):
     """``adwin_update`` over an array; returns the indices of detections and the first non-finite index
     (-1 if none; processing stops there)."""
@@ -340,11 +351,7 @@ def adwin_update_many(totals, variances, counts, s, values, delta, clock, max_bu
         if not math.isfinite(v):
             return out[:n_out], i
         if adwin_update(totals, variances, counts, s, v, delta, clock, max_buckets, min_len, grace, mode):
-            if n_out == out.shape[0]:
-                bigger = np.empty(2 * n_out, dtype=np.int64)
-                bigger[:n_out] = out
-                out = bigger
-            out[n_out] = i
+            out = _append(out, n_out, i)
             n_out += 1
     return out[:n_out], -1
 
@@ -401,10 +408,6 @@ def ph_update_many(s, values, delta, threshold, alpha, min_instances, mode):
         if not math.isfinite(v):
             return out[:n_out], i
         if ph_update(s, v, delta, threshold, alpha, min_instances, mode):
-            if n_out == out.shape[0]:
-                bigger = np.empty(2 * n_out, dtype=np.int64)
-                bigger[:n_out] = out
-                out = bigger
-            out[n_out] = i
+            out = _append(out, n_out, i)
             n_out += 1
     return out[:n_out], -1

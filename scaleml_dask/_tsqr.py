@@ -6,10 +6,11 @@ exactly (Chan et al.'s pairwise update, in R form): stack both R's and one row
 ``sqrt(W_a W_b / W) (m_a - m_b)`` and take the R of that small stack. Centering by each block's own mean
 costs no extra read and keeps the digits that a raw ``[1 | X]`` factorization would lose on shifted data.
 
-Per block, the R comes from Householder QR of ~2,000-row sub-blocks followed by a QR of the stacked R's
-(``method="tsqr"``), or from the block's Gram matrix (``"gram"``: summed, squares the condition number), or
-(``"auto"``) from the Cholesky factor of the block's Gram only when an error bound computed from that Gram
-is below ``tol``, and by QR otherwise.
+Per block, the R comes from a QR (``method="tsqr"``): CholeskyQR2 (two BLAS-3 passes over cache-sized
+sub-blocks) where the block's Gram shows it is as accurate as Householder, and Householder QR of sub-blocks
+followed by a QR of the stacked R's otherwise; or from the block's Gram matrix (``"gram"``: summed, squares
+the condition number); or (``"auto"``) from the Cholesky factor of the block's Gram only when an error bound
+computed from that Gram is below ``tol``, and by QR otherwise.
 
 >>> import numpy as np
 >>> A = np.random.default_rng(0).normal(size=(1000, 3))
@@ -25,13 +26,17 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 from .validation import assert_finite
 
 #: Unit roundoff of float64.
 EPS = np.finfo(np.float64).eps / 2
-#: Rows per Householder sub-block: small enough to stay in cache, large enough to amortise LAPACK calls.
-SUB_ROWS = 2000
+#: Rows per sub-block: small enough to stay in cache, large enough to amortise LAPACK calls.
+SUB_ROWS = 4000
+#: Largest Gram error bound (see ``gram_error_bound``) at which CholeskyQR2 is used: its preconditioned
+#: ``Q1`` then has a condition number within 1e-3 of 1. Beyond it (cond(A) above ~3e6), Householder.
+CHOLQR2_TOL = 1e-3
 
 
 class Moments(NamedTuple):
@@ -90,23 +95,27 @@ def block_moments(
         mean[:d] = sx / weight
         if sy is not None:
             mean[d] = sy / weight
-    if method == "tsqr":
-        return Moments(n, weight, mean, _tsqr_r(X, y, w, mean), False, 0, 1, 0.0)
     if fast:  # raw Gram without copying the block, centered afterwards
+        A = None
         G = _raw_gram(X, y)
         shift = weight * np.outer(mean, mean)
-        amp = _amplification(G - shift, shift, scale)
+        amp_unit = _amplification(G - shift, shift, True)
+        amp = amp_unit if scale else _amplification(G - shift, shift, False)
         G -= shift
     else:
         A = _centered(X, y, w, mean)
         G = A.T @ A
-        amp = 1.0
+        amp = amp_unit = 1.0
     if method == "gram":
         return Moments(n, weight, mean, G, True, 1, 1, amp)
-    r = _cholesky_r(G, amp, tol, scale)
-    if r is not None:
-        return Moments(n, weight, mean, r, False, 1, 1, amp)
-    return Moments(n, weight, mean, _tsqr_r(X, y, w, mean), False, 0, 1, 0.0)
+    if method == "auto":
+        r = _cholesky_r(G, amp, tol, scale)
+        if r is not None:
+            return Moments(n, weight, mean, r, False, 1, 1, amp)
+    r = _cholqr2_r(X, y, mean, G, amp_unit, A)
+    if r is None:
+        r = _tsqr_r(X, y, w, mean)
+    return Moments(n, weight, mean, r, False, 0, 1, 0.0)
 
 
 def combine_moments(parts: list[Moments]) -> Moments:
@@ -171,6 +180,38 @@ def _cholesky_r(G: np.ndarray, amp: float, tol: float, scale: bool) -> np.ndarra
         return None
 
 
+def _cholqr2_r(X: np.ndarray, y: np.ndarray | None, mean: np.ndarray, G: np.ndarray, amp: float,
+               A: np.ndarray | None) -> np.ndarray | None:
+    """R of the centered block by CholeskyQR2, or None where it would not be as accurate as Householder.
+
+    ``R1`` from the block's Gram preconditions the block: ``Q1 = A R1^-1`` has a condition number near 1
+    as long as the Gram's own error bound is small, and the Cholesky factor ``R2`` of ``Q1'Q1`` then makes
+    ``R2 R1`` a QR-accurate R (Yamamoto et al. 2015). Two BLAS-3 passes over cache-sized sub-blocks cost
+    less than Householder's BLAS-2 sweeps; ``A`` is the already centered (weighted) block, if there is one.
+    """
+    if gram_error_bound(G, amp, True) > CHOLQR2_TOL:
+        return None
+    try:
+        r1 = np.linalg.cholesky(G).T
+    except np.linalg.LinAlgError:
+        return None
+    r1_inv = solve_triangular(r1, np.eye(len(G)))
+    n, p = X.shape[0], len(mean)
+    step = max(SUB_ROWS, 4 * p)
+    buf, qbuf = (np.empty((min(n, step), p)) for _ in range(2))
+    acc = np.zeros((p, p))
+    for i in range(0, n, step):
+        e = min(n, i + step)
+        sub = A[i:e] if A is not None else _centered(X[i:e], None if y is None else y[i:e], None, mean,
+                                                        buf[:e - i])
+        q = np.matmul(sub, r1_inv, out=qbuf[:e - i])
+        acc += q.T @ q
+    try:
+        return np.linalg.cholesky(acc).T @ r1
+    except np.linalg.LinAlgError:
+        return None
+
+
 def _amplification(Gc: np.ndarray, shift: np.ndarray, scale: bool) -> float:
     """How much centering a summed Gram amplifies its rounding errors: trace(S (Gc + shift) S) / trace(S Gc S)."""
     dc, ds = np.diag(Gc), np.diag(shift)
@@ -205,7 +246,7 @@ def _centered(X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None, mean: n
 
 
 def _tsqr_r(X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None, mean: np.ndarray) -> np.ndarray:
-    """R of the centered block: Householder QR of cache-sized sub-blocks, then QR of their stacked R's."""
+    """R of the centered block by Householder QR of cache-sized sub-blocks, then QR of their stacked R's."""
     n, p = X.shape[0], len(mean)
     step = max(SUB_ROWS, 4 * p)
     if n <= step:

@@ -209,3 +209,30 @@ def test_predict_score_and_sklearn_interop(rng, tmp_path):
     joblib.dump(pipe, tmp_path / "p.joblib")
     np.testing.assert_allclose(joblib.load(tmp_path / "p.joblib").predict(X), m.predict(X), rtol=1e-13)
     assert LinearRegression(solver="gram").get_params() == {"fit_intercept": True, "solver": "gram"}
+
+
+@pytest.mark.parametrize("cond", [1e0, 1e3, 1e5])
+def test_cholesky_qr2_kernel_matches_householder(rng, cond):
+    from scaleml_dask._tsqr import _cholqr2_r, _tsqr_r, block_moments
+
+    n, d = 30_000, 6
+    U, _ = np.linalg.qr(rng.normal(size=(n, d)))
+    X = (U * np.logspace(0, np.log10(cond), d)) @ np.linalg.qr(rng.normal(size=(d, d)))[0] + 1e3
+    y = X @ rng.normal(size=d) + rng.normal(size=n)
+    m = block_moments(X, y, None, center=True, method="tsqr")
+    householder = _tsqr_r(X, y, None, m.mean)
+    # positive diagonals on both sides, then the whole R agrees to a few ulps of its largest entry
+    signs = np.sign(np.diag(householder))
+    np.testing.assert_allclose(m.r, householder * signs[:, None], rtol=0, atol=50 * 2.2e-16 * np.abs(m.r).max())
+    assert np.all(np.diag(m.r) > 0) and np.any(signs < 0)  # the path taken: Cholesky's signs, not LAPACK's
+    A = np.column_stack([X, y]) - m.mean
+    assert _cholqr2_r(X, y, m.mean, A.T @ A, 1.0, None) is not None
+
+
+def test_cholesky_qr2_declines_ill_conditioned_blocks(rng):
+    from scaleml_dask._tsqr import _cholqr2_r
+
+    x = rng.uniform(1.0, 2.0, 20_000)
+    X = np.column_stack([x**j for j in range(1, 8)])  # Gram error bound ~0.08: CholeskyQR2 would lose digits
+    A = X - X.mean(axis=0)
+    assert _cholqr2_r(X, None, X.mean(axis=0), A.T @ A, 1.0, None) is None

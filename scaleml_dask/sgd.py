@@ -1,8 +1,11 @@
 """Distributed mini-batch SGD: ``SGDRegressor`` and ``SGDClassifier`` in three modes.
 
-- ``mode="sync"``: the blocks are persisted on the workers (data stay put). Each step the weights go out
-  to every partition, each returns the mean gradient of one seeded mini-batch of its block, and the
-  row-weighted average gradient updates the weights on the client.
+- ``mode="sync"``: the blocks are persisted on the workers (data stay put). Each step is one task per
+  worker holding blocks (pinned to it, but allowed elsewhere so that the blocks of a lost worker, once
+  recomputed, still take part): the weights go out once per worker, and one reply brings back the mean
+  gradient of one seeded mini-batch of each of its blocks. The client sums them row-weighted in block
+  order, so the result does not depend on which worker holds which block, and updates the weights. The
+  grouping comes from the scheduler (``who_has``) and is refreshed when a task ran on another worker.
 - ``mode="local"``: federated averaging. Each round every partition runs ``local_epochs`` of plain SGD
   over its block (``map_blocks``) starting from the current weights; the client averages the returned
   weights (row-weighted). Few rounds, little traffic. The data are streamed: a round is one pass that
@@ -17,11 +20,13 @@
 
 What workers send back can be compressed (``compress="float16"``, or ``"topk"`` sparsification keeping
 ``topk_fraction`` of the entries), both with error feedback: each partition keeps, in its worker's
-memory, what its messages failed to carry and adds it to the next one.
+memory, what its messages failed to carry and adds it to the next one (sync mode compresses per block, not
+per worker, so the error feedback does not depend on the grouping either).
 
 Every mode records ``loss_curve_``, rows of (wall time s, samples seen, bytes exchanged, held-out loss).
-Bytes are those of the arrays the protocol sends: weights out, gradients / weight deltas / pushes back
-(their compressed size); the one-off collection of the held-out rows is not counted. The held-out loss
+Bytes are those of the arrays the protocol sends: weights out (sync: once per task, i.e. per worker and
+step), gradients (sync: one per block, several in one reply) / weight deltas / pushes back (their
+compressed size); the one-off collection of the held-out rows is not counted. The held-out loss
 is the mean training loss (no penalty) on a seeded ``validation_fraction`` of every block (one contiguous
 range of rows), which is then not trained on, or on ``validation_data=(X_val, y_val)`` passed to ``fit``.
 
@@ -155,10 +160,18 @@ def _gradient(part: _Part, W: np.ndarray, seed: int, step: int, problem: _Proble
                             fit_intercept=problem.fit_intercept)
 
 
-def _sync_grad(part: _Part, W: np.ndarray, seed: int, step: int, problem: _Problem) -> tuple[Any, int]:
-    """One mini-batch gradient of a persisted block (sync mode)."""
-    G, rows = _gradient(part, W, seed, step, problem)
-    return _send(G, problem, part.index), rows
+def _sync_grads(W: np.ndarray, seed: int, step: int, problem: _Problem,
+                *parts: _Part) -> tuple[str, list[tuple[Any, int]]]:
+    """Mini-batch ``step`` of every persisted block one worker holds (sync mode), in one reply: per block
+    its gradient message (compressed with that block's error feedback) and rows; and the address of the
+    worker that ran the task, so the client can tell when the blocks have moved."""
+    from distributed import get_worker
+
+    replies = []
+    for part in parts:
+        G, rows = _gradient(part, W, seed, step, problem)
+        replies.append((_send(G, problem, part.index), rows))
+    return get_worker().address, replies
 
 
 def _local_block(X: np.ndarray, y: np.ndarray, W: np.ndarray, seeds: list[int], t0: float, problem: _Problem,
@@ -277,6 +290,16 @@ class _State:
                    staleness=arrays["staleness"].copy())
 
 
+def _by_holder(client: Any, parts: list) -> dict[str | None, list[int]]:
+    """Indices of the persisted blocks (in block order) grouped by the worker holding each (the first
+    address if several do; None while a lost block has no holder yet)."""
+    who = client.who_has(parts)
+    groups: dict[str | None, list[int]] = {}
+    for i, part in enumerate(parts):
+        groups.setdefault(min(who.get(part.key, ()), default=None), []).append(i)
+    return groups
+
+
 def _distributed_client(mode: str) -> Any:
     try:
         from distributed import get_client
@@ -365,20 +388,29 @@ class _Trainer:
 
     def _sync_epochs(self, client: Any, parts: list, sizes: list[int], target: int) -> None:
         st, b = self.st, self.problem.batch_size
+        groups = _by_holder(client, parts)
         while st.epoch < target:
             seed = st.next_seed()
             steps = max(K.n_batches(n, b) for n in sizes)
             every = max(1, steps // 8)
             for step in range(steps):
-                active = [p for p, n in zip(parts, sizes) if step * b < n]
-                results = client.gather(client.map(_sync_grad, active, W=st.W, seed=seed, step=step,
-                                                   problem=self.problem, pure=False))
+                tasks = [(addr, active) for addr, blocks in groups.items()
+                         if (active := [i for i in blocks if step * b < sizes[i]])]
+                futures = [client.submit(_sync_grads, st.W, seed, step, self.problem, *(parts[i] for i in active),
+                                         workers=addr and [addr], allow_other_workers=addr is not None,
+                                         pure=False) for addr, active in tasks]
+                replies = client.gather(futures)
+                by_block = {i: reply for (_, active), (_, msgs) in zip(tasks, replies)
+                            for i, reply in zip(active, msgs)}
+                results = [by_block[i] for i in sorted(by_block)]  # sum in block order: grouping-independent
                 rows = sum(n for _, n in results)
                 G = sum(n * K.decompress(msg, st.W.shape) for msg, n in results) / rows
-                st.bytes += len(active) * st.W.nbytes + sum(K.message_nbytes(msg) for msg, _ in results)
+                st.bytes += len(tasks) * st.W.nbytes + sum(K.message_nbytes(msg) for msg, _ in results)
                 st.samples += rows
                 st.rounds += 1
                 self._step(G)
+                if any(ran != addr for (addr, _), (ran, _) in zip(tasks, replies)):
+                    groups = _by_holder(client, parts)  # a worker was lost (or blocks moved): regroup
                 if (step + 1) % every == 0 and step + 1 < steps:
                     self.record()
             if self.end_epoch():

@@ -121,12 +121,62 @@ def test_local_epoch_kernel_takes_the_closed_form_step(schedule, penalty, fit_in
     assert W1 is not W and not np.array_equal(W1, W)
 
 
-def test_sync_bytes_are_counted_exactly(client, logistic_data):
+def _placed(client, dX, dy, workers_of_block):
+    """``dX``, ``dy`` persisted with block ``i`` on worker ``workers_of_block[i]`` (an index), so that the
+    sync tasks group the blocks in a known way (a block's split runs where its rows are)."""
+    addrs = sorted(client.scheduler_info()["workers"])
+
+    def place(a, i):
+        return client.persist(a.blocks[i], workers=[addrs[workers_of_block[i]]])
+
+    n = len(workers_of_block)
+    return (da.concatenate([place(dX, i) for i in range(n)]), da.concatenate([place(dy, i) for i in range(n)]))
+
+
+def _holders(client):
+    """A callback recording, after every epoch, how many workers hold the blocks of the running sync fit
+    (the layout asked by ``_placed`` is likely, not certain: work stealing may move a split)."""
+    seen = []
+
+    def callback(info):
+        held = client.has_what().values()
+        seen.append(sum(any(str(k).startswith("_split-") for k in keys) for keys in held))
+
+    return seen, callback
+
+
+@pytest.mark.parametrize("layout", [(0, 0, 0, 0), (0, 1, 1, 0)])
+def test_sync_bytes_are_counted_exactly(client, logistic_data, layout):
     dX, dy, *_ = logistic_data
-    m = SGDClassifier(mode="sync", epochs=1, batch_size=1000).fit(dX, dy)
-    # 4 blocks of ~5940 training rows -> 6 steps, each: 9 float64 weights out and a gradient back per block
-    assert m.n_rounds_ == 6
-    assert m.bytes_exchanged_ == 6 * 4 * 2 * 9 * 8
+    seen, callback = _holders(client)
+    m = SGDClassifier(mode="sync", epochs=1, batch_size=1000, callback=callback).fit(
+        *_placed(client, dX, dy, layout))
+    # 4 blocks of ~5940 training rows -> 6 steps, each: one task per worker holding blocks, which gets the
+    # 9 float64 weights, and sends back one gradient per block
+    assert m.n_rounds_ == 6 and seen[0] in (1, 2)
+    assert m.bytes_exchanged_ == 6 * (seen[0] + 4) * 9 * 8
+
+
+def test_sync_equals_the_serial_algorithm(client, logistic_data):
+    """Whatever the grouping of blocks by worker, a sync fit is the serial mini-batch algorithm: the
+    rows-weighted mean of every block's mini-batch gradient, summed in block order, then one Adam step."""
+    dX, dy, *_ = logistic_data
+    m = SGDClassifier(mode="sync", epochs=2, batch_size=1500, eta0=0.2).fit(*_placed(client, dX, dy, (1, 0, 1, 1)))
+    X, T = dX.compute(), K.encode_targets(dy.compute(), np.array([0.0, 1.0]))
+    blocks = []
+    for b in range(4):
+        lo, hi = K.holdout_range(0, b, 6_000, 0.01)
+        blocks.append((X[b * 6_000:(b + 1) * 6_000], T[b * 6_000:(b + 1) * 6_000], hi % 6_000, 6_000 - (hi - lo)))
+    W, opt, rng = np.zeros((9, 1)), K.init_optimizer("adam", (9, 1)), np.random.default_rng(0)
+    for _epoch in range(2):
+        seed = int(rng.integers(0, 2**62))
+        for step in range(K.n_batches(blocks[0][3], 1500)):
+            grads = [K.batch_gradient(W, Xb, Tb, start=start, n_train=n, seed=seed, block=b, batch_size=1500,
+                                      step=step, loss="log_loss", fit_intercept=True)
+                     for b, (Xb, Tb, start, n) in enumerate(blocks)]
+            G = sum(rows * g for g, rows in grads) / sum(rows for _, rows in grads)
+            W = K.apply_step(W, G, opt, penalty="l2", alpha=1e-4, schedule="adam", eta0=0.2, power_t=0.5)
+    np.testing.assert_array_equal(np.r_[m.coef_.ravel(), m.intercept_], W.ravel())
 
 
 def test_regressor_recovers_planted_coefficients(client):
@@ -185,12 +235,18 @@ def test_predict_on_dask_input_stays_lazy(client, logistic_data):
 def test_compression_saves_bytes_and_keeps_accuracy(client, logistic_data, compress):
     dX, dy, Xt, yt, ref = logistic_data
     kw = {"mode": "sync", **MODE_ARGS["sync"]}
-    plain = SGDClassifier(**kw).fit(dX, dy)
-    packed = SGDClassifier(compress=compress, topk_fraction=0.25, **kw).fit(dX, dy)
-    back_plain = plain.bytes_exchanged_ / 2  # half is weights out, half gradients back
-    back = packed.bytes_exchanged_ - back_plain
-    expected = back_plain / 4 if compress == "float16" else back_plain * (3 * 8) / (9 * 8)  # 3 of 9: int32+f32
-    assert back == pytest.approx(expected)
+    placed = _placed(client, dX, dy, (0, 1, 0, 1))
+    plain_seen, plain_cb = _holders(client)
+    packed_seen, packed_cb = _holders(client)
+    plain = SGDClassifier(callback=plain_cb, **kw).fit(*placed)
+    packed = SGDClassifier(compress=compress, topk_fraction=0.25, callback=packed_cb, **kw).fit(*placed)
+    # per step: the 9 float64 weights out to each worker holding blocks, a gradient back per block:
+    # 9 float64, 9 float16, or the top 3 of 9 as int32 index + float32 value
+    back = {None: 9 * 8, "float16": 9 * 2, "topk": 3 * (4 + 4)}
+    for m, seen, method in ((plain, plain_seen, None), (packed, packed_seen, compress)):
+        workers = seen[0]
+        assert seen == [workers] * 3 and workers in (1, 2)
+        assert m.n_rounds_ == 18 and m.bytes_exchanged_ == 18 * (workers * 9 * 8 + 4 * back[method])
     assert abs(packed.score(Xt, yt) - ref) <= 0.01
 
 
@@ -309,5 +365,9 @@ def test_fit_completes_when_a_worker_is_killed(logistic_data):
 
         m = SGDClassifier(mode="sync", callback=kill_one, **MODE_ARGS["sync"]).fit(dX, dy)
         assert killed and pids[0] not in c.run(os.getpid).values()
+        # the lost blocks were recomputed and their gradients still summed in block order: same weights
+        undisturbed = SGDClassifier(mode="sync", **MODE_ARGS["sync"]).fit(dX, dy)
     assert m.n_iter_ == 3
+    np.testing.assert_array_equal(m.coef_, undisturbed.coef_)
+    np.testing.assert_array_equal(m.intercept_, undisturbed.intercept_)
     assert abs(m.score(Xt, yt) - ref) <= 0.01

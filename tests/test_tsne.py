@@ -1,5 +1,5 @@
-"""TSNE: calibration, sparse P, exact kNN, gradient against brute force, quality against openTSNE,
-memory linear in n, reproducibility, callbacks, zarr in/out, and clear errors."""
+"""TSNE: calibration, sparse P, exact kNN, exact and FFT gradients against brute force, quality against
+openTSNE, memory linear in n, reproducibility, callbacks, zarr in/out, in-memory vs dask path, clear errors."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sklearn.neighbors import NearestNeighbors
 from scaleml_dask.tsne import TSNE
 from scaleml_dask.tsne.affinity import conditional_probabilities, joint_probabilities
 from scaleml_dask.tsne.neighbors import nearest_neighbors
-from scaleml_dask.tsne.optimize import GridParams, gradient, kl_divergence
+from scaleml_dask.tsne.optimize import EXACT_MAX_SAMPLES, GridParams, choose_method, gradient, kl_divergence
 
 
 def _mixture(n, d, n_clusters, sep, seed=0):
@@ -67,12 +67,16 @@ def test_joint_probabilities_are_the_symmetrised_conditionals(rng):
     assert abs(dense.sum() - 1.0) < 1e-6
 
 
-def test_exact_neighbors_on_the_cluster_match_sklearn(client, rng):
+def test_exact_neighbors_on_the_cluster_and_in_process_match_sklearn(client, rng, monkeypatch):
+    from scaleml_dask.tsne import neighbors
+
+    monkeypatch.setattr(neighbors, "_BLOCK_BYTES", 4 * 700 * 200)  # blocks of 200 rows: 4 tasks
     X = rng.normal(size=(700, 6)).astype(np.float32)
-    idx, dist = nearest_neighbors(X, 12, method="exact")
     ref_dist, ref_idx = NearestNeighbors(n_neighbors=13).fit(X).kneighbors(X)
-    np.testing.assert_array_equal(idx, ref_idx[:, 1:])
-    np.testing.assert_allclose(dist, ref_dist[:, 1:], rtol=1e-5)
+    for local in (False, True):
+        idx, dist = nearest_neighbors(X, 12, method="exact", local=local)
+        np.testing.assert_array_equal(idx, ref_idx[:, 1:])
+        np.testing.assert_allclose(dist, ref_dist[:, 1:], rtol=1e-5)
 
 
 def test_drop_self_from_approximate_graphs():
@@ -92,27 +96,65 @@ def _exact_tsne_gradient(P, Y):
     return grad, W.sum(), float((P[mask] * np.log(P[mask] / Q[mask])).sum())
 
 
-def test_gradient_matches_brute_force_exact_gradient(rng):
-    n = 300
-    X, _ = _mixture(n, 8, 3, 4.0)
+@pytest.fixture(scope="module")
+def p_300():
+    X, _ = _mixture(300, 8, 3, 4.0)
     idx, dist = nearest_neighbors(X, 30, method="exact")
-    P = joint_probabilities(idx, conditional_probabilities(dist, 10.0))
-    Pd = _dense(P, n)
+    return joint_probabilities(idx, conditional_probabilities(dist, 10.0))
+
+
+def test_fft_gradient_matches_brute_force_exact_gradient(rng, p_300):
+    P, Pd = p_300, _dense(p_300, 300)
     for scale, tol in [(1e-3, 1e-5), (1.0, 1e-3), (5.0, 2e-2)]:
-        Y = rng.normal(size=(n, 2)) * scale
+        Y = rng.normal(size=(300, 2)) * scale
         exact, Z, kl = _exact_tsne_gradient(Pd, Y)
-        g, z = gradient(Y, P)
+        g, z = gradient(Y, P, method="fft")
         assert np.linalg.norm(4 * g - exact) / np.linalg.norm(exact) < tol
         assert abs(z - Z) / Z < tol
-        assert abs(kl_divergence(Y, P) - kl) < 10 * tol * kl
+        assert abs(kl_divergence(Y, P, method="fft") - kl) < 10 * tol * kl
     # a finer grid converges to the exact gradient
-    g_fine, _ = gradient(Y, P, params=GridParams(ints_in_interval=0.2))
+    g_fine, _ = gradient(Y, P, method="fft", params=GridParams(ints_in_interval=0.2))
     assert np.linalg.norm(4 * g_fine - exact) / np.linalg.norm(exact) < 2e-3
     # exaggeration scales the (exact) attraction only
     diff = Y[:, None, :] - Y[None, :, :]
     attraction = ((Pd / (1.0 + (diff ** 2).sum(-1)))[:, :, None] * diff).sum(axis=1)
-    g_ex, _ = gradient(Y, P, exaggeration=4.0)
+    g_ex, _ = gradient(Y, P, exaggeration=4.0, method="fft")
     np.testing.assert_allclose(g_ex - g, 3.0 * attraction, rtol=1e-6, atol=1e-12)
+
+
+def test_exact_gradient_and_kl_match_brute_force_to_rounding(rng, p_300):
+    P, Pd = p_300, _dense(p_300, 300)
+    for scale in (1e-4, 1.0, 5.0, 50.0):
+        Y = rng.normal(size=(300, 2)) * scale + 7.0  # off-centre: both terms are translation invariant
+        exact, Z, kl = _exact_tsne_gradient(Pd, Y)
+        g, z = gradient(Y, P, method="exact")
+        assert np.linalg.norm(4 * g - exact) / np.linalg.norm(exact) < 1e-10
+        assert abs(z - Z) / Z < 1e-10
+        assert abs(kl_divergence(Y, P, method="exact") - kl) < 1e-10 * kl
+        g_ex, _ = gradient(Y, P, exaggeration=12.0, method="exact")
+        diff = Y[:, None, :] - Y[None, :, :]
+        attraction = ((Pd / (1.0 + (diff ** 2).sum(-1)))[:, :, None] * diff).sum(axis=1)
+        np.testing.assert_allclose(g_ex - g, 11.0 * attraction, rtol=1e-9, atol=1e-14)
+
+
+def test_exact_and_fft_repulsion_agree_to_the_interpolation_accuracy(rng, p_300):
+    for scale, params in [(1.0, GridParams()), (5.0, GridParams()), (20.0, GridParams(ints_in_interval=0.5))]:
+        Y = rng.normal(size=(300, 2)) * scale
+        repulsion, z_exact = gradient(Y, p_300, exaggeration=0.0, method="exact")
+        g_exact, _ = gradient(Y, p_300, method="exact")
+        g_fft, z_fft = gradient(Y, p_300, method="fft", params=params)
+        assert np.linalg.norm(g_fft - g_exact) / np.linalg.norm(repulsion) < 1e-2, scale
+        assert abs(z_fft - z_exact) / z_exact < 1e-2
+
+
+def test_auto_gradient_method_is_exact_for_small_n(rng):
+    assert choose_method("auto", EXACT_MAX_SAMPLES) == "exact"
+    assert choose_method("auto", EXACT_MAX_SAMPLES + 1) == "fft"
+    assert choose_method("fft", 10) == "fft"
+    X = rng.normal(size=(200, 4))
+    fit = dict(perplexity=10, n_iter=20, early_exaggeration_iter=20, random_state=0)
+    assert TSNE(**fit).fit(X).negative_gradient_method_ == "exact"
+    assert TSNE(negative_gradient_method="fft", **fit).fit(X).negative_gradient_method_ == "fft"
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +175,7 @@ def test_clusters_stay_separated_and_recall_matches_opentsne(mixture_2000, fitte
     model, Y = fitted_2000
     assert Y.shape == (2000, 2) and isinstance(Y, np.ndarray)
     assert model.n_iter_ == 750 and model.n_neighbors_ == 90 and model.neighbors_method_ == "exact"
+    assert model.negative_gradient_method_ == "exact"
     recall, accuracy = _recall_and_accuracy(X, Y, y)
     Y_ref = np.asarray(openTSNE.TSNE(perplexity=30, n_jobs=2, random_state=0).fit(X))
     recall_ref, accuracy_ref = _recall_and_accuracy(X, Y_ref, y)
@@ -198,7 +241,11 @@ def test_dataset_in_zarr_out_keeps_labels(client, tmp_path, mixture_2000):
     with DatasetWriter(src, X.shape[1], chunk_rows=500, dtype=np.float32, y_dtype=np.int64) as w:
         w.append(X[:1000], y[:1000])
         w.append(X[1000:], y[1000:])
-    model = TSNE(perplexity=20, n_iter=200, random_state=0).fit(str(src))
+    # from zarr: the dask path; the FFT repulsion, so it also runs end to end
+    model = TSNE(perplexity=20, n_iter=200, random_state=0, negative_gradient_method="fft").fit(str(src))
+    assert model.negative_gradient_method_ == "fft"
+    _, accuracy = _recall_and_accuracy(X, model.embedding_, y, n_queries=400)
+    assert accuracy >= 0.98
     np.testing.assert_array_equal(model.labels_, y)
     out = model.to_zarr(tmp_path / "emb.zarr")
     import zarr
@@ -210,12 +257,29 @@ def test_dataset_in_zarr_out_keeps_labels(client, tmp_path, mixture_2000):
 
 
 def test_wide_input_is_reduced_by_pca(rng):
-    pytest.importorskip("scaleml_dask.pca")
+    import dask.array as da
+
     X, y = _mixture(800, 60, 4, 3.0, seed=2)
-    model = TSNE(perplexity=15, n_iter=250, random_state=0).fit(X, y)
+    model = TSNE(perplexity=15, n_iter=250, random_state=0).fit(da.from_array(X, chunks=(200, 60)), y)
     assert model.pca_.components_.shape == (50, 60)
     _, accuracy = _recall_and_accuracy(X, model.embedding_, y, n_queries=400)
     assert accuracy >= 0.98
+
+
+def test_small_numpy_input_takes_the_in_memory_path_to_the_same_embedding():
+    import dask.array as da
+
+    from scaleml_dask.tsne.initialization import principal_axes
+
+    X, _ = _mixture(400, 60, 4, 3.0, seed=3)
+    fit = dict(perplexity=10, n_iter=0, early_exaggeration_iter=30, random_state=0)
+    in_memory = TSNE(**fit).fit(X)
+    via_dask = TSNE(**fit).fit(da.from_array(X, chunks=(150, 60)))
+    assert in_memory.pca_ is None  # projected in memory, without sm.PCA
+    _, axes = principal_axes(X, 50)
+    np.testing.assert_allclose(axes.T, via_dask.pca_.components_, atol=1e-6)
+    scale = np.abs(via_dask.embedding_).max()
+    np.testing.assert_allclose(in_memory.embedding_, via_dask.embedding_, atol=1e-4 * scale)
 
 
 def test_bad_input_gives_clear_errors(rng):
@@ -230,6 +294,8 @@ def test_bad_input_gives_clear_errors(rng):
         TSNE(perplexity=5).fit(bad)
     with pytest.raises(ValueError, match="neighbors='kd'"):
         TSNE(perplexity=5, neighbors="kd").fit(X)
+    with pytest.raises(ValueError, match=r"negative_gradient_method='bh'; choose one of \('auto', 'exact', 'fft'\)"):
+        TSNE(perplexity=5, negative_gradient_method="bh").fit(X)
     with pytest.raises(ValueError, match="initialization array has shape"):
         TSNE(perplexity=5, initialization=np.zeros((3, 2))).fit(X)
     with pytest.raises(ValueError, match="different lengths"):

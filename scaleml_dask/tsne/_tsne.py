@@ -15,8 +15,8 @@ import numba
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ..validation import as_dask_array, check_is_fitted, finite_blocks
-from . import affinity, initialization, neighbors, optimize
+from ..validation import as_dask_array, assert_finite, check_is_fitted, finite_blocks
+from . import affinity, initialization, locality, neighbors, optimize
 
 logger = logging.getLogger("scaleml_dask.tsne")
 
@@ -24,6 +24,15 @@ Callback = Callable[[int, float, np.ndarray], bool]
 
 _NEIGHBOR_METHODS = ("auto", "exact", "approx")
 _INITIALIZATIONS = ("pca", "random")
+_GRADIENT_METHODS = ("auto",) + optimize.METHODS
+#: numpy inputs of at most this many rows and ``LOCAL_MAX_FEATURES`` columns are embedded in this
+#: process, without dask: at that size the scheduler and the import of dask.distributed (0.4 s) cost
+#: more than the reduction (an eigendecomposition of the d x d covariance) and the kNN.
+LOCAL_MAX_SAMPLES = 10_000
+LOCAL_MAX_FEATURES = 1_000
+#: From this many rows on, the rows are sorted by k-means cell before the kNN (``locality``), so that the
+#: optimisation's reads of neighbours hit the cache (2.3x faster iterations at 1,000,000 points).
+LOCALITY_MIN_SAMPLES = 200_000
 
 
 class TSNE(BaseEstimator):
@@ -33,9 +42,12 @@ class TSNE(BaseEstimator):
     float32 (n, ≤ 50) array; then the ``3·perplexity`` nearest neighbours (exact blockwise on the
     cluster up to 100,000 rows, pynndescent beyond), perplexity-calibrated symmetric sparse P, a PCA
     start, and gradient descent with early exaggeration, momentum and gains, whose repulsion is
-    interpolated on a grid and convolved by FFT (FIt-SNE). Defaults follow openTSNE 1.0: 250
-    iterations at exaggeration 12, then ``n_iter`` at 1, learning rate ``n / exaggeration``
-    (the gradient omits the factor 4, as in openTSNE), momentum 0.8, step norm capped at 5.
+    summed exactly over all pairs up to 7,500 points and above that interpolated on a grid and
+    convolved by FFT (FIt-SNE). Small numpy inputs (``LOCAL_MAX_SAMPLES`` x ``LOCAL_MAX_FEATURES``)
+    skip dask: they are projected on the same principal axes in memory and searched in this
+    process. Defaults follow openTSNE 1.0: 250 iterations at exaggeration 12, then ``n_iter`` at 1,
+    learning rate ``n / exaggeration`` (the gradient omits the factor 4, as in openTSNE), momentum
+    0.8, step norm capped at 5.
 
     Parameters
     ----------
@@ -46,8 +58,12 @@ class TSNE(BaseEstimator):
     momentum, max_step_norm : gradient-descent settings.
     initialization : "pca", "random" or an (n, 2) array.
     neighbors : "auto", "exact" or "approx" (pynndescent).
+    negative_gradient_method : the repulsion: "exact" (all pairs, O(n²) time but O(n) memory),
+        "fft" (grid interpolation, O(n) per iteration plus the grid's FFT) or "auto": exact up to
+        ``optimize.EXACT_MAX_SAMPLES`` (7,500) points, where it is faster on 2 cores, FFT above.
     n_pca_components : inputs wider than this are reduced by ``sm.PCA`` first.
-    n_interpolation_points, min_num_intervals, ints_in_interval : FFT interpolation grid. Boxes are
+    n_interpolation_points, min_num_intervals, ints_in_interval : FFT interpolation grid (used by
+        ``negative_gradient_method="fft"`` only). Boxes are
         0.5 wide by default (openTSNE: 1): at 1 the interpolated repulsion converged to a ~1% higher
         KL and ~0.01 lower kNN recall than openTSNE on 10,000-point mixtures; at 0.5 both match or beat it.
     n_jobs : threads for the numba kernels and FFT (None: all cores).
@@ -61,9 +77,15 @@ class TSNE(BaseEstimator):
     embedding_ : (n, 2) float64 array.
     kl_divergence_ : KL(P || Q) of the final embedding.
     n_iter_ : iterations run (fewer than planned if a callback stopped them).
-    n_neighbors_, neighbors_method_, learning_rate_ : what "auto" resolved to.
+    n_neighbors_, neighbors_method_, negative_gradient_method_, learning_rate_ : what "auto" resolved to.
+    neighbors_recall_ : share of the true k nearest neighbours found (1.0 for exact search; for pynndescent
+        estimated by exact search for 200 sampled rows).
     labels_ : the dataset's ``y`` (or the ``y`` given to ``fit``), if any; written by ``to_zarr``.
-    timings_ : seconds spent in each stage.
+    pca_ : the fitted ``sm.PCA`` when the input was reduced out-of-core, else None (also for small
+        numpy input, which is projected in memory).
+    timings_ : seconds spent in each stage. From ``LOCALITY_MIN_SAMPLES`` rows on, a "reorder" stage sorts
+        the rows by k-means cell so that the optimisation reads neighbours from cache; the embedding and
+        what callbacks see are in the input's row order all the same.
 
     Examples
     --------
@@ -90,6 +112,7 @@ class TSNE(BaseEstimator):
         max_step_norm: float = 5.0,
         initialization: str | np.ndarray = "pca",
         neighbors: str = "auto",
+        negative_gradient_method: str = "auto",
         n_pca_components: int = 50,
         n_interpolation_points: int = 3,
         min_num_intervals: int = 50,
@@ -110,6 +133,7 @@ class TSNE(BaseEstimator):
         self.max_step_norm = max_step_norm
         self.initialization = initialization
         self.neighbors = neighbors
+        self.negative_gradient_method = negative_gradient_method
         self.n_pca_components = n_pca_components
         self.n_interpolation_points = n_interpolation_points
         self.min_num_intervals = min_num_intervals
@@ -143,6 +167,9 @@ class TSNE(BaseEstimator):
             raise ValueError(f"learning_rate must be 'auto' or positive; got {self.learning_rate!r}")
         if self.neighbors not in _NEIGHBOR_METHODS:
             raise ValueError(f"neighbors={self.neighbors!r}; choose one of {_NEIGHBOR_METHODS}")
+        if self.negative_gradient_method not in _GRADIENT_METHODS:
+            raise ValueError(f"negative_gradient_method={self.negative_gradient_method!r}; choose one of "
+                             f"{_GRADIENT_METHODS}")
         if isinstance(self.initialization, str):
             if self.initialization not in _INITIALIZATIONS:
                 raise ValueError(f"initialization={self.initialization!r}; choose one of "
@@ -164,6 +191,14 @@ class TSNE(BaseEstimator):
         reduced, labels = dask.compute(dX.astype(np.float32), dy)
         return np.ascontiguousarray(reduced), (None if labels is None else np.asarray(labels))
 
+    def _reduce_in_memory(self, X: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """``_reduce`` for a small numpy ``X``, without dask: the same projection, computed in memory."""
+        assert_finite(X, "X", 0, 0)
+        if X.shape[1] > self.n_pca_components:
+            mean, axes = initialization.principal_axes(X, int(self.n_pca_components))
+            X = (np.asarray(X, dtype=np.float64) - mean) @ axes
+        return np.ascontiguousarray(X, dtype=np.float32), y
+
     def _phases(self, n: int) -> list[optimize.Phase]:
         def rate(exaggeration: float) -> float:
             return n / exaggeration if self.learning_rate == "auto" else float(self.learning_rate)
@@ -173,15 +208,17 @@ class TSNE(BaseEstimator):
                                rate(self.early_exaggeration), float(self.momentum)),
                 optimize.Phase(int(self.n_iter), 1.0, rate(1.0), float(self.momentum))]
 
-    def _initial(self, Xr: np.ndarray) -> np.ndarray:
+    def _initial(self, Xr: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+        """The start, in the (possibly reordered) rows of ``Xr``."""
+        if isinstance(self.initialization, str) and self.initialization == "pca":
+            return initialization.pca(Xr, random_state=self.random_state)
         if isinstance(self.initialization, str):
-            if self.initialization == "pca":
-                return initialization.pca(Xr, random_state=self.random_state)
-            return initialization.random(len(Xr), random_state=self.random_state)
-        Y0 = np.array(self.initialization, dtype=np.float64)
-        if not np.isfinite(Y0).all():
-            raise ValueError("initialization array contains NaN or inf")
-        return Y0
+            Y0 = initialization.random(len(Xr), random_state=self.random_state)
+        else:
+            Y0 = np.array(self.initialization, dtype=np.float64)
+            if not np.isfinite(Y0).all():
+                raise ValueError("initialization array contains NaN or inf")
+        return Y0 if order is None else Y0[order]
 
     # -- public -----------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> TSNE:
@@ -194,33 +231,46 @@ class TSNE(BaseEstimator):
         n = dX.shape[0]
         self._check_params(n)
         dy = _labels(X, y, n)
+        small = (isinstance(X, np.ndarray) and n <= LOCAL_MAX_SAMPLES and dX.shape[1] <= LOCAL_MAX_FEATURES
+                 and not dask.is_dask_collection(y))
+        in_memory = (X, None if y is None else np.asarray(y)) if small else None
         n_threads = int(self.n_jobs or numba.config.NUMBA_NUM_THREADS)
         previous_threads = numba.get_num_threads()
         numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
         try:
-            self._fit(dX, dy, numba.get_num_threads())
+            self._fit(dX, dy, in_memory, numba.get_num_threads())
         finally:
             numba.set_num_threads(previous_threads)
         return self
 
-    def _fit(self, dX: da.Array, dy: da.Array | None, n_threads: int) -> None:
+    def _fit(self, dX: da.Array, dy: da.Array | None, in_memory: tuple | None, n_threads: int) -> None:
         log = _logger() if self.verbose else None
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        Xr, labels = self._reduce(dX, dy)
+        self.pca_ = None
+        Xr, labels = self._reduce_in_memory(*in_memory) if in_memory else self._reduce(dX, dy)
         n = Xr.shape[0]
         timings["reduce"] = time.perf_counter() - t0
+        order = None
+        if n >= LOCALITY_MIN_SAMPLES:
+            t0 = time.perf_counter()
+            order = locality.cell_order(Xr, random_state=self.random_state)
+            Xr = Xr[order]
+            timings["reorder"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         k = min(n - 1, int(math.ceil(3 * self.perplexity)))
         self.neighbors_method_ = (self.neighbors if self.neighbors != "auto" else
                                   "exact" if n <= neighbors.EXACT_MAX_SAMPLES else "approx")
         idx, dist = neighbors.nearest_neighbors(Xr, k, method=self.neighbors_method_,
-                                                random_state=self.random_state, n_jobs=n_threads)
+                                                random_state=self.random_state, n_jobs=n_threads,
+                                                local=in_memory is not None)
         timings["neighbors"] = time.perf_counter() - t0
+        self.neighbors_recall_ = (1.0 if self.neighbors_method_ == "exact" else
+                                  neighbors.estimate_recall(Xr, idx, random_state=self.random_state))
         if log:
             log(f"{k} nearest neighbours ({self.neighbors_method_}) of {n} points in "
-                f"{timings['neighbors']:.1f} s")
+                f"{timings['neighbors']:.1f} s; recall {self.neighbors_recall_:.3f}")
 
         t0 = time.perf_counter()
         P = affinity.joint_probabilities(idx, affinity.conditional_probabilities(dist, self.perplexity))
@@ -228,19 +278,22 @@ class TSNE(BaseEstimator):
         timings["affinity"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        Y = self._initial(Xr)
+        Y = self._initial(Xr, order)
         del Xr
+        self.negative_gradient_method_ = optimize.choose_method(self.negative_gradient_method, n)
         params = optimize.GridParams(int(self.n_interpolation_points), int(self.min_num_intervals),
                                      float(self.ints_in_interval))
         Y, kl, n_iter = optimize.optimize(
-            Y, P, self._phases(n), params=params, max_step_norm=float(self.max_step_norm),
-            callbacks=list(self.callbacks or ()), callbacks_every_iters=int(self.callbacks_every_iters),
-            log=log, n_threads=n_threads)
+            Y, P, self._phases(n), method=self.negative_gradient_method_, params=params,
+            max_step_norm=float(self.max_step_norm),
+            callbacks=[_in_input_order(cb, order) for cb in self.callbacks or ()],
+            callbacks_every_iters=int(self.callbacks_every_iters), log=log, n_threads=n_threads)
         timings["optimize"] = time.perf_counter() - t0
         if log:
-            log(f"done: KL {kl:.4f} after {n_iter} iterations in {timings['optimize']:.1f} s")
+            log(f"done: KL {kl:.4f} after {n_iter} iterations ({self.negative_gradient_method_} repulsion) "
+                f"in {timings['optimize']:.1f} s")
 
-        self.embedding_ = Y
+        self.embedding_ = Y if order is None else _unpermute(Y, order)
         self.kl_divergence_ = float(kl)
         self.n_iter_ = int(n_iter)
         self.n_neighbors_ = k
@@ -283,6 +336,19 @@ def _labels(X: Any, y: Any, n: int) -> da.Array | None:
     if dy.shape[0] != n:
         raise ValueError(f"X and y have different lengths: X has {n} rows, y has {dy.shape[0]}")
     return dy
+
+
+def _unpermute(Y: np.ndarray, order: np.ndarray) -> np.ndarray:
+    out = np.empty_like(Y)
+    out[order] = Y
+    return out
+
+
+def _in_input_order(callback: Callback, order: np.ndarray | None) -> Callback:
+    """``callback`` seeing the embedding's rows in the input's order."""
+    if order is None:
+        return callback
+    return lambda iteration, kl, Y: callback(iteration, kl, _unpermute(Y, order))
 
 
 def _logger() -> Callable[[str], None]:

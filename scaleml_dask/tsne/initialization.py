@@ -24,12 +24,11 @@ def rescale(Y: np.ndarray, target_std: float = TARGET_STD) -> np.ndarray:
     return Y * (target_std / std) if std > 0 else Y
 
 
-def pca(X: np.ndarray, n_components: int = 2, random_state: int | np.random.Generator | None = None,
-        jitter: float = 0.01) -> np.ndarray:
-    """Projection of the in-memory (already reduced) ``X`` on its top principal axes, rescaled.
+def principal_axes(X: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (d,) and top principal axes (d, n_components) of the in-memory ``X``, in float64.
 
-    Signs are fixed so that each axis's largest loading is positive, which makes the result
-    reproducible across BLAS builds.
+    Signs are fixed so that each axis's largest loading is positive (the convention of
+    scikit-learn and ``sm.PCA``), which makes the result reproducible across BLAS builds.
     """
     X = np.asarray(X, dtype=np.float64)
     mean = X.mean(axis=0)
@@ -37,7 +36,14 @@ def pca(X: np.ndarray, n_components: int = 2, random_state: int | np.random.Gene
     values, vectors = np.linalg.eigh(cov)
     axes = vectors[:, np.argsort(values)[::-1][:n_components]]
     axes *= np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
-    Y = rescale((X - mean) @ axes)
+    return mean, axes
+
+
+def pca(X: np.ndarray, n_components: int = 2, random_state: int | np.random.Generator | None = None,
+        jitter: float = 0.01) -> np.ndarray:
+    """Projection of the in-memory (already reduced) ``X`` on its top principal axes, rescaled."""
+    mean, axes = principal_axes(X, n_components)
+    Y = rescale((np.asarray(X, dtype=np.float64) - mean) @ axes)
     return _jitter(Y, random_state, jitter)
 
 

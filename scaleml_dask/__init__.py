@@ -15,8 +15,10 @@ import os
 from typing import Any
 
 # numba's OpenMP threads spin while waiting by default; on a machine shared with dask workers that made
-# 2-thread kernels 10x slower than 1 thread. Passive waiting costs nothing when the cores are free.
+# 2-thread kernels 10x slower than 1 thread. Passive waiting after a short spin (10,000 turns, tens of µs)
+# keeps that, and spares the wake-up between back-to-back parallel regions (t-SNE: 0.9 s -> 0.7 s on digits).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 __version__ = "0.1.0"
 

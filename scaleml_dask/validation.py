@@ -13,6 +13,7 @@ extra read of the data.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,7 @@ def as_dask_array(
         if name not in ds:
             raise ValueError(f"dataset {str(X)!r} has no variable {name!r}")
         X = ds[name]
-    try:
-        import xarray as xr
-    except ImportError:  # pragma: no cover - xarray is a dependency
-        xr = None
+    xr = sys.modules.get("xarray")  # an xarray object exists only once xarray is imported: no import here
     if xr is not None and isinstance(X, xr.Dataset):
         if name not in X:
             raise ValueError(f"the xarray Dataset has no variable {name!r} (has {sorted(X.data_vars)})")
@@ -120,10 +118,7 @@ def check_X_y(X: Any, y: Any, *, y_numeric: bool = True) -> tuple[da.Array, da.A
 
 
 def _take_y(X: Any) -> Any:
-    try:
-        import xarray as xr
-    except ImportError:  # pragma: no cover
-        xr = None
+    xr = sys.modules.get("xarray")
     if xr is not None and isinstance(X, xr.Dataset):
         if "y" not in X:
             raise ValueError("y was not given and the dataset has no variable 'y'")

@@ -86,6 +86,42 @@ def test_drop_self_from_approximate_graphs():
     np.testing.assert_array_equal(_drop_self(graph, 2), [[2, 1], [3, 0], [1, 3], [0, 1]])
 
 
+def test_recall_estimate_of_approximate_neighbors(rng):
+    from scaleml_dask.tsne.neighbors import estimate_recall
+
+    X, _ = _mixture(3000, 8, 5, 6.0)
+    exact, _ = nearest_neighbors(X, 15, method="exact")
+    assert estimate_recall(X, exact, n_queries=300, random_state=0) == 1.0
+    damaged = exact.copy()
+    damaged[:, 10:] = rng.integers(0, 3000, (3000, 5))  # a third of each row replaced by random rows
+    assert abs(estimate_recall(X, damaged, n_queries=300, random_state=0) - 10 / 15) < 0.01
+    approx, _ = nearest_neighbors(X, 15, method="approx", random_state=0)
+    true_recall = np.mean([np.intersect1d(a, b).size for a, b in zip(exact, approx)]) / 15
+    assert true_recall > 0.95
+    assert abs(estimate_recall(X, approx, n_queries=600, random_state=1) - true_recall) < 0.02
+
+
+def test_locality_reorder_keeps_the_input_order_and_the_quality(mixture_2000, monkeypatch):
+    from scaleml_dask.tsne import _tsne
+
+    X, y = mixture_2000
+    seen = []
+    kwargs = dict(perplexity=15, n_iter=150, early_exaggeration_iter=100, random_state=0,
+                  callbacks=[lambda it, kl, Y: seen.append(Y.copy()) and False], callbacks_every_iters=50)
+    plain = TSNE(**kwargs).fit(X)
+    monkeypatch.setattr(_tsne, "LOCALITY_MIN_SAMPLES", 1000)
+    seen.clear()
+    sorted_rows = TSNE(**kwargs).fit(X)
+    assert "reorder" in sorted_rows.timings_ and "reorder" not in plain.timings_
+    for fitted in (plain, sorted_rows):
+        assert _recall_and_accuracy(X, fitted.embedding_, y)[1] >= 0.98
+    # rows come back in the input's order, for the result and for callbacks
+    for axis in (0, 1):  # the last callback saw the final embedding but for one step and the centring
+        assert np.corrcoef(seen[-1][:, axis], sorted_rows.embedding_[:, axis])[0, 1] > 0.999
+    # as good an optimum (the layout itself may differ: the start's jitter lands on other rows)
+    assert abs(sorted_rows.kl_divergence_ - plain.kl_divergence_) < 0.02 * plain.kl_divergence_
+
+
 def _exact_tsne_gradient(P, Y):
     diff = Y[:, None, :] - Y[None, :, :]
     W = 1.0 / (1.0 + (diff ** 2).sum(-1))

@@ -195,8 +195,7 @@ class TSNE(BaseEstimator):
         """``_reduce`` for a small numpy ``X``, without dask: the same projection, computed in memory."""
         assert_finite(X, "X", 0, 0)
         if X.shape[1] > self.n_pca_components:
-            mean, axes = initialization.principal_axes(X, int(self.n_pca_components))
-            X = (np.asarray(X, dtype=np.float64) - mean) @ axes
+            X = initialization.project(X, *initialization.principal_axes(X, int(self.n_pca_components)))
         return np.ascontiguousarray(X, dtype=np.float32), y
 
     def _phases(self, n: int) -> list[optimize.Phase]:
@@ -273,13 +272,18 @@ class TSNE(BaseEstimator):
                 f"{timings['neighbors']:.1f} s; recall {self.neighbors_recall_:.3f}")
 
         t0 = time.perf_counter()
-        P = affinity.joint_probabilities(idx, affinity.conditional_probabilities(dist, self.perplexity))
-        del idx, dist
+        Y = self._initial(Xr, order)
+        del Xr  # freed before P is built, as each O(n·k) array is once it is used: peak memory
+        timings["initialize"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        p_cond = affinity.conditional_probabilities(dist, self.perplexity)
+        del dist
+        P = affinity.joint_probabilities(idx, p_cond)
+        del idx, p_cond
         timings["affinity"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        Y = self._initial(Xr, order)
-        del Xr
         self.negative_gradient_method_ = optimize.choose_method(self.negative_gradient_method, n)
         params = optimize.GridParams(int(self.n_interpolation_points), int(self.min_num_intervals),
                                      float(self.ints_in_interval))

@@ -108,7 +108,8 @@ def _approximate(X: np.ndarray, k: int, random_state: int | None, n_jobs: int) -
     index = NNDescent(X, n_neighbors=k + 1, metric="euclidean", random_state=random_state, n_jobs=n_jobs,
                       n_trees=6, n_iters=6, max_candidates=30, low_memory=True, compressed=True,
                       verbose=False)
-    graph = index.neighbor_graph[0]
+    # the graph as built (rows sorted by distance); the public ``neighbor_graph`` copies it and the distances
+    graph = index._neighbor_graph[0] if hasattr(index, "_neighbor_graph") else index.neighbor_graph[0]
     del index
     return _drop_self(graph, k)
 
@@ -136,7 +137,7 @@ def _drop_self(graph: np.ndarray, k: int) -> np.ndarray:
     is_self = graph == np.arange(n)[:, None]
     missing = ~is_self.any(axis=1)
     is_self[missing, -1] = True
-    return graph[~is_self].reshape(n, k).astype(np.int32)
+    return graph[~is_self].reshape(n, k).astype(np.int32, copy=False)
 
 
 @numba.njit(parallel=True, cache=True)

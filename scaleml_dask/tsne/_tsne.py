@@ -259,8 +259,7 @@ class TSNE(BaseEstimator):
 
         t0 = time.perf_counter()
         k = min(n - 1, int(math.ceil(3 * self.perplexity)))
-        self.neighbors_method_ = (self.neighbors if self.neighbors != "auto" else
-                                  "exact" if n <= neighbors.EXACT_MAX_SAMPLES else "approx")
+        self.neighbors_method_ = neighbors.choose_method(self.neighbors, n)
         idx, dist = neighbors.nearest_neighbors(Xr, k, method=self.neighbors_method_,
                                                 random_state=self.random_state, n_jobs=n_threads,
                                                 local=in_memory is not None)

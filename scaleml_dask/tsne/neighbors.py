@@ -156,6 +156,13 @@ def _distances(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
+def choose_method(method: str, n: int) -> str:
+    """What ``method`` means for ``n`` rows: "auto" is exact up to ``EXACT_MAX_SAMPLES``, pynndescent above."""
+    if method == "auto":
+        return "exact" if n <= EXACT_MAX_SAMPLES else "approx"
+    return method
+
+
 def nearest_neighbors(
     X: np.ndarray,
     k: int,
@@ -174,8 +181,7 @@ def nearest_neighbors(
     n = X.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k={k} neighbours need 1 <= k < n_samples={n}")
-    if method == "auto":
-        method = "exact" if n <= EXACT_MAX_SAMPLES else "approx"
+    method = choose_method(method, n)
     if method == "exact":
         idx = _exact(X, k, local)
     elif method == "approx":

@@ -18,7 +18,10 @@ imported the libraries and loaded our compiled kernels before anything is timed.
 Prints a table with throughput (samples/s), time to target, accuracy and ratios to the scan (recorded in
 ``benchmarks/README.md``; ``--out FILE`` also writes it as markdown).
 
-    python benchmarks/bench_sgd.py [--quick]
+    python benchmarks/bench_sgd.py [--quick] [--codec none|zstd|blosc-lz4] [--methods local,sync,...]
+
+The store is written with the project's default codec (``store.DEFAULT_CODEC``) unless ``--codec`` says
+otherwise; its name carries the codec.
 """
 
 from __future__ import annotations
@@ -34,16 +37,17 @@ import numpy as np
 
 DATA = Path(__file__).parent / "data"
 D = 32
+METHODS = ("local", "sync", "async", "sklearn", "dask-ml")
 TOL = 0.005
 
 
-def _dataset(n: int, chunk: int, client) -> Path:
+def _dataset(n: int, chunk: int, codec: str, client) -> Path:
     from scaleml_dask.ingest import make_logistic
 
-    path = DATA / f"sgd_logistic_{n}_{D}.zarr"
+    path = DATA / f"sgd_logistic_{n}_{D}-{codec}.zarr"
     if not path.exists():
         t = time.perf_counter()
-        make_logistic(path, n, D, chunk_rows=chunk, seed=11, client=client)
+        make_logistic(path, n, D, chunk_rows=chunk, seed=11, codec=codec, client=client)
         print(f"made {path} in {time.perf_counter() - t:.1f} s")
     return path
 
@@ -129,20 +133,29 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="500,000 rows, runs in about a minute")
     ap.add_argument("--max-epochs", type=int, default=3)
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--codec", default=None, help="codec of the store (default: the project's, store.DEFAULT_CODEC)")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help=f"comma-separated subset of {','.join(METHODS)} (the scan always runs)")
     ap.add_argument("--out", help="also write the table as markdown to this file")
     args = ap.parse_args(argv)
     from distributed import Client, LocalCluster
 
     from scaleml_dask.catalog import open_dataset
     from scaleml_dask.ingest import logistic_chunk
+    from scaleml_dask.store import DEFAULT_CODEC
 
+    methods = args.methods.split(",")
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        ap.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+    codec = args.codec or DEFAULT_CODEC
     n, chunk = (500_000, 50_000) if args.quick else (5_000_000, 250_000)
     DATA.mkdir(parents=True, exist_ok=True)
     rows, notes = [], []
     for n_workers in [int(w) for w in args.workers.split(",")]:
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None, memory_limit="8GiB") as cluster, Client(cluster) as client:
-            path = _dataset(n, chunk, client)
+            path = _dataset(n, chunk, codec, client)
             ds = open_dataset(path)
             coef, b0 = np.asarray(ds.attrs["coef"]), float(ds.attrs["intercept"])
             Xt, yt = logistic_chunk(99, 0, 200_000, coef=coef, intercept=b0)
@@ -155,31 +168,34 @@ def main(argv=None) -> None:
             scan = min(_scan(X, y) for _ in range(2))
             runs = {"scan": {"seconds": scan, "samples": n, "accuracy": float("nan"), "to_target": None}}
             configs = {
-                "local (FedAvg)": ("local", {"batch_size": 500, "eta0": 0.01}),
+                "local": ("local (FedAvg)", {"batch_size": 500, "eta0": 0.01}),
                 "sync": ("sync", {"batch_size": 2000, "eta0": 0.1}),
                 "async": ("async", {"batch_size": 2000, "eta0": 0.02, "push_every": 4}),
             }
-            for name, (mode, params) in configs.items():
-                print(f"[{n_workers} workers] {name} ...", flush=True)
-                runs[name] = _ours(mode, {**params, "alpha": 1e-6}, X, y, Xt, yt, target, args.max_epochs)
-            print(f"[{n_workers} workers] scikit-learn partial_fit ...", flush=True)
-            runs["sklearn SGDClassifier.partial_fit"] = _sklearn(path, Xt, yt, target)
-            print(f"[{n_workers} workers] dask-ml Incremental ...", flush=True)
-            try:
-                runs["dask-ml Incremental"] = _dask_ml(X, y, Xt, yt, target)
-            except Exception as exc:  # report the peer's failure honestly
-                traceback.print_exc()
-                notes.append(f"dask-ml Incremental failed with {n_workers} workers: {type(exc).__name__}: {exc}")
+            for mode, (name, params) in configs.items():
+                if mode in methods:
+                    print(f"[{n_workers} workers] {name} ...", flush=True)
+                    runs[name] = _ours(mode, {**params, "alpha": 1e-6}, X, y, Xt, yt, target, args.max_epochs)
+            if "sklearn" in methods:
+                print(f"[{n_workers} workers] scikit-learn partial_fit ...", flush=True)
+                runs["sklearn SGDClassifier.partial_fit"] = _sklearn(path, Xt, yt, target)
+            if "dask-ml" in methods:
+                print(f"[{n_workers} workers] dask-ml Incremental ...", flush=True)
+                try:
+                    runs["dask-ml Incremental"] = _dask_ml(X, y, Xt, yt, target)
+                except Exception as exc:  # report the peer's failure honestly
+                    traceback.print_exc()
+                    notes.append(f"dask-ml Incremental failed with {n_workers} workers: {type(exc).__name__}: {exc}")
             for name, r in runs.items():
                 rows.append({"workers": n_workers, "method": name, **r, "bayes": bayes, "scan": scan})
-    _write(rows, notes, args, n)
+    _write(rows, notes, args, n, codec)
 
 
 def _fmt(v, spec: str) -> str:
     return "—" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
 
 
-def _write(rows: list[dict], notes: list[str], args, n: int) -> None:
+def _write(rows: list[dict], notes: list[str], args, n: int, codec: str) -> None:
     head = ("| workers | method | seconds | samples/s | epochs | time to Bayes−0.005 (s) | accuracy | Bayes − acc "
             "| seconds / scan | to target / scan | bytes | rounds |")
     lines = [head, "|" + "---|" * 12]
@@ -197,7 +213,8 @@ def _write(rows: list[dict], notes: list[str], args, n: int) -> None:
         print("NOTE:", note)
     text = [f"# Distributed SGD benchmark ({'quick, ' if args.quick else ''}{n:,} × {D} logistic rows in zarr)", "",
             f"Machine: {os.cpu_count()} cores (load during the run: see the notes). "
-            f"Command: `python benchmarks/bench_sgd.py{' --quick' if args.quick else ''}`.", "", table, ""]
+            f"Command: `python benchmarks/bench_sgd.py{' --quick' if args.quick else ''} --codec {codec}`.", "",
+            table, ""]
     text += [f"- {note}" for note in notes]
     if args.out:
         Path(args.out).write_text("\n".join(text) + "\n")

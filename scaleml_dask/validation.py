@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
+
+if TYPE_CHECKING:  # dask.array costs ~0.4 s to import; in-memory callers (small t-SNE) never need it
+    import dask.array as da
 
 TARGET_CHUNK_BYTES = 64 * 2**20
 
@@ -59,6 +61,8 @@ def as_dask_array(
     ``name`` is used in every error message. Paths and catalog names open the dataset and take its
     variable ``name`` (``X`` or ``y``). Arrays chunked along both axes are rechunked to whole rows.
     """
+    import dask.array as da
+
     if isinstance(X, (str, Path)):
         ds = _open_path(X)
         if name not in ds:
@@ -74,25 +78,36 @@ def as_dask_array(
     if type(X).__module__.startswith("zarr"):
         X = da.from_zarr(X)
     if not isinstance(X, da.Array):
-        if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas
-            X = X.to_numpy()
-        X = np.asarray(X)
-        if X.dtype == object:
-            raise ValueError(f"{name} has dtype object; a numeric array is required")
+        X = check_array(X, name, ndim=ndim, numeric=numeric)
         rows = chunk_rows or default_chunk_rows(X.shape[1] if X.ndim == 2 else 1, X.dtype.itemsize)
-        X = da.from_array(X, chunks=(rows,) + X.shape[1:]) if X.ndim else da.from_array(X)
+        return da.from_array(X, chunks=(rows,) + X.shape[1:]) if X.ndim else da.from_array(X)
+    _check_shape_and_dtype(X, name, ndim, numeric)
+    if any(np.isnan(c) for c in X.shape):
+        raise ValueError(f"{name} has unknown chunk sizes; call compute_chunk_sizes() first")
+    if X.ndim == 2 and len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    return X
+
+
+def check_array(X: Any, name: str = "X", *, ndim: int | None = None, numeric: bool = True) -> np.ndarray:
+    """``X`` (numpy, list, pandas) as a numpy array, with the same checks as ``as_dask_array``."""
+    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas
+        X = X.to_numpy()
+    X = np.asarray(X)
+    if X.dtype == object:
+        raise ValueError(f"{name} has dtype object; a numeric array is required")
+    _check_shape_and_dtype(X, name, ndim, numeric)
+    return X
+
+
+def _check_shape_and_dtype(X: Any, name: str, ndim: int | None, numeric: bool) -> None:
     if ndim is not None and X.ndim != ndim:
         kind = {1: "a 1-d array (n_samples,)", 2: "a 2-d array (n_samples, n_features)"}.get(ndim, f"{ndim}-d")
         raise ValueError(f"{name} must be {kind}; got shape {X.shape}")
     if numeric and not (np.issubdtype(X.dtype, np.number) or X.dtype.kind == "b"):
         raise ValueError(f"{name} has non-numeric dtype {X.dtype}; a numeric array is required")
-    if any(np.isnan(c) for c in X.shape):
-        raise ValueError(f"{name} has unknown chunk sizes; call compute_chunk_sizes() first")
-    if X.ndim == 2 and len(X.chunks[1]) > 1:
-        X = X.rechunk({1: -1})
-    if X.shape[0] == 0:
+    if X.ndim and X.shape[0] == 0:
         raise ValueError(f"{name} has 0 samples")
-    return X
 
 
 def check_X_y(X: Any, y: Any, *, y_numeric: bool = True) -> tuple[da.Array, da.Array]:
@@ -158,6 +173,8 @@ def finite_blocks(X: da.Array, name: str = "X") -> da.Array:
     The check is a blockwise layer that dask fuses into the tasks that consume the chunk, so it runs in
     the same pass as the work and reports the offending chunk, row and column.
     """
+    import dask.array as da
+
     return da.map_blocks(_finite_block, X, name, dtype=X.dtype, meta=np.empty((0,) * X.ndim, dtype=X.dtype))
 
 

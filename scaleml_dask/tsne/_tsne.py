@@ -7,16 +7,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
 import numba
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ..validation import as_dask_array, assert_finite, check_is_fitted, finite_blocks
+from ..validation import as_dask_array, assert_finite, check_array, check_is_fitted, finite_blocks
 from . import affinity, initialization, locality, neighbors, optimize
+
+if TYPE_CHECKING:  # small numpy inputs never import dask.array (~0.4 s)
+    import dask.array as da
 
 logger = logging.getLogger("scaleml_dask.tsne")
 
@@ -181,6 +182,8 @@ class TSNE(BaseEstimator):
     # -- stages -----------------------------------------------------------------------------------
     def _reduce(self, dX: da.Array, dy: da.Array | None) -> tuple[np.ndarray, np.ndarray | None]:
         """One pass: the float32 (n, <= n_pca_components) input (and the labels) in memory."""
+        import dask
+
         dX = finite_blocks(dX, "X")
         if dX.shape[1] > self.n_pca_components:
             from ..pca import PCA
@@ -226,28 +229,36 @@ class TSNE(BaseEstimator):
         ``y`` (optional) are labels kept as ``labels_`` for ``to_zarr``; when ``X`` is a dataset with
         a ``y`` variable, that is used.
         """
-        dX = as_dask_array(X, "X", ndim=2)
-        n = dX.shape[0]
-        self._check_params(n)
-        dy = _labels(X, y, n)
-        small = (isinstance(X, np.ndarray) and n <= LOCAL_MAX_SAMPLES and dX.shape[1] <= LOCAL_MAX_FEATURES
-                 and not dask.is_dask_collection(y))
-        in_memory = (X, None if y is None else np.asarray(y)) if small else None
+        if _is_small(X, y):
+            X = check_array(X, "X", ndim=2)
+            labels = None if y is None else check_array(y, "y", ndim=1, numeric=False)
+            if labels is not None and len(labels) != len(X):
+                raise ValueError(f"X and y have different lengths: X has {len(X)} rows, y has {len(labels)}")
+            source: tuple = (X, labels)
+        else:
+            X, labels = as_dask_array(X, "X", ndim=2), _labels(X, y)
+            if labels is not None and labels.shape[0] != X.shape[0]:
+                raise ValueError(f"X and y have different lengths: X has {X.shape[0]} rows, "
+                                 f"y has {labels.shape[0]}")
+            source = (X, labels)
+        self._check_params(X.shape[0])
         n_threads = int(self.n_jobs or numba.config.NUMBA_NUM_THREADS)
         previous_threads = numba.get_num_threads()
         numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
         try:
-            self._fit(dX, dy, in_memory, numba.get_num_threads())
+            self._fit(*source, numba.get_num_threads())
         finally:
             numba.set_num_threads(previous_threads)
         return self
 
-    def _fit(self, dX: da.Array, dy: da.Array | None, in_memory: tuple | None, n_threads: int) -> None:
+    def _fit(self, X: np.ndarray | da.Array, y: np.ndarray | da.Array | None, n_threads: int) -> None:
+        """``X`` is a small numpy array (embedded in this process, no dask) or a dask array."""
         log = _logger() if self.verbose else None
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         self.pca_ = None
-        Xr, labels = self._reduce_in_memory(*in_memory) if in_memory else self._reduce(dX, dy)
+        in_memory = isinstance(X, np.ndarray)
+        Xr, labels = self._reduce_in_memory(X, y) if in_memory else self._reduce(X, y)
         n = Xr.shape[0]
         timings["reduce"] = time.perf_counter() - t0
         order = None
@@ -262,7 +273,7 @@ class TSNE(BaseEstimator):
         self.neighbors_method_ = neighbors.choose_method(self.neighbors, n)
         idx, dist = neighbors.nearest_neighbors(Xr, k, method=self.neighbors_method_,
                                                 random_state=self.random_state, n_jobs=n_threads,
-                                                local=in_memory is not None)
+                                                local=in_memory)
         timings["neighbors"] = time.perf_counter() - t0
         self.neighbors_recall_ = (1.0 if self.neighbors_method_ == "exact" else
                                   neighbors.estimate_recall(Xr, idx, random_state=self.random_state))
@@ -276,9 +287,9 @@ class TSNE(BaseEstimator):
         timings["initialize"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        p_cond = affinity.conditional_probabilities(dist, self.perplexity)
+        p_cond = affinity.conditional_probabilities(dist, self.perplexity, overwrite_input=True)
         del dist
-        P = affinity.joint_probabilities(idx, p_cond)
+        P = affinity.joint_probabilities(idx, p_cond, overwrite_input=True)
         del idx, p_cond
         timings["affinity"] = time.perf_counter() - t0
 
@@ -300,7 +311,7 @@ class TSNE(BaseEstimator):
         self.kl_divergence_ = float(kl)
         self.n_iter_ = int(n_iter)
         self.n_neighbors_ = k
-        self.n_features_in_ = int(dX.shape[1])
+        self.n_features_in_ = int(X.shape[1])
         self.labels_ = labels
         self.timings_ = timings
 
@@ -325,7 +336,13 @@ class TSNE(BaseEstimator):
         return Path(path)
 
 
-def _labels(X: Any, y: Any, n: int) -> da.Array | None:
+def _is_small(X: Any, y: Any) -> bool:
+    """Whether ``X`` is a numpy array small enough to embed without dask (``LOCAL_MAX_SAMPLES``)."""
+    return (isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[0] <= LOCAL_MAX_SAMPLES
+            and X.shape[1] <= LOCAL_MAX_FEATURES and (y is None or isinstance(y, (np.ndarray, list, tuple))))
+
+
+def _labels(X: Any, y: Any) -> da.Array | None:
     """The labels as a 1-d dask array: ``y`` if given, else the dataset's ``y`` if it has one."""
     if y is None:
         if isinstance(X, (str, Path)):
@@ -335,10 +352,7 @@ def _labels(X: Any, y: Any, n: int) -> da.Array | None:
         if not (hasattr(X, "data_vars") and "y" in X):
             return None
         y = X["y"]
-    dy = as_dask_array(y, "y", ndim=1, numeric=False)
-    if dy.shape[0] != n:
-        raise ValueError(f"X and y have different lengths: X has {n} rows, y has {dy.shape[0]}")
-    return dy
+    return as_dask_array(y, "y", ndim=1, numeric=False)
 
 
 def _unpermute(Y: np.ndarray, order: np.ndarray) -> np.ndarray:

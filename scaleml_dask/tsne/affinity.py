@@ -57,39 +57,54 @@ def _calibrate(distances: np.ndarray, target_entropy: float, out: np.ndarray) ->
             out[i, j] = sq[j] / total
 
 
-def conditional_probabilities(distances: np.ndarray, perplexity: float) -> np.ndarray:
+def conditional_probabilities(distances: np.ndarray, perplexity: float, *,
+                              overwrite_input: bool = False) -> np.ndarray:
     """Row-stochastic ``p_{j|i}`` (n, k, float32) whose rows have the given perplexity.
 
     ``distances`` are Euclidean distances to each row's k nearest neighbours (self excluded).
-    The bisection runs in float64 to an entropy tolerance of 1e-10.
+    The bisection runs in float64 to an entropy tolerance of 1e-10. ``overwrite_input`` writes the
+    result over a float32 ``distances`` (one (n, k) array less at the peak).
     """
     distances = np.ascontiguousarray(distances)
-    out = np.empty(distances.shape, dtype=np.float32)
-    _calibrate(distances, float(np.log(perplexity)), out)
+    reuse = overwrite_input and distances.dtype == np.float32 and distances.flags.writeable
+    out = distances if reuse else np.empty(distances.shape, dtype=np.float32)
+    _calibrate(distances, float(np.log(perplexity)), out)  # each row is read before it is written
     return out
 
 
 @numba.njit(parallel=True, cache=True)
-def _reverse_probabilities(indices: np.ndarray, p_cond: np.ndarray) -> np.ndarray:
-    """``p_{i|j}`` for each listed edge i->j, or -1 where i is not among j's neighbours."""
+def _sort_by_index(indices: np.ndarray, p_cond: np.ndarray) -> None:
+    """Sort each row's neighbours (and their probabilities) by neighbour index, in place."""
     n, k = indices.shape
-    order = np.empty((n, k), dtype=np.int32)
-    keys = np.empty((n, k), dtype=np.int32)
     for i in numba.prange(n):
         o = np.argsort(indices[i])
-        for a in range(k):
-            order[i, a] = o[a]
-            keys[i, a] = indices[i, o[a]]
-    rev = np.empty((n, k), dtype=np.float32)
+        cols = indices[i][o]
+        vals = p_cond[i][o]
+        indices[i] = cols
+        p_cond[i] = vals
+
+
+@numba.njit(parallel=True, cache=True)
+def _reverse_positions(indices: np.ndarray, out: np.ndarray) -> None:
+    """For each edge i->j, the position of i in j's (sorted) row, or -1 where j does not list i."""
+    n, k = indices.shape
     for i in numba.prange(n):
         for a in range(k):
             j = indices[i, a]
-            pos = np.searchsorted(keys[j], i)
-            if pos < k and keys[j, pos] == i:
-                rev[i, a] = p_cond[j, order[j, pos]]
-            else:
-                rev[i, a] = -1.0
-    return rev
+            pos = np.searchsorted(indices[j], i)
+            out[i, a] = pos if pos < k and indices[j, pos] == i else -1
+
+
+@numba.njit(cache=True)
+def _row_lengths(indices: np.ndarray, rev: np.ndarray) -> np.ndarray:
+    """Nonzeros per row of P: the row's own k neighbours plus the one-way edges that point at it."""
+    n, k = indices.shape
+    lengths = np.full(n, k, dtype=np.int64)
+    for i in range(n):
+        for a in range(k):
+            if rev[i, a] < 0:
+                lengths[indices[i, a]] += 1
+    return lengths
 
 
 @numba.njit(cache=True)
@@ -103,8 +118,8 @@ def _build_csr(indices, p_cond, rev, scale, indptr, col, val):
             j = indices[i, a]
             p = np.float64(p_cond[i, a])
             col[start + a] = j
-            if rev[i, a] >= 0.0:
-                val[start + a] = (p + rev[i, a]) * scale
+            if rev[i, a] >= 0:
+                val[start + a] = (p + p_cond[j, rev[i, a]]) * scale
             else:
                 val[start + a] = p * scale
                 col[fill[j]] = i
@@ -112,19 +127,24 @@ def _build_csr(indices, p_cond, rev, scale, indptr, col, val):
                 fill[j] += 1
 
 
-def joint_probabilities(indices: np.ndarray, p_cond: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def joint_probabilities(indices: np.ndarray, p_cond: np.ndarray, *, overwrite_input: bool = False
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Symmetric ``P = (p_{j|i} + p_{i|j}) / (2n)`` in CSR form ``(indptr, indices, data)``.
 
     ``indices`` (n, k) are the neighbour lists, ``p_cond`` (n, k) their conditional probabilities.
-    P sums to 1; data are float32, column indices int32, row pointers int64.
+    P sums to 1; data are float32, column indices int32, row pointers int64. Besides P, the only
+    temporary is one (n, k) array of positions (int16 for k < 32,768); ``overwrite_input`` lets the rows
+    of int32 ``indices`` / float32 ``p_cond`` be sorted in place instead of in copies.
     """
-    indices = np.ascontiguousarray(indices, dtype=np.int32)
-    p_cond = np.ascontiguousarray(p_cond, dtype=np.float32)
+    copy = not overwrite_input
+    indices = np.array(indices, dtype=np.int32, order="C", copy=copy or None)
+    p_cond = np.array(p_cond, dtype=np.float32, order="C", copy=copy or None)
     n, k = indices.shape
-    rev = _reverse_probabilities(indices, p_cond)
-    extra = np.bincount(indices[rev < 0], minlength=n)
+    _sort_by_index(indices, p_cond)
+    rev = np.empty((n, k), dtype=np.int16 if k < 2**15 else np.int32)
+    _reverse_positions(indices, rev)
     indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(k + extra, out=indptr[1:])
+    np.cumsum(_row_lengths(indices, rev), out=indptr[1:])
     col = np.empty(indptr[-1], dtype=np.int32)
     val = np.empty(indptr[-1], dtype=np.float32)
     _build_csr(indices, p_cond, rev, 1.0 / (2.0 * n), indptr, col, val)

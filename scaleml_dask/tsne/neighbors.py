@@ -131,13 +131,39 @@ def estimate_recall(X: np.ndarray, idx: np.ndarray, *, n_queries: int = 200,
     return found / (len(queries) * k)
 
 
+@numba.njit(parallel=True, cache=True)
 def _drop_self(graph: np.ndarray, k: int) -> np.ndarray:
     """Remove each row's own index (or, if absent, its farthest neighbour) from a (n, k+1) graph."""
     n = graph.shape[0]
-    is_self = graph == np.arange(n)[:, None]
-    missing = ~is_self.any(axis=1)
-    is_self[missing, -1] = True
-    return graph[~is_self].reshape(n, k).astype(np.int32, copy=False)
+    out = np.empty((n, k), dtype=np.int32)
+    for i in numba.prange(n):
+        skip = k
+        for a in range(k + 1):
+            if graph[i, a] == i:
+                skip = a
+                break
+        b = 0
+        for a in range(k + 1):
+            if a != skip:
+                out[i, b] = graph[i, a]
+                b += 1
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _sort_rows(idx: np.ndarray, dist: np.ndarray) -> None:
+    """Sort each row by distance, in place and stably (rows arrive nearly sorted: insertion sort)."""
+    n, k = idx.shape
+    for i in numba.prange(n):
+        for a in range(1, k):
+            d, j = dist[i, a], idx[i, a]
+            b = a - 1
+            while b >= 0 and dist[i, b] > d:
+                dist[i, b + 1] = dist[i, b]
+                idx[i, b + 1] = idx[i, b]
+                b -= 1
+            dist[i, b + 1] = d
+            idx[i, b + 1] = j
 
 
 @numba.njit(parallel=True, cache=True)
@@ -189,5 +215,5 @@ def nearest_neighbors(
     else:
         raise ValueError(f"unknown neighbors method {method!r}; use 'auto', 'exact' or 'approx'")
     dist = _distances(np.ascontiguousarray(X), idx)
-    order = np.argsort(dist, axis=1, kind="stable")
-    return np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
+    _sort_rows(idx, dist)  # in place: an argsort would hold three more (n, k) arrays at the peak
+    return idx, dist

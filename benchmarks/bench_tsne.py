@@ -1,7 +1,9 @@
 """t-SNE side by side: scaleml_dask.TSNE vs openTSNE (n_jobs=2) vs scikit-learn TSNE.
 
 Each method runs in its own subprocess so peak RSS is its own. Quality: kNN recall@10 between the
-input and the embedding, and 10-NN label accuracy in the embedding, on 2,000 sampled points.
+input and the embedding, and 10-NN label accuracy in the embedding, on 2,000 sampled points. Ours and
+openTSNE run ``--repeat`` times (default 3), alternating, and the best fit time is kept: single runs on this
+2-core VM vary by up to 30 %.
 
     python benchmarks/bench_tsne.py            # 50,000-point mixture (d=50, 20 clusters) + digits
     python benchmarks/bench_tsne.py --quick    # 5,000 points, no scikit-learn on the mixture
@@ -107,6 +109,8 @@ def main() -> None:
     ap.add_argument("--million", action="store_true")
     ap.add_argument("--million-only", action="store_true", help="only the 1,000,000-point run")
     ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn on the mixture")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of ours and openTSNE per dataset, alternating; the best fit time is kept")
     ap.add_argument("--child", nargs=3)
     args = ap.parse_args()
     if args.child:
@@ -121,7 +125,16 @@ def main() -> None:
             methods = ["scaleml", "opentsne"]
             if data == "digits" or not (args.quick or args.no_sklearn):
                 methods.append("sklearn")
-            results = {m: _run(m, data, tmp) for m in methods}
+            results: dict[str, dict] = {}
+            for r in range(args.repeat):  # alternating, best fit time kept (sklearn: once, it is the slow reference)
+                for m in methods:
+                    if r == 0 or m != "sklearn":
+                        run = _run(m, data, tmp)
+                        run["runs"] = results.get(m, {}).get("runs", []) + [round(run["fit_s"], 1)]
+                        if m not in results or run["fit_s"] < results[m]["fit_s"]:
+                            results[m] = run
+                        else:
+                            results[m]["runs"] = run["runs"]
             for m, r in results.items():
                 q = quality(X, y, r.pop("Y"))
                 rows.append({"data": label, "method": m, **q, **r})

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg import solve_triangular
+from scipy.linalg.blas import dtrmm
 
 from .validation import assert_finite
 
@@ -200,14 +201,18 @@ def _cholqr2_r(X: np.ndarray, y: np.ndarray | None, mean: np.ndarray, G: np.ndar
     r1_inv = solve_triangular(r1, np.eye(len(G)))
     n, p = X.shape[0], len(mean)
     step = max(SUB_ROWS, 4 * p)
-    buf, qbuf = (np.empty((min(n, step), p)) for _ in range(2))
+    buf = np.empty((min(n, step), p))
     acc = np.zeros((p, p))
     for i in range(0, n, step):
         e = min(n, i + step)
-        sub = A[i:e] if A is not None else _centered(X[i:e], None if y is None else y[i:e], None, mean,
-                                                        buf[:e - i])
-        q = np.matmul(sub, r1_inv, out=qbuf[:e - i])
-        acc += q.T @ q
+        sub = buf[:e - i]
+        if A is not None:
+            np.copyto(sub, A[i:e])
+        else:
+            _centered(X[i:e], None if y is None else y[i:e], None, mean, sub)
+        # Q1' = R1^-T sub', in place (TRMM: half the flops of a GEMM with the triangular inverse)
+        qt = dtrmm(1.0, r1_inv, sub.T, side=0, lower=0, trans_a=1, overwrite_b=1)
+        acc += qt @ qt.T
     try:
         return np.linalg.cholesky(acc).T @ r1
     except np.linalg.LinAlgError:

@@ -67,6 +67,25 @@ def test_joint_probabilities_are_the_symmetrised_conditionals(rng):
     assert abs(dense.sum() - 1.0) < 1e-6
 
 
+def test_affinities_in_place_equal_affinities_in_copies(rng):
+    """``overwrite_input`` (what the estimator uses, to save (n, k) arrays at the peak) changes nothing but
+    the inputs."""
+    X = rng.normal(size=(400, 5)).astype(np.float32)
+    idx, dist = nearest_neighbors(X, 20, method="exact")
+    idx0, dist0 = idx.copy(), dist.copy()
+    p = conditional_probabilities(dist, 6.0)
+    P = joint_probabilities(idx, p)
+    np.testing.assert_array_equal(idx, idx0)  # copies: inputs untouched
+    np.testing.assert_array_equal(dist, dist0)
+    p_inplace = conditional_probabilities(dist, 6.0, overwrite_input=True)
+    assert p_inplace is dist
+    np.testing.assert_array_equal(p_inplace, p)
+    P_inplace = joint_probabilities(idx, p_inplace, overwrite_input=True)
+    for a, b in zip(P, P_inplace):
+        np.testing.assert_array_equal(a, b)
+    assert np.all(np.diff(idx, axis=1) > 0)  # the neighbour lists were sorted in place
+
+
 def test_exact_neighbors_on_the_cluster_and_in_process_match_sklearn(client, rng, monkeypatch):
     from scaleml_dask.tsne import neighbors
 
@@ -318,6 +337,16 @@ def test_small_numpy_input_takes_the_in_memory_path_to_the_same_embedding():
     np.testing.assert_allclose(in_memory.embedding_, via_dask.embedding_, atol=1e-4 * scale)
 
 
+def test_small_numpy_input_never_imports_dask_array():
+    code = ("import sys, numpy as np; from scaleml_dask.tsne import TSNE; "
+            "X = np.random.default_rng(0).normal(size=(200, 8)); "
+            "Y = TSNE(perplexity=10, n_iter=20, early_exaggeration_iter=20, random_state=0)"
+            ".fit_transform(X, list(range(200))); "
+            "print(Y.shape, 'dask.array' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[-1] == "False" and "(200, 2)" in out
+
+
 def test_bad_input_gives_clear_errors(rng):
     X = rng.normal(size=(40, 3))
     with pytest.raises(ValueError, match="perplexity=50.*less than n_samples - 1 = 39"):
@@ -336,6 +365,10 @@ def test_bad_input_gives_clear_errors(rng):
         TSNE(perplexity=5, initialization=np.zeros((3, 2))).fit(X)
     with pytest.raises(ValueError, match="different lengths"):
         TSNE(perplexity=5).fit(X, np.zeros(39))
+    with pytest.raises(ValueError, match="different lengths: X has 12000 rows, y has 39"):
+        TSNE(perplexity=5).fit(np.vstack([X] * 300), np.zeros(39))  # the dask path (12,000 rows)
+    with pytest.raises(ValueError, match="y must be a 1-d array"):
+        TSNE(perplexity=5).fit(X, np.zeros((40, 2)))
     from scaleml_dask.validation import NotFittedError
 
     with pytest.raises(NotFittedError):

@@ -366,15 +366,17 @@ class _FFTRepulsion:
         charges = self._grids.sum(axis=0) if T > 1 else self._grids[0]
         M = scipy.fft.next_fast_len(2 * N - 1, real=True)
         kernel_hat = self._kernels(M, width / p)
-        # the charges fill only the first N of M rows: transform rows, then columns
-        spec = scipy.fft.fft(scipy.fft.rfft(charges, n=M, axis=2, workers=T), n=M, axis=1, workers=T,
-                             overwrite_x=True)
-        prod = np.empty((4,) + spec.shape[1:], dtype=spec.dtype)
-        np.multiply(spec, kernel_hat[0], out=prod[:3])
-        np.multiply(spec[0], kernel_hat[1], out=prod[3])
-        # only the first N rows and columns of the result are needed
-        rows = scipy.fft.ifft(prod, axis=1, workers=T, overwrite_x=True)[:, :N]
-        return scipy.fft.irfft(rows, n=M, axis=2, workers=T)[:, :, :N]
+        pot = np.empty((4, N, N), dtype=np.float32)
+        # one charge at a time: its spectrum (M x M/2+1 complex64, 8 MB at M=1440) stays in cache, where
+        # all channels at once did not (2.2x slower at M=1440). The charges fill only the first N of M
+        # rows: transform rows, then columns; only the first N rows and columns of the result are needed.
+        for c in range(3):
+            spec = scipy.fft.fft(scipy.fft.rfft(charges[c], n=M, axis=1, workers=T), n=M, axis=0, workers=T,
+                                 overwrite_x=True)
+            for kernel, out in ((0, c), (1, 3)) if c == 0 else ((0, c),):
+                rows = scipy.fft.ifft(spec * kernel_hat[kernel], axis=0, workers=T, overwrite_x=True)[:N]
+                pot[out] = scipy.fft.irfft(rows, n=M, axis=1, workers=T)[:, :N]
+        return pot
 
     def __call__(self, Y: np.ndarray, cols: np.ndarray, shift: np.ndarray, lo: float, hi: float, P: CSR,
                  attr: np.ndarray, rep: np.ndarray, eval_kl: bool) -> tuple[float, float]:

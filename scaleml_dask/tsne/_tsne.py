@@ -229,24 +229,19 @@ class TSNE(BaseEstimator):
         ``y`` (optional) are labels kept as ``labels_`` for ``to_zarr``; when ``X`` is a dataset with
         a ``y`` variable, that is used.
         """
-        if _is_small(X, y):
+        if _is_small(X, y):  # embedded in this process, without dask
             X = check_array(X, "X", ndim=2)
             labels = None if y is None else check_array(y, "y", ndim=1, numeric=False)
-            if labels is not None and len(labels) != len(X):
-                raise ValueError(f"X and y have different lengths: X has {len(X)} rows, y has {len(labels)}")
-            source: tuple = (X, labels)
         else:
             X, labels = as_dask_array(X, "X", ndim=2), _labels(X, y)
-            if labels is not None and labels.shape[0] != X.shape[0]:
-                raise ValueError(f"X and y have different lengths: X has {X.shape[0]} rows, "
-                                 f"y has {labels.shape[0]}")
-            source = (X, labels)
+        if labels is not None and labels.shape[0] != X.shape[0]:
+            raise ValueError(f"X and y have different lengths: X has {X.shape[0]} rows, y has {labels.shape[0]}")
         self._check_params(X.shape[0])
         n_threads = int(self.n_jobs or numba.config.NUMBA_NUM_THREADS)
         previous_threads = numba.get_num_threads()
         numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
         try:
-            self._fit(*source, numba.get_num_threads())
+            self._fit(X, labels, numba.get_num_threads())
         finally:
             numba.set_num_threads(previous_threads)
         return self

@@ -59,6 +59,41 @@ def encode_targets(y: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
     return (idx[:, None] == np.arange(len(classes))).astype(np.float64)
 
 
+@numba.njit(cache=True, nogil=True)
+def _encode(y, classes, T):  # pragma: no cover - compiled
+    """Fill the zeroed ``T`` from the labels ``y`` (binary search in the sorted ``classes``); returns how
+    many labels are not among the classes."""
+    n_classes = classes.shape[0]
+    unknown = 0
+    for i in range(y.shape[0]):
+        v = y[i]
+        lo, hi = 0, n_classes
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if classes[mid] < v:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == n_classes or classes[lo] != v:
+            unknown += 1
+        elif n_classes == 2:
+            T[i, 0] = float(lo)
+        else:
+            T[i, lo] = 1.0
+    return unknown
+
+
+def encode_checked(y: np.ndarray, classes: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    """``encode_targets`` and whether every label is among ``classes``, in one compiled pass for numeric
+    labels (the numpy path for others)."""
+    if classes is None:
+        return encode_targets(y, None), True
+    if y.dtype.kind in "iuf" and classes.dtype.kind in "iuf":
+        T = np.zeros((len(y), 1 if len(classes) == 2 else len(classes)))
+        return T, _encode(y, classes, T) == 0
+    return encode_targets(y, classes), unknown_labels(y, classes).size == 0
+
+
 def decision(W: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Linear scores ``X @ coef + intercept``, shape ``(n, n_outputs)``."""
     return X @ W[:-1] + W[-1]
@@ -114,8 +149,10 @@ def epoch_plan(seed: int, block: int, n_train: int, batch_size: int) -> tuple[in
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _grad_batch(Wt, X, T, lo, hi, offset, start, n_train, loss_code, Gt):  # pragma: no cover - compiled
     """Add the summed gradient of ring rows ``lo..hi-1`` (rotated by ``offset``) to ``Gt``; reads the
-    rows in place, sequentially."""
+    rows in place, sequentially. Returns False if a margin was not finite (NaN / inf in a row, as long
+    as the weights are finite): the NaN check of the rows, in the pass that reads them."""
     n, d = X.shape
+    finite = True
     for v in range(lo, hi):
         i = v + offset
         if i >= n_train:
@@ -127,6 +164,8 @@ def _grad_batch(Wt, X, T, lo, hi, offset, start, n_train, loss_code, Gt):  # pra
             z = Wt[c, d]
             for j in range(d):
                 z += X[i, j] * Wt[c, j]
+            if not math.isfinite(z):
+                finite = False
             t = T[i, c]
             if loss_code == 0:
                 g = z - t
@@ -142,6 +181,7 @@ def _grad_batch(Wt, X, T, lo, hi, offset, start, n_train, loss_code, Gt):  # pra
                 for j in range(d):
                     Gt[c, j] += g * X[i, j]
                 Gt[c, d] += g
+    return finite
 
 
 @numba.njit(cache=True, nogil=True)
@@ -178,20 +218,25 @@ def _update(Wt, Gt, penalty_code, alpha, schedule_code, eta0, power_t, t, m, v, 
 def _local_kernel(Wt, X, T, start, n_train, offsets, orders, batch_size, loss_code, fit_intercept,
                   penalty_code, alpha, schedule_code, eta0, power_t, t0, m, v, g2):  # pragma: no cover
     """Epochs of plain SGD over a block: epoch ``e`` visits the mini-batches ``orders[e]`` of the ring
-    rotated by ``offsets[e]``; gradient, penalty and step per mini-batch, all in place."""
+    rotated by ``offsets[e]``; gradient, penalty and step per mini-batch, all in place. Returns whether
+    every margin of the first epoch (which reads every training row) was finite."""
     Gt = np.empty_like(Wt)
     t = t0
+    finite = True
     for e in range(orders.shape[0]):
         for b in range(orders.shape[1]):
             lo = orders[e, b] * batch_size
             hi = min(lo + batch_size, n_train)
             Gt[:] = 0.0
-            _grad_batch(Wt, X, T, lo, hi, offsets[e], start, n_train, loss_code, Gt)
+            ok = _grad_batch(Wt, X, T, lo, hi, offsets[e], start, n_train, loss_code, Gt)
+            if e == 0 and not ok:
+                finite = False
             Gt /= hi - lo
             if not fit_intercept:
                 Gt[:, -1] = 0.0
             t += 1.0
             _update(Wt, Gt, penalty_code, alpha, schedule_code, eta0, power_t, t, m, v, g2)
+    return finite
 
 
 def _transposed(a: np.ndarray) -> np.ndarray:
@@ -252,18 +297,19 @@ def apply_step(W: np.ndarray, G: np.ndarray, state: dict[str, np.ndarray], *, pe
 
 def local_epochs(W: np.ndarray, X: np.ndarray, T: np.ndarray, *, start: int, n_train: int, seeds: list[int],
                  block: int, batch_size: int, loss: str, penalty: str | None, alpha: float, fit_intercept: bool,
-                 schedule: str, eta0: float, power_t: float, t0: float) -> tuple[np.ndarray, int]:
+                 schedule: str, eta0: float, power_t: float, t0: float) -> tuple[np.ndarray, int, bool]:
     """Plain local SGD over the training ring of the block, one epoch per seed, from ``W`` with a fresh
-    optimizer whose step counter starts at ``t0``, in one compiled loop. Returns the new weights and the
-    steps taken."""
+    optimizer whose step counter starts at ``t0``, in one compiled loop. Returns the new weights, the
+    steps taken, and whether every training row gave a finite margin in the first epoch."""
     plans = [epoch_plan(seed, block, n_train, batch_size) for seed in seeds]
     offsets = np.array([offset for offset, _ in plans], dtype=np.int64)
     orders = np.stack([order for _, order in plans])
     Wt = _transposed(W)
     moments = _moments(init_optimizer(schedule, W.shape))
-    _local_kernel(Wt, X, T, start, n_train, offsets, orders, batch_size, _LOSS_CODE[loss], fit_intercept,
-                  _PENALTY_CODE[penalty], alpha, _SCHEDULE_CODE[schedule], eta0, power_t, t0, *moments)
-    return Wt.T.copy(), orders.size
+    finite = _local_kernel(Wt, X, T, start, n_train, offsets, orders, batch_size, _LOSS_CODE[loss],
+                           fit_intercept, _PENALTY_CODE[penalty], alpha, _SCHEDULE_CODE[schedule], eta0, power_t,
+                           t0, *moments)
+    return Wt.T.copy(), orders.size, finite
 
 
 # ------------------------------------------------------------------------------------------------------

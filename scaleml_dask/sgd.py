@@ -127,23 +127,30 @@ def _clear_residuals(ef_key: str) -> None:
         del _RESIDUALS[key]
 
 
-def _check_block(X: np.ndarray, y: np.ndarray, index: int, row0: int, classes: np.ndarray | None) -> None:
-    assert_finite(X, "X", index, row0)
+def _targets(y: np.ndarray, index: int, row0: int, classes: np.ndarray | None) -> np.ndarray:
+    """``y`` of one block checked (finite, labels among the classes) and encoded for the kernels."""
     assert_finite(y, "y", index, row0)
-    if classes is not None:
+    T, known = K.encode_checked(y, classes)
+    if not known:
         bad = K.unknown_labels(y, classes)
-        if bad.size:
-            raise ValueError(f"y contains labels {bad.tolist()} that are not among the classes "
-                             f"{classes.tolist()} (chunk {index}, rows {row0}-{row0 + len(y) - 1})")
+        raise ValueError(f"y contains labels {bad.tolist()} that are not among the classes "
+                         f"{classes.tolist()} (chunk {index}, rows {row0}-{row0 + len(y) - 1})")
+    return T
 
 
-def _split(X: np.ndarray, y: np.ndarray, index: int, row0: int, problem: _Problem) -> _Part:
-    """Check one block, encode its targets and split off its held-out rows."""
+def _split(X: np.ndarray, y: np.ndarray, index: int, row0: int, problem: _Problem, *,
+           check_train: bool = True) -> _Part:
+    """Check one block, encode its targets and split off its held-out rows. With ``check_train=False``
+    only the held-out rows of X are checked here: the caller checks the training rows in the pass that
+    reads them (``local_epochs`` reports non-finite margins)."""
     X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.asarray(y).ravel()
-    _check_block(X, y, index, row0, problem.classes)
-    T = K.encode_targets(y, problem.classes)
-    return _Part(index, X, T, *K.holdout_range(problem.seed, index, len(X), problem.validation_fraction))
+    lo, hi = K.holdout_range(problem.seed, index, len(X), problem.validation_fraction)
+    if check_train:
+        assert_finite(X, "X", index, row0)
+    else:
+        assert_finite(X[lo:hi], "X", index, row0 + lo)
+    return _Part(index, X, _targets(y, index, row0, problem.classes), lo, hi)
 
 
 def _held_out(part: _Part) -> tuple[np.ndarray, np.ndarray]:
@@ -178,13 +185,15 @@ def _local_block(X: np.ndarray, y: np.ndarray, W: np.ndarray, seeds: list[int], 
                  with_val: bool, block_info: dict | None = None) -> np.ndarray:
     """Local epochs over one block (local mode); returns a 1×1 object array holding
     (message of the weight change, training rows, steps, held-out X, held-out T)."""
-    index = block_info[0]["chunk-location"][0]
-    part = _split(X, y, index, block_info[0]["array-location"][0][0], problem)
-    W_new, steps = K.local_epochs(W, part.X, part.T, start=part.start, n_train=part.n_train, seeds=seeds,
+    index, row0 = block_info[0]["chunk-location"][0], block_info[0]["array-location"][0][0]
+    part = _split(X, y, index, row0, problem, check_train=False)
+    W_new, steps, finite = K.local_epochs(W, part.X, part.T, start=part.start, n_train=part.n_train, seeds=seeds,
                                   block=index, batch_size=problem.batch_size,
                                   loss=problem.loss, penalty=problem.penalty, alpha=problem.alpha,
                                   fit_intercept=problem.fit_intercept, schedule=problem.schedule,
                                   eta0=problem.eta0, power_t=problem.power_t, t0=t0)
+    if not finite:  # NaN / inf in a training row (or diverged weights: then this finds nothing)
+        assert_finite(part.X, "X", index, row0)
     out = np.empty((1, 1), dtype=object)
     val = _held_out(part) if with_val else (None, None)
     out[0, 0] = (_send(W_new - W, problem, index), part.n_train, steps, *val)
@@ -566,8 +575,8 @@ class _BaseSGD(BaseEstimator):
         if Xv.shape[1] != n_features:
             raise ValueError(f"validation_data X has {Xv.shape[1]} features; the training X has {n_features}")
         Xv = Xv.astype(np.float64)
-        _check_block(Xv, yv, 0, 0, classes)
-        return Xv, K.encode_targets(yv, classes)
+        assert_finite(Xv, "validation_data X", 0, 0)
+        return Xv, _targets(yv, 0, 0, classes)
 
     def _checkpoint_config(self, dX: da.Array, classes: np.ndarray | None) -> dict[str, Any]:
         params = {k: v for k, v in self.get_params().items() if k not in ("checkpoint_dir", "callback")}

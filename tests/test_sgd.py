@@ -102,9 +102,10 @@ def test_local_epoch_kernel_takes_the_closed_form_step(schedule, penalty, fit_in
     W = rng.standard_normal((4, 1))
     eta, alpha = 0.1, 0.3
     # one mini-batch holding every row: one full-gradient step from W
-    W1, steps = K.local_epochs(W, X, T, start=0, n_train=40, seeds=[7], block=0, batch_size=64, loss="squared",
-                               penalty=penalty, alpha=alpha, fit_intercept=fit_intercept, schedule=schedule,
-                               eta0=eta, power_t=0.5, t0=0.0)
+    W1, steps, finite = K.local_epochs(W, X, T, start=0, n_train=40, seeds=[7], block=0, batch_size=64,
+                                       loss="squared", penalty=penalty, alpha=alpha, fit_intercept=fit_intercept,
+                                       schedule=schedule, eta0=eta, power_t=0.5, t0=0.0)
+    assert finite
     R = X @ W[:-1] + W[-1] - T
     G = np.vstack([X.T @ R, R.sum(axis=0, keepdims=True)]) / 40
     G[:-1] += {"l2": alpha * W[:-1], "l1": alpha * np.sign(W[:-1]), None: 0.0}[penalty]
@@ -284,6 +285,16 @@ def test_bad_input_gives_clear_errors(client):
     with pytest.raises(ValueError, match=r"X contains NaN in chunk 2 .*row 1234, column 3"):
         SGDClassifier(mode="sync", epochs=1, batch_size=500).fit(da.from_array(X_nan, chunks=(500, 8)),
                                                  da.from_array(y, chunks=500))
+    # local mode checks the training rows inside the epoch's pass and the held-out rows apart: both found
+    from scaleml_dask._sgd_kernels import holdout_range
+
+    lo, _ = holdout_range(0, 2, 500, 0.01)  # seed 0 (random_state=0), block 2, 500 rows
+    for row in (1234, 1000 + lo):
+        X_bad = X.copy()
+        X_bad[row, 5] = np.inf
+        with pytest.raises(ValueError, match=rf"X contains inf in chunk 2 .*row {row}, column 5"):
+            SGDClassifier(mode="local", rounds=1, batch_size=100, random_state=0).fit(
+                da.from_array(X_bad, chunks=(500, 8)), da.from_array(y, chunks=500))
     with pytest.raises(ValueError, match="mode must be one of"):
         SGDClassifier(mode="gossip").fit(X, y)
     with pytest.raises(ValueError, match="X has 3 features"):

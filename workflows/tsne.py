@@ -47,7 +47,8 @@ def run(config: dict, client, report) -> dict:
     out = None
     if config.get("write_embedding") and config.get("state_dir"):
         out = model.to_zarr(Path(config["state_dir"]) / "tsne-embedding.zarr")
-    rows = [{"stage": k, "seconds": v} for k, v in model.timings_.items()]
+    rows = [{"stage": k, "seconds": v, "peak memory of the client so far (GB)": model.peak_memory_[k] / 1e9}
+            for k, v in model.timings_.items()]
     rows += [{"stage": f"KL at iteration {it}", "seconds": None, "value": kl} for it, kl in kl_curve]
     report.add_section("t-SNE", text=(
         f"{len(labels):,} of {n:,} rows × {model.n_features_in_} features of {config['dataset']!r}; "

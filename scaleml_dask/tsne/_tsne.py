@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +12,7 @@ import numba
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from .._stages import Stages
 from ..validation import as_dask_array, assert_finite, check_array, check_is_fitted, finite_blocks
 from . import affinity, initialization, locality, neighbors, optimize
 
@@ -87,6 +87,10 @@ class TSNE(BaseEstimator):
     timings_ : seconds spent in each stage. From ``LOCALITY_MIN_SAMPLES`` rows on, a "reorder" stage sorts
         the rows by k-means cell so that the optimisation reads neighbours from cache; the embedding and
         what callbacks see are in the input's row order all the same.
+    peak_memory_ : peak resident memory of this process (bytes) at the end of each stage; it never
+        decreases, and the stage where it rises set the new peak. Stages run on the cluster (the
+        reduction of dask input, exact kNN of more than ``LOCAL_MAX_SAMPLES`` rows) use the workers'
+        memory as well: the dashboard shows theirs.
 
     Examples
     --------
@@ -249,58 +253,53 @@ class TSNE(BaseEstimator):
     def _fit(self, X: np.ndarray | da.Array, y: np.ndarray | da.Array | None, n_threads: int) -> None:
         """``X`` is a small numpy array (embedded in this process, no dask) or a dask array."""
         log = _logger() if self.verbose else None
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
+        stage = Stages()
         self.pca_ = None
         in_memory = isinstance(X, np.ndarray)
-        Xr, labels = self._reduce_in_memory(X, y) if in_memory else self._reduce(X, y)
+        with stage("reduce"):
+            Xr, labels = self._reduce_in_memory(X, y) if in_memory else self._reduce(X, y)
         n = Xr.shape[0]
-        timings["reduce"] = time.perf_counter() - t0
         order = None
         if n >= LOCALITY_MIN_SAMPLES:
-            t0 = time.perf_counter()
-            order = locality.cell_order(Xr, random_state=self.random_state)
-            Xr = Xr[order]
-            timings["reorder"] = time.perf_counter() - t0
+            with stage("reorder"):
+                order = locality.cell_order(Xr, random_state=self.random_state)
+                Xr = Xr[order]
 
-        t0 = time.perf_counter()
         k = min(n - 1, int(math.ceil(3 * self.perplexity)))
         self.neighbors_method_ = neighbors.choose_method(self.neighbors, n)
-        idx, dist = neighbors.nearest_neighbors(Xr, k, method=self.neighbors_method_,
-                                                random_state=self.random_state, n_jobs=n_threads,
-                                                local=in_memory)
-        timings["neighbors"] = time.perf_counter() - t0
+        with stage("neighbors"):
+            idx, dist = neighbors.nearest_neighbors(Xr, k, method=self.neighbors_method_,
+                                                    random_state=self.random_state, n_jobs=n_threads,
+                                                    local=in_memory)
         self.neighbors_recall_ = (1.0 if self.neighbors_method_ == "exact" else
                                   neighbors.estimate_recall(Xr, idx, random_state=self.random_state))
         if log:
             log(f"{k} nearest neighbours ({self.neighbors_method_}) of {n} points in "
-                f"{timings['neighbors']:.1f} s; recall {self.neighbors_recall_:.3f}")
+                f"{stage.seconds['neighbors']:.1f} s; recall {self.neighbors_recall_:.3f}")
 
-        t0 = time.perf_counter()
-        Y = self._initial(Xr, order)
-        del Xr  # freed before P is built, as each O(n·k) array is once it is used: peak memory
-        timings["initialize"] = time.perf_counter() - t0
+        with stage("initialize"):
+            Y = self._initial(Xr, order)
+            del Xr  # freed before P is built, as each O(n·k) array is once it is used: peak memory
 
-        t0 = time.perf_counter()
-        p_cond = affinity.conditional_probabilities(dist, self.perplexity, overwrite_input=True)
-        del dist
-        P = affinity.joint_probabilities(idx, p_cond, overwrite_input=True)
-        del idx, p_cond
-        timings["affinity"] = time.perf_counter() - t0
+        with stage("affinity"):
+            p_cond = affinity.conditional_probabilities(dist, self.perplexity, overwrite_input=True)
+            del dist
+            P = affinity.joint_probabilities(idx, p_cond, overwrite_input=True)
+            del idx, p_cond
 
-        t0 = time.perf_counter()
         self.negative_gradient_method_ = optimize.choose_method(self.negative_gradient_method, n)
         params = optimize.GridParams(int(self.n_interpolation_points), int(self.min_num_intervals),
                                      float(self.ints_in_interval))
-        Y, kl, n_iter = optimize.optimize(
-            Y, P, self._phases(n), method=self.negative_gradient_method_, params=params,
-            max_step_norm=float(self.max_step_norm),
-            callbacks=[_in_input_order(cb, order) for cb in self.callbacks or ()],
-            callbacks_every_iters=int(self.callbacks_every_iters), log=log, n_threads=n_threads)
-        timings["optimize"] = time.perf_counter() - t0
+        with stage("optimize"):
+            Y, kl, n_iter = optimize.optimize(
+                Y, P, self._phases(n), method=self.negative_gradient_method_, params=params,
+                max_step_norm=float(self.max_step_norm),
+                callbacks=[_in_input_order(cb, order) for cb in self.callbacks or ()],
+                callbacks_every_iters=int(self.callbacks_every_iters), log=log, n_threads=n_threads)
         if log:
             log(f"done: KL {kl:.4f} after {n_iter} iterations ({self.negative_gradient_method_} repulsion) "
-                f"in {timings['optimize']:.1f} s")
+                f"in {stage.seconds['optimize']:.1f} s; peak memory of this process "
+                f"{max(stage.peak_bytes.values()) / 1e9:.2f} GB")
 
         self.embedding_ = Y if order is None else _unpermute(Y, order)
         self.kl_divergence_ = float(kl)
@@ -308,7 +307,8 @@ class TSNE(BaseEstimator):
         self.n_neighbors_ = k
         self.n_features_in_ = int(X.shape[1])
         self.labels_ = labels
-        self.timings_ = timings
+        self.timings_ = stage.seconds
+        self.peak_memory_ = stage.peak_bytes
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """Fit and return the (n, 2) embedding as numpy."""

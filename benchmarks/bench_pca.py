@@ -8,7 +8,9 @@ in memory (``covariance_eigh`` as the exact reference, and randomized). Printed:
 ``--repeat``), ratio to the scan, and the largest relative error of ``explained_variance_`` against the
 reference. Same cluster for all: 2 worker processes x 1 thread.
 
-    python benchmarks/bench_pca.py [--quick] [--codec none] [--wide-rows 200000]
+    python benchmarks/bench_pca.py [--quick] [--codec none] [--wide-rows 200000] [--cold] [--tall-only]
+
+``--cold`` empties the page cache before every tall contender (see bench_regression.py).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def _finish(rows: list[dict], title: str) -> list[dict]:
     return rows
 
 
-def tall(n: int, d: int, codec: str, client, repeat: int) -> list[dict]:
+def tall(n: int, d: int, codec: str, client, repeat: int, cold: bool = False) -> list[dict]:
     from dask_ml.decomposition import PCA as DaskMLPCA
     from sklearn.decomposition import PCA as SkPCA
 
@@ -76,12 +78,13 @@ def tall(n: int, d: int, codec: str, client, repeat: int) -> list[dict]:
              "dask-ml PCA(svd_solver='randomized')": lambda: dask_ml("randomized"),
              "dask.array.linalg.svd(X - mean)": dask_svd}
     rows = []
-    for name, (seconds, (ev, note)) in race(cases, repeat).items():
+    for name, (seconds, (ev, note)) in race(cases, repeat, cold).items():
         rows.append({"method": name, "seconds": seconds, "note": note,
                      "rel err of var": "" if name.startswith("scan") else _rel(ev, ref_ev)})
     rows.append({"method": "scikit-learn PCA full SVD (in memory: fit)", "seconds": fit, "rel err of var": 0.0,
                  "note": f"load {load:.2f} s"})
-    return _finish(rows, f"tall: {n:,} x {d}, codec {codec}, best of {repeat}; error vs scikit-learn full SVD")
+    return _finish(rows, f"tall: {n:,} x {d}, codec {codec}, best of {repeat}"
+                         + (", page cache emptied before each" if cold else "") + "; error vs scikit-learn full SVD")
 
 
 def wide(n: int, d: int, k: int, codec: str, client, repeat: int) -> list[dict]:
@@ -126,13 +129,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--codec", default=sm.store.DEFAULT_CODEC)
     ap.add_argument("--wide-rows", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3, help="rounds (best time is kept)")
+    ap.add_argument("--cold", action="store_true",
+                    help="tall case: empty the page cache before every contender (root), as for data > memory")
+    ap.add_argument("--tall-only", action="store_true", help="skip the wide case")
     args = ap.parse_args(argv)
+    n, wide_shape = (500_000, (20_000, 1500)) if args.quick else (5_000_000, (args.wide_rows, 2000))
     with cluster_client() as client:
-        if args.quick:
-            return {"tall": tall(500_000, 32, args.codec, client, args.repeat),
-                    "wide": wide(20_000, 1500, 20, args.codec, client, args.repeat)}
-        return {"tall": tall(5_000_000, 32, args.codec, client, args.repeat),
-                "wide": wide(args.wide_rows, 2000, 20, args.codec, client, max(1, args.repeat - 1))}
+        out = {"tall": tall(n, 32, args.codec, client, args.repeat, args.cold)}
+        if not args.tall_only:
+            wide_repeat = args.repeat if args.quick else max(1, args.repeat - 1)
+            out["wide"] = wide(*wide_shape, 20, args.codec, client, wide_repeat)
+        return out
 
 
 if __name__ == "__main__":

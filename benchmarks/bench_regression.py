@@ -7,12 +7,17 @@ Contenders (all read the same store on the same 2-process x 1-thread LocalCluste
 largest |coef - planted|. The whole run is repeated for each codec of ``--codecs``: zarr's default, and
 the codec this project chooses for its stores (benchmarks/bench_codec.py).
 
-    python benchmarks/bench_regression.py [--quick] [--codecs zarr-default,none]
+    python benchmarks/bench_regression.py [--quick] [--codecs zarr-default,none] [--cold]
+
+``--cold`` empties the page cache before every contender (root only), so each one reads the store from
+the disk, as every pass does when the data are larger than memory; by default the store stays in the
+page cache after the warm-up and a scan of an uncompressed store is a copy from memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,12 +61,23 @@ def timed(fn: Callable, repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def race(cases: dict[str, Callable], rounds: int) -> dict[str, tuple[float, object]]:
+def drop_page_cache() -> None:
+    """Write dirty pages and empty the kernel's page cache, so the next read comes from the disk."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1")
+    except OSError as e:
+        raise SystemExit(f"--cold needs root on Linux to write /proc/sys/vm/drop_caches: {e}") from e
+
+
+def race(cases: dict[str, Callable], rounds: int, cold: bool = False) -> dict[str, tuple[float, object]]:
     """Run every case once per round, round-robin, so that a burst of load on a shared machine hits all of
-    them alike; keep each case's best time and its last result."""
+    them alike; keep each case's best time and its last result. ``cold``: empty the page cache first."""
     best: dict[str, tuple[float, object]] = {}
     for _ in range(rounds):
         for name, fn in cases.items():
+            if cold:
+                drop_page_cache()
             t0 = time.perf_counter()
             out = fn()
             seconds = time.perf_counter() - t0
@@ -139,14 +155,14 @@ def chunk_costs(path: Path, repeat: int = 7) -> list[dict]:
     return out
 
 
-def run_codec(codec: str, n: int, d: int, client, repeat: int) -> list[dict]:
+def run_codec(codec: str, n: int, d: int, client, repeat: int, cold: bool = False) -> list[dict]:
     path = regression_store(n, d, codec, client)
     ds = sm.open_dataset(path)
     X, y = ds["X"].data, ds["y"].data
     planted = np.asarray(ds.attrs["coef"])
     dask.compute(X.sum(), y.sum())  # warm up the workers and the page cache
     rows = []
-    for name, (seconds, (coef, note)) in race(contenders(X, y), repeat).items():
+    for name, (seconds, (coef, note)) in race(contenders(X, y), repeat, cold).items():
         err = "" if name.startswith("scan") else float(np.abs(coef - planted).max())
         rows.append({"method": name, "seconds": seconds, "max|coef-planted|": err, "note": note})
     t0 = time.perf_counter()
@@ -160,7 +176,8 @@ def run_codec(codec: str, n: int, d: int, client, repeat: int) -> list[dict]:
     scan = rows[0]["seconds"]
     for r in rows:
         r["x scan"] = r["seconds"] / scan
-    print_table(f"{n:,} x {d} float64, codec {codec}, chunks of {X.chunks[0][0]:,} rows, best of {repeat}",
+    print_table(f"{n:,} x {d} float64, codec {codec}, chunks of {X.chunks[0][0]:,} rows, best of {repeat}"
+                + (", page cache emptied before each" if cold else ""),
                 rows, ["seconds", "x scan", "max|coef-planted|", "note"])
     costs = chunk_costs(path)
     print_table(f"one chunk ({X.chunks[0][0]:,} x {d}), codec {codec}, serial CPU cost, best of 7", costs,
@@ -173,10 +190,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true", help="500,000 x 32 (runs in well under a minute)")
     ap.add_argument("--codecs", default=f"zarr-default,{sm.store.DEFAULT_CODEC}")
     ap.add_argument("--repeat", type=int, default=3, help="rounds (best time is kept)")
+    ap.add_argument("--cold", action="store_true", help="empty the page cache before every contender (root)")
     args = ap.parse_args(argv)
     n, d = (500_000, 32) if args.quick else (5_000_000, 32)
     with cluster_client() as client:
-        return {codec: run_codec(codec, n, d, client, args.repeat) for codec in args.codecs.split(",")}
+        return {codec: run_codec(codec, n, d, client, args.repeat, args.cold) for codec in args.codecs.split(",")}
 
 
 if __name__ == "__main__":

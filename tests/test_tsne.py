@@ -53,13 +53,14 @@ def test_calibrated_rows_reach_the_perplexity(perplexity, rng):
     assert np.all(np.diff(p, axis=1) <= 1e-7)  # nearer neighbours are more likely
 
 
-def test_joint_probabilities_are_the_symmetrised_conditionals(rng):
+@pytest.mark.parametrize("k", [15, 127, 130])  # positions in int8 up to k = 127, int16 above
+def test_joint_probabilities_are_the_symmetrised_conditionals(rng, k):
     X = rng.normal(size=(300, 4)).astype(np.float32)
-    idx, dist = nearest_neighbors(X, 15, method="exact")
-    p = conditional_probabilities(dist, 5.0)
+    idx, dist = nearest_neighbors(X, k, method="exact")
+    p = conditional_probabilities(dist, k / 3)
     P = joint_probabilities(idx, p)
     C = np.zeros((300, 300))
-    C[np.repeat(np.arange(300), 15), idx.ravel()] = p.ravel()
+    C[np.repeat(np.arange(300), k), idx.ravel()] = p.ravel()
     expected = (C + C.T) / 600
     dense = _dense(P, 300)
     np.testing.assert_allclose(dense, expected, rtol=1e-6, atol=1e-12)

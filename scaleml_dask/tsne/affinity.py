@@ -133,15 +133,16 @@ def joint_probabilities(indices: np.ndarray, p_cond: np.ndarray, *, overwrite_in
 
     ``indices`` (n, k) are the neighbour lists, ``p_cond`` (n, k) their conditional probabilities.
     P sums to 1; data are float32, column indices int32, row pointers int64. Besides P, the only
-    temporary is one (n, k) array of positions (int16 for k < 32,768); ``overwrite_input`` lets the rows
-    of int32 ``indices`` / float32 ``p_cond`` be sorted in place instead of in copies.
+    temporary is one (n, k) array of positions, in the smallest integer type that holds k (int8 up to
+    the default k = 90); ``overwrite_input`` lets the rows of int32 ``indices`` / float32 ``p_cond`` be
+    sorted in place instead of in copies.
     """
     copy = not overwrite_input
     indices = np.array(indices, dtype=np.int32, order="C", copy=copy or None)
     p_cond = np.array(p_cond, dtype=np.float32, order="C", copy=copy or None)
     n, k = indices.shape
     _sort_by_index(indices, p_cond)
-    rev = np.empty((n, k), dtype=np.int16 if k < 2**15 else np.int32)
+    rev = np.empty((n, k), dtype=np.int8 if k < 2**7 else np.int16 if k < 2**15 else np.int32)
     _reverse_positions(indices, rev)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(_row_lengths(indices, rev), out=indptr[1:])

@@ -7,7 +7,7 @@ openTSNE run ``--repeat`` times (default 3), alternating, and the best fit time 
 
     python benchmarks/bench_tsne.py            # 50,000-point mixture (d=50, 20 clusters) + digits
     python benchmarks/bench_tsne.py --quick    # 5,000 points, no scikit-learn on the mixture
-    python benchmarks/bench_tsne.py --million  # also ours and openTSNE on 1,000,000 points (once each, ~45 min)
+    python benchmarks/bench_tsne.py --million  # also ours and openTSNE on 1M points (once each; ~75 min)
     python benchmarks/bench_tsne.py --million-only  # only that pair
 """
 
@@ -138,7 +138,7 @@ def main() -> None:
                 q = quality(X, y, r.pop("Y"))
                 rows.append({"data": label, "method": m, **q, **r})
                 print(json.dumps(rows[-1]), flush=True)
-        if args.million or args.million_only:  # once each: openTSNE takes about half an hour here
+        if args.million or args.million_only:  # once each: openTSNE took ~1 h here (ours ~12 min)
             path = str(_mixture(1_000_000))
             runs = {m: _run(m, path, tmp) for m in ("scaleml", "opentsne")}
             X, y = _load(path)

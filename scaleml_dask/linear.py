@@ -18,33 +18,36 @@ accuracy silently, and ``solver_`` records what was used.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from numbers import Real
+from typing import Any, ClassVar
 
 import dask.array as da
 import numpy as np
 from scipy import linalg, stats
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._moments import AUTO_TOL, check_sample_weight, fit_moments, moments
 from ._tsqr import EPS, Moments
-from .validation import as_dask_array, check_is_fitted, check_X_y
+from .validation import as_dask_array, check_is_fitted, check_n_features, check_predict_input, check_X_y, finite_blocks
 
 #: A column whose R diagonal is below this fraction of its (centered) norm is a linear combination of
 #: the others (by QR); the normal equations resolve only sqrt(eps) of it.
 RANK_RTOL = {"tsqr": 1e-12, "gram": 1e-7}
-SOLVERS = ("auto", "tsqr", "gram")
 
 
 class _LinearBase(RegressorMixin, BaseEstimator):
     """Shared fitting for LinearRegression and Ridge: validation, the pass, fitted statistics."""
 
     _min_samples_per_parameter = True
+    _parameter_constraints: ClassVar[dict] = {
+        "fit_intercept": ["boolean"],
+        "solver": [StrOptions({"auto", "tsqr", "gram"})],
+    }
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> _LinearBase:
         """Fit from one pass over ``X`` and ``y`` (numpy, dask, xarray, zarr, or a dataset path/name)."""
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}; got {self.solver!r}")
-        self._check_params()
         dX, dy = check_X_y(X, y)
         w = check_sample_weight(sample_weight, dX)
         n, d = dX.shape
@@ -56,6 +59,8 @@ class _LinearBase(RegressorMixin, BaseEstimator):
                 "least-squares problem underdetermined")
         R, m, used = fit_moments(dX, dy, w, center=bool(self.fit_intercept), solver=self.solver,
                                  tol=AUTO_TOL, scale=True)
+        if not m.weight > 0:
+            raise ValueError("sample_weight: all weights are zero; at least one must be positive")
         self.n_features_in_ = d
         self.n_samples_ = int(m.n)
         self.solver_ = used
@@ -67,21 +72,14 @@ class _LinearBase(RegressorMixin, BaseEstimator):
         self.condition_number_ = _condition_number(R[:d, :d], m, bool(self.fit_intercept))
         return self
 
-    def _check_params(self) -> None:
-        pass
-
     def predict(self, X: Any) -> Any:
         """Predictions ``X @ coef_ + intercept_``: numpy for numpy input, a lazy dask array otherwise."""
         check_is_fitted(self, "coef_")
-        if isinstance(X, np.ndarray) or hasattr(X, "iloc"):
-            X = np.asarray(X, dtype=np.float64)
-            if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has shape {X.shape}; expected (n_samples, {self.n_features_in_})")
-            return X @ self.coef_ + self.intercept_
+        if _in_memory(X):
+            return check_predict_input(self, X) @ self.coef_ + self.intercept_
         dX = as_dask_array(X, "X", ndim=2)
-        if dX.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {dX.shape[1]} features; the model was fitted with {self.n_features_in_}")
-        return dX.astype(np.float64) @ self.coef_ + self.intercept_
+        check_n_features(self, dX.shape[1])
+        return finite_blocks(dX.astype(np.float64), "X") @ self.coef_ + self.intercept_
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Coefficient of determination R² of the predictions (as scikit-learn), in one pass."""
@@ -216,15 +214,15 @@ class Ridge(_LinearBase):
     """
 
     _min_samples_per_parameter = False
+    _parameter_constraints: ClassVar[dict] = {
+        **_LinearBase._parameter_constraints,
+        "alpha": [Interval(Real, 0, None, closed="left")],
+    }
 
     def __init__(self, alpha: float = 1.0, fit_intercept: bool = True, solver: str = "auto") -> None:
         self.alpha = alpha
         self.fit_intercept = fit_intercept
         self.solver = solver
-
-    def _check_params(self) -> None:
-        if not np.isscalar(self.alpha) or not np.isfinite(self.alpha) or self.alpha < 0:
-            raise ValueError(f"alpha must be a finite number >= 0; got {self.alpha!r}")
 
     def _set_fitted(self, R: np.ndarray, m: Moments) -> None:
         d = R.shape[0] - 1
@@ -245,6 +243,11 @@ class Ridge(_LinearBase):
         est.n_iter_ = None
         est.solver_ = "cholesky"
         return est
+
+
+def _in_memory(X: Any) -> bool:
+    """Whether ``X`` is in-memory input (numpy, list, pandas), answered in memory by ``predict``."""
+    return isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc")
 
 
 def _copy_fitted(src: _LinearBase, est: Any) -> None:

@@ -13,22 +13,34 @@ one pass over ``X`` per iteration (the first also gives the mean).
 from __future__ import annotations
 
 import os
+from numbers import Integral
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dask
 import dask.array as da
 import numpy as np
 from scipy import linalg
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._moments import fit_moments, tree_reduce
 from ._tsqr import RangeMoments, block_range, combine_range
-from .validation import as_dask_array, check_is_fitted, check_X_y, row_offsets
+from .validation import (
+    as_dask_array,
+    check_array,
+    check_is_fitted,
+    check_n_features,
+    check_predict_input,
+    check_X_y,
+    finite_blocks,
+    row_offsets,
+    take_y,
+)
 
 #: Error bound below which ``solver="auto"`` accepts a chunk's Gram matrix (variances to ~1e-12).
 PCA_TOL = 1e-12
-SOLVERS = ("auto", "tsqr", "randomized")
 
 
 class PCA(TransformerMixin, BaseEstimator):
@@ -56,6 +68,15 @@ class PCA(TransformerMixin, BaseEstimator):
     [0.903, 0.096]
     """
 
+    _parameter_constraints: ClassVar[dict] = {
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "solver": [StrOptions({"auto", "tsqr", "randomized"})],
+        "whiten": ["boolean"],
+        "iterated_power": [Interval(Integral, 0, None, closed="left")],
+        "n_oversamples": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
     def __init__(self, n_components: int | None = None, solver: str = "auto", whiten: bool = False,
                  iterated_power: int = 4, n_oversamples: int = 10, random_state: int | None = None) -> None:
         self.n_components = n_components
@@ -65,18 +86,15 @@ class PCA(TransformerMixin, BaseEstimator):
         self.n_oversamples = n_oversamples
         self.random_state = random_state
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> PCA:
         """Fit on ``X`` (numpy, dask, xarray, zarr, or a dataset path/name); ``y`` is not used."""
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}; got {self.solver!r}")
         dX = as_dask_array(X, "X", ndim=2)
         n, d = dX.shape
         k = min(n, d) if self.n_components is None else self.n_components
-        if not isinstance(k, (int, np.integer)) or not 1 <= k <= min(n, d):
-            raise ValueError(f"n_components={self.n_components!r} must be an integer between 1 and "
+        if k > min(n, d):
+            raise ValueError(f"n_components={self.n_components!r} must be between 1 and "
                              f"min(n_samples, n_features) = min({n}, {d}) = {min(n, d)}")
-        if self.iterated_power < 0 or self.n_oversamples < 0:
-            raise ValueError("iterated_power and n_oversamples must be >= 0")
         solver = self.solver
         if solver == "auto":
             solver = "randomized" if d > 1000 and k <= d // 4 else "auto"
@@ -103,7 +121,7 @@ class PCA(TransformerMixin, BaseEstimator):
     def _randomized(self, dX: da.Array, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """Range finder with power iterations, one pass per iteration (the first also gives the mean)."""
         n, d = dX.shape
-        rng = np.random.default_rng(self.random_state)
+        rng = check_random_state(self.random_state)
         Z = rng.standard_normal((d, min(k + self.n_oversamples, d)))
         for it in range(self.iterated_power + 1):
             rm = _range_pass(dX, Z)
@@ -117,20 +135,20 @@ class PCA(TransformerMixin, BaseEstimator):
         """Projections on the components: numpy for numpy input, a lazy dask array otherwise."""
         check_is_fitted(self, "components_")
         W = self.components_.T / (np.sqrt(self.explained_variance_) if self.whiten else 1.0)
-        if isinstance(X, np.ndarray):
-            self._check_width(X.shape, self.n_features_in_)
-            return (X - self.mean_) @ W
+        if isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc"):
+            return (check_predict_input(self, X) - self.mean_) @ W
         dX = as_dask_array(X, "X", ndim=2)
-        self._check_width(dX.shape, self.n_features_in_)
-        return (dX.astype(np.float64) - self.mean_) @ W
+        check_n_features(self, dX.shape[1])
+        return (finite_blocks(dX.astype(np.float64), "X") - self.mean_) @ W
 
     def inverse_transform(self, Z: Any) -> Any:
         """Back to feature space: ``Z @ components_ + mean_`` (numpy or lazy dask, as the input)."""
         check_is_fitted(self, "components_")
         H = self.components_ * (np.sqrt(self.explained_variance_)[:, None] if self.whiten else 1.0)
-        if not isinstance(Z, np.ndarray):
-            Z = as_dask_array(Z, "Z", ndim=2)
-        self._check_width(Z.shape, self.n_components_)
+        Z = check_array(Z, "Z", ndim=2) if isinstance(Z, (np.ndarray, list, tuple)) else as_dask_array(Z, "Z", ndim=2)
+        if Z.shape[1] != self.n_components_:
+            raise ValueError(f"Z has {Z.shape[1]} columns, but {type(self).__name__} has {self.n_components_} "
+                             "components")
         return Z @ H + self.mean_
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
@@ -146,10 +164,8 @@ class PCA(TransformerMixin, BaseEstimator):
         from .io.store import DatasetWriter, write_chunk
 
         check_is_fitted(self, "components_")
-        try:
-            dX, dy = check_X_y(X, None)
-        except ValueError:
-            dX, dy = as_dask_array(X, "X", ndim=2), None
+        y = take_y(X)
+        dX, dy = check_X_y(X, y) if y is not None else (as_dask_array(X, "X", ndim=2), None)
         rows = dX.chunks[0][0]
         if any(c != rows for c in dX.chunks[0][:-1]):
             dX = dX.rechunk({0: rows})
@@ -165,11 +181,6 @@ class PCA(TransformerMixin, BaseEstimator):
             write = dask.delayed(write_chunk, pure=False)
             dask.compute(*[write(str(w.tmp_path), i, zb, yb, rows) for i, (zb, yb) in enumerate(zip(zs, ys))])
         return Path(path)
-
-    @staticmethod
-    def _check_width(shape: tuple, expected: int) -> None:
-        if len(shape) != 2 or shape[1] != expected:
-            raise ValueError(f"input has shape {shape}; expected (n_samples, {expected})")
 
 
 def _range_pass(dX: da.Array, Z: np.ndarray) -> RangeMoments:

@@ -81,7 +81,7 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     os.replace(tmp, final)
-    print(f"report: {final / 'report.html'}")
+    print(f"report: {final.resolve() / 'report.html'}")
     return 0
 
 

@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # dask.array costs ~0.4 s to import; in-memory callers (small
     import dask.array as da
 
 __all__ = ["NotFittedError", "as_dask_array", "assert_finite", "check_array", "check_is_fitted", "check_learned",
-           "check_n_features", "check_X_y", "finite_blocks", "nonfinite_error", "row_offsets", "take_y"]
+           "check_n_features", "check_predict_input", "check_X_y", "finite_blocks", "nonfinite_error",
+           "row_offsets", "take_y"]
 
 
 def check_learned(learner: Any, attribute: str) -> None:
@@ -86,12 +87,25 @@ def as_dask_array(
 
 
 def check_array(X: Any, name: str = "X", *, ndim: int | None = None, numeric: bool = True) -> np.ndarray:
-    """``X`` (numpy, list, pandas) as a numpy array, with the same checks as ``as_dask_array``."""
+    """In-memory ``X`` (numpy, list, pandas) as a numpy array, checked by scikit-learn's ``check_array`` (its
+    messages for sparse, complex, object, empty and 1-d-instead-of-2-d input) and then as ``as_dask_array``
+    checks dask input. NaN / inf are left to the pass that uses the data."""
+    from sklearn.utils.validation import check_array as sk_check_array
+
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas
         X = X.to_numpy()
-    X = np.asarray(X)
-    if X.dtype == object:
-        raise ValueError(f"{name} has dtype object; a numeric array is required")
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    if ndim is not None and isinstance(X, np.ndarray) and X.ndim != ndim:  # short message, not the whole array
+        _check_shape_and_dtype(X, name, ndim, False)
+    if numeric and isinstance(X, np.ndarray) and X.dtype.kind in "USV":
+        raise ValueError(f"{name} has non-numeric dtype {X.dtype}; a numeric array is required")
+    try:
+        X = sk_check_array(X, accept_sparse=False, dtype="numeric" if numeric else None, ensure_2d=ndim == 2,
+                           allow_nd=ndim is None, ensure_all_finite=False, input_name=name,
+                           ensure_min_features=1 if ndim == 2 else 0)
+    except TypeError as exc:  # an object array holding something that is not a number
+        raise TypeError(f"{name} has dtype object with a value that is not a number: {exc}") from None
     _check_shape_and_dtype(X, name, ndim, numeric)
     return X
 
@@ -99,7 +113,9 @@ def check_array(X: Any, name: str = "X", *, ndim: int | None = None, numeric: bo
 def _check_shape_and_dtype(X: Any, name: str, ndim: int | None, numeric: bool) -> None:
     if ndim is not None and X.ndim != ndim:
         kind = {1: "a 1-d array (n_samples,)", 2: "a 2-d array (n_samples, n_features)"}.get(ndim, f"{ndim}-d")
-        raise ValueError(f"{name} must be {kind}; got shape {X.shape}")
+        hint = (". Reshape your data: X.reshape(-1, 1) for a single feature, X.reshape(1, -1) for a single sample"
+                if ndim == 2 and X.ndim == 1 else "")
+        raise ValueError(f"{name} must be {kind}; got shape {X.shape}{hint}")
     if numeric and not (np.issubdtype(X.dtype, np.number) or X.dtype.kind == "b"):
         raise ValueError(f"{name} has non-numeric dtype {X.dtype}; a numeric array is required")
     if X.ndim and X.shape[0] == 0:
@@ -116,11 +132,17 @@ def check_X_y(X: Any, y: Any, *, y_numeric: bool = True) -> tuple[da.Array, da.A
             X = _open_path(X)
         y = take_y(X)
         if y is None:
-            raise ValueError("y is required when X is an array" if not _is_dataset(X)
-                             else "y was not given and the dataset has no variable 'y'")
+            raise ValueError("this estimator requires y to be passed, but the target y is None"
+                             + (" (and the dataset has no variable 'y')" if _is_dataset(X) else ""))
     dX = as_dask_array(X, "X", ndim=2)
     dy = as_dask_array(y, "y", numeric=y_numeric)
     if dy.ndim == 2 and dy.shape[1] == 1:
+        import warnings
+
+        from sklearn.exceptions import DataConversionWarning
+
+        warnings.warn("A column-vector y was passed when a 1d array was expected; using y[:, 0].",
+                      DataConversionWarning, stacklevel=3)
         dy = dy[:, 0]
     if dy.ndim != 1:
         raise ValueError(f"y must be a 1-d array (n_samples,); got shape {dy.shape}")
@@ -144,6 +166,15 @@ def take_y(X: Any) -> Any:
     if _is_dataset(X) and "y" in X:
         return X["y"]
     return None
+
+
+def check_predict_input(estimator: Any, X: np.ndarray | Any) -> np.ndarray:
+    """In-memory input of ``predict`` / ``transform``: a 2-d float64 array of the fitted width, finite."""
+    X = check_array(X, "X", ndim=2)
+    check_n_features(estimator, X.shape[1])
+    X = X.astype(np.float64, copy=False)
+    assert_finite(X, "X", 0, 0)
+    return X
 
 
 def check_n_features(estimator: Any, n_features: int) -> None:

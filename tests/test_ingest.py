@@ -131,3 +131,14 @@ def test_peak_memory_does_not_grow_with_file_size(tmp_path):
     assert growth < 8 * chunk_bytes, f"RSS grew {growth / 2**20:.1f} MiB for {chunk_bytes / 2**20:.1f} MiB chunks"
     ds = sm.open_dataset(tmp_path / "big.zarr")
     assert ds["X"].shape == (rows, d) and len(ds["X"].data.chunks[0]) == 20
+
+
+def test_sm_ingest_is_callable_again_after_first_use(tmp_path):
+    """The function ``sm.ingest`` is not shadowed by a submodule of the same name once it has been used."""
+    import scaleml_dask as sm
+
+    (tmp_path / "a.csv").write_text("x,t\n1,2\n3,4\n")
+    for i in range(2):
+        sm.ingest(tmp_path / "a.csv", tmp_path / f"a{i}.zarr", target="t")
+        np.testing.assert_array_equal(sm.open_dataset(tmp_path / f"a{i}.zarr")["y"].values, [2.0, 4.0])
+    assert callable(sm.ingest)

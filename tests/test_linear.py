@@ -152,7 +152,7 @@ def test_errors_name_the_problem(rng):
         LinearRegression().fit(X, y[:-1])
     with pytest.raises(ValueError, match="sample_weight has negative values in chunk 0"):
         LinearRegression().fit(X, y, sample_weight=np.r_[-1.0, np.ones(299)])
-    with pytest.raises(ValueError, match="solver must be one of"):
+    with pytest.raises(ValueError, match=r"'solver' parameter of LinearRegression must be a str among .*Got 'qr'"):
         LinearRegression(solver="qr").fit(X, y)
     with pytest.raises(sm.validation.NotFittedError):
         LinearRegression().predict(X)
@@ -170,7 +170,7 @@ def test_ridge_matches_sklearn(rng, alpha, fit_intercept):
     np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(ours.to_sklearn().predict(X), ref.predict(X), rtol=1e-8)
-    with pytest.raises(ValueError, match="alpha must be"):
+    with pytest.raises(ValueError, match="'alpha' parameter of Ridge must be a float in the range \\[0.0, inf\\)"):
         Ridge(alpha=-1.0).fit(X, y)
 
 

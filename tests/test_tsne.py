@@ -362,15 +362,15 @@ def test_bad_input_gives_clear_errors(rng):
     X = rng.normal(size=(40, 3))
     with pytest.raises(ValueError, match="perplexity=50.*less than n_samples - 1 = 39"):
         TSNE(perplexity=50).fit(X)
-    with pytest.raises(ValueError, match="at least 4 samples; X has 3"):
+    with pytest.raises(ValueError, match="at least 4 samples; got n_samples = 3"):
         TSNE(perplexity=1).fit(X[:3])
     bad = X.copy()
     bad[17, 2] = np.nan
     with pytest.raises(ValueError, match=r"X contains NaN .*row 17, column 2"):
         TSNE(perplexity=5).fit(bad)
-    with pytest.raises(ValueError, match="neighbors='kd'"):
+    with pytest.raises(ValueError, match=r"'neighbors' parameter of TSNE must be a str among .*Got 'kd'"):
         TSNE(perplexity=5, neighbors="kd").fit(X)
-    with pytest.raises(ValueError, match=r"negative_gradient_method='bh'; choose one of \('auto', 'exact', 'fft'\)"):
+    with pytest.raises(ValueError, match=r"'negative_gradient_method' parameter of TSNE .*Got 'bh'"):
         TSNE(perplexity=5, negative_gradient_method="bh").fit(X)
     with pytest.raises(ValueError, match="initialization array has shape"):
         TSNE(perplexity=5, initialization=np.zeros((3, 2))).fit(X)

@@ -42,7 +42,7 @@ def test_errors_name_the_problem(data):
         as_dask_array(y, "X", ndim=2)
     with pytest.raises(ValueError, match="X has non-numeric dtype"):
         as_dask_array(np.array([["a", "b"]]), "X", ndim=2)
-    with pytest.raises(ValueError, match="y has dtype object"):
+    with pytest.raises(TypeError, match="y has dtype object with a value that is not a number"):
         check_X_y(X[:2], np.array([object(), object()]))
     with pytest.raises(ValueError, match="has no variable 'y'"):
         check_X_y(xr.Dataset({"X": (("sample", "feature"), X)}), None)

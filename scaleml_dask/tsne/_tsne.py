@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from numbers import Integral, Real
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numba
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 
 from .._stages import Stages
 from ..config import use_passive_openmp
@@ -24,9 +26,6 @@ logger = logging.getLogger("scaleml_dask.tsne")
 
 Callback = Callable[[int, float, np.ndarray], bool]
 
-_NEIGHBOR_METHODS = ("auto", "exact", "approx")
-_INITIALIZATIONS = ("pca", "random")
-_GRADIENT_METHODS = ("auto",) + optimize.METHODS
 #: numpy inputs of at most this many rows and ``LOCAL_MAX_FEATURES`` columns are embedded in this
 #: process, without dask: at that size the scheduler and the import of dask.distributed (0.4 s) cost
 #: more than the reduction (an eigendecomposition of the d x d covariance) and the kNN.
@@ -62,7 +61,7 @@ class TSNE(BaseEstimator):
     neighbors : "auto", "exact" or "approx" (pynndescent).
     negative_gradient_method : the repulsion: "exact" (all pairs, O(n²) time but O(n) memory),
         "fft" (grid interpolation, O(n) per iteration plus the grid's FFT) or "auto": exact up to
-        ``optimize.EXACT_REPULSION_MAX_SAMPLES`` (7,500) points, where it is faster on 2 cores, FFT above.
+        ``optimize.EXACT_REPULSION_MAX_SAMPLES`` (7,500) points, where it measured faster, FFT above.
     n_pca_components : inputs wider than this are reduced by ``sm.PCA`` first.
     n_interpolation_points, min_num_intervals, ints_in_interval : FFT interpolation grid (used by
         ``negative_gradient_method="fft"`` only). Boxes are
@@ -107,6 +106,29 @@ class TSNE(BaseEstimator):
     >>> bool(np.linalg.norm(Y[:60].mean(0) - Y[60:].mean(0)) > 3 * d_within)
     True
     """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "n_components": [Options(Integral, {2})],
+        "perplexity": [Interval(Real, 0, None, closed="neither")],
+        "early_exaggeration": [Interval(Real, 0, None, closed="neither")],
+        "early_exaggeration_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_iter": [Interval(Integral, 0, None, closed="left")],
+        "learning_rate": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, None, closed="neither")],
+        "max_step_norm": [Interval(Real, 0, None, closed="neither")],
+        "initialization": [StrOptions({"pca", "random"}), "array-like"],
+        "neighbors": [StrOptions({"auto", "exact", "approx"})],
+        "negative_gradient_method": [StrOptions({"auto", *optimize.METHODS})],
+        "n_pca_components": [Interval(Integral, 1, None, closed="left")],
+        "n_interpolation_points": [Interval(Integral, 1, None, closed="left")],
+        "min_num_intervals": [Interval(Integral, 1, None, closed="left")],
+        "ints_in_interval": [Interval(Real, 0, None, closed="neither")],
+        "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": [Interval(Integral, 0, None, closed="left"), None],
+        "callbacks": [list, tuple, None],
+        "callbacks_every_iters": [Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
+    }
 
     def __init__(
         self,
@@ -154,35 +176,13 @@ class TSNE(BaseEstimator):
 
     # -- validation -------------------------------------------------------------------------------
     def _check_params(self, n: int) -> None:
-        if self.n_components != 2:
-            raise ValueError(f"n_components={self.n_components!r}: only 2-d embeddings are supported")
+        """The checks that depend on the data (the parameters themselves are checked by ``_fit_context``)."""
         if n < 4:
-            raise ValueError(f"t-SNE needs at least 4 samples; X has {n}")
-        if not (isinstance(self.perplexity, (int, float)) and self.perplexity > 0):
-            raise ValueError(f"perplexity must be a positive number; got {self.perplexity!r}")
+            raise ValueError(f"t-SNE needs at least 4 samples; got n_samples = {n}")
         if self.perplexity >= n - 1:
             raise ValueError(f"perplexity={self.perplexity} must be less than n_samples - 1 = {n - 1}; "
                              "lower the perplexity or embed more samples")
-        for name in ("early_exaggeration", "momentum", "n_pca_components", "n_interpolation_points",
-                     "min_num_intervals", "ints_in_interval", "callbacks_every_iters"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive; got {getattr(self, name)!r}")
-        for name in ("early_exaggeration_iter", "n_iter"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)!r}")
-        if not (self.learning_rate == "auto" or (isinstance(self.learning_rate, (int, float))
-                                                  and self.learning_rate > 0)):
-            raise ValueError(f"learning_rate must be 'auto' or positive; got {self.learning_rate!r}")
-        if self.neighbors not in _NEIGHBOR_METHODS:
-            raise ValueError(f"neighbors={self.neighbors!r}; choose one of {_NEIGHBOR_METHODS}")
-        if self.negative_gradient_method not in _GRADIENT_METHODS:
-            raise ValueError(f"negative_gradient_method={self.negative_gradient_method!r}; choose one of "
-                             f"{_GRADIENT_METHODS}")
-        if isinstance(self.initialization, str):
-            if self.initialization not in _INITIALIZATIONS:
-                raise ValueError(f"initialization={self.initialization!r}; choose one of "
-                                 f"{_INITIALIZATIONS} or pass an (n_samples, 2) array")
-        elif np.shape(self.initialization) != (n, 2):
+        if not isinstance(self.initialization, str) and np.shape(self.initialization) != (n, 2):
             raise ValueError(f"initialization array has shape {np.shape(self.initialization)}; "
                              f"expected ({n}, 2)")
 
@@ -230,6 +230,7 @@ class TSNE(BaseEstimator):
         return Y0 if order is None else Y0[order]
 
     # -- public -----------------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> TSNE:
         """Embed ``X`` (numpy, dask, xarray, zarr, dataset path or catalog name).
 

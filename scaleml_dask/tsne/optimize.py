@@ -23,7 +23,7 @@ The repulsion and Z are computed one of two ways:
   less and keeps single precision accurate, so grids and FFTs are float32.
 
 Speed comes from doing each step once, in parallel, in place, in few parallel regions (waking the
-threads costs ~0.1 ms each on this 2-core VM): per iteration the exact method has one region
+threads costs ~0.1 ms each; see benchmarks/README.md): per iteration the exact method has one region
 (attraction + pairs) and the update; the FFT method spreads into per-thread grids, runs one batched
 real FFT with ``workers``, then one gather + attraction region and the update. The attraction,
 shared by both, runs in a loop of its own so that it vectorises. The update fuses gains, momentum,

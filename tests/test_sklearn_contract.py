@@ -1,0 +1,44 @@
+"""scikit-learn's own estimator checks on the batch estimators (numpy input, the synchronous scheduler).
+
+Every check scikit-learn runs is run, except those listed in ``EXPECTED_FAILED`` with the reason: each is a
+documented difference of an out-of-core estimator, not an oversight.
+"""
+
+from __future__ import annotations
+
+import dask
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from scaleml_dask import PCA, TSNE, LinearRegression, Ridge
+
+ESTIMATORS = [LinearRegression(), Ridge(), PCA(), TSNE(perplexity=2, n_iter=50, early_exaggeration_iter=20)]
+
+_TWO_D_ONLY = ("the check sets n_components=1 (scikit-learn's checks use 1 component where the estimator has "
+               "that parameter); this t-SNE embeds in 2-d only and says so with InvalidParameterError")
+EXPECTED_FAILED: dict[str, dict[str, str]] = {
+    "LinearRegression": {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "the check fits 27 rows to 30 features + intercept; an underdetermined least-squares problem is "
+            "refused with an error naming the counts instead of returning scikit-learn's minimum-norm solution "
+            "(Ridge solves it)"),
+    },
+    "TSNE": {name: _TWO_D_ONLY for name in (
+        "check_dont_overwrite_parameters", "check_fit2d_1feature", "check_fit2d_1sample", "check_fit2d_predict1d",
+        "check_methods_sample_order_invariance", "check_methods_subset_invariance")},
+}
+
+
+def _expected_failed_checks(estimator):
+    return EXPECTED_FAILED.get(type(estimator).__name__, {})
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    with dask.config.set(scheduler="synchronous"):
+        check(estimator)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_parameters_are_declared_for_sklearn_validation(estimator):
+    assert set(estimator._parameter_constraints) == set(estimator.get_params())

@@ -20,6 +20,8 @@ def connect(
     threads_per_worker: int = 1,
     memory_limit: str | float = "auto",
     dashboard_address: str = "127.0.0.1:8787",
+    security: Any = None,
+    timeout: float | None = None,
     quiet: bool = False,
     **kubernetes: Any,
 ) -> Any:
@@ -27,20 +29,23 @@ def connect(
 
     - ``connect()`` starts a LocalCluster of worker *processes* bound to 127.0.0.1 (one per core by
       default, one thread each) with the dashboard on 127.0.0.1, and prints the dashboard link.
-    - ``connect("tcp://host:8786")`` joins an existing scheduler.
+    - ``connect("tcp://host:8786")`` joins an existing scheduler; ``connect("tls://host:8786",
+      security=Security(...))`` one that speaks TLS (``distributed.security.Security``; ``timeout`` bounds the
+      wait for the scheduler). ``connect(security=...)`` starts the LocalCluster itself on TLS.
     - ``connect(kind="kubernetes", name=..., image=..., n_workers=...)`` creates a dask-kubernetes operator
       cluster from the spec built by ``kubernetes_spec`` (extra ``k8s``).
     """
     from distributed import Client, LocalCluster
 
     if address is not None:
-        client = Client(address)
+        client = Client(address, security=security, **({} if timeout is None else {"timeout": timeout}))
     elif kind == "local":
         n = n_workers or max(1, os.cpu_count() or 1)
+        tls = {"security": security, "protocol": "tls://"} if security is not None else {}
         cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
                                host="127.0.0.1", dashboard_address=dashboard_address,
-                               memory_limit=memory_limit)
-        client = Client(cluster)
+                               memory_limit=memory_limit, **tls)
+        client = Client(cluster, security=security)
     elif kind == "kubernetes":
         from dask_kubernetes.operator import KubeCluster
 

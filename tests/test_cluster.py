@@ -80,3 +80,21 @@ def test_kubernetes_spec_built_without_a_cluster():
     assert spec["spec"]["scheduler"]["spec"]["containers"][0]["image"] == "reg.example/scaleml:1"
     with pytest.raises(ValueError, match="kind must be 'local' or 'kubernetes'"):
         connect(kind="slurm")
+
+
+def test_tls_scheduler_with_temporary_credentials():
+    """``sm.connect(address, security=...)`` joins a TLS scheduler; without credentials it cannot."""
+    pytest.importorskip("cryptography")
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    security = Security.temporary()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", protocol="tls://",
+                      security=security, dashboard_address="127.0.0.1:0", memory_limit="1GiB") as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://127.0.0.1:")
+        with connect(address, security=security, quiet=True) as client:
+            assert client.submit(pow, 3, 4).result() == 81
+            assert all(w.startswith("tls://") for w in client.scheduler_info()["workers"])
+        with pytest.raises((OSError, TypeError, ValueError)):
+            connect(address, timeout=3, quiet=True)  # a plain client is refused by the TLS scheduler

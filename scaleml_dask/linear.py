@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._moments import AUTO_TOL, check_sample_weight, fit_moments, moments
+from ._repr import FittedSummaryMixin
 from ._tsqr import EPS, Moments
 from .validation import as_dask_array, check_is_fitted, check_n_features, check_predict_input, check_X_y, finite_blocks
 
@@ -36,7 +37,7 @@ from .validation import as_dask_array, check_is_fitted, check_n_features, check_
 RANK_RTOL = {"tsqr": 1e-12, "gram": 1e-7}
 
 
-class _LinearBase(RegressorMixin, BaseEstimator):
+class _LinearBase(FittedSummaryMixin, RegressorMixin, BaseEstimator):
     """Shared fitting for LinearRegression and Ridge: validation, the pass, fitted statistics."""
 
     _min_samples_per_parameter = True
@@ -44,6 +45,10 @@ class _LinearBase(RegressorMixin, BaseEstimator):
         "fit_intercept": ["boolean"],
         "solver": [StrOptions({"auto", "tsqr", "gram"})],
     }
+
+    def _fitted_summary(self) -> list[tuple[str, Any]]:
+        return [("samples", self.n_samples_), ("features", self.n_features_in_), ("R²", self.r2_),
+                ("condition number", self.condition_number_), ("solver used", self.solver_)]
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> _LinearBase:

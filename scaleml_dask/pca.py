@@ -26,6 +26,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._moments import fit_moments, tree_reduce
+from ._repr import FittedSummaryMixin
 from ._tsqr import RangeMoments, block_range, combine_range
 from .validation import (
     as_dask_array,
@@ -43,7 +44,7 @@ from .validation import (
 PCA_TOL = 1e-12
 
 
-class PCA(TransformerMixin, BaseEstimator):
+class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
     """Principal component analysis of data larger than memory, with scikit-learn's conventions.
 
     Parameters
@@ -85,6 +86,11 @@ class PCA(TransformerMixin, BaseEstimator):
         self.iterated_power = iterated_power
         self.n_oversamples = n_oversamples
         self.random_state = random_state
+
+    def _fitted_summary(self) -> list[tuple[str, Any]]:
+        return [("samples", self.n_samples_), ("components", self.n_components_),
+                ("explained variance ratio", float(self.explained_variance_ratio_.sum())),
+                ("solver used", self.solver_)]
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> PCA:

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 
+from .._repr import FittedSummaryMixin
 from .._stages import Stages
 from ..config import use_passive_openmp
 from ..validation import as_dask_array, assert_finite, check_array, check_is_fitted, finite_blocks
@@ -36,7 +37,7 @@ LOCAL_MAX_FEATURES = 1_000
 LOCALITY_MIN_SAMPLES = 200_000
 
 
-class TSNE(BaseEstimator):
+class TSNE(FittedSummaryMixin, BaseEstimator):
     """t-SNE embedding in 2-d of data that may be larger than memory, in O(n·k) memory.
 
     Input wider than ``n_pca_components`` columns is first reduced out-of-core by ``sm.PCA`` to a
@@ -228,6 +229,11 @@ class TSNE(BaseEstimator):
             if not np.isfinite(Y0).all():
                 raise ValueError("initialization array contains NaN or inf")
         return Y0 if order is None else Y0[order]
+
+    def _fitted_summary(self) -> list[tuple[str, Any]]:
+        return [("points", len(self.embedding_)), ("KL divergence", self.kl_divergence_), ("iterations", self.n_iter_),
+                ("neighbours", f"{self.n_neighbors_} ({self.neighbors_method_}, recall {self.neighbors_recall_:.3f})"),
+                ("repulsion", self.negative_gradient_method_), ("seconds", round(sum(self.timings_.values()), 2))]
 
     # -- public -----------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)

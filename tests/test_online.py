@@ -366,7 +366,7 @@ def test_iter_batches_through_the_cluster_and_from_arrays(client, tmp_path):
     from scaleml_dask.io.catalog import open_dataset
 
     np.testing.assert_array_equal(got, open_dataset(path)["X"].values)
-    with pytest.raises(ValueError, match=r"'batch_size' parameter of iter_batches must be an int in the range \[1, inf\)"):
+    with pytest.raises(ValueError, match=r"'batch_size' parameter of iter_batches must be an int in the range"):
         ol.iter_batches((np.ones((3, 2)), None), 0)
     with pytest.raises(ValueError, match="different lengths"):
         ol.iter_batches((np.ones((3, 2)), np.ones(4)), 2)

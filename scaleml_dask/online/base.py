@@ -43,6 +43,15 @@ class OnlineEstimator(BaseEstimator):
     A subclass declares ``_parameter_constraints``, names the attribute that exists once learning has
     started (``_state_attribute``), creates that state in ``_init_state`` and copies the hyperparameters where
     its hot path reads them in ``_pack`` (which clears ``_stale``).
+
+    >>> import numpy as np
+    >>> from scaleml_dask.online import LinearRegression
+    >>> m = LinearRegression(learning_rate=1.0); m.learn_one(np.array([1.0]), 1.0)
+    >>> m.coef_.tolist(), m.intercept_
+    ([1.0], 1.0)
+    >>> m.set_params(learning_rate=0.25).learn_one(np.array([1.0]), 0.0)  # step 0.25 * (2 - 0) * [1, 1]
+    >>> m.coef_.tolist(), m.intercept_
+    ([0.5], 0.5)
     """
 
     _parameter_constraints: ClassVar[dict] = {}
@@ -80,7 +89,18 @@ class OnlineEstimator(BaseEstimator):
 
 
 class OnlineLearner(OnlineEstimator):
-    """A linear online learner: weights with the intercept last (``_weights``), rows counted in ``n_seen_``."""
+    """A linear online learner: weights with the intercept last (``_weights``), rows counted in ``n_seen_``.
+
+    >>> import numpy as np
+    >>> from scaleml_dask.online import RLS
+    >>> r = RLS(); r.learn_one(np.array([1.0, 2.0]), 3.0)
+    >>> r.n_features_in_, r.n_seen_
+    (2, 1)
+    >>> r.learn_one(np.array([1.0, 2.0, 3.0]), 3.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: X has 3 features, but RLS is expecting 2 features as input.
+    """
 
     #: what to do when the weights stop being finite (the end of the FloatingPointError)
     _divergence_hint: ClassVar[str] = ""
@@ -206,7 +226,13 @@ class OnlineLearner(OnlineEstimator):
 
 
 class BinaryClassifier:
-    """Mixin of a linear binary classifier with labels 0/1: its predictions and its scikit-learn tags."""
+    """Mixin of a linear binary classifier with labels 0/1: its predictions and its scikit-learn tags.
+
+    >>> from sklearn.base import is_classifier
+    >>> from scaleml_dask.online import LogisticRegression
+    >>> is_classifier(LogisticRegression())
+    True
+    """
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -235,7 +261,13 @@ class BinaryClassifier:
 
 
 class Regressor:
-    """Mixin of a linear regressor: its predictions and its scikit-learn tags."""
+    """Mixin of a linear regressor: its predictions and its scikit-learn tags.
+
+    >>> from sklearn.base import is_regressor
+    >>> from scaleml_dask.online import RLS
+    >>> is_regressor(RLS())
+    True
+    """
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -268,6 +268,9 @@ def test_detector_hyperparameters_apply_from_the_next_value():
     hits_after = [10 + i for i, x in enumerate(v[10:]) if switched.update(x)]
     fresh = ol.ADWIN(mode="up")
     assert hits_after == [i for i in fresh.update_many(v).tolist() if i >= 10] and len(hits_after) == 1
+    # drift_detected (read-only, River's way of asking) agrees with the detections, value by value
+    for det in (ol.ADWIN(), ol.PageHinkley()):
+        assert _river_detections(det, v) == type(det)().update_many(v).tolist()
     ph = ol.PageHinkley(threshold=1e9)
     assert len(ph.update_many(v[:4000])) == 0
     ph.threshold = 40.0

@@ -176,8 +176,9 @@ def adwin_update_many(totals, variances, counts, s, values, delta, clock, max_bu
 # Page-Hinkley (two-sided cumulative sums of deviations from the running mean)
 # ----------------------------------------------------------------------------------------------------------
 
-PH_N, PH_MEAN, PH_UP, PH_DOWN, PH_MIN_UP, PH_MAX_DOWN, PH_DETECTIONS = range(7)
-N_PH = 7
+# PH_HIT: 1 if the last value was a detection (``drift_detected``); detections last (``n_detections``)
+PH_N, PH_MEAN, PH_UP, PH_DOWN, PH_MIN_UP, PH_MAX_DOWN, PH_HIT, PH_DETECTIONS = range(8)
+N_PH = 8
 
 
 @njit(cache=True)
@@ -193,6 +194,7 @@ def ph_reset(s: np.ndarray) -> None:
 @njit(cache=True)
 def ph_update(s, value, delta, threshold, alpha, min_instances, mode) -> bool:
     """mode: 0 both, 1 up (increase of the mean), 2 down. Resets itself after a detection."""
+    s[PH_HIT] = 0.0
     n = s[PH_N] + 1.0
     s[PH_N] = n
     s[PH_MEAN] += (value - s[PH_MEAN]) / n
@@ -211,6 +213,7 @@ def ph_update(s, value, delta, threshold, alpha, min_instances, mode) -> bool:
            or (mode != 1 and s[PH_MAX_DOWN] - down > threshold))
     if hit:
         ph_reset(s)
+        s[PH_HIT] = 1.0
         s[PH_DETECTIONS] += 1.0
     return hit
 

@@ -2,9 +2,10 @@
 
 * Hyperparameters are declared once, in ``_parameter_constraints``, and checked by scikit-learn's own
   ``_validate_params`` when learning starts and again after any of them changes -- never per row. Every
-  assignment (``__init__``, ``set_params``, ``m.learning_rate = 0.1``) marks the packed copy the hot path
-  reads as stale, so the next ``learn_*`` / ``update*`` call validates and re-packs: ``set_params`` between
-  calls is honoured.
+  assignment of one (``__init__``, ``set_params``, ``m.learning_rate = 0.1``) marks the packed copy the hot
+  path reads as stale, so the next ``learn_*`` / ``update*`` call validates and re-packs: ``set_params``
+  between calls is honoured. (The hot paths store no attributes, so the ``__setattr__`` hook costs them
+  nothing; the instance ``__dict__`` is never touched directly, which would slow every attribute access.)
 * Learners: feature-count bookkeeping, row / batch / target checks, the kernels' status codes turned into
   errors that name the offending input, and the tags that make ``sklearn.base.is_classifier`` /
   ``is_regressor`` right.
@@ -22,18 +23,6 @@ from sklearn.utils import ClassifierTags, RegressorTags
 from .._math import sigmoid
 from ..validation import check_learned, check_n_features, nonfinite_error
 from ._status import BAD_LABEL, BAD_LENGTH, BAD_TARGET
-
-
-class _Hyperparameter:
-    """The class attribute of one hyperparameter: a descriptor with ``__set__`` only, so reading stays a plain
-    instance-dict lookup (free in the hot loops) while every assignment also notifies the owner."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        obj.__dict__[self.name] = value
-        obj._hyperparameter_changed(self.name)
 
 
 class OnlineEstimator(BaseEstimator):
@@ -57,14 +46,13 @@ class OnlineEstimator(BaseEstimator):
     _parameter_constraints: ClassVar[dict] = {}
     _state_attribute: ClassVar[str] = ""
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for name in cls._parameter_constraints:
-            if not isinstance(getattr(cls, name, None), _Hyperparameter):
-                setattr(cls, name, _Hyperparameter(name))
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in self._parameter_constraints:
+            self._hyperparameter_changed(name)
 
     def _started(self) -> bool:
-        return self._state_attribute in self.__dict__
+        return hasattr(self, self._state_attribute)
 
     def _hyperparameter_changed(self, name: str) -> None:
         """Hyperparameter ``name`` was assigned: once learning has started, the packed copy is stale."""

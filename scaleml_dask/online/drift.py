@@ -21,6 +21,7 @@ from ._drift_kernels import (
     ADWIN_MAX_ROWS,
     N_AD,
     N_PH,
+    PH_HIT,
     adwin_reset,
     adwin_update_many,
     ph_reset,
@@ -33,9 +34,9 @@ _MODES = {"both": 0, "up": 1, "down": 2}
 
 
 class _Detector(OnlineEstimator):
-    """``update(v) -> bool`` per value, ``update_many(values) -> indices of detections`` compiled."""
-
-    drift_detected = False
+    """``update(v) -> bool`` per value, ``update_many(values) -> indices of detections`` compiled, and the
+    read-only ``drift_detected`` (was the last value a detection), kept in the state so that the per-value
+    path stores no attribute."""
 
     def _value(self, v: Any) -> float:
         try:
@@ -55,12 +56,10 @@ class _Detector(OnlineEstimator):
             raise ValueError(f"{type(self).__name__}.update_many needs a 1-d array; got shape {a.shape}")
         return a
 
-    def _finish_many(self, hits: np.ndarray, bad: int, values: np.ndarray) -> np.ndarray:
+    def _check_many(self, bad: int, values: np.ndarray) -> None:
         if bad >= 0:
             raise ValueError(f"{type(self).__name__}.update_many got a non-finite value {values[bad].item()!r} at "
                              f"index {bad} (values before it were processed)")
-        self.drift_detected = bool(len(hits)) and hits[-1] == len(values) - 1
-        return hits
 
     def _scalars(self) -> np.ndarray:
         raise NotImplementedError
@@ -97,6 +96,7 @@ class ADWIN(_Detector):
         "mode": [StrOptions(set(_MODES))],
     }
     _state_attribute = "_state"
+    _hit = False  # the last value handed to the kernel was a detection
 
     def __init__(self, delta: float = 0.002, clock: int = 32, max_buckets: int = 5,
                  min_window_length: int = 5, grace_period: int = 10, mode: str = "both") -> None:
@@ -156,12 +156,16 @@ class ADWIN(_Detector):
             self._value(v)
         pending.append(v)
         if len(pending) < self._due:
-            self.drift_detected = False
             return False
         if self._stale:
             self._apply_hyperparameters()
         self._flush()
-        return self.drift_detected
+        return self._hit
+
+    @property
+    def drift_detected(self) -> bool:
+        """True if the last value was a detection (a value still queued before the next tick is none)."""
+        return self._hit and not getattr(self, "_pending", None)
 
     def _flush(self) -> None:
         """Hand the queued values to the kernel; the next flush is due at the next clock tick."""
@@ -169,7 +173,7 @@ class ADWIN(_Detector):
             values = np.array(self._pending)
             self._pending.clear()
             hits, _ = adwin_update_many(*self._state, values, *self._args)
-            self.drift_detected = bool(len(hits)) and hits[-1] == len(values) - 1
+            self._hit = bool(len(hits)) and hits[-1] == len(values) - 1
             self._due = int(self._args[1] - self._state[3][AD_TICK])
 
     def update_many(self, values: Any) -> np.ndarray:
@@ -181,9 +185,10 @@ class ADWIN(_Detector):
             self._apply_hyperparameters()
         values = self._values(values)
         hits, bad = adwin_update_many(*self._state, values, *self._args)
-        result = self._finish_many(hits, bad, values)
         self._due = int(self._args[1] - self._state[3][AD_TICK])
-        return result
+        self._check_many(bad, values)
+        self._hit = bool(len(hits)) and hits[-1] == len(values) - 1
+        return hits
 
     @property
     def width(self) -> int:
@@ -256,12 +261,17 @@ class PageHinkley(_Detector):
             stale = True
         if stale:
             self._ready()
-        self.drift_detected = ph_update(self._s, self._value(v), *self._args)
-        return self.drift_detected
+        return ph_update(self._s, self._value(v), *self._args)
+
+    @property
+    def drift_detected(self) -> bool:
+        """True if the last value was a detection."""
+        return hasattr(self, "_s") and bool(self._s[PH_HIT])
 
     def update_many(self, values: Any) -> np.ndarray:
         """Add values in order; returns the indices (into ``values``) where a change was detected."""
         self._ready()
         values = self._values(values)
         hits, bad = ph_update_many(self._s, values, *self._args)
-        return self._finish_many(hits, bad, values)
+        self._check_many(bad, values)
+        return hits

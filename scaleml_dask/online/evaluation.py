@@ -147,8 +147,8 @@ class DriftAdaptive(OnlineEstimator):
         self._stale = False
 
     def _hyperparameter_changed(self, name: str) -> None:
-        if name in ("learner", "detector"):
-            self.__dict__.pop("learner_", None)  # start again from the new template at the next call
+        if name in ("learner", "detector") and hasattr(self, "learner_"):
+            del self.learner_  # start again from the new template at the next call
         super()._hyperparameter_changed(name)
 
     def _ready(self) -> None:

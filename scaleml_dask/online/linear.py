@@ -96,7 +96,7 @@ class _GradientLinear(OnlineLearner):
         buf[B_STALE] = 0.0
 
     def _hyperparameter_changed(self, name: str) -> None:
-        buf = self.__dict__.get("_buf")
+        buf = getattr(self, "_buf", None)
         if buf is not None:
             buf[B_STALE] = 1.0  # the kernels answer STALE until _pack has run
 
@@ -166,11 +166,13 @@ class _GradientLinear(OnlineLearner):
                                  f"of type {type(y).__name__}") from None
             raise ValueError(f"{type(self).__name__}.learn_one needs a numeric row and target; got x of "
                              f"dtype {x.dtype} and y of type {type(y).__name__}") from None
-        if status == STALE:
-            self._apply_hyperparameters()
-            status = linear_learn_one(self._buf, x, y)
         if status != OK:
-            self._raise_status(status, x, y)
+            if status != STALE:
+                self._raise_status(status, x, y)
+            self._apply_hyperparameters()  # a hyperparameter changed since the last call
+            status = linear_learn_one(self._buf, x, y)
+            if status != OK:
+                self._raise_status(status, x, y)
 
     def learn_many(self, X: Any, y: Any) -> None:
         """One optimizer step on the mean gradient of the batch (River's ``learn_many`` semantics), computed

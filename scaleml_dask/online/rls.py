@@ -54,7 +54,7 @@ class RLS(Regressor, OnlineLearner):
 
     def _pack(self) -> None:
         intercept = bool(self.fit_intercept)
-        was = self._packed[1] if "_packed" in self.__dict__ else intercept
+        was = self._packed[1] if hasattr(self, "_packed") else intercept
         P, d = self.P_, self.n_features_in_
         if was and not intercept:  # the intercept is now held fixed: condition the rest on it
             P[:d, :d] -= np.outer(P[:d, d], P[:d, d]) / P[d, d]

@@ -119,15 +119,15 @@ def test_bad_input_gives_clear_errors(rng):
     with pytest.raises(ol.NotFittedError):
         m.predict_many(np.ones((2, 3)))
     m.learn_many(rng.standard_normal((10, 3)), np.r_[np.zeros(5), np.ones(5)])
-    with pytest.raises(ValueError, match="X has 4 features; LogisticRegression was trained on 3"):
+    with pytest.raises(ValueError, match="X has 4 features, but LogisticRegression is expecting 3 features as input"):
         m.learn_many(np.ones((2, 4)), [0, 1])
-    with pytest.raises(ValueError, match=r"shape \(2,\).*3 features"):
+    with pytest.raises(ValueError, match="X has 2 features, but LogisticRegression is expecting 3 features"):
         m.learn_one(np.ones(2), 1)
     with pytest.raises(ValueError, match="3 features"):
         m.predict_one(np.ones(5))
     X = np.ones((4, 3))
     X[2, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN at row 2, column 1"):
+    with pytest.raises(ValueError, match=r"NaN in this batch \(stream rows 10-13\), first at row 2, column 1"):
         m.learn_many(X, [0, 1, 0, 1])
     with pytest.raises(ValueError, match="inf in column 0"):
         m.learn_one(np.array([np.inf, 0.0, 0.0]), 1)
@@ -147,7 +147,7 @@ def test_bad_input_gives_clear_errors(rng):
         r.learn_many(np.ones((2, 2)), np.array(["x", "y"]))
     with pytest.raises(ValueError, match="numeric"):
         ol.RLS().learn_one(np.ones(2), "x")
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+    with pytest.raises(ValueError, match="'optimizer' parameter of LinearRegression must be a str among"):
         ol.LinearRegression(optimizer="rmsprop").learn_one(np.ones(2), 1.0)
     with pytest.raises(ValueError, match="non-finite value nan at index 2"):
         ol.ADWIN().update_many([0.0, 1.0, np.nan])
@@ -160,6 +160,121 @@ def test_learners_are_scikit_learn_estimators():
     assert m.get_params()["learning_rate"] == 0.5
     c = clone(m.set_params(optimizer="adam"))
     assert c.get_params()["optimizer"] == "adam" and not hasattr(c, "state_")
+
+
+def test_scikit_learn_contract_tags_not_fitted_and_validation_on_change(rng):
+    from sklearn.base import is_classifier, is_regressor
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    for est in (ol.LogisticRegression(), ol.Perceptron(), ol.DriftAdaptive(ol.Perceptron(), ol.ADWIN())):
+        assert is_classifier(est) and not is_regressor(est)
+    for est in (ol.LinearRegression(), ol.RLS(), ol.DriftAdaptive(ol.RLS(), ol.PageHinkley())):
+        assert is_regressor(est) and not is_classifier(est)
+    assert ol.NotFittedError is NotFittedError
+    for est in (ol.LogisticRegression(), ol.RLS(), ol.DriftAdaptive(ol.RLS(), ol.ADWIN())):
+        with pytest.raises(NotFittedError, match="has not learned anything yet"):
+            est.predict_many(np.ones((2, 3)))
+    # invalid values are accepted by __init__ / set_params (scikit-learn's rule) and refused at the next call
+    m = ol.LinearRegression(learning_rate=0.1)
+    m.learn_one(np.ones(2), 1.0)
+    before = m.state_
+    m.set_params(learning_rate=-1.0)
+    for call in (lambda: m.learn_one(np.ones(2), 1.0), lambda: m.learn_many(np.ones((3, 2)), np.ones(3))):
+        with pytest.raises(InvalidParameterError, match="'learning_rate' parameter of LinearRegression"):
+            call()
+    np.testing.assert_array_equal(m.state_, before)  # nothing learned from the refused calls
+    for det, name in ((ol.ADWIN(), "delta"), (ol.PageHinkley(), "delta")):
+        det.update_many(rng.standard_normal(100))
+        det.set_params(**{name: -1.0})
+        with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of {type(det).__name__}"):
+            det.update(0.0)
+    r = ol.RLS()
+    r.learn_one(np.ones(2), 1.0)
+    r.forgetting = 1.5  # plain assignment is seen too
+    with pytest.raises(InvalidParameterError, match="'forgetting' parameter of RLS"):
+        r.learn_many(np.ones((2, 2)), np.ones(2))
+    with pytest.raises(InvalidParameterError, match="'strategy' parameter of DriftAdaptive"):
+        ol.DriftAdaptive(ol.RLS(), ol.ADWIN(), strategy="restart").learn_one(np.ones(2), 1.0)
+
+
+def test_set_params_after_the_first_row_takes_effect_in_learn_one_and_learn_many(rng):
+    X = rng.standard_normal((8, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.3
+    Xa = np.c_[X, np.ones(8)]
+    # gradient learner, SGD on the squared loss: w -= lr * (xa.w - y) * xa, or with the batch's mean gradient
+    m = ol.LinearRegression(learning_rate=0.1)
+    m.learn_one(X[0], y[0])
+    w = -0.1 * (0.0 - y[0]) * Xa[0]
+    m.set_params(learning_rate=0.5)
+    m.learn_one(X[1], y[1])
+    w -= 0.5 * (Xa[1] @ w - y[1]) * Xa[1]
+    np.testing.assert_allclose(np.r_[m.coef_, m.intercept_], w, rtol=1e-12)
+    m.learning_rate = 0.2
+    m.learn_many(X, y)
+    w -= 0.2 * Xa.T @ (Xa @ w - y) / 8
+    np.testing.assert_allclose(np.r_[m.coef_, m.intercept_], w, rtol=1e-12)
+    m.set_params(fit_intercept=False)  # the intercept is held where it is
+    m.learn_many(X, y)
+    w[:3] -= 0.2 * X.T @ (Xa @ w - y) / 8
+    np.testing.assert_allclose(np.r_[m.coef_, m.intercept_], w, rtol=1e-12)
+    assert m.n_updates_ == 4
+    # a new optimizer starts its memory from zero: AdaGrad's first step is lr * g / (|g| + eps)
+    m.set_params(optimizer="adagrad", fit_intercept=True)
+    m.learn_one(X[2], y[2])
+    g = (Xa[2] @ w - y[2]) * Xa[2]
+    w -= 0.2 * g / (np.abs(g) + 1e-8)
+    np.testing.assert_allclose(np.r_[m.coef_, m.intercept_], w, rtol=1e-12)
+
+    # RLS: forgetting read at learn time, against the closed-form exponentially weighted update
+    def rls_step(w, P, xa, yi, lam):
+        Px = P @ xa
+        k = Px / (lam + xa @ Px)
+        return w + k * (yi - xa @ w), (P - np.outer(k, Px)) / lam
+
+    r = ol.RLS()
+    r.learn_one(X[0], y[0])
+    w, P = rls_step(np.zeros(4), np.eye(4) / 1e-6, Xa[0], y[0], 1.0)
+    r.set_params(forgetting=0.5)
+    r.learn_one(X[1], y[1])
+    w, P = rls_step(w, P, Xa[1], y[1], 0.5)
+    np.testing.assert_allclose(r.weights_, w, rtol=1e-8)
+    np.testing.assert_allclose(r.P_, P, rtol=1e-6)
+    r.forgetting = 0.8
+    r.learn_many(X[2:], y[2:])
+    for xa, yi in zip(Xa[2:], y[2:]):
+        w, P = rls_step(w, P, xa, yi, 0.8)
+    np.testing.assert_allclose(r.weights_, w, rtol=1e-6)
+    np.testing.assert_allclose(r.predict_many(X), Xa @ w, rtol=1e-6)
+    # fit_intercept=False holds the intercept; the other coefficients go on learning, on and off again
+    X2 = rng.standard_normal((30, 3))
+    y2 = X2 @ [1.0, -2.0, 0.5] + 0.3
+    b = r.intercept_
+    r.fit_intercept = False
+    r.learn_many(X2[:20], y2[:20])
+    r.learn_one(X2[20], y2[20])
+    assert r.intercept_ == b
+    r.set_params(fit_intercept=True)
+    r.learn_many(X2[21:], y2[21:])
+    np.testing.assert_allclose(np.r_[r.coef_, r.intercept_], [1.0, -2.0, 0.5, 0.3], atol=1e-6)
+
+
+def test_detector_hyperparameters_apply_from_the_next_value():
+    v = np.r_[np.full(3000, 0.5), np.full(3000, 0.1), np.full(3000, 0.6)]
+    v = (np.random.default_rng(1).random(9000) < v).astype(float)
+    switched = ol.ADWIN()
+    switched.update_many(v[:10])  # started in mode "both", then switched before any test was due
+    switched.set_params(mode="up")
+    hits_after = [10 + i for i, x in enumerate(v[10:]) if switched.update(x)]
+    fresh = ol.ADWIN(mode="up")
+    assert hits_after == [i for i in fresh.update_many(v).tolist() if i >= 10] and len(hits_after) == 1
+    # drift_detected (read-only, River's way of asking) agrees with the detections, value by value
+    for det in (ol.ADWIN(), ol.PageHinkley()):
+        assert _river_detections(det, v) == type(det)().update_many(v).tolist()
+    ph = ol.PageHinkley(threshold=1e9)
+    assert len(ph.update_many(v[:4000])) == 0
+    ph.threshold = 40.0
+    assert len(ph.update_many(np.r_[np.zeros(2000), np.ones(2000)])) >= 1
 
 
 # ----------------------------------------------------------------------------------------------- detectors
@@ -254,7 +369,7 @@ def test_iter_batches_through_the_cluster_and_from_arrays(client, tmp_path):
     from scaleml_dask.io.catalog import open_dataset
 
     np.testing.assert_array_equal(got, open_dataset(path)["X"].values)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match=r"'batch_size' parameter of iter_batches must be an int in the range"):
         ol.iter_batches((np.ones((3, 2)), None), 0)
     with pytest.raises(ValueError, match="different lengths"):
         ol.iter_batches((np.ones((3, 2)), np.ones(4)), 2)

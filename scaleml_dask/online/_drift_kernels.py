@@ -1,12 +1,10 @@
-"""Numba kernels of ``scaleml_dask.online``: per-sample linear updates, RLS, ADWIN and Page-Hinkley.
+"""Numba kernels of the drift detectors: ADWIN and Page-Hinkley.
 
-Every kernel is a pure function on state arrays that the Python classes own, so one kernel serves
-``learn_one`` / ``update`` (one value) and the ``*_many`` loops (compiled end to end). State layouts:
+Every kernel is a pure function on state arrays that the Python classes own (``drift.py``), so one kernel
+serves ``update`` (one value) and ``update_many`` (compiled end to end). State layouts:
 
-* linear learners: one packed float buffer (hyperparameters, counters, weights, optimizer memory; see
-  ``make_buffer``), so that a ``learn_one`` call passes few arguments through numba's dispatcher.
-* ADWIN: ``totals`` / ``variances`` (rows, max_buckets + 1) — the exponential histogram, row r holding
-  buckets of 2**r values, oldest first; ``counts`` (rows,) buckets per row; ``s`` the scalars (``AD_*``).
+* ADWIN: ``totals`` / ``variances`` (rows, columns >= max_buckets + 2) -- the exponential histogram, row r
+  holding buckets of 2**r values, oldest first; ``counts`` (rows,) buckets per row; ``s`` the scalars (``AD_*``).
 * Page-Hinkley: ``s`` the scalars (``PH_*``).
 """
 
@@ -16,188 +14,6 @@ import math
 
 import numpy as np
 from numba import njit
-
-# loss codes
-LOSS_LOG, LOSS_SQUARED, LOSS_PERCEPTRON = 0, 1, 2
-# optimizer codes
-OPT_SGD, OPT_ADAGRAD, OPT_ADAM = 0, 1, 2
-# layout of the packed buffer of a gradient learner: hyperparameters, counters, then weights (intercept
-# last) and the optimizer memory (AdaGrad: squared-gradient sums in M; Adam: moments in M and V).
-HP_LOSS, HP_OPT, HP_LR, HP_L2, HP_INTERCEPT, HP_BETA1, HP_BETA2, HP_EPS, B_STEPS, B_SEEN, B_D = range(11)
-B_HEAD = 11
-# status codes of learn_one kernels (>= 0: index of a non-finite feature)
-OK, BAD_LENGTH, BAD_LABEL, BAD_TARGET, DIVERGED = -1, -2, -3, -4, -5
-
-
-def make_buffer(n_features: int) -> np.ndarray:
-    return np.zeros(B_HEAD + 3 * (n_features + 1))
-
-
-@njit(cache=True, inline="always")
-def _dloss(loss: int, z: float, y: float) -> float:
-    """d loss / d z for one sample, y in {0, 1} for the classifiers."""
-    if loss == LOSS_LOG:
-        if z >= 0.0:
-            return 1.0 / (1.0 + math.exp(-z)) - y
-        e = math.exp(z)
-        return e / (1.0 + e) - y
-    if loss == LOSS_SQUARED:
-        return z - y
-    s = 2.0 * y - 1.0  # perceptron: hinge at 0 on labels in {-1, +1}
-    return -s if s * z <= 0.0 else 0.0
-
-
-@njit(cache=True, inline="always")
-def _step(buf, j, gj, opt, lr, c1, c2):
-    """Optimizer update of coordinate ``j`` with gradient ``gj``."""
-    p = int(buf[B_D]) + 1
-    w = B_HEAD + j
-    if opt == OPT_SGD:
-        buf[w] -= lr * gj
-    elif opt == OPT_ADAGRAD:
-        g2 = buf[w + p] + gj * gj
-        buf[w + p] = g2
-        buf[w] -= lr * gj / (math.sqrt(g2) + buf[HP_EPS])
-    else:
-        b1, b2 = buf[HP_BETA1], buf[HP_BETA2]
-        m = b1 * buf[w + p] + (1.0 - b1) * gj
-        v = b2 * buf[w + 2 * p] + (1.0 - b2) * gj * gj
-        buf[w + p] = m
-        buf[w + 2 * p] = v
-        buf[w] -= lr * (m / c1) / (math.sqrt(v / c2) + buf[HP_EPS])
-
-
-@njit(cache=True, inline="always")
-def _bias_corrections(buf):
-    t = buf[B_STEPS] + 1.0
-    buf[B_STEPS] = t
-    return 1.0 - buf[HP_BETA1] ** t, 1.0 - buf[HP_BETA2] ** t
-
-
-@njit(cache=True)
-def apply_step(buf: np.ndarray, grad: np.ndarray) -> None:
-    """One optimizer step with the gradient ``grad`` (d + 1,), intercept last."""
-    d = int(buf[B_D])
-    opt, lr = int(buf[HP_OPT]), buf[HP_LR]
-    c1, c2 = _bias_corrections(buf)
-    for j in range(d):
-        _step(buf, j, grad[j], opt, lr, c1, c2)
-    if buf[HP_INTERCEPT] != 0.0:
-        _step(buf, d, grad[d], opt, lr, c1, c2)
-
-
-@njit(cache=True)
-def _first_nonfinite(x: np.ndarray) -> int:
-    for j in range(x.shape[0]):
-        if not math.isfinite(x[j]):
-            return j
-    return -1
-
-
-@njit(cache=True)
-def linear_learn_one(buf: np.ndarray, x: np.ndarray, y) -> int:
-    """One optimizer step on one row; everything (checks included) in one compiled call. Returns ``OK`` or
-    a status code (see above) and then leaves the model unchanged."""
-    d = int(buf[B_D])
-    if x.shape[0] != d:
-        return BAD_LENGTH
-    yv = float(y)
-    loss = int(buf[HP_LOSS])
-    if loss != LOSS_SQUARED and yv != 0.0 and yv != 1.0:
-        return BAD_LABEL
-    z = buf[B_HEAD + d]
-    for j in range(d):
-        z += buf[B_HEAD + j] * x[j]
-    if not math.isfinite(z) or not math.isfinite(yv):
-        j = _first_nonfinite(x)
-        if j >= 0:
-            return j
-        return BAD_TARGET if not math.isfinite(yv) else DIVERGED
-    g = _dloss(loss, z, yv)
-    opt, lr, l2 = int(buf[HP_OPT]), buf[HP_LR], buf[HP_L2]
-    c1, c2 = _bias_corrections(buf)
-    for j in range(d):
-        _step(buf, j, g * x[j] + l2 * buf[B_HEAD + j], opt, lr, c1, c2)
-    if buf[HP_INTERCEPT] != 0.0:
-        _step(buf, d, g, opt, lr, c1, c2)
-    buf[B_SEEN] += 1.0
-    return OK
-
-
-@njit(cache=True, fastmath={"reassoc", "contract"})
-def linear_learn_many(buf: np.ndarray, X: np.ndarray, y) -> tuple[int, int]:
-    """One optimizer step on the batch's mean gradient, in a single pass over ``X`` (each row is read once:
-    margin, loss derivative and gradient accumulation together). Returns ``(OK, -1)`` or a status code
-    and the offending row; the model is unchanged then."""
-    n, d = X.shape
-    loss = int(buf[HP_LOSS])
-    w = buf[B_HEAD:B_HEAD + d]
-    b = buf[B_HEAD + d]
-    grad = np.zeros(d + 1)
-    for i in range(n):
-        yi = float(y[i])
-        if loss != LOSS_SQUARED and yi != 0.0 and yi != 1.0:
-            return BAD_LABEL, i
-        z = b
-        for j in range(d):
-            z += w[j] * X[i, j]
-        if not math.isfinite(z) or not math.isfinite(yi):
-            j = _first_nonfinite(X[i])
-            if j >= 0:
-                return j, i
-            return (BAD_TARGET if not math.isfinite(yi) else DIVERGED), i
-        g = _dloss(loss, z, yi)
-        for j in range(d):
-            grad[j] += g * X[i, j]
-        grad[d] += g
-    l2 = buf[HP_L2]
-    for j in range(d):
-        grad[j] = grad[j] / n + l2 * w[j]
-    grad[d] /= n
-    apply_step(buf, grad)
-    buf[B_SEEN] += n
-    return OK, -1
-
-
-# ----------------------------------------------------------------------------------------------------------
-# recursive least squares
-# ----------------------------------------------------------------------------------------------------------
-
-
-@njit(cache=True)
-def rls_learn_one(w: np.ndarray, P: np.ndarray, x: np.ndarray, y: float, lam: float, intercept: bool) -> int:
-    """Exponentially weighted RLS update of ``w`` (p,) and ``P`` (p, p) with one row; the intercept (when
-    fitted) is the last coordinate, its feature the constant 1. Returns ``OK`` or a status code."""
-    d = x.shape[0]
-    p = w.shape[0]
-    xa = np.empty(p)
-    for j in range(d):
-        xa[j] = x[j]
-    if intercept:
-        xa[d] = 1.0
-    e = y
-    for j in range(p):
-        e -= w[j] * xa[j]
-    if not math.isfinite(e):
-        j = _first_nonfinite(x)
-        if j >= 0:
-            return j
-        return BAD_TARGET if not math.isfinite(y) else DIVERGED
-    Px = P @ xa
-    denom = lam
-    for j in range(p):
-        denom += xa[j] * Px[j]
-    for j in range(p):
-        w[j] += Px[j] * e / denom
-    inv_lam = 1.0 / lam
-    for i in range(p):
-        ki = Px[i] / denom
-        for j in range(i, p):
-            v = (P[i, j] - ki * Px[j]) * inv_lam
-            P[i, j] = v
-            P[j, i] = v
-    return OK
-
 
 # ----------------------------------------------------------------------------------------------------------
 # ADWIN (adaptive windowing over an exponential histogram, Bifet & Gavaldà 2007)
@@ -360,8 +176,9 @@ def adwin_update_many(totals, variances, counts, s, values, delta, clock, max_bu
 # Page-Hinkley (two-sided cumulative sums of deviations from the running mean)
 # ----------------------------------------------------------------------------------------------------------
 
-PH_N, PH_MEAN, PH_UP, PH_DOWN, PH_MIN_UP, PH_MAX_DOWN, PH_DETECTIONS = range(7)
-N_PH = 7
+# PH_HIT: 1 if the last value was a detection (``drift_detected``); detections last (``n_detections``)
+PH_N, PH_MEAN, PH_UP, PH_DOWN, PH_MIN_UP, PH_MAX_DOWN, PH_HIT, PH_DETECTIONS = range(8)
+N_PH = 8
 
 
 @njit(cache=True)
@@ -377,6 +194,7 @@ def ph_reset(s: np.ndarray) -> None:
 @njit(cache=True)
 def ph_update(s, value, delta, threshold, alpha, min_instances, mode) -> bool:
     """mode: 0 both, 1 up (increase of the mean), 2 down. Resets itself after a detection."""
+    s[PH_HIT] = 0.0
     n = s[PH_N] + 1.0
     s[PH_N] = n
     s[PH_MEAN] += (value - s[PH_MEAN]) / n
@@ -395,6 +213,7 @@ def ph_update(s, value, delta, threshold, alpha, min_instances, mode) -> bool:
            or (mode != 1 and s[PH_MAX_DOWN] - down > threshold))
     if hit:
         ph_reset(s)
+        s[PH_HIT] = 1.0
         s[PH_DETECTIONS] += 1.0
     return hit
 

@@ -298,26 +298,40 @@ def _route(path: str) -> tuple[str, Handler | None, tuple, frozenset]:
 
 
 # --- assembly -----------------------------------------------------------------------------------------
+def _registries(path: Path) -> list[Path]:
+    """``path`` itself if it is a registry (numbered versions, or nothing yet); else its subdirectories that
+    are registries — so a container's ``/models`` may hold one model or several."""
+    children = [p for p in path.iterdir() if p.is_dir()]
+    if not children or any(p.name.isdigit() for p in children):
+        return [path]
+    nested = [p for p in sorted(children) if any(q.name.isdigit() for q in p.iterdir() if q.is_dir())]
+    return nested or [path]
+
+
+def _add_source(sources: dict[str, tuple[Path, str]], path: Path, variant: str | None) -> None:
+    name = path.resolve().name
+    known = sources.get(name)
+    if known is not None and known[0].resolve() != path.resolve():
+        raise ValueError(f"two model directories are named {name!r}: {known[0]} and {path}")
+    sources[name] = (path, name if variant else "default")
+
+
 def make_app(directories: Sequence[str | os.PathLike], *, ab: str | Sequence[tuple[Path, float]] | None = None,
              token: str | None = None, max_rows: int = DEFAULT_MAX_ROWS,
              max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch_size: int | None = None,
              max_batch_time_ms: float = 2.0, reload_interval: float = 1.0, monitor_chunk: int = 256) -> App:
-    """The server for registry ``directories`` (each served under its directory's name) and an optional
-    A/B experiment ``ab`` (``"DIR_A=0.9,DIR_B=0.1"``: served under the first variant's name, each variant also
-    under its own). Batching is off unless ``max_batch_size`` is given. Raises ``ValueError`` naming a
+    """The server for registry ``directories`` (each served under its directory's name; a directory of
+    registries serves each of them) and an optional A/B experiment ``ab`` (``"DIR_A=0.9,DIR_B=0.1"``: served
+    under the first variant's name, each variant also under its own). Batching is off unless ``max_batch_size`` is given. Raises ``ValueError`` naming a
     missing directory or a clash of names.
     """
     variants = parse_ab(ab) if isinstance(ab, str) else list(ab or [])
     sources: dict[str, tuple[Path, str]] = {}
     for directory, variant in [*((Path(d), None) for d in directories), *((p, "ab") for p, _ in variants)]:
-        path = Path(directory)
-        if not path.is_dir():
-            raise ValueError(f"model directory {str(path)!r} does not exist")
-        name = path.resolve().name
-        known = sources.get(name)
-        if known is not None and known[0].resolve() != path.resolve():
-            raise ValueError(f"two model directories are named {name!r}: {known[0]} and {path}")
-        sources[name] = (path, name if variant else "default")
+        if not Path(directory).is_dir():
+            raise ValueError(f"model directory {str(directory)!r} does not exist")
+        for path in _registries(Path(directory)) if variant is None else [Path(directory)]:
+            _add_source(sources, path, variant)
     if not sources:
         raise ValueError("give at least one model directory")
     experiments = {}

@@ -34,9 +34,15 @@ _EXPORTS = {
     "SGDClassifier": "sgd",
     "SGDRegressor": "sgd",
     "TSNE": "tsne",
+    "save_model": "deploy.registry",
+    "load_model": "deploy.registry",
+    "quantize": "deploy.compress",
+    "prune": "deploy.compress",
+    "score": "deploy.score",
+    "to_onnx": "deploy.onnx",
 }
 _SUBMODULES = {"online", "validation", "catalog", "ingest", "cluster", "store", "report", "linear", "pca",
-               "sgd", "tsne", "checkpoint"}
+               "sgd", "tsne", "checkpoint", "deploy"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

@@ -17,6 +17,7 @@ EPILOG = """examples:
   scaleml demo                       # demo datasets + all workflows -> runs/pipeline/<time>/report.html
   scaleml run regression --scheduler tcp://10.0.0.5:8786
   scaleml serve models/reg --port 8080   # Open Inference Protocol (V2) + V1 on 127.0.0.1
+  scaleml score --model models/reg --dataset demo-regression --out runs/scores.zarr
 """
 
 
@@ -101,6 +102,24 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from .cluster import connect
+    from .deploy.registry import load_model
+    from .deploy.score import score
+
+    try:
+        model = load_model(args.model)
+        with connect(args.scheduler, quiet=True) as client:
+            out = score(model, args.dataset, args.out, client=client, progress=not args.quiet)
+            if args.scheduler is None:
+                client.cluster.close()
+    except (ValueError, KeyError, OSError) as exc:  # registry, catalog and data errors name the problem
+        print(f"scaleml score: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     ap = argparse.ArgumentParser(prog="scaleml", description="Large-scale machine learning on Dask over zarr.",
@@ -151,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                                      "versions (default: %(default)s)")
     s.add_argument("--log-level", default="warning", help="uvicorn log level (default: %(default)s)")
     s.set_defaults(func=_serve)
+
+    sc = sub.add_parser("score", help="score a dataset with a saved model on the cluster, chunk by chunk")
+    sc.add_argument("--model", required=True, metavar="DIR", help="model registry directory (latest version)")
+    sc.add_argument("--dataset", required=True, metavar="NAME|PATH", help="catalog name or zarr dataset path")
+    sc.add_argument("--out", required=True, metavar="PATH", help="output .zarr dataset (written atomically)")
+    sc.add_argument("--scheduler", metavar="ADDR", help="address of an existing scheduler (default: a new "
+                                                        "LocalCluster)")
+    sc.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sc.set_defaults(func=_score)
     return ap
 
 

@@ -122,3 +122,41 @@ def test_a_worker_killed_mid_scoring_does_not_change_the_output(client, tmp_path
     assert disturbed.keys() == undisturbed.keys()
     for k in undisturbed:
         assert np.array_equal(disturbed[k], undisturbed[k]), k
+
+
+def test_cli_score(client, tmp_path, dataset, capsys):
+    from scaleml_dask.cli import main
+
+    path, X, y = dataset
+    model = sm.Ridge(alpha=1.0).fit(X, y)
+    save_model(model, tmp_path / "reg")
+    code = main(["score", "--model", str(tmp_path / "reg"), "--dataset", str(path), "--out",
+                 str(tmp_path / "s.zarr"), "--scheduler", client.scheduler.address, "-q"])
+    assert code == 0 and f"wrote {tmp_path / 's.zarr'}" in capsys.readouterr().out
+    np.testing.assert_allclose(_read(tmp_path / "s.zarr")[0]["y"], model.predict(X), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("no-model", "no saved model versions"),
+    ("bad-dataset", "no-such-dataset"),
+    ("corrupt", "sha256 checksum mismatch"),
+])
+def test_cli_score_user_mistakes_one_line_no_traceback(client, tmp_path, dataset, problem, message):
+    import subprocess
+
+    path, X, y = dataset
+    reg = tmp_path / "reg"
+    if problem != "no-model":
+        version = save_model(sm.LinearRegression().fit(X, y), reg)
+        if problem == "corrupt":
+            raw = bytearray((version / "arrays.npz").read_bytes())
+            raw[100] ^= 1
+            (version / "arrays.npz").write_bytes(bytes(raw))
+    dataset_arg = "no-such-dataset" if problem == "bad-dataset" else str(path)
+    proc = subprocess.run([sys.executable, "-m", "scaleml_dask.cli", "score", "--model", str(reg), "--dataset",
+                           dataset_arg, "--out", str(tmp_path / "s.zarr"), "--scheduler",
+                           client.scheduler.address], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scaleml score: ") and message in lines[0], proc.stderr
+    assert not (tmp_path / "s.zarr").exists()

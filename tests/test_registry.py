@@ -247,3 +247,20 @@ def test_truncated_metadata_is_refused(saved):
     (saved / "metadata.json").write_bytes(raw[:100])
     with pytest.raises(RegistryError, match=r"metadata\.json: not valid JSON"):
         read_metadata(saved.parent)
+
+
+def test_training_statistics_and_feature_names_from_a_dataset_path(tmp_path, data):
+    from scaleml_dask.store import DatasetWriter
+
+    X, y, _, _ = data
+    names = [f"f{j}" for j in range(5)]
+    with DatasetWriter(tmp_path / "d.zarr", 5, chunk_rows=128, y_dtype=np.float64, feature_names=names) as w:
+        w.append(X, y)
+    model = sm.PCA(n_components=2).fit(X)
+    save_model(model, tmp_path / "m", data=str(tmp_path / "d.zarr"))
+    meta = read_metadata(tmp_path / "m")
+    assert meta["feature_names"] == names and meta["training"]["data"] == str(tmp_path / "d.zarr")
+    np.testing.assert_allclose(meta["training"]["feature_std"], X.std(axis=0), rtol=1e-12)
+    first = model.transform(X)[:, 0]
+    assert meta["training"]["prediction_mean"] == pytest.approx(first.mean(), abs=1e-12)
+    assert meta["training"]["prediction_std"] == pytest.approx(first.std(), rel=1e-12)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+import dask.array as da
 import numpy as np
 import pytest
 import zarr
@@ -67,7 +68,7 @@ def test_pca_and_online_learner(client, tmp_path, dataset):
     np.testing.assert_allclose(arrays["X"], pca.transform(X), rtol=1e-12, atol=1e-12)
     learner = sm.online.LogisticRegression(learning_rate=0.5)
     learner.learn_many(X, (y > 0).astype(int))
-    arrays, _ = _read(score(learner, X, tmp_path / "o.zarr", client=client))  # numpy input
+    arrays, _ = _read(score(learner, da.from_array(X, chunks=300), tmp_path / "o.zarr", client=client))
     assert np.array_equal(arrays["y"], learner.predict_many(X))
     np.testing.assert_allclose(arrays["X"], learner.predict_proba_many(X), rtol=1e-12)
 
@@ -141,8 +142,10 @@ def test_cli_score(client, tmp_path, dataset, capsys):
     ("bad-dataset", "no-such-dataset"),
     ("corrupt", "sha256 checksum mismatch"),
 ])
-def test_cli_score_user_mistakes_one_line_no_traceback(client, tmp_path, dataset, problem, message):
+def test_cli_score_user_mistakes_one_line_no_traceback(client, tmp_path, dataset, capsys, problem, message):
     import subprocess
+
+    from scaleml_dask.cli import main
 
     path, X, y = dataset
     reg = tmp_path / "reg"
@@ -152,11 +155,15 @@ def test_cli_score_user_mistakes_one_line_no_traceback(client, tmp_path, dataset
             raw = bytearray((version / "arrays.npz").read_bytes())
             raw[100] ^= 1
             (version / "arrays.npz").write_bytes(bytes(raw))
-    dataset_arg = "no-such-dataset" if problem == "bad-dataset" else str(path)
-    proc = subprocess.run([sys.executable, "-m", "scaleml_dask.cli", "score", "--model", str(reg), "--dataset",
-                           dataset_arg, "--out", str(tmp_path / "s.zarr"), "--scheduler",
-                           client.scheduler.address], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("scaleml score: ") and message in lines[0], proc.stderr
+    argv = ["score", "--model", str(reg), "--dataset", "no-such-dataset" if problem == "bad-dataset" else str(path),
+            "--out", str(tmp_path / "s.zarr"), "--scheduler", client.scheduler.address]
+    if problem == "corrupt":  # the real console entry point, in its own process
+        proc = subprocess.run([sys.executable, "-m", "scaleml_dask.cli", *argv], capture_output=True, text=True,
+                              timeout=120)
+        code, err = proc.returncode, proc.stderr
+    else:
+        code, err = main(argv), capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("scaleml score: ") and message in lines[0]
     assert not (tmp_path / "s.zarr").exists()

@@ -250,7 +250,7 @@ def test_truncated_metadata_is_refused(saved):
 
 
 def test_training_statistics_and_feature_names_from_a_dataset_path(tmp_path, data):
-    from scaleml_dask.store import DatasetWriter
+    from scaleml_dask.io.store import DatasetWriter
 
     X, y, _, _ = data
     names = [f"f{j}" for j in range(5)]

@@ -13,7 +13,7 @@ import zarr
 import scaleml_dask as sm
 from scaleml_dask.deploy.registry import save_model
 from scaleml_dask.deploy.score import score
-from scaleml_dask.store import DatasetWriter
+from scaleml_dask.io.store import DatasetWriter
 
 N, D, ROWS = 2000, 5, 200
 

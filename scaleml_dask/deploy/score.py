@@ -1,7 +1,7 @@
 """Batch scoring on the cluster: one task per chunk reads, scores and writes it, so memory stays at chunk size
 × running tasks whatever the dataset's length.
 
-The result is a dataset of this project (``store.DatasetWriter``: built under a temporary name, renamed when
+The result is a dataset of this project (``io.store.DatasetWriter``: built under a temporary name, renamed when
 complete), chunked as the input:
 
 - ``X(sample, feature)``: the model's numeric output matrix — ``transform`` (PCA; features ``pc0, ...``),
@@ -39,7 +39,7 @@ def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = Non
     write the outputs to ``out`` atomically and return its path. ``progress`` shows a progress bar."""
     import dask
 
-    from ..store import DatasetWriter
+    from ..io.store import DatasetWriter
     from ..validation import as_dask_array
     from .registry import RegistryError, class_name, load_model
 
@@ -125,7 +125,7 @@ def _columns(model: Any, x_out: str, width: int) -> list[str]:
 def _score_block(X: np.ndarray, *, model: Any, plan: tuple[str, str | None], tmp_path: str, chunk_rows: int,
                  block_info: dict | None = None) -> np.ndarray:
     """Score one chunk and write it (runs on a worker); returns the number of rows written."""
-    from ..store import write_chunk
+    from ..io.store import write_chunk
 
     index = block_info[0]["chunk-location"][0]
     Z, y = _score_rows(model, plan, np.asarray(X, dtype=np.float64))

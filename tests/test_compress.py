@@ -80,6 +80,8 @@ def test_quantized_scores_within_the_stated_bound_and_round_trip(tmp_path, data,
     assert any(a["dtype"] == stored for a in arrays.values())
     loaded = load_model(path.parent)
     assert np.array_equal(_scores(loaded, Xv), _scores(q, Xv))
+    again = load_model(save_model(loaded, tmp_path / "q").parent)  # a loaded quantized model saves as such
+    assert np.array_equal(_scores(again, Xv), _scores(q, Xv)) and read_metadata(tmp_path / "q")["compression"]
     assert rep["weight_bytes_after"] < rep["weight_bytes_before"] / (3.5 if dtype == "float16" else 7)
     if name.startswith("PCA") or name == "SGDClassifier-3":  # weights dominate the version's bytes
         assert rep["bytes_after"] < rep["bytes_before"]

@@ -99,7 +99,7 @@ def load_served(name: str, directory: Path, version: int, variant: str, monitor_
 class ModelRegistry:
     """Served models by name; ``sources`` maps each name to ``(directory, variant)``."""
 
-    def __init__(self, sources: dict[str, tuple[Path, str]], *, monitor_chunk: int = 256,
+    def __init__(self, sources: dict[str, tuple[Path, str]], *, monitor_chunk: int = 1024,
                  on_loaded: Any = None, on_refused: Any = None) -> None:
         self.sources = sources
         self.monitor_chunk = monitor_chunk

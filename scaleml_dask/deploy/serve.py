@@ -319,11 +319,11 @@ def _add_source(sources: dict[str, tuple[Path, str]], path: Path, variant: str |
 def make_app(directories: Sequence[str | os.PathLike], *, ab: str | Sequence[tuple[Path, float]] | None = None,
              token: str | None = None, max_rows: int = DEFAULT_MAX_ROWS,
              max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch_size: int | None = None,
-             max_batch_time_ms: float = 2.0, reload_interval: float = 1.0, monitor_chunk: int = 256) -> App:
+             max_batch_time_ms: float = 2.0, reload_interval: float = 1.0, monitor_chunk: int = 1024) -> App:
     """The server for registry ``directories`` (each served under its directory's name; a directory of
     registries serves each of them) and an optional A/B experiment ``ab`` (``"DIR_A=0.9,DIR_B=0.1"``: served
-    under the first variant's name, each variant also under its own). Batching is off unless ``max_batch_size`` is given. Raises ``ValueError`` naming a
-    missing directory or a clash of names.
+    under the first variant's name, each variant also under its own). Batching is off unless
+    ``max_batch_size`` is given. Raises ``ValueError`` naming a missing directory or a clash of names.
     """
     variants = parse_ab(ab) if isinstance(ab, str) else list(ab or [])
     sources: dict[str, tuple[Path, str]] = {}

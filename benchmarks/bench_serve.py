@@ -14,13 +14,14 @@ uvloop 0.23). It serves ``model.to_sklearn()`` saved with joblib, its format.
 ``--frameworks`` measures the transport choice instead: the same dataplane behind this plain ASGI app and
 behind Starlette, and JSON decoding/encoding with the standard library, orjson and msgspec.
 
-    python benchmarks/bench_serve.py [--seconds 10] [--quick] [--frameworks]
+    python benchmarks/bench_serve.py [--seconds 10] [--rounds 1] [--quick] [--frameworks]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -130,8 +131,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 # --- load ------------------------------------------------------------------------------------------------
 def _ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text).groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
 
 
 def run_wrk(url: str, body: bytes, seconds: float) -> dict:
@@ -185,34 +186,46 @@ def load(url: str, body: bytes, seconds: float, max_requests: int) -> dict:
 
 
 # --- the comparison --------------------------------------------------------------------------------------
-def compare(seconds: float, max_requests: int) -> list[dict]:
+def _best(results: dict, key: tuple, r: dict) -> None:
+    """Keep the round with the highest throughput (this VM's noise only ever slows a run down)."""
+    if key not in results or r["rps"] > results[key]["rps"]:
+        results[key] = r
+
+
+def compare(seconds: float, max_requests: int, rounds: int) -> list[dict]:
+    """Both servers up at once (idle between cells); cells round robin, ``rounds`` times, best kept."""
     model, X = fit_model()
     payloads = bodies(X)
-    rows = []
+    best: dict[tuple, dict] = {}
     with tempfile.TemporaryDirectory(dir=DATA) as tmp:
         from scaleml_dask.deploy.registry import save_model
 
         save_model(model, Path(tmp) / "scaleml" / "reg", data=X)
         for batching in (False, True):
-            for server in ("scaleml", "mlserver"):
-                port = free_port()
-                proc = (start_scaleml(Path(tmp) / "scaleml" / "reg", port, batching) if server == "scaleml"
-                        else start_mlserver(model, Path(tmp) / f"mlserver-{batching}", port, batching))
-                try:
-                    wait_ready(port, proc)
+            ports = {"scaleml": free_port(), "mlserver": free_port()}
+            procs = {"scaleml": start_scaleml(Path(tmp) / "scaleml" / "reg", ports["scaleml"], batching),
+                     "mlserver": start_mlserver(model, Path(tmp) / f"mlserver-{batching}", ports["mlserver"],
+                                                batching)}
+            try:
+                for server, proc in procs.items():
+                    wait_ready(ports[server], proc)
+                for _ in range(rounds):
                     for cell, body in payloads.items():
-                        if cell.startswith("v1") and server == "mlserver":
-                            continue  # MLServer has no V1 endpoint
-                        path = "/v1/models/reg:predict" if cell.startswith("v1") else "/v2/models/reg/infer"
-                        url = f"http://127.0.0.1:{port}{path}"
-                        load(url, body, 1.0, max_requests)  # warm-up
-                        r = load(url, body, seconds, max_requests)
-                        rows.append({"server": server, "cell": cell, "batching": batching, **r})
-                        print(f"{server:8} batching={'on ' if batching else 'off'} {cell:7} {r['rps']:9.0f} req/s "
-                              f"p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms errors {r['errors']}", flush=True)
-                finally:
+                        for server in procs:
+                            if cell.startswith("v1") and server == "mlserver":
+                                continue  # MLServer has no V1 endpoint
+                            path = "/v1/models/reg:predict" if cell.startswith("v1") else "/v2/models/reg/infer"
+                            url = f"http://127.0.0.1:{ports[server]}{path}"
+                            load(url, body, 1.0, max_requests)  # warm-up
+                            r = load(url, body, seconds, max_requests)
+                            print(f"{server:8} batching={'on ' if batching else 'off'} {cell:7} {r['rps']:9.0f} "
+                                  f"req/s p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms errors {r['errors']}",
+                                  flush=True)
+                            _best(best, (server, cell, batching), r)
+            finally:
+                for proc in procs.values():
                     stop(proc)
-    return rows
+    return [{"server": k[0], "cell": k[1], "batching": k[2], **r} for k, r in best.items()]
 
 
 def table(rows: list[dict]) -> str:
@@ -261,10 +274,14 @@ def starlette_app(model_dir: Path):
         ok = inner.registry.ready()
         return Response(b'{"ready":%s}' % (b"true" if ok else b"false"), status_code=200 if ok else 503)
 
-    app = Starlette(routes=[Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-                            Route("/v2/health/ready", ready)],
-                    on_startup=[lambda: inner.start()])
-    return app
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        inner.start()
+        yield
+        await inner.stop()
+
+    return Starlette(routes=[Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+                             Route("/v2/health/ready", ready)], lifespan=lifespan)
 
 
 def json_codecs(payloads: dict[str, bytes]) -> list[str]:
@@ -290,32 +307,39 @@ def json_codecs(payloads: dict[str, bytes]) -> list[str]:
     return lines
 
 
-def frameworks(seconds: float, max_requests: int) -> str:
+def frameworks(seconds: float, max_requests: int, rounds: int) -> str:
     model, X = fit_model()
     payloads = bodies(X)
     lines = ["| transport (same dataplane) | 1-row req/s | p50 / p99 ms | 100-row req/s | p50 / p99 ms |",
              "|---|---|---|---|---|"]
+    best: dict[tuple, dict] = {}
+    kinds = ("plain ASGI (scaleml serve)", "Starlette")
     with tempfile.TemporaryDirectory(dir=DATA) as tmp:
         from scaleml_dask.deploy.registry import save_model
 
         save_model(model, Path(tmp) / "reg", data=X)
-        for kind in ("plain ASGI (scaleml serve)", "Starlette"):
-            port = free_port()
-            proc = (start_scaleml(Path(tmp) / "reg", port, False) if kind.startswith("plain") else
-                    subprocess.Popen([sys.executable, __file__, "--starlette", str(Path(tmp) / "reg"), str(port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-            try:
-                wait_ready(port, proc)
-                url = f"http://127.0.0.1:{port}/v2/models/reg/infer"
-                res = []
+        ports = {k: free_port() for k in kinds}
+        procs = {kinds[0]: start_scaleml(Path(tmp) / "reg", ports[kinds[0]], False),
+                 kinds[1]: subprocess.Popen([sys.executable, __file__, "--starlette", str(Path(tmp) / "reg"),
+                                             str(ports[kinds[1]])], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE)}
+        try:
+            for kind, proc in procs.items():
+                wait_ready(ports[kind], proc)
+            for _ in range(rounds):
                 for cell in ("v2-1", "v2-100"):
-                    load(url, payloads[cell], 1.0, max_requests)
-                    res.append(load(url, payloads[cell], seconds, max_requests))
-                lines.append(f"| {kind} | " + " | ".join(f"{r['rps']:,.0f} | {r['p50']:.2f} / {r['p99']:.2f}"
-                                                         for r in res) + " |")
-                print(lines[-1], flush=True)
-            finally:
+                    for kind in kinds:
+                        url = f"http://127.0.0.1:{ports[kind]}/v2/models/reg/infer"
+                        load(url, payloads[cell], 1.0, max_requests)
+                        r = load(url, payloads[cell], seconds, max_requests)
+                        print(f"{kind:28} {cell:7} {r['rps']:9.0f} req/s p99 {r['p99']:6.2f} ms", flush=True)
+                        _best(best, (kind, cell), r)
+        finally:
+            for proc in procs.values():
                 stop(proc)
+    for kind in kinds:
+        lines.append(f"| {kind} | " + " | ".join(f"{r['rps']:,.0f} | {r['p50']:.2f} / {r['p99']:.2f}"
+                                                 for r in (best[kind, "v2-1"], best[kind, "v2-100"])) + " |")
     return "\n".join(lines + [""] + json_codecs(payloads))
 
 
@@ -323,6 +347,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="per cell (default: %(default)s)")
     ap.add_argument("--max-requests", type=int, default=500_000, help="per cell, asyncio client only")
+    ap.add_argument("--rounds", type=int, default=1, help="round-robin repeats, best kept (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="2 s per cell")
     ap.add_argument("--frameworks", action="store_true", help="plain ASGI vs Starlette; JSON libraries")
     ap.add_argument("--client", help=argparse.SUPPRESS)  # internal: the asyncio load generator process
@@ -343,9 +368,9 @@ def main() -> None:
     generator = "wrk -t1 -c16" if shutil.which("wrk") else "asyncio client, 16 connections"
     print(f"load generator: {generator}; {seconds:g} s per cell", flush=True)
     if args.frameworks:
-        print(frameworks(seconds, args.max_requests))
+        print(frameworks(seconds, args.max_requests, args.rounds))
         return
-    print(table(compare(seconds, args.max_requests)))
+    print(table(compare(seconds, args.max_requests, args.rounds)))
 
 
 if __name__ == "__main__":

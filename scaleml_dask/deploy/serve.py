@@ -362,5 +362,8 @@ def serve(directories: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", 
     if options.get("token") is None:
         options["token"] = os.environ.get("SCALEML_TOKEN") or None
     app = make_app(directories, **options)
+    names = ", ".join(app.registry.names())
+    print(f"scaleml serve: {names} on http://{host}:{port} (Open Inference Protocol V2 and V1; metrics at "
+          f"/metrics{'; bearer token required' if options['token'] else ''})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
                 loop="auto", http="auto", server_header=False, date_header=False)

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, log_loss, r2_score
 
 import scaleml_dask as sm
-from scaleml_dask.deploy.compress import prediction_bound, prune, quantize, weights
+from scaleml_dask.deploy.compress import plot_tradeoff, prediction_bound, prune, quantize, tradeoff, weights
 from scaleml_dask.deploy.registry import load_model, read_metadata, save_model
 
 
@@ -159,3 +159,19 @@ def test_bad_requests_are_refused(data):
         quantize(model, X_val=Xv[:, :5])
     _, rep = quantize(model, "int8")  # without held-out data: synthetic rows, no metrics
     assert "metrics_after" not in rep and rep["n_rows"] == 1000
+
+
+def test_tradeoff_table_and_plot(tmp_path):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 200))
+    y = np.digitize(X[:, :50] @ rng.normal(size=50) + rng.normal(size=3000), [-3.0, 0.0, 3.0])
+    model = sm.SGDClassifier(mode="local", batch_size=500, epochs=3).fit(X[:2000], y[:2000])
+    rows = tradeoff(model, X[2000:], y[2000:], fractions=(0.5, 0.9))
+    assert [r["method"] for r in rows] == ["original", "int8", "float16", "prune 50%", "prune 90%"]
+    by = {r["method"]: r for r in rows}
+    assert by["int8"]["bytes"] < by["float16"]["bytes"] < by["original"]["bytes"]
+    assert by["prune 90%"]["bytes"] < by["prune 50%"]["bytes"] < by["original"]["bytes"]
+    assert by["prune 90%"]["max_abs_diff"] > by["int8"]["max_abs_diff"] > 0
+    assert by["original"]["accuracy_change"] == 0 and all(isinstance(r["accuracy_change"], float) for r in rows)
+    png = plot_tradeoff(rows, tmp_path / "tradeoff.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

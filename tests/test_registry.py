@@ -231,6 +231,8 @@ def test_pickled_object_array_is_refused(saved):
     (lambda m: m.update(n_features=4), "n_features is 4 but array 'coef_' has 5 features"),
     (lambda m: m["arrays"]["coef_"].update(shape=[6]), r"array 'coef_' is <f8 \[5\], metadata says <f8 \[6\]"),
     (lambda m: m.pop("state"), r"missing \['state'\]"),
+    (lambda m: m.update(files=[]), r"malformed metadata \(AttributeError"),
+    (lambda m: m["arrays"]["coef_"].update(file=None), "which has no checksum"),
     (lambda m: m["state"]["$dict"].append(["x_", {"$pickle": "..."}]), "unknown tag '\\$pickle'"),
     (lambda m: m["state"]["$dict"].append(["x_", {"$dataclass": "os:PathLike", "fields": {}}]),
      "not from scaleml_dask"),

@@ -502,6 +502,16 @@ def _verified(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
                             f"({FORMAT_VERSION}); upgrade scaleml_dask to load it")
     if meta["class"] not in CLASSES:
         raise RegistryError(f"{where}: unknown model class {meta['class']!r}")
+    try:
+        arrays = _read_files(path, meta)
+    except (AttributeError, KeyError, TypeError) as exc:  # fields of the wrong type or shape
+        raise RegistryError(f"{where}: malformed metadata ({type(exc).__name__}: {exc})") from None
+    _check_declared_width(meta, arrays, where)
+    return meta, arrays
+
+
+def _read_files(path: Path, meta: dict) -> dict[str, np.ndarray]:
+    where = path / METADATA
     for fname, info in meta["files"].items():
         fpath = path / fname
         if Path(fname).name != fname:
@@ -514,9 +524,7 @@ def _verified(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
             raise RegistryError(f"{fpath}: {len(raw)} bytes, expected {info.get('bytes')} (truncated or altered)")
         if hashlib.sha256(raw).hexdigest() != info.get("sha256"):
             raise RegistryError(f"{fpath}: sha256 checksum mismatch (corrupted or tampered with)")
-    arrays = _read_arrays(path, meta)
-    _check_declared_width(meta, arrays, where)
-    return meta, arrays
+    return _read_arrays(path, meta)
 
 
 def _read_arrays(path: Path, meta: dict) -> dict[str, np.ndarray]:

@@ -30,6 +30,7 @@ stays flat. Rows are buffered and handed to the compiled detectors ``chunk`` row
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,10 @@ class DriftMonitor:
         self.feature_shift = np.zeros(d)
         self.prediction_shift = 0.0
         self.n_observed = 0
-        self._reference = np.tile([1.0, -1.0], REFERENCE_LENGTH // 2) / np.sqrt(self.block)
+        from ..online import ADWIN
+
+        self._primed = ADWIN(delta=self.delta, clock=self.clock)  # copied at every (re)start
+        self._primed.update_many(np.tile([1.0, -1.0], REFERENCE_LENGTH // 2) / np.sqrt(self.block))
         self._features = [self._fresh() for _ in range(d)]
         self._prediction = self._fresh() if pm is not None else None
         self._rows: list[np.ndarray] = []
@@ -74,11 +78,7 @@ class DriftMonitor:
         self._buffered = 0
 
     def _fresh(self) -> Any:
-        from ..online import ADWIN
-
-        detector = ADWIN(delta=self.delta, clock=self.clock)
-        detector.update_many(self._reference)
-        return detector
+        return copy.deepcopy(self._primed)
 
     def observe(self, X: np.ndarray, prediction: np.ndarray | None = None) -> None:
         """Queue the rows of a request (and its main output, first column); flush every ``chunk`` rows."""

@@ -94,7 +94,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         serve(args.dirs, ab=args.ab, host=args.host, port=args.port, token=args.token,
               max_batch_size=args.max_batch_size, max_batch_time_ms=args.max_batch_time_ms,
-              max_rows=args.max_rows or DEFAULT_MAX_ROWS, max_body_bytes=args.max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+              max_rows=DEFAULT_MAX_ROWS if args.max_rows is None else args.max_rows,
+              max_body_bytes=DEFAULT_MAX_BODY_BYTES if args.max_body_bytes is None else args.max_body_bytes,
               reload_interval=args.reload_interval, log_level=args.log_level)
     except ValueError as exc:
         print(f"scaleml serve: {exc}", file=sys.stderr)

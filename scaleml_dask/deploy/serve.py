@@ -325,6 +325,12 @@ def make_app(directories: Sequence[str | os.PathLike], *, ab: str | Sequence[tup
     under the first variant's name, each variant also under its own). Batching is off unless
     ``max_batch_size`` is given. Raises ``ValueError`` naming a missing directory or a clash of names.
     """
+    for name, value, low in (("max_rows", max_rows, 1), ("max_body_bytes", max_body_bytes, 1),
+                             ("max_batch_size", 1 if max_batch_size is None else max_batch_size, 1),
+                             ("max_batch_time_ms", max_batch_time_ms, 0),
+                             ("reload_interval", reload_interval, 1e-3), ("monitor_chunk", monitor_chunk, 1)):
+        if not value >= low:
+            raise ValueError(f"{name} must be at least {low}; got {value}")
     variants = parse_ab(ab) if isinstance(ab, str) else list(ab or [])
     sources: dict[str, tuple[Path, str]] = {}
     for directory, variant in [*((Path(d), None) for d in directories), *((p, "ab") for p, _ in variants)]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ._codecs import datatype_of
 from ._errors import NotFound, NotReady, Unprocessable
+from .outputs import apply
 
 log = logging.getLogger("scaleml_dask.serve")
 
@@ -48,15 +49,11 @@ class ServedModel:
 
     def compute(self, X: np.ndarray, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
         """The requested outputs on the checked rows ``X``."""
-        from .outputs import apply
-
         return {name: apply(self.estimator, name, X) for name in outputs}
 
 
 def _probe(estimator: Any, outputs: list[str], row: np.ndarray, where: str) -> list[dict]:
     """Run every output on one row: each must answer one finite row; its datatype and shape are advertised."""
-    from .outputs import apply
-
     specs = []
     for name in outputs:
         try:

@@ -28,9 +28,15 @@ _EXPORTS = {
     "SGDClassifier": "sgd",
     "SGDRegressor": "sgd",
     "TSNE": "tsne",
+    "save_model": "deploy.registry",
+    "load_model": "deploy.registry",
+    "quantize": "deploy.compress",
+    "prune": "deploy.compress",
+    "score": "deploy.score",
+    "to_onnx": "deploy.onnx",
 }
 _SUBMODULES = {"io", "online", "validation", "cluster", "report", "runner", "linear", "pca", "sgd", "tsne",
-               "checkpoint", "config"}
+               "checkpoint", "config", "deploy"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

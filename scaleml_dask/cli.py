@@ -16,6 +16,8 @@ EPILOG = """examples:
   scaleml ingest data.csv.gz data/data.zarr --target price
   scaleml demo                       # demo datasets + all workflows -> runs/pipeline/<time>/report.html
   scaleml run regression --scheduler tcp://10.0.0.5:8786
+  scaleml serve models/reg --port 8080   # Open Inference Protocol (V2) + V1 on 127.0.0.1
+  scaleml score --model models/reg --dataset demo-regression --out runs/scores.zarr
 """
 
 
@@ -86,6 +88,39 @@ def _run(args: argparse.Namespace) -> int:
     return workflow_main(args.workflow, load_workflow(args.workflow).run, argv)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .deploy.serve import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, serve
+
+    try:
+        serve(args.dirs, ab=args.ab, host=args.host, port=args.port, token=args.token,
+              max_batch_size=args.max_batch_size, max_batch_time_ms=args.max_batch_time_ms,
+              max_rows=DEFAULT_MAX_ROWS if args.max_rows is None else args.max_rows,
+              max_body_bytes=DEFAULT_MAX_BODY_BYTES if args.max_body_bytes is None else args.max_body_bytes,
+              reload_interval=args.reload_interval, log_level=args.log_level)
+    except ValueError as exc:
+        print(f"scaleml serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .cluster import connect
+    from .deploy.registry import load_model
+    from .deploy.score import score
+
+    try:
+        model = load_model(args.model)
+        with connect(args.scheduler, quiet=True) as client:
+            out = score(model, args.dataset, args.out, client=client, progress=not args.quiet)
+            if args.scheduler is None:
+                client.cluster.close()
+    except (ValueError, KeyError, OSError) as exc:  # registry, catalog and data errors name the problem
+        print(f"scaleml score: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     ap = argparse.ArgumentParser(prog="scaleml", description="Large-scale machine learning on Dask over zarr.",
@@ -118,6 +153,33 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--scheduler", help="address of an existing scheduler (default: a new LocalCluster)")
         p.add_argument("--out", default="runs", help="where runs are written (default: %(default)s)")
         p.set_defaults(func=func)
+
+    s = sub.add_parser("serve", help="serve model registry directories over HTTP (Open Inference Protocol V2, V1)")
+    s.add_argument("dirs", nargs="*", metavar="DIR", help="registry directories; each is served under its name")
+    s.add_argument("--ab", metavar="DIR_A=W,DIR_B=W", help="A/B experiment: weighted, sticky by X-Variant or "
+                                                         "X-Routing-Key, served under DIR_A's name")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    s.add_argument("--port", type=int, default=8080, help="(default: %(default)s)")
+    s.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: $SCALEML_TOKEN; health "
+                                   "routes stay open)")
+    s.add_argument("--max-batch-size", type=int, help="adaptive batching: rows per coalesced call (default: off)")
+    s.add_argument("--max-batch-time-ms", type=float, default=2.0, help="adaptive batching: longest wait "
+                                                                       "(default: %(default)s)")
+    s.add_argument("--max-rows", type=int, help="rows per request before 413 (default: 10,000)")
+    s.add_argument("--max-body-bytes", type=int, help="body bytes before 413 (default: 8 MiB)")
+    s.add_argument("--reload-interval", type=float, default=1.0, help="seconds between checks for new model "
+                                                                     "versions (default: %(default)s)")
+    s.add_argument("--log-level", default="warning", help="uvicorn log level (default: %(default)s)")
+    s.set_defaults(func=_serve)
+
+    sc = sub.add_parser("score", help="score a dataset with a saved model on the cluster, chunk by chunk")
+    sc.add_argument("--model", required=True, metavar="DIR", help="model registry directory (latest version)")
+    sc.add_argument("--dataset", required=True, metavar="NAME|PATH", help="catalog name or zarr dataset path")
+    sc.add_argument("--out", required=True, metavar="PATH", help="output .zarr dataset (written atomically)")
+    sc.add_argument("--scheduler", metavar="ADDR", help="address of an existing scheduler (default: a new "
+                                                        "LocalCluster)")
+    sc.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sc.set_defaults(func=_score)
     return ap
 
 

@@ -1,0 +1,432 @@
+"""Model serving: ``scaleml serve`` against MLServer 1.7 (scikit-learn runtime) on the same coefficients.
+
+One run, both servers on 127.0.0.1, one at a time, the load generator in a separate process: ``wrk``
+(1 thread, 16 connections, bounded by ``--seconds`` per cell) where installed, else an asyncio client here
+(bounded by time and by ``--max-requests``). Cells: single-row V2 infer, 100-row V2 infer, V1 predict (ours
+only: MLServer speaks V2), each with adaptive batching off and on. Reports req/s, p50/p99 latency and errors
+per cell, and the ratios ours / MLServer.
+
+MLServer 1.7 pins starlette < 0.47 and fastapi 0.115, which conflict with this project's pins, so it runs
+from its own venv, made on first use: ``benchmarks/data/mlserver-venv`` (``mlserver==1.7.1``,
+``mlserver-sklearn==1.7.1``). It starts here only with ``"parallel_workers": 0`` (its worker pool fails on
+uvloop 0.23). It serves ``model.to_sklearn()`` saved with joblib, its format.
+
+``--frameworks`` measures the transport choice instead: the same dataplane behind this plain ASGI app and
+behind Starlette, and JSON decoding/encoding with the standard library, orjson and msgspec.
+
+    python benchmarks/bench_serve.py [--seconds 10] [--rounds 1] [--quick] [--frameworks]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parent / "data"
+MLSERVER_VENV = DATA / "mlserver-venv"
+D = 10
+CONNECTIONS = 16
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mlserver_python() -> Path:
+    """The MLServer venv's python, created on first use."""
+    python = MLSERVER_VENV / "bin" / "python"
+    if not (MLSERVER_VENV / "bin" / "mlserver").exists():
+        print(f"creating {MLSERVER_VENV} (mlserver 1.7.1) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "mlserver==1.7.1", "mlserver-sklearn==1.7.1"],
+                       check=True)
+    return python
+
+
+def fit_model():
+    import scaleml_dask as sm
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, D))
+    y = X @ rng.normal(size=D) + 0.5 + rng.normal(0, 0.1, len(X))
+    return sm.LinearRegression().fit(X, y), X
+
+
+def bodies(X: np.ndarray) -> dict[str, bytes]:
+    def v2(rows):
+        return json.dumps({"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64",
+                                       "data": rows.ravel().tolist()}]}).encode()
+
+    return {"v2-1": v2(X[:1]), "v2-100": v2(X[:100]), "v1-1": json.dumps({"instances": X[:1].tolist()}).encode()}
+
+
+# --- servers ---------------------------------------------------------------------------------------------
+def wait_ready(port: int, proc: subprocess.Popen, seconds: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server on {port} not ready after {seconds} s")
+
+
+def start_scaleml(model_dir: Path, port: int, batching: bool) -> subprocess.Popen:
+    exe = shutil.which("scaleml", path=str(Path(sys.executable).parent)) or "scaleml"
+    cmd = [exe, "serve", str(model_dir), "--port", str(port)]
+    if batching:
+        cmd += ["--max-batch-size", "64", "--max-batch-time-ms", "1"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def start_mlserver(model, root: Path, port: int, batching: bool) -> subprocess.Popen:
+    import joblib
+
+    python = mlserver_python()
+    model_dir = root / "reg"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model.to_sklearn(), model_dir / "model.joblib")
+    settings = {"name": "reg", "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib"}}
+    if batching:
+        settings.update(max_batch_size=64, max_batch_time=0.001)
+    (model_dir / "model-settings.json").write_text(json.dumps(settings))
+    (root / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+        "parallel_workers": 0, "debug": False}))
+    env = {**os.environ, "PATH": f"{python.parent}:{os.environ['PATH']}"}
+    return subprocess.Popen([str(python.parent / "mlserver"), "start", str(root)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env, cwd=root)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# --- load ------------------------------------------------------------------------------------------------
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text).groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
+
+
+def run_wrk(url: str, body: bytes, seconds: float) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body.decode())}\n'
+                'wrk.headers["Content-Type"] = "application/json"\n')
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency",
+                              "-s", f.name, url], capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(f.name)
+    if not re.search(r"^\s+99%\s+[\d.]+(us|ms|s|m|h)\s", out, re.M):
+        raise RuntimeError(f"wrk against {url} gave no latency distribution:\n{out}")
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            "p50": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+            "p99": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
+            "errors": errors, "requests": requests}
+
+
+async def _asyncio_load(url: str, body: bytes, seconds: float, max_requests: int) -> dict:
+    import httpx
+
+    latencies, errors = [], 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def worker():
+            nonlocal errors
+            while time.perf_counter() < deadline and len(latencies) < max_requests:
+                t = time.perf_counter()
+                r = await client.post(url, content=body, headers={"content-type": "application/json"})
+                latencies.append(time.perf_counter() - t)
+                errors += r.status_code != 200
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+        elapsed = time.perf_counter() - start
+    lat = np.asarray(latencies) * 1e3
+    return {"rps": len(lat) / elapsed, "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+            "errors": errors, "requests": len(lat)}
+
+
+def load(url: str, body: bytes, seconds: float, max_requests: int) -> dict:
+    """The load generator, in a separate process: wrk, else this script's asyncio client."""
+    if shutil.which("wrk"):
+        return run_wrk(url, body, seconds)
+    out = subprocess.run([sys.executable, __file__, "--client", url, "--seconds", str(seconds),
+                          "--max-requests", str(max_requests)], input=body, capture_output=True, check=True)
+    return json.loads(out.stdout)
+
+
+# --- the comparison --------------------------------------------------------------------------------------
+def _best(results: dict, key: tuple, r: dict) -> None:
+    """Keep the round with the highest throughput (this VM's noise only ever slows a run down)."""
+    if key not in results or r["rps"] > results[key]["rps"]:
+        results[key] = r
+
+
+def compare(seconds: float, max_requests: int, rounds: int) -> list[dict]:
+    """Both servers up at once (idle between cells); cells round robin, ``rounds`` times, best kept."""
+    model, X = fit_model()
+    payloads = bodies(X)
+    best: dict[tuple, dict] = {}
+    with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+        from scaleml_dask.deploy.registry import save_model
+
+        save_model(model, Path(tmp) / "scaleml" / "reg", data=X)
+        for batching in (False, True):
+            ports = {"scaleml": free_port(), "mlserver": free_port()}
+            procs = {"scaleml": start_scaleml(Path(tmp) / "scaleml" / "reg", ports["scaleml"], batching),
+                     "mlserver": start_mlserver(model, Path(tmp) / f"mlserver-{batching}", ports["mlserver"],
+                                                batching)}
+            try:
+                for server, proc in procs.items():
+                    wait_ready(ports[server], proc)
+                for _ in range(rounds):
+                    for cell, body in payloads.items():
+                        for server in procs:
+                            if cell.startswith("v1") and server == "mlserver":
+                                continue  # MLServer has no V1 endpoint
+                            path = "/v1/models/reg:predict" if cell.startswith("v1") else "/v2/models/reg/infer"
+                            url = f"http://127.0.0.1:{ports[server]}{path}"
+                            load(url, body, 1.0, max_requests)  # warm-up
+                            r = load(url, body, seconds, max_requests)
+                            print(f"{server:8} batching={'on ' if batching else 'off'} {cell:7} {r['rps']:9.0f} "
+                                  f"req/s p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms errors {r['errors']}",
+                                  flush=True)
+                            _best(best, (server, cell, batching), r)
+            finally:
+                for proc in procs.values():
+                    stop(proc)
+    return [{"server": k[0], "cell": k[1], "batching": k[2], **r} for k, r in best.items()]
+
+
+def table(rows: list[dict]) -> str:
+    by = {(r["server"], r["cell"], r["batching"]): r for r in rows}
+    lines = ["| cell | batching | scaleml req/s | p50 / p99 ms | errors | MLServer req/s | p50 / p99 ms | errors | "
+             "req/s ratio | p99 ratio (ours / theirs) |", "|---" * 10 + "|"]
+    names = {"v2-1": "V2 infer, 1 row", "v2-100": "V2 infer, 100 rows", "v1-1": "V1 predict, 1 row"}
+    for cell in ("v2-1", "v2-100", "v1-1"):
+        for batching in (False, True):
+            ours, theirs = by.get(("scaleml", cell, batching)), by.get(("mlserver", cell, batching))
+            if ours is None:
+                continue
+            t = ("n/a (no V1)", "", "", "", "") if theirs is None else (
+                f"{theirs['rps']:,.0f}", f"{theirs['p50']:.2f} / {theirs['p99']:.2f}", str(theirs["errors"]),
+                f"**{ours['rps'] / theirs['rps']:.2f}×**", f"{ours['p99'] / theirs['p99']:.2f}")
+            lines.append(f"| {names[cell]} | {'on' if batching else 'off'} | {ours['rps']:,.0f} | "
+                         f"{ours['p50']:.2f} / {ours['p99']:.2f} | {ours['errors']} | {t[0]} | {t[1]} | {t[2]} | "
+                         f"{t[3]} | {t[4]} |")
+    return "\n".join(lines)
+
+
+# --- the transport and JSON choices ------------------------------------------------------------------------
+def starlette_app(model_dir: Path, inner=None):
+    """The same dataplane behind Starlette, doing the same per-request work as the plain ASGI transport
+    (in-flight gauge, one metrics observation, the variant header): what that transport was measured against."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from scaleml_dask.deploy import _codecs as codecs
+    from scaleml_dask.deploy._errors import ServingError, status_of
+    from scaleml_dask.deploy.serve import make_app
+
+    inner = inner or make_app([model_dir])
+    gauge = inner.metrics.in_flight.labels("infer")
+
+    async def infer(request: Request) -> Response:
+        start = time.perf_counter()
+        gauge.inc()
+        labels, headers = ("", "", ""), None
+        try:
+            body = codecs.loads(await request.body())
+            out, model = await inner.dataplane.infer(request.path_params["name"], None, body,
+                                                     dict(request.headers))
+            labels, headers = model.labels, {"x-variant": model.variant}
+            response = Response(codecs.dumps(out), media_type="application/json", headers=headers)
+        except ServingError as exc:
+            response = Response(codecs.dumps({"error": str(exc)}), status_code=status_of(exc),
+                                media_type="application/json")
+        gauge.dec()
+        inner.metrics.observe((*labels, "infer"), response.status_code, time.perf_counter() - start)
+        return response
+
+    async def ready(request: Request) -> Response:
+        ok = inner.registry.ready()
+        return Response(b'{"ready":%s}' % (b"true" if ok else b"false"), status_code=200 if ok else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        inner.start()
+        yield
+        await inner.stop()
+
+    return Starlette(routes=[Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+                             Route("/v2/health/ready", ready)], lifespan=lifespan)
+
+
+def asgi_cost(payloads: dict[str, bytes], model_dir: Path) -> list[str]:
+    """CPU time per request of each transport called in-process as ASGI apps (no sockets, no load generator:
+    the least noisy measure on a shared machine), best of 7 runs of 2,000 requests."""
+    from scaleml_dask.deploy.serve import make_app
+
+    plain = make_app([model_dir])
+    plain.registry.refresh_all()
+    apps = {"plain ASGI (scaleml serve)": plain, "Starlette": starlette_app(model_dir, plain)}
+    lines = ["| transport, in-process (µs per request) | V2 1 row | V2 100 rows |", "|---|---|---|"]
+    for kind, app in apps.items():
+        cells = []
+        for cell in ("v2-1", "v2-100"):
+            body = payloads[cell]
+            scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": "/v2/models/reg/infer", "raw_path": b"/v2/models/reg/infer",
+                     "query_string": b"", "root_path": "", "server": ("127.0.0.1", 8080),
+                     "client": ("127.0.0.1", 5000),
+                     "headers": [(b"content-type", b"application/json"),
+                                 (b"content-length", str(len(body)).encode())]}
+            statuses = []
+
+            async def receive(body=body):
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            async def send(message, statuses=statuses):
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+
+            async def run(n, app=app, scope=scope, receive=receive, send=send):
+                t = time.perf_counter()
+                for _ in range(n):
+                    await app(scope, receive, send)
+                return (time.perf_counter() - t) / n
+
+            best = min(asyncio.run(run(2000)) for _ in range(7))
+            assert set(statuses) == {200}, set(statuses)
+            cells.append(f"{best * 1e6:.0f}")
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def json_codecs(payloads: dict[str, bytes]) -> list[str]:
+    import msgspec
+    import orjson
+
+    lines = ["| JSON library | decode 1 row | decode 100 rows | encode 100 predictions |", "|---|---|---|---|"]
+    preds = {"outputs": [{"name": "predict", "shape": [100], "datatype": "FP64",
+                          "data": np.random.default_rng(0).normal(size=100)}]}
+    as_list = {"outputs": [{**preds["outputs"][0], "data": preds["outputs"][0]["data"].tolist()}]}
+    libs = {"json (stdlib)": (json.loads, lambda o: json.dumps(o).encode(), as_list),
+            "orjson": (orjson.loads, lambda o: orjson.dumps(o, option=orjson.OPT_SERIALIZE_NUMPY), preds),
+            "msgspec": (msgspec.json.decode, msgspec.json.encode, as_list)}
+    for name, (dec, enc, obj) in libs.items():
+        cells = []
+        for fn, arg in ((dec, payloads["v2-1"]), (dec, payloads["v2-100"]), (enc, obj)):
+            n = 20_000
+            t = time.perf_counter()
+            for _ in range(n):
+                fn(arg)
+            cells.append(f"{(time.perf_counter() - t) / n * 1e6:.1f} µs")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def frameworks(seconds: float, max_requests: int, rounds: int) -> str:
+    model, X = fit_model()
+    payloads = bodies(X)
+    lines = ["| transport (same dataplane) | 1-row req/s | p50 / p99 ms | 100-row req/s | p50 / p99 ms |",
+             "|---|---|---|---|---|"]
+    best: dict[tuple, dict] = {}
+    kinds = ("plain ASGI (scaleml serve)", "Starlette")
+    with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+        from scaleml_dask.deploy.registry import save_model
+
+        save_model(model, Path(tmp) / "reg", data=X)
+        ports = {k: free_port() for k in kinds}
+        procs = {kinds[0]: start_scaleml(Path(tmp) / "reg", ports[kinds[0]], False),
+                 kinds[1]: subprocess.Popen([sys.executable, __file__, "--starlette", str(Path(tmp) / "reg"),
+                                             str(ports[kinds[1]])], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE)}
+        try:
+            for kind, proc in procs.items():
+                wait_ready(ports[kind], proc)
+            for _ in range(rounds):
+                for cell in ("v2-1", "v2-100"):
+                    for kind in kinds:
+                        url = f"http://127.0.0.1:{ports[kind]}/v2/models/reg/infer"
+                        load(url, payloads[cell], 1.0, max_requests)
+                        r = load(url, payloads[cell], seconds, max_requests)
+                        print(f"{kind:28} {cell:7} {r['rps']:9.0f} req/s p99 {r['p99']:6.2f} ms", flush=True)
+                        _best(best, (kind, cell), r)
+        finally:
+            for proc in procs.values():
+                stop(proc)
+        cost = asgi_cost(payloads, Path(tmp) / "reg")
+    for kind in kinds:
+        lines.append(f"| {kind} | " + " | ".join(f"{r['rps']:,.0f} | {r['p50']:.2f} / {r['p99']:.2f}"
+                                                 for r in (best[kind, "v2-1"], best[kind, "v2-100"])) + " |")
+    return "\n".join(lines + [""] + cost + [""] + json_codecs(payloads))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10.0, help="per cell (default: %(default)s)")
+    ap.add_argument("--max-requests", type=int, default=500_000, help="per cell, asyncio client only")
+    ap.add_argument("--rounds", type=int, default=1, help="round-robin repeats, best kept (default: %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="2 s per cell")
+    ap.add_argument("--frameworks", action="store_true", help="plain ASGI vs Starlette; JSON libraries")
+    ap.add_argument("--client", help=argparse.SUPPRESS)  # internal: the asyncio load generator process
+    ap.add_argument("--starlette", nargs=2, help=argparse.SUPPRESS)  # internal: the Starlette variant
+    args = ap.parse_args()
+    if args.client:
+        body = sys.stdin.buffer.read()
+        print(json.dumps(asyncio.run(_asyncio_load(args.client, body, args.seconds, args.max_requests))))
+        return
+    if args.starlette:
+        import uvicorn
+
+        uvicorn.run(starlette_app(Path(args.starlette[0])), host="127.0.0.1", port=int(args.starlette[1]),
+                    log_level="warning", access_log=False)
+        return
+    DATA.mkdir(exist_ok=True)
+    seconds = 2.0 if args.quick else args.seconds
+    generator = "wrk -t1 -c16" if shutil.which("wrk") else "asyncio client, 16 connections"
+    print(f"load generator: {generator}; {seconds:g} s per cell", flush=True)
+    if args.frameworks:
+        print(frameworks(seconds, args.max_requests, args.rounds))
+        return
+    print(table(compare(seconds, args.max_requests, args.rounds)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Adaptive batching: concurrent requests to one model coalesced into one vectorized call.
+
+A separate object in front of a model (as MLServer's ``adaptive.py``): ``await batcher.submit(X)`` queues the
+rows; a short-lived task gathers what arrives within ``max_batch_time`` seconds (or until
+``max_batch_size`` rows), runs the model once on the stacked rows and hands each caller its slice. The task
+exits when the queue is empty, so an idle or replaced model holds no task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+class AdaptiveBatcher:
+    """Coalesce ``submit(X)`` calls into ``fn(stacked X) -> {output: array}`` calls."""
+
+    def __init__(self, fn: Callable[[np.ndarray], dict[str, np.ndarray]], max_batch_size: int,
+                 max_batch_time: float, on_batch: Callable[[int], Any] | None = None) -> None:
+        self.fn = fn
+        self.max_batch_size = int(max_batch_size)
+        self.max_batch_time = float(max_batch_time)
+        self.on_batch = on_batch
+        self._queue: list[tuple[np.ndarray, asyncio.Future]] = []
+        self._rows = 0
+        self._more: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    async def submit(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """The model's outputs for the rows of ``X``, computed together with concurrent submissions."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.append((X, future))
+        self._rows += len(X)
+        if self._task is None:
+            self._more = asyncio.Event()
+            self._task = loop.create_task(self._run())
+        else:
+            self._more.set()
+        return await future
+
+    async def _gather(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_batch_time
+        while self._rows < self.max_batch_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._more.clear()
+            try:
+                await asyncio.wait_for(self._more.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+        taken, rows = [], 0
+        while self._queue and (not taken or rows + len(self._queue[0][0]) <= self.max_batch_size):
+            item = self._queue.pop(0)
+            taken.append(item)
+            rows += len(item[0])
+        self._rows -= rows
+        return taken
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                await self._gather()
+                batch = self._take()
+                X = batch[0][0] if len(batch) == 1 else np.concatenate([x for x, _ in batch])
+                if self.on_batch is not None:
+                    self.on_batch(len(X))
+                try:
+                    out = self.fn(X)
+                except Exception as exc:  # the callers get the model's error, each
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                start = 0
+                for x, future in batch:
+                    stop = start + len(x)
+                    if not future.done():
+                        future.set_result({k: v[start:stop] for k, v in out.items()})
+                    start = stop
+        finally:
+            self._task = None

@@ -1,0 +1,143 @@
+"""Batch scoring on the cluster: one task per chunk reads, scores and writes it, so memory stays at chunk size
+× running tasks whatever the dataset's length.
+
+The result is a dataset of this project (``io.store.DatasetWriter``: built under a temporary name, renamed when
+complete), chunked as the input:
+
+- ``X(sample, feature)``: the model's numeric output matrix — ``transform`` (PCA; features ``pc0, ...``),
+  ``predict_proba`` (classifiers; ``proba_<class>``), else ``decision_function`` (``score_<class>``), else
+  ``predict`` (regressors; one feature ``predict``);
+- ``y(sample)``: ``predict`` (values or labels) where the model predicts;
+- attributes ``outputs`` (``{"X": output, "y": output or null}``), ``model`` (class) and ``source``.
+
+Each chunk's task writes whole zarr chunks of its own rows and nothing else, so a task re-run after a lost
+worker rewrites the same bytes: the output does not depend on failures.
+
+>>> import numpy as np, tempfile, os, zarr
+>>> from scaleml_dask import LinearRegression
+>>> X = np.random.default_rng(0).normal(size=(100, 3)); m = LinearRegression().fit(X, X @ [1.0, 2.0, 3.0])
+>>> out = score(m, X, os.path.join(tempfile.mkdtemp(), "s.zarr"))
+>>> g = zarr.open_group(str(out), mode="r"); bool(np.allclose(g["y"][:], m.predict(X))), g.attrs["outputs"]
+(True, {'X': 'predict', 'y': 'predict'})
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import outputs as _outputs
+
+
+def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = None, progress: bool = False,
+          codec: str | None = None) -> Path:
+    """Score ``dataset`` (catalog name, path, xarray, dask or numpy) with ``model`` (or a registry directory)
+    chunk by chunk on ``client`` (default: the current dask.distributed client, else the local scheduler);
+    write the outputs to ``out`` atomically and return its path. ``progress`` shows a progress bar."""
+    import dask
+
+    from ..io.store import DatasetWriter
+    from ..validation import as_dask_array
+    from .registry import RegistryError, class_name, load_model
+
+    source = str(dataset) if isinstance(dataset, (str, os.PathLike)) else None
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    X = as_dask_array(dataset, "X", ndim=2)
+    d = getattr(model, "n_features_in_", None)
+    if d is None:
+        raise ValueError(f"a {type(model).__name__} has no outputs to score (not a fitted model?)")
+    if X.shape[1] != d:
+        raise ValueError(f"dataset {source or 'X'} has {X.shape[1]} features; the model was fitted with {d}")
+    plan = _plan(model)
+    rows = X.chunks[0][0]
+    if any(c != rows for c in X.chunks[0][:-1]):
+        X = X.rechunk({0: rows})
+    probe = _score_rows(model, plan, np.zeros((1, d)))
+    try:
+        model_class = class_name(model)
+    except RegistryError:  # any model with the output methods can be scored, registered or not
+        model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+    attrs = {"outputs": {"X": plan[0], "y": plan[1]}, "model": model_class, "source": source}
+    with DatasetWriter(out, probe[0].shape[1], n_samples=X.shape[0], chunk_rows=rows, dtype=np.float64,
+                       y_dtype=None if plan[1] is None else probe[1].dtype, attrs=attrs, codec=codec,
+                       feature_names=_columns(model, plan[0], probe[0].shape[1])) as w:
+        counts = X.map_blocks(_score_block, model=model, plan=plan, tmp_path=str(w.tmp_path), chunk_rows=rows,
+                              drop_axis=1, dtype=np.int64, chunks=((1,) * X.numblocks[0],),
+                              meta=np.empty(0, dtype=np.int64))
+        if client is None:
+            client = _current_client()
+        if client is not None:
+            future = client.compute(counts)
+            if progress:
+                from distributed import progress as show_progress
+
+                show_progress(future)
+            written = future.result()
+        elif progress:
+            from dask.diagnostics import ProgressBar
+
+            with ProgressBar():
+                written = counts.compute()
+        else:
+            (written,) = dask.compute(counts)
+        if int(np.sum(written)) != X.shape[0]:
+            raise RuntimeError(f"wrote {int(np.sum(written))} rows of {X.shape[0]}")
+    return Path(out)
+
+
+def _plan(model: Any) -> tuple[str, str | None]:
+    """(output written as X, output written as y or None)."""
+    names = _outputs.output_names(model)
+    if not names:
+        raise ValueError(f"a {type(model).__name__} has no outputs to score")
+    y_out = "predict" if "predict" in names else None
+    for x_out in ("transform", "predict_proba"):
+        if x_out in names:
+            return x_out, y_out
+    if hasattr(model, "decision_function"):
+        return "decision_function", y_out
+    return "predict", y_out
+
+
+def _score_rows(model: Any, plan: tuple[str, str | None], X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    x_out, y_out = plan
+    Z = model.decision_function(X) if x_out == "decision_function" else _outputs.apply(model, x_out, X)
+    Z = np.asarray(Z, dtype=np.float64).reshape(len(X), -1)
+    return Z, None if y_out is None else _outputs.apply(model, y_out, X)
+
+
+def _columns(model: Any, x_out: str, width: int) -> list[str]:
+    if x_out == "transform":
+        return [f"pc{i}" for i in range(width)]
+    if x_out == "predict":
+        return ["predict"] if width == 1 else [f"predict{i}" for i in range(width)]
+    classes = getattr(model, "classes_", None)
+    classes = list(classes) if classes is not None and len(classes) == width else list(range(width))
+    if x_out == "decision_function" and width == 1:
+        return [f"score_{classes[-1] if len(classes) else 1}"]
+    return [f"{'proba' if x_out == 'predict_proba' else 'score'}_{c}" for c in classes]
+
+
+def _score_block(X: np.ndarray, *, model: Any, plan: tuple[str, str | None], tmp_path: str, chunk_rows: int,
+                 block_info: dict | None = None) -> np.ndarray:
+    """Score one chunk and write it (runs on a worker); returns the number of rows written."""
+    from ..io.store import write_chunk
+
+    index = block_info[0]["chunk-location"][0]
+    Z, y = _score_rows(model, plan, np.asarray(X, dtype=np.float64))
+    return np.array([write_chunk(tmp_path, index, Z, y, chunk_rows)], dtype=np.int64)
+
+
+def _current_client() -> Any:
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None

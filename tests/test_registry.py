@@ -1,0 +1,268 @@
+"""The model registry: round trips for every estimator, versioning, atomicity, and refusing bad files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scaleml_dask as sm
+from scaleml_dask import online
+from scaleml_dask.deploy.registry import RegistryError, list_versions, load_model, read_metadata, save_model
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 5))
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.7 + rng.normal(0, 0.3, 600)
+    return X, y, (y > 0.7).astype(np.int64), np.digitize(y, [-1.0, 2.0])
+
+
+def _batch_models(data):
+    X, y, yc, y3 = data
+    return {
+        "LinearRegression": sm.LinearRegression().fit(X, y),
+        "Ridge": sm.Ridge(alpha=3.0).fit(X, y),
+        "PCA": sm.PCA(n_components=3).fit(X),
+        "SGDRegressor": sm.SGDRegressor(mode="local", batch_size=50, epochs=2, eta0=0.05).fit(X, y),
+        "SGDClassifier": sm.SGDClassifier(mode="local", batch_size=50, epochs=2).fit(X, yc),
+        "SGDClassifier-3": sm.SGDClassifier(mode="local", batch_size=50, epochs=2).fit(X, y3),
+        "SGDClassifier-hinge": sm.SGDClassifier(mode="local", loss="hinge", batch_size=50, epochs=2).fit(X, yc),
+    }
+
+
+@pytest.mark.parametrize("name", ["LinearRegression", "Ridge", "PCA", "SGDRegressor", "SGDClassifier",
+                                  "SGDClassifier-3", "SGDClassifier-hinge"])
+def test_batch_estimators_round_trip_bitwise(tmp_path, data, name):
+    X = data[0]
+    model = _batch_models(data)[name]
+    path = save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+    outputs = read_metadata(path.parent)["outputs"]
+    assert outputs == {"PCA": ["transform"], "SGDClassifier": ["predict", "predict_proba"],
+                       "SGDClassifier-3": ["predict", "predict_proba"]}.get(name, ["predict"])
+    for method in ("predict", "predict_proba", "transform", "decision_function"):
+        if method in outputs or (method == "decision_function" and hasattr(model, method)):
+            a, b = getattr(model, method)(X), getattr(loaded, method)(X)
+            assert a.dtype == b.dtype and np.array_equal(a, b), method
+
+
+def test_sgd_partial_fit_continues_identically(tmp_path, data):
+    X, _, yc, _ = data
+    model = sm.SGDClassifier(mode="local", batch_size=50, epochs=1).fit(X[:300], yc[:300])
+    loaded = load_model(save_model(model, tmp_path / "m").parent)
+    model.partial_fit(X[300:], yc[300:])
+    loaded.partial_fit(X[300:], yc[300:])
+    assert np.array_equal(model.coef_, loaded.coef_) and np.array_equal(model.intercept_, loaded.intercept_)
+    assert np.array_equal(model.loss_curve_[:, 1:], loaded.loss_curve_[:, 1:])
+
+
+@pytest.mark.parametrize("cls", [online.LogisticRegression, online.LinearRegression, online.Perceptron, online.RLS])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_online_learner_continues_exactly_where_it_stopped(tmp_path, data, cls, optimizer):
+    X, y, yc, _ = data
+    target = y if cls in (online.LinearRegression, online.RLS) else yc
+    model = cls() if cls is online.RLS else cls(optimizer=optimizer)
+    model.learn_many(X[:200], target[:200])
+    for i in range(200, 250):
+        model.learn_one(X[i], target[i])
+    loaded = load_model(save_model(model, tmp_path / "m").parent)
+    if hasattr(model, "_buf"):  # the weights stay views into the packed buffer the kernels update
+        assert np.shares_memory(loaded.state_, loaded._buf)
+    for m in (model, loaded):
+        m.learn_many(X[250:400], target[250:400])
+        for i in range(400, 450):
+            m.learn_one(X[i], target[i])
+    assert np.array_equal(model.coef_, loaded.coef_) and model.intercept_ == loaded.intercept_
+    assert model.n_seen_ == loaded.n_seen_ == 450
+    assert np.array_equal(model.predict_many(X), loaded.predict_many(X))
+
+
+@pytest.mark.parametrize("cls", [online.ADWIN, online.PageHinkley])
+def test_drift_detector_continues_with_the_same_detections(tmp_path, cls):
+    rng = np.random.default_rng(1)
+    det = cls()
+    assert len(det.update_many(rng.normal(0, 1, 1500))) == 0
+    for v in rng.normal(0, 1, 7):  # leaves values pending between ADWIN's clock ticks
+        det.update(v)
+    loaded = load_model(save_model(det, tmp_path / "d").parent)
+    later = np.r_[rng.normal(0, 1, 500), rng.normal(2.5, 1, 1000), rng.normal(-2.5, 1, 1000)]
+    hits = det.update_many(later)
+    assert len(hits) >= 2 and np.array_equal(hits, loaded.update_many(later))
+    assert det.n_detections == loaded.n_detections
+
+
+def test_metadata_documents_the_model_and_its_training_data(tmp_path, data):
+    X, y, _, _ = data
+    model = sm.LinearRegression().fit(X, y)
+    save_model(model, tmp_path / "m", data=X, metrics={"r2": np.float64(0.9), "n": np.int64(3)})
+    meta = read_metadata(tmp_path / "m")
+    assert meta["format_version"] == 1 and meta["class"] == "scaleml_dask.linear.LinearRegression"
+    assert meta["n_features"] == 5 and meta["outputs"] == ["predict"] and meta["version"] == 1
+    assert meta["dtypes"] == {"input": "float64", "predict": "float64"}
+    assert meta["metrics"] == {"r2": 0.9, "n": 3}
+    t = meta["training"]
+    assert t["n_samples"] == 600
+    np.testing.assert_allclose(t["feature_mean"], X.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(t["feature_std"], X.std(axis=0), rtol=1e-12)
+    pred = model.predict(X)
+    assert t["prediction_mean"] == pytest.approx(pred.mean(), rel=1e-12)
+    assert t["prediction_std"] == pytest.approx(pred.std(), rel=1e-12)
+    assert set(meta["versions"]) >= {"python", "numpy", "scaleml_dask"}
+    info = meta["arrays"]["coef_"]
+    assert info["shape"] == [5] and info["sha256"] == hashlib.sha256(model.coef_.tobytes()).hexdigest()
+
+
+def test_versions_latest_and_explicit(tmp_path, data):
+    X, y, _, _ = data
+    a, b = sm.Ridge(alpha=1.0).fit(X, y), sm.Ridge(alpha=100.0).fit(X, y)
+    assert save_model(a, tmp_path / "m").name == "1"
+    assert save_model(b, tmp_path / "m").name == "2"
+    (tmp_path / "m" / "7").mkdir()  # no metadata: not a complete version
+    assert list_versions(tmp_path / "m") == [1, 2]
+    assert load_model(tmp_path / "m").alpha == 100.0
+    assert load_model(tmp_path / "m", version=1).alpha == 1.0 and load_model(tmp_path / "m", "2").alpha == 100.0
+    with pytest.raises(RegistryError, match="no such model version"):
+        load_model(tmp_path / "m", version=3)
+    with pytest.raises(RegistryError, match="no saved model versions"):
+        load_model(tmp_path / "empty")
+
+
+def test_concurrent_saves_do_not_collide(tmp_path, data):
+    X, y, _, _ = data
+    models = [sm.Ridge(alpha=float(k)).fit(X, y) for k in range(1, 7)]
+    threads = [threading.Thread(target=save_model, args=(m, tmp_path / "m")) for m in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert list_versions(tmp_path / "m") == [1, 2, 3, 4, 5, 6]
+    assert sorted(load_model(tmp_path / "m", v).alpha for v in range(1, 7)) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert [p.name for p in (tmp_path / "m").iterdir() if p.name.startswith(".")] == []
+
+
+def test_unsupported_state_is_refused_naming_the_attribute_and_leaves_nothing(tmp_path, data):
+    X, y, _, _ = data
+    model = sm.LinearRegression().fit(X, y)
+    model.extra_ = {"ok": [1, 2], "bad": object()}
+    with pytest.raises(RegistryError, match=r"extra_\.bad"):
+        save_model(model, tmp_path / "m")
+    assert not (tmp_path / "m").exists() or list((tmp_path / "m").iterdir()) == []
+    with pytest.raises(RegistryError, match="cannot save a"):
+        save_model(object(), tmp_path / "m")
+
+
+def test_callback_param_saved_as_null_with_a_note(tmp_path, data):
+    X, y, _, _ = data
+    model = sm.SGDRegressor(mode="local", epochs=1, callback=lambda info: None).fit(X, y)
+    save_model(model, tmp_path / "m")
+    assert load_model(tmp_path / "m").callback is None
+    assert any("callback" in n for n in read_metadata(tmp_path / "m")["notes"])
+
+
+# -- refusals ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved(tmp_path, data):
+    X, y, _, _ = data
+    return save_model(sm.LinearRegression().fit(X, y), tmp_path / "m")
+
+
+def _edit_metadata(path: Path, change) -> None:
+    meta = json.loads((path / "metadata.json").read_text())
+    change(meta)
+    (path / "metadata.json").write_text(json.dumps(meta))
+
+
+def test_corrupted_npz_is_refused(saved):
+    raw = bytearray((saved / "arrays.npz").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (saved / "arrays.npz").write_bytes(bytes(raw))
+    with pytest.raises(RegistryError, match=r"arrays\.npz: sha256 checksum mismatch"):
+        load_model(saved.parent)
+
+
+def test_truncated_npz_is_refused(saved):
+    raw = (saved / "arrays.npz").read_bytes()
+    (saved / "arrays.npz").write_bytes(raw[: len(raw) - 40])
+    with pytest.raises(RegistryError, match=r"arrays\.npz: \d+ bytes, expected \d+ \(truncated"):
+        load_model(saved.parent)
+
+
+def test_tampered_array_with_recomputed_file_checksum_is_refused(saved):
+    with np.load(saved / "arrays.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["coef_"] = arrays["coef_"] * 2
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    raw = buf.getvalue()
+    (saved / "arrays.npz").write_bytes(raw)
+    _edit_metadata(saved, lambda m: m["files"]["arrays.npz"].update(
+        sha256=hashlib.sha256(raw).hexdigest(), bytes=len(raw)))
+    with pytest.raises(RegistryError, match=r"arrays\.npz: array 'coef_' fails its sha256 checksum"):
+        load_model(saved.parent)
+
+
+def test_pickled_object_array_is_refused(saved):
+    with np.load(saved / "arrays.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["coef_"] = np.array([object()], dtype=object)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    raw = buf.getvalue()
+    (saved / "arrays.npz").write_bytes(raw)
+    _edit_metadata(saved, lambda m: m["files"]["arrays.npz"].update(
+        sha256=hashlib.sha256(raw).hexdigest(), bytes=len(raw)))
+    with pytest.raises(RegistryError, match=r"arrays\.npz: cannot be read as \.npz without pickle"):
+        load_model(saved.parent)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.update({"class": "os.system"}), "unknown model class 'os.system'"),
+    (lambda m: m.update(format_version=2), "format_version 2 is newer"),
+    (lambda m: m.update(n_features=4), "n_features is 4 but array 'coef_' has 5 features"),
+    (lambda m: m["arrays"]["coef_"].update(shape=[6]), r"array 'coef_' is <f8 \[5\], metadata says <f8 \[6\]"),
+    (lambda m: m.pop("state"), r"missing \['state'\]"),
+    (lambda m: m.update(files=[]), r"malformed metadata \(AttributeError"),
+    (lambda m: m["arrays"]["coef_"].update(file=None), "which has no checksum"),
+    (lambda m: m["state"]["$dict"].append(["x_", {"$pickle": "..."}]), "unknown tag '\\$pickle'"),
+    (lambda m: m["state"]["$dict"].append(["x_", {"$dataclass": "os:PathLike", "fields": {}}]),
+     "not from scaleml_dask"),
+])
+def test_incompatible_metadata_is_refused(saved, change, message):
+    _edit_metadata(saved, change)
+    with pytest.raises(RegistryError, match=message) as info:
+        load_model(saved.parent)
+    assert "metadata.json" in str(info.value) or "arrays.npz" in str(info.value)
+
+
+def test_truncated_metadata_is_refused(saved):
+    raw = (saved / "metadata.json").read_bytes()
+    (saved / "metadata.json").write_bytes(raw[:100])
+    with pytest.raises(RegistryError, match=r"metadata\.json: not valid JSON"):
+        read_metadata(saved.parent)
+
+
+def test_training_statistics_and_feature_names_from_a_dataset_path(tmp_path, data):
+    from scaleml_dask.io.store import DatasetWriter
+
+    X, y, _, _ = data
+    names = [f"f{j}" for j in range(5)]
+    with DatasetWriter(tmp_path / "d.zarr", 5, chunk_rows=128, y_dtype=np.float64, feature_names=names) as w:
+        w.append(X, y)
+    model = sm.PCA(n_components=2).fit(X)
+    save_model(model, tmp_path / "m", data=str(tmp_path / "d.zarr"))
+    meta = read_metadata(tmp_path / "m")
+    assert meta["feature_names"] == names and meta["training"]["data"] == str(tmp_path / "d.zarr")
+    np.testing.assert_allclose(meta["training"]["feature_std"], X.std(axis=0), rtol=1e-12)
+    first = model.transform(X)[:, 0]
+    assert meta["training"]["prediction_mean"] == pytest.approx(first.mean(), abs=1e-12)
+    assert meta["training"]["prediction_std"] == pytest.approx(first.std(), rel=1e-12)

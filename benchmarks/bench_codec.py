@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from scaleml_dask.ingest import regression_chunk
-from scaleml_dask.store import CODECS, compressors
+from scaleml_dask.io.store import CODECS, compressors
+from scaleml_dask.io.synthetic import regression_chunk
 
 DATA = Path(__file__).resolve().parent / "data" / "codec"
 

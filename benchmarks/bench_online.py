@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from scaleml_dask import online as ol
-from scaleml_dask.catalog import open_dataset
-from scaleml_dask.ingest import logistic_chunk, make_logistic
+from scaleml_dask.io.catalog import open_dataset
+from scaleml_dask.io.synthetic import logistic_chunk, make_logistic
 
 DATA = Path(__file__).parent / "data"
 D = 32

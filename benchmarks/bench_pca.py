@@ -25,7 +25,7 @@ import numpy as np
 from bench_regression import DATA, cluster_client, print_table, race, regression_store, timed
 
 import scaleml_dask as sm
-from scaleml_dask.ingest import make_mixture
+from scaleml_dask.io.synthetic import make_mixture
 
 
 def _rel(ev: np.ndarray, ref: np.ndarray) -> float:

@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 
 import scaleml_dask as sm
-from scaleml_dask.ingest import make_regression
+from scaleml_dask.io.synthetic import make_regression
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -42,7 +42,7 @@ TOL = 0.005
 
 
 def _dataset(n: int, chunk: int, codec: str, client) -> Path:
-    from scaleml_dask.ingest import make_logistic
+    from scaleml_dask.io.synthetic import make_logistic
 
     path = DATA / f"sgd_logistic_{n}_{D}-{codec}.zarr"
     if not path.exists():
@@ -139,7 +139,7 @@ def main(argv=None) -> None:
                     help=f"comma-separated subset of {','.join(METHODS)} (the scan always runs)")
     ap.add_argument("--out", help="also write the table as markdown to this file")
     args = ap.parse_args(argv)
-    from scaleml_dask.store import DEFAULT_CODEC
+    from scaleml_dask.io.store import DEFAULT_CODEC
 
     methods = args.methods.split(",")
     unknown = set(methods) - set(METHODS)
@@ -158,8 +158,8 @@ def _compare(n_workers: int, n: int, chunk: int, codec: str, methods: list[str],
     """All contenders on one LocalCluster of ``n_workers`` worker processes, ``args.repeat`` rounds."""
     from distributed import Client, LocalCluster
 
-    from scaleml_dask.catalog import open_dataset
-    from scaleml_dask.ingest import logistic_chunk
+    from scaleml_dask.io.catalog import open_dataset
+    from scaleml_dask.io.synthetic import logistic_chunk
 
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, memory_limit="8GiB") as cluster, Client(cluster) as client:

@@ -29,7 +29,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def _mixture(n: int) -> Path:
-    from scaleml_dask.ingest import make_mixture
+    from scaleml_dask.io.synthetic import make_mixture
 
     path = DATA / f"tsne_mixture_{n}.zarr"
     if not path.exists():

@@ -1,7 +1,8 @@
 """scaleml-dask: large-scale machine learning on Dask, over zarr stores.
 
 Submodules are imported lazily so that ``import scaleml_dask`` stays fast and optional
-dependencies (numba kernels, serving, Kubernetes) load only when used.
+dependencies (numba kernels, Kubernetes) load only when used. Importing the package changes nothing in the
+process (no environment variables, no logging configuration).
 
 >>> import scaleml_dask as sm
 >>> sm.__version__
@@ -11,23 +12,16 @@ dependencies (numba kernels, serving, Kubernetes) load only when used.
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
-
-# numba's OpenMP threads spin while waiting by default; on a machine shared with dask workers that made
-# 2-thread kernels 10x slower than 1 thread. Passive waiting after a short spin (10,000 turns, tens of µs)
-# keeps that, and spares the wake-up between back-to-back parallel regions (t-SNE: 0.9 s -> 0.7 s on digits).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "connect": "cluster",
-    "open_dataset": "catalog",
-    "list_datasets": "catalog",
-    "CatalogError": "catalog",
-    "ingest": "ingest",
+    "open_dataset": "io.catalog",
+    "list_datasets": "io.catalog",
+    "CatalogError": "io.catalog",
+    "ingest": "io.ingest",
     "LinearRegression": "linear",
     "Ridge": "linear",
     "PCA": "pca",
@@ -35,8 +29,8 @@ _EXPORTS = {
     "SGDRegressor": "sgd",
     "TSNE": "tsne",
 }
-_SUBMODULES = {"online", "validation", "catalog", "ingest", "cluster", "store", "report", "linear", "pca",
-               "sgd", "tsne", "checkpoint"}
+_SUBMODULES = {"io", "online", "validation", "cluster", "report", "runner", "linear", "pca", "sgd", "tsne",
+               "checkpoint", "config"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

@@ -19,20 +19,20 @@ EPILOG = """examples:
 """
 
 
-def workflows_dir() -> Path:
-    """``./workflows`` if present, else the repository's (beside the package)."""
-    here = Path("workflows")
-    if (here / "pipeline.py").is_file():
-        return here.resolve()
-    return Path(__file__).resolve().parent.parent / "workflows"
+def workflow_dirs() -> list[Path]:
+    """Where workflows are looked up: ``./workflows`` (the user's edited copies) first, then the package's."""
+    from . import workflows
+
+    return [Path("workflows").resolve(), Path(workflows.__file__).resolve().parent]
 
 
 def load_workflow(name: str) -> ModuleType:
-    """Import ``workflows/<name>.py`` as a module (the scripts are not part of the package)."""
-    path = workflows_dir() / f"{name}.py"
-    if not path.is_file():
-        known = sorted(p.stem for p in workflows_dir().glob("*.py") if not p.stem.startswith("_"))
+    """Import ``<dir>/<name>.py`` from the first of ``workflow_dirs()`` that has it, as a module."""
+    found = [d / f"{name}.py" for d in workflow_dirs() if (d / f"{name}.py").is_file()]
+    if not found or name.startswith("_"):
+        known = sorted({p.stem for d in workflow_dirs() for p in d.glob("*.py") if not p.stem.startswith("_")})
         raise SystemExit(f"scaleml: no workflow {name!r}; known workflows: {', '.join(known) or '(none)'}")
+    path = found[0]
     spec = importlib.util.spec_from_file_location(f"scaleml_workflow_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -40,7 +40,7 @@ def load_workflow(name: str) -> ModuleType:
 
 
 def _catalog(args: argparse.Namespace) -> int:
-    from .catalog import describe, load_catalog
+    from .io.catalog import describe, load_catalog
 
     entries = load_catalog(args.catalog)
     if args.action == "list":
@@ -56,7 +56,7 @@ def _catalog(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from .ingest import IngestError, ingest
+    from .io.ingest import IngestError, ingest
 
     try:
         out = ingest(args.source, args.dest, target=args.target, drop=args.drop or (),
@@ -72,7 +72,7 @@ def _demo(args: argparse.Namespace) -> int:
     argv = ["--out", args.out] + (["--scheduler", args.scheduler] if args.scheduler else [])
     if args.config:
         argv += ["--config", args.config]
-    from .report import workflow_main
+    from .runner import workflow_main
 
     return workflow_main("pipeline", load_workflow("pipeline").run, argv)
 
@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     argv = ["--out", args.out] + (["--scheduler", args.scheduler] if args.scheduler else [])
     if args.config:
         argv += ["--config", args.config]
-    from .report import workflow_main
+    from .runner import workflow_main
 
     return workflow_main(args.workflow, load_workflow(args.workflow).run, argv)
 

@@ -32,7 +32,8 @@ from numba.core.errors import TypingError
 from sklearn.base import BaseEstimator, clone
 
 from . import _online_kernels as K
-from .validation import NotFittedError, check_is_fitted
+from .validation import NotFittedError
+from .validation import check_learned as check_is_fitted
 
 __all__ = [
     "ADWIN",
@@ -806,7 +807,7 @@ def iter_batches(ds: Any, batch_size: int = 1000, *, prefetch: bool = True,
         X, y = (check_X_y(X, y) if y is not None else (as_dask_array(X, "X", ndim=2), None))
     else:
         if not hasattr(ds, "data_vars"):
-            from .catalog import open_dataset
+            from .io.catalog import open_dataset
 
             ds = open_dataset(ds)
         X, y = check_X_y(ds, None) if "y" in ds else (as_dask_array(ds, "X", ndim=2), None)

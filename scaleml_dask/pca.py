@@ -1,7 +1,7 @@
 """Out-of-core PCA: the mean and the SVD from one pass (TSQR), or a randomized range finder for wide data.
 
 The R factor of the centered ``X`` (what ``LinearRegression`` reduces for ``[X | y]``, by the same kernel and
-tree reduction: ``linear.fit_moments``) has the same singular values and right singular vectors as ``X``
+tree reduction: ``_moments.fit_moments``) has the same singular values and right singular vectors as ``X``
 itself, so an SVD of that ``d x d`` matrix gives ``components_`` and the variances exactly, in one read of
 the data. ``solver="tsqr"`` uses Householder QR per chunk; ``"auto"`` lets each chunk use the Cholesky
 factor of its Gram matrix when the error bound of that shortcut (which, for PCA, depends on column scales)
@@ -22,8 +22,8 @@ import numpy as np
 from scipy import linalg
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from ._moments import fit_moments, tree_reduce
 from ._tsqr import RangeMoments, block_range, combine_range
-from .linear import fit_moments, tree_reduce
 from .validation import as_dask_array, check_is_fitted, check_X_y, row_offsets
 
 #: Error bound below which ``solver="auto"`` accepts a chunk's Gram matrix (variances to ~1e-12).
@@ -143,7 +143,7 @@ class PCA(TransformerMixin, BaseEstimator):
         Features are named ``pc0, pc1, ...``; if ``X`` is a dataset (path, catalog name or xarray) with a
         ``y``, it is copied alongside, so the projection can be used like any other dataset.
         """
-        from .store import DatasetWriter, write_chunk
+        from .io.store import DatasetWriter, write_chunk
 
         check_is_fitted(self, "components_")
         try:

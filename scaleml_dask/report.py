@@ -1,4 +1,4 @@
-"""Run reports (one HTML page + report.json + PNG figures) and the entry point of workflow scripts.
+"""Run reports: one HTML page + report.json + PNG figures per run.
 
 >>> import tempfile
 >>> rep = Report(tempfile.mkdtemp(), title="example")
@@ -9,22 +9,15 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import html
-import inspect
 import json
-import logging
 import os
-import shutil
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;color:#222;
@@ -123,68 +116,3 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a workflow's YAML config (a mapping)."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"config file {p} does not exist")
-    config = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(config, dict):
-        raise ValueError(f"config file {p}: expected a mapping at the top level")
-    return config
-
-
-def client_from_config(config: dict[str, Any], scheduler: str | None = None) -> Any:
-    """Connect as the config's ``cluster:`` section says (``--scheduler`` wins)."""
-    from .cluster import connect
-
-    spec = dict(config.get("cluster") or {})
-    address = scheduler or spec.pop("address", None)
-    kind = spec.pop("kind", "local")
-    return connect(address, kind=kind, **spec)
-
-
-def new_run(out_root: str | os.PathLike, name: str) -> tuple[Path, Path]:
-    """(temporary directory to write into, final directory ``<out_root>/<name>/<timestamp>``)."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    final = Path(out_root) / name / stamp
-    tmp = final.with_name(f".{stamp}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    return tmp, final
-
-
-def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Sequence[str] | None = None) -> int:
-    """Standard entry point of ``workflows/<name>.py``: parse, connect, run into a report, rename when done.
-
-    The run's outputs go to a temporary directory renamed to ``runs/<name>/<timestamp>`` only when the
-    workflow completed; ``config["state_dir"]`` (``runs/<name>/state``) persists between runs for checkpoints.
-    """
-    default_config = Path(inspect.getfile(run)).with_suffix(".yaml")
-    ap = argparse.ArgumentParser(prog=f"workflows/{name}.py", description=(inspect.getdoc(run) or "")[:500])
-    ap.add_argument("--config", default=str(default_config), help="YAML config (default: %(default)s)")
-    ap.add_argument("--scheduler", help="address of an existing dask scheduler, e.g. tcp://host:8786")
-    ap.add_argument("--out", default="runs", help="root directory of run outputs (default: %(default)s)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    config = load_config(args.config)
-    config.setdefault("state_dir", str(Path(args.out) / name / "state"))
-    tmp, final = new_run(args.out, name)
-    try:
-        with client_from_config(config, args.scheduler) as client:
-            report = Report(tmp, title=f"scaleml-dask: {name}")
-            t0 = time.perf_counter()
-            summary = run(config, client, report)
-            report.add_section("Run", table=[{"workflow": name, "seconds": time.perf_counter() - t0,
-                                              "dashboard": client.dashboard_link}], data=summary or {})
-            report.write()
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    os.replace(tmp, final)
-    print(f"report: {final / 'report.html'}")
-    return 0

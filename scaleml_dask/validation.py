@@ -1,9 +1,9 @@
-"""One place that turns user input into checked dask arrays.
+"""One place that turns user input into checked dask arrays, and the checks every estimator shares.
 
 Accepted: numpy arrays, dask arrays, xarray DataArray / Dataset, zarr arrays, and paths or catalog
 names of datasets. Shapes, dtypes and lengths are checked here, once, at the public boundary; NaN and
 inf are checked *inside* the pass that does the work (``finite_blocks``), so validation never costs an
-extra read of the data.
+extra read of the data. "Fitted" is scikit-learn's notion (``NotFittedError``, ``check_is_fitted``).
 
 >>> import numpy as np
 >>> X = as_dask_array(np.ones((10, 3)), "X", ndim=2)
@@ -18,32 +18,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 if TYPE_CHECKING:  # dask.array costs ~0.4 s to import; in-memory callers (small t-SNE) never need it
     import dask.array as da
 
-TARGET_CHUNK_BYTES = 64 * 2**20
+__all__ = ["NotFittedError", "as_dask_array", "assert_finite", "check_array", "check_is_fitted", "check_learned",
+           "check_n_features", "check_X_y", "finite_blocks", "nonfinite_error", "row_offsets", "take_y"]
 
 
-class NotFittedError(ValueError, AttributeError):
-    """Raised when an estimator is used before ``fit``."""
-
-
-def check_is_fitted(estimator: Any, attribute: str) -> None:
-    """Raise ``NotFittedError`` unless ``estimator`` has the fitted ``attribute``."""
-    if not hasattr(estimator, attribute):
-        raise NotFittedError(
-            f"This {type(estimator).__name__} instance is not fitted yet; call 'fit' before using it."
-        )
-
-
-def default_chunk_rows(n_features: int, itemsize: int = 8, target_bytes: int = TARGET_CHUNK_BYTES) -> int:
-    """Rows per chunk so that one chunk of ``n_features`` columns is near ``target_bytes``."""
-    return max(1, int(target_bytes // max(1, n_features * itemsize)))
+def check_learned(learner: Any, attribute: str) -> None:
+    """``check_is_fitted`` for online learners and detectors (which learn without ``fit``): raise
+    scikit-learn's ``NotFittedError`` unless ``learner`` has ``attribute``."""
+    if not hasattr(learner, attribute):
+        raise NotFittedError(f"This {type(learner).__name__} instance has not learned anything yet; call "
+                             "'learn_one' or 'learn_many' first.")
 
 
 def _open_path(path: str | Path) -> Any:
-    from .catalog import open_dataset
+    from .io.catalog import open_dataset
 
     return open_dataset(path)
 
@@ -79,7 +73,9 @@ def as_dask_array(
         X = da.from_zarr(X)
     if not isinstance(X, da.Array):
         X = check_array(X, name, ndim=ndim, numeric=numeric)
-        rows = chunk_rows or default_chunk_rows(X.shape[1] if X.ndim == 2 else 1, X.dtype.itemsize)
+        from .io.store import chunk_rows_for
+
+        rows = chunk_rows or chunk_rows_for(X.shape[1] if X.ndim == 2 else 1, X.dtype.itemsize)
         return da.from_array(X, chunks=(rows,) + X.shape[1:]) if X.ndim else da.from_array(X)
     _check_shape_and_dtype(X, name, ndim, numeric)
     if any(np.isnan(c) for c in X.shape):
@@ -118,7 +114,10 @@ def check_X_y(X: Any, y: Any, *, y_numeric: bool = True) -> tuple[da.Array, da.A
     if y is None:
         if isinstance(X, (str, Path)):
             X = _open_path(X)
-        y = _take_y(X)
+        y = take_y(X)
+        if y is None:
+            raise ValueError("y is required when X is an array" if not _is_dataset(X)
+                             else "y was not given and the dataset has no variable 'y'")
     dX = as_dask_array(X, "X", ndim=2)
     dy = as_dask_array(y, "y", numeric=y_numeric)
     if dy.ndim == 2 and dy.shape[1] == 1:
@@ -132,30 +131,44 @@ def check_X_y(X: Any, y: Any, *, y_numeric: bool = True) -> tuple[da.Array, da.A
     return dX, dy
 
 
-def _take_y(X: Any) -> Any:
+def _is_dataset(X: Any) -> bool:
     xr = sys.modules.get("xarray")
-    if xr is not None and isinstance(X, xr.Dataset):
-        if "y" not in X:
-            raise ValueError("y was not given and the dataset has no variable 'y'")
+    return xr is not None and isinstance(X, xr.Dataset)
+
+
+def take_y(X: Any) -> Any:
+    """The ``y`` variable of a dataset (xarray Dataset, path or catalog name), or None if it has none or
+    ``X`` is an array: the one rule for "y may be omitted when X is a dataset"."""
+    if isinstance(X, (str, Path)):
+        X = _open_path(X)
+    if _is_dataset(X) and "y" in X:
         return X["y"]
-    raise ValueError("y is required when X is an array")
+    return None
+
+
+def check_n_features(estimator: Any, n_features: int) -> None:
+    """Raise scikit-learn's error unless ``n_features`` equals the fitted ``estimator.n_features_in_``."""
+    expected = estimator.n_features_in_
+    if n_features != expected:
+        raise ValueError(f"X has {n_features} features, but {type(estimator).__name__} is expecting "
+                         f"{expected} features as input.")
+
+
+def nonfinite_error(name: str, block: np.ndarray, where: str, row_start: int = 0) -> ValueError:
+    """The error for NaN / inf in ``block``: names the value, the first row (counted from ``row_start``) and
+    column, and ``where`` the block is (e.g. "in chunk 2 (rows 500-749)" or "in this batch")."""
+    bad = np.argwhere(~np.isfinite(block))[0]
+    value = block[tuple(bad)]
+    at = f"row {row_start + int(bad[0])}" + (f", column {int(bad[1])}" if block.ndim == 2 else "")
+    return ValueError(f"{name} contains {'NaN' if np.isnan(value) else 'inf'} {where}, first at {at}")
 
 
 def assert_finite(block: np.ndarray, name: str, chunk_index: int, row_start: int) -> None:
     """Raise a ValueError naming the chunk, row and column if ``block`` holds NaN or inf."""
-    if block.dtype.kind not in "fc":
+    if block.dtype.kind not in "fc" or np.isfinite(block).all():
         return
-    ok = np.isfinite(block)
-    if ok.all():
-        return
-    bad = np.argwhere(~ok)[0]
-    row = row_start + int(bad[0])
-    value = block[tuple(bad)]
-    where = f"row {row}" + (f", column {int(bad[1])}" if block.ndim == 2 else "")
-    raise ValueError(
-        f"{name} contains {'NaN' if np.isnan(value) else 'inf'} in chunk {chunk_index} "
-        f"(rows {row_start}-{row_start + block.shape[0] - 1}), first at {where}"
-    )
+    raise nonfinite_error(name, block, f"in chunk {chunk_index} (rows {row_start}-{row_start + block.shape[0] - 1})",
+                          row_start)
 
 
 def _finite_block(block: np.ndarray, name: str, block_info: dict | None = None) -> np.ndarray:

@@ -8,7 +8,7 @@ import xarray as xr
 import zarr
 
 import scaleml_dask as sm
-from scaleml_dask.catalog import CatalogError, describe, load_catalog
+from scaleml_dask.io.catalog import CatalogError, describe, load_catalog
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import scaleml_dask as sm
-from scaleml_dask.ingest import drift_chunk, make_drift, make_logistic, make_mixture, make_regression
+from scaleml_dask.io.synthetic import drift_chunk, make_drift, make_logistic, make_mixture, make_regression
 
 
 def test_chunks_identical_on_cluster_and_in_process(tmp_path, client):

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import scaleml_dask as sm
-from scaleml_dask.ingest import IngestError, ingest
+from scaleml_dask.io.ingest import IngestError, ingest
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_peak_memory_does_not_grow_with_file_size(tmp_path):
     chunk_bytes = chunk_rows * (d + 1) * 8
     script = textwrap.dedent(f"""
         import resource
-        from scaleml_dask.ingest import ingest
+        from scaleml_dask.io.ingest import ingest
         ingest({str(tmp_path / 'warm.csv')!r}, {str(tmp_path / 'warm.zarr')!r}, target="y", chunk_rows={chunk_rows})
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         ingest({str(tmp_path / 'big.csv')!r}, {str(tmp_path / 'big.zarr')!r}, target="y", chunk_rows={chunk_rows})

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import scaleml_dask as sm
-from scaleml_dask.ingest import make_regression
+from scaleml_dask.io.synthetic import make_regression
 from scaleml_dask.linear import LinearRegression, Ridge
 
 

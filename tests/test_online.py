@@ -8,7 +8,7 @@ import pytest
 from sklearn.base import clone
 
 from scaleml_dask import online as ol
-from scaleml_dask.ingest import drift_chunk, logistic_chunk, make_drift, regression_chunk
+from scaleml_dask.io.synthetic import drift_chunk, logistic_chunk, make_drift, regression_chunk
 
 
 def _sigmoid(z):
@@ -229,7 +229,7 @@ def test_adwin_up_mode_ignores_falling_errors():
 
 
 def test_iter_batches_reads_a_zarr_dataset_chunk_by_chunk(tmp_path):
-    from scaleml_dask.catalog import open_dataset
+    from scaleml_dask.io.catalog import open_dataset
 
     path = make_drift(tmp_path / "d.zarr", 2000, 3, chunk_rows=200, seed=1)
     ds = open_dataset(path)
@@ -251,7 +251,7 @@ def test_iter_batches_reads_a_zarr_dataset_chunk_by_chunk(tmp_path):
 def test_iter_batches_through_the_cluster_and_from_arrays(client, tmp_path):
     path = make_drift(tmp_path / "d.zarr", 500, 2, chunk_rows=100, seed=2)
     got = np.concatenate([Xb for Xb, _ in ol.iter_batches(str(path), 150, scheduler=None)])
-    from scaleml_dask.catalog import open_dataset
+    from scaleml_dask.io.catalog import open_dataset
 
     np.testing.assert_array_equal(got, open_dataset(path)["X"].values)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):

@@ -117,7 +117,7 @@ def test_transform_inverse_whiten(rng):
 
 
 def test_to_zarr_writes_a_dataset(client, rng, tmp_path):
-    from scaleml_dask.ingest import make_regression
+    from scaleml_dask.io.synthetic import make_regression
 
     src = make_regression(tmp_path / "src.zarr", 5000, 6, chunk_rows=1200, seed=1)
     ds = sm.open_dataset(src)

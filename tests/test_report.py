@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from scaleml_dask.report import Report, workflow_main
+from scaleml_dask.report import Report
+from scaleml_dask.runner import workflow_main
 
 
 def test_report_html_and_json(tmp_path):

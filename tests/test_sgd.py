@@ -19,7 +19,7 @@ from sklearn.metrics import log_loss
 
 from scaleml_dask import _sgd_kernels as K
 from scaleml_dask.checkpoint import CheckpointMismatchError
-from scaleml_dask.ingest import logistic_chunk, mixture_chunk, regression_chunk
+from scaleml_dask.io.synthetic import logistic_chunk, mixture_chunk, regression_chunk
 from scaleml_dask.sgd import SGDClassifier, SGDRegressor
 
 COEF = np.array([1.5, -2.0, 0.5, 1.0, -1.0, 2.5, 0.0, -0.5])
@@ -321,7 +321,7 @@ _RESUME_SCRIPT = """
 import sys, time, numpy as np, dask.array as da
 from distributed import Client
 from scaleml_dask.sgd import SGDClassifier
-from scaleml_dask.ingest import logistic_chunk
+from scaleml_dask.io.synthetic import logistic_chunk
 
 def slow(info):
     print("epoch", info["epoch"], flush=True)

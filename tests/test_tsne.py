@@ -16,7 +16,13 @@ from sklearn.neighbors import NearestNeighbors
 from scaleml_dask.tsne import TSNE
 from scaleml_dask.tsne.affinity import conditional_probabilities, joint_probabilities
 from scaleml_dask.tsne.neighbors import nearest_neighbors
-from scaleml_dask.tsne.optimize import EXACT_MAX_SAMPLES, GridParams, choose_method, gradient, kl_divergence
+from scaleml_dask.tsne.optimize import (
+    EXACT_REPULSION_MAX_SAMPLES,
+    GridParams,
+    choose_gradient_method,
+    gradient,
+    kl_divergence,
+)
 
 
 def _mixture(n, d, n_clusters, sep, seed=0):
@@ -204,9 +210,9 @@ def test_exact_and_fft_repulsion_agree_to_the_interpolation_accuracy(rng, p_300)
 
 
 def test_auto_gradient_method_is_exact_for_small_n(rng):
-    assert choose_method("auto", EXACT_MAX_SAMPLES) == "exact"
-    assert choose_method("auto", EXACT_MAX_SAMPLES + 1) == "fft"
-    assert choose_method("fft", 10) == "fft"
+    assert choose_gradient_method("auto", EXACT_REPULSION_MAX_SAMPLES) == "exact"
+    assert choose_gradient_method("auto", EXACT_REPULSION_MAX_SAMPLES + 1) == "fft"
+    assert choose_gradient_method("fft", 10) == "fft"
     X = rng.normal(size=(200, 4))
     fit = dict(perplexity=10, n_iter=20, early_exaggeration_iter=20, random_state=0)
     assert TSNE(**fit).fit(X).negative_gradient_method_ == "exact"
@@ -294,7 +300,7 @@ def test_memory_stays_linear_in_n(tmp_path):
 
 
 def test_dataset_in_zarr_out_keeps_labels(client, tmp_path, mixture_2000):
-    from scaleml_dask.store import DatasetWriter
+    from scaleml_dask.io.store import DatasetWriter
 
     X, y = mixture_2000
     src = tmp_path / "mix.zarr"

@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from scaleml_dask.store import DatasetWriter
+from scaleml_dask.io.store import DatasetWriter
 from scaleml_dask.validation import as_dask_array, check_X_y, finite_blocks
 
 

@@ -11,7 +11,8 @@ import numpy as np
 
 import scaleml_dask as sm
 from scaleml_dask import online as ol
-from scaleml_dask.report import pyplot, workflow_main
+from scaleml_dask.report import pyplot
+from scaleml_dask.runner import workflow_main
 
 
 def _plot(results: dict[str, ol.PrequentialResult], change_at: int | None, smooth: int, report) -> Path:

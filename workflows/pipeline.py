@@ -15,8 +15,9 @@ import dask.array as da
 import numpy as np
 
 import scaleml_dask as sm
-from scaleml_dask.catalog import describe
-from scaleml_dask.report import load_config, pyplot, workflow_main
+from scaleml_dask.io.catalog import describe
+from scaleml_dask.report import pyplot
+from scaleml_dask.runner import load_config, workflow_main
 
 HERE = Path(__file__).resolve().parent
 

@@ -13,7 +13,8 @@ import dask
 import numpy as np
 
 import scaleml_dask as sm
-from scaleml_dask.report import pyplot, workflow_main
+from scaleml_dask.report import pyplot
+from scaleml_dask.runner import workflow_main
 
 
 def _plot(model, planted, report):

@@ -15,7 +15,8 @@ import numpy as np
 
 import scaleml_dask as sm
 from scaleml_dask.checkpoint import fingerprint
-from scaleml_dask.report import pyplot, workflow_main
+from scaleml_dask.report import pyplot
+from scaleml_dask.runner import workflow_main
 
 
 def _fit(name: str, params: dict, X, y, Xt, yt, state_dir: str | None) -> tuple[dict, np.ndarray]:

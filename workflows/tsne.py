@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 import scaleml_dask as sm
-from scaleml_dask.report import pyplot, workflow_main
+from scaleml_dask.report import pyplot
+from scaleml_dask.runner import workflow_main
 
 
 def _scatter(Y, labels, report, title):

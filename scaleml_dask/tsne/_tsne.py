@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from .._stages import Stages
+from ..config import use_passive_openmp
 from ..validation import as_dask_array, assert_finite, check_array, check_is_fitted, finite_blocks
 from . import affinity, initialization, locality, neighbors, optimize
 
@@ -61,7 +62,7 @@ class TSNE(BaseEstimator):
     neighbors : "auto", "exact" or "approx" (pynndescent).
     negative_gradient_method : the repulsion: "exact" (all pairs, O(n²) time but O(n) memory),
         "fft" (grid interpolation, O(n) per iteration plus the grid's FFT) or "auto": exact up to
-        ``optimize.EXACT_MAX_SAMPLES`` (7,500) points, where it is faster on 2 cores, FFT above.
+        ``optimize.EXACT_REPULSION_MAX_SAMPLES`` (7,500) points, where it is faster on 2 cores, FFT above.
     n_pca_components : inputs wider than this are reduced by ``sm.PCA`` first.
     n_interpolation_points, min_num_intervals, ints_in_interval : FFT interpolation grid (used by
         ``negative_gradient_method="fft"`` only). Boxes are
@@ -71,7 +72,9 @@ class TSNE(BaseEstimator):
     random_state : seed for the neighbour search and the initial jitter.
     callbacks : callables ``(iteration, kl, embedding) -> bool``; True stops the optimisation.
     callbacks_every_iters : how often callbacks run (and KL is evaluated and logged when verbose).
-    verbose : log progress (KL every ``callbacks_every_iters`` iterations) to ``scaleml_dask.tsne``.
+    verbose : log progress (KL every ``callbacks_every_iters`` iterations) at INFO level to the logger
+        ``scaleml_dask.tsne`` (the library configures no logging: e.g. ``logging.basicConfig(level="INFO")``;
+        the CLI and the workflows do it).
 
     Attributes
     ----------
@@ -241,6 +244,7 @@ class TSNE(BaseEstimator):
         if labels is not None and labels.shape[0] != X.shape[0]:
             raise ValueError(f"X and y have different lengths: X has {X.shape[0]} rows, y has {labels.shape[0]}")
         self._check_params(X.shape[0])
+        use_passive_openmp()
         n_threads = int(self.n_jobs or numba.config.NUMBA_NUM_THREADS)
         previous_threads = numba.get_num_threads()
         numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
@@ -266,7 +270,7 @@ class TSNE(BaseEstimator):
                 Xr = Xr[order]
 
         k = min(n - 1, int(math.ceil(3 * self.perplexity)))
-        self.neighbors_method_ = neighbors.choose_method(self.neighbors, n)
+        self.neighbors_method_ = neighbors.choose_neighbors_method(self.neighbors, n)
         with stage("neighbors"):
             idx, dist = neighbors.nearest_neighbors(Xr, k, method=self.neighbors_method_,
                                                     random_state=self.random_state, n_jobs=n_threads,
@@ -287,7 +291,7 @@ class TSNE(BaseEstimator):
             P = affinity.joint_probabilities(idx, p_cond, overwrite_input=True)
             del idx, p_cond
 
-        self.negative_gradient_method_ = optimize.choose_method(self.negative_gradient_method, n)
+        self.negative_gradient_method_ = optimize.choose_gradient_method(self.negative_gradient_method, n)
         params = optimize.GridParams(int(self.n_interpolation_points), int(self.min_num_intervals),
                                      float(self.ints_in_interval))
         with stage("optimize"):
@@ -316,7 +320,7 @@ class TSNE(BaseEstimator):
 
     def to_zarr(self, path: str | Path, *, chunk_rows: int | None = None, codec: str | None = None) -> Path:
         """Write the embedding as a dataset (``X``: n × 2 float32, ``y``: the labels if known)."""
-        from ..store import DatasetWriter
+        from ..io.store import DatasetWriter
 
         check_is_fitted(self, "embedding_")
         labels = self.labels_
@@ -341,7 +345,7 @@ def _labels(X: Any, y: Any) -> da.Array | None:
     """The labels as a 1-d dask array: ``y`` if given, else the dataset's ``y`` if it has one."""
     if y is None:
         if isinstance(X, (str, Path)):
-            from ..catalog import open_dataset
+            from ..io.catalog import open_dataset
 
             X = open_dataset(X)
         if not (hasattr(X, "data_vars") and "y" in X):
@@ -364,7 +368,4 @@ def _in_input_order(callback: Callback, order: np.ndarray | None) -> Callback:
 
 
 def _logger() -> Callable[[str], None]:
-    if not logger.handlers and not logging.getLogger().handlers:
-        logger.addHandler(logging.StreamHandler())
-    logger.setLevel(logging.INFO)
     return logger.info

@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 #: Above this many rows "auto" switches from exact search to pynndescent.
-EXACT_MAX_SAMPLES = 100_000
+EXACT_NEIGHBORS_MAX_SAMPLES = 100_000
 #: Bytes of the (block × n) distance matrix of one exact task.
 _BLOCK_BYTES = 64 * 2**20
 
@@ -182,10 +182,11 @@ def _distances(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def choose_method(method: str, n: int) -> str:
-    """What ``method`` means for ``n`` rows: "auto" is exact up to ``EXACT_MAX_SAMPLES``, pynndescent above."""
+def choose_neighbors_method(method: str, n: int) -> str:
+    """What ``method`` means for ``n`` rows: "auto" is exact up to ``EXACT_NEIGHBORS_MAX_SAMPLES``, pynndescent
+    above."""
     if method == "auto":
-        return "exact" if n <= EXACT_MAX_SAMPLES else "approx"
+        return "exact" if n <= EXACT_NEIGHBORS_MAX_SAMPLES else "approx"
     return method
 
 
@@ -201,13 +202,13 @@ def nearest_neighbors(
     """Indices (int32) and Euclidean distances (float32) of each row's ``k`` nearest other rows.
 
     ``method`` is ``"exact"``, ``"approx"`` (pynndescent) or ``"auto"`` (exact up to
-    ``EXACT_MAX_SAMPLES`` rows). Rows are sorted by distance. ``local=True`` runs the exact
+    ``EXACT_NEIGHBORS_MAX_SAMPLES`` rows). Rows are sorted by distance. ``local=True`` runs the exact
     search's blocks in this process rather than as dask tasks.
     """
     n = X.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k={k} neighbours need 1 <= k < n_samples={n}")
-    method = choose_method(method, n)
+    method = choose_neighbors_method(method, n)
     if method == "exact":
         idx = _exact(X, k, local)
     elif method == "approx":

@@ -56,7 +56,7 @@ METHODS = ("exact", "fft")
 #: ``"auto"`` repulsion is exact up to this many points. Time per iteration exact / FFT (attraction +
 #: repulsion, mean over a 750-iteration run, 2 threads): 0.04 on digits (1,797), and on a 10-cluster
 #: mixture 0.45 at 5,000, 0.90 at 7,000, 1.4 at 10,000; the crossover is ~7,600 (~6,400 on one thread).
-EXACT_MAX_SAMPLES = 7_500
+EXACT_REPULSION_MAX_SAMPLES = 7_500
 
 
 @dataclass
@@ -401,17 +401,17 @@ class _ExactRepulsion:
         return _exact_attract(Y, cols, *P, attr, rep, eval_kl, self.n_threads)
 
 
-def choose_method(method: str, n: int) -> str:
-    """The repulsion method for ``n`` points: ``"auto"`` is ``"exact"`` up to ``EXACT_MAX_SAMPLES``."""
+def choose_gradient_method(method: str, n: int) -> str:
+    """The repulsion method for ``n`` points: ``"auto"`` is ``"exact"`` up to ``EXACT_REPULSION_MAX_SAMPLES``."""
     if method == "auto":
-        return "exact" if n <= EXACT_MAX_SAMPLES else "fft"
+        return "exact" if n <= EXACT_REPULSION_MAX_SAMPLES else "fft"
     if method not in METHODS:
         raise ValueError(f"negative_gradient_method={method!r}; choose one of {('auto',) + METHODS}")
     return method
 
 
 def _repulsion(method: str, n: int, params: GridParams | None, n_threads: int):
-    if choose_method(method, n) == "exact":
+    if choose_gradient_method(method, n) == "exact":
         return _ExactRepulsion(n_threads)
     return _FFTRepulsion(params or GridParams(), n_threads)
 

@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .validation import TARGET_CHUNK_BYTES
-
 #: Codec of the stores this project writes, chosen by measuring decode speed against size on 250,000 x 32
 #: float64 chunks (benchmarks/README.md, "Codec"): float data compress by <= 6 % with blosc-lz4 while decoding
 #: 2-2.4x slower than no codec, and decoding is the floor of every one-pass algorithm here. Use "zstd" for
 #: compressible data (e.g. values rounded in a CSV: 4x smaller) kept on remote or object storage.
 DEFAULT_CODEC = "none"
+#: Rows per chunk by default: this many, or fewer so that a chunk stays near ``TARGET_CHUNK_BYTES``.
+DEFAULT_CHUNK_ROWS = 250_000
+TARGET_CHUNK_BYTES = 64 * 2**20
 CODECS = ("blosc-lz4", "blosc-zstd", "zstd", "none", "zarr-default")
 
 
@@ -52,8 +53,11 @@ def compressors(codec: str | None) -> Any:
 
 
 def chunk_rows_for(n_features: int, itemsize: int = 8) -> int:
-    """Default rows per chunk: 250,000, or fewer so that a chunk stays near 64 MB."""
-    return int(min(250_000, max(1, TARGET_CHUNK_BYTES // max(1, n_features * itemsize))))
+    """Rows per chunk: ``DEFAULT_CHUNK_ROWS``, or fewer so that a chunk stays near ``TARGET_CHUNK_BYTES``.
+
+    The one chunk-size rule of the project: stores written here and numpy input turned into dask use it.
+    """
+    return int(min(DEFAULT_CHUNK_ROWS, max(1, TARGET_CHUNK_BYTES // max(1, n_features * itemsize))))
 
 
 def _tmp_sibling(path: Path, tag: str) -> Path:

@@ -1,9 +1,14 @@
 """The data catalog: named zarr datasets, opened as xarray Datasets backed by dask.
 
-The catalog file is found in this order: the ``catalog=`` argument, ``$SCALEML_CATALOG``,
-``./data_catalog.yaml``, then the one beside the package (the repository's). Entries map a name to
-``{path, description, generator?}``; paths are relative to the catalog file. An entry with a
-``generator`` is created on first use, chunk by chunk.
+Entries map a name to ``{path, description, generator?}``. They come from two layers:
+
+1. the demo entries built into the package (``demo_catalog.yaml`` beside this module), whose relative paths
+   are relative to the data directory ``$SCALEML_DATA`` (default ``./data`` under the working directory);
+2. the user's catalog: the file ``$SCALEML_CATALOG`` names, else ``./data_catalog.yaml`` if it exists. Its
+   entries add to the built-in ones and override them by name; its relative paths are relative to the file.
+
+An explicit ``catalog=`` argument reads that one file only. An entry with a ``generator`` is created on first
+use, chunk by chunk.
 
 >>> "demo-regression" in list_datasets()
 True
@@ -21,7 +26,11 @@ import numpy as np
 import xarray as xr
 import yaml
 
+from .synthetic import GENERATORS
+
 CATALOG_ENV = "SCALEML_CATALOG"
+DATA_ENV = "SCALEML_DATA"
+BUILTIN_CATALOG = Path(__file__).with_name("demo_catalog.yaml")
 _lock = threading.Lock()
 
 
@@ -40,28 +49,36 @@ class Entry:
     path: str
     description: str = ""
     generator: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the catalog file the entry comes from
 
 
-def catalog_path(catalog: str | os.PathLike | None = None) -> Path:
-    """The catalog file in use (see the module docstring for the search order)."""
-    candidates = [catalog, os.environ.get(CATALOG_ENV), "data_catalog.yaml",
-                  Path(__file__).resolve().parent.parent / "data_catalog.yaml"]
-    for c in candidates:
-        if c and Path(c).is_file():
-            return Path(c).resolve()
-    if catalog is not None:
-        raise CatalogError(f"catalog file {str(catalog)!r} does not exist")
-    raise CatalogError("no data_catalog.yaml found (set $SCALEML_CATALOG or run from the project directory)")
+def data_dir() -> Path:
+    """Where the built-in entries' datasets live: ``$SCALEML_DATA``, default ``./data``."""
+    return Path(os.environ.get(DATA_ENV) or "data").resolve()
 
 
-def load_catalog(catalog: str | os.PathLike | None = None) -> dict[str, Entry]:
-    """Parse and check the catalog file; returns entries by name."""
-    path = catalog_path(catalog)
+def user_catalog_path() -> Path | None:
+    """The user's catalog file: ``$SCALEML_CATALOG`` (which must exist), else ``./data_catalog.yaml``."""
+    env = os.environ.get(CATALOG_ENV)
+    if env:
+        if not Path(env).is_file():
+            raise CatalogError(f"${CATALOG_ENV} names {env!r}, which is not a file")
+        return Path(env).resolve()
+    here = Path("data_catalog.yaml")
+    return here.resolve() if here.is_file() else None
+
+
+def _read_entries(path: Path, base: Path) -> dict[str, Entry]:
+    """Parse and check one catalog file; relative paths are resolved against ``base``."""
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise CatalogError(f"{path}: not valid YAML: {exc}") from exc
-    datasets = doc.get("datasets")
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise CatalogError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read the catalog: {exc.strerror}") from None
+    datasets = doc.get("datasets") if isinstance(doc, dict) else None
     if not isinstance(datasets, dict):
         raise CatalogError(f"{path}: expected a top-level 'datasets:' mapping")
     entries = {}
@@ -71,17 +88,30 @@ def load_catalog(catalog: str | os.PathLike | None = None) -> dict[str, Entry]:
         unknown = set(spec) - {"path", "description", "generator"}
         if unknown:
             raise CatalogError(f"{path}: dataset {name!r} has unknown fields {sorted(unknown)}")
-        gen = dict(spec.get("generator") or {})
-        if gen:
-            from .ingest import GENERATORS
-
-            if gen.get("name") not in GENERATORS:
-                raise CatalogError(f"{path}: dataset {name!r} has generator {gen.get('name')!r}; "
-                                   f"known generators: {sorted(GENERATORS)}")
+        gen = spec.get("generator") or {}
+        if not isinstance(gen, dict):
+            raise CatalogError(f"{path}: dataset {name!r}: 'generator' must be a mapping")
+        if gen and gen.get("name") not in GENERATORS:
+            raise CatalogError(f"{path}: dataset {name!r} has generator {gen.get('name')!r}; "
+                               f"known generators: {sorted(GENERATORS)}")
         p = str(spec["path"])
         if "://" not in p and not os.path.isabs(p):
-            p = str(path.parent / p)
-        entries[str(name)] = Entry(str(name), p, str(spec.get("description", "")), gen)
+            p = str(base / p)
+        entries[str(name)] = Entry(str(name), p, str(spec.get("description", "")), dict(gen), str(path))
+    return entries
+
+
+def load_catalog(catalog: str | os.PathLike | None = None) -> dict[str, Entry]:
+    """Entries by name: the built-in ones overridden by the user's catalog, or only the file ``catalog``."""
+    if catalog is not None:
+        path = Path(catalog)
+        if not path.is_file():
+            raise CatalogError(f"catalog file {str(catalog)!r} does not exist")
+        return _read_entries(path.resolve(), path.resolve().parent)
+    entries = _read_entries(BUILTIN_CATALOG, data_dir())
+    user = user_catalog_path()
+    if user is not None:
+        entries.update(_read_entries(user, user.parent))
     return entries
 
 
@@ -92,8 +122,6 @@ def list_datasets(catalog: str | os.PathLike | None = None) -> list[str]:
 
 def materialize(entry: Entry, *, client: Any = None, progress: bool = False) -> Path:
     """Create a generated dataset if it does not exist yet; returns its path."""
-    from .ingest import GENERATORS
-
     path = Path(entry.path)
     with _lock:
         if not path.exists():
@@ -117,7 +145,7 @@ def open_dataset(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike 
     ``progress``).
     """
     key = str(name_or_path)
-    entries = load_catalog(catalog) if _has_catalog(catalog) else {}
+    entries = load_catalog(catalog)
     if key in entries:
         entry = entries[key]
         path = str(materialize(entry, client=client, progress=progress)) if "://" not in entry.path else entry.path
@@ -134,16 +162,6 @@ def open_dataset(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike 
     _check(ds, label)
     ds.attrs.setdefault("name", label)
     return ds
-
-
-def _has_catalog(catalog: Any) -> bool:
-    try:
-        catalog_path(catalog)
-    except CatalogError:
-        if catalog is not None:
-            raise
-        return False
-    return True
 
 
 def _check(ds: xr.Dataset, label: str) -> None:

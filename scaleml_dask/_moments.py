@@ -1,0 +1,103 @@
+"""The one-pass driver shared by LinearRegression, Ridge and PCA: blockwise moments, reduced by a tree.
+
+Each chunk of rows is summarised on the cluster by ``_tsqr.block_moments`` (its weight, column means and an R
+factor or Gram matrix); a deterministic tree of ``combine_moments`` calls reduces the summaries to one, in one
+``dask.compute``. ``fit_moments`` adds the "auto" policy: Gram where its error bound allows, QR otherwise, and
+a QR pass again if the combined problem turns out worse conditioned than its chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from ._tsqr import EPS, Moments, block_moments, combine_moments, gram_error_bound
+from .validation import as_dask_array, row_offsets
+
+#: Error bound below which ``solver="auto"`` accepts the normal equations for a chunk.
+AUTO_TOL = 1e-10
+
+
+def tree_reduce(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:
+    """Combine delayed ``parts`` by a fixed tree of ``combine`` calls (deterministic given the parts)."""
+    parts = list(parts)
+    while len(parts) > 1:
+        parts = [dask.delayed(combine, pure=True)(parts[i:i + split_every])
+                 for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
+def moments(
+    X: da.Array,
+    y: da.Array | None = None,
+    sample_weight: da.Array | None = None,
+    *,
+    center: bool = True,
+    method: str = "tsqr",
+    tol: float = AUTO_TOL,
+    scale: bool = True,
+) -> Moments:
+    """One pass over row-chunked ``X`` (and ``y``, weights): the combined ``Moments`` of ``[X | y]``."""
+    if X.ndim == 2 and len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    arrays = dask.optimize(*(a for a in (X, y, sample_weight) if a is not None))  # jointly: shared keys stay shared
+    blocks = iter([a.to_delayed(optimize_graph=False).ravel() for a in arrays])
+    xs = next(blocks)
+    ys = [None] * len(xs) if y is None else next(blocks)
+    ws = [None] * len(xs) if sample_weight is None else next(blocks)
+    starts = row_offsets(X.chunks[0])
+    kernel = dask.delayed(block_moments, pure=True)
+    parts = [kernel(xb, yb, wb, center=center, method=method, tol=tol, scale=scale, chunk_index=i,
+                    row_start=int(starts[i]))
+             for i, (xb, yb, wb) in enumerate(zip(xs, ys, ws))]
+    (result,) = dask.compute(tree_reduce(parts, combine_moments))
+    return result
+
+
+def check_sample_weight(sample_weight: Any, X: da.Array) -> da.Array | None:
+    """Sample weights as a 1-d dask array on ``X``'s row chunks (None stays None)."""
+    if sample_weight is None:
+        return None
+    w = as_dask_array(sample_weight, "sample_weight", ndim=1)
+    if w.shape[0] != X.shape[0]:
+        raise ValueError(f"sample_weight has {w.shape[0]} values but X has {X.shape[0]} rows")
+    return w.rechunk((X.chunks[0],)) if w.chunks[0] != X.chunks[0] else w
+
+
+def solver_name(m: Moments) -> str:
+    """What a fit actually used: ``gram``, ``tsqr`` or ``gram+tsqr`` (auto, mixed chunks)."""
+    if m.gram or m.n_gram == m.n_blocks:
+        return "gram"
+    return "tsqr" if m.n_gram == 0 else "gram+tsqr"
+
+
+def fit_moments(X: da.Array, y: da.Array | None, w: da.Array | None, *, center: bool, solver: str,
+                tol: float, scale: bool) -> tuple[np.ndarray, Moments, str]:
+    """Run the pass for ``solver`` and return (R, moments, solver used); ``auto`` falls back to QR if needed."""
+    m = moments(X, y, w, center=center, method=solver, tol=tol, scale=scale)
+    if m.gram:
+        return gram_r(m.r), m, "gram"
+    if m.n_gram and gram_error_bound(m.r.T @ m.r, m.amp, scale) > tol:
+        m = moments(X, y, w, center=center, method="tsqr", scale=scale)
+    return m.r, m, solver_name(m)
+
+
+def gram_r(G: np.ndarray) -> np.ndarray:
+    """Upper R with ``R'R = G`` (Cholesky), tolerating semidefinite ``G``: a column whose pivot is not
+    positive gets a zero diagonal, so the rank check can name it instead of the factorization failing."""
+    try:
+        return np.linalg.cholesky(G).T
+    except np.linalg.LinAlgError:
+        pass
+    p = G.shape[0]
+    R = np.zeros_like(G)
+    for j in range(p):
+        pivot = G[j, j] - R[:j, j] @ R[:j, j]
+        if pivot > EPS * G[j, j]:
+            R[j, j] = np.sqrt(pivot)
+            R[j, j + 1:] = (G[j, j + 1:] - R[:j, j] @ R[:j, j + 1:]) / R[j, j]
+    return R

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import zarr
 
-from scaleml_dask.io import read
+from scaleml_dask.io import read, store
 
 CODECS = {
     "none": None,
@@ -85,14 +85,14 @@ def _chunk_path(z: zarr.Array, coords: tuple) -> str:
 def test_missing_chunk_is_an_error_naming_it(tmp_path, rng, codec):
     z = _array(tmp_path / "a.zarr", rng.standard_normal((1003, 4)), (250, 4), CODECS[codec])
     os.remove(_chunk_path(z, (2, 0)))
-    with pytest.raises(read.IntegrityError, match=r"dataset 'demo': array 'X' chunk 2 \(rows 500-749\).*missing"):
+    with pytest.raises(store.IntegrityError, match=r"dataset 'demo': array 'X' chunk 2 \(rows 500-749\).*missing"):
         read.dask_array(z, label="demo", name="X").sum().compute(scheduler="synchronous")
 
 
 def test_missing_chunk_is_an_error_on_the_zarr_path_too(tmp_path, rng):
     z = _array(tmp_path / "a.zarr", rng.standard_normal((1003, 4)), (250, 4), zarr_format=2)
     os.remove(os.path.join(str(z.store.root), "1.0"))
-    with pytest.raises(read.IntegrityError, match=r"array 'a' chunk 1 .*missing"):
+    with pytest.raises(store.IntegrityError, match=r"array 'a' chunk 1 .*missing"):
         read.dask_array(z, label="demo", name="a").compute(scheduler="synchronous")
 
 
@@ -113,7 +113,7 @@ def test_truncated_chunk_is_an_error_naming_it(tmp_path, rng, codec):
     z = _array(tmp_path / "a.zarr", rng.standard_normal((1003, 4)), (250, 4), CODECS[codec])
     path = _chunk_path(z, (3, 0))
     os.truncate(path, os.path.getsize(path) - 1)
-    with pytest.raises(read.IntegrityError, match=r"array 'X' chunk 3 \(rows 750-999\).*truncated"):
+    with pytest.raises(store.IntegrityError, match=r"array 'X' chunk 3 \(rows 750-999\).*truncated"):
         read.dask_array(z, label="demo", name="X").compute(scheduler="synchronous")
 
 
@@ -123,7 +123,7 @@ def test_a_frame_of_another_size_is_an_error(tmp_path, rng):
     small = _array(tmp_path / "b.zarr", rng.standard_normal((100, 4)), (100, 4), CODECS["zstd"])
     with open(_chunk_path(small, (0, 0)), "rb") as f, open(_chunk_path(z, (1, 0)), "wb") as g:
         g.write(f.read())
-    with pytest.raises(read.IntegrityError, match=r"chunk 1 .*decodes to 3200 bytes; the chunk has 8000"):
+    with pytest.raises(store.IntegrityError, match=r"chunk 1 .*decodes to 3200 bytes; the chunk has 8000"):
         read.chunk_source(z, label="demo").read_chunk((1, 0))
 
 

@@ -11,8 +11,10 @@ byte orders, zarr v2) goes through zarr itself. Either way:
   the array carries the attribute ``allow_empty_chunks: true`` (``EMPTY_CHUNKS_ATTR``), the mark of an
   array deliberately written with ``write_empty_chunks=False``;
 - a chunk of the wrong size (truncated, or a frame that does not decode to the chunk) is an
-  ``IntegrityError`` too, and so is a checksum mismatch where the store has a manifest and the chunk is
-  compressed (see ``ZarrChunks.verify``).
+  ``IntegrityError`` too, and so is a checksum mismatch against the manifest of a store written here
+  (``store.MANIFEST``): checked on every read of a compressed chunk, where hashing costs a few per cent of
+  decoding; for uncompressed chunks only on request (``verify=True``, ``verify_array``), since hashing would
+  cost more than the read itself (benchmarks/README.md, "Read path").
 
 ``dask_array`` wraps a ``ZarrChunks`` with ``da.from_array(..., inline_array=True)``: one task per chunk
 that dask fuses into the task consuming it, so a read is never a task of its own.
@@ -27,16 +29,16 @@ np.float64(45.0)
 
 from __future__ import annotations
 
-import json
 import math
 import mmap
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .store import IntegrityError, checksum, load_manifest
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -44,39 +46,9 @@ if TYPE_CHECKING:
 #: Array attribute that allows missing chunks (read as the fill value), for stores written elsewhere with
 #: zarr's ``write_empty_chunks=False``. Stores written by this project always write every chunk.
 EMPTY_CHUNKS_ATTR = "allow_empty_chunks"
-#: Per-array manifest of the chunks this project wrote: ``{"format", "hash", "n_chunks", "chunks":
-#: {key: [nbytes, digest]}}`` in the array's directory.
-MANIFEST = "integrity.json"
-
 #: Chunks read by this process, by path taken ("raw", "zstd", "blosc", "zarr"): what tests and
 #: benchmarks look at to see how a computation read its data.
 reads: Counter[str] = Counter()
-
-
-class IntegrityError(OSError):
-    """A chunk that is missing, of the wrong size, undecodable or failing its checksum."""
-
-
-def checksum(data: Any) -> str:
-    """Digest of a chunk's stored bytes: xxh3-64 in hex (cheaper than crc32c here; benchmarks/README.md)."""
-    import xxhash
-
-    return xxhash.xxh3_64_hexdigest(data)
-
-
-def load_manifest(directory: str | os.PathLike) -> dict | None:
-    """The manifest of the array stored in ``directory``, or None for a store written elsewhere."""
-    try:
-        text = Path(directory, MANIFEST).read_text()
-    except FileNotFoundError:
-        return None
-    try:
-        doc = json.loads(text)
-        if doc.get("format") != 1 or not isinstance(doc.get("chunks"), dict):
-            raise ValueError("unknown manifest format")
-    except ValueError as exc:
-        raise IntegrityError(f"{Path(directory, MANIFEST)}: unreadable manifest: {exc}") from exc
-    return doc
 
 
 @dataclass(frozen=True, eq=False)

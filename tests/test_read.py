@@ -138,3 +138,13 @@ def test_reads_are_fused_into_the_tasks_that_consume_them(tmp_path, rng):
         assert not any(isinstance(k, tuple) and k[0] == X.name for k in optimized)
         assert len(optimized) <= len(graph) - X.npartitions
         assert np.allclose(opt.compute(scheduler="synchronous"), expr.compute(scheduler="synchronous"))
+
+
+def test_a_zarr_array_given_to_an_estimator_reads_through_the_reader(tmp_path, rng):
+    from scaleml_dask.validation import as_dask_array
+
+    z = _array(tmp_path / "a.zarr", rng.standard_normal((1003, 4)), (250, 4))
+    before = read.reads["raw"]
+    X = as_dask_array(z, "X", ndim=2)
+    assert np.array_equal(X.compute(scheduler="synchronous"), z[:])
+    assert read.reads["raw"] - before == 5

@@ -56,7 +56,7 @@ class ZarrChunks:
     """Array-like over one zarr array whose ``[slices]`` reads the chunk the slices select.
 
     Built by ``chunk_source``; picklable, so it travels inside the dask graph to the workers. ``mode`` is
-    the path chunks take: "raw" (uncompressed, read into the output), "zstd" / "blosc" (decoded into the
+    the path chunks take: "raw" (uncompressed: the file memory-mapped), "zstd" / "blosc" (decoded into the
     output), "zarr" (zarr-python). ``verify`` checks each chunk's checksum against the manifest on read.
     """
 

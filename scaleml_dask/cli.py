@@ -13,6 +13,7 @@ from types import ModuleType
 EPILOG = """examples:
   scaleml catalog list
   scaleml catalog show demo-regression
+  scaleml verify data/data.zarr      # every chunk against the store's checksums
   scaleml ingest data.csv.gz data/data.zarr --target price
   scaleml demo                       # demo datasets + all workflows -> runs/pipeline/<time>/report.html
   scaleml run regression --scheduler tcp://10.0.0.5:8786
@@ -67,6 +68,22 @@ def _ingest(args: argparse.Namespace) -> int:
         print(f"scaleml ingest: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .io.catalog import CatalogError, verify_dataset
+    from .io.store import IntegrityError
+
+    try:
+        n_chunks, problems = verify_dataset(args.dataset, catalog=args.catalog)
+    except (CatalogError, IntegrityError) as exc:
+        problems = [str(exc)]
+    for problem in problems:
+        print(f"scaleml verify: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"ok: {n_chunks} chunks verified")
     return 0
 
 
@@ -143,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "blosc-lz4, blosc-zstd")
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=_ingest)
+
+    v = sub.add_parser("verify", help="check every chunk of a dataset (existence, size, checksum); "
+                                      "one line per problem on stderr")
+    v.add_argument("dataset", help="catalog name or path of a zarr store")
+    v.add_argument("--catalog", help="catalog file (default: $SCALEML_CATALOG or ./data_catalog.yaml)")
+    v.set_defaults(func=_verify)
 
     for name, helptext, func in (("demo", "make the demo datasets and run every workflow into one report", _demo),
                                  ("run", "run one workflow script from workflows/", _run)):

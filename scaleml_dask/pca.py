@@ -185,7 +185,9 @@ class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
             zs = Z.to_delayed().ravel()
             ys = [None] * len(zs) if dy is None else dy.to_delayed().ravel()
             write = dask.delayed(write_chunk, pure=False)
-            dask.compute(*[write(str(w.tmp_path), i, zb, yb, rows) for i, (zb, yb) in enumerate(zip(zs, ys))])
+            for digests in dask.compute(*[write(str(w.tmp_path), i, zb, yb, rows)
+                                          for i, (zb, yb) in enumerate(zip(zs, ys))]):
+                w.record(digests)
         return Path(path)
 
 

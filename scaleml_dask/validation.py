@@ -71,7 +71,9 @@ def as_dask_array(
     if xr is not None and isinstance(X, xr.DataArray):
         X = X.data
     if type(X).__module__.startswith("zarr"):
-        X = da.from_zarr(X)
+        from .io.read import dask_array
+
+        X = dask_array(X, name=name)
     if not isinstance(X, da.Array):
         X = check_array(X, name, ndim=ndim, numeric=numeric)
         from .io.store import chunk_rows_for

@@ -75,14 +75,14 @@ def drift_chunk(seed: int, index: int, rows: int, *, coef_before: np.ndarray, co
 
 
 def _make_chunk_task(tmp_path: str, index: int, rows: int, chunk_rows: int, fn: Callable, seed: int,
-                     kwargs: dict) -> tuple[int, float]:
+                     kwargs: dict) -> tuple[int, float, dict]:
     X, y = fn(seed, index, rows, **kwargs)
-    write_chunk(tmp_path, index, X, y, chunk_rows)
+    digests = write_chunk(tmp_path, index, X, y, chunk_rows)
     extra = 0.0
     if fn is logistic_chunk:  # the Bayes accuracy: mean of max(p, 1 - p) under the planted model
         p = sigmoid(X @ kwargs["coef"] + kwargs["intercept"])
         extra = float(np.maximum(p, 1 - p).sum())
-    return rows, extra
+    return rows, extra, digests
 
 
 def _generate(path: str | os.PathLike, n_samples: int, n_features: int, fn: Callable, seed: int,
@@ -112,6 +112,8 @@ def _generate(path: str | os.PathLike, n_samples: int, n_features: int, fn: Call
                 it = tqdm(args, desc=f"generate {Path(path).name}", unit="chunk")
             results = [_make_chunk_task(*a) for a in it]
         extra = sum(r[1] for r in results)
+        for r in results:
+            w.record(r[2])
         w.set_attrs(n_samples=n_samples)
     return Path(path), extra
 

@@ -60,7 +60,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
     try:
         out = ingest(args.source, args.dest, target=args.target, drop=args.drop or (),
-                     chunk_rows=args.chunk_rows, codec=args.codec, progress=not args.quiet)
+                     chunk_rows=args.chunk_rows, codec=args.codec, na=args.na, progress=not args.quiet)
     except IngestError as exc:
         print(f"scaleml ingest: {exc}", file=sys.stderr)
         return 2
@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--chunk-rows", type=int, help="rows per chunk (default: near 64 MB per chunk)")
     i.add_argument("--codec", help="zarr codec: none (default, fastest to decode), zstd (compressible data), "
                                    "blosc-lz4, blosc-zstd")
+    i.add_argument("--na", default="error", metavar="error|VALUE",
+                   help="missing cells (empty, NA, null...): an error naming line and column (default), or "
+                        "filled with VALUE")
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=_ingest)
 

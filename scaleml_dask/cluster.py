@@ -21,20 +21,26 @@ def connect(
     memory_limit: str | float = "auto",
     dashboard_address: str = "127.0.0.1:8787",
     quiet: bool = False,
+    timeout: float = 5.0,
     **kubernetes: Any,
 ) -> Any:
     """Return a ``distributed.Client``.
 
     - ``connect()`` starts a LocalCluster of worker *processes* bound to 127.0.0.1 (one per core by
       default, one thread each) with the dashboard on 127.0.0.1, and prints the dashboard link.
-    - ``connect("tcp://host:8786")`` joins an existing scheduler.
+    - ``connect("tcp://host:8786")`` joins an existing scheduler, or raises ``ConnectionError`` naming it when
+      it cannot be reached within ``timeout`` seconds.
     - ``connect(kind="kubernetes", name=..., image=..., n_workers=...)`` creates a dask-kubernetes operator
       cluster from the spec built by ``kubernetes_spec`` (extra ``k8s``).
     """
     from distributed import Client, LocalCluster
 
     if address is not None:
-        client = Client(address)
+        try:
+            client = Client(address, timeout=timeout)
+        except OSError as exc:
+            raise ConnectionError(f"cannot reach the dask scheduler at {address} within {timeout:g} s "
+                                  f"({exc})") from exc
     elif kind == "local":
         n = n_workers or max(1, os.cpu_count() or 1)
         cluster = LocalCluster(n_workers=n, threads_per_worker=threads_per_worker, processes=True,

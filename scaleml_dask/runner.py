@@ -21,6 +21,10 @@ from typing import Any
 from .report import Report
 
 
+class ConfigError(ValueError):
+    """A workflow config that cannot be used; the message names the file (and line and column for YAML)."""
+
+
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read a workflow's YAML config (a mapping)."""
     import yaml
@@ -28,17 +32,25 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config file {p} does not exist")
-    config = yaml.safe_load(p.read_text()) or {}
+    try:
+        config = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"config file {p}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") \
+            from None
     if not isinstance(config, dict):
-        raise ValueError(f"config file {p}: expected a mapping at the top level")
+        raise ConfigError(f"config file {p}: expected a mapping at the top level")
     return config
 
 
-def client_from_config(config: dict[str, Any], scheduler: str | None = None) -> Any:
-    """Connect as the config's ``cluster:`` section says (``--scheduler`` wins)."""
+def client_from_config(config: dict[str, Any], scheduler: str | None = None, timeout: float | None = None) -> Any:
+    """Connect as the config's ``cluster:`` section says (``--scheduler`` and ``--scheduler-timeout`` win)."""
     from .cluster import connect
 
     spec = dict(config.get("cluster") or {})
+    if timeout is not None:
+        spec["timeout"] = timeout
     address = scheduler or spec.pop("address", None)
     kind = spec.pop("kind", "local")
     return connect(address, kind=kind, **spec)
@@ -63,6 +75,8 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
     ap = argparse.ArgumentParser(prog=f"workflows/{name}.py", description=(inspect.getdoc(run) or "")[:500])
     ap.add_argument("--config", default=str(default_config), help="YAML config (default: %(default)s)")
     ap.add_argument("--scheduler", help="address of an existing dask scheduler, e.g. tcp://host:8786")
+    ap.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",
+                    help="give up connecting to --scheduler after this long (default: 5)")
     ap.add_argument("--out", default="runs", help="root directory of run outputs (default: %(default)s)")
     args = ap.parse_args(argv)
     configure_logging()
@@ -70,7 +84,7 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
     config.setdefault("state_dir", str(Path(args.out) / name / "state"))
     tmp, final = new_run(args.out, name)
     try:
-        with client_from_config(config, args.scheduler) as client:
+        with client_from_config(config, args.scheduler, args.scheduler_timeout) as client:
             report = Report(tmp, title=f"scaleml-dask: {name}")
             t0 = time.perf_counter()
             summary = run(config, client, report)

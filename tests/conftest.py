@@ -19,6 +19,15 @@ def client():
         yield c
 
 
+@pytest.fixture(scope="session")
+def process_client(tmp_path_factory):
+    """A cluster of `dask scheduler` + 2 `dask worker` processes (nanny-restarted) for fault tests (faults.py)."""
+    from faults import process_cluster
+
+    with process_cluster(2, cwd=tmp_path_factory.mktemp("process-cluster")) as c:
+        yield c
+
+
 @pytest.fixture
 def rng():
     import numpy as np

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 def scaleml(*args, cwd=None, env=None, check=True):
@@ -28,6 +29,7 @@ def test_help_is_useful():
     assert "--target" in scaleml("ingest", "--help").stdout
 
 
+@pytest.mark.slow
 def test_catalog_and_ingest(tmp_path):
     cat = tmp_path / "cat.yaml"
     cat.write_text("datasets:\n  tiny:\n    path: tiny.zarr\n    description: a tiny one\n"
@@ -50,6 +52,7 @@ def test_catalog_and_ingest(tmp_path):
     assert not (tmp_path / "bad.zarr").exists()
 
 
+@pytest.mark.slow
 def test_demo_writes_report(tmp_path):
     cat = tmp_path / "cat.yaml"
     cat.write_text("datasets:\n"

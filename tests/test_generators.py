@@ -10,6 +10,7 @@ import scaleml_dask as sm
 from scaleml_dask.io.synthetic import drift_chunk, make_drift, make_logistic, make_mixture, make_regression
 
 
+@pytest.mark.slow
 def test_chunks_identical_on_cluster_and_in_process(tmp_path, client):
     make_regression(tmp_path / "local.zarr", 10_000, 4, chunk_rows=1_500, seed=7)
     make_regression(tmp_path / "cluster.zarr", 10_000, 4, chunk_rows=1_500, seed=7, client=client)

@@ -103,6 +103,7 @@ def test_failed_ingest_leaves_existing_store_intact(tmp_path, table):
     assert not (tmp_path / "new.zarr").exists()
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_file_size(tmp_path):
     """A CSV of ~23 chunks (216 MB of text) is ingested with RSS growth of a few chunks only.
 

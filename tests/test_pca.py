@@ -82,6 +82,7 @@ def test_planted_low_rank_recovered(rng, solver):
     assert p.solver_ == solver
 
 
+@pytest.mark.slow
 def test_auto_picks_randomized_for_wide_data(rng):
     X, _ = _low_rank(rng, n=1200, d=1100)
     p = PCA(n_components=4, random_state=0).fit(da.from_array(X, chunks=600).persist())

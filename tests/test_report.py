@@ -87,6 +87,7 @@ def run(config, client, report):
 '''
 
 
+@pytest.mark.slow
 def test_sigkilled_pipeline_leaves_no_visible_run_and_the_rerun_resumes(tmp_path, client):
     """The real pipeline script with steps [counted, killer]: SIGKILLed in its last step, then rerun."""
     import shutil

@@ -1,12 +1,18 @@
-"""The ``scaleml`` command: catalog, ingest, demo, run. Thin: it parses, calls the library, writes results."""
+"""The ``scaleml`` command: catalog, ingest, demo, run. Thin: it parses, calls the library, writes results.
+
+A user's mistake (unknown name, bad file, unreachable scheduler...) ends the command with one line on stderr
+and exit status 2; ``USER_ERRORS`` below is the one table that says which exceptions are such mistakes and how
+they read. ``--debug`` (anywhere on the command line) shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import json
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +28,39 @@ EPILOG = """examples:
 """
 
 
+class UsageError(Exception):
+    """A command line that cannot be carried out (e.g. an unknown workflow); the message says why."""
+
+
+def _os_error(exc: OSError) -> str:
+    if isinstance(exc, PermissionError) and exc.filename:
+        # name what the user asked for, not the hidden temporary (".name.tmp-1a2b") it is written under first
+        path = Path(exc.filename)
+        visible = re.fullmatch(r"\.(.+)\.(?:tmp|old)-[0-9a-f]+", path.name)
+        return f"permission denied: {path.with_name(visible.group(1)) if visible else path}"
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"no such file or directory: {exc.filename}"
+    return str(exc)
+
+
+#: Exceptions that are a user's mistake, and how each reads on stderr (first match wins). The library's
+#: ValueErrors (CatalogError, IngestError, ConfigError, CheckpointMismatchError, bad input data) already name the
+#: offending dataset, file, line or chunk; ConnectionError (``connect``) names the scheduler and the timeout.
+USER_ERRORS: tuple[tuple[type[BaseException], Callable[[BaseException], str]], ...] = (
+    (UsageError, str),
+    (ValueError, str),
+    (OSError, _os_error),
+)
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """The one line shown for ``exc`` if it is a user's mistake, else None (a bug: show the traceback)."""
+    for kind, message in USER_ERRORS:
+        if isinstance(exc, kind):
+            return " ".join(message(exc).split()) or type(exc).__name__
+    return None
+
+
 def workflow_dirs() -> list[Path]:
     """Where workflows are looked up: ``./workflows`` (the user's edited copies) first, then the package's."""
     from . import workflows
@@ -34,7 +73,7 @@ def load_workflow(name: str) -> ModuleType:
     found = [d / f"{name}.py" for d in workflow_dirs() if (d / f"{name}.py").is_file()]
     if not found or name.startswith("_"):
         known = sorted({p.stem for d in workflow_dirs() for p in d.glob("*.py") if not p.stem.startswith("_")})
-        raise SystemExit(f"scaleml: no workflow {name!r}; known workflows: {', '.join(known) or '(none)'}")
+        raise UsageError(f"no workflow {name!r}; known workflows: {', '.join(known) or '(none)'}")
     path = found[0]
     spec = importlib.util.spec_from_file_location(f"scaleml_workflow_{name}", path)
     module = importlib.util.module_from_spec(spec)
@@ -53,20 +92,16 @@ def _catalog(args: argparse.Namespace) -> int:
             print(f"{name:<{width}}  [{state}]  {e.description}")
         return 0
     if not args.name:
-        raise SystemExit("scaleml catalog show: give a dataset name")
+        raise UsageError("give a dataset name: scaleml catalog show NAME")
     print(json.dumps(describe(args.name, catalog=args.catalog), indent=2))
     return 0
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from .io.ingest import IngestError, ingest
+    from .io.ingest import ingest
 
-    try:
-        out = ingest(args.source, args.dest, target=args.target, drop=args.drop or (),
-                     chunk_rows=args.chunk_rows, codec=args.codec, progress=not args.quiet)
-    except IngestError as exc:
-        print(f"scaleml ingest: {exc}", file=sys.stderr)
-        return 2
+    out = ingest(args.source, args.dest, target=args.target, drop=args.drop or (),
+                 chunk_rows=args.chunk_rows, codec=args.codec, na=args.na, progress=not args.quiet)
     print(f"wrote {out}")
     return 0
 
@@ -87,22 +122,25 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workflow_argv(args: argparse.Namespace) -> list[str]:
+    argv = ["--out", args.out]
+    for flag, value in (("--scheduler", args.scheduler), ("--scheduler-timeout", args.scheduler_timeout),
+                        ("--config", args.config)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
 def _demo(args: argparse.Namespace) -> int:
-    argv = ["--out", args.out] + (["--scheduler", args.scheduler] if args.scheduler else [])
-    if args.config:
-        argv += ["--config", args.config]
     from .runner import workflow_main
 
-    return workflow_main("pipeline", load_workflow("pipeline").run, argv)
+    return workflow_main("pipeline", load_workflow("pipeline").run, _workflow_argv(args))
 
 
 def _run(args: argparse.Namespace) -> int:
-    argv = ["--out", args.out] + (["--scheduler", args.scheduler] if args.scheduler else [])
-    if args.config:
-        argv += ["--config", args.config]
     from .runner import workflow_main
 
-    return workflow_main(args.workflow, load_workflow(args.workflow).run, argv)
+    return workflow_main(args.workflow, load_workflow(args.workflow).run, _workflow_argv(args))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -142,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     ap = argparse.ArgumentParser(prog="scaleml", description="Large-scale machine learning on Dask over zarr.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error (also accepted after "
+                                                         "the subcommand)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("catalog", help="list the catalog's datasets or show one")
@@ -158,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--chunk-rows", type=int, help="rows per chunk (default: near 64 MB per chunk)")
     i.add_argument("--codec", help="zarr codec: none (default, fastest to decode), zstd (compressible data), "
                                    "blosc-lz4, blosc-zstd")
+    i.add_argument("--na", default="error", metavar="error|VALUE",
+                   help="missing cells (empty, NA, null...): an error naming line and column (default), or "
+                        "filled with VALUE")
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=_ingest)
 
@@ -174,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("workflow", help="workflow name, e.g. regression, pca, sgd, online, tsne, pipeline")
         p.add_argument("--config", help="YAML config (default: the workflow's own)")
         p.add_argument("--scheduler", help="address of an existing scheduler (default: a new LocalCluster)")
+        p.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",
+                       help="give up connecting to --scheduler after this long (default: 5)")
         p.add_argument("--out", default="runs", help="where runs are written (default: %(default)s)")
         p.set_defaults(func=func)
 
@@ -207,9 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``scaleml`` console script."""
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Entry point of the ``scaleml`` console script: a user's mistake is one line on stderr, exit status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"scaleml {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        message = user_error_message(exc)
+        if debug or message is None:
+            raise
+        print(f"scaleml {args.command}: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

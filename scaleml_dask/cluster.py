@@ -21,7 +21,7 @@ def connect(
     memory_limit: str | float = "auto",
     dashboard_address: str = "127.0.0.1:8787",
     security: Any = None,
-    timeout: float | None = None,
+    timeout: float = 5.0,
     quiet: bool = False,
     **kubernetes: Any,
 ) -> Any:
@@ -29,16 +29,21 @@ def connect(
 
     - ``connect()`` starts a LocalCluster of worker *processes* bound to 127.0.0.1 (one per core by
       default, one thread each) with the dashboard on 127.0.0.1, and prints the dashboard link.
-    - ``connect("tcp://host:8786")`` joins an existing scheduler; ``connect("tls://host:8786",
-      security=Security(...))`` one that speaks TLS (``distributed.security.Security``; ``timeout`` bounds the
-      wait for the scheduler). ``connect(security=...)`` starts the LocalCluster itself on TLS.
+    - ``connect("tcp://host:8786")`` joins an existing scheduler, or raises ``ConnectionError`` naming it when
+      it cannot be reached within ``timeout`` seconds; ``connect("tls://host:8786", security=Security(...))``
+      one that speaks TLS (``distributed.security.Security``). ``connect(security=...)`` starts the
+      LocalCluster itself on TLS.
     - ``connect(kind="kubernetes", name=..., image=..., n_workers=...)`` creates a dask-kubernetes operator
       cluster from the spec built by ``kubernetes_spec`` (extra ``k8s``).
     """
     from distributed import Client, LocalCluster
 
     if address is not None:
-        client = Client(address, security=security, **({} if timeout is None else {"timeout": timeout}))
+        try:
+            client = Client(address, timeout=timeout, security=security)
+        except OSError as exc:
+            raise ConnectionError(f"cannot reach the dask scheduler at {address} within {timeout:g} s "
+                                  f"({exc})") from exc
     elif kind == "local":
         n = n_workers or max(1, os.cpu_count() or 1)
         tls = {"security": security, "protocol": "tls://"} if security is not None else {}

@@ -3,22 +3,42 @@
 Workflows (``workflows/<name>.py``) are scripts that define ``run(config, client, report) -> dict`` and end
 with ``raise SystemExit(workflow_main("<name>", run))``; ``scaleml run <name>`` and ``scaleml demo`` call the
 same function.
+
+Crash safety: a run is written under a hidden name (``runs/<name>/.<time>.tmp-<pid>-<id>``) and renamed to
+``runs/<name>/<time>`` (``<time>-2``, ... for runs started in the same second) only when complete; hidden
+directories of runs whose process is gone (killed, even by SIGKILL) are removed by the next run. Steps run
+through :func:`resumable_step` leave a completion marker in ``<state_dir>/steps``, so the rerun of an
+interrupted run replays the finished steps instead of computing them again; the markers are cleared when the
+run completes.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import errno
 import inspect
+import itertools
+import json
 import logging
 import os
+import re
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import atomic_write, canonical_json, fingerprint
 from .report import Report
+
+log = logging.getLogger(__name__)
+_TMP_RUN = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
+
+
+class ConfigError(ValueError):
+    """A workflow config that cannot be used; the message names the file (and line and column for YAML)."""
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -28,41 +48,119 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config file {p} does not exist")
-    config = yaml.safe_load(p.read_text()) or {}
+    try:
+        config = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"config file {p}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") \
+            from None
     if not isinstance(config, dict):
-        raise ValueError(f"config file {p}: expected a mapping at the top level")
+        raise ConfigError(f"config file {p}: expected a mapping at the top level")
     return config
 
 
-def client_from_config(config: dict[str, Any], scheduler: str | None = None) -> Any:
-    """Connect as the config's ``cluster:`` section says (``--scheduler`` wins)."""
+def client_from_config(config: dict[str, Any], scheduler: str | None = None, timeout: float | None = None) -> Any:
+    """Connect as the config's ``cluster:`` section says (``--scheduler`` and ``--scheduler-timeout`` win)."""
     from .cluster import connect
 
     spec = dict(config.get("cluster") or {})
+    if timeout is not None:
+        spec["timeout"] = timeout
     address = scheduler or spec.pop("address", None)
     kind = spec.pop("kind", "local")
     return connect(address, kind=kind, **spec)
 
 
 def new_run(out_root: str | os.PathLike, name: str) -> tuple[Path, Path]:
-    """(temporary directory to write into, final directory ``<out_root>/<name>/<timestamp>``)."""
+    """(hidden temporary directory to write into, final directory ``<out_root>/<name>/<timestamp>``).
+
+    Removes first the hidden directories that runs whose process is gone left behind.
+    """
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     final = Path(out_root) / name / stamp
-    tmp = final.with_name(f".{stamp}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
+    clean_stale_runs(final.parent)
+    tmp = final.with_name(f".{stamp}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
     return tmp, final
+
+
+def clean_stale_runs(directory: Path) -> list[Path]:
+    """Remove the hidden temporary run directories in ``directory`` whose process no longer exists."""
+    import psutil
+
+    removed = []
+    for p in directory.iterdir() if directory.is_dir() else ():
+        m = _TMP_RUN.match(p.name)
+        if m and not psutil.pid_exists(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+            log.info("removed %s, left by an interrupted run", p)
+    return removed
+
+
+def publish_run(tmp: Path, final: Path) -> Path:
+    """Rename the complete run ``tmp`` to ``final``, or ``final-2``, ``final-3``... if taken; returns the name.
+
+    ``os.rename`` onto an existing non-empty directory fails, so two runs can never take the same name.
+    """
+    for i in itertools.count(1):
+        candidate = final if i == 1 else final.with_name(f"{final.name}-{i}")
+        try:
+            os.rename(tmp, candidate)
+            return candidate
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def resumable_step(name: str, config: dict, run: Callable[[], dict | None], report: Report,
+                   state_dir: str | os.PathLike) -> dict:
+    """``run()`` one step of a workflow, adding its sections to ``report`` and returning its summary.
+
+    When an interrupted run already finished this step with the same ``config``, its summary, report sections
+    and figures are replayed from the completion marker ``<state_dir>/steps/<name>.json`` instead. The marker
+    is written atomically after the step's figures were saved beside it, so a kill at any moment leaves
+    either no marker or a complete one.
+    """
+    steps = Path(state_dir) / "steps"
+    marker, files = steps / f"{name}.json", steps / name
+    key = fingerprint(config)
+    if marker.is_file():
+        done = json.loads(marker.read_text())
+        if done.get("fingerprint") == key:
+            for figure in {f for section in done["sections"] for f in section["figures"]}:
+                shutil.copy2(files / figure, report.out_dir / figure)
+            report.sections.extend(done["sections"])
+            log.info("step %s: finished by an earlier run, replayed from %s", name, marker)
+            return done["summary"]
+    first = len(report.sections)
+    summary = run() or {}
+    sections = report.sections[first:]
+    tmp = steps / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    for figure in {f for section in sections for f in section["figures"]}:
+        shutil.copy2(report.out_dir / figure, tmp / figure)
+    shutil.rmtree(files, ignore_errors=True)
+    os.replace(tmp, files)
+    atomic_write(marker, canonical_json({"fingerprint": key, "summary": summary, "sections": sections}))
+    return json.loads(canonical_json(summary))
 
 
 def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Sequence[str] | None = None) -> int:
     """Standard entry point of ``workflows/<name>.py``: parse, connect, run into a report, rename when done.
 
-    The run's outputs go to a temporary directory renamed to ``runs/<name>/<timestamp>`` only when the
-    workflow completed; ``config["state_dir"]`` (``runs/<name>/state``) persists between runs for checkpoints.
+    The run's outputs go to a hidden temporary directory renamed to ``runs/<name>/<timestamp>`` only when the
+    workflow completed; ``config["state_dir"]`` (``runs/<name>/state``) persists between runs for checkpoints
+    and the completion markers of :func:`resumable_step`.
     """
     default_config = Path(inspect.getfile(run)).with_suffix(".yaml")
     ap = argparse.ArgumentParser(prog=f"workflows/{name}.py", description=(inspect.getdoc(run) or "")[:500])
     ap.add_argument("--config", default=str(default_config), help="YAML config (default: %(default)s)")
     ap.add_argument("--scheduler", help="address of an existing dask scheduler, e.g. tcp://host:8786")
+    ap.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",
+                    help="give up connecting to --scheduler after this long (default: 5)")
     ap.add_argument("--out", default="runs", help="root directory of run outputs (default: %(default)s)")
     args = ap.parse_args(argv)
     configure_logging()
@@ -70,7 +168,7 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
     config.setdefault("state_dir", str(Path(args.out) / name / "state"))
     tmp, final = new_run(args.out, name)
     try:
-        with client_from_config(config, args.scheduler) as client:
+        with client_from_config(config, args.scheduler, args.scheduler_timeout) as client:
             report = Report(tmp, title=f"scaleml-dask: {name}")
             t0 = time.perf_counter()
             summary = run(config, client, report)
@@ -80,7 +178,8 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    os.replace(tmp, final)
+    final = publish_run(tmp, final)
+    shutil.rmtree(Path(config["state_dir"]) / "steps", ignore_errors=True)  # the run is complete
     print(f"report: {final.resolve() / 'report.html'}")
     return 0
 

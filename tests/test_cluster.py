@@ -27,6 +27,7 @@ def test_local_cluster_processes_and_dashboard(capsys):
         client.cluster.close()
 
 
+@pytest.mark.slow
 def test_join_existing_scheduler_started_by_the_dask_cli(tmp_path):
     """`dask scheduler` and `dask worker` processes on 127.0.0.1, as on a shared cluster."""
     import socket

@@ -10,6 +10,7 @@ import scaleml_dask as sm
 from scaleml_dask.io.synthetic import drift_chunk, make_drift, make_logistic, make_mixture, make_regression
 
 
+@pytest.mark.slow
 def test_chunks_identical_on_cluster_and_in_process(tmp_path, client):
     make_regression(tmp_path / "local.zarr", 10_000, 4, chunk_rows=1_500, seed=7)
     make_regression(tmp_path / "cluster.zarr", 10_000, 4, chunk_rows=1_500, seed=7, client=client)
@@ -68,3 +69,22 @@ def test_drift_concept_changes(tmp_path, kind):
                          width=2_000, kind=kind)
     np.testing.assert_array_equal(Xc, X[6_000:9_000])
     np.testing.assert_array_equal(yc, y[6_000:9_000])
+
+
+@pytest.mark.slow
+def test_worker_killed_while_writing_a_chunk_gives_the_same_store(process_client, tmp_path):
+    """A worker SIGKILLs itself when its 2nd chunk task starts; the rerun chunks are the same bytes."""
+    from faults import undisturbed_and_killed
+
+    paths = iter(tmp_path / f"run{i}.zarr" for i in range(2))
+
+    def generate():
+        return sm.open_dataset(make_logistic(next(paths), 60_000, 6, chunk_rows=2_000, seed=5, client=process_client))
+
+    ref, killed, record = undisturbed_and_killed(process_client, generate, "make_chunk_task", tmp_path / "killed")
+    local = sm.open_dataset(make_logistic(tmp_path / "local.zarr", 60_000, 6, chunk_rows=2_000, seed=5))
+    for var in ("X", "y"):
+        np.testing.assert_array_equal(killed[var].values, ref[var].values)
+        np.testing.assert_array_equal(killed[var].values, local[var].values)
+    assert killed.attrs["bayes_accuracy"] == pytest.approx(local.attrs["bayes_accuracy"], rel=1e-12)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary store left

@@ -103,6 +103,7 @@ def test_failed_ingest_leaves_existing_store_intact(tmp_path, table):
     assert not (tmp_path / "new.zarr").exists()
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_file_size(tmp_path):
     """A CSV of ~23 chunks (216 MB of text) is ingested with RSS growth of a few chunks only.
 
@@ -131,6 +132,116 @@ def test_peak_memory_does_not_grow_with_file_size(tmp_path):
     assert growth < 8 * chunk_bytes, f"RSS grew {growth / 2**20:.1f} MiB for {chunk_bytes / 2**20:.1f} MiB chunks"
     ds = sm.open_dataset(tmp_path / "big.zarr")
     assert ds["X"].shape == (rows, d) and len(ds["X"].data.chunks[0]) == 20
+
+
+# --- edge cases: each an error naming file, line and column, and nothing left at the destination -------------
+
+def _assert_nothing_left(dest):
+    assert not dest.exists()
+    assert not [p.name for p in dest.parent.iterdir() if p.name.startswith(f".{dest.name}")]
+
+
+def _refused(tmp_path, name, text, match, **kw):
+    src = tmp_path / name
+    if isinstance(text, bytes):
+        src.write_bytes(text)
+    else:
+        src.write_text(text)
+    dest = tmp_path / "out.zarr"
+    with pytest.raises(IngestError, match=match):
+        ingest(src, dest, **kw)
+    _assert_nothing_left(dest)
+
+
+def test_empty_file_refused(tmp_path):
+    _refused(tmp_path, "e.csv", "", r"e.csv: empty file \(no header line\)", target="y")
+
+
+def test_header_only_refused(tmp_path):
+    _refused(tmp_path, "h.csv", "a,b,y\n", r"h.csv: no data rows \(only a header\)", target="y")
+
+
+def test_row_with_too_few_fields(tmp_path):
+    _refused(tmp_path, "few.csv", "a,b,y\n1,2,3\n4,5\n", r"few.csv: line 3 has 2 fields, expected 3", target="y")
+
+
+def test_row_with_too_many_fields(tmp_path):
+    _refused(tmp_path, "many.csv", "a,b,y\n1,2,3\n4,5,6,7\n8,9,10\n",
+             r"many.csv: line 3 has 4 fields, expected 3 \(first differing column: 4\)", target="y")
+
+
+def test_quoted_fields_with_embedded_newlines_across_pieces(tmp_path):
+    """A dropped feature holds quoted text with newlines; the reader's piece boundary falls inside one of them."""
+    n = 3_000
+    note = '"line one\nline two, with a comma\n""quoted"""'
+    lines = ["a,note,y"] + [f"{i},{note},{2 * i}" for i in range(n)]
+    big = tmp_path / "qbig.csv"  # ~1.5 MB against pieces of 1 MiB: the first cut falls inside quotes
+    big.write_text("\n".join(lines[:1] + lines[1:] * 10) + "\n")
+    assert big.stat().st_size > 1 << 20
+    ingest(big, tmp_path / "q.zarr", target="y", drop=["note"], chunk_rows=1000)
+    ds = sm.open_dataset(tmp_path / "q.zarr")
+    a = np.tile(np.arange(n, dtype=float), 10)
+    np.testing.assert_array_equal(ds["X"].values[:, 0], a)
+    np.testing.assert_array_equal(ds["y"].values, 2 * a)
+    src = tmp_path / "q.csv"
+    src.write_text("a,note,y\n1,\"x\ny\",2\n3,\"z\",oops\n")  # the bad value's line counts the embedded newline
+    with pytest.raises(IngestError, match=r"line 4, column 'y': 'oops' is not a number"):
+        ingest(src, tmp_path / "bad.zarr", target="y", drop=["note"])
+
+
+def test_missing_values_error_by_default_or_filled(tmp_path):
+    text = "a,b,y\n1,2,3\n4,,6\n7,NA,9\n"
+    _refused(tmp_path, "na.csv", text, r"na.csv: line 3, column 'b': missing value \(''\); pass na=", target="y")
+    ingest(tmp_path / "na.csv", tmp_path / "filled.zarr", target="y", na=-1.0)
+    np.testing.assert_array_equal(sm.open_dataset(tmp_path / "filled.zarr")["X"].values, [[1, 2], [4, -1], [7, -1]])
+    with pytest.raises(ValueError, match="na must be 'error' or a number"):
+        ingest(tmp_path / "na.csv", tmp_path / "x.zarr", target="y", na="zero")
+
+
+def test_missing_value_in_parquet_names_row_and_column(tmp_path):
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "b": [1.0, None, 3.0], "y": [0.0, 1.0, 0.0]}), tmp_path / "n.pq")
+    dest = tmp_path / "out.zarr"
+    with pytest.raises(IngestError, match=r"n.pq: row 1, column 'b': missing value"):
+        ingest(tmp_path / "n.pq", dest, target="y")
+    _assert_nothing_left(dest)
+    ingest(tmp_path / "n.pq", dest, target="y", na=0.5)
+    np.testing.assert_array_equal(sm.open_dataset(dest)["X"].values[:, 1], [1.0, 0.5, 3.0])
+
+
+@pytest.mark.parametrize("typ", [pa.null(), pa.float64()])
+def test_all_null_parquet_column_refused(tmp_path, typ):
+    t = pa.table({"a": pa.array([1.0, 2.0]), "e": pa.array([None, None], type=typ), "y": pa.array([0.0, 1.0])})
+    pq.write_table(t, tmp_path / "z.parquet")
+    dest = tmp_path / "out.zarr"
+    with pytest.raises(IngestError, match=r"z.parquet: column 'e' is all null \(2 rows\)"):
+        ingest(tmp_path / "z.parquet", dest, target="y", na=0.0)  # even with a fill value
+    _assert_nothing_left(dest)
+
+
+@pytest.mark.parametrize("array, match", [
+    (np.zeros(5), r"expected a 2-d array, got shape \(5,\)"),
+    (np.zeros((2, 2, 2)), r"expected a 2-d array, got shape \(2, 2, 2\)"),
+    (np.array([["a", "b"]]), r"dtype <U1 is not a real number type"),
+    (np.zeros((2, 2), dtype=complex), r"dtype complex128 is not a real number type"),
+])
+def test_npy_of_wrong_dtype_or_ndim(tmp_path, array, match):
+    np.save(tmp_path / "w.npy", array)
+    dest = tmp_path / "out.zarr"
+    with pytest.raises(IngestError, match=r"w.npy: " + match):
+        ingest(tmp_path / "w.npy", dest)
+    _assert_nothing_left(dest)
+
+
+def test_target_column_that_does_not_exist(tmp_path):
+    _refused(tmp_path, "t.csv", "a,b\n1,2\n", r"t.csv: no column 'price' \(columns: \['a', 'b'\]\)", target="price")
+    np.save(tmp_path / "t.npy", np.zeros((3, 2)))
+    with pytest.raises(IngestError, match=r"t.npy: target column 5 out of range for 2 columns"):
+        ingest(tmp_path / "t.npy", tmp_path / "o.zarr", target=5)
+
+
+def test_duplicate_column_names(tmp_path):
+    _refused(tmp_path, "d.csv", "a,b,a,y\n1,2,3,4\n", r"d.csv: duplicate column names: 'a' \(columns 1, 3\)",
+             target="y")
 
 
 def test_sm_ingest_is_callable_again_after_first_use(tmp_path):

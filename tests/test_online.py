@@ -18,6 +18,7 @@ def _sigmoid(z):
 # ------------------------------------------------------------------------------------------------ learners
 
 
+@pytest.mark.slow
 def test_logistic_learn_many_converges_to_planted_weights():
     coef = np.array([1.5, -2.0, 0.5, 0.0, 1.0])
     X, y = logistic_chunk(1, 0, 400_000, coef=coef, intercept=0.5)
@@ -114,6 +115,7 @@ def test_rls_forgetting_tracks_a_coefficient_change_and_learn_many_equals_learn_
     np.testing.assert_allclose(loop.P_, fading.P_, rtol=1e-5, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_bad_input_gives_clear_errors(rng):
     m = ol.LogisticRegression()
     with pytest.raises(ol.NotFittedError):

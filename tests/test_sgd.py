@@ -49,6 +49,7 @@ MODE_ARGS = {"sync": {"epochs": 3, "batch_size": 1000, "eta0": 0.2},  # big aver
 
 
 @pytest.mark.parametrize("mode", ["sync", "local", "async"])
+@pytest.mark.slow
 def test_modes_reach_sklearn_accuracy(client, logistic_data, mode):
     dX, dy, Xt, yt, ref = logistic_data
     m = SGDClassifier(mode=mode, **MODE_ARGS[mode]).fit(dX, dy)
@@ -336,6 +337,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_fit_resumes_after_the_process_is_killed(client, logistic_data, tmp_path):
     dX, dy, *_ = logistic_data
     script = tmp_path / "fit.py"
@@ -360,6 +362,7 @@ def test_fit_resumes_after_the_process_is_killed(client, logistic_data, tmp_path
                                rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_fit_completes_when_a_worker_is_killed(logistic_data):
     from distributed import Client, LocalCluster
 

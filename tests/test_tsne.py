@@ -60,6 +60,7 @@ def test_calibrated_rows_reach_the_perplexity(perplexity, rng):
 
 
 @pytest.mark.parametrize("k", [15, 127, 130])  # positions in int8 up to k = 127, int16 above
+@pytest.mark.slow
 def test_joint_probabilities_are_the_symmetrised_conditionals(rng, k):
     X = rng.normal(size=(300, 4)).astype(np.float32)
     idx, dist = nearest_neighbors(X, k, method="exact")
@@ -112,6 +113,7 @@ def test_drop_self_from_approximate_graphs():
     np.testing.assert_array_equal(_drop_self(graph, 2), [[2, 1], [3, 0], [1, 3], [0, 1]])
 
 
+@pytest.mark.slow
 def test_recall_estimate_of_approximate_neighbors(rng):
     from scaleml_dask.tsne.neighbors import estimate_recall
 
@@ -127,6 +129,7 @@ def test_recall_estimate_of_approximate_neighbors(rng):
     assert abs(estimate_recall(X, approx, n_queries=600, random_state=1) - true_recall) < 0.02
 
 
+@pytest.mark.slow
 def test_locality_reorder_keeps_the_input_order_and_the_quality(mixture_2000, monkeypatch):
     from scaleml_dask.tsne import _tsne
 
@@ -165,6 +168,7 @@ def p_300():
     return joint_probabilities(idx, conditional_probabilities(dist, 10.0))
 
 
+@pytest.mark.slow
 def test_fft_gradient_matches_brute_force_exact_gradient(rng, p_300):
     P, Pd = p_300, _dense(p_300, 300)
     for scale, tol in [(1e-3, 1e-5), (1.0, 1e-3), (5.0, 2e-2)]:
@@ -231,6 +235,7 @@ def fitted_2000(mixture_2000):
     return model, model.fit_transform(X, y)
 
 
+@pytest.mark.slow
 def test_clusters_stay_separated_and_recall_matches_opentsne(mixture_2000, fitted_2000):
     openTSNE = pytest.importorskip("openTSNE")
     X, y = mixture_2000
@@ -274,6 +279,7 @@ def test_callback_stops_early_and_verbose_logs_kl(mixture_2000, caplog):
     assert sum("KL" in r.getMessage() for r in caplog.records) >= 2
 
 
+@pytest.mark.slow
 def test_memory_stays_linear_in_n(tmp_path):
     """Peak RSS growth of a 40,000-point fit stays under c·n·k; an n×n float32 array alone is 6.4 GB."""
     script = tmp_path / "mem.py"
@@ -299,6 +305,7 @@ def test_memory_stays_linear_in_n(tmp_path):
     assert mem["base"] <= reported[0] and reported[-1] == mem["peak"], mem
 
 
+@pytest.mark.slow
 def test_dataset_in_zarr_out_keeps_labels(client, tmp_path, mixture_2000):
     from scaleml_dask.io.store import DatasetWriter
 
@@ -348,6 +355,7 @@ def test_small_numpy_input_takes_the_in_memory_path_to_the_same_embedding():
     np.testing.assert_allclose(in_memory.embedding_, via_dask.embedding_, atol=1e-4 * scale)
 
 
+@pytest.mark.slow
 def test_small_numpy_input_never_imports_dask_array():
     code = ("import sys, numpy as np; from scaleml_dask.tsne import TSNE; "
             "X = np.random.default_rng(0).normal(size=(200, 8)); "

@@ -1,11 +1,13 @@
 """The demo pipeline: make the demo datasets, summarise them, then run each workflow into one report.
 
 Steps are the workflow scripts beside this file (``regression``, ``pca``, ``sgd``, ``online``, ``tsne``),
-each run with its own YAML config; ``steps:`` in pipeline.yaml chooses which.
+each run with its own YAML config; ``steps:`` in pipeline.yaml chooses which. A rerun of an interrupted
+pipeline replays the steps it had finished (``runner.resumable_step``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ import numpy as np
 import scaleml_dask as sm
 from scaleml_dask.io.catalog import describe
 from scaleml_dask.report import pyplot
-from scaleml_dask.runner import load_config, workflow_main
+from scaleml_dask.runner import load_config, resumable_step, workflow_main
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,6 +60,12 @@ def summarize(datasets: list[str], client, report) -> dict:
     return {"datasets": rows}
 
 
+def _run_step(step: str, config: dict, client, report) -> dict:
+    t0 = time.perf_counter()
+    out = _load(step).run(config, client, report)
+    return {"seconds": time.perf_counter() - t0, **(out or {})}
+
+
 def run(config: dict, client, report) -> dict:
     """Make the demo datasets, summarise them and run each configured workflow step."""
     summary = {"summary": summarize(config.get("datasets", []), client, report), "steps": {}}
@@ -69,9 +77,9 @@ def run(config: dict, client, report) -> dict:
         step_config = load_config(HERE / f"{step}.yaml")
         step_config.update(config.get("overrides", {}).get(step, {}))
         step_config.setdefault("state_dir", str(Path(config["state_dir"]) / step))
-        t0 = time.perf_counter()
-        summary["steps"][step] = _load(step).run(step_config, client, report)
-        summary["steps"][step] = {"seconds": time.perf_counter() - t0, **(summary["steps"][step] or {})}
+        summary["steps"][step] = resumable_step(step, step_config,
+                                                functools.partial(_run_step, step, step_config, client, report),
+                                                report, config["state_dir"])
     return summary
 
 

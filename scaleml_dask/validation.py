@@ -5,6 +5,11 @@ names of datasets. Shapes, dtypes and lengths are checked here, once, at the pub
 inf are checked *inside* the pass that does the work (``finite_blocks``), so validation never costs an
 extra read of the data. "Fitted" is scikit-learn's notion (``NotFittedError``, ``check_is_fitted``).
 
+Conversions (documented, tested in tests/test_estimator_inputs.py): any numeric or bool dtype is accepted and
+read as stored; the kernels compute in float64 inside each block (float16 / int / bool included). ``y`` is
+rechunked to ``X``'s row chunks when they differ; a column-vector ``y`` becomes 1-d with a
+``DataConversionWarning`` (as scikit-learn).
+
 >>> import numpy as np
 >>> X = as_dask_array(np.ones((10, 3)), "X", ndim=2)
 >>> X.shape, X.chunks[1]

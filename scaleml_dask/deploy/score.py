@@ -66,8 +66,8 @@ def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = Non
                        y_dtype=None if plan[1] is None else probe[1].dtype, attrs=attrs, codec=codec,
                        feature_names=_columns(model, plan[0], probe[0].shape[1])) as w:
         counts = X.map_blocks(_score_block, model=model, plan=plan, tmp_path=str(w.tmp_path), chunk_rows=rows,
-                              drop_axis=1, dtype=np.int64, chunks=((1,) * X.numblocks[0],),
-                              meta=np.empty(0, dtype=np.int64))
+                              drop_axis=1, dtype=object, chunks=((1,) * X.numblocks[0],),
+                              meta=np.empty(0, dtype=object))
         if client is None:
             client = _current_client()
         if client is not None:
@@ -84,8 +84,11 @@ def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = Non
                 written = counts.compute()
         else:
             (written,) = dask.compute(counts)
-        if int(np.sum(written)) != X.shape[0]:
-            raise RuntimeError(f"wrote {int(np.sum(written))} rows of {X.shape[0]}")
+        for _, digests in written:
+            w.record(digests)  # the chunks' checksums go into the store's integrity manifest
+        n_written = sum(n for n, _ in written)
+        if n_written != X.shape[0]:
+            raise RuntimeError(f"wrote {n_written} rows of {X.shape[0]}")
     return Path(out)
 
 
@@ -124,12 +127,15 @@ def _columns(model: Any, x_out: str, width: int) -> list[str]:
 
 def _score_block(X: np.ndarray, *, model: Any, plan: tuple[str, str | None], tmp_path: str, chunk_rows: int,
                  block_info: dict | None = None) -> np.ndarray:
-    """Score one chunk and write it (runs on a worker); returns the number of rows written."""
+    """Score one chunk and write it (runs on a worker); returns a 1-element array holding (rows written, the
+    written chunks' checksums)."""
     from ..io.store import write_chunk
 
     index = block_info[0]["chunk-location"][0]
     Z, y = _score_rows(model, plan, np.asarray(X, dtype=np.float64))
-    return np.array([write_chunk(tmp_path, index, Z, y, chunk_rows)], dtype=np.int64)
+    out = np.empty(1, dtype=object)
+    out[0] = (len(Z), write_chunk(tmp_path, index, Z, y, chunk_rows))
+    return out
 
 
 def _current_client() -> Any:

@@ -14,6 +14,7 @@ import time
 import dask.array as da
 import numpy as np
 import pytest
+from distributed.diagnostics.plugin import WorkerPlugin
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
@@ -380,3 +381,83 @@ def test_fit_completes_when_a_worker_is_killed(logistic_data):
     np.testing.assert_array_equal(m.coef_, undisturbed.coef_)
     np.testing.assert_array_equal(m.intercept_, undisturbed.intercept_)
     assert abs(m.score(Xt, yt) - ref) <= 0.01
+
+
+class _KillServerHost(WorkerPlugin):
+    """Worker plugin: once ``armed`` exists (the callback creates it after epoch 1), the next parameter server
+    created on this worker kills the worker's process from inside its 5th push (mid-epoch: an epoch here
+    has 40); ``flag`` records the worker's address and pid, and makes this happen once."""
+
+    name = "kill-parameter-server-host"
+
+    def __init__(self, armed: str, flag: str) -> None:
+        self.armed, self.flag = armed, flag
+
+    def setup(self, worker) -> None:
+        self.worker = worker
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if finish != "memory" or not str(key).startswith("ParameterServer-") or not os.path.exists(self.armed):
+            return
+        server, flag, address = self.worker.state.actors[key], self.flag, self.worker.address
+        push = server.push
+
+        def push_then_die(*args, **kwargs):
+            accepted = push(*args, **kwargs)
+            if server.version >= 5 and not os.path.exists(flag):
+                with open(flag, "w") as f:
+                    f.write(f"{address} {os.getpid()}")
+                os.kill(os.getpid(), signal.SIGKILL)
+            return accepted
+
+        server.push = push_then_die
+
+
+@pytest.mark.parametrize("with_checkpoints", [True, False])
+def test_async_fit_survives_or_names_the_loss_of_its_parameter_server(client, logistic_data, tmp_path, caplog,
+                                                                      with_checkpoints):
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cloudpickle
+
+    from scaleml_dask.sgd import ParameterServerLostError
+
+    dX, dy, Xt, yt, ref = logistic_data
+    armed, flag = tmp_path / "armed", tmp_path / "killed"
+    epochs = []
+
+    def arm(info):
+        epochs.append(info["epoch"])
+        armed.touch()
+
+    m = SGDClassifier(mode="async", callback=arm, checkpoint_dir=str(tmp_path / "ck") if with_checkpoints else None,
+                      **MODE_ARGS["async"])
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    try:
+        client.register_plugin(_KillServerHost(str(armed), str(flag)))
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    try:
+        with caplog.at_level(logging.WARNING, logger="scaleml_dask.sgd"), ThreadPoolExecutor(1) as pool:
+            fit = pool.submit(m.fit, dX, dy)
+            if with_checkpoints:
+                fit.result(timeout=180)  # resumed from the checkpoint of epoch 1: never hangs
+            else:
+                with pytest.raises(ParameterServerLostError, match=r"parameter server of async epoch 2 \(on tcp://"
+                                   r"[^)]+\) was lost: its worker left the cluster.*checkpoint_dir the fit resumes"):
+                    fit.result(timeout=180)
+    finally:
+        client.unregister_worker_plugin(_KillServerHost.name)
+        client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker for the next tests
+    address, pid = flag.read_text().split()
+    assert address not in client.scheduler_info()["workers"]  # the worker really left ...
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)  # ... and its process is gone
+    if with_checkpoints:
+        assert epochs == [1, 2, 3] and m.n_iter_ == 3
+        assert any("resuming from the checkpoint of epoch 1" in r.getMessage() for r in caplog.records)
+        assert abs(m.score(Xt, yt) - ref) <= 0.01
+        assert sum(m.staleness_["histogram"]) == m.n_rounds_  # the lost epoch's pushes are not counted
+    else:
+        assert epochs == [1]

@@ -10,6 +10,7 @@ through :func:`send`: compressed, with the error feedback of that block kept in 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,11 @@ from ._kernels import (
     unknown_labels,
 )
 
-# How long a block's task waits for one answer of the parameter server before giving up (async mode): far
-# above a pull or push (milliseconds), and a bound, so that a lost server fails the task instead of hanging it.
+# How long anyone waits for one answer of the parameter server (async mode): far above a pull or push
+# (milliseconds), and a bound, so that a lost server fails the wait instead of hanging it. A block's task
+# waits in slices of _POLL_S and asks the scheduler in between whether the server's worker still holds it.
 SERVER_TIMEOUT_S = 60.0
+_POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -233,13 +236,39 @@ class ParameterServer:
                 "rejected": self.rejected, "staleness": self.staleness.copy()}
 
 
-def async_partition(part: Part, server: Any, seed: int, problem: Problem, push_every: int) -> None:
-    """Pull, compute ``push_every`` mini-batch gradients at the pulled weights, push; over the whole block.
-    Every answer of the server is waited for at most ``SERVER_TIMEOUT_S``."""
+def hosts_server(who_has: dict, key: str, host: str) -> bool:
+    """Whether ``host`` still holds the actor ``key`` in a ``who_has`` answer. (Workers whose tasks use the
+    actor are listed too: they hold a handle; the host is the one that held it before any task ran.)"""
+    return host in who_has.get(key, ())
+
+
+def _answer(call: Any, server: Any, host: str) -> Any:
+    """The answer of a server call, waited for in slices: between them the scheduler is asked whether the
+    server is still on ``host``, so that a task whose server was lost fails within about ``_POLL_S``
+    (a slow server is waited for up to ``SERVER_TIMEOUT_S``)."""
+    from distributed import get_worker
+    from distributed.utils import sync
+
+    deadline = time.monotonic() + SERVER_TIMEOUT_S
+    while True:
+        try:
+            return call.result(timeout=_POLL_S)
+        except TimeoutError:
+            worker = get_worker()
+            who = sync(worker.loop, worker.scheduler.who_has, keys=[server.key])
+            if not hosts_server(who, server.key, host):
+                raise RuntimeError(f"the parameter server on {host} was lost") from None
+            if time.monotonic() > deadline:
+                raise
+
+
+def async_partition(part: Part, server: Any, host: str, seed: int, problem: Problem, push_every: int) -> None:
+    """Pull, compute ``push_every`` mini-batch gradients at the pulled weights, push; over the whole block
+    (``host``: the worker hosting the ``server`` actor)."""
     total = n_batches(part.n_train, problem.batch_size)
     for first in range(0, total, push_every):
         for _attempt in range(2):  # a push rejected as too stale is recomputed once from fresh weights
-            version, W = server.pull().result(timeout=SERVER_TIMEOUT_S)
+            version, W = _answer(server.pull(), server, host)
             G = np.zeros_like(W)
             rows_seen = 0
             for step in range(first, min(first + push_every, total)):
@@ -247,5 +276,5 @@ def async_partition(part: Part, server: Any, seed: int, problem: Problem, push_e
                 G += rows * g
                 rows_seen += rows
             msg = send(G / rows_seen, problem, part.index)
-            if server.push(msg, version, rows_seen).result(timeout=SERVER_TIMEOUT_S):
+            if _answer(server.push(msg, version, rows_seen), server, host):
                 break

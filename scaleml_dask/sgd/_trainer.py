@@ -26,6 +26,7 @@ from ._blocks import (
     async_partition,
     clear_residuals,
     held_out_rows,
+    hosts_server,
     local_block,
     split_block,
     sync_gradients,
@@ -37,6 +38,7 @@ log = logging.getLogger("scaleml_dask.sgd")
 CURVE_COLUMNS = ("wall_time_s", "samples_seen", "bytes_exchanged", "heldout_loss")
 _ASYNC_POLL_S = 0.2
 _MAX_RESUMES = 3  # parameter servers lost in one fit before it gives up
+_SETTLE_S = 5.0
 
 
 class ParameterServerLostError(RuntimeError):
@@ -256,8 +258,8 @@ class Trainer:
                 return
 
     def _async_epoch(self, client: Any, parts: list) -> None:
-        """One epoch against a fresh parameter server. Every wait is bounded; if the server stops answering
-        (its worker left), raises ``_ServerLost`` once the partitions' tasks are cancelled."""
+        """One epoch against a fresh parameter server. Every wait is bounded, and the server's worker is
+        checked at every poll: if it left, raises ``_ServerLost`` (the partitions' tasks are cancelled)."""
         from distributed import wait
 
         st, cfg = self.st, self.config
@@ -266,11 +268,12 @@ class Trainer:
         server_future = client.submit(ParameterServer, st.W, st.opt, cfg.problem, cfg.max_staleness, actor=True,
                                       pure=False)
         futures: list = []
-        server = None
+        host = None
         try:
             server = server_future.result(timeout=SERVER_TIMEOUT_S)
-            futures = client.map(async_partition, parts, server=server, seed=seed, problem=cfg.problem,
-                                 push_every=cfg.push_every, pure=False)
+            host = min(client.who_has([server_future]).get(server_future.key, ()), default=None)
+            futures = client.map(async_partition, parts, server=server, host=host, seed=seed,
+                                 problem=cfg.problem, push_every=cfg.push_every, pure=False)
             done = False
             while not done:
                 try:
@@ -278,6 +281,9 @@ class Trainer:
                     done = True
                 except TimeoutError:
                     pass
+                if not self._hosts(client, server_future, host):
+                    raise _ServerLost(f"the parameter server of async epoch {epoch} (on {host}) was lost: "
+                                      "its worker left the cluster")
                 snap = server.state().result(timeout=SERVER_TIMEOUT_S)
                 st.W, st.opt = snap["W"], snap["opt"]
                 st.samples, st.bytes = base[0] + snap["samples"], base[1] + snap["bytes"]
@@ -286,14 +292,35 @@ class Trainer:
                 if not done:
                     self.record()
             client.gather(futures)  # raises the error of a failed partition
+        except _ServerLost:
+            raise
         except Exception as exc:
-            if _answers(server):
-                raise  # the server is fine: the partition's own error (bad data, ...)
-            holder = ", ".join(client.who_has([server_future]).get(server_future.key, ())) or "a lost worker"
-            raise _ServerLost(f"the parameter server of async epoch {epoch} (on {holder}) stopped answering: "
-                              f"{type(exc).__name__}: {exc}") from exc
+            # a failed call to the server (OSError, timeout, the actor's RuntimeError) may come just before
+            # the scheduler has seen its worker leave: give it a moment to tell; other errors are the data's
+            settle = _SETTLE_S if isinstance(exc, (OSError, TimeoutError, RuntimeError)) else 0.0
+            if not self._server_gone(client, server_future, host, settle):
+                raise
+            raise _ServerLost(f"the parameter server of async epoch {epoch} (on {host}) was lost: "
+                              f"its worker left the cluster ({type(exc).__name__}: {exc})") from exc
         finally:
             client.cancel([server_future, *futures])
+
+    @staticmethod
+    def _hosts(client: Any, server_future: Any, host: str) -> bool:
+        return hosts_server(client.who_has([server_future]), server_future.key, host)
+
+    def _server_gone(self, client: Any, server_future: Any, host: str | None, settle: float) -> bool:
+        """Whether the server left ``host``, asking the scheduler for up to ``settle`` seconds (False if
+        it never started: then the error is its own)."""
+        if host is None:
+            return False
+        deadline = time.monotonic() + settle
+        while True:
+            if not self._hosts(client, server_future, host):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
     def _resume_after(self, what: str, lost: int) -> None:
         """Continue from the last checkpoint after a lost parameter server, or raise saying what happened."""
@@ -345,13 +372,3 @@ class Trainer:
                 except RuntimeError:
                     pass
 
-
-def _answers(server: Any) -> bool:
-    """Whether the parameter server answers a snapshot request (within a short bound)."""
-    if server is None:
-        return False
-    try:
-        server.state().result(timeout=min(5.0, SERVER_TIMEOUT_S))
-    except Exception:
-        return False
-    return True

@@ -137,7 +137,9 @@ def _placed(client, dX, dy, workers_of_block):
 
 def _holders(client):
     """A callback recording, after every epoch, how many workers hold the blocks of the running sync fit
-    (the layout asked by ``_placed`` is likely, not certain: work stealing may move a split)."""
+    (the layout asked by ``_placed`` is likely, not certain: work stealing may move a split). Each split
+    block lives on exactly one worker (no task but the training ones reads it, so none is ever copied), so
+    this is the number of tasks a step sends out."""
     seen = []
 
     def callback(info):

@@ -463,3 +463,20 @@ def test_async_fit_survives_or_names_the_loss_of_its_parameter_server(client, lo
         assert sum(m.staleness_["histogram"]) == m.n_rounds_  # the lost epoch's pushes are not counted
     else:
         assert epochs == [1]
+
+
+def test_every_parameter_is_declared_and_checked_by_scikit_learn_on_fit_and_partial_fit():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = _logistic(200, 30)
+    for cls in (SGDRegressor, SGDClassifier):
+        assert set(cls._parameter_constraints) == set(cls().get_params())
+    bad = {"penalty": "l3", "batch_size": 0, "topk_fraction": 0.0, "validation_fraction": 0.6, "rounds": 0,
+           "random_state": -1, "callback": 3, "loss": "squared"}
+    for name, value in bad.items():
+        for call in ("fit", "partial_fit"):
+            m = SGDClassifier(mode="local", classes=[0.0, 1.0], **{name: value})
+            with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of SGDClassifier"):
+                getattr(m, call)(X, y)
+    with pytest.raises(InvalidParameterError, match="'loss' parameter of SGDRegressor must be a str among"):
+        SGDRegressor(loss="hinge").fit(X, y)

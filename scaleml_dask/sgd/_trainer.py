@@ -131,7 +131,7 @@ def _raise_first_error(futures: list) -> None:
 
 
 class _ServerLost(Exception):
-    """Raised inside an async epoch when its parameter server no longer answers."""
+    """Raised inside an async epoch when its parameter server was lost (its worker left)."""
 
 
 class Trainer:
@@ -193,13 +193,11 @@ class Trainer:
         if self.X_val is None:  # in the same graph: each raw block is read once for both
             tasks += [dask.delayed(held_out_rows)(x, y, i, problem) for i, (x, y, _) in enumerate(blocks)]
         futures = client.compute(tasks)
-        parts, held = futures[:len(blocks)], futures[len(blocks):]
+        parts = futures[:len(blocks)]
         _raise_first_error(parts)
-        if held:
-            rows = client.gather(held)
-            self.X_val = np.concatenate([xv for xv, _ in rows])
-            self.T_val = np.concatenate([tv for _, tv in rows])
-            del held, futures, rows
+        if len(futures) > len(blocks):
+            self.X_val, self.T_val = (np.concatenate(a) for a in zip(*client.gather(futures[len(blocks):])))
+        del futures  # releases the held-out rows on the workers
         sizes = [n - (hi - lo) for i, n in enumerate(dX.chunks[0]) for lo, hi in [problem.holdout(i, n)]]
         try:
             if not self.st.curve:

@@ -19,7 +19,7 @@ from .._math import sigmoid
 from ..checkpoint import Checkpointer, fingerprint
 from ..validation import as_dask_array, check_is_fitted, check_n_features, check_X_y, nonfinite_error
 from ._blocks import Problem, checked_targets
-from ._kernels import COMPRESSIONS, SCHEDULES, decision, init_optimizer
+from ._kernels import COMPRESSIONS, PENALTIES, SCHEDULES, decision, init_optimizer
 from ._trainer import TrainConfig, Trainer, TrainState
 
 log = logging.getLogger("scaleml_dask.sgd")
@@ -36,7 +36,7 @@ class _BaseSGD(BaseEstimator):
 
     _parameter_constraints: dict = {
         "mode": [StrOptions(set(MODES))],
-        "penalty": [StrOptions({"l2", "l1"}), None],
+        "penalty": [StrOptions({p for p in PENALTIES if p is not None}), None],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "fit_intercept": ["boolean"],
         "learning_rate": [StrOptions(set(SCHEDULES))],

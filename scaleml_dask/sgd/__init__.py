@@ -6,6 +6,8 @@
   gradient of one seeded mini-batch of each of its blocks. The client sums them row-weighted in block
   order, so the result does not depend on which worker holds which block, and updates the weights. The
   grouping comes from the scheduler (``who_has``) and is refreshed when a task ran on another worker.
+  Nothing but the training tasks reads a split block (its held-out rows come from a task on the raw
+  block), so no block is copied to a second worker and the grouping, hence the traffic, is exact.
 - ``mode="local"``: federated averaging. Each round every partition runs ``local_epochs`` of plain SGD
   over its block (``map_blocks``) starting from the current weights; the client averages the returned
   weights (row-weighted). Few rounds, little traffic. The data are streamed: a round is one pass that

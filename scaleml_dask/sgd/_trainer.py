@@ -287,7 +287,7 @@ class Trainer:
                 st.samples, st.bytes = base[0] + snap["samples"], base[1] + snap["bytes"]
                 st.rounds, st.rejected = base[2] + snap["version"], base[3] + snap["rejected"]
                 st.staleness = base[4] + snap["staleness"]
-                if not done:
+                if not done and st.samples > st.curve[-1][1]:  # a row per progress, not per pull
                     self.record()
             client.gather(futures)  # raises the error of a failed partition
         except _ServerLost:

@@ -57,14 +57,14 @@ def _warm_worker() -> None:
     import dask_ml.wrappers  # noqa: F401
     import sklearn.linear_model  # noqa: F401
 
-    from scaleml_dask import _sgd_kernels as K
+    from scaleml_dask.sgd._kernels import batch_gradient, descent_step, init_optimizer, local_epochs
 
     X, T, W = np.ones((4, 2)), np.ones((4, 1)), np.zeros((3, 1))
-    K.local_epochs(W, X, T, start=0, n_train=4, seeds=[0], block=0, batch_size=2, loss="log_loss",
-                   penalty="l2", alpha=1e-6, fit_intercept=True, schedule="adam", eta0=0.01, power_t=0.5, t0=0.0)
-    G, _ = K.batch_gradient(W, X, T, start=0, n_train=4, seed=0, block=0, batch_size=2, step=0, loss="log_loss",
-                            fit_intercept=True)
-    K.apply_step(W, G, K.init_optimizer("adam", W.shape), penalty="l2", alpha=1e-6, schedule="adam", eta0=0.01,
+    local_epochs(W, X, T, start=0, n_train=4, seeds=[0], block=0, batch_size=2, loss="log_loss", penalty="l2",
+                 alpha=1e-6, fit_intercept=True, schedule="adam", eta0=0.01, power_t=0.5, t0=0.0)
+    G, _ = batch_gradient(W, X, T, start=0, n_train=4, seed=0, block=0, batch_size=2, step=0, loss="log_loss",
+                          fit_intercept=True)
+    descent_step(W, G, init_optimizer("adam", W.shape), penalty="l2", alpha=1e-6, schedule="adam", eta0=0.01,
                  power_t=0.5)
 
 

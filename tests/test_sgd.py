@@ -14,13 +14,14 @@ import time
 import dask.array as da
 import numpy as np
 import pytest
+from distributed.diagnostics.plugin import WorkerPlugin
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
-from scaleml_dask import _sgd_kernels as K
 from scaleml_dask.checkpoint import CheckpointMismatchError
 from scaleml_dask.io.synthetic import logistic_chunk, mixture_chunk, regression_chunk
 from scaleml_dask.sgd import SGDClassifier, SGDRegressor
+from scaleml_dask.sgd import _kernels as kernels
 
 COEF = np.array([1.5, -2.0, 0.5, 1.0, -1.0, 2.5, 0.0, -0.5])
 
@@ -40,7 +41,7 @@ def logistic_data():
 def _held_out_rows(n_blocks: int, rows: int, fraction: float = 0.01, seed: int = 0) -> np.ndarray:
     """The rows a fit holds out: one seeded contiguous range per block."""
     return np.concatenate([np.arange(b * rows + lo, b * rows + hi)
-                           for b in range(n_blocks) for lo, hi in [K.holdout_range(seed, b, rows, fraction)]])
+                           for b in range(n_blocks) for lo, hi in [kernels.holdout_range(seed, b, rows, fraction)]])
 
 
 MODE_ARGS = {"sync": {"epochs": 3, "batch_size": 1000, "eta0": 0.2},  # big averaged batches: larger steps
@@ -75,7 +76,7 @@ def test_modes_reach_sklearn_accuracy(client, logistic_data, mode):
 
 def test_an_epoch_visits_every_training_row_once_in_contiguous_batches():
     n, batch = 1_000, 64
-    lo, hi = K.holdout_range(3, 5, n, 0.05)
+    lo, hi = kernels.holdout_range(3, 5, n, 0.05)
     assert hi - lo == 50
     i = np.arange(n, dtype=np.float64)
     X, T = np.ascontiguousarray(i[:, None]), np.ascontiguousarray(i[:, None])
@@ -83,9 +84,9 @@ def test_an_epoch_visits_every_training_row_once_in_contiguous_batches():
     for seed in (0, 1):
         total = np.zeros(3)
         firsts = []
-        for step in range(K.n_batches(n - 50, batch)):
+        for step in range(kernels.n_batches(n - 50, batch)):
             # squared loss at W = 0: the gradient is -(mean of x*t, mean of t) over the batch
-            G, rows = K.batch_gradient(np.zeros((2, 1)), X, T, start=hi % n, n_train=n - 50, seed=seed,
+            G, rows = kernels.batch_gradient(np.zeros((2, 1)), X, T, start=hi % n, n_train=n - 50, seed=seed,
                                        block=5, batch_size=batch, step=step, loss="squared",
                                        fit_intercept=True)
             total += rows, -rows * G[0, 0], -rows * G[1, 0]
@@ -103,7 +104,7 @@ def test_local_epoch_kernel_takes_the_closed_form_step(schedule, penalty, fit_in
     W = rng.standard_normal((4, 1))
     eta, alpha = 0.1, 0.3
     # one mini-batch holding every row: one full-gradient step from W
-    W1, steps, finite = K.local_epochs(W, X, T, start=0, n_train=40, seeds=[7], block=0, batch_size=64,
+    W1, steps, finite = kernels.local_epochs(W, X, T, start=0, n_train=40, seeds=[7], block=0, batch_size=64,
                                        loss="squared", penalty=penalty, alpha=alpha, fit_intercept=fit_intercept,
                                        schedule=schedule, eta0=eta, power_t=0.5, t0=0.0)
     assert finite
@@ -116,8 +117,8 @@ def test_local_epoch_kernel_takes_the_closed_form_step(schedule, penalty, fit_in
         expected = W - eta * G
     elif schedule == "adagrad":
         expected = W - eta * G / (np.abs(G) + 1e-8)
-    else:  # adam's first step: m = 0.1 G, v = 0.001 G², step eta * sqrt(0.001) / 0.1
-        expected = W - eta * np.sqrt(0.001) / 0.1 * (0.1 * G) / (np.sqrt(0.001 * G * G) + 1e-8)
+    else:  # adam's first step (Kingma & Ba): m̂ = (0.1 G) / 0.1 = G, v̂ = (0.001 G²) / 0.001 = G²
+        expected = W - eta * G / (np.sqrt(G * G) + 1e-8)
     assert steps == 1
     np.testing.assert_allclose(W1, expected, rtol=1e-12, atol=1e-14)
     assert W1 is not W and not np.array_equal(W1, W)
@@ -137,12 +138,14 @@ def _placed(client, dX, dy, workers_of_block):
 
 def _holders(client):
     """A callback recording, after every epoch, how many workers hold the blocks of the running sync fit
-    (the layout asked by ``_placed`` is likely, not certain: work stealing may move a split)."""
+    (the layout asked by ``_placed`` is likely, not certain: work stealing may move a split). Each split
+    block lives on exactly one worker (no task but the training ones reads it, so none is ever copied), so
+    this is the number of tasks a step sends out."""
     seen = []
 
     def callback(info):
         held = client.has_what().values()
-        seen.append(sum(any(str(k).startswith("_split-") for k in keys) for keys in held))
+        seen.append(sum(any(str(k).startswith("split_block-") for k in keys) for keys in held))
 
     return seen, callback
 
@@ -164,20 +167,20 @@ def test_sync_equals_the_serial_algorithm(client, logistic_data):
     rows-weighted mean of every block's mini-batch gradient, summed in block order, then one Adam step."""
     dX, dy, *_ = logistic_data
     m = SGDClassifier(mode="sync", epochs=2, batch_size=1500, eta0=0.2).fit(*_placed(client, dX, dy, (1, 0, 1, 1)))
-    X, T = dX.compute(), K.encode_targets(dy.compute(), np.array([0.0, 1.0]))
+    X, T = dX.compute(), kernels.encode_targets(dy.compute(), np.array([0.0, 1.0]))
     blocks = []
     for b in range(4):
-        lo, hi = K.holdout_range(0, b, 6_000, 0.01)
+        lo, hi = kernels.holdout_range(0, b, 6_000, 0.01)
         blocks.append((X[b * 6_000:(b + 1) * 6_000], T[b * 6_000:(b + 1) * 6_000], hi % 6_000, 6_000 - (hi - lo)))
-    W, opt, rng = np.zeros((9, 1)), K.init_optimizer("adam", (9, 1)), np.random.default_rng(0)
+    W, opt, rng = np.zeros((9, 1)), kernels.init_optimizer("adam", (9, 1)), np.random.default_rng(0)
     for _epoch in range(2):
         seed = int(rng.integers(0, 2**62))
-        for step in range(K.n_batches(blocks[0][3], 1500)):
-            grads = [K.batch_gradient(W, Xb, Tb, start=start, n_train=n, seed=seed, block=b, batch_size=1500,
+        for step in range(kernels.n_batches(blocks[0][3], 1500)):
+            grads = [kernels.batch_gradient(W, Xb, Tb, start=start, n_train=n, seed=seed, block=b, batch_size=1500,
                                       step=step, loss="log_loss", fit_intercept=True)
                      for b, (Xb, Tb, start, n) in enumerate(blocks)]
             G = sum(rows * g for g, rows in grads) / sum(rows for _, rows in grads)
-            W = K.apply_step(W, G, opt, penalty="l2", alpha=1e-4, schedule="adam", eta0=0.2, power_t=0.5)
+            W = kernels.descent_step(W, G, opt, penalty="l2", alpha=1e-4, schedule="adam", eta0=0.2, power_t=0.5)
     np.testing.assert_array_equal(np.r_[m.coef_.ravel(), m.intercept_], W.ravel())
 
 
@@ -287,16 +290,14 @@ def test_bad_input_gives_clear_errors(client):
         SGDClassifier(mode="sync", epochs=1, batch_size=500).fit(da.from_array(X_nan, chunks=(500, 8)),
                                                  da.from_array(y, chunks=500))
     # local mode checks the training rows inside the epoch's pass and the held-out rows apart: both found
-    from scaleml_dask._sgd_kernels import holdout_range
-
-    lo, _ = holdout_range(0, 2, 500, 0.01)  # seed 0 (random_state=0), block 2, 500 rows
+    lo, _ = kernels.holdout_range(0, 2, 500, 0.01)  # seed 0 (random_state=0), block 2, 500 rows
     for row in (1234, 1000 + lo):
         X_bad = X.copy()
         X_bad[row, 5] = np.inf
         with pytest.raises(ValueError, match=rf"X contains inf in chunk 2 .*row {row}, column 5"):
             SGDClassifier(mode="local", rounds=1, batch_size=100, random_state=0).fit(
                 da.from_array(X_bad, chunks=(500, 8)), da.from_array(y, chunks=500))
-    with pytest.raises(ValueError, match="mode must be one of"):
+    with pytest.raises(ValueError, match="'mode' parameter of SGDClassifier must be a str among"):
         SGDClassifier(mode="gossip").fit(X, y)
     with pytest.raises(ValueError, match="X has 3 features"):
         SGDClassifier(mode="local", epochs=1).fit(X, y).predict(X[:, :3])
@@ -385,3 +386,100 @@ def test_fit_completes_when_a_worker_is_killed(logistic_data):
     np.testing.assert_array_equal(m.coef_, undisturbed.coef_)
     np.testing.assert_array_equal(m.intercept_, undisturbed.intercept_)
     assert abs(m.score(Xt, yt) - ref) <= 0.01
+
+
+class _KillServerHost(WorkerPlugin):
+    """Worker plugin: once ``armed`` exists (the callback creates it after epoch 1), the next parameter server
+    created on this worker kills the worker's process from inside its 5th push (mid-epoch: an epoch here
+    has 40); ``flag`` records the worker's address and pid, and makes this happen once."""
+
+    name = "kill-parameter-server-host"
+
+    def __init__(self, armed: str, flag: str) -> None:
+        self.armed, self.flag = armed, flag
+
+    def setup(self, worker) -> None:
+        self.worker = worker
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if finish != "memory" or not str(key).startswith("ParameterServer-") or not os.path.exists(self.armed):
+            return
+        server, flag, address = self.worker.state.actors[key], self.flag, self.worker.address
+        push = server.push
+
+        def push_then_die(*args, **kwargs):
+            accepted = push(*args, **kwargs)
+            if server.version >= 5 and not os.path.exists(flag):
+                with open(flag, "w") as f:
+                    f.write(f"{address} {os.getpid()}")
+                os.kill(os.getpid(), signal.SIGKILL)
+            return accepted
+
+        server.push = push_then_die
+
+
+@pytest.mark.parametrize("with_checkpoints", [True, False])
+def test_async_fit_survives_or_names_the_loss_of_its_parameter_server(client, logistic_data, tmp_path, caplog,
+                                                                      with_checkpoints):
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cloudpickle
+
+    from scaleml_dask.sgd import ParameterServerLostError
+
+    dX, dy, Xt, yt, ref = logistic_data
+    armed, flag = tmp_path / "armed", tmp_path / "killed"
+    epochs = []
+
+    def arm(info):
+        epochs.append(info["epoch"])
+        armed.touch()
+
+    m = SGDClassifier(mode="async", callback=arm, checkpoint_dir=str(tmp_path / "ck") if with_checkpoints else None,
+                      **MODE_ARGS["async"])
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    try:
+        client.register_plugin(_KillServerHost(str(armed), str(flag)))
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    try:
+        with caplog.at_level(logging.WARNING, logger="scaleml_dask.sgd"), ThreadPoolExecutor(1) as pool:
+            fit = pool.submit(m.fit, dX, dy)
+            if with_checkpoints:
+                fit.result(timeout=180)  # resumed from the checkpoint of epoch 1: never hangs
+            else:
+                with pytest.raises(ParameterServerLostError, match=r"parameter server of async epoch 2 \(on tcp://"
+                                   r"[^)]+\) was lost: its worker left the cluster.*checkpoint_dir the fit resumes"):
+                    fit.result(timeout=180)
+    finally:
+        client.unregister_worker_plugin(_KillServerHost.name)
+        client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker for the next tests
+    address, pid = flag.read_text().split()
+    assert address not in client.scheduler_info()["workers"]  # the worker really left ...
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)  # ... and its process is gone
+    if with_checkpoints:
+        assert epochs == [1, 2, 3] and m.n_iter_ == 3
+        assert any("resuming from the checkpoint of epoch 1" in r.getMessage() for r in caplog.records)
+        assert abs(m.score(Xt, yt) - ref) <= 0.01
+        assert sum(m.staleness_["histogram"]) == m.n_rounds_  # the lost epoch's pushes are not counted
+    else:
+        assert epochs == [1]
+
+
+def test_every_parameter_is_declared_and_checked_by_scikit_learn_on_fit_and_partial_fit():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = _logistic(200, 30)
+    for cls in (SGDRegressor, SGDClassifier):
+        assert set(cls._parameter_constraints) == set(cls().get_params())
+    bad = {"penalty": "l3", "batch_size": 0, "topk_fraction": 0.0, "validation_fraction": 0.6, "rounds": 0,
+           "random_state": -1, "callback": 3, "loss": "squared"}
+    for name, value in bad.items():
+        for call in ("fit", "partial_fit"):
+            m = SGDClassifier(mode="local", classes=[0.0, 1.0], **{name: value})
+            with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of SGDClassifier"):
+                getattr(m, call)(X, y)
+    with pytest.raises(InvalidParameterError, match="'loss' parameter of SGDRegressor must be a str among"):
+        SGDRegressor(loss="hinge").fit(X, y)

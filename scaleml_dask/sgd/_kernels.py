@@ -1,5 +1,6 @@
 """Kernels of mini-batch SGD on numpy blocks: block layout and mini-batch plan, gradients, penalties,
-step-size rules (compiled with numba), and compression of what workers send.
+step-size rules (compiled with numba; AdaGrad and Adam are the shared updates of ``scaleml_dask._optim``),
+and compression of what workers send.
 
 Parameters are one matrix ``W`` of shape ``(n_features + 1, n_outputs)``: the coefficients, then the
 intercept row. Targets ``T`` are ``(n, n_outputs)``: the value for squared loss, 0/1 indicators (one
@@ -28,10 +29,13 @@ from typing import Any
 import numba
 import numpy as np
 
+from .._optim import adagrad_direction, adam_direction, bias_corrections
+
 PENALTIES = ("l2", "l1", None)
 SCHEDULES = ("constant", "invscaling", "adagrad", "adam")
 COMPRESSIONS = (None, "float16", "topk")
 _EPS = 1e-8
+_BETA1, _BETA2 = 0.9, 0.999  # Adam's moment decays (Kingma & Ba's defaults)
 _LOSS_CODE = {"squared": 0, "log_loss": 1, "hinge": 2}
 _PENALTY_CODE = {None: 0, "l2": 1, "l1": 2}
 _SCHEDULE_CODE = {name: i for i, name in enumerate(SCHEDULES)}
@@ -187,15 +191,10 @@ def _grad_batch(Wt, X, T, lo, hi, offset, start, n_train, loss_code, Gt):  # pra
 @numba.njit(cache=True, nogil=True)
 def _update(Wt, Gt, penalty_code, alpha, schedule_code, eta0, power_t, t, m, v, g2):  # pragma: no cover
     """Add the penalty's (sub)gradient to ``Gt`` (not the intercept, the last column) and take step ``t``
-    of the schedule, in place."""
+    of the schedule, in place (AdaGrad and Adam: the shared updates of ``_optim``)."""
     d = Wt.shape[1] - 1
-    b1, b2 = 0.9, 0.999
-    if schedule_code == 1:
-        rate = eta0 / t**power_t
-    elif schedule_code == 3:
-        rate = eta0 * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
-    else:
-        rate = eta0
+    rate = eta0 / t**power_t if schedule_code == 1 else eta0
+    c1, c2 = bias_corrections(t, _BETA1, _BETA2)
     for c in range(Wt.shape[0]):
         for j in range(d + 1):
             g = Gt[c, j]
@@ -205,12 +204,12 @@ def _update(Wt, Gt, penalty_code, alpha, schedule_code, eta0, power_t, t, m, v, 
                 elif penalty_code == 2:
                     g += alpha * np.sign(Wt[c, j])
             if schedule_code == 2:
-                g2[c, j] += g * g
-                g = g / (math.sqrt(g2[c, j]) + _EPS)
+                g, acc = adagrad_direction(g, g2[c, j], _EPS)
+                g2[c, j] = acc
             elif schedule_code == 3:
-                m[c, j] = b1 * m[c, j] + (1.0 - b1) * g
-                v[c, j] = b2 * v[c, j] + (1.0 - b2) * g * g
-                g = m[c, j] / (math.sqrt(v[c, j]) + _EPS)
+                g, m_cj, v_cj = adam_direction(g, m[c, j], v[c, j], _BETA1, _BETA2, _EPS, c1, c2)
+                m[c, j] = m_cj
+                v[c, j] = v_cj
             Wt[c, j] -= rate * g
 
 
@@ -282,8 +281,8 @@ def _store_moments(state: dict[str, np.ndarray], moments: list[np.ndarray]) -> N
             state[k] = a.T.copy()
 
 
-def apply_step(W: np.ndarray, G: np.ndarray, state: dict[str, np.ndarray], *, penalty: str | None,
-               alpha: float, schedule: str, eta0: float, power_t: float) -> np.ndarray:
+def descent_step(W: np.ndarray, G: np.ndarray, state: dict[str, np.ndarray], *, penalty: str | None,
+                 alpha: float, schedule: str, eta0: float, power_t: float) -> np.ndarray:
     """One update along the gradient ``G`` plus the penalty (sub)gradient ``alpha * d penalty(coef)``
     (not the intercept) by the step-size rule (constant ``eta0``, ``eta0 / t**power_t``, AdaGrad or Adam);
     returns the new weights and advances ``state`` in place."""

@@ -16,12 +16,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 @pytest.fixture(scope="session")
 def session_client():
-    """A real dask.distributed cluster: 2 worker processes, 1 thread each, on 127.0.0.1 (not the default)."""
+    """A real dask.distributed cluster: 2 worker processes, 1 thread each, on 127.0.0.1. It is dask's default
+    client, but each test computes on the threaded scheduler unless it takes ``client``."""
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0", memory_limit="4GiB") as cluster, \
-            Client(cluster, set_as_default=False) as c:
+            Client(cluster) as c:
         yield c
 
 
@@ -39,9 +40,9 @@ def client(session_client, _threaded_scheduler_by_default):
     """The session cluster's client, as this test's dask scheduler and current client."""
     import dask
 
-    # as_current() (for get_client) sets the scheduler to "dask.distributed", which only threads that share this
-    # context resolve; the client object set after it serves the threads a computation starts too
-    with session_client.as_current(), dask.config.set(scheduler=session_client):
+    # By name, not the Client object: the in-process nannies pickle dask's config when they restart a killed
+    # worker, and a Client cannot be pickled. The name resolves to the default client in every thread.
+    with dask.config.set(scheduler="dask.distributed"):
         yield session_client
 
 

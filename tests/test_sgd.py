@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -280,7 +281,7 @@ def test_bad_input_gives_clear_errors(client):
         y_bad[[3, 300]] = [5.0, 2.0]
         SGDClassifier(mode="sync", epochs=1, classes=[0.0, 1.0]).fit(
             da.from_array(X, chunks=(500, 8)), da.from_array(y_bad, chunks=500))
-    with pytest.raises(ValueError, match=r"single class \[1\.0\]"):
+    with pytest.raises(ValueError, match=r"y has 1 class \(\[1\.0\]\)"):
         SGDClassifier(mode="local", epochs=1).fit(X, np.ones(len(y)))
     with pytest.raises(ValueError, match="at least two"):
         SGDClassifier(mode="local", epochs=1, classes=[1]).fit(X, y)
@@ -421,6 +422,7 @@ class _KillServerHost(WorkerPlugin):
 @pytest.mark.parametrize("with_checkpoints", [True, False])
 def test_async_fit_survives_or_names_the_loss_of_its_parameter_server(client, logistic_data, tmp_path, caplog,
                                                                       with_checkpoints):
+    import contextvars
     import logging
     from concurrent.futures import ThreadPoolExecutor
 
@@ -445,7 +447,7 @@ def test_async_fit_survives_or_names_the_loss_of_its_parameter_server(client, lo
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     try:
         with caplog.at_level(logging.WARNING, logger="scaleml_dask.sgd"), ThreadPoolExecutor(1) as pool:
-            fit = pool.submit(m.fit, dX, dy)
+            fit = pool.submit(contextvars.copy_context().run, m.fit, dX, dy)  # the test's current client
             if with_checkpoints:
                 fit.result(timeout=180)  # resumed from the checkpoint of epoch 1: never hangs
             else:
@@ -483,3 +485,18 @@ def test_every_parameter_is_declared_and_checked_by_scikit_learn_on_fit_and_part
                 getattr(m, call)(X, y)
     with pytest.raises(InvalidParameterError, match="'loss' parameter of SGDRegressor must be a str among"):
         SGDRegressor(loss="hinge").fit(X, y)
+
+
+def test_checkpoint_refuses_to_resume_on_other_data(tmp_path):
+    """Same shape and configuration, other values: the checkpoint names the data as what differs."""
+    from scaleml_dask.checkpoint import CheckpointMismatchError
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((2_000, 3))
+    y = (X[:, 0] > 0).astype(int)
+    params = dict(mode="local", rounds=1, batch_size=100, checkpoint_dir=str(tmp_path / "ck"))
+    with dask.config.set(scheduler="threads"):
+        SGDClassifier(**params).fit(X, y)
+        with pytest.raises(CheckpointMismatchError, match="data"):
+            SGDClassifier(**params).fit(X + 1.0, y)
+        SGDClassifier(**params).fit(X, y)  # the same data resumes (nothing left to do)

@@ -10,9 +10,10 @@ import dask
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from scaleml_dask import PCA, TSNE, LinearRegression, Ridge
+from scaleml_dask import PCA, TSNE, LinearRegression, Ridge, SGDClassifier, SGDRegressor
 
-ESTIMATORS = [LinearRegression(), Ridge(), PCA(), TSNE(perplexity=2, n_iter=50, early_exaggeration_iter=20)]
+ESTIMATORS = [LinearRegression(), Ridge(), PCA(), TSNE(perplexity=2, n_iter=50, early_exaggeration_iter=20),
+              SGDClassifier(mode="local", rounds=3), SGDRegressor(mode="local", rounds=30, eta0=0.05)]
 
 _TWO_D_ONLY = ("the check sets n_components=1 (scikit-learn's checks use 1 component where the estimator has "
                "that parameter); this t-SNE embeds in 2-d only and says so with InvalidParameterError")
@@ -22,6 +23,11 @@ EXPECTED_FAILED: dict[str, dict[str, str]] = {
             "the check fits 27 rows to 30 features + intercept; an underdetermined least-squares problem is "
             "refused with an error naming the counts instead of returning scikit-learn's minimum-norm solution "
             "(Ridge solves it)"),
+    },
+    "SGDClassifier": {
+        "check_classifiers_classes": (
+            "string class labels: the compiled kernels encode numeric labels (ints, floats, bools) only; encode "
+            "string labels to integers first (the error says so)"),
     },
     "TSNE": {name: _TWO_D_ONLY for name in (
         "check_dont_overwrite_parameters", "check_fit2d_1feature", "check_fit2d_1sample", "check_fit2d_predict1d",

@@ -17,7 +17,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._math import sigmoid
 from ..checkpoint import Checkpointer, fingerprint
-from ..validation import as_dask_array, check_is_fitted, check_n_features, check_X_y, nonfinite_error
+from ..validation import (
+    as_dask_array,
+    check_is_fitted,
+    check_n_features,
+    check_predict_input,
+    check_X_y,
+    nonfinite_error,
+)
 from ._blocks import Problem, checked_targets
 from ._kernels import COMPRESSIONS, PENALTIES, SCHEDULES, decision, init_optimizer
 from ._trainer import TrainConfig, Trainer, TrainState
@@ -125,7 +132,8 @@ class _BaseSGD(BaseEstimator):
         state = self._fresh_state(dX.shape[1], classes)
         checkpointer = None
         if self.checkpoint_dir is not None:
-            checkpointer = Checkpointer(self.checkpoint_dir, self._checkpoint_config(dX, classes))
+            checkpointer = Checkpointer(self.checkpoint_dir, self._checkpoint_config(dX, classes),
+                                        data=X if y is None else (X, y))
             last = checkpointer.latest()
             if last is not None:
                 state = TrainState.from_checkpoint(last.arrays, last.meta)
@@ -183,12 +191,7 @@ class _BaseSGD(BaseEstimator):
             check_n_features(self, dX.shape[1])
             return dX.map_blocks(_decision_block, W, dtype=np.float64, chunks=(dX.chunks[0], (W.shape[1],)),
                                  meta=np.empty((0, 0)))
-        Xa = np.asarray(X, dtype=np.float64)
-        if Xa.ndim != 2:
-            raise ValueError(f"X must be a 2-d array (n_samples, n_features); got shape {Xa.shape}")
-        check_n_features(self, Xa.shape[1])
-        _check_finite(Xa, "X", "in the input")
-        return decision(W, Xa)
+        return decision(W, check_predict_input(self, X))
 
 
 def _check_finite(a: np.ndarray, name: str, where: str) -> None:
@@ -324,7 +327,11 @@ class SGDClassifier(ClassifierMixin, _BaseSGD):
         if np.issubdtype(found.dtype, np.floating) and np.isnan(found).any():
             raise ValueError("y contains NaN labels")
         if found.size < 2:
-            raise ValueError(f"y has a single class {found.tolist()}; a classifier needs at least two")
+            raise ValueError(f"y has 1 class ({found.tolist()}); a classifier needs at least two")
+        if np.issubdtype(found.dtype, np.floating) and not np.all(found == np.round(found)):
+            example = found[found != np.round(found)][0]
+            raise ValueError(f"Unknown label type: y holds continuous values (e.g. {example!r}); SGDClassifier "
+                             "needs class labels (use SGDRegressor for a continuous target)")
         return found
 
     def _first_partial_classes(self, classes: Any) -> np.ndarray:

@@ -48,6 +48,22 @@ def test_bitwise_equal_to_zarr(tmp_path, rng, codec, dtype, layout):
     assert read.reads[MODE[codec]] - before == n_chunks  # the fast path, not zarr, read every chunk
 
 
+SLICES_2D = [np.s_[800:], np.s_[100:200], np.s_[240:260, 2:5], np.s_[::7], np.s_[5], np.s_[5, 3], np.s_[-3:],
+             np.s_[600:10:-3], np.s_[:, 1], np.s_[500:500], np.s_[1002]]
+
+
+@pytest.mark.parametrize("layout", ["2-d rows", "2-d blocks"])
+@pytest.mark.parametrize("codec", ["none", "zstd"])
+def test_sliced_reads_equal_zarr(tmp_path, rng, codec, layout):
+    """Slices dask fuses into the read (a tail for held-out rows, steps, single rows) return what zarr does."""
+    shape, chunks = LAYOUTS[layout]
+    z = _array(tmp_path / "a.zarr", _values(shape, "float64", rng), chunks, CODECS[codec])
+    X = read.dask_array(z, label="t")
+    for sl in SLICES_2D:
+        got, want = X[sl].compute(scheduler="synchronous"), z[:][sl]
+        assert got.shape == want.shape and np.array_equal(got, want), sl
+
+
 def test_short_last_chunk_is_a_view_of_its_valid_rows(tmp_path, rng):
     z = _array(tmp_path / "a.zarr", rng.standard_normal((1003, 4)), (250, 4))
     src = read.chunk_source(z)

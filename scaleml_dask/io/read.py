@@ -92,10 +92,35 @@ class ZarrChunks:
         return ("ZarrChunks", self.label, self.name, self.directory, self.shape, self.chunks, str(self.dtype),
                 self.mode, self.verify, str(stamp))
 
-    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """``self[key]`` for the keys dask's getter passes: a whole chunk (read as is) or, once dask has fused a
+        slice of the array into the read, any basic index inside one chunk along every axis but the first
+        (read chunk by chunk along the first axis)."""
         key = key if isinstance(key, tuple) else (key,)
-        coords = tuple(int(k.start or 0) // c for k, c in zip(key, self.chunks))
-        return self.read_chunk(coords)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        bounds = [range(n)[k] if isinstance(k, slice) else range(int(k) % n, int(k) % n + 1)
+                  for k, n in zip(key, self.shape)]
+        lo = [b.start if len(b) else 0 for b in bounds]
+        coords = tuple(x // c for x, c in zip(lo, self.chunks))
+        whole = all(isinstance(k, slice) and b.step == 1 and b.start == i * c and b.stop == min((i + 1) * c, n)
+                    for k, b, i, c, n in zip(key, bounds, coords, self.chunks, self.shape))
+        if whole:
+            return self.read_chunk(coords)
+        if any(len(b) == 0 for b in bounds):
+            return np.empty(tuple(len(b) for b, k in zip(bounds, key) if isinstance(k, slice)), dtype=self.dtype)
+        first = bounds[0]
+        parts = []
+        for i0 in range(min(first) // self.chunks[0], max(first) // self.chunks[0] + 1):
+            chunk = self.read_chunk((i0, *coords[1:]))
+            rows = [r - i0 * self.chunks[0] for r in first if r // self.chunks[0] == i0]
+            inner = tuple(k if not isinstance(k, slice) else slice(b.start - o * c, b.stop - o * c if b.stop >= 0
+                          else None, b.step)
+                          for k, b, o, c in zip(key[1:], bounds[1:], coords[1:], self.chunks[1:]))
+            inner = tuple((int(k) % n) - o * c if not isinstance(k, slice) else k
+                          for k, n, o, c in zip(inner, self.shape[1:], coords[1:], self.chunks[1:]))
+            parts.append(chunk[(np.asarray(rows),) + inner] if rows else None)
+        out = np.concatenate([q for q in parts if q is not None])
+        return out[0] if not isinstance(key[0], slice) else out
 
     def describe(self, coords: tuple[int, ...]) -> str:
         """'dataset 'd': array 'X' chunk 3 (rows 750000-999999)' — how errors name a chunk."""

@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.demo-$(HASH): $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[tsne]"
+	$(BIN)/python -m pip install -q -e ".[tsne,serve]"
 	touch $@
 
 $(VENV)/.test-$(HASH): $(BIN)/python

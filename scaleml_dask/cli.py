@@ -128,7 +128,7 @@ def _workflow_argv(args: argparse.Namespace) -> list[str]:
                         ("--config", args.config)):
         if value is not None:
             argv += [flag, str(value)]
-    return argv
+    return argv + (["--verbose"] if args.verbose else [])
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -214,12 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("run", "run one workflow script from workflows/", _run)):
         p = sub.add_parser(name, help=helptext)
         if name == "run":
-            p.add_argument("workflow", help="workflow name, e.g. regression, pca, sgd, online, tsne, pipeline")
+            p.add_argument("workflow", help="workflow name, e.g. regression, pca, sgd, online, tsne, deploy, pipeline")
         p.add_argument("--config", help="YAML config (default: the workflow's own)")
         p.add_argument("--scheduler", help="address of an existing scheduler (default: a new LocalCluster)")
         p.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",
                        help="give up connecting to --scheduler after this long (default: 5)")
         p.add_argument("--out", default="runs", help="where runs are written (default: %(default)s)")
+        p.add_argument("--verbose", action="store_true",
+                       help="every log record on the terminal (default: in the run's run.log; one line per step)")
         p.set_defaults(func=func)
 
     s = sub.add_parser("serve", help="serve model registry directories over HTTP (Open Inference Protocol V2, V1)")

@@ -136,7 +136,9 @@ def resumable_step(name: str, config: dict, run: Callable[[], dict | None], repo
             log.info("step %s: finished by an earlier run, replayed from %s", name, marker)
             return done["summary"]
     first = len(report.sections)
+    t0 = time.perf_counter()
     summary = run() or {}
+    log.info("step %s: done in %.1f s", name, time.perf_counter() - t0)
     sections = report.sections[first:]
     tmp = steps / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
@@ -162,11 +164,13 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
     ap.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",
                     help="give up connecting to --scheduler after this long (default: 5)")
     ap.add_argument("--out", default="runs", help="root directory of run outputs (default: %(default)s)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="show every log record on the terminal (default: they go to the run's run.log)")
     args = ap.parse_args(argv)
-    configure_logging()
     config = load_config(args.config)
     config.setdefault("state_dir", str(Path(args.out) / name / "state"))
     tmp, final = new_run(args.out, name)
+    handlers = configure_logging(tmp / "run.log", verbose=args.verbose)
     try:
         with client_from_config(config, args.scheduler, args.scheduler_timeout) as client:
             report = Report(tmp, title=f"scaleml-dask: {name}")
@@ -176,15 +180,47 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
                                               "dashboard": client.dashboard_link}], data=summary or {})
             report.write()
     except BaseException:
+        _close(handlers)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _close(handlers)
     final = publish_run(tmp, final)
     shutil.rmtree(Path(config["state_dir"]) / "steps", ignore_errors=True)  # the run is complete
     print(f"report: {final.resolve() / 'report.html'}")
     return 0
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Logging of a workflow run: the library's INFO records to stderr, dask.distributed's warnings only."""
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+class _Terminal(logging.Filter):
+    """What a run shows on the terminal without ``--verbose``: its step lines and anyone's errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == __name__ or record.levelno >= logging.ERROR
+
+
+def configure_logging(log_file: str | os.PathLike, *, verbose: bool = False) -> list[logging.Handler]:
+    """Logging of a workflow run: every INFO record (dask.distributed's included) to ``log_file``; on stderr one
+    line per step and errors only, or everything with ``verbose``. Returns the handlers it installed."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    to_file = logging.FileHandler(log_file)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    terminal = logging.StreamHandler()
+    terminal.setFormatter(logging.Formatter("%(asctime)s %(message)s" if not verbose else
+                                            "%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S"))
+    if not verbose:
+        terminal.addFilter(_Terminal())
+    for h in (to_file, terminal):
+        root.addHandler(h)
+    for name in ("distributed", "httpx"):  # records go to the root's handlers: the file, filtered terminal
+        logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger(name).propagate = True
+        for h in list(logging.getLogger(name).handlers):  # distributed installs its own stderr handler
+            logging.getLogger(name).removeHandler(h)
+    return [to_file, terminal]
+
+
+def _close(handlers: list[logging.Handler]) -> None:
+    root = logging.getLogger()
+    for h in handlers:
+        root.removeHandler(h)
+        h.close()

@@ -73,6 +73,12 @@ def test_demo_writes_report(tmp_path):
     html = (run_dir / "report.html").read_text()
     assert "datasets_y.png" in html and (run_dir / "datasets_y.png").stat().st_size > 1000
     assert f"report: {run_dir / 'report.html'}" in out.stdout
+    # a quiet terminal: dask.distributed's records go to the run's log file only, unless --verbose
+    assert "distributed." not in out.stdout + out.stderr
+    assert "distributed.scheduler" in (run_dir / "run.log").read_text()
+    loud = scaleml("demo", "--config", str(config), "--out", str(tmp_path / "runs2"), "--verbose",
+                   env={"SCALEML_CATALOG": str(cat)})
+    assert "distributed.scheduler" in loud.stderr
 
 
 # --- a user's mistake: exit status 2, one line on stderr naming the problem, no traceback unless --debug ------

@@ -99,7 +99,7 @@ def test_wheel_runs_catalog_demo_and_workflows_from_an_empty_directory(installed
     address, procs = _scheduler(python, work, env)
     try:
         time.sleep(1.0)
-        for name in ("regression", "pca", "sgd", "online", "tsne"):
+        for name in ("regression", "pca", "sgd", "online", "tsne", "deploy"):
             _run([scaleml, "run", name, "--out", "runs", "--scheduler", address], cwd=work, env=env)
             runs = sorted(p.name for p in (work / "runs" / name).iterdir())
             assert len([r for r in runs if r[0].isdigit()]) == 1, (name, runs)
@@ -110,4 +110,4 @@ def test_wheel_runs_catalog_demo_and_workflows_from_an_empty_directory(installed
             p.terminate()
             p.wait(timeout=30)
     bad = subprocess.run([scaleml, "run", "nope"], capture_output=True, text=True, cwd=work, env=env, timeout=60)
-    assert bad.returncode != 0 and "known workflows: online, pca, pipeline, regression, sgd, tsne" in bad.stderr
+    assert bad.returncode != 0 and "known workflows: deploy, online, pca, pipeline, regression, sgd, tsne" in bad.stderr

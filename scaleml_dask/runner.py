@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import os
+import platform
 import re
 import shutil
 import time
@@ -177,7 +178,9 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
             t0 = time.perf_counter()
             summary = run(config, client, report)
             report.add_section("Run", table=[{"workflow": name, "seconds": time.perf_counter() - t0,
-                                              "dashboard": client.dashboard_link}], data=summary or {})
+                                              "dashboard": client.dashboard_link, **_cluster(client)}],
+                               text="Library versions: " + ", ".join(f"{k} {v}" for k, v in _versions().items()),
+                               data=summary or {})
             report.write()
     except BaseException:
         _close(handlers)
@@ -188,6 +191,26 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
     shutil.rmtree(Path(config["state_dir"]) / "steps", ignore_errors=True)  # the run is complete
     print(f"report: {final.resolve() / 'report.html'}")
     return 0
+
+
+def _cluster(client: Any) -> dict[str, Any]:
+    """The cluster a run used: workers, threads and memory."""
+    workers = client.scheduler_info().get("workers", {}).values()
+    return {"scheduler": client.scheduler.address, "workers": len(workers),
+            "threads": sum(w.get("nthreads", 0) for w in workers),
+            "memory (GB)": round(sum(w.get("memory_limit", 0) or 0 for w in workers) / 1e9, 1)}
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("scaleml-dask", "numpy", "dask", "distributed", "zarr", "xarray", "scikit-learn", "numba"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 class _Terminal(logging.Filter):

@@ -50,11 +50,22 @@ def run(config: dict, client, report) -> dict:
         out = model.to_zarr(Path(config["state_dir"]) / "tsne-embedding.zarr")
     rows = [{"stage": k, "seconds": v, "peak memory of the client so far (GB)": model.peak_memory_[k] / 1e9}
             for k, v in model.timings_.items()]
-    rows += [{"stage": f"KL at iteration {it}", "seconds": None, "value": kl} for it, kl in kl_curve]
+    figures = [png]
+    if kl_curve:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(5, 3))
+        its, kls = zip(*kl_curve)
+        ax.plot(its, kls, "o-", ms=3, color="#3a6ea5")
+        ax.axvline(model.early_exaggeration_iter, color="#999", lw=0.8, ls="--", label="end of exaggeration")
+        ax.set(xlabel="iteration", ylabel="KL(P || Q)", title="convergence")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        figures.append(report.save_figure(fig, "tsne_kl"))
     report.add_section("t-SNE", text=(
         f"{len(labels):,} of {n:,} rows × {model.n_features_in_} features of {config['dataset']!r}; "
         f"{model.n_neighbors_} neighbours ({model.neighbors_method_}); KL {model.kl_divergence_:.3f} "
-        f"after {model.n_iter_} iterations in {seconds:.1f} s."), table=rows, figures=[png])
+        f"after {model.n_iter_} iterations in {seconds:.1f} s. The table gives the time and the client's peak "
+        "memory of each stage; the KL divergence against iteration is plotted."), table=rows, figures=figures)
     return {"kl_divergence": model.kl_divergence_, "n_iter": model.n_iter_, "seconds": seconds,
             "n_points": len(labels), "embedding": None if out is None else str(out)}
 

@@ -63,7 +63,7 @@ def test_pca(data, whiten):
 def test_sgd_classifier(data, labels, loss):
     _, z, y = data
     target = {"binary": y > 0, "three": np.digitize(y, [-1.0, 1.0]) + 10,
-              "float": np.where(y > 0, 2.5, -1.5)}[labels]
+              "float": np.where(y > 0, 2.0, -1.0)}[labels]  # float labels (integer-valued: not continuous)
     model = sm.SGDClassifier(mode="local", loss=loss, batch_size=50, epochs=2).fit(z, target)
     run, names = _run(model)
     got = run(z)

@@ -142,10 +142,12 @@ def _holders(client):
     block lives on exactly one worker (no task but the training ones reads it, so none is ever copied), so
     this is the number of tasks a step sends out."""
     seen = []
+    earlier = {k for keys in client.has_what().values() for k in keys}  # other fits' blocks may linger
 
     def callback(info):
         held = client.has_what().values()
-        seen.append(sum(any(str(k).startswith("split_block-") for k in keys) for keys in held))
+        seen.append(sum(any(str(k).startswith("split_block-") and k not in earlier for k in keys)
+                        for keys in held))
 
     return seen, callback
 

@@ -388,6 +388,12 @@ def test_worker_killed_while_running_a_step_gives_the_same_weights(process_clien
     assert abs(m.score(Xt, yt) - ref) <= 0.01
 
 
+def _fit_on(client, model, X, y):
+    """``model.fit(X, y)`` with ``client`` as the current client (in a thread of the test)."""
+    with client.as_current():
+        return model.fit(X, y)
+
+
 class _KillServerHost(WorkerPlugin):
     """Worker plugin: once ``armed`` exists (the callback creates it after epoch 1), the next parameter server
     created on this worker kills the worker's process from inside its 5th push (mid-epoch: an epoch here
@@ -419,9 +425,8 @@ class _KillServerHost(WorkerPlugin):
 
 
 @pytest.mark.parametrize("with_checkpoints", [True, False])
-def test_async_fit_survives_or_names_the_loss_of_its_parameter_server(client, logistic_data, tmp_path, caplog,
+def test_async_fit_survives_or_names_the_loss_of_its_parameter_server(process_client, logistic_data, tmp_path, caplog,
                                                                       with_checkpoints):
-    import contextvars
     import logging
     from concurrent.futures import ThreadPoolExecutor
 
@@ -441,12 +446,12 @@ def test_async_fit_survives_or_names_the_loss_of_its_parameter_server(client, lo
                       **MODE_ARGS["async"])
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     try:
-        client.register_plugin(_KillServerHost(str(armed), str(flag)))
+        process_client.register_plugin(_KillServerHost(str(armed), str(flag)))
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     try:
         with caplog.at_level(logging.WARNING, logger="scaleml_dask.sgd"), ThreadPoolExecutor(1) as pool:
-            fit = pool.submit(contextvars.copy_context().run, m.fit, dX, dy)  # the test's current client
+            fit = pool.submit(_fit_on, process_client, m, dX, dy)
             if with_checkpoints:
                 fit.result(timeout=180)  # resumed from the checkpoint of epoch 1: never hangs
             else:
@@ -454,10 +459,10 @@ def test_async_fit_survives_or_names_the_loss_of_its_parameter_server(client, lo
                                    r"[^)]+\) was lost: its worker left the cluster.*checkpoint_dir the fit resumes"):
                     fit.result(timeout=180)
     finally:
-        client.unregister_worker_plugin(_KillServerHost.name)
-        client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker for the next tests
+        process_client.unregister_worker_plugin(_KillServerHost.name)
+        process_client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker for the next tests
     address, pid = flag.read_text().split()
-    assert address not in client.scheduler_info()["workers"]  # the worker really left ...
+    assert address not in process_client.scheduler_info()["workers"]  # the worker really left ...
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid), 0)  # ... and its process is gone
     if with_checkpoints:

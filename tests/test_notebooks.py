@@ -8,22 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from tiny import TINY_CATALOG
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-TINY = """datasets:
-  demo-regression:
-    path: r.zarr
-    generator: {name: regression, n_samples: 4000, n_features: 5, chunk_rows: 1000, seed: 0}
-  demo-logistic:
-    path: l.zarr
-    generator: {name: logistic, n_samples: 20000, n_features: 6, chunk_rows: 5000, seed: 1}
-  demo-mixture:
-    path: m.zarr
-    generator: {name: mixture, n_samples: 1500, n_features: 12, n_clusters: 3, chunk_rows: 500, seed: 2}
-  demo-drift:
-    path: d.zarr
-    generator: {name: drift, n_samples: 20000, n_features: 4, change_at: 10000, chunk_rows: 5000, seed: 3}
-"""
 
 
 def _figures(nb) -> int:
@@ -34,7 +21,7 @@ def _figures(nb) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("name, figures", [("explore", 5), ("deploy", 1)])
 def test_notebook_runs_and_draws(name, figures, tmp_path, monkeypatch):
-    (tmp_path / "cat.yaml").write_text(TINY)
+    (tmp_path / "cat.yaml").write_text(TINY_CATALOG)
     monkeypatch.setenv("SCALEML_CATALOG", str(tmp_path / "cat.yaml"))
     monkeypatch.setenv("SCALEML_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")

@@ -83,7 +83,7 @@ def test_demo_writes_report(tmp_path):
 
 # --- a user's mistake: exit status 2, one line on stderr naming the problem, no traceback unless --debug ------
 
-def refused(*args, match, env=None, cwd=None):
+def assert_refused(*args, match, env=None, cwd=None):
     out = scaleml(*args, env=env, cwd=cwd, check=False)
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
@@ -92,32 +92,34 @@ def refused(*args, match, env=None, cwd=None):
 
 
 def test_unknown_dataset():
-    refused("catalog", "show", "nope", match=r"^scaleml catalog: unknown dataset 'nope'.*Known datasets: .*demo-")
+    assert_refused("catalog", "show", "nope",
+                   match=r"^scaleml catalog: unknown dataset 'nope'.*Known datasets: .*demo-")
 
 
 def test_unknown_workflow():
-    refused("run", "nope", match=r"^scaleml run: no workflow 'nope'; known workflows: .*regression")
+    assert_refused("run", "nope", match=r"^scaleml run: no workflow 'nope'; known workflows: .*regression")
 
 
 def test_bad_yaml_in_workflow_config_names_file_line_column(tmp_path):
     (tmp_path / "w.yaml").write_text("dataset: demo-regression\nsolvers: [auto,\n")
-    refused("run", "regression", "--config", str(tmp_path / "w.yaml"), "--out", str(tmp_path / "runs"),
+    assert_refused("run", "regression", "--config", str(tmp_path / "w.yaml"), "--out", str(tmp_path / "runs"),
             match=r"config file .*w\.yaml: not valid YAML \(line 3, column 1\)")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.html"))
 
 
 def test_bad_catalog_names_file_line_column(tmp_path):
     (tmp_path / "cat.yaml").write_text("datasets:\n  a: {path: a.zarr\n")
-    refused("catalog", "list", env={"SCALEML_CATALOG": str(tmp_path / "cat.yaml")},
+    assert_refused("catalog", "list", env={"SCALEML_CATALOG": str(tmp_path / "cat.yaml")},
             match=r"cat\.yaml: not valid YAML \(line 3, column 1\)")
     (tmp_path / "cat.yaml").write_text("datasets:\n  a: {description: no path}\n")
-    refused("catalog", "list", env={"SCALEML_CATALOG": str(tmp_path / "cat.yaml")},
+    assert_refused("catalog", "list", env={"SCALEML_CATALOG": str(tmp_path / "cat.yaml")},
             match=r"cat\.yaml: dataset 'a' needs a 'path'")
 
 
 def test_missing_file(tmp_path):
-    refused("ingest", str(tmp_path / "nothere.csv"), str(tmp_path / "o.zarr"), match=r"nothere\.csv: no such file")
-    refused("run", "regression", "--config", str(tmp_path / "nothere.yaml"),
+    assert_refused("ingest", str(tmp_path / "nothere.csv"), str(tmp_path / "o.zarr"),
+                   match=r"nothere\.csv: no such file")
+    assert_refused("run", "regression", "--config", str(tmp_path / "nothere.yaml"),
             match=r"config file .*nothere\.yaml does not exist")
 
 
@@ -127,7 +129,7 @@ def test_unreachable_scheduler_fails_within_the_timeout(tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    refused("run", "regression", "--scheduler", f"tcp://127.0.0.1:{port}", "--scheduler-timeout", "1",
+    assert_refused("run", "regression", "--scheduler", f"tcp://127.0.0.1:{port}", "--scheduler-timeout", "1",
             "--out", str(tmp_path / "runs"),
             match=rf"^scaleml run: cannot reach the dask scheduler at tcp://127.0.0.1:{port} within 1 s")
     assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]  # no run directory left
@@ -140,7 +142,8 @@ def test_permission_denied_on_the_output(tmp_path):
     else:
         (tmp_path / "ro").mkdir(mode=0o500)
         dest = tmp_path / "ro" / "denied.zarr"
-    refused("ingest", str(tmp_path / "d.csv"), str(dest), "-q", match=rf"^scaleml ingest: permission denied: {dest}$")
+    assert_refused("ingest", str(tmp_path / "d.csv"), str(dest), "-q",
+                   match=rf"^scaleml ingest: permission denied: {dest}$")
 
 
 def test_debug_shows_the_traceback():

@@ -141,7 +141,7 @@ def _assert_nothing_left(dest):
     assert not [p.name for p in dest.parent.iterdir() if p.name.startswith(f".{dest.name}")]
 
 
-def _refused(tmp_path, name, text, match, **kw):
+def _assert_refused(tmp_path, name, text, match, **kw):
     src = tmp_path / name
     if isinstance(text, bytes):
         src.write_bytes(text)
@@ -154,19 +154,19 @@ def _refused(tmp_path, name, text, match, **kw):
 
 
 def test_empty_file_refused(tmp_path):
-    _refused(tmp_path, "e.csv", "", r"e.csv: empty file \(no header line\)", target="y")
+    _assert_refused(tmp_path, "e.csv", "", r"e.csv: empty file \(no header line\)", target="y")
 
 
 def test_header_only_refused(tmp_path):
-    _refused(tmp_path, "h.csv", "a,b,y\n", r"h.csv: no data rows \(only a header\)", target="y")
+    _assert_refused(tmp_path, "h.csv", "a,b,y\n", r"h.csv: no data rows \(only a header\)", target="y")
 
 
 def test_row_with_too_few_fields(tmp_path):
-    _refused(tmp_path, "few.csv", "a,b,y\n1,2,3\n4,5\n", r"few.csv: line 3 has 2 fields, expected 3", target="y")
+    _assert_refused(tmp_path, "few.csv", "a,b,y\n1,2,3\n4,5\n", r"few.csv: line 3 has 2 fields, expected 3", target="y")
 
 
 def test_row_with_too_many_fields(tmp_path):
-    _refused(tmp_path, "many.csv", "a,b,y\n1,2,3\n4,5,6,7\n8,9,10\n",
+    _assert_refused(tmp_path, "many.csv", "a,b,y\n1,2,3\n4,5,6,7\n8,9,10\n",
              r"many.csv: line 3 has 4 fields, expected 3 \(first differing column: 4\)", target="y")
 
 
@@ -191,7 +191,7 @@ def test_quoted_fields_with_embedded_newlines_across_pieces(tmp_path):
 
 def test_missing_values_error_by_default_or_filled(tmp_path):
     text = "a,b,y\n1,2,3\n4,,6\n7,NA,9\n"
-    _refused(tmp_path, "na.csv", text, r"na.csv: line 3, column 'b': missing value \(''\); pass na=", target="y")
+    _assert_refused(tmp_path, "na.csv", text, r"na.csv: line 3, column 'b': missing value \(''\); pass na=", target="y")
     ingest(tmp_path / "na.csv", tmp_path / "filled.zarr", target="y", na=-1.0)
     np.testing.assert_array_equal(sm.open_dataset(tmp_path / "filled.zarr")["X"].values, [[1, 2], [4, -1], [7, -1]])
     with pytest.raises(ValueError, match="na must be 'error' or a number"):
@@ -233,14 +233,15 @@ def test_npy_of_wrong_dtype_or_ndim(tmp_path, array, match):
 
 
 def test_target_column_that_does_not_exist(tmp_path):
-    _refused(tmp_path, "t.csv", "a,b\n1,2\n", r"t.csv: no column 'price' \(columns: \['a', 'b'\]\)", target="price")
+    _assert_refused(tmp_path, "t.csv", "a,b\n1,2\n", r"t.csv: no column 'price' \(columns: \['a', 'b'\]\)",
+                    target="price")
     np.save(tmp_path / "t.npy", np.zeros((3, 2)))
     with pytest.raises(IngestError, match=r"t.npy: target column 5 out of range for 2 columns"):
         ingest(tmp_path / "t.npy", tmp_path / "o.zarr", target=5)
 
 
 def test_duplicate_column_names(tmp_path):
-    _refused(tmp_path, "d.csv", "a,b,a,y\n1,2,3,4\n", r"d.csv: duplicate column names: 'a' \(columns 1, 3\)",
+    _assert_refused(tmp_path, "d.csv", "a,b,a,y\n1,2,3,4\n", r"d.csv: duplicate column names: 'a' \(columns 1, 3\)",
              target="y")
 
 

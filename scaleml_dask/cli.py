@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="YAML config (default: the workflow's own)")
         p.add_argument("--scheduler", help="address of an existing scheduler (default: a new LocalCluster)")
         p.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",
-                       help="give up connecting to --scheduler after this long (default: 5)")
+                       help="give up connecting to --scheduler after this long (default: 15)")
         p.add_argument("--out", default="runs", help="where runs are written (default: %(default)s)")
         p.add_argument("--verbose", action="store_true",
                        help="every log record on the terminal (default: in the run's run.log; one line per step)")

@@ -21,7 +21,7 @@ def connect(
     memory_limit: str | float = "auto",
     dashboard_address: str = "127.0.0.1:8787",
     security: Any = None,
-    timeout: float = 5.0,
+    timeout: float = 15.0,
     quiet: bool = False,
     **kubernetes: Any,
 ) -> Any:

@@ -163,7 +163,7 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
     ap.add_argument("--config", default=str(default_config), help="YAML config (default: %(default)s)")
     ap.add_argument("--scheduler", help="address of an existing dask scheduler, e.g. tcp://host:8786")
     ap.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",
-                    help="give up connecting to --scheduler after this long (default: 5)")
+                    help="give up connecting to --scheduler after this long (default: 15)")
     ap.add_argument("--out", default="runs", help="root directory of run outputs (default: %(default)s)")
     ap.add_argument("--verbose", action="store_true",
                     help="show every log record on the terminal (default: they go to the run's run.log)")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from _floor import chunk_into_numpy, drop_if_without_manifest
 
 from scaleml_dask.io import read
 from scaleml_dask.io.store import DatasetWriter
@@ -82,26 +83,11 @@ def read_chunk(kind: str, path: str, i: int) -> np.ndarray:
         return a[i * rows:(i + 1) * rows].read().result()
     if kind.startswith("scaleml"):
         return a.read_chunk((i, 0))
-    return _raw(a, i)
-
-
-def _raw(src: read.ZarrChunks, i: int) -> np.ndarray:
-    """The floor: the chunk file into a preallocated buffer with ``readinto``, then numcodecs into the output."""
-    path = os.path.join(src.directory, src.chunk_key((i, 0)))
-    with open(path, "rb", buffering=0) as f:
-        if src.mode == "raw":
-            out = np.empty(src.chunks, dtype=src.dtype)
-            f.readinto(memoryview(out.reshape(-1).view(np.uint8)))
-            return out
-        data = np.empty(os.fstat(f.fileno()).st_size, dtype=np.uint8)
-        f.readinto(memoryview(data))
-    out = np.empty(src.chunks, dtype=src.dtype)
-    codec = __import__("numcodecs").Blosc() if src.mode == "blosc" else __import__("numcodecs").Zstd()
-    codec.decode(data, out=out.reshape(-1).view(np.uint8))
-    return out
+    return chunk_into_numpy(a, i)
 
 
 def _make_store(path: Path, codec: str, n: int, rows: int, client=None) -> Path:
+    drop_if_without_manifest(path)
     if not path.exists():
         from scaleml_dask.io.synthetic import make_regression
 

@@ -1,13 +1,15 @@
-"""Linear regression on a 5,000,000 x 32 zarr store, side by side in one run, against the I/O floor.
+"""Linear regression on a 5,000,000 x 32 zarr store, side by side in one run, against the floor.
 
-Contenders (all read the same store on the same 2-process x 1-thread LocalCluster): a plain scan
-(``X.sum() + y.sum()``: decoding every chunk once is the floor for any method), this project's solvers,
-``dask.array.linalg.lstsq`` on ``[1 | X]``, dask-ml's ``LinearRegression``, and scikit-learn in memory
-(the load and the fit timed apart). Printed: wall time (best of ``--repeat``), ratio to the scan, and the
-largest |coef - planted|. The whole run is repeated for each codec of ``--codecs``: zarr's default, and
-the codec this project chooses for its stores (benchmarks/bench_codec.py).
+Contenders (all read the same store on the same 2-process x 1-thread LocalCluster): the floor (every chunk
+file read straight into numpy, zstd decoded by numcodecs, then X'X and X'y: ``_floor.py``), a plain scan
+through zarr-python (``X.sum() + y.sum()`` of ``xr.open_zarr``: the yardstick of the earlier editions) and
+through this project's reader, this project's solvers (given the store as a path), ``dask.array.linalg.lstsq``
+on ``[1 | X]``, dask-ml's ``LinearRegression``, and scikit-learn in memory (the load and the fit timed
+apart). Printed: wall time (best of ``--repeat``), ratios to the zarr scan and to the floor, and the largest
+|coef - planted|. The whole run is repeated for each codec of ``--codecs`` (uncompressed and zstd).
+``--growth``: seconds per million rows of ``solver="auto"`` from 1M to 20M rows (stores made once).
 
-    python benchmarks/bench_regression.py [--quick] [--codecs zarr-default,none] [--cold]
+    python benchmarks/bench_regression.py [--quick] [--codecs none,zstd] [--cold] [--growth]
 
 ``--cold`` empties the page cache before every contender (root only), so each one reads the store from
 the disk, as every pass does when the data are larger than memory; by default the store stays in the
@@ -25,6 +27,7 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
+from _floor import drop_if_without_manifest, floor_pass
 
 import scaleml_dask as sm
 from scaleml_dask.io.synthetic import make_regression
@@ -43,7 +46,8 @@ def cluster_client():
 
 def regression_store(n: int, d: int, codec: str, client, chunk_rows: int = 250_000) -> Path:
     """The benchmark store (made once, chunk by chunk on the cluster)."""
-    path = DATA / f"regression-{n}x{d}-{codec}.zarr"
+    path = DATA / (f"regression-{n}x{d}-{codec}" + ("" if chunk_rows == 250_000 else f"-c{chunk_rows}") + ".zarr")
+    drop_if_without_manifest(path)
     if not path.exists():
         t0 = time.perf_counter()
         make_regression(path, n, d, chunk_rows=min(chunk_rows, n), noise=1.0, seed=0, codec=codec, client=client)
@@ -96,14 +100,23 @@ def print_table(title: str, rows: list[dict], columns: list[str]) -> None:
         print(f"{r['method']:<44}" + "".join(cells))
 
 
-def contenders(X: da.Array, y: da.Array) -> dict[str, Callable[[], tuple[np.ndarray, float]]]:
-    """name -> function returning (coef, seconds spent loading into memory, if any)."""
+def contenders(path: Path, X: da.Array, y: da.Array) -> dict[str, Callable[[], tuple[np.ndarray, str]]]:
+    """name -> function returning (coef, note). Ours get the store as a path, as users give it."""
+    import xarray as xr
 
     def ours(solver):
         def f():
-            m = sm.LinearRegression(solver=solver).fit(X, y)
+            m = sm.LinearRegression(solver=solver).fit(str(path))
             return m.coef_, f"{m.solver_}"
         return f
+
+    def floor():
+        G, b = floor_pass(path)
+        return None, ""
+
+    def zarr_scan():
+        z = xr.open_zarr(path, consolidated=False, chunks={})
+        return dask.compute(z["X"].data.sum(), z["y"].data.sum()), ""
 
     def dask_lstsq():
         X1 = da.concatenate([da.ones((X.shape[0], 1), chunks=(X.chunks[0], 1)), X], axis=1).rechunk({1: -1})
@@ -117,13 +130,28 @@ def contenders(X: da.Array, y: da.Array) -> dict[str, Callable[[], tuple[np.ndar
         return np.asarray(m.coef_), "solver=newton"
 
     return {
-        "scan: X.sum() + y.sum()": lambda: (dask.compute(X.sum(), y.sum()), ""),
+        FLOOR: floor,
+        ZARR_SCAN: zarr_scan,
+        "scan (scaleml reader): X.sum() + y.sum()": lambda: (dask.compute(X.sum(), y.sum()), ""),
         "scaleml LinearRegression(solver='auto')": ours("auto"),
         "scaleml LinearRegression(solver='tsqr')": ours("tsqr"),
         "scaleml LinearRegression(solver='gram')": ours("gram"),
         "dask.array.linalg.lstsq([1 | X], y)": dask_lstsq,
         "dask-ml LinearRegression": dask_ml,
     }
+
+
+FLOOR = "floor: chunk files -> numpy, X'X and X'y"
+ZARR_SCAN = "scan (zarr-python): X.sum() + y.sum()"
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """The "x zarr scan" and "x floor" columns, from the zarr scan's row and the row named ``FLOOR``."""
+    scan = next(r["seconds"] for r in rows if r["method"].startswith("scan (zarr-python)"))
+    floor = next(r["seconds"] for r in rows if r["method"] == FLOOR)
+    for r in rows:
+        r["x zarr scan"] = r["seconds"] / scan
+        r["x floor"] = r["seconds"] / floor
 
 
 def chunk_costs(path: Path, repeat: int = 7) -> list[dict]:
@@ -162,8 +190,8 @@ def run_codec(codec: str, n: int, d: int, client, repeat: int, cold: bool = Fals
     planted = np.asarray(ds.attrs["coef"])
     dask.compute(X.sum(), y.sum())  # warm up the workers and the page cache
     rows = []
-    for name, (seconds, (coef, note)) in race(contenders(X, y), repeat, cold).items():
-        err = "" if name.startswith("scan") else float(np.abs(coef - planted).max())
+    for name, (seconds, (coef, note)) in race(contenders(path, X, y), repeat, cold).items():
+        err = "" if coef is None or name.startswith("scan") else float(np.abs(coef - planted).max())
         rows.append({"method": name, "seconds": seconds, "max|coef-planted|": err, "note": note})
     t0 = time.perf_counter()
     Xn, yn = dask.compute(X, y)
@@ -173,27 +201,49 @@ def run_codec(codec: str, n: int, d: int, client, repeat: int, cold: bool = Fals
     fit, m = timed(lambda: LinearRegression().fit(Xn, yn), repeat)
     rows.append({"method": "scikit-learn (in memory: fit only)", "seconds": fit,
                  "max|coef-planted|": float(np.abs(m.coef_ - planted).max()), "note": f"load {load:.2f} s"})
-    scan = rows[0]["seconds"]
-    for r in rows:
-        r["x scan"] = r["seconds"] / scan
+    add_ratios(rows)
     print_table(f"{n:,} x {d} float64, codec {codec}, chunks of {X.chunks[0][0]:,} rows, best of {repeat}"
                 + (", page cache emptied before each" if cold else ""),
-                rows, ["seconds", "x scan", "max|coef-planted|", "note"])
+                rows, ["seconds", "x zarr scan", "x floor", "max|coef-planted|", "note"])
     costs = chunk_costs(path)
     print_table(f"one chunk ({X.chunks[0][0]:,} x {d}), codec {codec}, serial CPU cost, best of 7", costs,
                 ["seconds", "x scan"])
     return rows + costs
 
 
+def growth(sizes: list[int], d: int, client, repeat: int, chunk_rows: int) -> list[dict]:
+    """Seconds per million rows of ``solver="auto"`` (store given as a path) at each size, with the floor's."""
+    rows = []
+    for n in sizes:
+        path = regression_store(n, d, "none", client, chunk_rows)
+        fit = lambda p=path: sm.LinearRegression(solver="auto").fit(str(p))  # noqa: E731
+        best = race({"floor": lambda p=path: floor_pass(p), "auto": fit}, repeat)
+        rows.append({"method": f"{n:,} rows", "auto s / M rows": best["auto"][0] / n * 1e6,
+                     "floor s / M rows": best["floor"][0] / n * 1e6, "x floor": best["auto"][0] / best["floor"][0]})
+    mean = np.mean([r["auto s / M rows"] for r in rows])
+    for r in rows:
+        r["vs mean"] = r["auto s / M rows"] / mean - 1
+    print_table(f"growth: LinearRegression(solver='auto'), {d} features, uncompressed, chunks of {chunk_rows:,} "
+                f"rows, best of {repeat}", rows, ["auto s / M rows", "floor s / M rows", "x floor", "vs mean"])
+    return rows
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="500,000 x 32 (runs in well under a minute)")
-    ap.add_argument("--codecs", default=f"zarr-default,{sm.store.DEFAULT_CODEC}")
+    ap.add_argument("--codecs", default="none,zstd")
     ap.add_argument("--repeat", type=int, default=3, help="rounds (best time is kept)")
     ap.add_argument("--cold", action="store_true", help="empty the page cache before every contender (root)")
+    ap.add_argument("--growth", action="store_true",
+                    help="seconds per million rows of 'auto' at 1M-20M rows (--quick: 100k-2M) instead")
     args = ap.parse_args(argv)
+    DATA.mkdir(parents=True, exist_ok=True)
     n, d = (500_000, 32) if args.quick else (5_000_000, 32)
     with cluster_client() as client:
+        if args.growth:
+            sizes = [100_000, 200_000, 500_000, 1_000_000, 2_000_000] if args.quick else \
+                [1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000]
+            return {"growth": growth(sizes, d, client, args.repeat, 50_000 if args.quick else 250_000)}
         return {codec: run_codec(codec, n, d, client, args.repeat, args.cold) for codec in args.codecs.split(",")}
 
 

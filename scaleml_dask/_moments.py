@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 
 from ._tsqr import EPS, Moments, block_moments, combine_moments, gram_error_bound
-from .validation import as_dask_array, row_offsets
+from .validation import as_dask_array, map_row_chunks
 
 #: Error bound below which ``solver="auto"`` accepts the normal equations for a chunk.
 AUTO_TOL = 1e-10
@@ -41,19 +41,11 @@ def moments(
     tol: float = AUTO_TOL,
     scale: bool = True,
 ) -> Moments:
-    """One pass over row-chunked ``X`` (and ``y``, weights): the combined ``Moments`` of ``[X | y]``."""
-    if X.ndim == 2 and len(X.chunks[1]) > 1:
-        X = X.rechunk({1: -1})
-    arrays = dask.optimize(*(a for a in (X, y, sample_weight) if a is not None))  # jointly: shared keys stay shared
-    blocks = iter([a.to_delayed(optimize_graph=False).ravel() for a in arrays])
-    xs = next(blocks)
-    ys = [None] * len(xs) if y is None else next(blocks)
-    ws = [None] * len(xs) if sample_weight is None else next(blocks)
-    starts = row_offsets(X.chunks[0])
-    kernel = dask.delayed(block_moments, pure=True)
-    parts = [kernel(xb, yb, wb, center=center, method=method, tol=tol, scale=scale, chunk_index=i,
-                    row_start=int(starts[i]))
-             for i, (xb, yb, wb) in enumerate(zip(xs, ys, ws))]
+    """One pass over row-chunked ``X`` (and ``y``, weights): the combined ``Moments`` of ``[X | y]``.
+
+    Each chunk's task reads its rows itself when they come from a store (``map_row_chunks``)."""
+    parts = map_row_chunks(block_moments, X, y, sample_weight, center=center, method=method, tol=tol,
+                           scale=scale)
     (result,) = dask.compute(tree_reduce(parts, combine_moments))
     return result
 

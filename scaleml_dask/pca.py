@@ -30,13 +30,14 @@ from ._repr import FittedSummaryMixin
 from ._tsqr import RangeMoments, block_range, combine_range
 from .validation import (
     as_dask_array,
+    assert_finite,
     check_array,
     check_is_fitted,
     check_n_features,
     check_predict_input,
     check_X_y,
     finite_blocks,
-    row_offsets,
+    map_row_chunks,
     take_y,
 )
 
@@ -140,12 +141,16 @@ class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> Any:
         """Projections on the components: numpy for numpy input, a lazy dask array otherwise."""
         check_is_fitted(self, "components_")
-        W = self.components_.T / (np.sqrt(self.explained_variance_) if self.whiten else 1.0)
+        W = self._projection()
         if isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc"):
             return (check_predict_input(self, X) - self.mean_) @ W
         dX = as_dask_array(X, "X", ndim=2)
         check_n_features(self, dX.shape[1])
         return (finite_blocks(dX.astype(np.float64), "X") - self.mean_) @ W
+
+    def _projection(self) -> np.ndarray:
+        """The (n_features, n_components) matrix ``transform`` multiplies the centered rows by."""
+        return self.components_.T / (np.sqrt(self.explained_variance_) if self.whiten else 1.0)
 
     def inverse_transform(self, Z: Any) -> Any:
         """Back to feature space: ``Z @ components_ + mean_`` (numpy or lazy dask, as the input)."""
@@ -167,7 +172,7 @@ class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
         Features are named ``pc0, pc1, ...``; if ``X`` is a dataset (path, catalog name or xarray) with a
         ``y``, it is copied alongside, so the projection can be used like any other dataset.
         """
-        from .io.store import DatasetWriter, write_chunk
+        from .io.store import DatasetWriter
 
         check_is_fitted(self, "components_")
         y = take_y(X)
@@ -176,30 +181,35 @@ class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
         if any(c != rows for c in dX.chunks[0][:-1]):
             dX = dX.rechunk({0: rows})
             dy = None if dy is None else dy.rechunk((dX.chunks[0],))
-        Z = self.transform(dX)
+        check_n_features(self, dX.shape[1])
         attrs = {"source": "PCA", "explained_variance_ratio": self.explained_variance_ratio_.tolist(),
                  "whiten": bool(self.whiten)}
         with DatasetWriter(path, self.n_components_, n_samples=dX.shape[0], chunk_rows=rows,
                            y_dtype=None if dy is None else dy.dtype, attrs=attrs, codec=codec,
                            feature_names=[f"pc{i}" for i in range(self.n_components_)]) as w:
-            zs = Z.to_delayed().ravel()
-            ys = [None] * len(zs) if dy is None else dy.to_delayed().ravel()
-            write = dask.delayed(write_chunk, pure=False)
-            for digests in dask.compute(*[write(str(w.tmp_path), i, zb, yb, rows)
-                                          for i, (zb, yb) in enumerate(zip(zs, ys))]):
+            for digests in dask.compute(*map_row_chunks(write_projection, dX, dy, mean=self.mean_,
+                                                        W=self._projection(), tmp_path=str(w.tmp_path),
+                                                        chunk_rows=rows)):
                 w.record(digests)
         return Path(path)
 
 
 def _range_pass(dX: da.Array, Z: np.ndarray) -> RangeMoments:
     """One pass: the range moments of ``Y = Xc Z``, reduced by the same deterministic tree as ``moments``."""
-    starts = row_offsets(dX.chunks[0])
-    Z_d = dask.delayed(Z)
-    kernel = dask.delayed(block_range, pure=True)
-    parts = [kernel(xb, Z_d, chunk_index=i, row_start=int(starts[i]))
-             for i, xb in enumerate(dX.to_delayed().ravel())]
+    parts = map_row_chunks(block_range, dX, Z=dask.delayed(Z, pure=True))
     (rm,) = dask.compute(tree_reduce(parts, combine_range))
     return rm
+
+
+def write_projection(X: np.ndarray, y: np.ndarray | None, *, chunk_index: int, row_start: int, mean: np.ndarray,
+                     W: np.ndarray, tmp_path: str, chunk_rows: int) -> dict:
+    """Project one chunk (checked finite) and write it with its ``y`` (runs on a worker); returns the
+    written chunks' digests."""
+    from .io.store import write_chunk
+
+    X = np.asarray(X, dtype=np.float64)
+    assert_finite(X, "X", chunk_index, row_start)
+    return write_chunk(tmp_path, chunk_index, (X - mean) @ W, y, chunk_rows)
 
 
 def _flip_signs(Vt: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ rechunked to ``X``'s row chunks when they differ; a column-vector ``y`` becomes 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +29,11 @@ from sklearn.utils.validation import check_is_fitted
 
 if TYPE_CHECKING:  # dask.array costs ~0.4 s to import; in-memory callers (small t-SNE) never need it
     import dask.array as da
+    from dask.delayed import Delayed
 
 __all__ = ["NotFittedError", "as_dask_array", "assert_finite", "check_array", "check_is_fitted", "check_learned",
-           "check_n_features", "check_predict_input", "check_X_y", "finite_blocks", "nonfinite_error",
-           "row_offsets", "take_y"]
+           "check_n_features", "check_predict_input", "check_X_y", "finite_blocks", "map_row_chunks",
+           "nonfinite_error", "row_offsets", "take_y"]
 
 
 def check_learned(learner: Any, attribute: str) -> None:
@@ -232,3 +234,33 @@ def finite_blocks(X: da.Array, name: str = "X") -> da.Array:
 def row_offsets(chunks: tuple[int, ...]) -> np.ndarray:
     """Starting row of each chunk."""
     return np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(np.int64)
+
+
+def map_row_chunks(func: Callable, *arrays: Any, **kwargs: Any) -> list[Delayed]:
+    """One ``dask.delayed`` per row chunk ``i``: ``func(*blocks_i, chunk_index=i, row_start=r_i, **kwargs)``.
+
+    ``arrays`` are row-chunked dask arrays (or xarray variables, or None, passed through as None) with
+    identical row chunks. A block of an array read from a store by this project's reader (``io.read``:
+    ``open_dataset``, ``as_dask_array`` of a zarr array or path, also after merging its column chunks) is
+    read inside the task that consumes it: no read task of its own, no transfer, no extra copy. Any other
+    dask array falls back to its own graph for the block. Keys are deterministic and named after ``func``
+    (``block_moments-<token>`` on the dashboard).
+
+    >>> import dask, numpy as np
+    >>> X = as_dask_array(np.arange(10.0).reshape(5, 2), chunk_rows=2)
+    >>> def first_row(b, *, chunk_index, row_start): return row_start, b[0].tolist()
+    >>> dask.compute(*map_row_chunks(first_row, X))
+    ((0, [0.0, 1.0]), (2, [4.0, 5.0]), (4, [8.0, 9.0]))
+    """
+    from .io.read import row_tasks
+
+    xr = sys.modules.get("xarray")
+    arrays = tuple(a.data if xr is not None and isinstance(a, xr.DataArray) else a for a in arrays)
+    present = [a for a in arrays if a is not None]
+    if not present:
+        raise ValueError("map_row_chunks needs at least one array")
+    rows = present[0].chunks[0]
+    for a in present[1:]:
+        if a.chunks[0] != rows:
+            raise ValueError(f"map_row_chunks: the arrays have different row chunks ({rows} and {a.chunks[0]})")
+    return row_tasks(func, arrays, kwargs, row_offsets(rows).tolist())

@@ -40,7 +40,7 @@ def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = Non
     import dask
 
     from ..io.store import DatasetWriter
-    from ..validation import as_dask_array
+    from ..validation import as_dask_array, map_row_chunks
     from .registry import RegistryError, class_name, load_model
 
     source = str(dataset) if isinstance(dataset, (str, os.PathLike)) else None
@@ -65,25 +65,24 @@ def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = Non
     with DatasetWriter(out, probe[0].shape[1], n_samples=X.shape[0], chunk_rows=rows, dtype=np.float64,
                        y_dtype=None if plan[1] is None else probe[1].dtype, attrs=attrs, codec=codec,
                        feature_names=_columns(model, plan[0], probe[0].shape[1])) as w:
-        counts = X.map_blocks(_score_block, model=model, plan=plan, tmp_path=str(w.tmp_path), chunk_rows=rows,
-                              drop_axis=1, dtype=object, chunks=((1,) * X.numblocks[0],),
-                              meta=np.empty(0, dtype=object))
+        counts = map_row_chunks(score_block, X, model=model, plan=plan, tmp_path=str(w.tmp_path),
+                                chunk_rows=rows)  # each task reads, scores and writes its chunk
         if client is None:
             client = _current_client()
         if client is not None:
-            future = client.compute(counts)
+            futures = client.compute(counts)
             if progress:
                 from distributed import progress as show_progress
 
-                show_progress(future)
-            written = future.result()
+                show_progress(futures)
+            written = client.gather(futures)
         elif progress:
             from dask.diagnostics import ProgressBar
 
             with ProgressBar():
-                written = counts.compute()
+                written = dask.compute(*counts)
         else:
-            (written,) = dask.compute(counts)
+            written = dask.compute(*counts)
         for _, digests in written:
             w.record(digests)  # the chunks' checksums go into the store's integrity manifest
         n_written = sum(n for n, _ in written)
@@ -125,17 +124,13 @@ def _columns(model: Any, x_out: str, width: int) -> list[str]:
     return [f"{'proba' if x_out == 'predict_proba' else 'score'}_{c}" for c in classes]
 
 
-def _score_block(X: np.ndarray, *, model: Any, plan: tuple[str, str | None], tmp_path: str, chunk_rows: int,
-                 block_info: dict | None = None) -> np.ndarray:
-    """Score one chunk and write it (runs on a worker); returns a 1-element array holding (rows written, the
-    written chunks' checksums)."""
+def score_block(X: np.ndarray, *, chunk_index: int, row_start: int, model: Any, plan: tuple[str, str | None],
+                tmp_path: str, chunk_rows: int) -> tuple[int, dict]:
+    """Score one chunk and write it (runs on a worker); returns (rows written, the written chunks' checksums)."""
     from ..io.store import write_chunk
 
-    index = block_info[0]["chunk-location"][0]
     Z, y = _score_rows(model, plan, np.asarray(X, dtype=np.float64))
-    out = np.empty(1, dtype=object)
-    out[0] = (len(Z), write_chunk(tmp_path, index, Z, y, chunk_rows))
-    return out
+    return len(Z), write_chunk(tmp_path, chunk_index, Z, y, chunk_rows)
 
 
 def _current_client() -> Any:

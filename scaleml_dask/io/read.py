@@ -17,7 +17,10 @@ byte orders, zarr v2) goes through zarr itself. Either way:
   cost more than the read itself (benchmarks/README.md, "Read path").
 
 ``dask_array`` wraps a ``ZarrChunks`` with ``da.from_array(..., inline_array=True)``: one task per chunk
-that dask fuses into the task consuming it, so a read is never a task of its own.
+that dask fuses into the blockwise task consuming it. Code that consumes whole row chunks with a function
+of its own (the estimators' block kernels) goes through ``row_tasks`` (``validation.map_row_chunks``): for
+an array read here, each task reads its row chunk itself (``ZarrChunks.read_rows``), so a read is never a
+task of its own, never a transfer between workers and never an extra materialised copy.
 
 >>> import numpy as np, tempfile, os, zarr
 >>> z = zarr.create_array(os.path.join(tempfile.mkdtemp(), "a.zarr"), shape=(5, 2), chunks=(2, 2),
@@ -32,7 +35,9 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import weakref
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +47,7 @@ from .store import IntegrityError, checksum, load_manifest
 
 if TYPE_CHECKING:
     import dask.array as da
+    from dask.delayed import Delayed
 
 #: Array attribute that allows missing chunks (read as the fill value), for stores written elsewhere with
 #: zarr's ``write_empty_chunks=False``. Stores written by this project always write every chunk.
@@ -121,6 +127,13 @@ class ZarrChunks:
             parts.append(chunk[(np.asarray(rows),) + inner] if rows else None)
         out = np.concatenate([q for q in parts if q is not None])
         return out[0] if not isinstance(key[0], slice) else out
+
+    def read_rows(self, index: int) -> np.ndarray:
+        """Row chunk ``index`` across every column chunk: the block a row-chunked task consumes (a view of
+        the one chunk when the array has a single column chunk, else the chunks side by side)."""
+        if self.ndim < 2 or self.grid[1] == 1:
+            return self.read_chunk((index,) + (0,) * (self.ndim - 1))
+        return np.concatenate([self.read_chunk((index, j)) for j in range(self.grid[1])], axis=1)
 
     def describe(self, coords: tuple[int, ...]) -> str:
         """'dataset 'd': array 'X' chunk 3 (rows 750000-999999)' — how errors name a chunk."""
@@ -230,9 +243,71 @@ def dask_array(zarray: Any, *, label: str | None = None, name: str | None = None
     from dask.base import tokenize
 
     src = chunk_source(zarray, label=label, name=name, verify=verify)
-    return da.from_array(src, chunks=src.chunks, inline_array=True, asarray=False, lock=False,
-                         name=f"read-{src.name}-{tokenize(src)}",
-                         meta=np.empty((0,) * src.ndim, dtype=src.dtype))
+    arr = da.from_array(src, chunks=src.chunks, inline_array=True, asarray=False, lock=False,
+                        name=f"read-{src.name}-{tokenize(src)}", meta=np.empty((0,) * src.ndim, dtype=src.dtype))
+    _SOURCES[arr.name] = src
+    return arr
+
+
+#: The reader behind each array ``dask_array`` made, by the array's name; an entry lives as long as a graph
+#: holds its reader.
+_SOURCES: weakref.WeakValueDictionary[str, ZarrChunks] = weakref.WeakValueDictionary()
+
+
+def row_source(X: da.Array) -> ZarrChunks | None:
+    """The reader whose ``read_rows`` gives ``X``'s row chunks, if ``X`` is a plain read through ``dask_array``
+    (or that read with its column chunks merged by ``rechunk``) chunked along rows as the store; else None."""
+    layers = X.__dask_graph__().layers
+    sources = [_SOURCES[name] for name in layers if name in _SOURCES]
+    if len(sources) != 1 or any(name not in _SOURCES and not name.startswith("rechunk-") for name in layers):
+        return None
+    src = sources[0]
+    rows = src.chunks[0]
+    if (src.ndim not in (1, 2) or X.shape != src.shape or X.dtype != src.dtype
+            or X.chunks[0] != tuple(min(rows, src.shape[0] - s) for s in range(0, src.shape[0], rows))):
+        return None
+    return src
+
+
+class _Rows:
+    """Marks a task argument as "read row chunk ``index`` of ``src`` here" (a plain object, so that dask
+    passes it to the task as it is)."""
+
+    __slots__ = ("src",)
+
+    def __init__(self, src: ZarrChunks) -> None:
+        self.src = src
+
+
+def _on_rows(func: Callable, index: int, row_start: int, kwargs: dict, *inputs: Any) -> Any:
+    """The task: read the row chunks this task consumes (if from a store), then apply ``func``."""
+    blocks = [x.src.read_rows(index) if isinstance(x, _Rows) else x for x in inputs]
+    return func(*blocks, chunk_index=index, row_start=row_start, **kwargs)
+
+
+def row_tasks(func: Callable, arrays: Sequence[da.Array | None], kwargs: dict,
+              row_starts: Sequence[int]) -> list[Delayed]:
+    """One delayed ``func(*blocks_i, chunk_index=i, row_start=row_starts[i], **kwargs)`` per row chunk ``i``.
+
+    ``arrays`` share their row chunks (None stays None). An array read through ``dask_array`` is read inside
+    the task (``row_source``); any other falls back to its own graph for the block (optimized jointly with
+    the other fallbacks, so shared keys stay shared). Keys are deterministic: ``<func name>-<token>-<i>``.
+    """
+    import dask
+    from dask.base import tokenize
+
+    sources = [None if a is None else row_source(a) for a in arrays]
+    others = [a for a, s in zip(arrays, sources) if a is not None and s is None]
+    others = [a.rechunk({1: -1}) if a.ndim == 2 and len(a.chunks[1]) > 1 else a for a in others]
+    blocks = iter([a.to_delayed(optimize_graph=False).ravel() for a in dask.optimize(*others)] if others else [])
+    columns = [[None] * len(row_starts) if a is None else [_Rows(s)] * len(row_starts) if s is not None
+               else list(next(blocks)) for a, s in zip(arrays, sources)]
+    token = tokenize(func, [s if s is not None else None if a is None else a.name for a, s in zip(arrays, sources)],
+                     kwargs)
+    name = f"{getattr(func, '__name__', 'rows').strip('_')}-{token}"
+    call = dask.delayed(_on_rows, pure=True)
+    return [call(func, i, int(r), kwargs, *(c[i] for c in columns), dask_key_name=f"{name}-{i}")
+            for i, r in enumerate(row_starts)]
 
 
 def verify_array(zarray: Any, *, label: str | None = None, name: str | None = None) -> tuple[int, list[str]]:

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 from sklearn.utils._param_validation import Interval, validate_params
 
+from ..validation import map_row_chunks
+
 
 class BatchStream:
     """Iterate a dataset as ``(X, y)`` NumPy batches of ``batch_size`` rows, reading one chunk at a time.
@@ -37,16 +39,13 @@ class BatchStream:
         self.max_bytes_held = 0
         row_bytes = X.dtype.itemsize * X.shape[1] + (y.dtype.itemsize if y is not None else 0)
         self.chunk_bytes = [int(r) * row_bytes for r in X.chunks[0]]
+        self._chunks = map_row_chunks(_pair, X, y)  # a chunk of a store is read inside its task
 
     def __len__(self) -> int:
         return -(-self.n_samples // self.batch_size)
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        import dask
-
-        parts = (self.X.blocks[i],) if self.y is None else (self.X.blocks[i], self.y.blocks[i])
-        out = dask.compute(*parts, scheduler=self.scheduler)
-        return out[0], (out[1] if self.y is not None else None)
+        return self._chunks[i].compute(scheduler=self.scheduler)
 
     def _hold(self, nbytes: int) -> None:
         self.bytes_held = nbytes
@@ -77,6 +76,11 @@ class BatchStream:
                 rest_y = None if (yc is None or rest_X is None) else yc[stop:]
                 del Xc, yc
         self._hold(0)
+
+
+def _pair(X: np.ndarray, y: np.ndarray | None, *, chunk_index: int, row_start: int) -> tuple:
+    """The task reading one chunk of the stream: its ``(X, y)``."""
+    return X, y
 
 
 class _NoPool:

@@ -23,7 +23,6 @@ from ._kernels import (
     decompress,
     descent_step,
     encode_checked,
-    encode_targets,
     holdout_range,
     local_epochs,
     message_nbytes,
@@ -131,28 +130,25 @@ def checked_targets(y: np.ndarray, index: int, row0: int, classes: np.ndarray | 
     return T
 
 
-def split_block(X: np.ndarray, y: np.ndarray, index: int, row0: int, problem: Problem, *,
+def split_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: int, problem: Problem,
                 check_train: bool = True) -> Part:
     """Check one block, encode its targets and split off its held-out rows. With ``check_train=False``
     only the held-out rows of X are checked here: the caller checks the training rows in the pass that
     reads them (``local_epochs`` reports non-finite margins)."""
     X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.asarray(y).ravel()
-    lo, hi = problem.holdout(index, len(X))
+    lo, hi = problem.holdout(chunk_index, len(X))
     if check_train:
-        assert_finite(X, "X", index, row0)
+        assert_finite(X, "X", chunk_index, row_start)
     else:
-        assert_finite(X[lo:hi], "X", index, row0 + lo)
-    return Part(index, X, checked_targets(y, index, row0, problem.classes), lo, hi)
+        assert_finite(X[lo:hi], "X", chunk_index, row_start + lo)
+    return Part(chunk_index, X, checked_targets(y, chunk_index, row_start, problem.classes), lo, hi)
 
 
-def held_out_rows(X: np.ndarray, y: np.ndarray, index: int, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out rows of one raw block and their encoded targets (copies). A task of its own on the raw
-    block, beside :func:`split_block`: no task but the training ones ever reads a split block, so split
-    blocks are never copied to another worker (the checks are :func:`split_block`'s)."""
-    lo, hi = problem.holdout(index, len(X))
-    return (np.array(X[lo:hi], dtype=np.float64),
-            encode_targets(np.asarray(y).ravel()[lo:hi], problem.classes))
+def held_out_rows(part: Part) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of the held-out rows of a split block and their encoded targets. Its only input is the split
+    block, so it runs on the worker holding it: split blocks are never copied to another worker."""
+    return part.X[part.val_lo:part.val_hi].copy(), part.T[part.val_lo:part.val_hi].copy()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -174,24 +170,20 @@ def sync_gradients(W: np.ndarray, seed: int, step: int, problem: Problem,
     return get_worker().address, replies
 
 
-def local_block(X: np.ndarray, y: np.ndarray, W: np.ndarray, seeds: list[int], t0: float, problem: Problem,
-                with_val: bool, block_info: dict | None = None) -> np.ndarray:
-    """Local epochs over one block (local mode); returns a 1×1 object array holding
-    (message of the weight change, training rows, steps, held-out X, held-out T)."""
-    index, row0 = block_info[0]["chunk-location"][0], block_info[0]["array-location"][0][0]
-    part = split_block(X, y, index, row0, problem, check_train=False)
+def local_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: int, W: np.ndarray,
+                seeds: list[int], t0: float, problem: Problem, with_val: bool) -> tuple:
+    """Local epochs over one block (local mode): (message of the weight change, training rows, steps,
+    held-out X, held-out T), the held-out rows only ``with_val``."""
+    part = split_block(X, y, chunk_index=chunk_index, row_start=row_start, problem=problem, check_train=False)
     W_new, steps, finite = local_epochs(W, part.X, part.T, start=part.start, n_train=part.n_train, seeds=seeds,
-                                        block=index, batch_size=problem.batch_size, loss=problem.loss,
+                                        block=chunk_index, batch_size=problem.batch_size, loss=problem.loss,
                                         penalty=problem.penalty, alpha=problem.alpha,
                                         fit_intercept=problem.fit_intercept, schedule=problem.schedule,
                                         eta0=problem.eta0, power_t=problem.power_t, t0=t0)
     if not finite:  # NaN / inf in a training row (or diverged weights: then this finds nothing)
-        assert_finite(part.X, "X", index, row0)
-    out = np.empty((1, 1), dtype=object)
-    val = (part.X[part.val_lo:part.val_hi].copy(), part.T[part.val_lo:part.val_hi].copy()) if with_val \
-        else (None, None)
-    out[0, 0] = (send(W_new - W, problem, index), part.n_train, steps, *val)
-    return out
+        assert_finite(part.X, "X", chunk_index, row_start)
+    val = held_out_rows(part) if with_val else (None, None)
+    return (send(W_new - W, problem, chunk_index), part.n_train, steps, *val)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 
 from ..checkpoint import Checkpointer
-from ..validation import row_offsets
+from ..validation import map_row_chunks
 from ._blocks import (
     SERVER_TIMEOUT_S,
     ParameterServer,
@@ -188,16 +188,12 @@ class Trainer:
     def _run_persisted(self, dX: da.Array, dy: da.Array, target: int) -> None:
         cfg, problem = self.config, self.config.problem
         client = distributed_client(cfg.mode)
-        blocks = list(zip(dX.to_delayed().ravel(), dy.to_delayed().ravel(), row_offsets(dX.chunks[0])))
-        tasks = [dask.delayed(split_block)(x, y, i, int(o), problem) for i, (x, y, o) in enumerate(blocks)]
-        if self.X_val is None:  # in the same graph: each raw block is read once for both
-            tasks += [dask.delayed(held_out_rows)(x, y, i, problem) for i, (x, y, _) in enumerate(blocks)]
-        futures = client.compute(tasks)
-        parts = futures[:len(blocks)]
+        parts = client.compute(map_row_chunks(split_block, dX, dy, problem=problem))  # each reads its rows
         _raise_first_error(parts)
-        if len(futures) > len(blocks):
-            self.X_val, self.T_val = (np.concatenate(a) for a in zip(*client.gather(futures[len(blocks):])))
-        del futures  # releases the held-out rows on the workers
+        if self.X_val is None:  # from the split blocks, on the workers holding them
+            held = client.map(held_out_rows, parts, pure=False)
+            self.X_val, self.T_val = (np.concatenate(a) for a in zip(*client.gather(held)))
+            del held  # releases the held-out rows on the workers
         sizes = [n - (hi - lo) for i, n in enumerate(dX.chunks[0]) for lo, hi in [problem.holdout(i, n)]]
         try:
             if not self.st.curve:
@@ -336,17 +332,14 @@ class Trainer:
     def _run_local(self, dX: da.Array, dy: da.Array, target: int) -> None:
         st, cfg = self.st, self.config
         problem = cfg.problem
-        Y = dy[:, None]
-        out_chunks = ((1,) * dX.numblocks[0], (1,))
         first = True
         try:
             while st.epoch < target:
                 seeds = [st.next_seed() for _ in range(cfg.local_epochs)]
                 with_val = first and self.X_val is None
-                out = da.map_blocks(local_block, dX, Y, W=st.W, seeds=seeds, t0=float(st.opt["t"]),
-                                    problem=problem, with_val=with_val, dtype=object,
-                                    chunks=out_chunks, meta=np.empty((0, 0), dtype=object))
-                results = out.compute().ravel()
+                results = dask.compute(*map_row_chunks(local_block, dX, dy, W=st.W, seeds=seeds,
+                                                       t0=float(st.opt["t"]), problem=problem,
+                                                       with_val=with_val))
                 if with_val:
                     self.X_val = np.concatenate([r[3] for r in results])
                     self.T_val = np.concatenate([r[4] for r in results])

@@ -85,8 +85,8 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     >>> rng = np.random.default_rng(0)
     >>> X = np.vstack([rng.normal(c, 0.1, size=(50, 2)) for c in ([0, 0], [5, 5], [0, 5])])
     >>> km = KMeans(n_clusters=3, random_state=0).fit(X)
-    >>> np.round(np.sort(km.cluster_centers_[:, 0] + 10 * km.cluster_centers_[:, 1]), 1).tolist()
-    [-0.0, 50.0, 55.0]
+    >>> sorted((np.round(km.cluster_centers_) + 0.0).tolist()), km.n_iter_
+    ([[0.0, 0.0], [0.0, 5.0], [5.0, 5.0]], 1)
     """
 
     _parameter_constraints: ClassVar[dict] = {

@@ -264,20 +264,37 @@ def _updated_centers(p: LloydPart, C: np.ndarray) -> np.ndarray:
 def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.RandomState, ell: float,
                      rounds: int) -> np.ndarray:
     """k-means|| (Bahmani et al.): candidates by d²-sampling rounds, reduced to ``k`` by weighted k-means++
-    and weighted Lloyd in memory."""
+    and weighted Lloyd in memory.
+
+    Each row's nearest candidate so far (12 bytes a row) stays in cluster memory between rounds, so a round
+    computes distances to the candidates it adds only (about ``ℓ``), not to all of them.
+    """
     from sklearn.cluster import KMeans as SkKMeans
     from sklearn.cluster import kmeans_plusplus
 
     n = dX.shape[0]
     cands = np.asarray(dX[int(rng.randint(n))].compute(), dtype=np.float64)[None, :]
     seed = int(rng.randint(2**31))
+    arrays = dask.optimize(*(a for a in (dX, w) if a is not None))
+    xs = arrays[0].to_delayed(optimize_graph=False).ravel()
+    ws = [None] * len(xs) if w is None else arrays[1].to_delayed(optimize_graph=False).ravel()
+    starts = row_offsets(dX.chunks[0])
+    task = dask.delayed(candidate_block, pure=True, nout=2)
+    states: list[Any] = [None] * len(xs)
+    new, offset = cands, 0
     for r in range(rounds + 1):
         last = r == rounds
-        p = _pass(candidate_block, combine_candidates, dX, w, centers=cands, ell=0.0 if last else ell, seed=seed,
-                  round_=r)
+        outs = [task(xb, wb, sb, centers=new, offset=offset, n_candidates=len(cands), ell=0.0 if last else ell,
+                     seed=seed, round_=r, chunk_index=i, row_start=int(starts[i]))
+                for i, (xb, wb, sb) in enumerate(zip(xs, ws, states))]
+        *states, reduced = dask.persist(*(o[0] for o in outs), tree_reduce([o[1] for o in outs], combine_candidates))
+        p = reduced.compute()
         if last or p.cost == 0:
             break
-        cands = np.vstack([cands, p.x[p.keys < ell / p.cost]])
+        new, offset = p.x[p.keys < ell / p.cost], len(cands)
+        cands = np.vstack([cands, new])
+        if not len(new):
+            break
     weights = p.weights
     if len(cands) <= k:
         extra = np.sort(rng.choice(n, k - len(cands), replace=False))

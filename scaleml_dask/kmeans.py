@@ -56,6 +56,10 @@ from .validation import (
 INERTIA_RTOL = 1e-2
 #: Weighted Lloyd iterations on the k-means|| candidates (Spark's LocalKMeans uses 30 as well).
 CANDIDATE_ITER = 30
+#: Out-of-core input is held in cluster memory during the fit (``persist``) when it takes at most this
+#: fraction of the workers' combined memory limit: every pass then skips reading and decoding the store
+#: (benchmarks/README.md, "k-means"); larger input is streamed from the store at every pass.
+PERSIST_FRACTION = 0.25
 #: Rows of the uniform sample that ``init="k-means++"`` runs on for out-of-core input.
 PLUSPLUS_SAMPLE = 10_000
 
@@ -127,6 +131,9 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
         if n < k:
             raise ValueError(f"n_samples={n} should be >= n_clusters={k}: X has fewer rows than clusters")
         init = None if isinstance(self.init, str) else _check_init(self.init, k, d)
+        labels_source = dX
+        if Xn is None:
+            dX, w = _held_in_cluster_memory(dX, w)
         rng = check_random_state(self.random_state)
         best = None
         for _ in range(1 if init is not None else self.n_init):
@@ -137,7 +144,7 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
         self.cluster_centers_, self.inertia_, self.n_iter_, self.inertia_history_ = best
         self.n_features_in_ = d
         self.labels_ = nearest(Xn.astype(np.float64, copy=False), self.cluster_centers_)[0] if Xn is not None \
-            else self._predict_dask(dX)
+            else self._predict_dask(labels_source)
         return self
 
     def _initial_centers(self, dX: da.Array, w: da.Array | None, Xn: np.ndarray | None, sample_weight: Any,
@@ -191,6 +198,23 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
 
 def _in_memory(X: Any) -> bool:
     return isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc")
+
+
+def _held_in_cluster_memory(dX: da.Array, w: da.Array | None) -> tuple[da.Array, da.Array | None]:
+    """``dX`` and ``w`` persisted on the workers if a distributed client computes them and they fit in
+    ``PERSIST_FRACTION`` of its workers' memory; unchanged otherwise (threads, or larger than that)."""
+    scheduler = dask.base.get_scheduler(collections=[dX])
+    client = getattr(scheduler, "__self__", None)
+    if client is None or type(client).__name__ != "Client":
+        return dX, w
+    limit = sum(info.get("memory_limit") or 0 for info in client.scheduler_info()["workers"].values())
+    if dX.nbytes + (0 if w is None else w.nbytes) > PERSIST_FRACTION * limit:
+        return dX, w
+    from distributed import wait
+
+    held = client.persist([dX] if w is None else [dX, w])
+    wait(held)
+    return held[0], (None if w is None else held[1])
 
 
 def _check_init(init: Any, k: int, d: int) -> np.ndarray:

@@ -9,13 +9,18 @@ chunking and ``random_state``, never on the number of workers or the order tasks
   expectation with probability ∝ d² (the per-chunk threshold trick of ``candidate_block`` makes the sample
   exact within that same pass). A last pass counts the weight each candidate attracts; a weighted
   k-means++ and weighted Lloyd iterations on the few hundred candidates (scikit-learn's, in memory) give
-  the ``k`` initial centres. ``init_rounds + 1`` passes in all (fewer if every row is already a candidate).
+  the ``k`` initial centres. ``init_rounds + 1`` passes in all (fewer if every row is already a candidate);
+  each row's nearest candidate (12 bytes) is kept on the workers between rounds, so a round computes the
+  distances to its new candidates only.
 - **Lloyd**: each pass assigns every row (GEMM distances, argmin, partial sums, weights and inertia in one
   compiled loop, float64 accumulation) and returns the chunk's farthest rows, where empty clusters are
   relocated as scikit-learn does. It stops when the squared centre shift is at most ``tol`` × the mean
   feature variance (scikit-learn's rule; the variances come from the first pass) or when the inertia changes
   by less than ``tol × 1e-2`` relatively. The centres kept are those of the last pass, so ``inertia_`` is
   their exact cost, from that same pass.
+- **Memory**: on a distributed cluster, input that takes at most ``PERSIST_FRACTION`` of the workers' memory
+  is held there for the duration of the fit (the passes skip reading and decoding the store); larger input
+  is streamed from the store at every pass, in bounded memory per worker.
 """
 
 from __future__ import annotations
@@ -72,7 +77,8 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     n_clusters : number of clusters ``k``.
     init : ``"k-means||"`` (scalable k-means++, a few passes), ``"k-means++"`` (exact for numpy input, on a
         uniform sample of ``PLUSPLUS_SAMPLE`` rows otherwise) or an array ``(k, n_features)`` of centres.
-    max_iter : Lloyd passes at most. tol : relative tolerance (see the module docstring).
+    max_iter : Lloyd passes at most; the centres returned are those the last pass evaluated (so ``inertia_``
+        is theirs): ``max_iter=1`` returns the initial centres. tol : relative tolerance (module docstring).
     n_init : independent initialisations; the run of least inertia is kept (1 for an array ``init``).
     random_state : seeds every draw (first centre, samples per chunk and round, k-means++).
     oversampling_factor : ``ℓ / k``, candidates sampled per k-means|| round. init_rounds : sampling rounds.

@@ -138,8 +138,7 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"n_samples={n} should be >= n_clusters={k}: X has fewer rows than clusters")
         init = None if isinstance(self.init, str) else _check_init(self.init, k, d)
         labels_source = dX
-        if Xn is None:
-            dX, w = _held_in_cluster_memory(dX, w)
+        dX, w = _held_in_cluster_memory(dX, w)  # numpy input too: sent to the workers once, not at every pass
         rng = check_random_state(self.random_state)
         best = None
         for _ in range(1 if init is not None else self.n_init):

@@ -72,13 +72,17 @@ def test_same_answer_for_any_chunking_and_on_the_cluster(client, rng):
         np.testing.assert_allclose(f.cluster_centers_, fits[0].cluster_centers_, rtol=0, atol=1e-12)
         assert f.inertia_ == pytest.approx(fits[0].inertia_, rel=1e-12)
     seeded = da.from_array(X, chunks=500)
-    on_cluster = KMeans(5, random_state=3).fit(seeded)
+    on_cluster = KMeans(5, random_state=3).fit(seeded)  # held in cluster memory for the fit
+    numpy_on_cluster = KMeans(5, random_state=3).fit(X)
     import dask
 
     with dask.config.set(scheduler="threads"):
         threads = KMeans(5, random_state=3).fit(seeded)
+        numpy_threads = KMeans(5, random_state=3).fit(X)
     np.testing.assert_array_equal(on_cluster.cluster_centers_, threads.cluster_centers_)
     assert on_cluster.inertia_ == threads.inertia_
+    np.testing.assert_array_equal(numpy_on_cluster.cluster_centers_, numpy_threads.cluster_centers_)
+    np.testing.assert_array_equal(numpy_on_cluster.labels_, numpy_threads.labels_)
 
 
 def test_kmeans_parallel_picks_one_initial_centre_per_planted_cluster(rng):

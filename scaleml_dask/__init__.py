@@ -25,6 +25,7 @@ _EXPORTS = {
     "LinearRegression": "linear",
     "Ridge": "linear",
     "PCA": "pca",
+    "KMeans": "kmeans",
     "SGDClassifier": "sgd",
     "SGDRegressor": "sgd",
     "TSNE": "tsne",
@@ -35,7 +36,7 @@ _EXPORTS = {
     "score": "deploy.score",
     "to_onnx": "deploy.onnx",
 }
-_SUBMODULES = {"io", "online", "validation", "cluster", "report", "runner", "linear", "pca", "sgd", "tsne",
+_SUBMODULES = {"io", "online", "validation", "cluster", "report", "runner", "linear", "pca", "kmeans", "sgd", "tsne",
                "checkpoint", "config", "deploy"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])

@@ -12,7 +12,12 @@ negative by rounding).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
+from numba import njit
+
+from .validation import assert_finite
 
 
 def row_norms_sq(X: np.ndarray) -> np.ndarray:
@@ -38,3 +43,200 @@ def nearest(X: np.ndarray, C: np.ndarray, x_sq: np.ndarray | None = None) -> tup
     D = sq_distances(X, C, x_sq)
     labels = D.argmin(axis=1)
     return labels.astype(np.int64, copy=False), D[np.arange(len(X)), labels]
+
+
+# ------------------------------------------------------------------------------------------------------
+# The fused assignment pass of KMeans: GEMM distances, argmin and accumulation, block by block
+# ------------------------------------------------------------------------------------------------------
+
+#: Rows per GEMM sub-block: the ``(rows, k)`` products of a sub-block stay in cache while the compiled loop
+#: reads them, instead of a ``(chunk rows, k)`` matrix written to and read back from memory.
+SUB_ROWS = 4096
+_NO_WEIGHTS = np.empty(0)
+
+
+class Assignment(NamedTuple):
+    """One block assigned to its nearest centres: per-centre weight (count) and sums, and the cost."""
+
+    labels: np.ndarray   # (n,) int64
+    d2: np.ndarray       # (n,) squared distance to the nearest centre
+    weights: np.ndarray  # (k,) total sample weight assigned to each centre
+    sums: np.ndarray     # (k, d) weighted sum of the rows of each centre, or (k, 0) when not asked for
+    inertia: float       # sum of weight * d2, accumulated in float64
+
+
+def assign(X: np.ndarray, C: np.ndarray, w: np.ndarray | None = None, *, sums: bool = True) -> Assignment:
+    """Assign every row of ``X`` to its nearest centre of ``C`` in one fused pass over the block.
+
+    Per sub-block of ``SUB_ROWS`` rows: ``X_s C'`` by one GEMM, then a compiled loop takes the argmin of
+    ``‖c‖² − 2 x·c``, adds ``‖x‖²`` (computed in the same loop that adds the row to its centre's sum), and
+    accumulates weights, sums and inertia in float64. A non-finite row gives a non-finite inertia (the
+    caller's cheap NaN test).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    C = np.asarray(C, dtype=np.float64)
+    n, d = X.shape
+    k = len(C)
+    c_sq = row_norms_sq(C)
+    Ct = np.ascontiguousarray(C.T)
+    w = _NO_WEIGHTS if w is None else np.ascontiguousarray(w, dtype=np.float64)
+    labels, d2 = np.empty(n, np.int64), np.empty(n)
+    weights, S = np.zeros(k), np.zeros((k, d if sums else 0))
+    inertia = 0.0
+    for s in range(0, n, SUB_ROWS):
+        e = min(n, s + SUB_ROWS)
+        inertia += _assign_rows(X[s:e] @ Ct, c_sq, X[s:e], w[s:e] if len(w) else w, labels[s:e], d2[s:e],
+                                weights, S)
+    return Assignment(labels, d2, weights, S, inertia)
+
+
+@njit(cache=True, nogil=True)
+def _assign_rows(XC, c_sq, X, w, labels, d2, weights, sums):  # pragma: no cover - compiled
+    n, k = XC.shape
+    d = sums.shape[1]
+    weighted = w.shape[0] > 0
+    inertia = 0.0
+    for i in range(n):
+        best, lab = np.inf, 0
+        for j in range(k):
+            v = c_sq[j] - 2.0 * XC[i, j]
+            if v < best:
+                best, lab = v, j
+        wi = w[i] if weighted else 1.0
+        x_sq = 0.0
+        if d > 0:
+            for f in range(X.shape[1]):
+                x = X[i, f]
+                x_sq += x * x
+                sums[lab, f] += wi * x
+        else:
+            for f in range(X.shape[1]):
+                x_sq += X[i, f] * X[i, f]
+        dist = x_sq + best
+        if dist < 0.0:  # rounding of the expansion; NaN stays NaN
+            dist = 0.0
+        labels[i] = lab
+        d2[i] = dist
+        weights[lab] += wi
+        inertia += wi * dist
+    return inertia
+
+
+# ------------------------------------------------------------------------------------------------------
+# Block kernels of the two passes (pure functions of a block; combined by a fixed tree)
+# ------------------------------------------------------------------------------------------------------
+
+
+class Far(NamedTuple):
+    """The rows farthest from their centres (decreasing ``d2``, ties by row): where empty clusters go."""
+
+    d2: np.ndarray
+    rows: np.ndarray
+    x: np.ndarray
+    w: np.ndarray
+    labels: np.ndarray
+
+
+class LloydPart(NamedTuple):
+    """What one Lloyd pass needs from a block (or from several, once combined)."""
+
+    weights: np.ndarray
+    sums: np.ndarray
+    inertia: float
+    far: Far
+    moments: np.ndarray | None  # (3, d): rows, column sums, column sums of squares (first pass only)
+
+
+def _checked(x: np.ndarray, w: np.ndarray | None, chunk_index: int, row_start: int
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    x = np.asarray(x)
+    if w is not None:
+        w = np.asarray(w, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            assert_finite(w, "sample_weight", chunk_index, row_start)
+            raise ValueError(f"sample_weight has negative values in chunk {chunk_index} "
+                             f"(rows {row_start}-{row_start + len(w) - 1})")
+    return x, w
+
+
+def _nonfinite(x: np.ndarray, inertia: float, chunk_index: int, row_start: int) -> None:
+    if not np.isfinite(inertia):
+        assert_finite(x, "X", chunk_index, row_start)
+        raise ValueError("the squared distances overflow float64: X or the centres are too large")
+
+
+def lloyd_block(x: np.ndarray, w: np.ndarray | None, *, centers: np.ndarray, n_far: int, with_moments: bool,
+                chunk_index: int = -1, row_start: int = 0) -> LloydPart:
+    """One Lloyd step on a block: per-centre weights and sums, inertia, the ``n_far`` farthest rows, and
+    (``with_moments``) the column moments the variance-scaled tolerance needs."""
+    x, w = _checked(x, w, chunk_index, row_start)
+    a = assign(x, centers, w)
+    _nonfinite(x, a.inertia, chunk_index, row_start)
+    moments = None
+    m = min(n_far, len(a.d2))
+    top = np.argpartition(a.d2, len(a.d2) - m)[len(a.d2) - m:] if m else np.empty(0, np.int64)
+    top = top[np.lexsort((top, -a.d2[top]))]
+    xf = np.asarray(x[top], dtype=np.float64)
+    far = Far(a.d2[top], top + row_start, xf, np.ones(m) if w is None else w[top], a.labels[top])
+    if with_moments:
+        x64 = np.asarray(x, dtype=np.float64)
+        moments = np.stack([np.full(x.shape[1], float(len(x))), x64.sum(axis=0), np.einsum("ij,ij->j", x64, x64)])
+    return LloydPart(a.weights, a.sums, a.inertia, far, moments)
+
+
+def _merge_far(fars: list[Far], m: int) -> Far:
+    d2 = np.concatenate([f.d2 for f in fars])
+    rows = np.concatenate([f.rows for f in fars])
+    order = np.lexsort((rows, -d2))[:m]
+    return Far(d2[order], rows[order], np.concatenate([f.x for f in fars])[order],
+               np.concatenate([f.w for f in fars])[order], np.concatenate([f.labels for f in fars])[order])
+
+
+def combine_lloyd(parts: list[LloydPart]) -> LloydPart:
+    """Sum the parts in their order (deterministic) and keep the farthest rows of all."""
+    moments = None if parts[0].moments is None else sum(p.moments for p in parts[1:]) + parts[0].moments
+    return LloydPart(sum(p.weights for p in parts[1:]) + parts[0].weights,
+                     sum(p.sums for p in parts[1:]) + parts[0].sums,
+                     float(sum(p.inertia for p in parts)), _merge_far([p.far for p in parts], len(parts[0].weights)),
+                     moments)
+
+
+class CandidatePart(NamedTuple):
+    """A k-means|| round on a block: cost and per-candidate weights under the current candidates, and the
+    rows that may be sampled (those whose key ``u / (w d²)`` is below ``ℓ / cost of this block``, a superset
+    of the rows below ``ℓ / total cost``, so the sample is exact after the reduction)."""
+
+    cost: float
+    weights: np.ndarray
+    keys: np.ndarray
+    x: np.ndarray
+
+
+def candidate_block(x: np.ndarray, w: np.ndarray | None, *, centers: np.ndarray, ell: float, seed: int,
+                    round_: int, chunk_index: int = -1, row_start: int = 0) -> CandidatePart:
+    """One k-means|| pass over a block: d² to the nearest candidate, its cost, the weight each candidate
+    attracts, and the rows that may join the candidates (probability ``min(1, ℓ w d² / total cost)``).
+
+    The uniform draws come from a generator seeded by ``(seed, round_, chunk_index)``: the sample does not
+    depend on which worker runs the block.
+    """
+    x, w = _checked(x, w, chunk_index, row_start)
+    a = assign(x, centers, w, sums=False)
+    _nonfinite(x, a.inertia, chunk_index, row_start)
+    keep = np.empty(0, np.int64)
+    if ell > 0 and a.inertia > 0:
+        u = np.random.default_rng([seed, round_, max(chunk_index, 0)]).random(len(a.d2))
+        wd2 = a.d2 if w is None else w * a.d2
+        with np.errstate(divide="ignore"):
+            keys = np.where(wd2 > 0, u / wd2, np.inf)
+        keep = np.flatnonzero(keys < ell / a.inertia)
+    else:
+        keys = np.empty(0)
+    rows = np.asarray(x[keep], dtype=np.float64).reshape(-1, x.shape[1])
+    return CandidatePart(a.inertia, a.weights, keys[keep], rows)
+
+
+def combine_candidates(parts: list[CandidatePart]) -> CandidatePart:
+    """Sum costs and weights in order; concatenate the sampled rows in block order."""
+    return CandidatePart(float(sum(p.cost for p in parts)), sum(p.weights for p in parts[1:]) + parts[0].weights,
+                         np.concatenate([p.keys for p in parts]), np.concatenate([p.x for p in parts]))

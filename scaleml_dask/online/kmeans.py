@@ -282,7 +282,7 @@ class MiniBatchKMeans(OnlineEstimator):
         if dying.sum() > 0.5 * len(X):  # at most half the batch becomes new centres
             dying[np.argsort(counts, kind="stable")[int(0.5 * len(X)):]] = False
         n = int(dying.sum())
-        if n == 0:
+        if n == 0 or n == len(counts):  # (every centre, with a ratio > 1: no count left to give them)
             return
         self.cluster_centers_[dying] = X[self._rng.choice(len(X), size=n, replace=False)]
         counts[dying] = counts[~dying].min()

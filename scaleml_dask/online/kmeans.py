@@ -1,8 +1,10 @@
 """Mini-batch k-means on streams (Sculley 2010), with scikit-learn's ``MiniBatchKMeans`` rules.
 
 * **Initialisation** from the first rows: k-means++ (scikit-learn's ``kmeans_plusplus``, seeded) or
-  ``init="random"`` on ``init_size`` rows drawn from them, or the given centres. Rows are buffered until
-  ``max(n_clusters, init_size)`` have arrived (by default the first batch, if it holds ``n_clusters`` rows).
+  ``init="random"`` on ``init_size`` rows drawn from them, ``n_init`` times, keeping the centres of least
+  inertia on those first rows (as scikit-learn's ``MiniBatchKMeans.fit``), or the given centres. Rows are
+  buffered until ``max(n_clusters, init_size)`` have arrived (by default the first batch, if it holds
+  ``n_clusters`` rows).
 * **Steps**: each row of a batch goes to its nearest centre (distances by one GEMM); every centre that
   attracted ``m`` rows becomes ``(count · c + Σ x) / (count + m)``, i.e. each row moves it by ``1 / count``.
   ``learn_one`` is the same step for one row.
@@ -12,7 +14,8 @@
 
 Hyperparameters are read at learn time (``set_params`` between batches applies to the next one):
 ``reassignment_ratio`` at every step, ``random_state`` re-seeds the generator of the random choices;
-``n_clusters``, ``init`` and ``init_size`` shape the initialisation and apply from the next ``reset()``.
+``n_clusters``, ``init``, ``init_size`` and ``n_init`` shape the initialisation and apply from the next
+``reset()``.
 """
 
 from __future__ import annotations
@@ -55,16 +58,18 @@ class MiniBatchKMeans(OnlineEstimator):
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "init": [StrOptions({"k-means++", "random"}), "array-like"],
         "init_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
         "reassignment_ratio": [Interval(Real, 0, None, closed="left")],
         "random_state": ["random_state"],
     }
     _state_attribute = "cluster_centers_"
 
     def __init__(self, n_clusters: int = 8, *, init: Any = "k-means++", init_size: int | None = None,
-                 reassignment_ratio: float = 0.01, random_state: Any = None) -> None:
+                 n_init: int = 3, reassignment_ratio: float = 0.01, random_state: Any = None) -> None:
         self.n_clusters = n_clusters
         self.init = init
         self.init_size = init_size
+        self.n_init = n_init
         self.reassignment_ratio = reassignment_ratio
         self.random_state = random_state
 
@@ -255,14 +260,21 @@ class MiniBatchKMeans(OnlineEstimator):
             if not np.isfinite(C).all():
                 raise nonfinite_error("init", C, "(the initial centres)")
             return C.copy()
-        if self.init_size is not None and self.init_size < len(X):
-            X = X[rng.choice(len(X), size=max(self.init_size, k), replace=False)]
-        if self.init == "random":
-            return X[rng.choice(len(X), size=k, replace=False)].copy()
         from sklearn.cluster import kmeans_plusplus
 
-        centers, _ = kmeans_plusplus(X, k, random_state=int(rng.integers(2**31)))
-        return centers
+        best, best_inertia = None, np.inf
+        for _ in range(self.n_init):
+            S = X
+            if self.init_size is not None and self.init_size < len(X):
+                S = X[rng.choice(len(X), size=max(self.init_size, k), replace=False)]
+            if self.init == "random":
+                C = S[rng.choice(len(S), size=k, replace=False)].copy()
+            else:
+                C = kmeans_plusplus(S, k, random_state=int(rng.integers(2**31)))[0]
+            inertia = nearest(X, C)[1].sum() if self.n_init > 1 else 0.0
+            if inertia < best_inertia:
+                best, best_inertia = C, inertia
+        return best
 
     def _start(self, centers: np.ndarray) -> None:
         self._init_state(centers)

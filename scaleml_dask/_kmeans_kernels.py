@@ -202,9 +202,9 @@ def combine_lloyd(parts: list[LloydPart]) -> LloydPart:
 
 
 class CandidatePart(NamedTuple):
-    """A k-means|| round on a block: cost and per-candidate weights under the current candidates, and the
-    rows that may be sampled (those whose key ``u / (w d²)`` is below ``ℓ / cost of this block``, a superset
-    of the rows below ``ℓ / total cost``, so the sample is exact after the reduction)."""
+    """A k-means|| round on a block: the cost under the candidates so far, the weight each candidate
+    attracts, and the rows that may be sampled (those whose key ``u / (w d²)`` is below ``ℓ / cost of this
+    block``: a superset of the rows below ``ℓ / total cost``, so the sample is exact after the reduction)."""
 
     cost: float
     weights: np.ndarray
@@ -212,10 +212,20 @@ class CandidatePart(NamedTuple):
     x: np.ndarray
 
 
-def candidate_block(x: np.ndarray, w: np.ndarray | None, *, centers: np.ndarray, ell: float, seed: int,
-                    round_: int, chunk_index: int = -1, row_start: int = 0) -> CandidatePart:
-    """One k-means|| pass over a block: d² to the nearest candidate, its cost, the weight each candidate
-    attracts, and the rows that may join the candidates (probability ``min(1, ℓ w d² / total cost)``).
+class Nearest(NamedTuple):
+    """Per row of a block: the squared distance to the nearest candidate so far, and that candidate's index."""
+
+    d2: np.ndarray
+    labels: np.ndarray
+
+
+def candidate_block(x: np.ndarray, w: np.ndarray | None, prev: Nearest | None, *, centers: np.ndarray,
+                    offset: int, n_candidates: int, ell: float, seed: int, round_: int, chunk_index: int = -1,
+                    row_start: int = 0) -> tuple[Nearest, CandidatePart]:
+    """One k-means|| pass over a block, given each row's nearest candidate among the earlier ones (``prev``)
+    and the candidates added since (``centers``, numbered from ``offset``): only distances to the new ones
+    are computed. Returns the updated nearest candidates and the round's part: cost, weight attracted by
+    each of the ``n_candidates``, and the rows that may join (probability ``min(1, ℓ w d² / total cost)``).
 
     The uniform draws come from a generator seeded by ``(seed, round_, chunk_index)``: the sample does not
     depend on which worker runs the block.
@@ -223,17 +233,22 @@ def candidate_block(x: np.ndarray, w: np.ndarray | None, *, centers: np.ndarray,
     x, w = _checked(x, w, chunk_index, row_start)
     a = assign(x, centers, w, sums=False)
     _nonfinite(x, a.inertia, chunk_index, row_start)
+    d2, labels = a.d2, a.labels + offset
+    if prev is not None:
+        closer = prev.d2 <= d2  # ties keep the earlier candidate
+        d2, labels = np.where(closer, prev.d2, d2), np.where(closer, prev.labels, labels)
+    weights = np.bincount(labels, weights=w, minlength=n_candidates).astype(np.float64)
+    cost = float(d2.sum() if w is None else w @ d2)
     keep = np.empty(0, np.int64)
-    if ell > 0 and a.inertia > 0:
-        u = np.random.default_rng([seed, round_, max(chunk_index, 0)]).random(len(a.d2))
-        wd2 = a.d2 if w is None else w * a.d2
+    keys = np.empty(0)
+    if ell > 0 and cost > 0:
+        u = np.random.default_rng([seed, round_, max(chunk_index, 0)]).random(len(d2))
+        wd2 = d2 if w is None else w * d2
         with np.errstate(divide="ignore"):
             keys = np.where(wd2 > 0, u / wd2, np.inf)
-        keep = np.flatnonzero(keys < ell / a.inertia)
-    else:
-        keys = np.empty(0)
+        keep = np.flatnonzero(keys < ell / cost)
     rows = np.asarray(x[keep], dtype=np.float64).reshape(-1, x.shape[1])
-    return CandidatePart(a.inertia, a.weights, keys[keep], rows)
+    return Nearest(d2, labels.astype(np.int32)), CandidatePart(cost, weights, keys[keep], rows)
 
 
 def combine_candidates(parts: list[CandidatePart]) -> CandidatePart:

@@ -9,13 +9,18 @@ chunking and ``random_state``, never on the number of workers or the order tasks
   expectation with probability ∝ d² (the per-chunk threshold trick of ``candidate_block`` makes the sample
   exact within that same pass). A last pass counts the weight each candidate attracts; a weighted
   k-means++ and weighted Lloyd iterations on the few hundred candidates (scikit-learn's, in memory) give
-  the ``k`` initial centres. ``init_rounds + 1`` passes in all (fewer if every row is already a candidate).
+  the ``k`` initial centres. ``init_rounds + 1`` passes in all (fewer if every row is already a candidate);
+  each row's nearest candidate (12 bytes) is kept on the workers between rounds, so a round computes the
+  distances to its new candidates only.
 - **Lloyd**: each pass assigns every row (GEMM distances, argmin, partial sums, weights and inertia in one
   compiled loop, float64 accumulation) and returns the chunk's farthest rows, where empty clusters are
   relocated as scikit-learn does. It stops when the squared centre shift is at most ``tol`` × the mean
   feature variance (scikit-learn's rule; the variances come from the first pass) or when the inertia changes
   by less than ``tol × 1e-2`` relatively. The centres kept are those of the last pass, so ``inertia_`` is
   their exact cost, from that same pass.
+- **Memory**: on a distributed cluster, input that takes at most ``PERSIST_FRACTION`` of the workers' memory
+  is held there for the duration of the fit (the passes skip reading and decoding the store); larger input
+  is streamed from the store at every pass, in bounded memory per worker.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ from .validation import (
 INERTIA_RTOL = 1e-2
 #: Weighted Lloyd iterations on the k-means|| candidates (Spark's LocalKMeans uses 30 as well).
 CANDIDATE_ITER = 30
+#: Out-of-core input is held in cluster memory during the fit (``persist``) when it takes at most this
+#: fraction of the workers' combined memory limit: every pass then skips reading and decoding the store
+#: (benchmarks/README.md, "k-means"); larger input is streamed from the store at every pass.
+PERSIST_FRACTION = 0.25
 #: Rows of the uniform sample that ``init="k-means++"`` runs on for out-of-core input.
 PLUSPLUS_SAMPLE = 10_000
 
@@ -68,7 +77,8 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     n_clusters : number of clusters ``k``.
     init : ``"k-means||"`` (scalable k-means++, a few passes), ``"k-means++"`` (exact for numpy input, on a
         uniform sample of ``PLUSPLUS_SAMPLE`` rows otherwise) or an array ``(k, n_features)`` of centres.
-    max_iter : Lloyd passes at most. tol : relative tolerance (see the module docstring).
+    max_iter : Lloyd passes at most; the centres returned are those the last pass evaluated (so ``inertia_``
+        is theirs): ``max_iter=1`` returns the initial centres. tol : relative tolerance (module docstring).
     n_init : independent initialisations; the run of least inertia is kept (1 for an array ``init``).
     random_state : seeds every draw (first centre, samples per chunk and round, k-means++).
     oversampling_factor : ``ℓ / k``, candidates sampled per k-means|| round. init_rounds : sampling rounds.
@@ -127,6 +137,8 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
         if n < k:
             raise ValueError(f"n_samples={n} should be >= n_clusters={k}: X has fewer rows than clusters")
         init = None if isinstance(self.init, str) else _check_init(self.init, k, d)
+        labels_source = dX
+        dX, w = _held_in_cluster_memory(dX, w)  # numpy input too: sent to the workers once, not at every pass
         rng = check_random_state(self.random_state)
         best = None
         for _ in range(1 if init is not None else self.n_init):
@@ -137,7 +149,7 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
         self.cluster_centers_, self.inertia_, self.n_iter_, self.inertia_history_ = best
         self.n_features_in_ = d
         self.labels_ = nearest(Xn.astype(np.float64, copy=False), self.cluster_centers_)[0] if Xn is not None \
-            else self._predict_dask(dX)
+            else self._predict_dask(labels_source)
         return self
 
     def _initial_centers(self, dX: da.Array, w: da.Array | None, Xn: np.ndarray | None, sample_weight: Any,
@@ -191,6 +203,23 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
 
 def _in_memory(X: Any) -> bool:
     return isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc")
+
+
+def _held_in_cluster_memory(dX: da.Array, w: da.Array | None) -> tuple[da.Array, da.Array | None]:
+    """``dX`` and ``w`` persisted on the workers if a distributed client computes them and they fit in
+    ``PERSIST_FRACTION`` of its workers' memory; unchanged otherwise (threads, or larger than that)."""
+    scheduler = dask.base.get_scheduler(collections=[dX])
+    client = getattr(scheduler, "__self__", None)
+    if client is None or type(client).__name__ != "Client":
+        return dX, w
+    limit = sum(info.get("memory_limit") or 0 for info in client.scheduler_info()["workers"].values())
+    if dX.nbytes + (0 if w is None else w.nbytes) > PERSIST_FRACTION * limit:
+        return dX, w
+    from distributed import wait
+
+    held = client.persist([dX] if w is None else [dX, w])
+    wait(held)
+    return held[0], (None if w is None else held[1])
 
 
 def _check_init(init: Any, k: int, d: int) -> np.ndarray:
@@ -264,20 +293,37 @@ def _updated_centers(p: LloydPart, C: np.ndarray) -> np.ndarray:
 def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.RandomState, ell: float,
                      rounds: int) -> np.ndarray:
     """k-means|| (Bahmani et al.): candidates by d²-sampling rounds, reduced to ``k`` by weighted k-means++
-    and weighted Lloyd in memory."""
+    and weighted Lloyd in memory.
+
+    Each row's nearest candidate so far (12 bytes a row) stays in cluster memory between rounds, so a round
+    computes distances to the candidates it adds only (about ``ℓ``), not to all of them.
+    """
     from sklearn.cluster import KMeans as SkKMeans
     from sklearn.cluster import kmeans_plusplus
 
     n = dX.shape[0]
     cands = np.asarray(dX[int(rng.randint(n))].compute(), dtype=np.float64)[None, :]
     seed = int(rng.randint(2**31))
+    arrays = dask.optimize(*(a for a in (dX, w) if a is not None))
+    xs = arrays[0].to_delayed(optimize_graph=False).ravel()
+    ws = [None] * len(xs) if w is None else arrays[1].to_delayed(optimize_graph=False).ravel()
+    starts = row_offsets(dX.chunks[0])
+    task = dask.delayed(candidate_block, pure=True, nout=2)
+    states: list[Any] = [None] * len(xs)
+    new, offset = cands, 0
     for r in range(rounds + 1):
         last = r == rounds
-        p = _pass(candidate_block, combine_candidates, dX, w, centers=cands, ell=0.0 if last else ell, seed=seed,
-                  round_=r)
+        outs = [task(xb, wb, sb, centers=new, offset=offset, n_candidates=len(cands), ell=0.0 if last else ell,
+                     seed=seed, round_=r, chunk_index=i, row_start=int(starts[i]))
+                for i, (xb, wb, sb) in enumerate(zip(xs, ws, states))]
+        *states, reduced = dask.persist(*(o[0] for o in outs), tree_reduce([o[1] for o in outs], combine_candidates))
+        p = reduced.compute()
         if last or p.cost == 0:
             break
-        cands = np.vstack([cands, p.x[p.keys < ell / p.cost]])
+        new, offset = p.x[p.keys < ell / p.cost], len(cands)
+        cands = np.vstack([cands, new])
+        if not len(new):
+            break
     weights = p.weights
     if len(cands) <= k:
         extra = np.sort(rng.choice(n, k - len(cands), replace=False))

@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("run", "run one workflow script from workflows/", _run)):
         p = sub.add_parser(name, help=helptext)
         if name == "run":
-            p.add_argument("workflow", help="workflow name, e.g. regression, pca, sgd, online, tsne, deploy, pipeline")
+            p.add_argument("workflow",
+                           help="workflow name, e.g. regression, pca, sgd, online, tsne, kmeans, deploy, pipeline")
         p.add_argument("--config", help="YAML config (default: the workflow's own)")
         p.add_argument("--scheduler", help="address of an existing scheduler (default: a new LocalCluster)")
         p.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",

@@ -96,4 +96,5 @@ def test_wheel_runs_catalog_demo_and_workflows_from_an_empty_directory(installed
             p.terminate()
             p.wait(timeout=30)
     bad = subprocess.run([scaleml, "run", "nope"], capture_output=True, text=True, cwd=work, env=env, timeout=60)
-    assert bad.returncode != 0 and "known workflows: deploy, online, pca, pipeline, regression, sgd, tsne" in bad.stderr
+    assert bad.returncode != 0
+    assert "known workflows: deploy, kmeans, online, pca, pipeline, regression, sgd, tsne" in bad.stderr

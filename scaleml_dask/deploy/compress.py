@@ -3,7 +3,8 @@
 Every supported model is a linear map of its input: ``scores = x @ W + b`` with ``W`` of shape
 ``(n_features, n_outputs)`` — ``coef_`` (LinearRegression, Ridge), the weights of the SGD models (one column
 per output; the intercept ``b`` stays float64), ``components_.T`` for PCA (applied to ``x - mean_``, divided by
-``sqrt(explained_variance_)`` when whitening).
+``sqrt(explained_variance_)`` when whitening) — or a clusterer (KMeans, MiniBatchKMeans) whose ``W`` is
+``cluster_centers_.T``, one column (and one int8 scale) per centre.
 
 **int8** (symmetric, zero point 0, one scale per output column ``k``): ``s_k = max_j |W_jk| / 127``,
 ``q_jk = round(W_jk / s_k)`` in [-127, 127], and the model computes with ``W'_jk = q_jk s_k`` (float64). The
@@ -15,11 +16,12 @@ row ``x`` and output ``k``
 
 (with ``x - mean_`` in place of ``x`` for PCA, and divided by ``sqrt(explained_variance_k)`` when
 whitening); ``prediction_bound`` evaluates it. Probabilities move less: the logistic sigmoid is
-1/4-Lipschitz, so a binary classifier's ``|Δp| <= (s / 8) Σ_j |x_j|``.
+1/4-Lipschitz, so a binary classifier's ``|Δp| <= (s / 8) Σ_j |x_j|``. A clusterer's distances move by at
+most the move of the centre (triangle inequality): ``|Δ ‖x - c_k‖| <= ‖c_k - c'_k‖ <= (s_k / 2) sqrt(d)``.
 
 **float16**: ``W' = float16(W)``; round-to-nearest gives ``|W - W'| <= 2^-11 |W|`` for normal numbers
-(``2^-25`` absolute below 2^-14), so ``|Δ score_k| <= Σ_j |x_j| (2^-11 |W_jk| + 2^-25)``. Weights beyond the
-float16 range (65504) are refused.
+(``2^-25`` absolute below 2^-14), so ``|Δ score_k| <= Σ_j |x_j| (2^-11 |W_jk| + 2^-25)`` (a clusterer's
+distance: ``<= ‖2^-11 |c_k| + 2^-25‖``). Weights beyond the float16 range (65504) are refused.
 
 **Pruning** zeroes the ``fraction`` of weights with the smallest magnitude (over the whole ``W``); with
 ``tolerance=`` it finds by bisection the largest number of weights whose removal keeps the held-out metric
@@ -30,7 +32,9 @@ Both return ``(new_model, report)``; the report measures on the held-out rows: b
 float64, and the weight matrix alone), max and mean |difference| of the compared output (``predict`` for
 regressors, ``predict_proba`` — else ``decision_function`` — for classifiers, ``transform`` for PCA), the
 metrics before/after (R² for regressors, accuracy and log loss for classifiers, explained variance of the
-reconstruction for PCA) and scoring latency per 1,000 rows.
+reconstruction for PCA; for clusterers the agreement of the labels with the original model's, the inertia
+and its relative change, and the adjusted Rand index against ``y_val`` when given — ``transform``, the
+distances, is the compared output) and scoring latency per 1,000 rows.
 
 >>> import numpy as np
 >>> from scaleml_dask import LinearRegression
@@ -63,10 +67,16 @@ _F16_MAX = float(np.finfo(np.float16).max)
 
 
 def _kind(model: Any) -> str:
+    from sklearn.base import is_clusterer
+
     from ..linear import LinearRegression, Ridge
     from ..pca import PCA
     from ..sgd import SGDClassifier, SGDRegressor
 
+    if is_clusterer(model) and type(model).__module__.startswith("scaleml_dask"):  # KMeans, MiniBatchKMeans
+        if not hasattr(model, "cluster_centers_"):
+            raise ValueError(f"this {type(model).__name__} is not fitted; fit it before compressing")
+        return "kmeans"
     for kind, classes in (("linear", (LinearRegression, Ridge)), ("pca", (PCA,)),
                           ("sgd", (SGDRegressor, SGDClassifier))):
         if isinstance(model, classes):
@@ -74,7 +84,7 @@ def _kind(model: Any) -> str:
                 raise ValueError(f"this {type(model).__name__} is not fitted; fit it before compressing")
             return kind
     raise ValueError(f"cannot compress a {type(model).__name__}: supported are LinearRegression, Ridge, PCA, "
-                     "SGDRegressor and SGDClassifier")
+                     "SGDRegressor, SGDClassifier, KMeans and MiniBatchKMeans")
 
 
 def weights(model: Any) -> np.ndarray:
@@ -84,6 +94,8 @@ def weights(model: Any) -> np.ndarray:
         return model.coef_.reshape(-1, 1).copy()
     if kind == "pca":
         return model.components_.T.copy()
+    if kind == "kmeans":
+        return model.cluster_centers_.T.copy()
     return model._state.W[:-1].copy()
 
 
@@ -105,6 +117,9 @@ def _set_weights(model: Any, W: np.ndarray, spec: dict | None) -> None:
     elif kind == "pca":
         model.components_ = np.ascontiguousarray(W.T)
         declare("components_", None if scale is None else scale.T)
+    elif kind == "kmeans":
+        model.cluster_centers_ = np.ascontiguousarray(W.T)
+        declare("cluster_centers_", None if scale is None else scale.T)
     else:
         st = model._state
         st.W = np.vstack([W, st.W[-1:]])
@@ -149,7 +164,8 @@ def quantize(model: Any, dtype: str = "int8", *, X_val: Any = None, y_val: Any =
 def prediction_bound(quantized: Any, X: np.ndarray) -> np.ndarray:
     """The bound derived in the module docstring on ``|Δ score|`` per row and output, shape (n, n_outputs).
 
-    Scores are ``predict`` (regressors), ``decision_function`` columns (classifiers), ``transform`` (PCA).
+    Scores are ``predict`` (regressors), ``decision_function`` columns (classifiers), ``transform`` (PCA,
+    clusterers' distances).
     """
     spec = getattr(quantized, "quantization_", None)
     kind = _kind(quantized)
@@ -161,6 +177,12 @@ def prediction_bound(quantized: Any, X: np.ndarray) -> np.ndarray:
     ax = np.abs(X)
     W = weights(quantized)
     first = next(iter(spec.values()))
+    if kind == "kmeans":  # the move of each centre bounds the change of every distance to it
+        if first["dtype"] == "int8":
+            move = spec["cluster_centers_"]["scale"].reshape(-1) / 2.0 * np.sqrt(W.shape[0])
+        else:
+            move = np.sqrt(((2.0**-11 * np.abs(W) + 2.0**-25) ** 2).sum(axis=0))
+        return np.broadcast_to(move * (1.0 + 1e-12), (len(X), W.shape[1])).copy()
     if first["dtype"] == "int8":
         key = {"linear": "coef_", "pca": "components_", "sgd": "_state.W"}[kind]
         scale = spec[key]["scale"].reshape(1, -1)
@@ -200,8 +222,9 @@ def prune(model: Any, fraction: float | None = None, *, tolerance: float | None 
             raise ValueError(f"tolerance must be >= 0; got {tolerance!r}")
         Xv, yv = _held_out(model, X_val, y_val, need_y=True)
         primary = _primary(model)
-        floor = _metrics(model, Xv, yv)[primary] - float(tolerance)
-        k = _bisect(lambda k: _metrics(pruned(k), Xv, yv)[primary] >= floor, W.size)
+        ref = _reference(model, Xv)
+        floor = _metrics(model, Xv, yv, ref)[primary] - float(tolerance)
+        k = _bisect(lambda k: _metrics(pruned(k), Xv, yv, ref)[primary] >= floor, W.size)
     new = pruned(k)
     rep = report(model, new, X_val, y_val, method="prune")
     rep.update(pruned_weights=int(k), pruned_fraction=k / W.size, tolerance=tolerance)
@@ -290,9 +313,12 @@ def report(before: Any, after: Any, X_val: Any = None, y_val: Any = None, *, met
         "latency_ms_per_1000_rows_before": _latency(before, output, X),
         "latency_ms_per_1000_rows_after": _latency(after, output, X),
     }
-    if y is not None or _kind(before) == "pca":
-        m0, m1 = _metrics(before, X, y), _metrics(after, X, y)
+    if y is not None or _kind(before) in ("pca", "kmeans"):
+        ref = _reference(before, X)
+        m0, m1 = _metrics(before, X, y, ref), _metrics(after, X, y, ref)
         rep.update(metrics_before=m0, metrics_after=m1, metric_change={k: m1[k] - m0[k] for k in m0})
+        if ref is not None:
+            rep["relative_inertia_change"] = m1["inertia"] / m0["inertia"] - 1.0 if m0["inertia"] else 0.0
     return rep
 
 
@@ -306,7 +332,7 @@ def _held_out(model: Any, X_val: Any, y_val: Any, *, need_y: bool) -> tuple[np.n
     y = None if y_val is None else np.asarray(y_val.compute() if hasattr(y_val, "compute") else y_val)
     if y is not None and y.shape != (len(X),):
         raise ValueError(f"y_val must have one value per row of X_val ({len(X)}); got shape {y.shape}")
-    if need_y and y is None and _kind(model) != "pca":
+    if need_y and y is None and _kind(model) not in ("pca", "kmeans"):
         raise ValueError(f"y_val is required to measure a {type(model).__name__}'s held-out metric")
     return X, y
 
@@ -315,12 +341,28 @@ def _primary(model: Any) -> str:
     kind = _kind(model)
     if kind == "pca":
         return "explained_variance"
+    if kind == "kmeans":
+        return "label_agreement"
     return "accuracy" if hasattr(model, "classes_") else "r2"
 
 
-def _metrics(model: Any, X: np.ndarray, y: np.ndarray | None) -> dict[str, float]:
+def _reference(model: Any, X: np.ndarray) -> np.ndarray | None:
+    """A clusterer's labels of ``X``: what a compressed copy's labels are compared with (None otherwise)."""
+    return _outputs.apply(model, "predict", X) if _kind(model) == "kmeans" else None
+
+
+def _metrics(model: Any, X: np.ndarray, y: np.ndarray | None, reference: np.ndarray | None = None
+             ) -> dict[str, float]:
     from sklearn import metrics
 
+    if _kind(model) == "kmeans":
+        from .._kmeans_kernels import nearest
+
+        labels, d2 = nearest(X, model.cluster_centers_)
+        out = {"label_agreement": float(np.mean(labels == reference)), "inertia": float(d2.sum())}
+        if y is not None:
+            out["adjusted_rand"] = float(metrics.adjusted_rand_score(y, labels))
+        return out
     if _kind(model) == "pca":
         R = model.inverse_transform(model.transform(X))
         sst = float(np.sum((X - X.mean(axis=0)) ** 2))
@@ -335,6 +377,8 @@ def _metrics(model: Any, X: np.ndarray, y: np.ndarray | None) -> dict[str, float
 
 def _compared_output(model: Any) -> str:
     names = _outputs.output_names(model)
+    if _kind(model) == "kmeans":
+        return "transform"
     if hasattr(model, "classes_"):
         return "predict_proba" if "predict_proba" in names else "decision_function"
     return names[0]

@@ -7,7 +7,9 @@ The graph takes one input ``X`` (DOUBLE, ``[N, n_features]``) and computes in fl
   when whitening) (``[N, n_components]``);
 - SGDClassifier: scores ``S = X @ coef_.T + intercept_``; ``predict`` = the class of ``S > 0`` (two
   classes) or of ``argmax S`` (one-vs-rest), and for ``log_loss`` ``predict_proba`` = ``[1 - σ(s), σ(s)]``
-  or the normalised one-vs-rest sigmoids, as the estimator.
+  or the normalised one-vs-rest sigmoids, as the estimator;
+- KMeans, MiniBatchKMeans: squared distances ``‖x‖² − 2 x·c + ‖c‖²`` (one MatMul, clipped at 0, as the
+  estimators compute them); ``predict`` = their ArgMin (INT64 ``[N]``), ``transform`` = their square root.
 
 Outputs are named as everywhere in ``scaleml_dask.deploy`` (``predict``, ``predict_proba``, ``transform``).
 
@@ -36,15 +38,19 @@ def to_onnx(model: Any) -> Any:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    from ..kmeans import KMeans
     from ..linear import LinearRegression, Ridge
+    from ..online import MiniBatchKMeans
     from ..pca import PCA
     from ..sgd import SGDClassifier, SGDRegressor
-    from ..validation import check_is_fitted
+    from ..validation import check_is_fitted, check_learned
 
-    if not isinstance(model, (LinearRegression, Ridge, PCA, SGDRegressor, SGDClassifier)):
+    clusterer = isinstance(model, (KMeans, MiniBatchKMeans))
+    if not clusterer and not isinstance(model, (LinearRegression, Ridge, PCA, SGDRegressor, SGDClassifier)):
         raise ValueError(f"cannot export a {type(model).__name__} to ONNX: supported are LinearRegression, "
-                         "Ridge, PCA, SGDRegressor and SGDClassifier")
-    check_is_fitted(model, "components_" if isinstance(model, PCA) else "coef_")
+                         "Ridge, PCA, SGDRegressor, SGDClassifier, KMeans and MiniBatchKMeans")
+    attribute = "cluster_centers_" if clusterer else "components_" if isinstance(model, PCA) else "coef_"
+    (check_learned if isinstance(model, MiniBatchKMeans) else check_is_fitted)(model, attribute)
     d = int(model.n_features_in_)
     nodes: list = []
     inits: list = []
@@ -61,7 +67,9 @@ def to_onnx(model: Any) -> Any:
     def declare(name: str, elem: int, shape: list) -> None:
         outputs.append(helper.make_tensor_value_info(name, elem, shape))
 
-    if isinstance(model, PCA):
+    if clusterer:
+        _clusterer(model, node, const, declare)
+    elif isinstance(model, PCA):
         W = model.components_.T / (np.sqrt(model.explained_variance_) if model.whiten else 1.0)
         centered = node("Sub", ["X", const("mean", model.mean_.astype(np.float64))], "centered")
         node("MatMul", [centered, const("W", np.ascontiguousarray(W, dtype=np.float64))], "transform")
@@ -112,3 +120,18 @@ def _classifier(model: Any, scores: str, node: Any, const: Any, declare: Any) ->
         total = node("ReduceSum", [p, const("axis1", np.array([1], dtype=np.int64))], "total", keepdims=1)
         node("Div", [p, total], "predict_proba")
     declare("predict_proba", TensorProto.DOUBLE, ["N", len(classes)])
+
+
+def _clusterer(model: Any, node: Any, const: Any, declare: Any) -> None:
+    from onnx import TensorProto
+
+    C = np.ascontiguousarray(model.cluster_centers_, dtype=np.float64)
+    axis1 = const("axis1", np.array([1], dtype=np.int64))
+    x_sq = node("ReduceSum", [node("Mul", ["X", "X"], "XX"), axis1], "x_sq", keepdims=1)
+    cross = node("MatMul", ["X", const("minus_2CT", np.ascontiguousarray(-2.0 * C.T))], "cross")
+    d2 = node("Add", [node("Add", [cross, x_sq], "partial"), const("c_sq", np.einsum("ij,ij->i", C, C))], "d2_raw")
+    d2 = node("Max", [d2, const("zero", np.array(0.0))], "d2")
+    node("ArgMin", [d2], "predict", axis=1, keepdims=0)
+    declare("predict", TensorProto.INT64, ["N"])
+    node("Sqrt", [d2], "transform")
+    declare("transform", TensorProto.DOUBLE, ["N", len(C)])

@@ -1,8 +1,9 @@
 """What a model outputs, by the names the registry, the scorer and the server share.
 
-``predict`` (values or labels), ``predict_proba`` (class probabilities) and ``transform`` (components), as
-MLServer's scikit-learn runtime names them. Batch estimators have ``predict`` / ``predict_proba`` /
-``transform``; online learners ``predict_many`` / ``predict_proba_many``; drift detectors output nothing.
+``predict`` (values or labels; a clusterer's nearest centre), ``predict_proba`` (class probabilities) and
+``transform`` (components; a clusterer's distances to its centres), as MLServer's scikit-learn runtime names
+them. Batch estimators have ``predict`` / ``predict_proba`` / ``transform``; online learners ``predict_many`` /
+``predict_proba_many`` / ``transform_many``; drift detectors output nothing.
 
 >>> import numpy as np
 >>> from scaleml_dask import LinearRegression
@@ -21,7 +22,7 @@ import numpy as np
 METHODS = {
     "predict": ("predict", "predict_many"),
     "predict_proba": ("predict_proba", "predict_proba_many"),
-    "transform": ("transform",),
+    "transform": ("transform", "transform_many"),
 }
 
 

@@ -24,7 +24,8 @@ existing version fails and the save takes the next number). ``"latest"`` is the 
                     what the model itself knows (``n_samples_``, PCA's ``mean_``), null otherwise
     metrics, versions {python, numpy, scikit-learn, dask, scaleml_dask}, created (UTC, ISO 8601), notes
     compression     null, or {path: "int8" | "float16"} for arrays stored compressed
-    state           the fitted attributes: the instance's ``__dict__`` minus the hyperparameters, encoded
+    state           the fitted attributes: the instance's ``__dict__`` minus the hyperparameters and a
+                    clusterer's ``labels_`` (the training rows' labels, not part of the model), encoded
     files           {"arrays.npz": {sha256, bytes}}
     arrays          {name: {file, sha256 (of the stored array's bytes, C order), shape, dtype, decode?}}
     views           {name: {of, offset, shape, strides, dtype}}: arrays that were views of a saved array
@@ -86,16 +87,21 @@ CLASSES = (
     "scaleml_dask.pca.PCA",
     "scaleml_dask.sgd.SGDClassifier",
     "scaleml_dask.sgd.SGDRegressor",
+    "scaleml_dask.kmeans.KMeans",
     "scaleml_dask.online.LogisticRegression",
     "scaleml_dask.online.LinearRegression",
     "scaleml_dask.online.Perceptron",
     "scaleml_dask.online.RLS",
+    "scaleml_dask.online.MiniBatchKMeans",
     "scaleml_dask.online.ADWIN",
     "scaleml_dask.online.PageHinkley",
 )
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _SCALAR_KINDS = "biufU"
-_WIDTH_ATTRS = ("coef_", "components_", "mean_")  # attributes whose last axis is the feature axis
+#: attributes whose last axis is the feature axis
+_WIDTH_ATTRS = ("coef_", "components_", "mean_", "cluster_centers_")
+#: fitted attributes that describe the training rows rather than the model (n-sized, lazy for dask input)
+_NOT_SAVED = ("labels_",)
 
 
 class RegistryError(ValueError):
@@ -219,7 +225,7 @@ def _describe(model: Any, cls_name: str, data: Any, metrics: dict | None) -> tup
         if callable(value):
             notes.append(f"param {key!r} ({type(value).__name__}) is not serializable; saved as null")
             params[key] = None
-    state = {k: v for k, v in vars(model).items() if k not in params}
+    state = {k: v for k, v in vars(model).items() if k not in params and k not in _NOT_SAVED}
     enc = _Encoder(model.__dict__.get("quantization_") or {})
     meta_params = enc.encode(params, "params")
     meta_state = {"$dict": [[k, enc.encode(v, k)] for k, v in state.items()]}

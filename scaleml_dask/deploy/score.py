@@ -4,10 +4,11 @@
 The result is a dataset of this project (``io.store.DatasetWriter``: built under a temporary name, renamed when
 complete), chunked as the input:
 
-- ``X(sample, feature)``: the model's numeric output matrix — ``transform`` (PCA; features ``pc0, ...``),
-  ``predict_proba`` (classifiers; ``proba_<class>``), else ``decision_function`` (``score_<class>``), else
-  ``predict`` (regressors; one feature ``predict``);
-- ``y(sample)``: ``predict`` (values or labels) where the model predicts;
+- ``X(sample, feature)``: the model's numeric output matrix — ``transform`` (PCA: features ``pc0, ...``;
+  clusterers: the distances to the centres ``distance_0, ...``), ``predict_proba`` (classifiers;
+  ``proba_<class>``), else ``decision_function`` (``score_<class>``), else ``predict`` (regressors; one
+  feature ``predict``); ``transform=False`` skips ``transform`` (a clusterer's X is then its label column);
+- ``y(sample)``: ``predict`` (values, labels, or a clusterer's nearest centre) where the model predicts;
 - attributes ``outputs`` (``{"X": output, "y": output or null}``), ``model`` (class) and ``source``.
 
 Each chunk's task writes whole zarr chunks of its own rows and nothing else, so a task re-run after a lost
@@ -28,15 +29,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.base import is_clusterer
 
 from . import outputs as _outputs
 
 
 def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = None, progress: bool = False,
-          codec: str | None = None) -> Path:
+          codec: str | None = None, transform: bool = True) -> Path:
     """Score ``dataset`` (catalog name, path, xarray, dask or numpy) with ``model`` (or a registry directory)
     chunk by chunk on ``client`` (default: the current dask.distributed client, else the local scheduler);
-    write the outputs to ``out`` atomically and return its path. ``progress`` shows a progress bar."""
+    write the outputs to ``out`` atomically and return its path. ``progress`` shows a progress bar;
+    ``transform=False`` leaves out the ``transform`` output (components, a clusterer's distances)."""
     import dask
 
     from ..io.store import DatasetWriter
@@ -52,7 +55,7 @@ def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = Non
         raise ValueError(f"a {type(model).__name__} has no outputs to score (not a fitted model?)")
     if X.shape[1] != d:
         raise ValueError(f"dataset {source or 'X'} has {X.shape[1]} features; the model was fitted with {d}")
-    plan = _plan(model)
+    plan = _plan(model, transform)
     rows = X.chunks[0][0]
     if any(c != rows for c in X.chunks[0][:-1]):
         X = X.rechunk({0: rows})
@@ -91,9 +94,9 @@ def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = Non
     return Path(out)
 
 
-def _plan(model: Any) -> tuple[str, str | None]:
+def _plan(model: Any, transform: bool = True) -> tuple[str, str | None]:
     """(output written as X, output written as y or None)."""
-    names = _outputs.output_names(model)
+    names = [n for n in _outputs.output_names(model) if transform or n != "transform"]
     if not names:
         raise ValueError(f"a {type(model).__name__} has no outputs to score")
     y_out = "predict" if "predict" in names else None
@@ -114,7 +117,7 @@ def _score_rows(model: Any, plan: tuple[str, str | None], X: np.ndarray) -> tupl
 
 def _columns(model: Any, x_out: str, width: int) -> list[str]:
     if x_out == "transform":
-        return [f"pc{i}" for i in range(width)]
+        return [f"{'distance_' if is_clusterer(model) else 'pc'}{i}" for i in range(width)]
     if x_out == "predict":
         return ["predict"] if width == 1 else [f"predict{i}" for i in range(width)]
     classes = getattr(model, "classes_", None)

@@ -3,9 +3,10 @@
 The API follows River (``learn_one`` / ``learn_many`` / ``predict_one`` / ``predict_many`` /
 ``predict_proba_many``, detectors with ``update``) over NumPy rows instead of dicts, with the per-sample
 updates compiled by numba and the mini-batch updates in one compiled pass or BLAS. One module per concern:
-``base`` (what learners and detectors share), ``linear`` (gradient learners), ``rls``, ``drift``
-(detectors), ``streams`` (``iter_batches``), ``evaluation`` (``prequential``, ``DriftAdaptive``); the
-compiled cores beside them (``_linear_kernels``, ``_rls_kernels``, ``_drift_kernels``, ``_status``).
+``base`` (what learners and detectors share), ``linear`` (gradient learners), ``rls``, ``kmeans``
+(``MiniBatchKMeans``), ``drift`` (detectors), ``streams`` (``iter_batches``), ``evaluation``
+(``prequential``, ``DriftAdaptive``); the compiled cores beside them (``_linear_kernels``, ``_rls_kernels``,
+``_kmeans_kernels``, ``_drift_kernels``, ``_status``).
 
 ``learn_many(X, y)`` of the gradient learners takes **one optimizer step on the mean gradient of the
 batch**, as River's ``learn_many`` does; a loop of ``learn_one`` takes ``len(X)`` steps. So the two differ
@@ -28,6 +29,7 @@ from __future__ import annotations
 from ..validation import NotFittedError
 from .drift import ADWIN, PageHinkley
 from .evaluation import DriftAdaptive, PrequentialResult, prequential
+from .kmeans import MiniBatchKMeans
 from .linear import LinearRegression, LogisticRegression, Perceptron
 from .rls import RLS
 from .streams import BatchStream, iter_batches
@@ -39,6 +41,7 @@ __all__ = [
     "DriftAdaptive",
     "LinearRegression",
     "LogisticRegression",
+    "MiniBatchKMeans",
     "NotFittedError",
     "PageHinkley",
     "Perceptron",

@@ -65,8 +65,7 @@ class GridParams:
 
     Boxes are ``ints_in_interval`` wide while at most ``max_fine_intervals`` of them cover the
     embedding; beyond, they widen up to ``coarse_interval`` (openTSNE's 1), so a large embedding's grid
-    grows as openTSNE's does rather than with the square of the fine width's count (the FFT's cost
-    and memory are those of the grid's area).
+    has openTSNE's size, not 4x its area at 0.5-wide boxes (the FFTs' time and memory follow the area).
     """
 
     n_interpolation_points: int = 3

@@ -5,8 +5,17 @@ input and the embedding, and 10-NN label accuracy in the embedding, on 2,000 sam
 openTSNE run ``--repeat`` times (default 3), alternating, and the best fit time is kept: single runs on this
 2-core VM vary by up to 30 %.
 
-    python benchmarks/bench_tsne.py            # 50,000-point mixture (d=50, 20 clusters) + digits
-    python benchmarks/bench_tsne.py --quick    # 5,000 points, no scikit-learn on the mixture
+Besides the synthetic mixture, real tabular data that ship with installed packages (no download), given to
+every method as the same float32 numpy array, unscaled:
+- ``shuttle``: Statlog Shuttle as River ships it (49,097 × 9 integer sensor readings, label: the ~7 % rare
+  classes), an integer lattice where most neighbours tie at distances 1, √2, 2...;
+- ``randhie``: statsmodels' RAND health insurance experiment (20,190 × 7; label: self-rated health, 4
+  imbalanced classes), only 9,125 distinct rows, up to 90 copies of one.
+
+    python benchmarks/bench_tsne.py            # 50,000-point mixture (d=50, 20 clusters), digits, shuttle, randhie
+    python benchmarks/bench_tsne.py --quick    # smoke run: 5,000 points of each, scikit-learn on digits only
+    python benchmarks/bench_tsne.py --real-only --repeat 2   # only shuttle and randhie (scikit-learn: digits
+                                               # and the mixture only, it takes ~8 min at 50,000 points)
     python benchmarks/bench_tsne.py --million  # also ours and openTSNE on 1M points (once each; ~75 min)
     python benchmarks/bench_tsne.py --million-only  # only that pair
 """
@@ -26,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).parent / "data"
+REAL = ("shuttle", "randhie")
 
 
 def _mixture(n: int) -> Path:
@@ -37,12 +47,42 @@ def _mixture(n: int) -> Path:
     return path
 
 
+def _package_file(package: str, *parts: str) -> Path:
+    """A data file shipped inside an installed package, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"bench_tsne: package {package!r} is not installed (pip install '.[bench]')")
+    return Path(spec.submodule_search_locations[0], *parts)
+
+
+def _real(name: str) -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    if name == "shuttle":
+        df = pd.read_csv(_package_file("river", "datasets", "shuttle.csv.gz"))
+        return df.drop(columns="anomaly").to_numpy(np.float32), df["anomaly"].to_numpy()
+    df = pd.read_csv(_package_file("statsmodels", "datasets", "randhie", "randhie.csv"))
+    health = ["hlthg", "hlthf", "hlthp"]  # good / fair / poor; none of them: excellent
+    y = (df[health].to_numpy() * [1, 2, 3]).sum(axis=1)
+    return df.drop(columns=health).to_numpy(np.float32), y
+
+
 def _load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``name`` is "digits", a real set (optionally ``name:rows``: a fixed sample of that many) or a zarr path."""
     if name == "digits":
         from sklearn.datasets import load_digits
 
         X, y = load_digits(return_X_y=True)
         return X.astype(np.float32), y
+    base, _, rows = name.partition(":")
+    if base in REAL:
+        X, y = _real(base)
+        if rows:
+            keep = np.sort(np.random.default_rng(0).choice(len(X), int(rows), replace=False))
+            X, y = X[keep], y[keep]
+        return X, y
     import zarr
 
     g = zarr.open_group(str(name), mode="r")
@@ -55,7 +95,7 @@ def _child(method: str, data: str, out: str) -> None:
     if method == "scaleml":
         from scaleml_dask.tsne import TSNE
 
-        X = data if data != "digits" else _load(data)[0]  # from zarr when it is a store: read chunk by chunk
+        X = data if Path(data).suffix == ".zarr" else _load(data)[0]  # a store is read chunk by chunk
         fit_started = time.perf_counter()
         model = TSNE(perplexity=30, random_state=0, n_jobs=2)
         Y = model.fit_transform(X)
@@ -85,7 +125,7 @@ def _child(method: str, data: str, out: str) -> None:
 
 
 def _run(method: str, data: str, tmp: str) -> dict:
-    out = os.path.join(tmp, f"{method}-{Path(data).stem}")
+    out = os.path.join(tmp, f"{method}-{Path(data).stem.replace(':', '-')}")
     subprocess.run([sys.executable, __file__, "--child", method, data, out], check=True)
     return {**json.loads(Path(out + ".json").read_text()), "Y": np.load(out + ".npy")}
 
@@ -108,6 +148,7 @@ def main() -> None:
     ap.add_argument("--million", action="store_true")
     ap.add_argument("--million-only", action="store_true", help="only the 1,000,000-point pair")
     ap.add_argument("--no-sklearn", action="store_true", help="skip scikit-learn on the mixture")
+    ap.add_argument("--real-only", action="store_true", help="only the real datasets (shuttle, randhie)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of ours and openTSNE per dataset, alternating; the best fit time is kept")
     ap.add_argument("--child", nargs=3)
@@ -116,13 +157,15 @@ def main() -> None:
         _child(*args.child)
         return
     n = 5_000 if args.quick else 50_000
-    datasets = [] if args.million_only else [(f"mixture {n:,}", str(_mixture(n))), ("digits", "digits")]
+    real = [(f"{r} (5,000 of it)", f"{r}:5000") if args.quick else (r, r) for r in REAL]
+    datasets = [] if args.million_only else real if args.real_only else [
+        (f"mixture {n:,}", str(_mixture(n))), ("digits", "digits"), *real]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, data in datasets:
             X, y = _load(data)
             methods = ["scaleml", "opentsne"]
-            if data == "digits" or not (args.quick or args.no_sklearn):
+            if data == "digits" or (data.endswith(".zarr") and not (args.quick or args.no_sklearn)):
                 methods.append("sklearn")
             results: dict[str, dict] = {}
             for r in range(args.repeat):  # alternating, best fit time kept (sklearn: once, it is the slow reference)

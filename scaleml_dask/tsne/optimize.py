@@ -61,12 +61,19 @@ EXACT_REPULSION_MAX_SAMPLES = 7_500
 
 @dataclass
 class GridParams:
-    """Interpolation settings of the repulsive term (defaults as in FIt-SNE / openTSNE)."""
+    """Interpolation settings of the repulsive term (defaults as in FIt-SNE / openTSNE).
+
+    Boxes are ``ints_in_interval`` wide while at most ``max_fine_intervals`` of them cover the
+    embedding; beyond, they widen up to ``coarse_interval`` (openTSNE's 1), so a large embedding's grid
+    has openTSNE's size, not 4x its area at 0.5-wide boxes (the FFTs' time and memory follow the area).
+    """
 
     n_interpolation_points: int = 3
     min_num_intervals: int = 50
     ints_in_interval: float = 1.0
     max_num_intervals: int = 1000
+    max_fine_intervals: int = 200
+    coarse_interval: float = 1.0
 
 
 @numba.njit(inline="always")
@@ -327,15 +334,22 @@ class _FFTRepulsion:
     def layout(self, lo: float, hi: float) -> tuple[float, float, int]:
         """(grid origin, box width, boxes per side) for coordinates in [lo, hi].
 
-        Boxes are ``ints_in_interval`` wide, or narrower (rounded up to a power of ``WIDTH_STEP``)
-        while fewer than ``min_num_intervals`` would cover the span.
+        Boxes are ``ints_in_interval`` wide; narrower while fewer than ``min_num_intervals`` would
+        cover the span; wider, up to ``coarse_interval``, while more than ``max_fine_intervals`` would.
+        Widths other than ``ints_in_interval`` are rounded up to a power of ``WIDTH_STEP`` (kernels are
+        reused while the width stays).
         """
         prm = self.params
         span = max(hi - lo, 1e-12) * (1 + 1e-9)
         width = float(prm.ints_in_interval)
+        wanted = None
         if span < prm.min_num_intervals * width:
-            steps = math.ceil(math.log(span / (prm.min_num_intervals * width)) / math.log(self.WIDTH_STEP))
-            width *= self.WIDTH_STEP ** steps
+            wanted = span / prm.min_num_intervals
+        elif span > prm.max_fine_intervals * width and prm.coarse_interval > width:
+            wanted = span / prm.max_fine_intervals
+        if wanted is not None:
+            width *= self.WIDTH_STEP ** math.ceil(math.log(wanted / width) / math.log(self.WIDTH_STEP))
+            width = min(width, max(float(prm.coarse_interval), float(prm.ints_in_interval)))
         n_boxes = max(int(prm.min_num_intervals), math.ceil(span / width))
         if n_boxes > prm.max_num_intervals:
             n_boxes = int(prm.max_num_intervals)
@@ -345,11 +359,15 @@ class _FFTRepulsion:
     def _kernels(self, M: int, h: float) -> np.ndarray:
         """Spectra of the circulant kernels ``w^2`` and ``w`` on an M x M node grid of spacing h."""
         if (M, h) != self._kernel_key:
+            self._kernel_hat = np.empty(0, dtype=np.complex64)  # the old spectra freed first
             off = np.arange(M, dtype=np.float64)
-            off = np.minimum(off, M - off) * h
-            w = 1.0 / (1.0 + off[:, None] ** 2 + off[None, :] ** 2)
-            kern = np.stack([w * w, w]).astype(np.float32)
-            self._kernel_hat = scipy.fft.rfft2(kern, workers=self.n_threads)
+            sq = ((np.minimum(off, M - off) * h) ** 2).astype(np.float32)
+            kern = np.empty((2, M, M), dtype=np.float32)  # built in place: no M x M float64 temporaries
+            np.add.outer(sq, sq + np.float32(1.0), out=kern[1])
+            np.reciprocal(kern[1], out=kern[1])
+            np.square(kern[1], out=kern[0])
+            self._kernel_hat = scipy.fft.rfft2(kern, workers=self.n_threads, overwrite_x=True)
+            del kern
             self._kernel_key = (M, h)
         return self._kernel_hat
 

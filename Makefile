@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 HASH := $(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test bench lint clean
+.PHONY: demo demo-quick test bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,9 @@ $(VENV)/.test-$(HASH): $(BIN)/python
 
 demo: $(VENV)/.demo-$(HASH)
 	$(BIN)/scaleml demo
+
+demo-quick: $(VENV)/.demo-$(HASH)
+	$(BIN)/scaleml demo --quick
 
 test: $(VENV)/.test-$(HASH)
 	$(BIN)/ruff check .

@@ -22,6 +22,7 @@ EPILOG = """examples:
   scaleml verify data/data.zarr      # every chunk against the store's checksums
   scaleml ingest data.csv.gz data/data.zarr --target price
   scaleml demo                       # demo datasets + all workflows -> runs/pipeline/<time>/report.html
+  scaleml demo --quick               # the same on the small demo datasets (about a minute)
   scaleml run regression --scheduler tcp://10.0.0.5:8786
   scaleml serve models/reg --port 8080   # Open Inference Protocol (V2) + V1 on 127.0.0.1
   scaleml score --model models/reg --dataset demo-regression --out runs/scores.zarr
@@ -128,7 +129,7 @@ def _workflow_argv(args: argparse.Namespace) -> list[str]:
                         ("--config", args.config)):
         if value is not None:
             argv += [flag, str(value)]
-    return argv + (["--verbose"] if args.verbose else [])
+    return argv + [flag for flag in ("--verbose", "--quiet", "--quick") if getattr(args, flag[2:])]
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -223,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default="runs", help="where runs are written (default: %(default)s)")
         p.add_argument("--verbose", action="store_true",
                        help="every log record on the terminal (default: in the run's run.log; one line per step)")
+        p.add_argument("--quick", action="store_true",
+                       help="the small demo datasets and sizes (the YAML's quick: section), for a first look")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (drawn only on a terminal)")
         p.set_defaults(func=func)
 
     s = sub.add_parser("serve", help="serve model registry directories over HTTP (Open Inference Protocol V2, V1)")

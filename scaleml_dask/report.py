@@ -63,6 +63,7 @@ class Report:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.title = title
         self.sections: list[dict[str, Any]] = []
+        self.one_time_costs: list[dict[str, Any]] = []  # shown apart from the steady figures (runner)
         self.created = _dt.datetime.now().isoformat(timespec="seconds")
 
     def figure_path(self, name: str) -> Path:
@@ -82,6 +83,10 @@ class Report:
         """Append a section. ``table`` is a list of rows (dicts with the same keys)."""
         self.sections.append({"title": title, "text": text, "table": list(table or []),
                               "figures": [Path(f).name for f in figures], "data": data or {}})
+
+    def add_one_time_cost(self, what: str, seconds: float, *, where: str = "client", note: str = "") -> None:
+        """Record a cost paid once per run or per process (cluster start, kernel compilation, a first fit)."""
+        self.one_time_costs.append({"what": what, "where": where, "seconds": seconds, "note": note})
 
     def write(self) -> Path:
         """Write ``report.json`` and ``report.html``; returns the HTML path."""

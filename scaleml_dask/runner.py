@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_write, canonical_json, fingerprint
+from .progress import cluster_progress
 from .report import Report
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,9 @@ class ConfigError(ValueError):
     """A workflow config that cannot be used; the message names the file (and line and column for YAML)."""
 
 
-def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a workflow's YAML config (a mapping)."""
+def load_config(path: str | os.PathLike, *, quick: bool = False) -> dict[str, Any]:
+    """Read a workflow's YAML config (a mapping). Its ``quick:`` section (a mapping of top-level keys) replaces
+    those keys when ``quick`` (``--quick``: the small demo datasets and sizes) and is dropped otherwise."""
     import yaml
 
     p = Path(path)
@@ -58,7 +61,10 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
             from None
     if not isinstance(config, dict):
         raise ConfigError(f"config file {p}: expected a mapping at the top level")
-    return config
+    overrides = config.pop("quick", None) or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"config file {p}: 'quick:' must be a mapping of the keys it replaces")
+    return {**config, **overrides} if quick else config
 
 
 def client_from_config(config: dict[str, Any], scheduler: str | None = None, timeout: float | None = None) -> Any:
@@ -167,16 +173,26 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
     ap.add_argument("--out", default="runs", help="root directory of run outputs (default: %(default)s)")
     ap.add_argument("--verbose", action="store_true",
                     help="show every log record on the terminal (default: they go to the run's run.log)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--quick", action="store_true",
+                    help="the small demo datasets and sizes: the config's quick: section")
     args = ap.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config(args.config, quick=args.quick)
+    config["quick"] = args.quick  # a pipeline applies it to its steps' configs too
     config.setdefault("state_dir", str(Path(args.out) / name / "state"))
     tmp, final = new_run(args.out, name)
     handlers = configure_logging(tmp / "run.log", verbose=args.verbose)
     try:
+        t0 = time.perf_counter()
         with client_from_config(config, args.scheduler, args.scheduler_timeout) as client:
             report = Report(tmp, title=f"scaleml-dask: {name}")
+            report.add_one_time_cost("cluster start (or join) and connection", time.perf_counter() - t0)
             t0 = time.perf_counter()
-            summary = run(config, client, report)
+            with cluster_progress(client, name, enabled=False if args.quiet else None):
+                summary = run(config, client, report)
+            report.add_section("One-time costs", table=report.one_time_costs,
+                               text="Paid once per run or per process, and not counted in the steady figures of "
+                                    "the sections above where they are measured apart (see each row).")
             report.add_section("Run", table=[{"workflow": name, "seconds": time.perf_counter() - t0,
                                               "dashboard": client.dashboard_link, **_cluster(client)}],
                                text="Library versions: " + ", ".join(f"{k} {v}" for k, v in _versions().items()),
@@ -220,6 +236,18 @@ class _Terminal(logging.Filter):
         return record.name == __name__ or record.levelno >= logging.ERROR
 
 
+class _TerminalHandler(logging.Handler):
+    """Records to stderr through ``tqdm.write``, so that a progress bar being drawn is not broken."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging(log_file: str | os.PathLike, *, verbose: bool = False) -> list[logging.Handler]:
     """Logging of a workflow run: every INFO record (dask.distributed's included) to ``log_file``; on stderr one
     line per step and errors only, or everything with ``verbose``. Returns the handlers it installed."""
@@ -227,7 +255,7 @@ def configure_logging(log_file: str | os.PathLike, *, verbose: bool = False) -> 
     root.setLevel(logging.INFO)
     to_file = logging.FileHandler(log_file)
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    terminal = logging.StreamHandler()
+    terminal = _TerminalHandler()
     terminal.setFormatter(logging.Formatter("%(asctime)s %(message)s" if not verbose else
                                             "%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S"))
     if not verbose:

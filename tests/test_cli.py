@@ -62,8 +62,9 @@ def test_demo_writes_report(tmp_path):
                    " n_clusters: 3, seed: 0}\n")
     config = tmp_path / "demo.yaml"
     config.write_text("cluster: {kind: local, n_workers: 1, dashboard_address: '127.0.0.1:0'}\n"
-                      "datasets: [r, m]\nsteps: []\n")
-    out = scaleml("demo", "--config", str(config), "--out", str(tmp_path / "runs"),
+                      "datasets: [nope]\nsteps: []\nquick: {datasets: [r, m]}\n"  # --quick: r and m
+                      "kernels: {client: [ADWIN], workers: [SGD blocks]}\n")
+    out = scaleml("demo", "--quick", "--config", str(config), "--out", str(tmp_path / "runs"),
                   env={"SCALEML_CATALOG": str(cat)})
     assert "dask dashboard: http://127.0.0.1:" in out.stdout
     (run_dir,) = (tmp_path / "runs" / "pipeline").iterdir()
@@ -73,10 +74,20 @@ def test_demo_writes_report(tmp_path):
     html = (run_dir / "report.html").read_text()
     assert "datasets_y.png" in html and (run_dir / "datasets_y.png").stat().st_size > 1000
     assert f"report: {run_dir / 'report.html'}" in out.stdout
-    # a quiet terminal: dask.distributed's records go to the run's log file only, unless --verbose
-    assert "distributed." not in out.stdout + out.stderr
-    assert "distributed.scheduler" in (run_dir / "run.log").read_text()
-    loud = scaleml("demo", "--config", str(config), "--out", str(tmp_path / "runs2"), "--verbose",
+    # a quiet terminal: dask.distributed's records go to the run's log file only, unless --verbose; no progress
+    # bar is drawn into output that is not a terminal (nor into run.log)
+    log = (run_dir / "run.log").read_text()
+    assert "distributed." not in out.stdout + out.stderr and "distributed.scheduler" in log
+    assert not re.search(r"\r|\x1b\[|\d+/\d+ \[|task/s|% Completed", out.stdout + out.stderr + log)
+    # one-time costs apart from the steady figures, measured: the cluster start, each kernel family, a first fit
+    costs = {row["what"]: row for row in report["sections"][-2]["table"]}
+    assert report["sections"][-2]["title"] == "One-time costs" and costs["cluster start (or join) and connection"]
+    assert costs["generate r"]["seconds"] > 0 and "generate m" in costs
+    first = costs["first call: ADWIN"]
+    assert first["where"] == "client" and first["seconds"] > 0 and "steady call" in first["note"]
+    assert any(row["where"].startswith("worker tcp://127.0.0.1:") for row in costs.values())
+    assert "first fit" in costs["first LinearRegression fit: overhead"]["note"]
+    loud = scaleml("demo", "--quick", "--config", str(config), "--out", str(tmp_path / "runs2"), "--verbose",
                    env={"SCALEML_CATALOG": str(cat)})
     assert "distributed.scheduler" in loud.stderr
 

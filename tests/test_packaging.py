@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -73,20 +74,21 @@ def test_wheel_runs_catalog_demo_and_workflows_from_an_empty_directory(installed
 
     (work / "data_catalog.yaml").write_text(TINY_CATALOG)  # adds to / overrides the built-in entries
     env["SCALEML_DATA"] = str(tmp_path / "store")
-    shown = json.loads(_run([scaleml, "catalog", "show", "demo-regression"], cwd=work, env=env).stdout)
+    shown = json.loads(_run([scaleml, "catalog", "show", "demo-regression-small"], cwd=work, env=env).stdout)
     assert shown["n_samples"] == 4000 and (work / "r.zarr").is_dir()
-    demo = _run([scaleml, "demo", "--out", "runs"], cwd=work, env=env)  # its own LocalCluster
+    demo = _run([scaleml, "demo", "--quick", "--out", "runs"], cwd=work, env=env)  # its own LocalCluster
     (run_dir,) = (work / "runs" / "pipeline").glob("2*")
     report = json.loads((run_dir / "report.json").read_text())
     titles = [s["title"] for s in report["sections"]]
-    assert titles[0] == "Datasets" and len(titles) >= 6, titles
+    assert titles[0] == "Datasets" and len(titles) >= 6 and "One-time costs" in titles, titles
+    assert not (tmp_path / "store").exists()  # --quick used only the small datasets (tiny here), not the full ones
     assert f"report: {run_dir / 'report.html'}" in demo.stdout
 
     address, procs = _scheduler(python, work, env)
     try:
         time.sleep(1.0)
         for name in ("regression", "pca", "sgd", "online", "tsne", "deploy"):
-            _run([scaleml, "run", name, "--out", "runs", "--scheduler", address], cwd=work, env=env)
+            _run([scaleml, "run", name, "--quick", "--out", "runs", "--scheduler", address], cwd=work, env=env)
             runs = sorted(p.name for p in (work / "runs" / name).iterdir())
             assert len([r for r in runs if r[0].isdigit()]) == 1, (name, runs)
             (step_dir,) = (work / "runs" / name).glob("2*")
@@ -96,5 +98,43 @@ def test_wheel_runs_catalog_demo_and_workflows_from_an_empty_directory(installed
             p.terminate()
             p.wait(timeout=30)
     bad = subprocess.run([scaleml, "run", "nope"], capture_output=True, text=True, cwd=work, env=env, timeout=60)
-    assert bad.returncode != 0
-    assert "known workflows: deploy, kmeans, online, pca, pipeline, regression, sgd, tsne" in bad.stderr
+    assert bad.returncode != 0 and "known workflows: deploy, kmeans, online, pca, pipeline, regression, sgd, tsne" in bad.stderr
+
+
+_PROBE = "import json; from scaleml_dask.coldstart import first_calls; print(json.dumps(first_calls(['optimizers'])))"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0 or not Path("/usr/bin/python3").exists(),
+                    reason="runs the wheel as the unprivileged user nobody, which needs root and a system python")
+def test_numba_cache_works_where_site_packages_is_read_only(installed):
+    """The wheel in a venv whose site-packages nobody may write, run as nobody without NUMBA_CACHE_DIR: numba
+    falls back to its user-wide cache under $HOME, so a second process loads what the first compiled."""
+    (wheel,) = (installed.parent / "dist").glob("scaleml_dask-*.whl")
+    base = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                          text=True).stdout.strip()
+    if base != str(sys.version_info[:2]):
+        pytest.skip(f"/usr/bin/python3 is {base}, the test venv {sys.version_info[:2]}")
+    with tempfile.TemporaryDirectory(prefix="scaleml-ro-") as tmp:  # pytest's own temporary root is private
+        tmp = Path(tmp)
+        tmp.chmod(0o755)
+        venv = tmp / "venv"
+        _run(["/usr/bin/python3", "-m", "venv", "--without-pip", venv])  # nobody cannot reach a python under /root
+        python = venv / "bin" / "python"
+        site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+        _run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, wheel])
+        (site / "_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+        _run(["chmod", "-R", "a-w", site])
+        home = tmp / "home"
+        home.mkdir()
+        shutil.chown(home, "nobody")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "PYTHON"))}
+        env["HOME"] = str(home)
+        try:
+            runs = [json.loads(_run([python, "-c", _PROBE], env=env, cwd=home, user="nobody").stdout)[1]
+                    for _ in range(2)]
+            assert runs[0]["kernels"].startswith("compiled"), runs
+            assert runs[1]["kernels"].startswith("loaded from cache"), runs
+            assert list(home.rglob("*.nbi")) and not list(site.rglob("*.nbi"))  # user-wide, not site-packages
+        finally:
+            _run(["chmod", "-R", "u+w", site])

@@ -111,7 +111,7 @@ def test_sigkilled_pipeline_leaves_no_visible_run_and_the_rerun_resumes(tmp_path
     (wf / "pipeline.yaml").write_text(f"datasets: ['{data}']\nsteps: [counted, killer]\n")
     runs = tmp_path / "runs" / "pipeline"
     cmd = [str(Path(sys.executable).with_name("scaleml")), "run", "pipeline", "--config", str(wf / "pipeline.yaml"),
-           "--scheduler", client.scheduler.address, "--out", str(tmp_path / "runs")]
+           "--scheduler", client.scheduler.address, "--out", str(tmp_path / "runs"), "--quick"]
 
     def visible_runs():
         return sorted(p.name for p in runs.iterdir() if not p.name.startswith(".") and p.name != "state")
@@ -129,7 +129,7 @@ def test_sigkilled_pipeline_leaves_no_visible_run_and_the_rerun_resumes(tmp_path
     assert (tmp_path / "counted.log").read_text() == "ran\n"  # finished steps replayed, not run again
     doc = json.loads((runs / run_dir / "report.json").read_text())
     titles = [s["title"] for s in doc["sections"]]
-    assert titles == ["Datasets", "counted", "after the crash", "Run"], titles
+    assert titles == ["Datasets", "counted", "after the crash", "One-time costs", "Run"], titles
     assert (runs / run_dir / "counted.png").read_bytes() == b"\x89PNG counted"  # the replayed step's figure
     steps = doc["sections"][-1]["data"]["steps"]
     assert steps["counted"]["three"] == 3 and steps["killer"]["completed"] is True

@@ -19,9 +19,10 @@ from scaleml_dask.report import pyplot
 from scaleml_dask.runner import workflow_main
 
 
-def _fit(name: str, params: dict, X, y, Xt, yt, state_dir: str | None) -> tuple[dict, np.ndarray]:
-    # one checkpoint directory per configuration: a rerun resumes, an edited config starts afresh
-    ckpt = str(Path(state_dir) / f"sgd-{name}-{fingerprint(params)[:12]}") if state_dir else None
+def _fit(name: str, params: dict, dataset: str, X, y, Xt, yt, state_dir: str | None) -> tuple[dict, np.ndarray]:
+    # one checkpoint directory per configuration and dataset: a rerun resumes, an edited config starts afresh
+    key = fingerprint({**params, "dataset": dataset})[:12]
+    ckpt = str(Path(state_dir) / f"sgd-{name}-{key}") if state_dir else None
     t0 = time.perf_counter()
     m = sm.SGDClassifier(checkpoint_dir=ckpt, **params).fit(X, y)
     seconds = time.perf_counter() - t0
@@ -65,7 +66,7 @@ def run(config: dict, client, report) -> dict:
     state_dir = config.get("state_dir")
     rows, curves = [], {}
     for mode, params in (config.get("modes") or {}).items():
-        row, curve = _fit(mode, {**common, "mode": mode, **(params or {})}, X, y, Xt, yt, state_dir)
+        row, curve = _fit(mode, {**common, "mode": mode, **(params or {})}, config["dataset"], X, y, Xt, yt, state_dir)
         rows.append(row)
         curves[mode] = curve
     comp = config.get("compression") or {}
@@ -73,7 +74,7 @@ def run(config: dict, client, report) -> dict:
     for method in comp.get("methods", []) if base else []:
         params = {**common, "mode": base, **(config["modes"].get(base) or {}), "compress": method,
                   **(comp.get("params") or {})}
-        row, curve = _fit(f"{base}+{method}", params, X, y, Xt, yt, state_dir)
+        row, curve = _fit(f"{base}+{method}", params, config["dataset"], X, y, Xt, yt, state_dir)
         rows.append(row)
         curves[f"{base}+{method}"] = curve
     bayes = ds.attrs.get("bayes_accuracy")

@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import ClassifierTags, RegressorTags
 
 from .._math import sigmoid
+from .._repr import FittedSummaryMixin
 from ..validation import check_learned, check_n_features, nonfinite_error
 from ._status import BAD_LABEL, BAD_LENGTH, BAD_TARGET
 
@@ -76,7 +77,7 @@ class OnlineEstimator(BaseEstimator):
         raise NotImplementedError
 
 
-class OnlineLearner(OnlineEstimator):
+class OnlineLearner(FittedSummaryMixin, OnlineEstimator):
     """A linear online learner: weights with the intercept last (``_weights``), rows counted in ``n_seen_``.
 
     >>> import numpy as np
@@ -109,6 +110,11 @@ class OnlineLearner(OnlineEstimator):
     @property
     def intercept_(self) -> float:
         return float(self._weights()[-1])
+
+    def _fitted_summary(self) -> list[tuple[str, Any]]:
+        coef = self.coef_
+        return [("samples seen", self.n_seen_), ("features", self.n_features_in_), ("intercept", self.intercept_),
+                ("max |coef|", float(np.abs(coef).max())), ("‖coef‖₂", float(np.linalg.norm(coef)))]
 
     # -------------------------------------------------------------------------------------- input checks
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._repr import FittedSummaryMixin
 from ._drift_kernels import (
     AD_TICK,
     AD_TOTAL,
@@ -22,6 +23,7 @@ from ._drift_kernels import (
     N_AD,
     N_PH,
     PH_HIT,
+    PH_N,
     adwin_reset,
     adwin_update_many,
     ph_reset,
@@ -33,7 +35,7 @@ from .base import OnlineEstimator
 _MODES = {"both": 0, "up": 1, "down": 2}
 
 
-class _Detector(OnlineEstimator):
+class _Detector(FittedSummaryMixin, OnlineEstimator):
     """``update(v) -> bool`` per value, ``update_many(values) -> indices of detections`` compiled, and the
     read-only ``drift_detected`` (was the last value a detection), kept in the state so that the per-value
     path stores no attribute."""
@@ -62,6 +64,14 @@ class _Detector(OnlineEstimator):
                              f"index {bad} (values before it were processed)")
 
     def _scalars(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _fitted_summary(self) -> list[tuple[str, Any]]:
+        if not self._started():
+            return []
+        return [("detections", self.n_detections), ("values since the last change", self._since_change())]
+
+    def _since_change(self) -> int:
         raise NotImplementedError
 
     @property
@@ -190,6 +200,9 @@ class ADWIN(_Detector):
         self._hit = bool(len(hits)) and hits[-1] == len(values) - 1
         return hits
 
+    def _since_change(self) -> int:
+        return self.width  # the window restarts empty at a detection (and only shrinks between them)
+
     @property
     def width(self) -> int:
         """Number of values in the current window."""
@@ -246,6 +259,9 @@ class PageHinkley(_Detector):
 
     def _scalars(self) -> np.ndarray:
         return self._s
+
+    def _since_change(self) -> int:
+        return int(self._s[PH_N])  # the test restarts at a detection
 
     def _ready(self) -> None:
         if not self._started():

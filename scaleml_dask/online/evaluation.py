@@ -13,6 +13,7 @@ from sklearn.base import clone, is_classifier
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
+from .._repr import FittedSummaryMixin
 from ..validation import check_learned
 from .base import OnlineEstimator
 
@@ -90,7 +91,7 @@ def prequential(learner: Any, stream: Iterable[tuple[np.ndarray, np.ndarray]], *
         drifts=np.asarray(getattr(learner, "drifts_", []), dtype=np.int64))
 
 
-class DriftAdaptive(OnlineEstimator):
+class DriftAdaptive(FittedSummaryMixin, OnlineEstimator):
     """A learner watched by a drift detector: the detector reads the learner's prequential errors (0/1
     mistakes of a classifier, absolute residuals of a regressor) and on a detection the learner either
     restarts from scratch (``strategy="reset"``) or keeps its weights but scales the weight of the past by
@@ -141,6 +142,11 @@ class DriftAdaptive(OnlineEstimator):
         self.detector_ = clone(self.detector)
         self.drifts_: list[int] = []
         self.n_seen_ = 0
+
+    def _fitted_summary(self) -> list[tuple[str, Any]]:
+        last = self.drifts_[-1] if self.drifts_ else "none"
+        return [("samples seen", self.n_seen_), ("detections", len(self.drifts_)), ("last change at sample", last),
+                ("strategy", self.strategy), *self.learner_._fitted_summary()[1:]]
 
     def _pack(self) -> None:
         self._classifier = is_classifier(self.learner_)

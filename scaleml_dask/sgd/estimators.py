@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_co
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._math import sigmoid
+from .._repr import FittedSummaryMixin
 from ..checkpoint import Checkpointer, fingerprint
 from ..validation import (
     as_dask_array,
@@ -38,7 +39,7 @@ def _positive_int(low: int = 1) -> list:
     return [Interval(Integral, low, None, closed="left")]
 
 
-class _BaseSGD(BaseEstimator):
+class _BaseSGD(FittedSummaryMixin, BaseEstimator):
     """Shared machinery of ``SGDRegressor`` and ``SGDClassifier`` (see ``scaleml_dask.sgd``)."""
 
     _parameter_constraints: dict = {
@@ -180,6 +181,17 @@ class _BaseSGD(BaseEstimator):
             self.staleness_ = {"bound": self.max_staleness, "max": int(np.flatnonzero(hist).max(initial=0)),
                                "mean": float((hist * np.arange(len(hist))).sum() / total),
                                "histogram": hist.tolist(), "rejected": st.rejected}
+
+    def _fitted_summary(self) -> list[tuple[str, Any]]:
+        curve = self.loss_curve_
+        rows = [("mode", self.mode), ("epochs", int(self.n_iter_)), ("rounds", int(self.n_rounds_)),
+                ("samples seen", int(self.samples_seen_)), ("bytes exchanged", int(self.bytes_exchanged_))]
+        if len(curve):
+            rows += [("held-out loss, first → last", f"{curve[0, 3]:.4g} → {curve[-1, 3]:.4g}"),
+                     ("loss curve points", len(curve))]
+        if getattr(self, "staleness_", None):
+            rows.append(("staleness max / mean", f"{self.staleness_['max']} / {self.staleness_['mean']:.2f}"))
+        return rows
 
     # -- prediction -----------------------------------------------------------------------------------
     def _scores(self, X: Any) -> Any:

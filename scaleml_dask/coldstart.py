@@ -1,0 +1,139 @@
+"""One-time costs of the compiled kernels: the first call of each numba kernel family against a second one.
+
+A family's first call in a process compiles its kernels, or loads them from numba's on-disk cache (``cache=True``;
+``__pycache__`` beside the module, or ``$NUMBA_CACHE_DIR``, or numba's user-wide fallback when the package
+directory is not writable). Every later call is the steady state. :func:`first_calls` measures both in the
+calling process on tiny inputs, and says from numba's dispatcher statistics whether the kernels were compiled
+or loaded; workflow reports show it (``runner``) and ``benchmarks/bench_coldstart.py`` runs it in fresh
+processes with an empty and a warm cache.
+
+>>> rows = first_calls(["ADWIN"])
+>>> [row["family"] for row in rows], rows[1]["steady (ms)"] < rows[1]["first call (ms)"]
+(['numba start (typing and lowering registries)', 'ADWIN'], True)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+
+def _online_learn_many() -> None:
+    from .online import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    LogisticRegression(optimizer="adam").learn_many(rng.standard_normal((64, 4)), rng.integers(0, 2, 64))
+
+
+def _online_learn_one() -> None:
+    from .online import LogisticRegression
+
+    LogisticRegression(optimizer="adam").learn_one(np.ones(4), 1)
+
+
+def _rls() -> None:
+    from .online import RLS
+
+    RLS().learn_one(np.ones(4), 1.0)
+
+
+def _adwin() -> None:
+    from .online import ADWIN
+
+    ADWIN().update_many(np.r_[np.zeros(200), np.ones(200)])
+
+
+def _page_hinkley() -> None:
+    from .online import PageHinkley
+
+    PageHinkley().update_many(np.r_[np.zeros(200), np.ones(200)])
+
+
+def _sgd() -> None:
+    from .sgd import _kernels as k
+
+    rng = np.random.default_rng(0)
+    X, T, W = rng.standard_normal((256, 4)), (rng.random((256, 1)) > 0.5).astype(np.float64), np.zeros((5, 1))
+    common = dict(loss="log_loss", fit_intercept=True)
+    G, _ = k.batch_gradient(W, X, T, start=0, n_train=256, seed=0, block=0, batch_size=32, step=0, **common)
+    k.descent_step(W, G, k.init_optimizer("adam", W.shape), penalty="l2", alpha=1e-4, schedule="adam", eta0=0.01,
+                   power_t=0.5)
+    k.local_epochs(W, X, T, start=0, n_train=256, seeds=[0], block=0, batch_size=32, penalty="l2", alpha=1e-4,
+                   schedule="adam", eta0=0.01, power_t=0.5, t0=0.0, **common)
+
+
+def _tsne_gradient(method: str) -> None:
+    from .tsne import affinity, optimize
+
+    rng = np.random.default_rng(0)
+    n, k = 200, 10
+    indices = np.array([np.roll(np.arange(n), -s)[1:k + 1] for s in range(n)], dtype=np.int64)
+    p_cond = affinity.conditional_probabilities(rng.random((n, k)).astype(np.float32) + 0.1, 3.0)
+    optimize.gradient(rng.standard_normal((n, 2)), affinity.joint_probabilities(indices, p_cond), method=method)
+
+
+def _optimizers() -> None:
+    from . import _optim
+
+    _optim.adam_direction(0.5, 0.0, 0.0, 0.9, 0.999, 1e-8, 0.1, 0.001)
+    _optim.adagrad_direction(0.5, 0.0, 1e-8)
+
+
+_TSNE_MODULES = ("scaleml_dask.tsne.affinity", "scaleml_dask.tsne.optimize")
+
+#: Kernel family -> (a call on tiny inputs, the modules whose numba dispatchers it compiles)
+FAMILIES: dict[str, tuple[Callable[[], None], tuple[str, ...]]] = {
+    "online learn_many": (_online_learn_many, ("scaleml_dask.online._linear_kernels",)),
+    "online learn_one": (_online_learn_one, ("scaleml_dask.online._linear_kernels",)),
+    "RLS": (_rls, ("scaleml_dask.online._rls_kernels",)),
+    "ADWIN": (_adwin, ("scaleml_dask.online._drift_kernels",)),
+    "Page-Hinkley": (_page_hinkley, ("scaleml_dask.online._drift_kernels",)),
+    "SGD blocks": (_sgd, ("scaleml_dask.sgd._kernels",)),
+    "t-SNE": (functools.partial(_tsne_gradient, "exact"), _TSNE_MODULES),
+    "t-SNE FFT": (functools.partial(_tsne_gradient, "fft"), _TSNE_MODULES),
+    "optimizers": (_optimizers, ("scaleml_dask._optim",)),
+}
+
+
+def _cache_counts(modules: Iterable[str]) -> tuple[int, int]:
+    """(signatures loaded from the on-disk cache, signatures compiled) over the dispatchers of ``modules``."""
+    hits = misses = 0
+    for name in modules:
+        for obj in vars(importlib.import_module(name)).values():
+            stats = getattr(obj, "stats", None)
+            if stats is not None and hasattr(stats, "cache_hits"):
+                hits += sum(stats.cache_hits.values())
+                misses += sum(stats.cache_misses.values())
+    return hits, misses
+
+
+def first_calls(families: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """For each family: its first call in this process and a second (steady) one, in milliseconds, and
+    whether the first compiled its kernels or loaded them from the cache (module imports are not counted).
+    Families whose kernels already ran in this process show a first call near the steady state."""
+    from numba.core.registry import cpu_target
+
+    t0 = time.perf_counter()
+    cpu_target.typing_context.refresh()  # numba's start: its typing and lowering registries, which the first
+    cpu_target.target_context.refresh()  # dispatch of any kernel (compiled or cached) fills once per process
+    rows = [{"family": "numba start (typing and lowering registries)", "steady (ms)": 0.0,
+             "first call (ms)": 1e3 * (time.perf_counter() - t0), "kernels": "once per process"}]
+    for name in FAMILIES if families is None else families:
+        call, modules = FAMILIES[name]
+        before = _cache_counts(modules)  # imports the modules: their import time is not the kernels' cost
+        t0 = time.perf_counter()
+        call()
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        call()
+        steady = time.perf_counter() - t0
+        hits, misses = (a - b for a, b in zip(_cache_counts(modules), before))
+        how = "compiled" if misses else "loaded from cache" if hits else "already in memory"
+        rows.append({"family": name, "first call (ms)": 1e3 * first, "steady (ms)": 1e3 * steady,
+                     "kernels": f"{how} ({hits + misses} signatures)" if hits + misses else how})
+    return rows

@@ -84,6 +84,23 @@ def _optimizers() -> None:
     _optim.adagrad_direction(0.5, 0.0, 1e-8)
 
 
+def _kmeans() -> None:
+    from ._kmeans_kernels import lloyd_block
+
+    X = np.random.default_rng(0).standard_normal((64, 4))
+    lloyd_block(X, None, centers=X[:3].copy(), n_far=3, with_moments=True)
+    lloyd_block(X, np.ones(64), centers=X[:3].copy(), n_far=0, with_moments=False)
+
+
+def _minibatch_kmeans() -> None:
+    from .online import MiniBatchKMeans
+
+    X = np.random.default_rng(0).standard_normal((64, 4))
+    m = MiniBatchKMeans(n_clusters=3, random_state=0)
+    m.learn_many(X)
+    m.learn_one(X[0])
+
+
 _TSNE_MODULES = ("scaleml_dask.tsne.affinity", "scaleml_dask.tsne.optimize")
 
 #: Kernel family -> (a call on tiny inputs, the modules whose numba dispatchers it compiles)
@@ -97,6 +114,8 @@ FAMILIES: dict[str, tuple[Callable[[], None], tuple[str, ...]]] = {
     "t-SNE": (functools.partial(_tsne_gradient, "exact"), _TSNE_MODULES),
     "t-SNE FFT": (functools.partial(_tsne_gradient, "fft"), _TSNE_MODULES),
     "optimizers": (_optimizers, ("scaleml_dask._optim",)),
+    "k-means Lloyd": (_kmeans, ("scaleml_dask._kmeans_kernels",)),
+    "MiniBatchKMeans": (_minibatch_kmeans, ("scaleml_dask.online._kmeans_kernels",)),
 }
 
 

@@ -54,6 +54,7 @@ from .validation import (
     check_n_features,
     check_predict_input,
     finite_blocks,
+    map_row_chunks,
     row_offsets,
 )
 
@@ -240,15 +241,10 @@ def _distances_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
 
 
 def _pass(kernel: Any, combine: Any, dX: da.Array, w: da.Array | None, **kwargs: Any) -> Any:
-    """One pass: ``kernel(x_block, w_block, chunk_index=i, row_start=r, **kwargs)`` on every row chunk,
-    combined by the fixed tree of ``combine`` calls, in one ``dask.compute``."""
-    arrays = dask.optimize(*(a for a in (dX, w) if a is not None))  # jointly: shared keys stay shared
-    xs = arrays[0].to_delayed(optimize_graph=False).ravel()
-    ws = [None] * len(xs) if w is None else arrays[1].to_delayed(optimize_graph=False).ravel()
-    starts = row_offsets(dX.chunks[0])
-    task = dask.delayed(kernel, pure=True)
-    parts = [task(xb, wb, chunk_index=i, row_start=int(starts[i]), **kwargs) for i, (xb, wb) in enumerate(zip(xs, ws))]
-    (result,) = dask.compute(tree_reduce(parts, combine))
+    """One pass: ``kernel(x_block, w_block, chunk_index=i, row_start=r, **kwargs)`` on every row chunk (each
+    chunk read inside its kernel's task), combined by the fixed tree of ``combine`` calls, in one
+    ``dask.compute``."""
+    (result,) = dask.compute(tree_reduce(map_row_chunks(kernel, dX, w, **kwargs), combine))
     return result
 
 

@@ -98,7 +98,8 @@ def test_wheel_runs_catalog_demo_and_workflows_from_an_empty_directory(installed
             p.terminate()
             p.wait(timeout=30)
     bad = subprocess.run([scaleml, "run", "nope"], capture_output=True, text=True, cwd=work, env=env, timeout=60)
-    assert bad.returncode != 0 and "known workflows: deploy, kmeans, online, pca, pipeline, regression, sgd, tsne" in bad.stderr
+    assert bad.returncode != 0
+    assert "known workflows: deploy, kmeans, online, pca, pipeline, regression, sgd, tsne" in bad.stderr
 
 
 _PROBE = "import json; from scaleml_dask.coldstart import first_calls; print(json.dumps(first_calls(['optimizers'])))"

@@ -15,7 +15,7 @@ def test_kmeans_workflow_reports_both_clusterers(tmp_path, monkeypatch, client):
     monkeypatch.setenv("SCALEML_CATALOG", str(tmp_path / "cat.yaml"))
     monkeypatch.setenv("SCALEML_DATA", str(tmp_path / "data"))
     cfg = tmp_path / "kmeans.yaml"
-    cfg.write_text(f"cluster: {{address: '{client.scheduler.address}'}}\ndataset: demo-mixture\nn_clusters: 3\n"
+    cfg.write_text(f"cluster: {{address: '{client.scheduler.address}'}}\ndataset: demo-mixture-small\nn_clusters: 3\n"
                    "max_iter: 50\nseed: 0\nminibatch_size: 500\nscatter_sample: 300\n")
     assert workflow_main("kmeans", load_workflow("kmeans").run, ["--config", str(cfg), "--out", str(tmp_path)]) == 0
     (run_dir,) = (tmp_path / "kmeans").glob("2*")

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .validation import assert_finite
+from .validation import assert_finite, checked_weights
 
 
 def row_norms_sq(X: np.ndarray) -> np.ndarray:
@@ -151,11 +151,7 @@ def _checked(x: np.ndarray, w: np.ndarray | None, chunk_index: int, row_start: i
              ) -> tuple[np.ndarray, np.ndarray | None]:
     x = np.asarray(x)
     if w is not None:
-        w = np.asarray(w, dtype=np.float64).reshape(-1)
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            assert_finite(w, "sample_weight", chunk_index, row_start)
-            raise ValueError(f"sample_weight has negative values in chunk {chunk_index} "
-                             f"(rows {row_start}-{row_start + len(w) - 1})")
+        w = checked_weights(w, chunk_index, row_start)
     return x, w
 
 

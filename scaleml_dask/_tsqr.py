@@ -29,7 +29,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.linalg.blas import dtrmm
 
-from .validation import assert_finite
+from .validation import assert_finite, checked_weights
 
 #: Unit roundoff of float64.
 EPS = np.finfo(np.float64).eps / 2
@@ -79,11 +79,7 @@ def block_moments(
     if y is not None:
         y = np.asarray(y, dtype=np.float64).reshape(-1)
     if w is not None:
-        w = np.asarray(w, dtype=np.float64).reshape(-1)
-        if not np.all(np.isfinite(w)) or np.any(w < 0):
-            assert_finite(w, "sample_weight", chunk_index, row_start)
-            raise ValueError(f"sample_weight has negative values in chunk {chunk_index} "
-                             f"(rows {row_start}-{row_start + n - 1})")
+        w = checked_weights(w, chunk_index, row_start)
     p = d + (y is not None)
     if fast:  # one BLAS pass gives the raw Gram and the column sums; centered afterwards
         A = None

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # dask.array costs ~0.4 s to import; in-memory callers (small
     from dask.delayed import Delayed
 
 __all__ = ["NotFittedError", "as_dask_array", "assert_finite", "check_array", "check_is_fitted", "check_learned",
-           "check_n_features", "check_predict_input", "check_X_y", "finite_blocks", "map_row_chunks",
+           "check_n_features", "check_predict_input", "check_X_y", "checked_weights", "finite_blocks", "map_row_chunks",
            "nonfinite_error", "row_offsets", "take_y"]
 
 
@@ -209,6 +209,17 @@ def assert_finite(block: np.ndarray, name: str, chunk_index: int, row_start: int
         return
     raise nonfinite_error(name, block, f"in chunk {chunk_index} (rows {row_start}-{row_start + block.shape[0] - 1})",
                           row_start)
+
+
+def checked_weights(w: Any, chunk_index: int, row_start: int) -> np.ndarray:
+    """A chunk's sample weights as a flat float64 array; a ValueError naming the chunk (and the row, for NaN or
+    inf) if any is non-finite or negative."""
+    w = np.asarray(w, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        assert_finite(w, "sample_weight", chunk_index, row_start)
+        raise ValueError(f"sample_weight has negative values in chunk {chunk_index} "
+                         f"(rows {row_start}-{row_start + len(w) - 1})")
+    return w
 
 
 def _finite_block(block: np.ndarray, name: str, block_info: dict | None = None) -> np.ndarray:

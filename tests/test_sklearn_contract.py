@@ -49,8 +49,12 @@ def _expected_failed_checks(estimator):
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
+    """scikit-learn's check raises AssertionError (or the estimator's own error) when the estimator fails it;
+    the instance is shared by all the checks, so it must come out with the hyperparameters it went in with."""
+    declared = estimator.get_params()
     with dask.config.set(scheduler="synchronous"):
         check(estimator)
+    assert estimator.get_params() == declared, f"{check} changed the shared {type(estimator).__name__}"
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)

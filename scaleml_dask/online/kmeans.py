@@ -167,22 +167,10 @@ class MiniBatchKMeans(OnlineEstimator):
                 raise ValueError(f"the row lacks features {missing} and has unknown features {extra} (learned "
                                  f"{names.tolist()})")
             x = [x[n] for n in names]
-        try:
-            x = np.asarray(x, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"x must be numeric: {exc}") from None
-        if x.ndim != 1 or x.shape[0] == 0:
-            raise ValueError(f"x must be a 1-d row (n_features,); got shape {x.shape}")
-        return x
+        return _numeric(x, "x", 1, "a 1-d row (n_features,)")
 
     def _batch(self, X: Any) -> np.ndarray:
-        try:
-            X = np.asarray(X, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"X must be numeric: {exc}") from None
-        if X.ndim != 2 or X.shape[1] == 0:
-            raise ValueError(f"X must be a 2-d array (n_samples, n_features); got shape {X.shape}")
-        return X
+        return _numeric(X, "X", 2, "a 2-d array (n_samples, n_features)")
 
     def _check_width(self, d: int) -> None:
         width = self._width()
@@ -326,3 +314,14 @@ class MiniBatchKMeans(OnlineEstimator):
         """Minus the inertia of ``X`` (sum of squared distances to the nearest centres), as scikit-learn's
         ``score``."""
         return -float(nearest(self._predict_input(X), self.cluster_centers_)[1].sum())
+
+
+def _numeric(a: Any, name: str, ndim: int, layout: str) -> np.ndarray:
+    """``a`` as float64 with ``ndim`` dimensions and at least one feature; a ValueError naming ``name`` else."""
+    try:
+        a = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric: {exc}") from None
+    if a.ndim != ndim or a.shape[-1] == 0:
+        raise ValueError(f"{name} must be {layout}; got shape {a.shape}")
+    return a

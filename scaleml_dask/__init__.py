@@ -2,7 +2,8 @@
 
 Submodules are imported lazily so that ``import scaleml_dask`` stays fast and optional
 dependencies (numba kernels, Kubernetes) load only when used. Importing the package changes nothing in the
-process (no environment variables, no logging configuration).
+process (no environment variables, no logging configuration), except where numba could keep no on-disk cache
+at all (see ``_numba_cache``).
 
 >>> import scaleml_dask as sm
 >>> sm.__version__
@@ -13,6 +14,10 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
+
+from ._numba_cache import ensure_cache_dir
+
+ensure_cache_dir()
 
 __version__ = "0.1.0"
 

@@ -110,7 +110,9 @@ _PROBE = "import json; from scaleml_dask.coldstart import first_calls; print(jso
                     reason="runs the wheel as the unprivileged user nobody, which needs root and a system python")
 def test_numba_cache_works_where_site_packages_is_read_only(installed):
     """The wheel in a venv whose site-packages nobody may write, run as nobody without NUMBA_CACHE_DIR: numba
-    falls back to its user-wide cache under $HOME, so a second process loads what the first compiled."""
+    falls back to its user-wide cache under $HOME, so a second process loads what the first compiled; with no
+    writable home either, the package puts the cache under the temporary directory (numba alone would fail to
+    import the kernels: "no locator available")."""
     (wheel,) = (installed.parent / "dist").glob("scaleml_dask-*.whl")
     base = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
                           text=True).stdout.strip()
@@ -137,5 +139,16 @@ def test_numba_cache_works_where_site_packages_is_read_only(installed):
             assert runs[0]["kernels"].startswith("compiled"), runs
             assert runs[1]["kernels"].startswith("loaded from cache"), runs
             assert list(home.rglob("*.nbi")) and not list(site.rglob("*.nbi"))  # user-wide, not site-packages
+
+            scratch = tmp / "tmp"
+            scratch.mkdir()
+            shutil.chown(scratch, "nobody")
+            env.update(HOME="/nonexistent", TMPDIR=str(scratch))
+            runs = [json.loads(_run([python, "-c", _PROBE], env=env, cwd=scratch, user="nobody").stdout)[1]
+                    for _ in range(2)]
+            assert runs[0]["kernels"].startswith("compiled"), runs
+            assert runs[1]["kernels"].startswith("loaded from cache"), runs
+            (cache,) = scratch.glob("scaleml-numba-cache-*")
+            assert list(cache.rglob("*.nbi")) and not list(site.rglob("*.nbi"))
         finally:
             _run(["chmod", "-R", "u+w", site])

@@ -1,8 +1,8 @@
 """The ``scaleml`` command: catalog, ingest, demo, run. Thin: it parses, calls the library, writes results.
 
 A user's mistake (unknown name, bad file, unreachable scheduler...) ends the command with one line on stderr
-and exit status 2; ``USER_ERRORS`` below is the one table that says which exceptions are such mistakes and how
-they read. ``--debug`` (anywhere on the command line) shows the traceback instead.
+and exit status 2 (``errors.USER_ERRORS`` says which exceptions are such mistakes and how they read);
+``--debug`` (anywhere on the command line) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+
+from .errors import UsageError, run_guarded
 
 EPILOG = """examples:
   scaleml catalog list
@@ -27,39 +28,6 @@ EPILOG = """examples:
   scaleml serve models/reg --port 8080   # Open Inference Protocol (V2) + V1 on 127.0.0.1
   scaleml score --model models/reg --dataset demo-regression --out runs/scores.zarr
 """
-
-
-class UsageError(Exception):
-    """A command line that cannot be carried out (e.g. an unknown workflow); the message says why."""
-
-
-def _os_error(exc: OSError) -> str:
-    if isinstance(exc, PermissionError) and exc.filename:
-        # name what the user asked for, not the hidden temporary (".name.tmp-1a2b") it is written under first
-        path = Path(exc.filename)
-        visible = re.fullmatch(r"\.(.+)\.(?:tmp|old)-[0-9a-f]+", path.name)
-        return f"permission denied: {path.with_name(visible.group(1)) if visible else path}"
-    if isinstance(exc, FileNotFoundError) and exc.filename:
-        return f"no such file or directory: {exc.filename}"
-    return str(exc)
-
-
-#: Exceptions that are a user's mistake, and how each reads on stderr (first match wins). The library's
-#: ValueErrors (CatalogError, IngestError, ConfigError, CheckpointMismatchError, bad input data) already name the
-#: offending dataset, file, line or chunk; ConnectionError (``connect``) names the scheduler and the timeout.
-USER_ERRORS: tuple[tuple[type[BaseException], Callable[[BaseException], str]], ...] = (
-    (UsageError, str),
-    (ValueError, str),
-    (OSError, _os_error),
-)
-
-
-def user_error_message(exc: BaseException) -> str | None:
-    """The one line shown for ``exc`` if it is a user's mistake, else None (a bug: show the traceback)."""
-    for kind, message in USER_ERRORS:
-        if isinstance(exc, kind):
-            return " ".join(message(exc).split()) or type(exc).__name__
-    return None
 
 
 def workflow_dirs() -> list[Path]:
@@ -113,9 +81,12 @@ def _verify(args: argparse.Namespace) -> int:
 
     try:
         n_chunks, problems = verify_dataset(args.dataset, catalog=args.catalog)
-    except (CatalogError, IntegrityError) as exc:
+    except CatalogError as exc:  # no such dataset: a user's mistake, status 2 like every other command's
+        print(f"scaleml verify: {exc}", file=sys.stderr)
+        return 2
+    except IntegrityError as exc:
         problems = [str(exc)]
-    for problem in problems:
+    for problem in problems:  # damaged data: status 1
         print(f"scaleml verify: {problem}", file=sys.stderr)
     if problems:
         return 1
@@ -206,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_ingest)
 
     v = sub.add_parser("verify", help="check every chunk of a dataset (existence, size, checksum); "
-                                      "one line per problem on stderr")
+                                      "one line per problem on stderr, exit status 1 if any (2: no such dataset)")
     v.add_argument("dataset", help="catalog name or path of a zarr store")
     v.add_argument("--catalog", help="catalog file (default: $SCALEML_CATALOG or ./data_catalog.yaml)")
     v.set_defaults(func=_verify)
@@ -261,19 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``scaleml`` console script: a user's mistake is one line on stderr, exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print(f"scaleml {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        message = user_error_message(exc)
-        if debug or message is None:
-            raise
-        print(f"scaleml {args.command}: {message}", file=sys.stderr)
-        return 2
+    return run_guarded(f"scaleml {args.command}", lambda: args.func(args), debug="--debug" in argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

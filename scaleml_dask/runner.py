@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_write, canonical_json, fingerprint
+from .errors import run_guarded
 from .progress import cluster_progress
 from .report import Report
 
@@ -155,6 +156,14 @@ def resumable_step(name: str, config: dict, run: Callable[[], dict | None], repo
     os.replace(tmp, files)
     atomic_write(marker, canonical_json({"fingerprint": key, "summary": summary, "sections": sections}))
     return json.loads(canonical_json(summary))
+
+
+def script_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python workflows/<name>.py``: :func:`workflow_main` with the ``scaleml`` command's
+    handling of a user's mistake (one line on stderr, status 2; ``--debug`` shows the traceback)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_guarded(f"workflows/{name}.py", lambda: workflow_main(name, run, [a for a in argv if a != "--debug"]),
+                       debug="--debug" in argv)
 
 
 def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Sequence[str] | None = None) -> int:

@@ -118,6 +118,16 @@ def test_bad_yaml_in_workflow_config_names_file_line_column(tmp_path):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.html"))
 
 
+def test_a_workflow_script_run_directly_reports_mistakes_like_the_command(tmp_path):
+    (tmp_path / "w.yaml").write_text("dataset: demo-regression\nsolvers: [auto,\n")
+    script = Path(__file__).resolve().parent.parent / "workflows" / "regression.py"
+    out = subprocess.run([sys.executable, str(script), "--config", str(tmp_path / "w.yaml"), "--out",
+                          str(tmp_path / "runs")], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert re.match(r"workflows/regression\.py: config file .*w\.yaml: not valid YAML \(line 3, column 1\)", lines[0])
+
+
 def test_bad_catalog_names_file_line_column(tmp_path):
     (tmp_path / "cat.yaml").write_text("datasets:\n  a: {path: a.zarr\n")
     assert_refused("catalog", "list", env={"SCALEML_CATALOG": str(tmp_path / "cat.yaml")},

@@ -71,7 +71,7 @@ def test_deleted_chunk_fails_the_fit_instead_of_a_plausible_answer(store, client
     with pytest.raises(IntegrityError, match=r"array 'X' chunk 2 \(rows 2000-2999\).*missing"):
         sm.LinearRegression().fit(str(store))
     out = scaleml("verify", str(store))
-    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.count("\n") == 1 and "array 'X' chunk 2" in out.stderr and "missing" in out.stderr
 
 
@@ -108,6 +108,8 @@ def test_verify_command_on_a_sound_store(store, tmp_path):
                          text=True, timeout=120, env={**os.environ, "SCALEML_CATALOG": str(cat)})
     assert out.returncode == 0 and out.stdout.strip() == "ok: 8 chunks verified"
     assert open_dataset(store, verify=True)["X"].shape == (3500, 3)
+    unknown = scaleml("verify", "nope", "--catalog", str(cat))  # a user's mistake: status 2, not damaged data
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "'nope'" in unknown.stderr
 
 
 def test_store_from_elsewhere_missing_chunk_is_an_error_unless_allowed(tmp_path, rng):

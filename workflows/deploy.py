@@ -16,7 +16,7 @@ import numpy as np
 
 import scaleml_dask as sm
 from scaleml_dask.deploy.compress import plot_tradeoff, tradeoff
-from scaleml_dask.runner import workflow_main
+from scaleml_dask.runner import script_main
 
 
 def _free_port() -> int:
@@ -119,4 +119,4 @@ def run(config: dict, client, report) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(workflow_main("deploy", run))
+    raise SystemExit(script_main("deploy", run))

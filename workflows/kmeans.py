@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import scaleml_dask as sm
 from scaleml_dask.report import pyplot
-from scaleml_dask.runner import workflow_main
+from scaleml_dask.runner import script_main
 
 
 def _judge(labels, distances, y):
@@ -89,4 +89,4 @@ def run(config: dict, client, report) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(workflow_main("kmeans", run))
+    raise SystemExit(script_main("kmeans", run))

@@ -12,7 +12,7 @@ import numpy as np
 import scaleml_dask as sm
 from scaleml_dask import online as ol
 from scaleml_dask.report import pyplot
-from scaleml_dask.runner import workflow_main
+from scaleml_dask.runner import script_main
 
 
 def _plot(results: dict[str, ol.PrequentialResult], change_at: int | None, smooth: int, report) -> Path:
@@ -76,4 +76,4 @@ def run(config: dict, client, report) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(workflow_main("online", run))
+    raise SystemExit(script_main("online", run))

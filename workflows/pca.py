@@ -13,7 +13,7 @@ import numpy as np
 
 import scaleml_dask as sm
 from scaleml_dask.report import pyplot
-from scaleml_dask.runner import workflow_main
+from scaleml_dask.runner import script_main
 
 
 def _plots(p, Z, labels, report):
@@ -71,4 +71,4 @@ def run(config: dict, client, report) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(workflow_main("pca", run))
+    raise SystemExit(script_main("pca", run))

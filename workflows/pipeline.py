@@ -23,7 +23,7 @@ from scaleml_dask.coldstart import first_calls
 from scaleml_dask.io.catalog import describe, load_catalog
 from scaleml_dask.progress import cluster_progress
 from scaleml_dask.report import pyplot
-from scaleml_dask.runner import load_config, resumable_step, workflow_main
+from scaleml_dask.runner import load_config, resumable_step, script_main
 
 HERE = Path(__file__).resolve().parent
 
@@ -129,4 +129,4 @@ def run(config: dict, client, report) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(workflow_main("pipeline", run))
+    raise SystemExit(script_main("pipeline", run))

@@ -14,7 +14,7 @@ import numpy as np
 
 import scaleml_dask as sm
 from scaleml_dask.report import pyplot
-from scaleml_dask.runner import workflow_main
+from scaleml_dask.runner import script_main
 
 
 def _plot(model, planted, report):
@@ -84,4 +84,4 @@ def run(config: dict, client, report) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(workflow_main("regression", run))
+    raise SystemExit(script_main("regression", run))

@@ -16,7 +16,7 @@ import numpy as np
 import scaleml_dask as sm
 from scaleml_dask.checkpoint import fingerprint
 from scaleml_dask.report import pyplot
-from scaleml_dask.runner import workflow_main
+from scaleml_dask.runner import script_main
 
 
 def _fit(name: str, params: dict, dataset: str, X, y, Xt, yt, state_dir: str | None) -> tuple[dict, np.ndarray]:
@@ -89,4 +89,4 @@ def run(config: dict, client, report) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(workflow_main("sgd", run))
+    raise SystemExit(script_main("sgd", run))

@@ -57,15 +57,17 @@ def run(config: dict, client, report) -> dict:
     if config.get("write_projection") and config.get("state_dir"):
         t0 = time.perf_counter()
         out = p.to_zarr(ds, Path(config["state_dir"]) / "pca-projection.zarr")
-        rows.append({"step": f"to_zarr -> {out}", "seconds": time.perf_counter() - t0,
-                     "× scan": (time.perf_counter() - t0) / scan})
+        write_s = time.perf_counter() - t0
+        rows.append({"step": f"to_zarr -> {out}", "seconds": write_s, "× scan": write_s / scan})
     comp = [{"component": i + 1, "explained variance": float(v), "ratio": float(r),
              "cumulative": float(c)} for i, (v, r, c) in enumerate(zip(
                  p.explained_variance_, p.explained_variance_ratio_, np.cumsum(p.explained_variance_ratio_)))]
     report.add_section("PCA", text=(f"{p.n_samples_:,} rows × {p.n_features_in_} features of "
                                     f"{config['dataset']!r}; {p.n_components_} components explain "
                                     f"{p.explained_variance_ratio_.sum():.1%} of the variance."),
-                       table=rows + comp, figures=[png])
+                       table=rows, figures=[png])
+    report.add_section("PCA: components", table=comp,
+                       text="Variance along each principal component, its share of the total, and the running sum.")
     return {"explained_variance_ratio": p.explained_variance_ratio_.tolist(), "solver": p.solver_,
             "fit_seconds": fit_s, "projection": None if out is None else str(out)}
 

@@ -170,6 +170,8 @@ def test_tradeoff_table_and_plot(tmp_path):
     assert [r["method"] for r in rows] == ["original", "int8", "float16", "prune 50%", "prune 90%"]
     by = {r["method"]: r for r in rows}
     assert by["int8"]["bytes"] < by["float16"]["bytes"] < by["original"]["bytes"]
+    assert by["int8"]["weight_bytes"] * 8 <= by["original"]["weight_bytes"] + 8 * 64  # int8 codes + per-row scales
+    assert 2 * by["float16"]["weight_bytes"] <= by["original"]["weight_bytes"]
     assert by["prune 90%"]["bytes"] < by["prune 50%"]["bytes"] < by["original"]["bytes"]
     assert by["prune 90%"]["max_abs_diff"] > by["int8"]["max_abs_diff"] > 0
     assert by["original"]["accuracy_change"] == 0 and all(isinstance(r["accuracy_change"], float) for r in rows)

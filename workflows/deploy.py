@@ -96,7 +96,9 @@ def run(config: dict, client, report) -> dict:
         "Deployment: compression", table=rows, figures=[png],
         text=(f"{type(model).__name__} fitted in {fit_s:.1f} s on {n - n_val:,} rows of {config['dataset']!r}; "
               f"saved as version {version.name} of {registry} (JSON + .npz, checksummed, no pickle). Each "
-              f"variant is measured on the {n_val:,} held-out rows: size on disk, the largest and mean change of "
+              f"variant is measured on the {n_val:,} held-out rows: size on disk (with its JSON metadata, a few "
+              "kB: for a model this small it outweighs the weights, so int8 or float16 files can be larger than the "
+              "original even though their weights shrink — see weight_bytes), the largest and mean change of "
               "the predicted probabilities, the change of accuracy, and the scoring time per 1,000 rows."))
 
     t0 = time.perf_counter()

@@ -248,18 +248,21 @@ def _bisect(ok: Callable[[int], bool], n: int) -> int:
 def tradeoff(model: Any, X_val: Any, y_val: Any = None, *,
              fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)) -> list[dict]:
     """The trade-off as table rows: the original, int8, float16 and pruning at each of ``fractions``, with
-    bytes on disk, |output difference|, the change of the primary metric and latency per 1,000 rows."""
+    bytes on disk (metadata included: for a small model it outweighs the weights, so ``weight_bytes`` says what
+    the compression itself saved), |output difference|, the change of the primary metric and latency per 1,000
+    rows."""
     primary = _primary(model)
     runs = [("int8", quantize(model, "int8", X_val=X_val, y_val=y_val)[1]),
             ("float16", quantize(model, "float16", X_val=X_val, y_val=y_val)[1])]
     runs += [(f"prune {f:.0%}", prune(model, f, X_val=X_val, y_val=y_val)[1]) for f in fractions]
     first = runs[0][1]
-    rows = [{"method": "original", "bytes": first["bytes_before"], "size_ratio": 1.0, "max_abs_diff": 0.0,
+    rows = [{"method": "original", "bytes": first["bytes_before"], "size_ratio": 1.0,
+             "weight_bytes": first["weight_bytes_before"], "max_abs_diff": 0.0,
              "mean_abs_diff": 0.0, f"{primary}_change": 0.0 if "metric_change" in first else None,
              "ms_per_1000_rows": first["latency_ms_per_1000_rows_before"]}]
     for label, rep in runs:
         rows.append({"method": label, "bytes": rep["bytes_after"],
-                     "size_ratio": rep["bytes_after"] / rep["bytes_before"],
+                     "size_ratio": rep["bytes_after"] / rep["bytes_before"], "weight_bytes": rep["weight_bytes_after"],
                      "max_abs_diff": rep["max_abs_diff"], "mean_abs_diff": rep["mean_abs_diff"],
                      f"{primary}_change": rep.get("metric_change", {}).get(primary),
                      "ms_per_1000_rows": rep["latency_ms_per_1000_rows_after"]})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fitted import batch_models, small_data
 
 import scaleml_dask as sm
 from scaleml_dask import online
@@ -18,36 +19,26 @@ from scaleml_dask.deploy.registry import RegistryError, list_versions, load_mode
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(600, 5))
-    y = X @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.7 + rng.normal(0, 0.3, 600)
-    return X, y, (y > 0.7).astype(np.int64), np.digitize(y, [-1.0, 2.0])
+    return small_data()
 
 
-def _batch_models(data):
-    X, y, yc, y3 = data
-    return {
-        "LinearRegression": sm.LinearRegression().fit(X, y),
-        "Ridge": sm.Ridge(alpha=3.0).fit(X, y),
-        "PCA": sm.PCA(n_components=3).fit(X),
-        "SGDRegressor": sm.SGDRegressor(mode="local", batch_size=50, epochs=2, eta0=0.05).fit(X, y),
-        "SGDClassifier": sm.SGDClassifier(mode="local", batch_size=50, epochs=2).fit(X, yc),
-        "SGDClassifier-3": sm.SGDClassifier(mode="local", batch_size=50, epochs=2).fit(X, y3),
-        "SGDClassifier-hinge": sm.SGDClassifier(mode="local", loss="hinge", batch_size=50, epochs=2).fit(X, yc),
-    }
+@pytest.fixture(scope="module")
+def fitted(data):
+    X, _, yc, _ = data
+    hinge = sm.SGDClassifier(mode="local", loss="hinge", batch_size=50, epochs=2).fit(X, yc)
+    return {**batch_models(data), "sgd-clf-hinge": hinge}
 
 
-@pytest.mark.parametrize("name", ["LinearRegression", "Ridge", "PCA", "SGDRegressor", "SGDClassifier",
-                                  "SGDClassifier-3", "SGDClassifier-hinge"])
-def test_batch_estimators_round_trip_bitwise(tmp_path, data, name):
+@pytest.mark.parametrize("name", ["linear", "ridge", "pca", "sgd-reg", "sgd-clf", "sgd-clf3", "sgd-clf-hinge"])
+def test_batch_estimators_round_trip_bitwise(tmp_path, data, fitted, name):
     X = data[0]
-    model = _batch_models(data)[name]
+    model = fitted[name]
     path = save_model(model, tmp_path / "m")
     loaded = load_model(tmp_path / "m")
     assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
     outputs = read_metadata(path.parent)["outputs"]
-    assert outputs == {"PCA": ["transform"], "SGDClassifier": ["predict", "predict_proba"],
-                       "SGDClassifier-3": ["predict", "predict_proba"]}.get(name, ["predict"])
+    assert outputs == {"pca": ["transform"], "sgd-clf": ["predict", "predict_proba"],
+                       "sgd-clf3": ["predict", "predict_proba"]}.get(name, ["predict"])
     for method in ("predict", "predict_proba", "transform", "decision_function"):
         if method in outputs or (method == "decision_function" and hasattr(model, method)):
             a, b = getattr(model, method)(X), getattr(loaded, method)(X)
@@ -195,16 +186,21 @@ def test_truncated_npz_is_refused(saved):
         load_model(saved.parent)
 
 
-def test_tampered_array_with_recomputed_file_checksum_is_refused(saved):
-    with np.load(saved / "arrays.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    arrays["coef_"] = arrays["coef_"] * 2
+def _rewrite_arrays_with_valid_checksum(saved, arrays):
+    """Replace arrays.npz and update its file checksum in the metadata, as a careful tamperer would."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     raw = buf.getvalue()
     (saved / "arrays.npz").write_bytes(raw)
     _edit_metadata(saved, lambda m: m["files"]["arrays.npz"].update(
         sha256=hashlib.sha256(raw).hexdigest(), bytes=len(raw)))
+
+
+def test_tampered_array_with_recomputed_file_checksum_is_refused(saved):
+    with np.load(saved / "arrays.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["coef_"] = arrays["coef_"] * 2
+    _rewrite_arrays_with_valid_checksum(saved, arrays)
     with pytest.raises(RegistryError, match=r"arrays\.npz: array 'coef_' fails its sha256 checksum"):
         load_model(saved.parent)
 
@@ -213,12 +209,7 @@ def test_pickled_object_array_is_refused(saved):
     with np.load(saved / "arrays.npz") as z:
         arrays = {k: z[k] for k in z.files}
     arrays["coef_"] = np.array([object()], dtype=object)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    raw = buf.getvalue()
-    (saved / "arrays.npz").write_bytes(raw)
-    _edit_metadata(saved, lambda m: m["files"]["arrays.npz"].update(
-        sha256=hashlib.sha256(raw).hexdigest(), bytes=len(raw)))
+    _rewrite_arrays_with_valid_checksum(saved, arrays)
     with pytest.raises(RegistryError, match=r"arrays\.npz: cannot be read as \.npz without pickle"):
         load_model(saved.parent)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from fitted import batch_models, small_data
 from prometheus_client.parser import text_string_to_metric_families
 
 import scaleml_dask as sm
@@ -77,22 +78,12 @@ def total(samples, name, **labels):
 # --- fixtures --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(600, 5))
-    y = X @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.7 + rng.normal(0, 0.3, 600)
-    return X, y, (y > 0.7).astype(np.int64), np.digitize(y, [-1.0, 2.0])
+    return small_data()
 
 
 def _models(data):
     X, y, yc, y3 = data
-    models = {
-        "linear": sm.LinearRegression().fit(X, y),
-        "ridge": sm.Ridge(alpha=3.0).fit(X, y),
-        "pca": sm.PCA(n_components=3).fit(X),
-        "sgd-reg": sm.SGDRegressor(mode="local", batch_size=50, epochs=2, eta0=0.05).fit(X, y),
-        "sgd-clf": sm.SGDClassifier(mode="local", batch_size=50, epochs=2).fit(X, yc),
-        "sgd-clf3": sm.SGDClassifier(mode="local", batch_size=50, epochs=2).fit(X, y3),
-    }
+    models = batch_models(data)
     for name, model, target in (("online-logistic", online.LogisticRegression(), yc),
                                 ("online-linear", online.LinearRegression(), y),
                                 ("perceptron", online.Perceptron(), yc), ("rls", online.RLS(), y)):

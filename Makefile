@@ -26,7 +26,7 @@ demo-quick: $(VENV)/.demo-$(HASH)
 
 test: $(VENV)/.test-$(HASH)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile  # two test processes, each module's tests in one of them
 
 bench: $(VENV)/.test-$(HASH)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

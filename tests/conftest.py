@@ -1,4 +1,5 @@
-"""Shared fixtures: one real LocalCluster of worker processes for the whole session.
+"""Shared fixtures: one real LocalCluster of worker processes for the whole session (of each test process:
+`make test` runs two, with pytest-xdist, each module's tests in one of them).
 
 No test depends on the scheduler another test left behind: every test computes on dask's threaded scheduler
 unless it takes ``client``, which makes the session cluster the scheduler (and the current client) for that

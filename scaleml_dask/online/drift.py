@@ -8,6 +8,7 @@ time: a ``set_params`` between calls applies from the next value on.
 from __future__ import annotations
 
 import math
+from math import isfinite
 from numbers import Integral, Real
 from typing import Any
 
@@ -61,7 +62,7 @@ class _Detector(FittedSummaryMixin, OnlineEstimator):
     def _value(self, v: Any) -> float:
         try:
             v = float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{type(self).__name__}.update needs a number; got {v!r}") from None
         if not math.isfinite(v):
             raise ValueError(f"{type(self).__name__}.update got a non-finite value {v!r}")
@@ -170,7 +171,7 @@ class ADWIN(_Detector):
         Changes are only tested on the clock (every ``clock`` values), so values between two ticks are
         queued in Python and handed to the compiled kernel together at the tick: the detections are exactly
         those of a per-value update, with one compiled call per ``clock`` values. The per-value path is a
-        conversion, a finiteness check and an append.
+        finiteness check (which also refuses what is not a number) and an append.
         """
         try:
             pending = self._pending
@@ -178,12 +179,12 @@ class ADWIN(_Detector):
             self._start()
             pending = self._pending
         try:
-            x = float(v)
-        except (TypeError, ValueError):
-            x = self._value(v)  # raises the clear error
-        if x - x != 0.0:  # NaN or inf
-            self._value(x)
-        pending.append(x)
+            ok = isfinite(v)  # one C call converts and checks: numbers that float() takes, finite
+        except (TypeError, OverflowError):
+            ok = False
+        if not ok:
+            self._value(v)  # raises the clear error
+        pending.append(v)  # converted to float64 with the others at the tick
         if len(pending) < self._due:
             return False
         if self._stale:
@@ -201,7 +202,7 @@ class ADWIN(_Detector):
         pending = self._pending
         if not pending:
             return False
-        hit, due = adwin_update_queued(*self._state, np.array(pending))
+        hit, due = adwin_update_queued(*self._state, np.array(pending, dtype=np.float64))
         pending.clear()
         if due != self._due:  # after a flush between two ticks
             self._due = due
@@ -292,17 +293,17 @@ class PageHinkley(_Detector):
             self._apply_hyperparameters()
 
     def update(self, v: float) -> bool:
-        """Add one value; True if a change was detected at it (a conversion, a finiteness check and one
-        compiled call of two arguments)."""
+        """Add one value; True if a change was detected at it (a finiteness check and one compiled call of
+        two arguments)."""
         if self._stale:
             self._ready()
         try:
-            x = float(v)
-        except (TypeError, ValueError):
-            x = self._value(v)  # raises the clear error
-        if x - x != 0.0:  # NaN or inf
-            self._value(x)
-        return ph_update(self._s, x)
+            ok = isfinite(v)
+        except (TypeError, OverflowError):
+            ok = False
+        if not ok:
+            self._value(v)  # raises the clear error
+        return ph_update(self._s, float(v))
 
     @property
     def drift_detected(self) -> bool:

@@ -38,11 +38,9 @@ def make_buffer(n_features: int) -> np.ndarray:
 @njit(cache=True, inline="always")
 def _dloss(loss: int, z: float, y: float) -> float:
     """d loss / d z for one sample, y in {0, 1} for the classifiers."""
-    if loss == LOSS_LOG:
-        if z >= 0.0:
-            return 1.0 / (1.0 + math.exp(-z)) - y
-        e = math.exp(z)
-        return e / (1.0 + e) - y
+    if loss == LOSS_LOG:  # sigmoid(z) - y without overflow: 1 / (1 + e^-z) for z >= 0, e^z / (1 + e^z) below,
+        e = math.exp(-abs(z))  # as a select rather than a branch (the sign of z is a coin flip: no prediction)
+        return (1.0 if z >= 0.0 else e) / (1.0 + e) - y
     if loss == LOSS_SQUARED:
         return z - y
     s = 2.0 * y - 1.0  # perceptron: hinge at 0 on labels in {-1, +1}

@@ -192,10 +192,10 @@ def adwin_update_many(totals, variances, counts, s, values):
 
 
 @njit(cache=True)
-def adwin_update_queued(totals, variances, counts, s, values) -> tuple[bool, int]:
-    """``adwin_update_many`` of the values ``ADWIN.update`` queued (finite: checked one by one as they
+def adwin_update_queued(totals, variances, counts, s, queue, k) -> tuple[bool, int]:
+    """``adwin_update_many`` of the ``k`` values ``ADWIN.update`` queued (finite: checked one by one as they
     came); returns whether the last one was a detection and how many values away the next tick is."""
-    adwin_update_many(totals, variances, counts, s, values)
+    adwin_update_many(totals, variances, counts, s, queue[:k])
     return s[AD_HIT] != 0.0, int(s[AD_CLOCK] - s[AD_TICK])
 
 

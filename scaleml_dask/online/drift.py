@@ -142,6 +142,7 @@ class ADWIN(_Detector):
                        np.zeros(N_AD))
         adwin_reset(*self._state)
         self._pending: list[float] = []
+        self._queue = np.empty(self.clock)  # the pending values as float64, filled at the tick
 
     def _pack(self) -> None:
         totals, variances, counts, s = self._state
@@ -151,6 +152,8 @@ class ADWIN(_Detector):
             self._state = (totals, variances, counts, s)
         s[AD_DELTA], s[AD_CLOCK], s[AD_MAX_BUCKETS] = self.delta, self.clock, self.max_buckets
         s[AD_MIN_LEN], s[AD_GRACE], s[AD_MODE] = self.min_window_length, self.grace_period, _MODES[self.mode]
+        if len(self._queue) < self.clock:
+            self._queue = np.empty(self.clock)
         self._due = int(self.clock - s[AD_TICK])
         self._stale = False
 
@@ -202,8 +205,10 @@ class ADWIN(_Detector):
         pending = self._pending
         if not pending:
             return False
-        hit, due = adwin_update_queued(*self._state, np.array(pending, dtype=np.float64))
+        k = len(pending)
+        self._queue[:k] = pending  # converts to float64 (the values passed isfinite: they are numbers)
         pending.clear()
+        hit, due = adwin_update_queued(*self._state, self._queue, k)
         if due != self._due:  # after a flush between two ticks
             self._due = due
         return hit

@@ -138,7 +138,7 @@ def linear_learn_many(buf: np.ndarray, X: np.ndarray, y) -> tuple[int, int]:
     if d != int(buf[B_D]):
         return BAD_LENGTH, -1
     loss = int(buf[HP_LOSS])
-    m = _first_bad_target(y, loss)  # rows before it are learned; a bad row before it is reported first
+    m = _first_bad_target(y, loss)  # a bad row before the first bad target is reported first
     w = buf[B_HEAD:B_HEAD + d]
     b = buf[B_HEAD + d]
     grad = np.zeros(d + 1)
@@ -156,7 +156,7 @@ def linear_learn_many(buf: np.ndarray, X: np.ndarray, y) -> tuple[int, int]:
         z1 += b
         z2 += b
         z3 += b
-        if not math.isfinite(z0 + z1 + z2 + z3):  # which row, in order (a finite sum of four may overflow)
+        if not math.isfinite(z0 + z1 + z2 + z3):  # the first bad row (if any: finite margins may sum to inf)
             for k, z in enumerate((z0, z1, z2, z3)):
                 if not math.isfinite(z):
                     return _row_status(X, i + k), i + k

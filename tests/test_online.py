@@ -71,6 +71,32 @@ def test_learn_one_follows_the_optimizer_formulas_and_learn_many_is_one_mean_gra
     np.testing.assert_allclose(proba.sum(1), 1.0)
 
 
+def test_learn_many_in_groups_of_four_rows_and_the_rest_names_the_first_bad_row(rng):
+    # 43 rows: ten groups of four in the compiled pass, then three single rows; squared loss against NumPy
+    X = rng.standard_normal((43, 5))
+    y = X @ rng.standard_normal(5) + 0.5
+    m = ol.LinearRegression(learning_rate=0.1)
+    m.learn_many(X, y)
+    Xa = np.c_[X, np.ones(43)]
+    np.testing.assert_allclose(np.r_[m.coef_, m.intercept_], -0.1 * Xa.T @ (-y) / 43, rtol=1e-12)
+    labels = (y > 0).astype(float)
+    c = ol.LogisticRegression()
+    c.learn_many(X[:8], labels[:8])
+    for bad_rows, bad_label, expected in (((5, 41), None, "first at row 5"),  # a group, then the rest
+                                          ((41,), None, "first at row 41"),
+                                          ((2,), 7, "first at row 2"),  # a NaN row before a bad label
+                                          ((9,), 7, "got label 2.0 at row 7")):  # a bad label before
+        Xb, yb = X.copy(), labels.copy()
+        Xb[list(bad_rows), 3] = np.nan
+        if bad_label is not None:
+            yb[bad_label] = 2.0
+        with pytest.raises(ValueError, match=expected):
+            c.learn_many(Xb, yb)
+    assert c.n_seen_ == 8 and c.n_updates_ == 1  # nothing learned from the refused batches
+    with pytest.raises(ValueError, match="X has 4 features, but LogisticRegression is expecting 5"):
+        c.learn_many(np.ones((43, 4)), labels)
+
+
 def test_perceptron_separates_a_separable_stream(rng):
     X = rng.standard_normal((5000, 4))
     y = (X @ [1.0, -1.0, 2.0, 0.5] + 0.3 > 0).astype(int)
@@ -306,6 +332,29 @@ def test_detectors_make_rivers_decisions():
     expected = _river_detections(drift.PageHinkley(**river_ph), v)
     assert len(expected) >= 5
     assert ol.PageHinkley(**river_ph).update_many(v).tolist() == expected
+
+
+def test_detectors_per_value_match_river_and_read_correctly_between_clock_ticks():
+    from river import drift
+
+    rng = np.random.default_rng(5)
+    v = rng.standard_normal(20_000) + np.repeat([0.0, 1.5, 0.0, -1.0], 5_000)
+    river_ph = dict(delta=0.005, threshold=50.0, alpha=1 - 0.0001)
+    expected = _river_detections(drift.PageHinkley(**river_ph), v)
+    ph = ol.PageHinkley(**river_ph)
+    assert [i for i, x in enumerate(v.tolist()) if ph.update(x)] == expected and len(expected) >= 3
+    # ADWIN queues values between clock ticks: what it reports is River's at every value all the same
+    ours, theirs, detections = ol.ADWIN(), drift.ADWIN(), 0  # (River's count restarts at its resets)
+    for i, x in enumerate(v[:6_000].tolist()):
+        ours.update(x)
+        theirs.update(x)
+        detections += theirs.drift_detected
+        if theirs.drift_detected:  # River empties its window at the next value, this one at once
+            assert ours.drift_detected and ours.width == 0 and ours.n_detections == detections, i
+        elif i % 7 == 0:  # (a read hands the values queued since the last read to the kernel)
+            assert (ours.drift_detected, ours.width, ours.n_detections) == (False, theirs.width, detections), i
+            assert ours.estimation == pytest.approx(theirs.estimation, rel=1e-12, abs=1e-12)
+    assert detections >= 1
 
 
 def test_detectors_find_a_half_sigma_shift_within_the_stated_delay():

@@ -8,6 +8,7 @@ time: a ``set_params`` between calls applies from the next value on.
 from __future__ import annotations
 
 import math
+from math import isfinite
 from numbers import Integral, Real
 from typing import Any
 
@@ -16,16 +17,31 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._repr import FittedSummaryMixin
 from ._drift_kernels import (
+    AD_CLOCK,
+    AD_DELTA,
+    AD_DETECTIONS,
+    AD_GRACE,
+    AD_HIT,
+    AD_MAX_BUCKETS,
+    AD_MIN_LEN,
+    AD_MODE,
     AD_TICK,
     AD_TOTAL,
     AD_WIDTH,
     ADWIN_MAX_ROWS,
     N_AD,
     N_PH,
+    PH_ALPHA,
+    PH_DELTA,
+    PH_DETECTIONS,
     PH_HIT,
+    PH_MIN_INSTANCES,
+    PH_MODE,
     PH_N,
+    PH_THRESHOLD,
     adwin_reset,
     adwin_update_many,
+    adwin_update_queued,
     ph_reset,
     ph_update,
     ph_update_many,
@@ -38,12 +54,15 @@ _MODES = {"both": 0, "up": 1, "down": 2}
 class _Detector(FittedSummaryMixin, OnlineEstimator):
     """``update(v) -> bool`` per value, ``update_many(values) -> indices of detections`` compiled, and the
     read-only ``drift_detected`` (was the last value a detection), kept in the state so that the per-value
-    path stores no attribute."""
+    path stores no attribute. Until the first value, and after a hyperparameter changed, ``_stale``."""
+
+    _stale = True
+    _detections_at: int  # where the state's scalars count the detections
 
     def _value(self, v: Any) -> float:
         try:
             v = float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"{type(self).__name__}.update needs a number; got {v!r}") from None
         if not math.isfinite(v):
             raise ValueError(f"{type(self).__name__}.update got a non-finite value {v!r}")
@@ -77,7 +96,7 @@ class _Detector(FittedSummaryMixin, OnlineEstimator):
     @property
     def n_detections(self) -> int:
         """Detections since construction (the detector resets itself after each one)."""
-        return int(self._scalars()[-1]) if self._started() else 0
+        return int(self._scalars()[self._detections_at]) if self._started() else 0
 
 
 class ADWIN(_Detector):
@@ -106,7 +125,7 @@ class ADWIN(_Detector):
         "mode": [StrOptions(set(_MODES))],
     }
     _state_attribute = "_state"
-    _hit = False  # the last value handed to the kernel was a detection
+    _detections_at = AD_DETECTIONS
 
     def __init__(self, delta: float = 0.002, clock: int = 32, max_buckets: int = 5,
                  min_window_length: int = 5, grace_period: int = 10, mode: str = "both") -> None:
@@ -123,6 +142,7 @@ class ADWIN(_Detector):
                        np.zeros(N_AD))
         adwin_reset(*self._state)
         self._pending: list[float] = []
+        self._queue = np.empty(self.clock)  # the pending values as float64, filled at the tick
 
     def _pack(self) -> None:
         totals, variances, counts, s = self._state
@@ -130,8 +150,10 @@ class ADWIN(_Detector):
         if grow > 0:  # room for the larger rows (a smaller max_buckets fits in the arrays as they are)
             totals, variances = (np.pad(a, ((0, 0), (0, grow))) for a in (totals, variances))
             self._state = (totals, variances, counts, s)
-        self._args = (float(self.delta), float(self.clock), int(self.max_buckets),
-                      float(self.min_window_length), float(self.grace_period), _MODES[self.mode])
+        s[AD_DELTA], s[AD_CLOCK], s[AD_MAX_BUCKETS] = self.delta, self.clock, self.max_buckets
+        s[AD_MIN_LEN], s[AD_GRACE], s[AD_MODE] = self.min_window_length, self.grace_period, _MODES[self.mode]
+        if len(self._queue) < self.clock:
+            self._queue = np.empty(self.clock)
         self._due = int(self.clock - s[AD_TICK])
         self._stale = False
 
@@ -151,40 +173,45 @@ class ADWIN(_Detector):
 
         Changes are only tested on the clock (every ``clock`` values), so values between two ticks are
         queued in Python and handed to the compiled kernel together at the tick: the detections are exactly
-        those of a per-value update, without a compiled call per value.
+        those of a per-value update, with one compiled call per ``clock`` values. The per-value path is a
+        finiteness check (which also refuses what is not a number) and an append.
         """
         try:
             pending = self._pending
-        except AttributeError:
+        except AttributeError:  # the first value
             self._start()
             pending = self._pending
         try:
-            v = float(v)
-        except (TypeError, ValueError):
-            v = self._value(v)  # raises the clear error
-        if v - v != 0.0:  # NaN or inf
-            self._value(v)
-        pending.append(v)
+            ok = isfinite(v)  # one C call converts and checks: numbers that float() takes, finite
+        except (TypeError, OverflowError):
+            ok = False
+        if not ok:
+            self._value(v)  # raises the clear error
+        pending.append(v)  # converted to float64 with the others at the tick
         if len(pending) < self._due:
             return False
         if self._stale:
             self._apply_hyperparameters()
-        self._flush()
-        return self._hit
+        return self._flush()
 
     @property
     def drift_detected(self) -> bool:
         """True if the last value was a detection (a value still queued before the next tick is none)."""
-        return self._hit and not getattr(self, "_pending", None)
+        return self._started() and not self._pending and bool(self._state[3][AD_HIT])
 
-    def _flush(self) -> None:
-        """Hand the queued values to the kernel; the next flush is due at the next clock tick."""
-        if self._pending:
-            values = np.array(self._pending)
-            self._pending.clear()
-            hits, _ = adwin_update_many(*self._state, values, *self._args)
-            self._hit = bool(len(hits)) and hits[-1] == len(values) - 1
-            self._due = int(self._args[1] - self._state[3][AD_TICK])
+    def _flush(self) -> bool:
+        """Hand the queued values to the kernel (at a clock tick, or before the state is read); returns
+        whether the last one was a detection."""
+        pending = self._pending
+        if not pending:
+            return False
+        k = len(pending)
+        self._queue[:k] = pending  # converts to float64 (the values passed isfinite: they are numbers)
+        pending.clear()
+        hit, due = adwin_update_queued(*self._state, self._queue, k)
+        if due != self._due:  # after a flush between two ticks
+            self._due = due
+        return hit
 
     def update_many(self, values: Any) -> np.ndarray:
         """Add values in order; returns the indices (into ``values``) where a change was detected."""
@@ -194,10 +221,9 @@ class ADWIN(_Detector):
         if self._stale:
             self._apply_hyperparameters()
         values = self._values(values)
-        hits, bad = adwin_update_many(*self._state, values, *self._args)
-        self._due = int(self._args[1] - self._state[3][AD_TICK])
+        hits, bad = adwin_update_many(*self._state, values)
+        self._due = int(self.clock - self._state[3][AD_TICK])
         self._check_many(bad, values)
-        self._hit = bool(len(hits)) and hits[-1] == len(values) - 1
         return hits
 
     def _since_change(self) -> int:
@@ -239,6 +265,7 @@ class PageHinkley(_Detector):
         "mode": [StrOptions(set(_MODES))],
     }
     _state_attribute = "_s"
+    _detections_at = PH_DETECTIONS
 
     def __init__(self, min_instances: int = 30, delta: float = 0.25, threshold: float = 40.0,
                  alpha: float = 1.0, mode: str = "both") -> None:
@@ -253,8 +280,9 @@ class PageHinkley(_Detector):
         ph_reset(self._s)
 
     def _pack(self) -> None:
-        self._args = (float(self.delta), float(self.threshold), float(self.alpha), float(self.min_instances),
-                      _MODES[self.mode])
+        s = self._s
+        s[PH_DELTA], s[PH_THRESHOLD], s[PH_ALPHA] = self.delta, self.threshold, self.alpha
+        s[PH_MIN_INSTANCES], s[PH_MODE] = self.min_instances, _MODES[self.mode]
         self._stale = False
 
     def _scalars(self) -> np.ndarray:
@@ -270,14 +298,17 @@ class PageHinkley(_Detector):
             self._apply_hyperparameters()
 
     def update(self, v: float) -> bool:
-        """Add one value; True if a change was detected at it."""
-        try:
-            stale = self._stale
-        except AttributeError:  # the first value
-            stale = True
-        if stale:
+        """Add one value; True if a change was detected at it (a finiteness check and one compiled call of
+        two arguments)."""
+        if self._stale:
             self._ready()
-        return ph_update(self._s, self._value(v), *self._args)
+        try:
+            ok = isfinite(v)
+        except (TypeError, OverflowError):
+            ok = False
+        if not ok:
+            self._value(v)  # raises the clear error
+        return ph_update(self._s, float(v))
 
     @property
     def drift_detected(self) -> bool:
@@ -288,6 +319,6 @@ class PageHinkley(_Detector):
         """Add values in order; returns the indices (into ``values``) where a change was detected."""
         self._ready()
         values = self._values(values)
-        hits, bad = ph_update_many(self._s, values, *self._args)
+        hits, bad = ph_update_many(self._s, values)
         self._check_many(bad, values)
         return hits

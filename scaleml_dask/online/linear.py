@@ -41,7 +41,7 @@ from ._linear_kernels import (
     linear_learn_one,
     make_buffer,
 )
-from ._status import BAD_LABEL, BAD_TARGET, OK, STALE
+from ._status import BAD_LABEL, BAD_LENGTH, BAD_TARGET, OK, STALE
 from .base import BinaryClassifier, OnlineLearner, Regressor
 
 _OPTIMIZERS = {"sgd": OPT_SGD, "adagrad": OPT_ADAGRAD, "adam": OPT_ADAM}
@@ -177,8 +177,8 @@ class _GradientLinear(OnlineLearner):
     def learn_many(self, X: Any, y: Any) -> None:
         """One optimizer step on the mean gradient of the batch (River's ``learn_many`` semantics), computed
         in one compiled pass over ``X``; the checks ride along and only a failure takes the slow path."""
-        X = self._as_float(X, "X")
-        if X.ndim != 2 or not self._started() or X.shape[1] != self.n_features_in_ or np.ndim(y) != 1:
+        X = self._as_float(X, "X")  # float64 arrays as they are: no copy
+        if X.ndim != 2 or not self._started() or np.ndim(y) != 1:
             X, y = self._check_batch(X, y)  # first batch, or a clear error
         y = np.asarray(y)
         if len(y) != len(X):
@@ -195,6 +195,8 @@ class _GradientLinear(OnlineLearner):
             status, _ = linear_learn_many(self._buf, X, y)
         if status == OK:
             return
+        if status == BAD_LENGTH:
+            self._check_batch(X)  # raises, naming the feature counts
         if status >= 0:
             raise nonfinite_error("X", X, self._in_batch(len(X)))
         if status in (BAD_LABEL, BAD_TARGET):

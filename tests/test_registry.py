@@ -88,6 +88,22 @@ def test_drift_detector_continues_with_the_same_detections(tmp_path, cls):
     assert det.n_detections == loaded.n_detections
 
 
+@pytest.mark.parametrize("cls", [online.ADWIN, online.PageHinkley])
+def test_drift_detector_state_of_another_layout_is_refused_not_read(tmp_path, cls):
+    det = cls()
+    det.update_many(np.random.default_rng(1).normal(0, 1, 100))
+    if cls is online.ADWIN:  # the scalars of an older kernel layout: shorter than this version's
+        totals, variances, counts, scalars = det._state
+        det._state = (totals, variances, counts, scalars[:-3])
+        name = r"_state\[3\] \(scalars\) is float64\[\d+\] where this version's kernels need float64\[\d+\]"
+    else:
+        det._s = det._s[:-3]
+        name = r"_s \(scalars\) is float64\[\d+\] where"
+    save_model(det, tmp_path / "d")
+    with pytest.raises(RegistryError, match=rf"metadata\.json: {cls.__name__} state {name}.*another scaleml_dask"):
+        load_model(tmp_path / "d")
+
+
 def test_metadata_documents_the_model_and_its_training_data(tmp_path, data):
     X, y, _, _ = data
     model = sm.LinearRegression().fit(X, y)

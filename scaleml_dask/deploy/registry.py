@@ -183,6 +183,9 @@ def load_model(directory: str | os.PathLike, version: int | str = "latest") -> A
         raise RegistryError(f"{where}: params do not fit {meta['class']}: {exc}") from None
     model.__dict__.update(state)
     _check_width(model, meta.get("n_features"), where)
+    problem = model._check_restored_state() if hasattr(model, "_check_restored_state") else None
+    if problem:
+        raise RegistryError(f"{where}: {problem}")
     return model
 
 

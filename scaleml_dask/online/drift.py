@@ -85,6 +85,25 @@ class _Detector(FittedSummaryMixin, OnlineEstimator):
     def _scalars(self) -> np.ndarray:
         raise NotImplementedError
 
+    def _state_layout(self) -> list[tuple[str, Any, type, tuple]]:
+        """(name, value, dtype, shape) of each state array as the compiled kernels index it (without bounds
+        checks); None in a shape is "any length"."""
+        raise NotImplementedError
+
+    def _check_restored_state(self) -> str | None:
+        """What is wrong with a state loaded from a registry (None if nothing): a state written for another
+        layout of the kernels would be read past its end, so it is refused, not used."""
+        if not self._started():
+            return None
+        for name, a, dtype, shape in self._state_layout():
+            if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != len(shape) or any(
+                    want is not None and got != want for got, want in zip(a.shape, shape)):
+                got = f"{a.dtype}{list(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__
+                want = f"{np.dtype(dtype)}{['*' if w is None else w for w in shape]}"
+                return (f"{type(self).__name__} state {name} is {got} where this version's kernels need {want}: "
+                        "it was saved by another scaleml_dask version; start a new detector instead")
+        return None
+
     def _fitted_summary(self) -> list[tuple[str, Any]]:
         if not self._started():
             return []
@@ -167,6 +186,15 @@ class ADWIN(_Detector):
     def _scalars(self) -> np.ndarray:
         self._flush()
         return self._state[3]
+
+    def _state_layout(self) -> list[tuple[str, Any, type, tuple]]:
+        state = self._state if isinstance(self._state, tuple | list) and len(self._state) == 4 else [None] * 4
+        hist = (ADWIN_MAX_ROWS, self.max_buckets + 2)
+        return [("_state[0] (bucket totals)", state[0], np.float64, hist),
+                ("_state[1] (bucket variances)", state[1], np.float64, hist),
+                ("_state[2] (bucket counts)", state[2], np.int64, (ADWIN_MAX_ROWS,)),
+                ("_state[3] (scalars)", state[3], np.float64, (N_AD,)),
+                ("_queue", getattr(self, "_queue", None), np.float64, (None,))]
 
     def update(self, v: float) -> bool:
         """Add one value; True if a change was detected at it.
@@ -287,6 +315,9 @@ class PageHinkley(_Detector):
 
     def _scalars(self) -> np.ndarray:
         return self._s
+
+    def _state_layout(self) -> list[tuple[str, Any, type, tuple]]:
+        return [("_s (scalars)", self._s, np.float64, (N_PH,))]
 
     def _since_change(self) -> int:
         return int(self._s[PH_N])  # the test restarts at a detection

@@ -94,25 +94,16 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _workflow_argv(args: argparse.Namespace) -> list[str]:
-    argv = ["--out", args.out]
-    for flag, value in (("--scheduler", args.scheduler), ("--scheduler-timeout", args.scheduler_timeout),
-                        ("--config", args.config)):
-        if value is not None:
-            argv += [flag, str(value)]
-    return argv + [flag for flag in ("--verbose", "--quiet", "--quick") if getattr(args, flag[2:])]
-
-
 def _demo(args: argparse.Namespace) -> int:
-    from .runner import workflow_main
+    from .runner import workflow_argv, workflow_main
 
-    return workflow_main("pipeline", load_workflow("pipeline").run, _workflow_argv(args))
+    return workflow_main("pipeline", load_workflow("pipeline").run, workflow_argv(args))
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import workflow_main
+    from .runner import workflow_argv, workflow_main
 
-    return workflow_main(args.workflow, load_workflow(args.workflow).run, _workflow_argv(args))
+    return workflow_main(args.workflow, load_workflow(args.workflow).run, workflow_argv(args))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -150,6 +141,8 @@ def _score(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
+    from .runner import add_workflow_options  # the workflows' options, defined once for both entry points
+
     ap = argparse.ArgumentParser(prog="scaleml", description="Large-scale machine learning on Dask over zarr.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error (also accepted after "
@@ -188,16 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             p.add_argument("workflow",
                            help="workflow name, e.g. regression, pca, sgd, online, tsne, kmeans, deploy, pipeline")
-        p.add_argument("--config", help="YAML config (default: the workflow's own)")
-        p.add_argument("--scheduler", help="address of an existing scheduler (default: a new LocalCluster)")
-        p.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",
-                       help="give up connecting to --scheduler after this long (default: 15)")
-        p.add_argument("--out", default="runs", help="where runs are written (default: %(default)s)")
-        p.add_argument("--verbose", action="store_true",
-                       help="every log record on the terminal (default: in the run's run.log; one line per step)")
-        p.add_argument("--quick", action="store_true",
-                       help="the small demo datasets and sizes (the YAML's quick: section), for a first look")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (drawn only on a terminal)")
+        add_workflow_options(p)
         p.set_defaults(func=func)
 
     s = sub.add_parser("serve", help="serve model registry directories over HTTP (Open Inference Protocol V2, V1)")

@@ -158,6 +158,33 @@ def resumable_step(name: str, config: dict, run: Callable[[], dict | None], repo
     return json.loads(canonical_json(summary))
 
 
+def add_workflow_options(ap: argparse.ArgumentParser, default_config: str | None = None) -> None:
+    """The options of every workflow, for ``workflows/<name>.py`` and ``scaleml demo`` / ``scaleml run``."""
+    ap.add_argument("--config", default=default_config,
+                    help="YAML config (default: %(default)s)" if default_config else
+                    "YAML config (default: the workflow's own)")
+    ap.add_argument("--scheduler", help="address of an existing dask scheduler, e.g. tcp://host:8786 (default: "
+                                        "a new LocalCluster)")
+    ap.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",
+                    help="give up connecting to --scheduler after this long (default: 15)")
+    ap.add_argument("--out", default="runs", help="root directory of run outputs (default: %(default)s)")
+    ap.add_argument("--verbose", action="store_true",
+                    help="every log record on the terminal (default: in the run's run.log; one line per step)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars (drawn only on a terminal)")
+    ap.add_argument("--quick", action="store_true",
+                    help="the small demo datasets and sizes (the config's quick: section), for a first look")
+
+
+def workflow_argv(args: argparse.Namespace) -> list[str]:
+    """The options of :func:`add_workflow_options` in ``args``, back as a command line for :func:`workflow_main`."""
+    argv = ["--out", args.out]
+    for flag, value in (("--scheduler", args.scheduler), ("--scheduler-timeout", args.scheduler_timeout),
+                        ("--config", args.config)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv + [flag for flag in ("--verbose", "--quiet", "--quick") if getattr(args, flag[2:])]
+
+
 def script_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python workflows/<name>.py``: :func:`workflow_main` with the ``scaleml`` command's
     handling of a user's mistake (one line on stderr, status 2; ``--debug`` shows the traceback)."""
@@ -173,18 +200,8 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
     workflow completed; ``config["state_dir"]`` (``runs/<name>/state``) persists between runs for checkpoints
     and the completion markers of :func:`resumable_step`.
     """
-    default_config = Path(inspect.getfile(run)).with_suffix(".yaml")
     ap = argparse.ArgumentParser(prog=f"workflows/{name}.py", description=(inspect.getdoc(run) or "")[:500])
-    ap.add_argument("--config", default=str(default_config), help="YAML config (default: %(default)s)")
-    ap.add_argument("--scheduler", help="address of an existing dask scheduler, e.g. tcp://host:8786")
-    ap.add_argument("--scheduler-timeout", type=float, metavar="SECONDS",
-                    help="give up connecting to --scheduler after this long (default: 15)")
-    ap.add_argument("--out", default="runs", help="root directory of run outputs (default: %(default)s)")
-    ap.add_argument("--verbose", action="store_true",
-                    help="show every log record on the terminal (default: they go to the run's run.log)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    ap.add_argument("--quick", action="store_true",
-                    help="the small demo datasets and sizes: the config's quick: section")
+    add_workflow_options(ap, default_config=str(Path(inspect.getfile(run)).with_suffix(".yaml")))
     args = ap.parse_args(argv)
     config = load_config(args.config, quick=args.quick)
     config["quick"] = args.quick  # a pipeline applies it to its steps' configs too

@@ -32,7 +32,7 @@ def reduce_here(parts: Sequence[Any], combine: Callable[[list], Any], split_ever
     """``dask.compute(tree_reduce(parts, combine, split_every))[0]``, with the tree's last ``combine`` run in
     this process: the same tree and the same answer, but its (at most ``split_every``) inputs come back from
     the one ``dask.compute`` instead of costing a task more, a transfer between workers and a scheduler
-    round trip, the fixed cost that small fits pay (benchmarks/README.md, "growth")."""
+    round trip, the fixed cost that small fits pay (benchmarks/README.md, "Growth")."""
     values = dask.compute(*_tree_levels(parts, combine, split_every, split_every))
     return values[0] if len(values) == 1 else combine(list(values))
 

@@ -244,10 +244,9 @@ def fixed_cost(client, repeat: int = 30) -> list[dict]:
         ds = sm.open_dataset(path)
         cases = {
             "fit(path): the whole fixed cost": lambda: sm.LinearRegression(solver="auto").fit(path),
-            "fit(X, y) of the opened store: graph, round trip, solve": lambda: sm.LinearRegression(
-                solver="auto").fit(ds.X, ds.y),
-            "open_dataset(path) (unchanged store: cached)": lambda: sm.open_dataset(path),
-            "open of the store (first open: xarray + reader)": lambda: catalog._open(path, path),
+            "fit(X, y) of the opened store": lambda: sm.LinearRegression(solver="auto").fit(ds.X, ds.y),
+            "open_dataset(path), store unchanged": lambda: sm.open_dataset(path),
+            "first open (xarray, reader, manifest)": lambda: catalog._open(path, path),
             "catalog lookup of a path": lambda: catalog._resolve(path, None, create=True),
             "empty dask.compute (one round trip)": lambda: dask.compute(dask.delayed(int, pure=False)(1)),
         }

@@ -7,9 +7,11 @@ through this project's reader, this project's solvers (given the store as a path
 on ``[1 | X]``, dask-ml's ``LinearRegression``, and scikit-learn in memory (the load and the fit timed
 apart). Printed: wall time (best of ``--repeat``), ratios to the zarr scan and to the floor, and the largest
 |coef - planted|. The whole run is repeated for each codec of ``--codecs`` (uncompressed and zstd).
-``--growth``: seconds per million rows of ``solver="auto"`` from 1M to 20M rows (stores made once).
+``--growth``: seconds per million rows of ``solver="auto"`` from 1M to 20M rows (stores made once), and the
+fixed cost of a fit: the same fit on a 20,000-row store (4 chunks), whose time is almost all overhead, with
+its parts timed apart (``--fixed`` for that table alone).
 
-    python benchmarks/bench_regression.py [--quick] [--codecs none,zstd] [--cold] [--growth]
+    python benchmarks/bench_regression.py [--quick] [--codecs none,zstd] [--cold] [--growth] [--fixed]
 
 ``--cold`` empties the page cache before every contender (root only), so each one reads the store from
 the disk, as every pass does when the data are larger than memory; by default the store stays in the
@@ -219,12 +221,47 @@ def growth(sizes: list[int], d: int, client, repeat: int, chunk_rows: int) -> li
         fit = lambda p=path: sm.LinearRegression(solver="auto").fit(str(p))  # noqa: E731
         best = race({"floor": lambda p=path: floor_pass(p), "auto": fit}, repeat)
         rows.append({"method": f"{n:,} rows", "auto s / M rows": best["auto"][0] / n * 1e6,
-                     "floor s / M rows": best["floor"][0] / n * 1e6, "x floor": best["auto"][0] / best["floor"][0]})
+                     "floor s / M rows": best["floor"][0] / n * 1e6, "x floor": best["auto"][0] / best["floor"][0],
+                     "load": os.getloadavg()[0]})
     mean = np.mean([r["auto s / M rows"] for r in rows])
     for r in rows:
         r["vs mean"] = r["auto s / M rows"] / mean - 1
     print_table(f"growth: LinearRegression(solver='auto'), {d} features, uncompressed, chunks of {chunk_rows:,} "
-                f"rows, best of {repeat}", rows, ["auto s / M rows", "floor s / M rows", "x floor", "vs mean"])
+                f"rows, best of {repeat} (load: the 1-minute load average after each size)", rows,
+                ["auto s / M rows", "floor s / M rows", "x floor", "vs mean", "load"])
+    return rows
+
+
+def fixed_cost(client, repeat: int = 30) -> list[dict]:
+    """The fixed cost of ``LinearRegression(solver="auto").fit(path)``, on a 20,000 x 32 store in 4 chunks (made
+    in a temporary directory), and its parts: best and median of ``repeat`` calls each, round robin."""
+    import tempfile
+
+    from scaleml_dask.io import catalog
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(make_regression(Path(tmp, "tiny.zarr"), 20_000, 32, chunk_rows=5_000, seed=0))
+        ds = sm.open_dataset(path)
+        cases = {
+            "fit(path): the whole fixed cost": lambda: sm.LinearRegression(solver="auto").fit(path),
+            "fit(X, y) of the opened store": lambda: sm.LinearRegression(solver="auto").fit(ds.X, ds.y),
+            "open_dataset(path), store unchanged": lambda: sm.open_dataset(path),
+            "first open (xarray, reader, manifest)": lambda: catalog._open(path, path),
+            "catalog lookup of a path": lambda: catalog._resolve(path, None, create=True),
+            "empty dask.compute (one round trip)": lambda: dask.compute(dask.delayed(int, pure=False)(1)),
+        }
+        for f in cases.values():
+            f()
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(repeat):
+            for name, f in cases.items():
+                t0 = time.perf_counter()
+                f()
+                times[name].append(time.perf_counter() - t0)
+    rows = [{"method": name, "best ms": 1e3 * min(t), "median ms": 1e3 * float(np.median(t))}
+            for name, t in times.items()]
+    print_table(f"fixed cost of a fit: 20,000 x 32 float64, 4 chunks, 2 workers x 1 thread, {repeat} rounds "
+                f"(load average {os.getloadavg()[0]:.1f})", rows, ["best ms", "median ms"])
     return rows
 
 
@@ -235,15 +272,19 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeat", type=int, default=3, help="rounds (best time is kept)")
     ap.add_argument("--cold", action="store_true", help="empty the page cache before every contender (root)")
     ap.add_argument("--growth", action="store_true",
-                    help="seconds per million rows of 'auto' at 1M-20M rows (--quick: 100k-2M) instead")
+                    help="seconds per million rows of 'auto' at 1M-20M rows (--quick: 100k-2M), then --fixed")
+    ap.add_argument("--fixed", action="store_true", help="only the fixed cost of a fit, on a 20,000-row store")
     args = ap.parse_args(argv)
     DATA.mkdir(parents=True, exist_ok=True)
     n, d = (500_000, 32) if args.quick else (5_000_000, 32)
     with cluster_client() as client:
+        if args.fixed:
+            return {"fixed": fixed_cost(client)}
         if args.growth:
             sizes = [100_000, 200_000, 500_000, 1_000_000, 2_000_000] if args.quick else \
                 [1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000]
-            return {"growth": growth(sizes, d, client, args.repeat, 50_000 if args.quick else 250_000)}
+            return {"growth": growth(sizes, d, client, args.repeat, 50_000 if args.quick else 250_000),
+                    "fixed": fixed_cost(client)}
         return {codec: run_codec(codec, n, d, client, args.repeat, args.cold) for codec in args.codecs.split(",")}
 
 

@@ -2,8 +2,9 @@
 
 Each chunk of rows is summarised on the cluster by ``_tsqr.block_moments`` (its weight, column means and an R
 factor or Gram matrix); a deterministic tree of ``combine_moments`` calls reduces the summaries to one, in one
-``dask.compute``. ``fit_moments`` adds the "auto" policy: Gram where its error bound allows, QR otherwise, and
-a QR pass again if the combined problem turns out worse conditioned than its chunks.
+``dask.compute``, its last combine on the client (``reduce_here``). ``fit_moments`` adds the "auto" policy:
+Gram where its error bound allows, QR otherwise, and a QR pass again if the combined problem turns out worse
+conditioned than its chunks.
 """
 
 from __future__ import annotations
@@ -24,11 +25,25 @@ AUTO_TOL = 1e-10
 
 def tree_reduce(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:
     """Combine delayed ``parts`` by a fixed tree of ``combine`` calls (deterministic given the parts)."""
+    return _tree_levels(parts, combine, split_every, 1)[0]
+
+
+def reduce_here(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:
+    """``dask.compute(tree_reduce(parts, combine, split_every))[0]``, with the tree's last ``combine`` run in
+    this process: the same tree and the same answer, but its (at most ``split_every``) inputs come back from
+    the one ``dask.compute`` instead of costing a task more, a transfer between workers and a scheduler
+    round trip, the fixed cost that small fits pay (benchmarks/README.md, "Growth")."""
+    values = dask.compute(*_tree_levels(parts, combine, split_every, split_every))
+    return values[0] if len(values) == 1 else combine(list(values))
+
+
+def _tree_levels(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int, until: int) -> list:
+    """The levels of the tree of ``tree_reduce`` built until at most ``until`` delayed parts are left."""
     parts = list(parts)
-    while len(parts) > 1:
+    while len(parts) > until:
         parts = [dask.delayed(combine, pure=True)(parts[i:i + split_every])
                  for i in range(0, len(parts), split_every)]
-    return parts[0]
+    return parts
 
 
 def moments(
@@ -46,8 +61,7 @@ def moments(
     Each chunk's task reads its rows itself when they come from a store (``map_row_chunks``)."""
     parts = map_row_chunks(block_moments, X, y, sample_weight, center=center, method=method, tol=tol,
                            scale=scale)
-    (result,) = dask.compute(tree_reduce(parts, combine_moments))
-    return result
+    return reduce_here(parts, combine_moments)
 
 
 def check_sample_weight(sample_weight: Any, X: da.Array) -> da.Array | None:

@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._moments import fit_moments, tree_reduce
+from ._moments import fit_moments, reduce_here
 from ._repr import FittedSummaryMixin
 from ._tsqr import RangeMoments, block_range, combine_range
 from .validation import (
@@ -196,9 +196,7 @@ class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
 
 def _range_pass(dX: da.Array, Z: np.ndarray) -> RangeMoments:
     """One pass: the range moments of ``Y = Xc Z``, reduced by the same deterministic tree as ``moments``."""
-    parts = map_row_chunks(block_range, dX, Z=dask.delayed(Z, pure=True))
-    (rm,) = dask.compute(tree_reduce(parts, combine_range))
-    return rm
+    return reduce_here(map_row_chunks(block_range, dX, Z=dask.delayed(Z, pure=True)), combine_range)
 
 
 def write_projection(X: np.ndarray, y: np.ndarray | None, *, chunk_index: int, row_start: int, mean: np.ndarray,

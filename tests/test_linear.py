@@ -207,3 +207,22 @@ def test_cholesky_qr2_declines_ill_conditioned_blocks(rng):
     X = np.column_stack([x**j for j in range(1, 8)])  # Gram error bound ~0.08: CholeskyQR2 would lose digits
     A = X - X.mean(axis=0)
     assert _cholqr2_r(X, None, X.mean(axis=0), A.T @ A, 1.0, None) is None
+
+
+@pytest.mark.parametrize("n_chunks", [1, 5, 8, 9, 20])
+def test_last_combine_on_the_client_gives_the_same_bits_as_the_whole_tree_on_the_cluster(client, rng, n_chunks):
+    """``reduce_here`` runs the tree's last ``combine_moments`` in this process: the same tree, the same answer,
+    bit for bit, whatever the number of levels left on the cluster (none up to 8 chunks, one at 9 or 20)."""
+    import dask
+
+    from scaleml_dask._moments import reduce_here, tree_reduce
+    from scaleml_dask._tsqr import block_moments, combine_moments
+    from scaleml_dask.validation import as_dask_array, map_row_chunks
+
+    X = as_dask_array(rng.normal(size=(50 * n_chunks, 4)) + 7.0, chunk_rows=50)
+    parts = map_row_chunks(block_moments, X, None, None, center=True, method="tsqr")
+    here = reduce_here(parts, combine_moments)
+    (there,) = dask.compute(tree_reduce(parts, combine_moments))
+    assert here.n == there.n == 50 * n_chunks and here.n_blocks == n_chunks
+    np.testing.assert_array_equal(here.r, there.r)
+    np.testing.assert_array_equal(here.mean, there.mean)

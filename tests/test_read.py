@@ -164,3 +164,23 @@ def test_a_zarr_array_given_to_an_estimator_reads_through_the_reader(tmp_path, r
     X = as_dask_array(z, "X", ndim=2)
     assert np.array_equal(X.compute(scheduler="synchronous"), z[:])
     assert read.reads["raw"] - before == 5
+
+
+def test_a_row_task_carries_only_its_rows_manifest_and_still_checks_it(tmp_path, rng):
+    """``for_rows``: the reader a row chunk's task carries holds that row's manifest entries only (so the graph
+    does not grow as the chunk count squared), and reads and checks exactly as the whole reader does."""
+    path = tmp_path / "d.zarr"
+    with store.DatasetWriter(path, n_features=3, chunk_rows=100, y_dtype="f8", codec="zstd") as w:
+        w.append(rng.standard_normal((1050, 3)), rng.standard_normal(1050))
+    src = read.chunk_source(zarr.open_group(str(path), mode="r")["X"])
+    assert len(src.manifest["chunks"]) == 11
+    cut = src.for_rows(4)
+    assert list(cut.manifest["chunks"]) == [src.chunk_key((4, 0))]
+    np.testing.assert_array_equal(cut.read_rows(4), src.read_rows(4))
+    assert len(src.for_rows(10).read_rows(10)) == 50
+    chunk = path / "X" / src.chunk_key((4, 0))
+    data = bytearray(chunk.read_bytes())
+    data[-1] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(store.IntegrityError, match=r"array 'X' chunk 4 \(rows 400-499\).*(corrupt|decoded)"):
+        cut.read_rows(4)

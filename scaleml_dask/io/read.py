@@ -38,7 +38,7 @@ import os
 import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -134,6 +134,15 @@ class ZarrChunks:
         if self.ndim < 2 or self.grid[1] == 1:
             return self.read_chunk((index,) + (0,) * (self.ndim - 1))
         return np.concatenate([self.read_chunk((index, j)) for j in range(self.grid[1])], axis=1)
+
+    def for_rows(self, index: int) -> ZarrChunks:
+        """This reader with its manifest cut to row chunk ``index``: what the task reading that row chunk
+        carries (each task sent with the whole manifest would make a graph grow as the chunk count squared)."""
+        if self.manifest is None:
+            return self
+        keys = [self.chunk_key((index, *rest)) for rest in np.ndindex(*self.grid[1:])]
+        chunks = self.manifest["chunks"]
+        return replace(self, manifest={**self.manifest, "chunks": {k: chunks[k] for k in keys if k in chunks}})
 
     def describe(self, coords: tuple[int, ...]) -> str:
         """'dataset 'd': array 'X' chunk 3 (rows 750000-999999)' — how errors name a chunk."""
@@ -300,7 +309,8 @@ def row_tasks(func: Callable, arrays: Sequence[da.Array | None], kwargs: dict,
     others = [a for a, s in zip(arrays, sources) if a is not None and s is None]
     others = [a.rechunk({1: -1}) if a.ndim == 2 and len(a.chunks[1]) > 1 else a for a in others]
     blocks = iter([a.to_delayed(optimize_graph=False).ravel() for a in dask.optimize(*others)] if others else [])
-    columns = [[None] * len(row_starts) if a is None else [_Rows(s)] * len(row_starts) if s is not None
+    columns = [[None] * len(row_starts) if a is None
+               else [_Rows(s.for_rows(i)) for i in range(len(row_starts))] if s is not None
                else list(next(blocks)) for a, s in zip(arrays, sources)]
     token = tokenize(func, [s if s is not None else None if a is None else a.name for a, s in zip(arrays, sources)],
                      kwargs)

@@ -71,7 +71,10 @@ def assign(X: np.ndarray, C: np.ndarray, w: np.ndarray | None = None, *, sums: b
     Per sub-block of ``SUB_ROWS`` rows: ``X_s C'`` by one GEMM, then a compiled loop takes the argmin of
     ``‖c‖² − 2 x·c``, adds ``‖x‖²`` (computed in the same loop that adds the row to its centre's sum), and
     accumulates weights, sums and inertia in float64. A non-finite row gives a non-finite inertia (the
-    caller's cheap NaN test).
+    caller's cheap NaN test). The GEMM writes into one buffer reused by every sub-block: dask's workers set
+    ``MALLOC_TRIM_THRESHOLD_``, which pins glibc's mmap threshold at 128 kB, so a fresh product per
+    sub-block would be mapped, page-faulted and unmapped every time (it doubled the kernel's time there;
+    benchmarks/README.md, "k-means").
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     C = np.asarray(C, dtype=np.float64)
@@ -82,10 +85,12 @@ def assign(X: np.ndarray, C: np.ndarray, w: np.ndarray | None = None, *, sums: b
     w = _NO_WEIGHTS if w is None else np.ascontiguousarray(w, dtype=np.float64)
     labels, d2 = np.empty(n, np.int64), np.empty(n)
     weights, S = np.zeros(k), np.zeros((k, d if sums else 0))
+    XC = np.empty((min(n, SUB_ROWS), k))
     inertia = 0.0
     for s in range(0, n, SUB_ROWS):
         e = min(n, s + SUB_ROWS)
-        inertia += _assign_rows(X[s:e] @ Ct, c_sq, X[s:e], w[s:e] if len(w) else w, labels[s:e], d2[s:e],
+        np.matmul(X[s:e], Ct, out=XC[:e - s])
+        inertia += _assign_rows(XC[:e - s], c_sq, X[s:e], w[s:e] if len(w) else w, labels[s:e], d2[s:e],
                                 weights, S)
     return Assignment(labels, d2, weights, S, inertia)
 

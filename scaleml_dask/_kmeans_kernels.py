@@ -12,6 +12,7 @@ negative by rounding).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -65,7 +66,7 @@ class Assignment(NamedTuple):
     inertia: float       # sum of weight * d2, accumulated in float64
 
 
-def _products(X: np.ndarray, C: np.ndarray):
+def _products(X: np.ndarray, C: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(start, stop, X[start:stop] C')`` for every sub-block of ``SUB_ROWS`` rows, all the products in one
     buffer: dask's workers set ``MALLOC_TRIM_THRESHOLD_``, which pins glibc's mmap threshold at 128 kB, so a
     fresh product per sub-block would be mapped, page-faulted and unmapped every time (that doubled the

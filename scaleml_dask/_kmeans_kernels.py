@@ -12,6 +12,7 @@ negative by rounding).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -61,11 +62,30 @@ class Assignment(NamedTuple):
     labels: np.ndarray   # (n,) int64
     d2: np.ndarray       # (n,) squared distance to the nearest centre
     weights: np.ndarray  # (k,) total sample weight assigned to each centre
-    sums: np.ndarray     # (k, d) weighted sum of the rows of each centre, or (k, 0) when not asked for
+    sums: np.ndarray     # (k, d) weighted sum of the rows of each centre
     inertia: float       # sum of weight * d2, accumulated in float64
 
 
-def assign(X: np.ndarray, C: np.ndarray, w: np.ndarray | None = None, *, sums: bool = True) -> Assignment:
+def _products(X: np.ndarray, C: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(start, stop, X[start:stop] C')`` for every sub-block of ``SUB_ROWS`` rows, all the products in one
+    buffer: dask's workers set ``MALLOC_TRIM_THRESHOLD_``, which pins glibc's mmap threshold at 128 kB, so a
+    fresh product per sub-block would be mapped, page-faulted and unmapped every time (that doubled the
+    kernel's time in the workers; benchmarks/README.md, "k-means")."""
+    n = len(X)
+    Ct = np.ascontiguousarray(C.T)
+    XC = np.empty((min(n, SUB_ROWS), len(C)))
+    for s in range(0, n, SUB_ROWS):
+        e = min(n, s + SUB_ROWS)
+        yield s, e, np.matmul(X[s:e], Ct, out=XC[:e - s])
+
+
+def _prepared(X: np.ndarray, C: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    w = _NO_WEIGHTS if w is None else np.ascontiguousarray(w, dtype=np.float64)
+    return X, row_norms_sq(np.asarray(C, dtype=np.float64)), w
+
+
+def assign(X: np.ndarray, C: np.ndarray, w: np.ndarray | None = None) -> Assignment:
     """Assign every row of ``X`` to its nearest centre of ``C`` in one fused pass over the block.
 
     Per sub-block of ``SUB_ROWS`` rows: ``X_s C'`` by one GEMM, then a compiled loop takes the argmin of
@@ -73,27 +93,19 @@ def assign(X: np.ndarray, C: np.ndarray, w: np.ndarray | None = None, *, sums: b
     accumulates weights, sums and inertia in float64. A non-finite row gives a non-finite inertia (the
     caller's cheap NaN test).
     """
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    C = np.asarray(C, dtype=np.float64)
+    X, c_sq, w = _prepared(X, C, w)
     n, d = X.shape
-    k = len(C)
-    c_sq = row_norms_sq(C)
-    Ct = np.ascontiguousarray(C.T)
-    w = _NO_WEIGHTS if w is None else np.ascontiguousarray(w, dtype=np.float64)
     labels, d2 = np.empty(n, np.int64), np.empty(n)
-    weights, S = np.zeros(k), np.zeros((k, d if sums else 0))
+    weights, S = np.zeros(len(C)), np.zeros((len(C), d))
     inertia = 0.0
-    for s in range(0, n, SUB_ROWS):
-        e = min(n, s + SUB_ROWS)
-        inertia += _assign_rows(X[s:e] @ Ct, c_sq, X[s:e], w[s:e] if len(w) else w, labels[s:e], d2[s:e],
-                                weights, S)
+    for s, e, XC in _products(X, C):
+        inertia += _assign_rows(XC, c_sq, X[s:e], w[s:e] if len(w) else w, labels[s:e], d2[s:e], weights, S)
     return Assignment(labels, d2, weights, S, inertia)
 
 
 @njit(cache=True, nogil=True)
 def _assign_rows(XC, c_sq, X, w, labels, d2, weights, sums):  # pragma: no cover - compiled
     n, k = XC.shape
-    d = sums.shape[1]
     weighted = w.shape[0] > 0
     inertia = 0.0
     for i in range(n):
@@ -104,14 +116,10 @@ def _assign_rows(XC, c_sq, X, w, labels, d2, weights, sums):  # pragma: no cover
                 best, lab = v, j
         wi = w[i] if weighted else 1.0
         x_sq = 0.0
-        if d > 0:
-            for f in range(X.shape[1]):
-                x = X[i, f]
-                x_sq += x * x
-                sums[lab, f] += wi * x
-        else:
-            for f in range(X.shape[1]):
-                x_sq += X[i, f] * X[i, f]
+        for f in range(X.shape[1]):
+            x = X[i, f]
+            x_sq += x * x
+            sums[lab, f] += wi * x
         dist = x_sq + best
         if dist < 0.0:  # rounding of the expansion; NaN stays NaN
             dist = 0.0
@@ -120,6 +128,43 @@ def _assign_rows(XC, c_sq, X, w, labels, d2, weights, sums):  # pragma: no cover
         weights[lab] += wi
         inertia += wi * dist
     return inertia
+
+
+def update_nearest(X: np.ndarray, C: np.ndarray, w: np.ndarray | None, d2: np.ndarray, labels: np.ndarray,
+                   offset: int) -> float:
+    """Where a centre of ``C`` (numbered from ``offset``) is strictly nearer to a row than its ``d2``, set that
+    row's ``d2`` and ``labels`` to it, in place (ties keep the earlier centre); the same sub-block GEMMs and
+    compiled loop as ``assign``. Returns the weighted sum of the new distances (non-finite for a non-finite
+    row: the caller's NaN test)."""
+    X, c_sq, w = _prepared(X, C, w)
+    total = 0.0
+    for s, e, XC in _products(X, C):
+        total += _update_rows(XC, c_sq, X[s:e], w[s:e] if len(w) else w, d2[s:e], labels[s:e], offset)
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _update_rows(XC, c_sq, X, w, d2, labels, offset):  # pragma: no cover - compiled
+    n, k = XC.shape
+    weighted = w.shape[0] > 0
+    total = 0.0
+    for i in range(n):
+        best, lab = np.inf, 0
+        for j in range(k):
+            v = c_sq[j] - 2.0 * XC[i, j]
+            if v < best:
+                best, lab = v, j
+        x_sq = 0.0
+        for f in range(X.shape[1]):
+            x_sq += X[i, f] * X[i, f]
+        dist = x_sq + best
+        if dist < 0.0:  # rounding of the expansion; NaN stays NaN
+            dist = 0.0
+        if not d2[i] <= dist:
+            d2[i] = dist
+            labels[i] = lab + offset
+        total += (w[i] if weighted else 1.0) * dist
+    return total
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -208,31 +253,28 @@ class CandidatePart(NamedTuple):
     x: np.ndarray
 
 
-class Nearest(NamedTuple):
-    """Per row of a block: the squared distance to the nearest candidate so far, and that candidate's index."""
+#: Per row, what a k-means|| round keeps on the workers for the next: the squared distance to the nearest
+#: candidate so far and that candidate's index (12 bytes a row; a 1-d array on the rows, so that rounds map
+#: over it with ``validation.map_row_chunks`` like any other row-chunked input).
+NEAREST = np.dtype([("d2", np.float64), ("label", np.int32)])
 
-    d2: np.ndarray
-    labels: np.ndarray
 
-
-def candidate_block(x: np.ndarray, w: np.ndarray | None, prev: Nearest | None, *, centers: np.ndarray,
+def candidate_block(x: np.ndarray, w: np.ndarray | None, prev: np.ndarray | None, *, centers: np.ndarray,
                     offset: int, n_candidates: int, ell: float, seed: int, round_: int, chunk_index: int = -1,
-                    row_start: int = 0) -> tuple[Nearest, CandidatePart]:
-    """One k-means|| pass over a block, given each row's nearest candidate among the earlier ones (``prev``)
-    and the candidates added since (``centers``, numbered from ``offset``): only distances to the new ones
-    are computed. Returns the updated nearest candidates and the round's part: cost, weight attracted by
-    each of the ``n_candidates``, and the rows that may join (probability ``min(1, ℓ w d² / total cost)``).
+                    row_start: int = 0) -> tuple[np.ndarray, CandidatePart]:
+    """One k-means|| pass over a block, given each row's nearest candidate among the earlier ones (``prev``,
+    ``NEAREST`` records) and the candidates added since (``centers``, numbered from ``offset``): only
+    distances to the new ones are computed. Returns the updated ``NEAREST`` records and the round's part:
+    cost, weight attracted by each of the ``n_candidates``, and the rows that may join (probability
+    ``min(1, ℓ w d² / total cost)``).
 
     The uniform draws come from a generator seeded by ``(seed, round_, chunk_index)``: the sample does not
     depend on which worker runs the block.
     """
     x, w = _checked(x, w, chunk_index, row_start)
-    a = assign(x, centers, w, sums=False)
-    _nonfinite(x, a.inertia, chunk_index, row_start)
-    d2, labels = a.d2, a.labels + offset
-    if prev is not None:
-        closer = prev.d2 <= d2  # ties keep the earlier candidate
-        d2, labels = np.where(closer, prev.d2, d2), np.where(closer, prev.labels, labels)
+    d2 = np.full(len(x), np.inf) if prev is None else prev["d2"].copy()  # contiguous copies: prev is kept
+    labels = np.zeros(len(x), np.int32) if prev is None else prev["label"].copy()  # in cluster memory
+    _nonfinite(x, update_nearest(x, centers, w, d2, labels, offset), chunk_index, row_start)
     weights = np.bincount(labels, weights=w, minlength=n_candidates).astype(np.float64)
     cost = float(d2.sum() if w is None else w @ d2)
     keep = np.empty(0, np.int64)
@@ -244,7 +286,9 @@ def candidate_block(x: np.ndarray, w: np.ndarray | None, prev: Nearest | None, *
             keys = np.where(wd2 > 0, u / wd2, np.inf)
         keep = np.flatnonzero(keys < ell / cost)
     rows = np.asarray(x[keep], dtype=np.float64).reshape(-1, x.shape[1])
-    return Nearest(d2, labels.astype(np.int32)), CandidatePart(cost, weights, keys[keep], rows)
+    state = np.empty(len(x), NEAREST)
+    state["d2"], state["label"] = d2, labels
+    return state, CandidatePart(cost, weights, keys[keep], rows)
 
 
 def combine_candidates(parts: list[CandidatePart]) -> CandidatePart:

@@ -37,6 +37,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names
 
 from ._kmeans_kernels import (
+    NEAREST,
     LloydPart,
     candidate_block,
     combine_candidates,
@@ -55,7 +56,6 @@ from .validation import (
     check_predict_input,
     finite_blocks,
     map_row_chunks,
-    row_offsets,
 )
 
 #: Relative change of inertia, per unit of ``tol``, below which Lloyd iterations stop.
@@ -291,8 +291,11 @@ def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.Ra
     """k-means|| (Bahmani et al.): candidates by d²-sampling rounds, reduced to ``k`` by weighted k-means++
     and weighted Lloyd in memory.
 
-    Each row's nearest candidate so far (12 bytes a row) stays in cluster memory between rounds, so a round
-    computes distances to the candidates it adds only (about ``ℓ``), not to all of them.
+    Each row's nearest candidate so far (``NEAREST``, 12 bytes a row) stays in cluster memory between rounds,
+    so a round computes distances to the candidates it adds only (about ``ℓ``), not to all of them. Rounds map
+    over the row chunks with ``map_row_chunks``, as Lloyd passes do: a chunk streamed from the store is read
+    inside its round's task, which runs where that chunk's state is (no read task, no chunk or state moved
+    between workers).
     """
     from sklearn.cluster import KMeans as SkKMeans
     from sklearn.cluster import kmeans_plusplus
@@ -300,21 +303,22 @@ def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.Ra
     n = dX.shape[0]
     cands = np.asarray(dX[int(rng.randint(n))].compute(), dtype=np.float64)[None, :]
     seed = int(rng.randint(2**31))
-    arrays = dask.optimize(*(a for a in (dX, w) if a is not None))
-    xs = arrays[0].to_delayed(optimize_graph=False).ravel()
-    ws = [None] * len(xs) if w is None else arrays[1].to_delayed(optimize_graph=False).ravel()
-    starts = row_offsets(dX.chunks[0])
-    task = dask.delayed(candidate_block, pure=True, nout=2)
-    states: list[Any] = [None] * len(xs)
+    state = None
     new, offset = cands, 0
     for r in range(rounds + 1):
         last = r == rounds
-        outs = [task(xb, wb, sb, centers=new, offset=offset, n_candidates=len(cands), ell=0.0 if last else ell,
-                     seed=seed, round_=r, chunk_index=i, row_start=int(starts[i]))
-                for i, (xb, wb, sb) in enumerate(zip(xs, ws, states))]
-        *states, reduced = dask.persist(*(o[0] for o in outs), tree_reduce([o[1] for o in outs], combine_candidates))
+        outs = map_row_chunks(candidate_block, dX, w, state, centers=new, offset=offset, n_candidates=len(cands),
+                              ell=0.0 if last else ell, seed=seed, round_=r)
+        reduced = tree_reduce([o[1] for o in outs], combine_candidates)
+        if last:
+            p = reduced.compute()
+            break
+        nearest_so_far = da.concatenate([da.from_delayed(o[0], (rows,), dtype=NEAREST)
+                                         for o, rows in zip(outs, dX.chunks[0])])
+        nearest_so_far, reduced = dask.persist(nearest_so_far, reduced)
         p = reduced.compute()
-        if last or p.cost == 0:
+        state = nearest_so_far  # only now: the round's tasks need the previous state until they have run
+        if p.cost == 0:
             break
         new, offset = p.x[p.keys < ell / p.cost], len(cands)
         cands = np.vstack([cands, new])

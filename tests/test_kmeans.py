@@ -130,3 +130,18 @@ def test_worker_killed_mid_fit_gives_same_centres(process_client, tmp_path):
     ref, killed, record = undisturbed_and_killed(process_client, fit, "candidate_block", tmp_path / "killed", after=3)
     np.testing.assert_array_equal(killed.cluster_centers_, ref.cluster_centers_)
     assert killed.inertia_ == ref.inertia_ and killed.n_iter_ == ref.n_iter_
+
+
+def test_streamed_from_the_store_equals_held_and_reads_inside_the_tasks(client, tmp_path, monkeypatch):
+    from distributed import get_task_stream
+
+    path = make_mixture(tmp_path / "s.zarr", 12_000, 5, 4, chunk_rows=2_000, center_std=6.0, seed=3)
+    held = KMeans(4, random_state=2).fit(path)
+    monkeypatch.setattr(sm.kmeans, "PERSIST_FRACTION", 0.0)  # as for data larger than the cluster's memory
+    with get_task_stream() as ts:
+        streamed = KMeans(4, random_state=2).fit(path)
+    np.testing.assert_array_equal(streamed.cluster_centers_, held.cluster_centers_)
+    assert streamed.inertia_ == held.inertia_ and streamed.n_iter_ == held.n_iter_
+    prefixes = {str(t["key"]).strip("('").split("-")[0] for t in ts.data}
+    assert {"candidate_block", "lloyd_block"} <= prefixes
+    assert not any(p.startswith("read") for p in prefixes), prefixes  # every chunk read in its round's task

@@ -103,17 +103,24 @@ def assign(X: np.ndarray, C: np.ndarray, w: np.ndarray | None = None) -> Assignm
     return Assignment(labels, d2, weights, S, inertia)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _nearest_of_row(XC, c_sq, i):  # pragma: no cover - compiled
+    """(‖c‖² − 2 x·c of the nearest centre, its index) for row ``i`` of ``XC = X C'``; ties keep the first."""
+    best, lab = np.inf, 0
+    for j in range(XC.shape[1]):
+        v = c_sq[j] - 2.0 * XC[i, j]
+        if v < best:
+            best, lab = v, j
+    return best, lab
+
+
 @njit(cache=True, nogil=True)
 def _assign_rows(XC, c_sq, X, w, labels, d2, weights, sums):  # pragma: no cover - compiled
-    n, k = XC.shape
+    n = XC.shape[0]
     weighted = w.shape[0] > 0
     inertia = 0.0
     for i in range(n):
-        best, lab = np.inf, 0
-        for j in range(k):
-            v = c_sq[j] - 2.0 * XC[i, j]
-            if v < best:
-                best, lab = v, j
+        best, lab = _nearest_of_row(XC, c_sq, i)
         wi = w[i] if weighted else 1.0
         x_sq = 0.0
         for f in range(X.shape[1]):
@@ -145,15 +152,11 @@ def update_nearest(X: np.ndarray, C: np.ndarray, w: np.ndarray | None, d2: np.nd
 
 @njit(cache=True, nogil=True)
 def _update_rows(XC, c_sq, X, w, d2, labels, offset):  # pragma: no cover - compiled
-    n, k = XC.shape
+    n = XC.shape[0]
     weighted = w.shape[0] > 0
     total = 0.0
     for i in range(n):
-        best, lab = np.inf, 0
-        for j in range(k):
-            v = c_sq[j] - 2.0 * XC[i, j]
-            if v < best:
-                best, lab = v, j
+        best, lab = _nearest_of_row(XC, c_sq, i)
         x_sq = 0.0
         for f in range(X.shape[1]):
             x_sq += X[i, f] * X[i, f]

@@ -46,7 +46,7 @@ from ._kmeans_kernels import (
     nearest,
     sq_distances,
 )
-from ._moments import check_sample_weight, tree_reduce
+from ._moments import check_sample_weight, reduce_here, tree_reduce
 from ._repr import FittedSummaryMixin
 from .validation import (
     as_dask_array,
@@ -243,9 +243,8 @@ def _distances_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
 def _pass(kernel: Any, combine: Any, dX: da.Array, w: da.Array | None, **kwargs: Any) -> Any:
     """One pass: ``kernel(x_block, w_block, chunk_index=i, row_start=r, **kwargs)`` on every row chunk (each
     chunk read inside its kernel's task), combined by the fixed tree of ``combine`` calls, in one
-    ``dask.compute``."""
-    (result,) = dask.compute(tree_reduce(map_row_chunks(kernel, dX, w, **kwargs), combine))
-    return result
+    ``dask.compute`` whose last combine runs here (``reduce_here``: no extra task and transfer per pass)."""
+    return reduce_here(map_row_chunks(kernel, dX, w, **kwargs), combine)
 
 
 def _lloyd(dX: da.Array, w: da.Array | None, C: np.ndarray, max_iter: int, tol: float

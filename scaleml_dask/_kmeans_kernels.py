@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .validation import assert_finite, checked_weights
+from ._checks import assert_finite, checked_weights
 
 
 def row_norms_sq(X: np.ndarray) -> np.ndarray:
@@ -258,7 +258,7 @@ class CandidatePart(NamedTuple):
 
 #: Per row, what a k-means|| round keeps on the workers for the next: the squared distance to the nearest
 #: candidate so far and that candidate's index (12 bytes a row; a 1-d array on the rows, so that rounds map
-#: over it with ``validation.map_row_chunks`` like any other row-chunked input).
+#: over it with ``passes.map_row_chunks`` like any other row-chunked input).
 NEAREST = np.dtype([("d2", np.float64), ("label", np.int32)])
 
 

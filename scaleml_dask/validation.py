@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._checks import assert_finite, checked_weights, nonfinite_error
 
-if TYPE_CHECKING:  # dask.array costs ~0.4 s to import; in-memory callers (small t-SNE) never need it
+if TYPE_CHECKING:  # importing dask.array is slow; in-memory callers (small t-SNE) never need it
     import dask.array as da
 
 __all__ = ["NotFittedError", "as_dask_array", "assert_finite", "check_array", "check_is_fitted", "check_learned",

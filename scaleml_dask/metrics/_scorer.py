@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from .._folds import TEST
 from ._functions import accuracy_from, prf_from, rankings
 from ._states import MAX_BINS, Confusion, ProbaLoss, Residuals, ScoreTable
 
@@ -186,30 +185,34 @@ def _response(model: Any, methods: Sequence[str], X: np.ndarray, cache: dict) ->
     raise AttributeError(f"{type(model).__name__} has none of {list(methods)} for this scorer")
 
 
+def score_rows(jobs: Sequence[tuple[Any, Any]], rows: dict, scorers: Sequence[Scorer]) -> list:
+    """For each job ``(model, key)`` the states of ``scorers`` on the rows ``rows[key] = (X, y, w)`` (None where
+    there are none); each model output is computed once per job."""
+    out = []
+    for model, key in jobs:
+        Xs, ys, ws = rows[key]
+        cache: dict = {}
+        out.append([None if len(Xs) == 0 else sc.state(ys, _response(model, sc.response, Xs, cache), ws)
+                    for sc in scorers])
+    return out
+
+
 def score_chunk(X: np.ndarray, y: np.ndarray | None, w: np.ndarray | None, *, chunk_index: int, row_start: int,
-                jobs: Sequence[tuple[Any, int | None]], scorers: Sequence[Scorer], plan: Any = None) -> list:
-    """Per chunk: for each job ``(model, split)`` the states of ``scorers`` on the split's test rows (all rows
-    for split None). Rows are taken once per split, each model output computed once."""
+                jobs: Sequence[tuple[Any, Any]], scorers: Sequence[Scorer], plan: Any = None) -> list:
+    """Per chunk: for each job ``(model, part)`` the states of ``scorers`` on the rows of ``part``: None for every
+    row, or ``(split, code)`` for the rows whose membership in ``split`` of ``plan`` is ``code`` (``TEST``, or
+    ``TRAIN`` for training scores). Rows are taken once per part."""
     X = np.asarray(X)
     y = None if y is None else np.asarray(y).ravel()
-    rows: dict[int | None, tuple] = {None: (X, y, w)}
-    if plan is not None and any(s is not None for _, s in jobs):
+    w = None if w is None else np.asarray(w).ravel()
+    rows: dict[Any, tuple] = {None: (X, y, w)}
+    parts = {key for _, key in jobs if key is not None}
+    if parts:
         M = plan.memberships(np.arange(row_start, row_start + len(X)), y)
-        for s in {s for _, s in jobs if s is not None}:
-            keep = M[s] == TEST
-            rows[s] = (X[keep], None if y is None else y[keep], None if w is None else np.asarray(w).ravel()[keep])
-    out = []
-    for model, split in jobs:
-        Xs, ys, ws = rows[split]
-        cache: dict = {}
-        states = []
-        for sc in scorers:
-            if len(Xs) == 0:
-                states.append(None)
-                continue
-            states.append(sc.state(ys, _response(model, sc.response, Xs, cache), ws))
-        out.append(states)
-    return out
+        for split, code in parts:
+            keep = M[split] == code
+            rows[(split, code)] = (X[keep], None if y is None else y[keep], None if w is None else w[keep])
+    return score_rows(jobs, rows, scorers)
 
 
 def merge_scores(parts: list[list], scorers: Sequence[Scorer]) -> list:
@@ -224,10 +227,10 @@ def merge_scores(parts: list[list], scorers: Sequence[Scorer]) -> list:
     return out
 
 
-def score_pass(X: Any, y: Any, jobs: Sequence[tuple[Any, int | None]], scorers: Sequence[Scorer], *,
+def score_pass(X: Any, y: Any, jobs: Sequence[tuple[Any, Any]], scorers: Sequence[Scorer], *,
                plan: Any = None, sample_weight: Any = None) -> list[list[Any]]:
-    """One pass over ``X`` (and ``y``, weights): the merged state of every scorer for every ``(model, split)``
-    job, as ``[job][scorer]``."""
+    """One pass over ``X`` (and ``y``, weights): the merged state of every scorer for every ``(model, part)``
+    job (``score_chunk``), as ``[job][scorer]``."""
     from ..passes import one_pass
 
     return one_pass(score_chunk, functools.partial(merge_scores, scorers=list(scorers)), X, y, sample_weight,

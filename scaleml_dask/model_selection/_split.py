@@ -62,8 +62,11 @@ class SplitPlan:
     def memberships(self, rows: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
 
-    def chunk_counts(self, chunks: Sequence[int]) -> np.ndarray:
-        """Rows per (chunk, split, membership code) for this chunking: ``(n_chunks, n_splits, 3)``."""
+    def chunk_counts(self, chunks: Sequence[int], y: Any = None) -> np.ndarray:
+        """Rows per (chunk, split, membership code) for this chunking: ``(n_chunks, n_splits, 3)`` (``y``: the
+        labels, chunked so, where the plan needs them)."""
+        if self.needs_y:
+            return _counts_pass(self, y)
         starts = np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
         out = np.zeros((len(chunks), self.n_splits, 3), dtype=np.int64)
         for i in range(len(chunks)):
@@ -155,7 +158,7 @@ class _StratifiedPlan(SplitPlan):
             out[s] = np.where(p < n_test, TEST, np.where(p < n_test + n_train, TRAIN, NONE))
         return out
 
-    def chunk_counts(self, chunks: Sequence[int]) -> np.ndarray:
+    def chunk_counts(self, chunks: Sequence[int], y: Any = None) -> np.ndarray:
         if tuple(np.diff(self.starts)) != tuple(int(c) for c in chunks):
             raise ValueError("a stratified split plan counts rows for the chunking it was made for")
         out = np.zeros((len(chunks), self.n_splits, 3), dtype=np.int64)
@@ -191,6 +194,50 @@ class _HeadTailPlan(SplitPlan):
         rows = np.asarray(rows)
         return np.where(rows >= self.n - self.n_test, TEST, np.where(rows < self.n_train, TRAIN, NONE)
                         ).astype(np.int8)[None, :]
+
+
+@dataclass(frozen=True, eq=False)
+class _SubsamplePlan(SplitPlan):
+    """``base`` restricted to a seeded subsample of ``keep`` rows (the others are in no part of any split): the
+    n_samples resource of successive halving on the generic path, as scikit-learn's ``_SubsampleMetaSplitter``."""
+
+    base: SplitPlan = field(default=None)
+    perm: Permutation = field(default=None)
+    keep: int = 0
+
+    @property
+    def needs_y(self) -> bool:  # type: ignore[override]
+        return self.base.needs_y
+
+    @classmethod
+    def of(cls, base: SplitPlan, keep: int, random_state: Any) -> SplitPlan:
+        if keep >= base.n:
+            return base
+        return cls(base.n, base.n_splits, base=base, perm=Permutation.seeded(base.n, _seed(random_state), 0x5AB),
+                   keep=int(keep))
+
+    def memberships(self, rows: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        M = self.base.memberships(rows, y)
+        M[:, self.perm(rows) >= self.keep] = NONE
+        return M
+
+
+def _counts_of_block(y: np.ndarray, *, chunk_index: int, row_start: int, plan: SplitPlan) -> np.ndarray:
+    M = plan.memberships(np.arange(row_start, row_start + len(y)), np.asarray(y).ravel())
+    return np.stack([(M == code).sum(axis=1) for code in (NONE, TRAIN, TEST)], axis=1)
+
+
+def _counts_pass(plan: SplitPlan, y: Any) -> np.ndarray:
+    """``chunk_counts`` of a plan that needs the labels: one pass over ``y`` (numpy: its rows as one chunk)."""
+    if y is None:
+        raise ValueError("this split plan needs the labels y to count its rows")
+    if not hasattr(y, "dask"):
+        return _counts_of_block(np.asarray(y), chunk_index=0, row_start=0, plan=plan)[None]
+    import dask
+
+    from ..passes import map_row_chunks
+
+    return np.stack(dask.compute(*map_row_chunks(_counts_of_block, y, plan=plan)))
 
 
 def encode_labels(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -503,7 +550,7 @@ def select_rows(a: Any, plan: SplitPlan, split: int, code: int, *, y: Any = None
         M = plan.memberships(np.arange(len(a)), None if y is None else np.asarray(y).ravel())
         return a[M[split] == code]
     if counts is None:
-        counts = plan.chunk_counts(a.chunks[0])
+        counts = plan.chunk_counts(a.chunks[0], y)
     extra = () if not plan.needs_y else (y.rechunk((a.chunks[0],)) if y.chunks[0] != a.chunks[0] else y,)
     return derived(_take, a, row_index(a), *extra, n_columns=a.shape[1] if a.ndim == 2 else None, dtype=a.dtype,
                    row_chunks=tuple(counts[:, split, code]), plan=plan, split=split, code=code)
@@ -555,7 +602,7 @@ def train_test_split(*arrays: Any, test_size: Any = None, train_size: Any = None
     if dataset is not None:
         return [_select_dataset(dataset, plan, code, stratify) for code in (TRAIN, TEST)]
     out = []
-    counts = plan.chunk_counts(chunks) if chunks is not None else None
+    counts = plan.chunk_counts(chunks, stratify) if chunks is not None else None
     for a in arrays:
         if _n_rows(a) != n:
             raise ValueError(f"Found input variables with inconsistent numbers of samples: [{n}, {_n_rows(a)}]")
@@ -590,6 +637,6 @@ def _select_dataset(ds: Any, plan: SplitPlan, code: int, y: Any) -> Any:
             continue
         data = var.data
         if counts is None:
-            counts = plan.chunk_counts(data.chunks[0])
+            counts = plan.chunk_counts(data.chunks[0], y)
         variables[name] = (var.dims, select_rows(data, plan, 0, code, y=y, counts=counts), var.attrs)
     return xr.Dataset(variables, attrs=dict(ds.attrs))

@@ -156,7 +156,11 @@ def fused_evaluation(f: Any, rows: list[tuple[int, int]]) -> Evaluation:
 
 def evaluate_generic(ctx: Context, estimator: Any, candidates: list[dict], *, return_train_score: bool,
                      error_score: Any, keep_estimators: bool, plan: SplitPlan | None = None) -> Evaluation:
-    """The generic path: a fit per candidate and split on the split's training rows, then one scoring pass."""
+    """The generic path: a fit per candidate and split on the split's training rows, then one scoring pass.
+
+    The fits run inside ``reuse_statistics()``: estimators made of one moments pass (``Ridge``,
+    ``LinearRegression``, ``PCA``) fitted on the same split's rows share that pass, deliberately —
+    ``cv_results_["statistics_reused"]`` counts, per candidate, the splits it did not read."""
     plan = plan or ctx.plan
     S, N = plan.n_splits, len(candidates)
     ev = Evaluation(N, S)
@@ -165,27 +169,47 @@ def evaluate_generic(ctx: Context, estimator: Any, candidates: list[dict], *, re
     ev.diverged = [None] * N
     models: list[list[Any]] = [[None] * S for _ in range(N)]
     sub = ctx if plan is ctx.plan else Context(ctx.X, ctx.y, ctx.dX, ctx.dy, plan, ctx.scorers, ctx.classes)
-    for c, params in enumerate(candidates):
-        for s in range(S):
-            est = clone(estimator).set_params(**params)
-            X_train = sub.rows(ctx.dX, s, TRAIN)
-            y_train = None if ctx.dy is None else sub.rows(ctx.dy, s, TRAIN)
-            t0 = time.perf_counter()
-            try:
-                if y_train is None:
-                    est.fit(X_train)
-                else:
-                    est.fit(X_train, y_train)
-            except Exception as exc:  # noqa: BLE001 - scikit-learn's error_score contract
-                if isinstance(error_score, str) and error_score == "raise":
-                    raise
-                if isinstance(exc, FloatingPointError) and ev.diverged[c] is None:
-                    ev.diverged[c] = (getattr(exc, "epoch", -1), str(exc))
-                warnings.warn(f"fit failed for candidate {params} on split {s}: {type(exc).__name__}: {exc}; its "
-                              f"score is set to error_score={error_score!r}", _fit_failed_warning(), stacklevel=3)
-                est = None
-            ev.fit_time[c, s] = time.perf_counter() - t0
-            models[c][s] = est
+    from .._moments import reuse_statistics
+
+    with reuse_statistics():  # candidates that differ only after one moments pass share it, per split
+        for c, params in enumerate(candidates):
+            for s in range(S):
+                _fit_one(ctx, sub, estimator, params, c, s, ev, models, error_score)
+    reused = [[getattr(m, "statistics_reused_", None) for m in row] for row in models]
+    if any(r is not None for row in reused for r in row):
+        ev.extra["statistics_reused"] = np.array([sum(bool(r) for r in row) for row in reused], dtype=np.int64)
+    _score_generic(ctx, sub, plan, ev, models, return_train_score, error_score)
+    if keep_estimators:
+        ev.estimators = models
+    return ev
+
+
+def _fit_one(ctx: Context, sub: Context, estimator: Any, params: dict, c: int, s: int, ev: Evaluation,
+             models: list, error_score: Any) -> None:
+    """Fit candidate ``c`` on split ``s``'s training rows; a failed fit scores ``error_score`` (a diverged one is
+    reported as such)."""
+    est = clone(estimator).set_params(**params)
+    X_train = sub.rows(ctx.dX, s, TRAIN)
+    y_train = None if ctx.dy is None else sub.rows(ctx.dy, s, TRAIN)
+    t0 = time.perf_counter()
+    try:
+        est.fit(X_train) if y_train is None else est.fit(X_train, y_train)
+    except Exception as exc:  # noqa: BLE001 - scikit-learn's error_score contract
+        if isinstance(error_score, str) and error_score == "raise":
+            raise
+        if isinstance(exc, FloatingPointError) and ev.diverged[c] is None:
+            ev.diverged[c] = (getattr(exc, "epoch", -1), str(exc))
+        warnings.warn(f"fit failed for candidate {params} on split {s}: {type(exc).__name__}: {exc}; its score is "
+                      f"set to error_score={error_score!r}", _fit_failed_warning(), stacklevel=4)
+        est = None
+    ev.fit_time[c, s] = time.perf_counter() - t0
+    models[c][s] = est
+
+
+def _score_generic(ctx: Context, sub: Context, plan: SplitPlan, ev: Evaluation, models: list,
+                   return_train_score: bool, error_score: Any) -> None:
+    """Score every fitted model on its split's test (and training) rows: scorer names in one pass."""
+    N, S = ev.n_candidates, ev.n_splits
     scorers = ctx.scorers
     one_pass = {n: s for n, s in scorers.items() if isinstance(s, Scorer)}
     for name in scorers:
@@ -217,9 +241,6 @@ def evaluate_generic(ctx: Context, estimator: Any, candidates: list[dict], *, re
             value = float(fn(models[c][s], X_part, y_part))
             ev.score_time[c, s] += time.perf_counter() - t0
             (ev.test if code == TEST else ev.train)[name][c, s] = value
-    if keep_estimators:
-        ev.estimators = models
-    return ev
 
 
 def _fit_failed_warning() -> type:

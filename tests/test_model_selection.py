@@ -312,3 +312,30 @@ def test_randomized_search_samples_scikit_learns_candidates():
     s = RandomizedSearchCV(sm.Ridge(), dist, n_iter=5, cv=3, random_state=4).fit(X, y)
     assert s.cv_results_["params"] == list(ParameterSampler(dist, 5, random_state=4))
     assert s.best_score_ > 0.99 and s.predict(X).shape == (600,)
+
+
+def test_kmeans_sweep_shares_every_pass_and_finds_the_clusters(tmp_path):
+    """k = 2..6 on 4 planted clusters: one initialisation and shared Lloyd passes (the reader counts one read
+    of each chunk per pass), each k's inertia as good as scikit-learn's best of 10 runs, the elbow and the
+    silhouette at 4."""
+    from sklearn.cluster import KMeans as SkKMeans
+    from sklearn.utils import check_random_state
+
+    from scaleml_dask.io.synthetic import make_mixture
+    from scaleml_dask.kmeans import kmeans_parallel_candidates
+    from scaleml_dask.model_selection import kmeans_sweep
+
+    path = make_mixture(tmp_path / "m.zarr", 4000, 3, 4, chunk_rows=1000, cluster_std=0.5, center_std=6.0, seed=1)
+    before = sum(read.reads.values())
+    kmeans_parallel_candidates(sm.open_dataset(path).X.data, None, check_random_state(0), 12.0, 5)
+    init_reads = sum(read.reads.values()) - before
+    before = sum(read.reads.values())
+    sweep = kmeans_sweep(path, range(2, 7), random_state=0, silhouette_sample=500)
+    lloyd_passes = int(sweep.n_iter_.max())  # every k in the same passes: as many as the slowest k needs
+    assert sum(read.reads.values()) - before == init_reads + lloyd_passes * 4
+    assert sweep.passes_ == 5 + 1 + lloyd_passes and sweep.n_iter_.sum() > lloyd_passes
+    assert sweep.elbow_ == 4 and sweep.best_silhouette_k_ == 4 and sweep.silhouette_sample_ == 500
+    X = sm.open_dataset(path).X.values
+    for k, inertia in zip(sweep.n_clusters_, sweep.inertia_):
+        assert inertia <= 1.02 * SkKMeans(int(k), n_init=10, random_state=0).fit(X).inertia_
+    assert sweep.model(4).predict(X[:5]).shape == (5,)

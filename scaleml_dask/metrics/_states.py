@@ -8,11 +8,11 @@ and finished on the client:
   micro, macro, weighted), the confusion matrix;
 - ``ScoreTable``: per label the weight of each distinct score (or score bin) — ROC AUC and average precision
   of any label against the rest (``ranking``). It holds the exact scores while there are at most ``max_bins``
-  distinct ones; beyond that it coarsens the scores' order-preserving 64-bit keys 4 bits at a time (bins of a
-  fixed *relative* width, as floating point itself), so it stays bounded whatever the data. Only pairs of a
-  positive and a negative row in the same coarse bin are uncertain, so ``Ranking.auc_bound`` = 0.5 Σ_bins
-  pos·neg / (P·N) bounds the AUC's error (and ``ap_bound`` average precision's), computed from the state
-  itself: 0 while it is exact;
+  distinct ones; beyond that it drops the fewest low bits of the scores' order-preserving 64-bit keys that
+  leave at most ``max_bins`` (bins of a fixed *relative* width, as floating point itself), so it stays bounded
+  whatever the data. Only pairs of a positive and a negative row in the same coarse bin are uncertain, so
+  ``Ranking.auc_bound`` = 0.5 Σ_bins pos·neg / (P·N) bounds the AUC's error (and ``ap_bound`` average
+  precision's), computed from the state itself: 0 while it is exact;
 - ``ProbaLoss``: per true label the summed −log of each class's clipped probability — log loss;
 - ``Residuals``: weight, mean and centred sum of squares of y (Chan et al.'s pairwise update), the summed
   squared and absolute errors — R², MSE, RMSE, MAE.
@@ -41,6 +41,24 @@ def _weights(w: np.ndarray | None, n: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------
 
 
+def _small_int_codes(a: np.ndarray, b: np.ndarray, span_max: int = 64) -> tuple | None:
+    """``(lo, span, a - lo, b - lo)`` as int64 codes when both hold integer values within ``span_max`` of each
+    other (class labels), else None."""
+    if a.dtype.kind not in "iub" and (a.dtype.kind != "f" or b.dtype.kind not in "iubf"):
+        return None
+    if b.dtype.kind not in "iubf" or len(a) == 0:
+        return None
+    lo = min(a.min(), b.min())
+    hi = max(a.max(), b.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi - lo >= span_max:
+        return None
+    ca, cb = (np.asarray(x, dtype=np.float64) - lo for x in (a, b))
+    ia, ib = ca.astype(np.int64), cb.astype(np.int64)
+    if not (np.array_equal(ia, ca) and np.array_equal(ib, cb)):
+        return None
+    return lo, int(hi - lo) + 1, ia, ib
+
+
 @dataclass
 class Confusion:
     """Weighted counts of (true, predicted) labels over ``labels`` (sorted union of both)."""
@@ -51,8 +69,17 @@ class Confusion:
     @classmethod
     def from_block(cls, y_true: np.ndarray, y_pred: np.ndarray, w: np.ndarray | None = None) -> Confusion:
         y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+        n = len(y_true)
+        small = _small_int_codes(y_true, y_pred)
+        if small is not None:  # labels that are small integers: counted without sorting
+            lo, span, ct, cp = small
+            counts = np.bincount(ct * span + cp, weights=_weights(w, n), minlength=span * span).reshape(span, span)
+            seen = np.flatnonzero((counts.sum(axis=0) > 0) | (counts.sum(axis=1) > 0)
+                                  | (np.bincount(ct, minlength=span) > 0) | (np.bincount(cp, minlength=span) > 0))
+            labels = (seen + lo).astype(np.result_type(y_true, y_pred))
+            return cls(labels, counts[np.ix_(seen, seen)])
         labels, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
-        n, L = len(y_true), len(labels)
+        L = len(labels)
         counts = np.bincount(codes[:n] * L + codes[n:], weights=_weights(w, n), minlength=L * L)
         return cls(labels, counts.reshape(L, L))
 
@@ -139,13 +166,22 @@ class ScoreTable:
         return cls(level, labels, uk, weights)._bounded(max_bins)
 
     def _bounded(self, max_bins: int) -> ScoreTable:
-        t = self
-        while len(t.keys) > max_bins:
-            uk, inv = np.unique(t.keys >> np.uint64(4), return_inverse=True)
-            weights = np.zeros((len(t.labels), len(uk)))
-            _scatter_rows(weights, np.arange(len(t.labels)), inv, t.weights)
-            t = ScoreTable(t.level + 4, t.labels, uk, weights)
-        return t
+        """The finest coarsening (fewest low bits dropped) that leaves at most ``max_bins`` keys: the keys are
+        sorted, so a coarsening's key count is a count of changes, and the weights sum over runs."""
+        if len(self.keys) <= max_bins:
+            return self
+
+        def distinct(shift: int) -> int:
+            k = self.keys >> np.uint64(shift)
+            return 1 + int(np.count_nonzero(k[1:] != k[:-1]))
+
+        lo, hi = 1, 64 - self.level
+        while lo < hi:  # the key count falls as more bits are dropped
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if distinct(mid) <= max_bins else (mid + 1, hi)
+        k = self.keys >> np.uint64(lo)
+        starts = np.flatnonzero(np.concatenate([[True], k[1:] != k[:-1]]))
+        return ScoreTable(self.level + lo, self.labels, k[starts], np.add.reduceat(self.weights, starts, axis=1))
 
     def ranking(self, positive: object) -> Ranking:
         """The ranking of label ``positive`` against every other label."""
@@ -184,10 +220,8 @@ class Ranking:
         return r._bounded(max_bins)
 
     def _bounded(self, max_bins: int) -> Ranking:
-        r = self
-        while len(r.keys) > max_bins:
-            r = Ranking(r.level + 4, *_sum_by_key(r.keys >> np.uint64(4), r.pos, r.neg))
-        return r
+        t = ScoreTable(self.level, np.array([1, 0]), self.keys, np.vstack([self.pos, self.neg]))._bounded(max_bins)
+        return Ranking(t.level, t.keys, t.weights[0], t.weights[1])
 
     def _totals(self) -> tuple[float, float]:
         P, N = float(self.pos.sum()), float(self.neg.sum())

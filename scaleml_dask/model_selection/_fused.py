@@ -116,13 +116,20 @@ def _fused_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: i
     M = spec.plan.memberships(np.arange(row_start, row_start + len(X)), y)
     out: dict[str, Any] = {"n_train": {}, "steps": {}, "val_loss": {}, "val_rows": {}}
     if spec.jobs:
-        rows = {}
+        rows, scores = {}, {}
         for split, code in {key for _, key in spec.jobs}:
             keep = M[split] == code
+            Xs = X[keep]
             if code == TEST:
-                assert_finite(X[keep], "X", chunk_index, row_start)
-            rows[(split, code)] = (X[keep], y[keep], None)
-        out["scores"] = score_rows(spec.jobs, rows, spec.scorers)
+                assert_finite(Xs, "X", chunk_index, row_start)
+            rows[(split, code)] = (Xs, y[keep], None)
+            cols = np.concatenate([job.columns for job, key in spec.jobs if key == (split, code)])
+            scores[(split, code)] = Xs @ spec.W[:-1, cols] + spec.W[-1, cols]  # every candidate in one product
+        jobs = []
+        for job, key in spec.jobs:
+            at = sum(len(j.columns) for j, k in spec.jobs[: spec.jobs.index((job, key))] if k == key)
+            jobs.append((job.with_scores(scores[key][:, at:at + len(job.columns)]), key))
+        out["scores"] = score_rows(jobs, rows, spec.scorers)
     delta = np.zeros_like(spec.W)
     active = np.ones(spec.W.shape[1], dtype=bool)
     for k, gr in enumerate(spec.groups):
@@ -290,8 +297,8 @@ class FusedSGD:
                 loss_groups.append(len(groups) - 1)
         keys = [(int(c), s, code) for c in np.flatnonzero(scoring) for s in range(S)
                 for code in ((TEST, TRAIN) if self.return_train_score else (TEST,))]
-        models = {(c, s): self.model(c, s) for c, s, _ in keys}
-        jobs = tuple((models[(c, s)], (s, code)) for c, s, code in keys)
+        jobs = tuple((_Responses(np.arange(c * S * K + s * K, c * S * K + (s + 1) * K), self.classes,
+                                 self.estimators[c].loss), (s, code)) for c, s, code in keys)
         W_in = self.W.copy()
         spec = _Pass(self.plan, self.classes, W_in, tuple(groups), tuple(loss_groups), jobs, self.scorers)
         t0 = time.perf_counter()
@@ -428,6 +435,38 @@ class FusedSGD:
         res = self.results[c]
         return [self.model(c, s, res.weights[s], res.t[s], res.evaluated_at) for s in range(self.S)] \
             if res.weights else []
+
+
+class _Responses:
+    """What a fused candidate's estimator answers on a block, from its margins computed with every other
+    candidate's in one product: ``decision_function``, ``predict`` and ``predict_proba`` exactly as
+    ``SGDClassifier`` / ``SGDRegressor`` form them from their scores (the block argument is the scorer's, and the
+    margins are already of its rows)."""
+
+    def __init__(self, columns: np.ndarray, classes: np.ndarray | None, loss: str, S: np.ndarray | None = None):
+        self.columns, self.classes, self.loss, self.S = columns, classes, loss, S
+
+    def with_scores(self, S: np.ndarray) -> _Responses:
+        return _Responses(self.columns, self.classes, self.loss, S)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        return self.S[:, 0] if self.S.shape[1] == 1 else self.S
+
+    def predict(self, X: Any) -> np.ndarray:
+        if self.classes is None:
+            return self.S[:, 0]
+        idx = (self.S[:, 0] > 0).astype(np.intp) if self.S.shape[1] == 1 else self.S.argmax(axis=1)
+        return self.classes[idx]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        from .._math import sigmoid
+
+        if self.classes is None or self.loss != "log_loss":
+            raise AttributeError(f"predict_proba is not available for loss={self.loss!r}")
+        P = sigmoid(self.S)
+        if self.S.shape[1] == 1:
+            return np.concatenate([1.0 - P, P], axis=1)
+        return P / P.sum(axis=1, keepdims=True)
 
 
 class _ScoreMerge:

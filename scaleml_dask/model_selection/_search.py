@@ -68,6 +68,8 @@ class _BaseSearchCV(MetaEstimatorMixin, BaseEstimator):
         self.cv_results_, self.passes_, self.cv_estimators_ = self._run(ctx)
         self.search_time_ = time.perf_counter() - t_start
         refit_metric = self._refit_metric()
+        if self.refit is False and self.multimetric_:  # scikit-learn: no best_* without a metric to pick by
+            return self
         if callable(self.refit):
             self.best_index_ = int(self.refit(self.cv_results_))
         else:

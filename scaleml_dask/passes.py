@@ -106,8 +106,13 @@ def derived(fn: Callable, *arrays: da.Array, n_columns: int | None = None, dtype
         row_chunks = tuple(int(r) for r in row_chunks)
         if len(row_chunks) != len(rows):
             raise ValueError(f"derived: {len(row_chunks)} row chunks given for inputs of {len(rows)}")
+    from dask.base import tokenize
+
+    # named explicitly: dask would take the callable's repr, which holds its memory address (so the same
+    # transform of the same data would get another name each time)
+    name = f"{getattr(fn, '__name__', 'derived').strip('_')}-{tokenize(d, n_columns, dtype, row_chunks)}"
     out = da.blockwise(d, out_ind, *pairs, new_axes=new_axes, concatenate=True, dtype=dtype, meta=meta,
-                       adjust_chunks=None if row_chunks is None else {"i": row_chunks})
+                       adjust_chunks=None if row_chunks is None else {"i": row_chunks}, name=name)
     if out.chunks[0] != (rows if row_chunks is None else row_chunks):  # a guard for the contract above
         raise ValueError("derived: the output's row chunks differ from its inputs'")
     _DERIVED[out.name] = d

@@ -2,10 +2,11 @@
 
 A split never shuffles or copies rows: row ``i`` goes where its position ``p = perm(i)`` in a seeded, keyed
 permutation of ``0..n-1`` says (``p < n_test``: test; the k folds of ``KFold``: equal ranges of ``p``). The
-permutation is a 4-round Feistel network on the smallest even number of bits that holds ``n``, walked until
-it lands below ``n`` (cycle walking: a bijection of ``0..n-1``, on average fewer than 4 rounds of walking), so
-``perm(i)`` needs nothing but ``i``, ``n`` and the keys — the same assignment whatever the chunking, on any
-worker, with exactly the part sizes scikit-learn's splitters give.
+permutation is a 4-round alternating Feistel network on the bits that hold ``n`` (the two halves may differ by
+a bit; each round XORs one half with a keyed multiply-xorshift hash of the other), walked until it lands below
+``n`` (cycle walking: a bijection of ``0..n-1``, fewer than 2 walks a row on average), so ``perm(i)`` needs
+nothing but ``i``, ``n`` and the keys — the same assignment whatever the chunking, on any worker, with exactly
+the part sizes scikit-learn's splitters give.
 
 >>> p = Permutation.seeded(10, 0)
 >>> sorted(p(np.arange(10)).tolist()) == list(range(10))
@@ -26,30 +27,39 @@ NONE, TRAIN, TEST = 0, 1, 2
 
 
 @njit(cache=True, inline="always")
-def _mix(x):  # pragma: no cover - compiled
-    """splitmix64's finalizer: a bijective mix of the 64 bits."""
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+def _round(v, key, mask):  # pragma: no cover - compiled
+    """A keyed hash of ``v`` cut to ``mask``: multiply by a large odd constant, fold the high bits down."""
+    h = (v ^ key) * np.uint64(0x9E3779B97F4A7C15)
+    h ^= h >> np.uint64(29)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    return (h ^ (h >> np.uint64(32))) & mask
+
+
+@njit(cache=True, inline="always")
+def permute_one(x, limit, lo, lo_mask, hi_mask, keys):  # pragma: no cover - compiled
+    """``perm(x)`` for one row (``x``, ``limit``: uint64; ``lo`` the low half's bits and the two masks)."""
+    while True:
+        high = x >> lo
+        low = x & lo_mask
+        low ^= _round(high, keys[0], lo_mask)
+        high ^= _round(low, keys[1], hi_mask)
+        low ^= _round(high, keys[2], lo_mask)
+        high ^= _round(low, keys[3], hi_mask)
+        x = (high << lo) | low
+        if x < limit:
+            return x
 
 
 @njit(cache=True, nogil=True)
-def _permute(rows, n, half, keys, out):  # pragma: no cover - compiled
-    """``out[i] = perm(rows[i])``: the Feistel network on ``2 * half`` bits, walked until below ``n``."""
-    h = np.uint64(half)
-    mask = (np.uint64(1) << h) - np.uint64(1)
+def _permute(rows, n, bits, low_bits, keys, out):  # pragma: no cover - compiled
+    """``out[i] = perm(rows[i])``: the alternating Feistel network on ``bits`` bits (the low half ``low_bits``
+    of them), walked until below ``n``."""
+    lo = np.uint64(low_bits)
+    lo_mask = (np.uint64(1) << lo) - np.uint64(1)
+    hi_mask = (np.uint64(1) << np.uint64(bits - low_bits)) - np.uint64(1)
     limit = np.uint64(n)
     for i in range(rows.shape[0]):
-        x = np.uint64(rows[i])
-        while True:
-            left = x >> h
-            right = x & mask
-            for r in range(4):
-                left, right = right, left ^ (_mix(right ^ keys[r]) & mask)
-            x = (left << h) | right
-            if x < limit:
-                break
-        out[i] = np.int64(x)
+        out[i] = np.int64(permute_one(np.uint64(rows[i]), limit, lo, lo_mask, hi_mask, keys))
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,10 +81,15 @@ class Permutation:
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         if self.keys is None:
             return rows.copy()
-        bits = max(2, int(self.n - 1).bit_length())
         out = np.empty(len(rows), dtype=np.int64)
-        _permute(rows, self.n, (bits + 1) // 2, self.keys, out)
+        _permute(rows, self.n, *self.bits, self.keys, out)
         return out
+
+    @property
+    def bits(self) -> tuple[int, int]:
+        """The network's bits and those of its low half."""
+        bits = max(2, int(self.n - 1).bit_length())
+        return bits, bits // 2
 
 
 def fold_bounds(n: int, k: int, rotate: int = 0) -> np.ndarray:

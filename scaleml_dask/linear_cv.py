@@ -34,6 +34,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 
+from ._cv_kernels import fold_grams, pattern_grams
 from ._folds import TEST, TRAIN
 from ._moments import AUTO_TOL, check_sample_weight
 from ._repr import FittedSummaryMixin
@@ -53,23 +54,65 @@ _SCORINGS = ("r2", "neg_mean_squared_error", "neg_root_mean_squared_error")
 def pattern_moments(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, *, chunk_index: int, row_start: int,
                     plan: Any, method: str, tol: float) -> dict[bytes, Moments]:
     """The moments of a chunk's rows grouped by their membership in every split of ``plan`` (pattern → moments);
-    without a plan, one pattern: all rows."""
+    without a plan, one pattern: all rows. Unweighted float64 rows under ``auto`` / ``gram`` take the Gram of
+    each pattern from one pass over the block (``_cv_kernels``), without gathering them."""
     X = np.asarray(X)
     y = np.asarray(y).ravel()
+    common = dict(center=True, method=method, tol=tol, chunk_index=chunk_index, row_start=row_start)
     if plan is None:
-        return {b"": block_moments(X, y, w, center=True, method=method, tol=tol, chunk_index=chunk_index,
-                                   row_start=row_start)}
-    M = plan.memberships(np.arange(row_start, row_start + len(X)), y)
-    code = np.zeros(len(X), dtype=np.int64)
-    for s in range(M.shape[0]):
-        code = code * 3 + M[s]
+        return {b"": block_moments(X, y, w, **common)}
     out = {}
-    for c in np.unique(code):
-        rows = np.flatnonzero(code == c)
-        key = M[:, rows[0]].tobytes()
-        out[key] = block_moments(X[rows], y[rows], None if w is None else np.asarray(w).ravel()[rows], center=True,
-                                 method=method, tol=tol, chunk_index=chunk_index, row_start=row_start)
+    if w is None and X.dtype == np.float64 and method in ("auto", "gram"):
+        if getattr(plan, "perm", None) is not None and plan.perm.keys is not None:  # k folds: computed in the kernel
+            grams, counts, index = fold_grams(X, y, row_start, plan.perm, plan.bounds)
+            patterns = plan.patterns(np.zeros(0, dtype=np.int64))[1]
+        else:
+            index, patterns = plan.patterns(np.arange(row_start, row_start + len(X)), y)
+            grams, counts = pattern_grams(X, y, index, len(patterns))
+        for p, key in enumerate(patterns):
+            if counts[p]:
+                rows = _Rows(index, p)  # gathered only if a QR is needed
+                out[key.tobytes()] = block_moments(_Lazy(X, rows, counts[p]), _Lazy(y, rows, counts[p]), None,
+                                                   gram=grams[p], **common)
+        return out
+    index, patterns = plan.patterns(np.arange(row_start, row_start + len(X)), y)
+    for p, key in enumerate(patterns):
+        rows = np.flatnonzero(index == p)
+        if len(rows):
+            out[key.tobytes()] = block_moments(X[rows], y[rows], None if w is None else np.asarray(w).ravel()[rows],
+                                               **common)
     return out
+
+
+class _Rows:
+    """The indices of pattern ``p``'s rows, found only when asked for."""
+
+    def __init__(self, index: np.ndarray, p: int) -> None:
+        self.index, self.p, self._rows = index, p, None
+
+    def get(self) -> np.ndarray:
+        if self._rows is None:
+            self._rows = np.flatnonzero(self.index == self.p)
+        return self._rows
+
+
+class _Lazy:
+    """A pattern's rows of a block, gathered only if ``block_moments`` needs them (a QR of an ill-conditioned
+    pattern, or naming a NaN); what it asks before that (dtype, shape) is answered without gathering."""
+
+    def __init__(self, a: np.ndarray, rows: _Rows, n: int) -> None:
+        self.a, self.rows, self._taken = a, rows, None
+        self.dtype = a.dtype
+        self.shape = (int(n),) + a.shape[1:]
+        self.ndim = a.ndim
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self._taken is None:
+            self._taken = self.a[self.rows.get()]
+        return self._taken if dtype is None else self._taken.astype(dtype, copy=False)
+
+    def __getitem__(self, key: Any) -> Any:
+        return np.asarray(self)[key]
 
 
 def combine_patterns(parts: list[dict[bytes, Moments]]) -> dict[bytes, Moments]:

@@ -80,44 +80,72 @@ def exp_nonpositive(x: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _residuals(Z, Wlast, Tb, tcol, loss_code, E, absz, ex, bits, active, X, rows_b):  # pragma: no cover
-    """``E[q, c] = dloss/dz`` of member ``c`` on batch row ``q`` (margins ``Z + Wlast``, written back to ``Z``),
-    as ``sgd._kernels._grad_batch`` computes it. Returns -1, or the batch row whose margin was not finite for an
-    active member while the row itself is not finite (a NaN / inf in the data); members whose margin overflowed
-    from finite weights and rows are switched off."""
+def _margins(Z, Wlast):  # pragma: no cover - compiled
+    """``Z += Wlast`` row by row; returns whether every margin is finite (no branch: the loop vectorises)."""
     b, M = Z.shape
+    ok = 0.0
     for q in range(b):
         for c in range(M):
             z = Z[q, c] + Wlast[c]
             Z[q, c] = z
-            if not math.isfinite(z) and active[c]:
+            ok += z - z  # 0 for finite z, NaN otherwise
+    return ok == 0.0
+
+
+@njit(cache=True, nogil=True)
+def _nonfinite_margins(Z, active, X, rows_b):  # pragma: no cover - compiled
+    """After ``_margins`` found a non-finite margin: the batch row holding a NaN / inf if there is one (for an
+    active member), else -1 with the members whose margins overflowed switched off."""
+    b, M = Z.shape
+    for q in range(b):
+        for c in range(M):
+            if not math.isfinite(Z[q, c]) and active[c]:
                 row = rows_b[q]
                 for j in range(X.shape[1]):
                     if not math.isfinite(X[row, j]):
                         return q
                 active[c] = False
-    if loss_code == 1:
-        flat = Z.ravel()
-        a = absz.ravel()[: b * M]
-        for q in range(b * M):
-            a[q] = -abs(flat[q])
-        _exp_nonpositive_into(a, ex.ravel()[: b * M], bits[: b * M])
-        e2 = ex.ravel()
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _residuals(Z, Tb, tcol, loss_code, E, sums, ex, bits):  # pragma: no cover - compiled
+    """``E[q, c] = dloss/dz`` of member ``c`` on batch row ``q`` at margin ``Z[q, c]``, as
+    ``sgd._kernels._grad_batch`` computes it, and each member's sum of them (``sums``: the intercept's
+    gradient). The target of a row is read once when there is one target column (two classes, regression);
+    the loops are split by loss, so that each vectorises."""
+    b, M = Z.shape
+    n = b * M
+    zf, ef, xf = Z.ravel(), E.ravel()[:n], ex.ravel()[:n]
+    T = np.empty(n)  # each element's target
+    if Tb.shape[1] == 1:
         for q in range(b):
+            t = Tb[q, 0]
             for c in range(M):
-                e = e2[q * M + c]
-                num = 1.0 if Z[q, c] > 0 else e
-                E[q, c] = num / (1.0 + e) - Tb[q, tcol[c]]
-    elif loss_code == 0:
-        for q in range(b):
-            for c in range(M):
-                E[q, c] = Z[q, c] - Tb[q, tcol[c]]
+                T[q * M + c] = t
     else:
         for q in range(b):
             for c in range(M):
-                t = Tb[q, tcol[c]]
-                E[q, c] = (1.0 - 2.0 * t) if (2.0 * t - 1.0) * Z[q, c] < 1.0 else 0.0
-    return -1
+                T[q * M + c] = Tb[q, tcol[c]]
+    if loss_code == 1:
+        for i in range(n):
+            xf[i] = -abs(zf[i])
+        _exp_nonpositive_into(xf, ef, bits[:n])
+        for i in range(n):
+            e = ef[i]
+            ef[i] = (1.0 if zf[i] > 0 else e) / (1.0 + e) - T[i]
+    elif loss_code == 0:
+        for i in range(n):
+            ef[i] = zf[i] - T[i]
+    else:
+        for i in range(n):
+            t = T[i]
+            ef[i] = (1.0 - 2.0 * t) if (2.0 * t - 1.0) * zf[i] < 1.0 else 0.0
+    for c in range(M):
+        sums[c] = 0.0
+    for q in range(b):
+        for c in range(M):
+            sums[c] += E[q, c]
 
 
 @njit(cache=True, nogil=True)
@@ -139,9 +167,9 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
     Tb = np.empty((batch_size, K))
     rows_b = np.empty(batch_size, dtype=np.int64)
     E = np.empty((batch_size, M))
-    absz = np.empty((batch_size, M))
     ex = np.empty((batch_size, M))
     bits = np.empty(batch_size * M, dtype=np.int64)
+    sums = np.empty(M)
     G = np.empty((d + 1, M))
     Gt = G.T
     Wt = W.T
@@ -166,18 +194,17 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
                 for j in range(K):
                     Tb[q, j] = T[r, j]
             Z = np.dot(Xb[:b], W[:d])
-            bad = _residuals(Z, W[d], Tb[:b], tcol, loss_code, E[:b], absz, ex, bits, active, X, rows_b)
-            if bad >= 0:
-                return 0, rows_b[bad]
+            if not _margins(Z, W[d]):
+                bad = _nonfinite_margins(Z, active, X, rows_b)
+                if bad >= 0:
+                    return 0, rows_b[bad]
+            _residuals(Z, Tb[:b], tcol, loss_code, E[:b], sums, ex, bits)
             Gx = np.dot(Xb[:b].T, E[:b])
             for j in range(d):
                 for c in range(M):
                     G[j, c] = Gx[j, c] / b
             for c in range(M):
-                s = 0.0
-                for q in range(b):
-                    s += E[q, c]
-                G[d, c] = s / b if fit_intercept[c] else 0.0
+                G[d, c] = sums[c] / b if fit_intercept[c] else 0.0
             t += 1.0
             for c in range(M):
                 if not active[c]:

@@ -75,9 +75,17 @@ class SplitPlan:
                 out[i, :, code] = (M == code).sum(axis=1)
         return out
 
-    def test_sizes(self) -> np.ndarray:
-        """Test rows per split."""
-        return self.chunk_counts([self.n])[0, :, TEST]
+    def patterns(self, rows: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The rows grouped by their membership in every split: ``(index, patterns)`` with ``patterns[p]`` the
+        memberships ``(n_splits,)`` shared by the rows whose ``index`` is ``p``."""
+        M = self.memberships(rows, y)
+        code = np.zeros(M.shape[1], dtype=np.int64)
+        for s in range(M.shape[0]):
+            code = code * 3 + M[s]
+        uniq, index = np.unique(code, return_inverse=True)
+        first = np.zeros(len(uniq), dtype=np.int64)
+        first[index[::-1]] = np.arange(len(index))[::-1]
+        return index.astype(np.int64), M[:, first].T.copy()
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,6 +96,10 @@ class _KFoldPlan(SplitPlan):
     def memberships(self, rows: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
         f = fold_of(self.perm(rows), self.bounds)
         return np.where(f[None, :] == np.arange(self.n_splits)[:, None], TEST, TRAIN).astype(np.int8)
+
+    def patterns(self, rows: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        k = self.n_splits  # the pattern of a row is its test fold
+        return fold_of(self.perm(rows), self.bounds), np.where(np.eye(k, dtype=bool), TEST, TRAIN).astype(np.int8)
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,7 +15,7 @@
 >>> X = np.vstack([rng.normal(c, 0.3, size=(300, 2)) for c in ([0, 0], [6, 0], [0, 6], [6, 6])])
 >>> sweep = kmeans_sweep(X, [2, 3, 4, 5, 6], random_state=0)
 >>> sweep.best_silhouette_k_, sweep.elbow_, sweep.inertia_.round().astype(int).tolist()[2]
-(4, 4, 212)
+(4, 4, 215)
 """
 
 from __future__ import annotations

@@ -243,6 +243,8 @@ class RidgeCV(FittedSummaryMixin, RegressorMixin, BaseEstimator):
             patterns = one_pass(pattern_moments, combine_patterns, dX, dy, w, plan=plan, method="tsqr", tol=AUTO_TOL)
             self.passes_ += 1
             full = combine_moments(list(patterns.values()))
+        if not full.weight > 0:
+            raise ValueError("sample_weight: all weights are zero; at least one must be positive")
         from ._moments import solver_name
 
         self.solver_ = solver_name(full)

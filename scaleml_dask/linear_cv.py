@@ -39,7 +39,8 @@ from ._folds import TEST, TRAIN
 from ._moments import AUTO_TOL, check_sample_weight
 from ._repr import FittedSummaryMixin
 from ._tsqr import Moments, block_moments, combine_moments, gram_error_bound
-from .validation import check_is_fitted, check_X_y
+from .linear import _LinearBase
+from .validation import check_X_y
 
 __all__ = ["RidgeCV"]
 
@@ -319,17 +320,8 @@ class RidgeCV(FittedSummaryMixin, RegressorMixin, BaseEstimator):
                         intercept=self.intercept_path_, alphas=alphas, n=full.weight)
         return sums / full.weight
 
-    def predict(self, X: Any) -> Any:
-        """``X @ coef_ + intercept_``: numpy for numpy input, a lazy dask array otherwise."""
-        from .linear import _in_memory
-        from .validation import as_dask_array, check_n_features, check_predict_input, finite_blocks
-
-        check_is_fitted(self, "coef_")
-        if _in_memory(X):
-            return check_predict_input(self, X) @ self.coef_ + self.intercept_
-        dX = as_dask_array(X, "X", ndim=2)
-        check_n_features(self, dX.shape[1])
-        return finite_blocks(dX.astype(np.float64), "X") @ self.coef_ + self.intercept_
+    predict = _LinearBase.predict  # X @ coef_ + intercept_, as Ridge's
+    score = _LinearBase.score  # R² in one pass, as Ridge's
 
 
 def _loo_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: int, mean: np.ndarray, V: np.ndarray,

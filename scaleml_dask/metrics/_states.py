@@ -119,11 +119,6 @@ def order_keys(scores: np.ndarray) -> np.ndarray:
     return np.where(bits & _SIGN, ~bits, bits | _SIGN)
 
 
-def _sum_by_key(keys: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, ...]:
-    uk, inv = np.unique(keys, return_inverse=True)
-    return uk, np.bincount(inv, weights=pos, minlength=len(uk)), np.bincount(inv, weights=neg, minlength=len(uk))
-
-
 def _scatter_rows(out: np.ndarray, rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> None:
     """``out[rows[r], cols[j]] += values[r, j]`` (repeated columns summed)."""
     for r, row in enumerate(rows):
@@ -203,25 +198,8 @@ class Ranking:
     @classmethod
     def from_block(cls, positive: np.ndarray, scores: np.ndarray, w: np.ndarray | None = None,
                    max_bins: int = MAX_BINS) -> Ranking:
-        positive = np.asarray(positive).ravel().astype(bool)
-        scores = np.asarray(scores, dtype=np.float64).ravel()
-        if np.isnan(scores).any():
-            raise ValueError("the scores contain NaN")
-        w = _weights(w, len(scores))
-        r = cls(0, *_sum_by_key(order_keys(scores), np.where(positive, w, 0.0), np.where(positive, 0.0, w)))
-        return r._bounded(max_bins)
-
-    @classmethod
-    def merge(cls, parts: list[Ranking], max_bins: int = MAX_BINS) -> Ranking:
-        level = max(p.level for p in parts)
-        keys = np.concatenate([p.keys >> np.uint64(level - p.level) for p in parts])
-        r = cls(level, *_sum_by_key(keys, np.concatenate([p.pos for p in parts]),
-                                    np.concatenate([p.neg for p in parts])))
-        return r._bounded(max_bins)
-
-    def _bounded(self, max_bins: int) -> Ranking:
-        t = ScoreTable(self.level, np.array([1, 0]), self.keys, np.vstack([self.pos, self.neg]))._bounded(max_bins)
-        return Ranking(t.level, t.keys, t.weights[0], t.weights[1])
+        """The ranking of the rows where ``positive`` is true against the others."""
+        return ScoreTable.from_block(np.asarray(positive).ravel().astype(bool), scores, w, max_bins).ranking(True)
 
     def _totals(self) -> tuple[float, float]:
         P, N = float(self.pos.sum()), float(self.neg.sum())

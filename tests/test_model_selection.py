@@ -339,3 +339,27 @@ def test_kmeans_sweep_shares_every_pass_and_finds_the_clusters(tmp_path):
     for k, inertia in zip(sweep.n_clusters_, sweep.inertia_):
         assert inertia <= 1.02 * SkKMeans(int(k), n_init=10, random_state=0).fit(X).inertia_
     assert sweep.model(4).predict(X[:5]).shape == (5,)
+
+
+def test_a_pipeline_fuses_its_final_step_and_fits_its_preprocessing_once_per_split():
+    """make_pipeline(PCA, SGDClassifier) searched over sgdclassifier__ parameters: PCA fitted once per split (its
+    transform runs inside the fused pass's tasks), the candidates fused; each equals the plain pipeline fitted on
+    that split's training rows."""
+    from sklearn.pipeline import make_pipeline
+
+    dX, dy, est = _problem("binary")
+    pipe = make_pipeline(sm.PCA(n_components=3), est)
+    cv = StratifiedKFold(3, random_state=2)
+    grid = {"sgdclassifier__alpha": [1e-4, 1e-2], "sgdclassifier__eta0": [0.01, 0.05]}
+    search = GridSearchCV(pipe, grid, cv=cv, refit=False).fit(dX, dy)
+    assert search.passes_ == est._n_epochs + 1
+    plan = cv.make_plan(3000, dX.chunks[0], dy)
+    counts = plan.chunk_counts(dX.chunks[0], dy)
+    for c, params in enumerate(search.cv_results_["params"]):
+        for s, fused in enumerate(search.cv_estimators_[c]):
+            X_train, y_train = (select_rows(a, plan, s, TRAIN, y=dy, counts=counts) for a in (dX, dy))
+            plain = clone(pipe).set_params(**params).fit(X_train, y_train)
+            np.testing.assert_allclose(fused[-1].coef_, plain[-1].coef_, rtol=0, atol=1e-10)
+            np.testing.assert_allclose(fused[0].components_, plain[0].components_, rtol=1e-12)
+    generic = GridSearchCV(pipe, {"pca__n_components": [2, 3]}, cv=cv, refit=False).fit(dX, dy)
+    assert generic.passes_ is None and np.isfinite(generic.cv_results_["mean_test_score"]).all()  # not fused

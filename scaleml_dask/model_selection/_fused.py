@@ -1,6 +1,10 @@
 """The fused search: N candidates × k splits of an SGD estimator (local mode) trained in the same read of each
 chunk, scored in the same passes, with successive halving between rounds and divergent candidates stopped.
 
+A pipeline whose last step is an SGD estimator fuses too, when the candidates set that step's parameters only:
+its other steps are fitted once per split (``_fit_preprocessing``) and their transform runs inside each pass's
+task, on the chunk just read, before the candidates train on the transformed block.
+
 One *round* of a candidate is what one round of the plain ``mode="local"`` estimator does (federated averaging:
 every chunk runs the round's local epochs from the current weights, the client averages the weight changes by
 training rows), on the candidate's training rows of each split. A pass (``_fused_block``, one task per chunk,
@@ -48,14 +52,34 @@ GROUP_PARAMS = ("random_state", "batch_size", "local_epochs", "validation_fracti
 _UNFUSABLE = {"mode": "local", "compress": None, "checkpoint_dir": None, "callback": None}
 
 
+def final_step(estimator: Any, candidates: Sequence[dict] = ()) -> tuple[list | None, Any, str, list[dict]]:
+    """``(preprocessing steps or None, final estimator, its step name, candidates for it)``: a pipeline (anything
+    with scikit-learn's ``steps``) is split before its last step, whose parameters the candidates name
+    ``<step>__<param>``; any other estimator is its own final step."""
+    steps = getattr(estimator, "steps", None)
+    if not steps:
+        return None, estimator, "", list(candidates)
+    name, final = steps[-1]
+    prefix = f"{name}__"
+    stripped = [{k[len(prefix):] if k.startswith(prefix) else k: v for k, v in c.items()} for c in candidates]
+    return list(steps[:-1]), final, name, stripped
+
+
 def fusable(estimator: Any, candidates: Sequence[dict]) -> str | None:
-    """None if ``estimator`` with each of ``candidates`` can be trained by the fused search, else the reason."""
+    """None if ``estimator`` with each of ``candidates`` can be trained by the fused search, else the reason.
+
+    A pipeline whose last step is an SGD estimator is fusable when the candidates set parameters of that step
+    only: its other steps are then fitted once per split, and their transform runs inside the fused pass's task
+    on each chunk read."""
     from ..sgd import SGDClassifier, SGDRegressor
 
-    if type(estimator) not in (SGDClassifier, SGDRegressor):
-        return f"{type(estimator).__name__} is not an SGD estimator"
-    base = estimator.get_params()
-    for params in candidates:
+    prefix, final, name, stripped = final_step(estimator, candidates)
+    if prefix is not None and any(not k.startswith(f"{name}__") for c in candidates for k in c):
+        return "a candidate sets a parameter of a step before the last"
+    if type(final) not in (SGDClassifier, SGDRegressor):
+        return f"{type(final).__name__} is not an SGD estimator"
+    base = final.get_params()
+    for params in stripped:
         merged = {**base, **params}
         for name, value in _UNFUSABLE.items():
             if merged[name] != value:
@@ -106,20 +130,30 @@ class _Pass:
     loss_groups: tuple[int, ...]  # groups whose held-out loss is measured
     jobs: tuple  # (model, (split, code)) scored on the rows of that part
     scorers: tuple
+    transforms: tuple | None = None  # per split: the fitted preprocessing of a pipeline, or None
 
 
 def _fused_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: int, spec: _Pass) -> dict:
     """One chunk of a fused pass: score, measure the held-out loss, train every group's members one round."""
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    raw = X
     y = np.asarray(y).ravel()
     T = checked_targets(y, chunk_index, row_start, spec.classes)
     M = spec.plan.memberships(np.arange(row_start, row_start + len(X)), y)
+    views: dict[int, np.ndarray] = {}
+
+    def features(split: int) -> np.ndarray:
+        """The chunk as the split's final step sees it: transformed by that split's fitted preprocessing."""
+        if split not in views:
+            Z = raw if spec.transforms is None else spec.transforms[split].transform(raw)
+            views[split] = np.ascontiguousarray(Z, dtype=np.float64)
+        return views[split]
+
     out: dict[str, Any] = {"n_train": {}, "steps": {}, "val_loss": {}, "val_rows": {}}
     if spec.jobs:
         rows, scores = {}, {}
         for split, code in {key for _, key in spec.jobs}:
             keep = M[split] == code
-            Xs = X[keep]
+            Xs = features(split)[keep]
             if code == TEST:
                 assert_finite(Xs, "X", chunk_index, row_start)
             rows[(split, code)] = (Xs, y[keep], None)
@@ -134,6 +168,7 @@ def _fused_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: i
     active = np.ones(spec.W.shape[1], dtype=bool)
     for k, gr in enumerate(spec.groups):
         g = gr.group
+        X = features(g.split)
         rows_s = np.flatnonzero(M[g.split] == TRAIN)
         n_s = len(rows_s)
         lo, hi = holdout_range(g.seed, chunk_index, n_s, g.validation_fraction)
@@ -202,9 +237,12 @@ class FusedSGD:
         self.classes = classes
         self.divergence_bound = float(divergence_bound)
         self.return_train_score = return_train_score
-        self.estimators = [clone(estimator).set_params(**p) for p in candidates]
+        prefix, final, self.final_name, stripped = final_step(estimator, candidates)
+        self.estimators = [clone(final).set_params(**p) for p in stripped]
         self.results = [CandidateResult(dict(p)) for p in candidates]
-        d = int(dX.shape[1])
+        self.transforms = None if prefix is None else self._fit_preprocessing(prefix)
+        d = int(dX.shape[1]) if self.transforms is None else \
+            int(self.transforms[0].transform(np.zeros((1, int(dX.shape[1])))).shape[1])
         self.n_out = 1 if classes is None or len(classes) == 2 else len(classes)
         S, K, N = plan.n_splits, self.n_out, len(candidates)
         self.S = S
@@ -232,6 +270,24 @@ class FusedSGD:
         self.zero_loss: dict[int, float] = {}
         self.passes_ = 0
         self.pass_times_: list[float] = []
+
+    def _fit_preprocessing(self, steps: list) -> tuple:
+        """A pipeline's steps before the last, fitted once per split on its training rows (selections, no copy;
+        moments-pass steps share their pass across splits where the data are the same)."""
+        from sklearn.base import clone
+        from sklearn.pipeline import Pipeline
+
+        from .._moments import reuse_statistics
+        from ._split import select_rows
+
+        counts = self.plan.chunk_counts(self.dX.chunks[0], self.dy)
+        fitted = []
+        with reuse_statistics():
+            for s in range(self.plan.n_splits):
+                X_train, y_train = (select_rows(a, self.plan, s, TRAIN, y=self.dy, counts=counts)
+                                    for a in (self.dX, self.dy))
+                fitted.append(Pipeline([(n, clone(t)) for n, t in steps]).fit(X_train, y_train))
+        return tuple(fitted)
 
     # -- the members' parameters ----------------------------------------------------------------------
     def _member_params(self, g: _Group) -> dict[str, np.ndarray]:
@@ -300,7 +356,8 @@ class FusedSGD:
         jobs = tuple((_Responses(np.arange(c * S * K + s * K, c * S * K + (s + 1) * K), self.classes,
                                  self.estimators[c].loss), (s, code)) for c, s, code in keys)
         W_in = self.W.copy()
-        spec = _Pass(self.plan, self.classes, W_in, tuple(groups), tuple(loss_groups), jobs, self.scorers)
+        spec = _Pass(self.plan, self.classes, W_in, tuple(groups), tuple(loss_groups), jobs, self.scorers,
+                     self.transforms)
         t0 = time.perf_counter()
         parts = map_row_chunks(_fused_block, self.dX, self.dy, unique=True, spec=spec)
         if jobs:
@@ -431,10 +488,16 @@ class FusedSGD:
         log.info("fused search: %d passes", self.passes_)
 
     def cv_estimators(self, c: int) -> list:
-        """Candidate ``c``'s fitted estimator on each split, at its last evaluation."""
+        """Candidate ``c``'s fitted estimator (pipeline) on each split, at its last evaluation."""
+        from sklearn.pipeline import Pipeline
+
         res = self.results[c]
-        return [self.model(c, s, res.weights[s], res.t[s], res.evaluated_at) for s in range(self.S)] \
-            if res.weights else []
+        if not res.weights:
+            return []
+        out = [self.model(c, s, res.weights[s], res.t[s], res.evaluated_at) for s in range(self.S)]
+        if self.transforms is None:
+            return out
+        return [Pipeline([*pre.steps, (self.final_name, est)]) for pre, est in zip(self.transforms, out)]
 
 
 class _Responses:

@@ -11,8 +11,8 @@ Results follow scikit-learn's layout (``cv_results_``, ``best_params_``, ``best_
 should report: ``diverged`` / ``diverged_round`` / ``diverged_reason`` per candidate (a diverged candidate's scores
 are NaN, ranked last, never averaged), ``bound_test_<scorer>`` for ranking metrics computed from bounded
 histograms, and for the fused path ``n_rounds``, ``samples_seen`` and ``heldout_loss``; ``passes_`` counts the
-reads of the data the search made (``search_time_`` their time), ``cv_estimators_`` holds each candidate's fitted
-estimator per split when the fused path ran.
+reads of the data the fused path made (None on the generic path; ``search_time_`` the search's time),
+``cv_estimators_`` holds each candidate's fitted estimator per split when the fused path ran.
 
 Successive halving (``HalvingRandomSearchCV``) follows scikit-learn's schedule (``factor``, ``min_resources``,
 ``max_resources``, ``aggressive_elimination``). Its resource is the number of samples seen: on the fused path the
@@ -157,8 +157,8 @@ class _BaseSearchCV(MetaEstimatorMixin, BaseEstimator):
         return self._best().n_features_in_
 
 
-def _passes(ev: Evaluation, ctx: Context) -> int:
-    return ev.passes if ev.fused else -1
+def _passes(ev: Evaluation, ctx: Context) -> int | None:
+    return ev.passes if ev.fused else None
 
 
 def format_results(candidates: list[dict], ev: Evaluation, return_train_score: bool,
@@ -351,21 +351,23 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
         return list(ParameterSampler(self.param_distributions, n, random_state=self.random_state))
 
     def _run(self, ctx: Context) -> tuple[dict, int, list]:
-        from ._fused import fusable
+        from ._fused import final_step, fusable
 
         est = self.estimator
         if self.resource != "n_samples" and self.resource not in est.get_params():
             raise ValueError(f"Cannot use resource={self.resource!r} which is not supported by estimator "
                              f"{type(est).__name__}")
+        _, final, name, _ = final_step(est)
+        rounds_params = {f"{name}__{p}" if name else p for p in ("rounds", "epochs")}
         fused = (fusable(est, [{}]) is None and ctx.dy is not None
                  and all(hasattr(s, "response") for s in ctx.scorers.values())
-                 and self.resource in ("n_samples", "rounds", "epochs"))
-        per_round = _samples_per_round(ctx, est) if fused else 1
+                 and (self.resource == "n_samples" or self.resource in rounds_params))
+        per_round = _samples_per_round(ctx, final) if fused else 1
         unit = per_round if self.resource == "n_samples" else 1
         if self.resource == "n_samples":
             smallest = per_round if fused else 2 * ctx.plan.n_splits * (len(ctx.classes) if ctx.classes is not None
                                                                          else 1)
-            auto_max = est._n_epochs * per_round if fused else int(ctx.dX.shape[0])
+            auto_max = final._n_epochs * per_round if fused else int(ctx.dX.shape[0])
         else:
             smallest, auto_max = 1, int(est.get_params()[self.resource])
         max_r = auto_max if self.max_resources == "auto" else int(self.max_resources)
@@ -452,7 +454,7 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
             alive = [alive[j] for j in order[: math.ceil(len(alive) / self.factor)]]
         ev = _concat(evs)
         self._final_rows = [i for i, it in enumerate(iters) if it == len(resources) - 1]
-        return format_results(rows_params, ev, self.return_train_score, {"iter": iters, "n_resources": res}), -1, []
+        return format_results(rows_params, ev, self.return_train_score, {"iter": iters, "n_resources": res}), None, []
 
     def _best_index(self, metric: str) -> int:
         rows = self._final_rows

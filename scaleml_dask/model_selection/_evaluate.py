@@ -88,8 +88,7 @@ class Evaluation:
 
 
 def evaluate(ctx: Context, estimator: Any, candidates: list[dict], *, return_train_score: bool = False,
-             error_score: Any = np.nan, divergence_bound: float = 10.0, keep_estimators: bool = False,
-             rounds: list[int] | None = None) -> Evaluation:
+             error_score: Any = np.nan, divergence_bound: float = 10.0, keep_estimators: bool = False) -> Evaluation:
     """Train and score every candidate on every split (fused where possible, see the module docstring)."""
     from ._fused import fusable
 
@@ -98,24 +97,22 @@ def evaluate(ctx: Context, estimator: Any, candidates: list[dict], *, return_tra
         reason = "a scorer is a callable"
     if reason is None:
         return evaluate_fused(ctx, estimator, candidates, return_train_score=return_train_score,
-                              divergence_bound=divergence_bound, rounds=rounds)
+                              divergence_bound=divergence_bound)
     log.info("model selection: generic path (%s)", reason)
     return evaluate_generic(ctx, estimator, candidates, return_train_score=return_train_score,
                             error_score=error_score, keep_estimators=keep_estimators)
 
 
 def evaluate_fused(ctx: Context, estimator: Any, candidates: list[dict], *, return_train_score: bool,
-                   divergence_bound: float, rounds: list[int] | None = None, keep: Any = None,
-                   next_stop: Any = None) -> Evaluation:
-    """The fused path: ``FusedSGD`` over all candidates; each trains ``rounds[c]`` rounds (default: its own
-    ``rounds`` / ``epochs``)."""
+                   divergence_bound: float) -> Evaluation:
+    """The fused path: ``FusedSGD`` over all candidates, each trained for its own ``rounds`` / ``epochs``."""
     from ._fused import FusedSGD
 
     f = FusedSGD(estimator, candidates, ctx.dX, ctx.dy, ctx.plan, ctx.scorers, classes=ctx.classes,
                  divergence_bound=divergence_bound, return_train_score=return_train_score)
-    stop = np.array(rounds if rounds is not None else [e._n_epochs for e in f.estimators], dtype=np.int64)
+    stop = np.array([e._n_epochs for e in f.estimators], dtype=np.int64)
     t0 = time.perf_counter()
-    f.run(stop, keep, next_stop)
+    f.run(stop)
     total = time.perf_counter() - t0
     ev = fused_evaluation(f, [(c, int(stop[c])) for c in range(len(candidates))])
     share = total / max(len(candidates) * ctx.plan.n_splits, 1)

@@ -175,7 +175,8 @@ def _fused_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: i
         if k in spec.loss_groups:
             val = rows_s[lo:hi]
             assert_finite(X[val], "X", chunk_index, row_start)
-            out["val_loss"][k] = member_losses(X[val], T[val], spec.W[:, g.members], gr.tcol, g.loss)
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging member's loss: reported, not warned
+                out["val_loss"][k] = member_losses(X[val], T[val], spec.W[:, g.members], gr.tcol, g.loss)
             out["val_rows"][k] = hi - lo
         if not len(gr.train):
             continue
@@ -387,8 +388,9 @@ class FusedSGD:
                 continue
             cols = g.members[gr.train]
             rows = np.array([b["n_train"][k] for b in blocks], dtype=np.float64)
-            delta = sum(n * b["delta"][:, cols] for n, b in zip(rows, blocks)) / rows.sum()
-            self.W[:, cols] = W_in[:, cols] + delta
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging member overflows: found just below
+                delta = sum(n * b["delta"][:, cols] for n, b in zip(rows, blocks)) / rows.sum()
+                self.W[:, cols] = W_in[:, cols] + delta
             r = int(self.done[cols[0] // (S * K)]) + 1
             if len(self.t[gi]) == r:
                 self.t[gi].append(self.t[gi][r - 1] + max(b["steps"][k] for b in blocks))

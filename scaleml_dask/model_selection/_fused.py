@@ -150,20 +150,7 @@ def _fused_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: i
 
     out: dict[str, Any] = {"n_train": {}, "steps": {}, "val_loss": {}, "val_rows": {}}
     if spec.jobs:
-        rows, scores = {}, {}
-        for split, code in {key for _, key in spec.jobs}:
-            keep = M[split] == code
-            Xs = features(split)[keep]
-            if code == TEST:
-                assert_finite(Xs, "X", chunk_index, row_start)
-            rows[(split, code)] = (Xs, y[keep], None)
-            cols = np.concatenate([job.columns for job, key in spec.jobs if key == (split, code)])
-            scores[(split, code)] = Xs @ spec.W[:-1, cols] + spec.W[-1, cols]  # every candidate in one product
-        jobs = []
-        for job, key in spec.jobs:
-            at = sum(len(j.columns) for j, k in spec.jobs[: spec.jobs.index((job, key))] if k == key)
-            jobs.append((job.with_scores(scores[key][:, at:at + len(job.columns)]), key))
-        out["scores"] = score_rows(jobs, rows, spec.scorers)
+        out["scores"] = _score_block(spec, features, M, y, T, chunk_index, row_start)
     delta = np.zeros_like(spec.W)
     active = np.ones(spec.W.shape[1], dtype=bool)
     for k, gr in enumerate(spec.groups):
@@ -200,6 +187,55 @@ def _fused_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: i
         out["steps"][k] = steps
     out["delta"] = delta
     out["active"] = active
+    return out
+
+
+def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np.ndarray, chunk_index: int,
+                 row_start: int) -> list:
+    """The scorers' states of every (candidate, split) job on the chunk's rows of its part: every candidate's
+    margins in one product per part; label metrics counted straight from the margins' classes and the encoded
+    targets (no label arrays), the others through the scorers (``metrics._scorer.score_rows``)."""
+    from ..metrics._states import Confusion
+
+    parts: dict[tuple, list[int]] = {}
+    for j, (_, key) in enumerate(spec.jobs):
+        parts.setdefault(key, []).append(j)
+    labels = [k for k, sc in enumerate(spec.scorers) if sc.kind == "labels" and spec.classes is not None]
+    others = [k for k in range(len(spec.scorers)) if k not in labels]
+    rows, margins, counts = {}, {}, {}
+    for (split, code), members in parts.items():
+        keep = np.flatnonzero(M[split] == code)
+        Xs = features(split).take(keep, axis=0)
+        if code == TEST:
+            assert_finite(Xs, "X", chunk_index, row_start)
+        rows[(split, code)] = (Xs, y[keep], T[keep])
+        cols = np.concatenate([spec.jobs[j][0].columns for j in members])
+        S = Xs @ spec.W[:-1, cols] + spec.W[-1, cols]  # every candidate in one product
+        if labels and T.shape[1] == 1:  # two classes: every candidate's confusion counts at once
+            truth = T[keep, 0]
+            positive = S > 0
+            predicted = positive.sum(axis=0).astype(np.float64)
+            hits = truth @ positive
+            n1 = float(truth.sum())
+            both = np.stack([[len(keep) - n1 - (predicted - hits), predicted - hits], [n1 - hits, hits]])
+        at = 0
+        for i, j in enumerate(members):
+            width = len(spec.jobs[j][0].columns)
+            margins[j] = S[:, at:at + width]
+            at += width
+            if labels and T.shape[1] == 1:
+                counts[j] = both[:, :, i]
+    out = []
+    for j, (job, key) in enumerate(spec.jobs):
+        Xs, ys, Ts = rows[key]
+        model = job.with_scores(margins[j])
+        states = dict(zip(others, score_rows([(model, key)], {key: (Xs, ys, None)},
+                                             [spec.scorers[k] for k in others])[0] if others else []))
+        if labels:
+            c = counts[j] if j in counts else model.confusion(Ts)
+            for k in labels:
+                states[k] = None if len(ys) == 0 else Confusion(spec.classes, c)
+        out.append([states[k] for k in range(len(spec.scorers))])
     return out
 
 
@@ -520,8 +556,17 @@ class _Responses:
     def predict(self, X: Any) -> np.ndarray:
         if self.classes is None:
             return self.S[:, 0]
-        idx = (self.S[:, 0] > 0).astype(np.intp) if self.S.shape[1] == 1 else self.S.argmax(axis=1)
-        return self.classes[idx]
+        return self.classes[self._predicted()]
+
+    def _predicted(self) -> np.ndarray:
+        return (self.S[:, 0] > 0).astype(np.intp) if self.S.shape[1] == 1 else self.S.argmax(axis=1)
+
+    def confusion(self, T: np.ndarray) -> np.ndarray:
+        """Counts of (true, predicted) class indices, the truth given as the encoded targets ``T`` (one column
+        of 0/1 for two classes, one-vs-rest indicators otherwise): what ``Confusion`` counts from labels."""
+        K = len(self.classes)
+        truth = T[:, 0].astype(np.intp) if T.shape[1] == 1 else T.argmax(axis=1)
+        return np.bincount(truth * K + self._predicted(), minlength=K * K).reshape(K, K).astype(np.float64)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         from .._math import sigmoid

@@ -8,7 +8,9 @@ fresh held-out set of 200,000 rows of the same planted model. Candidates: alpha 
 
 - **ours**: ``GridSearchCV`` over the candidate list (every candidate × fold trains in the same read of each chunk:
   ``--rounds`` rounds of local-mode SGD, one pass each, + the scoring pass), and ``HalvingRandomSearchCV`` over
-  the same candidates (rounds as the resource, factor 2); times without the refit (its own column);
+  the same candidates (samples seen as the resource, as scikit-learn's: factor 2, ``min_resources="exhaust"``, the
+  last rung ``--rounds`` epochs; a rung reads only the chunks it trains on); times without the refit (its own
+  column);
 - **plain fit**: one ``SGDClassifier(mode="local")`` with as many rounds as the search made passes — the
   yardstick of the target "16 × 3 in ≤ 2× one fit with the same number of passes";
 - **scikit-learn**: ``RandomizedSearchCV`` and ``HalvingRandomSearchCV`` of ``SGDClassifier`` (``max_iter`` =
@@ -92,9 +94,8 @@ def _ours(path: Path, cands: list[dict], rounds: int, batch: int, Xt, yt, halvin
     cv = KFold(FOLDS, random_state=0)
     t0 = time.perf_counter()
     if halving:
-        s = HalvingRandomSearchCV(base, [{k: [v] for k, v in c.items()} for c in cands],
-                                  n_candidates=len(cands), factor=2, resource="rounds", cv=cv, random_state=0)
-        s.set_params(min_resources=1, max_resources=rounds)
+        s = HalvingRandomSearchCV(base, [{k: [v] for k, v in c.items()} for c in cands], n_candidates=len(cands),
+                                  factor=2, min_resources="exhaust", cv=cv, random_state=0)
     else:
         s = GridSearchCV(base, [{k: [v] for k, v in c.items()} for c in cands], cv=cv)
     s.fit(path)
@@ -233,8 +234,8 @@ def main(argv=None) -> None:
             for _ in range(args.repeat):
                 for name, fn in ((f"ours: GridSearchCV ({N} × {FOLDS}, fused)", lambda cands=cands: _ours(
                                     path, cands, args.rounds, args.batch_size, Xt, yt, False)),
-                                 ("ours: HalvingRandomSearchCV (fused, rounds)", lambda cands=cands: _ours(
-                                    path, cands, args.rounds * 4, args.batch_size, Xt, yt, True))):
+                                 ("ours: HalvingRandomSearchCV (fused, n_samples)", lambda cands=cands: _ours(
+                                    path, cands, args.rounds, args.batch_size, Xt, yt, True))):
                     r = fn()
                     if name not in best or r["seconds"] < best[name]["seconds"]:
                         best[name] = r

@@ -14,7 +14,14 @@ from fitted import batch_models, small_data
 
 import scaleml_dask as sm
 from scaleml_dask import online
-from scaleml_dask.deploy.registry import RegistryError, list_versions, load_model, read_metadata, save_model
+from scaleml_dask.deploy.registry import (
+    RegistryError,
+    content_sha256,
+    list_versions,
+    load_model,
+    read_metadata,
+    save_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +116,7 @@ def test_metadata_documents_the_model_and_its_training_data(tmp_path, data):
     model = sm.LinearRegression().fit(X, y)
     save_model(model, tmp_path / "m", data=X, metrics={"r2": np.float64(0.9), "n": np.int64(3)})
     meta = read_metadata(tmp_path / "m")
-    assert meta["format_version"] == 1 and meta["class"] == "scaleml_dask.linear.LinearRegression"
+    assert meta["format_version"] == 2 and meta["class"] == "scaleml_dask.linear.LinearRegression"
     assert meta["n_features"] == 5 and meta["outputs"] == ["predict"] and meta["version"] == 1
     assert meta["dtypes"] == {"input": "float64", "predict": "float64"}
     assert meta["metrics"] == {"r2": 0.9, "n": 3}
@@ -181,10 +188,22 @@ def saved(tmp_path, data):
     return save_model(sm.LinearRegression().fit(X, y), tmp_path / "m")
 
 
-def _edit_metadata(path: Path, change) -> None:
+def _edit_metadata(path: Path, change, reseal=True) -> None:
+    """Change the metadata document; ``reseal`` recomputes its content checksum, as a careful tamperer would."""
     meta = json.loads((path / "metadata.json").read_text())
     change(meta)
+    if reseal:
+        meta["content_sha256"] = content_sha256(meta)
     (path / "metadata.json").write_text(json.dumps(meta))
+
+
+def test_an_edited_or_corrupted_metadata_value_is_caught_by_the_content_checksum(saved, data):
+    _edit_metadata(saved, lambda m: m["state"]["$dict"].__setitem__(
+        [k for k, _ in m["state"]["$dict"]].index("intercept_"), ["intercept_", 0.5]), reseal=False)
+    with pytest.raises(RegistryError, match=r"metadata\.json: content checksum mismatch"):
+        load_model(saved.parent)
+    _edit_metadata(saved, lambda m: None)  # resealed: the edit loads (the checksum is no signature)
+    assert load_model(saved.parent).intercept_ == 0.5
 
 
 def test_corrupted_npz_is_refused(saved):
@@ -226,21 +245,23 @@ def test_pickled_object_array_is_refused(saved):
         arrays = {k: z[k] for k in z.files}
     arrays["coef_"] = np.array([object()], dtype=object)
     _rewrite_arrays_with_valid_checksum(saved, arrays)
-    with pytest.raises(RegistryError, match=r"arrays\.npz: cannot be read as \.npz without pickle"):
+    with pytest.raises(RegistryError, match=r"arrays\.npz: array 'coef_' is \|O \[1\] in the file, the metadata "
+                                            r"declares <f8 \[5\]"):
         load_model(saved.parent)
 
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.update({"class": "os.system"}), "unknown model class 'os.system'"),
-    (lambda m: m.update(format_version=2), "format_version 2 is newer"),
+    (lambda m: m.update(format_version=3), "format_version 3 is newer"),
     (lambda m: m.update(n_features=4), "n_features is 4 but array 'coef_' has 5 features"),
-    (lambda m: m["arrays"]["coef_"].update(shape=[6]), r"array 'coef_' is <f8 \[5\], metadata says <f8 \[6\]"),
+    (lambda m: m["arrays"]["coef_"].update(shape=[6]),
+     r"array 'coef_' is <f8 \[5\] in the file, the metadata declares <f8 \[6\]"),
     (lambda m: m.pop("state"), r"missing \['state'\]"),
-    (lambda m: m.update(files=[]), r"malformed metadata \(AttributeError"),
+    (lambda m: m.update(files=[]), r"files: must map file names"),
     (lambda m: m["arrays"]["coef_"].update(file=None), "which has no checksum"),
     (lambda m: m["state"]["$dict"].append(["x_", {"$pickle": "..."}]), "unknown tag '\\$pickle'"),
     (lambda m: m["state"]["$dict"].append(["x_", {"$dataclass": "os:PathLike", "fields": {}}]),
-     "not from scaleml_dask"),
+     "dataclass 'os:PathLike' is not one of"),
 ])
 def test_incompatible_metadata_is_refused(saved, change, message):
     _edit_metadata(saved, change)

@@ -22,7 +22,7 @@ from sklearn.utils import ClassifierTags, RegressorTags
 
 from .._math import sigmoid
 from .._repr import FittedSummaryMixin
-from ..validation import check_learned, check_n_features, nonfinite_error
+from ..validation import check_learned, check_n_features, nonfinite_error, restored_state_problem
 from ._status import BAD_LABEL, BAD_LENGTH, BAD_TARGET
 
 
@@ -75,6 +75,33 @@ class OnlineEstimator(BaseEstimator):
 
     def _pack(self) -> None:
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ state read back from a file
+
+    def _state_layout(self) -> list[tuple[str, Any, type, tuple]]:
+        """(name, value, dtype, shape) of each state array as the compiled kernels index it (no bounds checks
+        there); None in a shape is any length."""
+        return []
+
+    def _state_counts(self) -> list[tuple[str, Any, int, int]]:
+        """(name, value, low, high) of each state number the kernels use as a count, size or index."""
+        return []
+
+    def _check_restored_state(self) -> str | None:
+        """What is wrong with a state loaded from a registry (None if nothing): a state of another layout, or
+        with counts out of range, would make the kernels read or write past their arrays, so it is refused.
+        Accepted, it is marked stale: the hyperparameters are validated and packed again from the restored
+        parameters at the next call (what the file says the kernels' packed copy holds is not trusted)."""
+        if not self._started():
+            return None
+        problem = restored_state_problem(type(self).__name__, self._state_layout())
+        problem = problem or restored_state_problem(type(self).__name__, [], self._state_counts())
+        if problem is None:
+            self._hyperparameters_untrusted()
+        return problem
+
+    def _hyperparameters_untrusted(self) -> None:
+        self._stale = True
 
 
 class OnlineLearner(FittedSummaryMixin, OnlineEstimator):

@@ -104,6 +104,20 @@ class _GradientLinear(OnlineLearner):
     def _stale(self) -> bool:
         return bool(self._buf[B_STALE])
 
+    def _state_layout(self) -> list[tuple[str, Any, type, tuple]]:
+        buf = self._buf
+        d = buf[B_D] if isinstance(buf, np.ndarray) and buf.ndim == 1 and len(buf) > B_D else 0
+        p = int(d) + 1 if np.isfinite(d) and d == int(d) and 1 <= d < 2**40 else 0
+        return [("_buf", buf, np.float64, (B_HEAD + 3 * p,))]
+
+    def _state_counts(self) -> list[tuple[str, Any, int, int]]:
+        buf = self._buf
+        return [("_buf[B_D] (features)", buf[B_D], 1, 2**40), ("_buf[B_SEEN] (rows seen)", buf[B_SEEN], 0, 2**53),
+                ("_buf[B_STEPS]", buf[B_STEPS], 0, 2**53), ("_buf[B_T]", buf[B_T], 0, 2**53)]
+
+    def _hyperparameters_untrusted(self) -> None:
+        self._buf[B_STALE] = 1.0  # the kernels answer STALE until _pack has run
+
     def _rows(self) -> np.ndarray:
         """Weights (row 0, intercept last) and optimizer memory (rows 1-2): a view into the buffer."""
         check_learned(self, "_buf")

@@ -262,12 +262,70 @@ def test_pickled_object_array_is_refused(saved):
     (lambda m: m["state"]["$dict"].append(["x_", {"$pickle": "..."}]), "unknown tag '\\$pickle'"),
     (lambda m: m["state"]["$dict"].append(["x_", {"$dataclass": "os:PathLike", "fields": {}}]),
      "dataclass 'os:PathLike' is not one of"),
+    # the view of the issue: an object dtype over bytes of the file (dereferenced at predict time: SIGBUS)
+    (lambda m: (m["views"].update(v={"of": "coef_", "offset": 0, "shape": [5], "strides": [8], "dtype": "|O"}),
+                m["state"]["$dict"].append(["x_", {"$array": "v"}])), r"views\.v: needs a plain scalar dtype"),
+    (lambda m: m["views"].update(v={"of": "coef_", "offset": 8, "shape": [5], "strides": [8], "dtype": "<f8"}),
+     r"views\.v: bytes 8-48 lie outside its array 'coef_' of 40 bytes"),
+    (lambda m: m["views"].update(v={"of": "coef_", "offset": 0, "shape": [2**40], "strides": [0], "dtype": "<f8"}),
+     r"arrays: declare \d+ bytes; the limit is"),
+    (lambda m: m["arrays"]["coef_"].update(dtype="|V8"), r"arrays\.coef_: dtype '\|V8' and shape"),
+    (lambda m: m["arrays"]["coef_"].update(shape=[2**31, 2**31]), r"arrays: declare \d+ bytes; the limit is"),
+    (lambda m: m.update(n_features="5"), "n_features: must be a positive integer or null; got '5'"),
+    (lambda m: m.update(outputs={"predict": 1}), "outputs: must be distinct names"),
+    (lambda m: m.update(training={"feature_mean": "abc"}), "training.feature_mean: must be null or 5 numbers"),
+    (lambda m: m["files"]["arrays.npz"].update(bytes="big"), "files.arrays.npz: must be"),
+    (lambda m: m["files"].update({"../x.npz": m["files"]["arrays.npz"]}), "is not a file name inside the version"),
+    (lambda m: m.update(params={"$dict": [["fit_intercept", "maybe"]]}), "params: The 'fit_intercept' parameter"),
+    (lambda m: m.update(params={"$dict": [["shell", "rm -rf"]]}), r"params \['shell'\] are not parameters"),
+    (lambda m: m["state"]["$dict"].append(["predict", 1]), "state: 'predict' is not a fitted attribute"),
+    (lambda m: m["state"]["$dict"].append(["__class__", 1]), "state: '__class__' is not a fitted attribute"),
+    (lambda m: m["state"]["$dict"].append(["x_", {"$scalar": "|O", "value": 1}]), "is not a plain scalar dtype"),
+    (lambda m: m["state"]["$dict"].append(["x_", {"$generator": "os", "state": {}}]), "bit generator 'os'"),
+    (lambda m: m.update(outputs=["predict", "transform"]), r"outputs \['predict', 'transform'\] declared; the "
+                                                           r"model computes \['predict'\]"),
 ])
 def test_incompatible_metadata_is_refused(saved, change, message):
     _edit_metadata(saved, change)
     with pytest.raises(RegistryError, match=message) as info:
         load_model(saved.parent)
     assert "metadata.json" in str(info.value) or "arrays.npz" in str(info.value)
+
+
+def test_files_that_are_not_regular_files_are_refused_without_blocking(saved):
+    import os
+
+    npz = saved / "arrays.npz"
+    npz.unlink()
+    os.mkfifo(npz)  # opening a FIFO for reading would wait for a writer forever
+    with pytest.raises(RegistryError, match=r"arrays\.npz: is not a regular file"):
+        load_model(saved.parent)
+    npz.unlink()
+    npz.symlink_to("/dev/zero")
+    with pytest.raises(RegistryError, match=r"arrays\.npz: is not a regular file"):
+        load_model(saved.parent)
+
+
+def test_metadata_nested_too_deeply_is_refused(saved):
+    (saved / "metadata.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(RegistryError, match=r"metadata\.json: not valid JSON: nested too deeply"):
+        load_model(saved.parent)
+
+
+def test_a_file_naming_a_module_never_imports_it(saved):
+    """A ``$dataclass`` or ``class`` naming any module of the package (or elsewhere) imports nothing: the
+    names are looked up in the fixed table only (checked in a fresh process, where the module is not loaded)."""
+    import subprocess
+    import sys
+
+    _edit_metadata(saved, lambda m: m["state"]["$dict"].append(
+        ["x_", {"$dataclass": "scaleml_dask.tsne._tsne:TSNE", "fields": {}}]))
+    code = ("import sys; from scaleml_dask.deploy.registry import load_model, RegistryError\n"
+            "try:\n    load_model(sys.argv[1])\nexcept RegistryError as e:\n    print(e)\n"
+            "print('scaleml_dask.tsne._tsne' in sys.modules, 'scaleml_dask.tsne' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(saved.parent)], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert "dataclass 'scaleml_dask.tsne._tsne:TSNE' is not one of" in out and out.endswith("False False\n"), out
 
 
 def test_truncated_metadata_is_refused(saved):

@@ -55,6 +55,8 @@ DEFAULT_MAX_BODY_BYTES = DEFAULT.max_body_bytes
 #: The environment variable a token may come from.
 TOKEN_ENV = "SCALEML_TOKEN"
 _JSON = [(b"content-type", b"application/json")]
+#: The endpoints whose responses are models' answers, bounded by ``Limits.max_response_bytes``.
+_ANSWERS = frozenset({"infer", "v1_predict"})
 _NO_MODEL = ("", "", "")
 #: The request headers the server reads (ASGI gives names in lower case).
 _WANTED = frozenset({b"authorization", b"content-length", b"content-encoding", b"x-variant", b"x-routing-key"})
@@ -173,6 +175,7 @@ class App:
         on_metrics_port = self.metrics_port is not None and (scope.get("server") or (None, None))[1] == \
             self.metrics_port
         endpoint, handler, args, methods = _route(path)
+        elsewhere = endpoint == "metrics" and not on_metrics_port and self.metrics_port is not None
         if (endpoint == "metrics") != on_metrics_port and self.metrics_port is not None:
             endpoint, handler = "unknown", None  # each port serves its own routes only
         gauge = self._in_flight.get(endpoint)
@@ -184,7 +187,7 @@ class App:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
             if handler is None:
                 raise NotFound(f"no route {method} {path[:200]}" + (
-                    f" (metrics are served on port {self.metrics_port})" if endpoint == "metrics" else ""))
+                    f" (metrics are served on port {self.metrics_port})" if elsewhere else ""))
             if method not in methods:
                 raise MethodNotAllowed(f"{path[:200]} takes {', '.join(sorted(methods))}, not {method}")
             if self.token is not None and path not in HEALTH_ROUTES and not on_metrics_port:
@@ -209,7 +212,8 @@ class App:
             body_out, content = payload, [(b"content-type", CONTENT_TYPE.encode())]
         else:
             body_out, content = codecs.dumps(payload), _JSON
-        if status == 200 and len(body_out) > self.limits.max_response_bytes:  # the estimate missed: refused
+        if status == 200 and endpoint in _ANSWERS and len(body_out) > self.limits.max_response_bytes:
+            # the estimate before the model ran missed (long ids, wide outputs): refused all the same
             status = 413
             body_out = codecs.dumps({"error": f"the response would be {len(body_out):,} bytes; the limit is "
                                               f"{self.limits.max_response_bytes:,}"})

@@ -71,7 +71,8 @@ def _ingest(args: argparse.Namespace) -> int:
     from .io.ingest import ingest
 
     out = ingest(args.source, args.dest, target=args.target, drop=args.drop or (),
-                 chunk_rows=args.chunk_rows, codec=args.codec, na=args.na, progress=not args.quiet)
+                 chunk_rows=args.chunk_rows, codec=args.codec, na=args.na, progress=not args.quiet,
+                 overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
@@ -140,7 +141,8 @@ def _score(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model)
         with connect(args.scheduler, quiet=True) as client:
-            out = score(model, args.dataset, args.out, client=client, progress=not args.quiet)
+            out = score(model, args.dataset, args.out, client=client, progress=not args.quiet,
+                        overwrite=args.overwrite)
             if args.scheduler is None:
                 client.cluster.close()
     except (ValueError, KeyError, OSError) as exc:  # registry, catalog and data errors name the problem
@@ -168,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("ingest", help="convert CSV(.gz) / Parquet / .npy to a zarr dataset, chunk by chunk")
     i.add_argument("source")
-    i.add_argument("dest", help="destination .zarr directory (written atomically)")
+    i.add_argument("dest", help="destination .zarr directory (written atomically; never over anything but a "
+                                "dataset written here, and that only with --overwrite)")
     i.add_argument("--target", help="column that becomes y (for .npy: a column index)")
     i.add_argument("--drop", nargs="*", help="columns to leave out")
     i.add_argument("--chunk-rows", type=int, help="rows per chunk (default: near 64 MB per chunk)")
@@ -177,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--na", default="error", metavar="error|VALUE",
                    help="missing cells (empty, NA, null...): an error naming line and column (default), or "
                         "filled with VALUE")
+    i.add_argument("--overwrite", action="store_true", help="replace a dataset this project wrote at DEST")
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=_ingest)
 
@@ -227,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True, metavar="PATH", help="output .zarr dataset (written atomically)")
     sc.add_argument("--scheduler", metavar="ADDR", help="address of an existing scheduler (default: a new "
                                                         "LocalCluster)")
+    sc.add_argument("--overwrite", action="store_true", help="replace a dataset this project wrote at --out")
     sc.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sc.set_defaults(func=_score)
     return ap

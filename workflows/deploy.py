@@ -102,7 +102,7 @@ def run(config: dict, client, report) -> dict:
               "the predicted probabilities, the change of accuracy, and the scoring time per 1,000 rows."))
 
     t0 = time.perf_counter()
-    out = sm.score(registry, config["dataset"], state / "scores.zarr", client=client)
+    out = sm.score(registry, config["dataset"], state / "scores.zarr", client=client, overwrite=True)  # its own
     score_s = time.perf_counter() - t0
     scores = sm.open_dataset(out)
     agree = float((scores["y"].values[-n_val:] == model.predict(X_val)).mean())

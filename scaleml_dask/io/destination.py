@@ -1,9 +1,11 @@
 """Where this project writes: only into what it wrote itself, and nothing hidden left behind by a crash.
 
 Every directory written here (a dataset, a model version, a run, a step's state) is built under a hidden
-temporary name beside its destination, ``.<name>.tmp-<id>``, holding the marker :data:`MARKER`: who wrote it
-(``kind``, the process id, the host and the process's start time). When complete it is renamed into place and
-keeps its marker, which is how a later write knows the destination is its own to replace:
+temporary name beside its destination, ``.<name>.tmp-<id>``, holding a marker of who wrote it (``kind``, the
+process id, the host and the process's start time): the file :data:`MARKER`, or for a zarr dataset the
+attribute :data:`OWNER_ATTR` of its group (zarr warns about files it does not know). When complete it is
+renamed into place and keeps its marker, which is how a later write knows the destination is its own to
+replace:
 
 * :func:`claim` decides what may happen at a destination before anything is written: nothing there, fine; a
   directory of the same kind written here, replaced only with ``overwrite=True`` (``--overwrite``); anything
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 
 #: The marker of a directory written here (JSON: by, kind, pid, host, started).
 MARKER = ".scaleml-owner.json"
+#: The same, as an attribute of a zarr group (in its ``zarr.json``).
+OWNER_ATTR = "scaleml_owner"
 _HIDDEN = re.compile(r"^\..+\.(?:tmp|old)-[0-9a-f]{8,32}$")
 #: An empty hidden temporary without a marker is removed only after this many seconds (it may be being made).
 UNMARKED_AGE = 3600.0
@@ -68,24 +72,31 @@ def _process_start(pid: int) -> float | None:
         return None
 
 
-def _marker(kind: str) -> dict[str, Any]:
+def owner(kind: str) -> dict[str, Any]:
+    """The marker of a ``kind`` written by this process."""
     pid = os.getpid()
     return {"by": "scaleml_dask", "kind": kind, "pid": pid, "host": socket.gethostname(),
             "started": _process_start(pid)}
 
 
 def read_marker(directory: Path) -> dict[str, Any] | None:
-    """The owner marker of ``directory``, or None if it has none (or an unreadable one)."""
-    try:
-        doc = json.loads((directory / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and doc.get("by") == "scaleml_dask" else None
+    """The owner marker of ``directory`` (its :data:`MARKER` file, or its zarr group's :data:`OWNER_ATTR`), or
+    None if it has none (or an unreadable one)."""
+    for path, key in ((directory / MARKER, None), (directory / "zarr.json", OWNER_ATTR)):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if key is not None:
+            doc = doc.get("attributes", {}).get(key) if isinstance(doc, dict) else None
+        if isinstance(doc, dict) and doc.get("by") == "scaleml_dask":
+            return doc
+    return None
 
 
 def write_marker(directory: Path, kind: str) -> None:
     """Mark ``directory`` as written by this process (as ``kind``)."""
-    (directory / MARKER).write_text(json.dumps(_marker(kind)))
+    (directory / MARKER).write_text(json.dumps(owner(kind)))
 
 
 def claim(dest: str | os.PathLike, kind: str, *, overwrite: bool = False) -> Path:
@@ -117,10 +128,15 @@ def _hidden_sibling(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:12]}")
 
 
+def temporary_name(dest: Path) -> Path:
+    """A new hidden name beside ``dest`` to build it under (whoever creates it marks it)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return _hidden_sibling(dest, "tmp")
+
+
 def temporary_dir(dest: Path, kind: str = "temporary") -> Path:
     """A new hidden directory beside ``dest`` to build it in, marked with this process (see :func:`clean_stale`)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _hidden_sibling(dest, "tmp")
+    tmp = temporary_name(dest)
     tmp.mkdir()
     write_marker(tmp, kind)
     return tmp
@@ -133,11 +149,36 @@ def publish(tmp: Path, dest: Path) -> Path:
         os.replace(tmp, dest)
         return dest
     old = _hidden_sibling(dest, "old")
-    write_marker(dest, read_marker(dest)["kind"])  # ours now: a crash before it is removed leaves it to cleanup
+    write_marker(dest, "replaced")  # ours now: a crash before it is removed leaves it to the cleanup
     os.replace(dest, old)
     os.replace(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def own_dir(path: str | os.PathLike, kind: str) -> Path:
+    """``path`` as a directory of ``kind`` this project keeps writing into (a run's state): created and marked if
+    missing; refused (:class:`DestinationError`) if something not marked as such is there."""
+    path = Path(path)
+    if not path.exists():
+        path.mkdir(parents=True)
+        write_marker(path, kind)
+        return path
+    marker = read_marker(path) if path.is_dir() else None
+    if marker is None or marker.get("kind") != kind:
+        raise DestinationError(f"{path} exists and is not a {kind} directory written by scaleml_dask (no {MARKER}); "
+                               "refusing to write into it")
+    return path
+
+
+def remove_own(path: str | os.PathLike, kind: str) -> bool:
+    """Remove the directory ``path`` if it is a ``kind`` written here; returns whether it did."""
+    path = Path(path)
+    marker = read_marker(path) if path.is_dir() and not path.is_symlink() else None
+    if marker is None or marker.get("kind") != kind:
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return True
 
 
 def _writer_gone(marker: dict[str, Any]) -> bool:

@@ -137,8 +137,10 @@ def _score(args: argparse.Namespace) -> int:
     from .cluster import connect
     from .deploy.registry import load_model
     from .deploy.score import score
+    from .io.destination import claim
 
     try:
+        claim(args.out, "dataset", overwrite=args.overwrite)  # refused before a cluster is started for nothing
         model = load_model(args.model)
         with connect(args.scheduler, quiet=True) as client:
             out = score(model, args.dataset, args.out, client=client, progress=not args.quiet,

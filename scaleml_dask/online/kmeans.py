@@ -331,9 +331,10 @@ class MiniBatchKMeans(OnlineEstimator):
 
 
 def _numeric(a: Any, name: str, ndim: int, layout: str) -> np.ndarray:
-    """``a`` as float64 with ``ndim`` dimensions and at least one feature; a ValueError naming ``name`` else."""
+    """``a`` as C-ordered float64 (the layout the kernels are compiled for) with ``ndim`` dimensions and at least
+    one feature; a ValueError naming ``name`` else."""
     try:
-        a = np.asarray(a, dtype=np.float64)
+        a = np.asarray(a, dtype=np.float64, order="C")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be numeric: {exc}") from None
     if a.ndim != ndim or a.shape[-1] == 0:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .validation import assert_finite, checked_weights
+from ._checks import assert_finite, checked_weights
 
 
 def row_norms_sq(X: np.ndarray) -> np.ndarray:
@@ -69,8 +69,8 @@ class Assignment(NamedTuple):
 def _products(X: np.ndarray, C: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(start, stop, X[start:stop] C')`` for every sub-block of ``SUB_ROWS`` rows, all the products in one
     buffer: dask's workers set ``MALLOC_TRIM_THRESHOLD_``, which pins glibc's mmap threshold at 128 kB, so a
-    fresh product per sub-block would be mapped, page-faulted and unmapped every time (that doubled the
-    kernel's time in the workers; benchmarks/README.md, "k-means")."""
+    fresh product per sub-block would be mapped, page-faulted and unmapped every time (benchmarks/README.md,
+    "k-means")."""
     n = len(X)
     Ct = np.ascontiguousarray(C.T)
     XC = np.empty((min(n, SUB_ROWS), len(C)))
@@ -258,7 +258,7 @@ class CandidatePart(NamedTuple):
 
 #: Per row, what a k-means|| round keeps on the workers for the next: the squared distance to the nearest
 #: candidate so far and that candidate's index (12 bytes a row; a 1-d array on the rows, so that rounds map
-#: over it with ``validation.map_row_chunks`` like any other row-chunked input).
+#: over it with ``passes.map_row_chunks`` like any other row-chunked input).
 NEAREST = np.dtype([("d2", np.float64), ("label", np.int32)])
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -460,6 +461,7 @@ async def _soak_traffic(port: int, X: np.ndarray, predictions: np.ndarray, secon
     want = {1: predictions[:1].tolist(), 100: predictions[:100].tolist()}
     proc = psutil.Process(pid)
     counts: dict[str, int] = {}
+    failed: list[str] = []
     wrong = 0
     deadline = time.perf_counter() + seconds
     rng = np.random.default_rng(0)
@@ -470,7 +472,12 @@ async def _soak_traffic(port: int, X: np.ndarray, predictions: np.ndarray, secon
             pick = np.random.default_rng(seed)
             while time.perf_counter() < deadline:
                 kind, path, body, headers, expected = requests[pick.integers(len(requests))]
-                r = await client.post(path, content=body, headers=headers)
+                try:
+                    r = await client.post(path, content=body, headers=headers)
+                except httpx.TransportError as exc:  # counted, with what was asked, never hidden
+                    counts["transport errors"] = counts.get("transport errors", 0) + 1
+                    failed.append(f"{kind}: {type(exc).__name__}")
+                    continue
                 key = f"{r.status_code // 100}xx"
                 counts[key] = counts.get(key, 0) + 1
                 ok = r.status_code == expected if expected else 400 <= r.status_code < 500
@@ -490,7 +497,10 @@ async def _soak_traffic(port: int, X: np.ndarray, predictions: np.ndarray, secon
 
         async def scrape() -> None:
             while time.perf_counter() < deadline:
-                await client.get("/metrics", headers={"authorization": f"Bearer {SOAK_TOKEN}"})
+                try:
+                    await client.get("/metrics", headers={"authorization": f"Bearer {SOAK_TOKEN}"})
+                except httpx.TransportError as exc:
+                    failed.append(f"/metrics: {type(exc).__name__}")
                 await asyncio.sleep(5.0)
 
         samples: list[dict] = []
@@ -506,6 +516,8 @@ async def _soak_traffic(port: int, X: np.ndarray, predictions: np.ndarray, secon
                 print(f"{samples[-1]}", flush=True)
 
         await asyncio.gather(*(worker(i) for i in range(CONNECTIONS)), slow(), scrape(), monitor())
+    if failed:
+        print(f"transport errors: {collections.Counter(failed).most_common()}", flush=True)
     return samples
 
 
@@ -532,7 +544,8 @@ def soak(minutes: float, sample: float) -> str:
     per_min = max(1, round(60 / sample))
     early = float(np.median([s["RSS (MB)"] for s in samples[per_min:2 * per_min]] or [samples[0]["RSS (MB)"]]))
     late = float(np.median([s["RSS (MB)"] for s in samples[-per_min:]]))
-    keys = ["t (s)", "RSS (MB)", "connections", "threads", "fds", "2xx", "4xx", "5xx", "wrong answers"]
+    keys = ["t (s)", "RSS (MB)", "connections", "threads", "fds", "2xx", "4xx", "5xx", "transport errors",
+            "wrong answers"]
     lines = ["| " + " | ".join(keys) + " |", "|---" * len(keys) + "|"]
     step = max(1, len(samples) // 10)
     for s in samples[step - 1::step]:

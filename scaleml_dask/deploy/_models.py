@@ -61,8 +61,10 @@ class ServedModel:
         return int(np.prod(shape[1:], dtype=np.int64))
 
     def compute(self, X: np.ndarray, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """The requested outputs on the checked rows ``X``."""
-        return {name: apply(self.estimator, name, X) for name in outputs}
+        """The requested outputs on the checked rows ``X`` (an overflow is refused by name after the call,
+        not warned about on the server's stderr)."""
+        with np.errstate(all="ignore"):
+            return {name: apply(self.estimator, name, X) for name in outputs}
 
 
 def public_reason(version: int, exc: BaseException) -> str:

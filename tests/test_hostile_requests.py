@@ -365,6 +365,8 @@ def test_the_queue_is_bounded_and_a_full_one_answers_503_with_retry_after(tmp_pa
                 time.sleep(0.01)
             r = client.post("/v2/models/reg/infer", json=body)
             assert r.status_code == 503 and r.headers["retry-after"] == "1" and "queue" in r.json()["error"]
+            # the event loop is free while the only inference thread is busy: other requests are answered
+            assert client.get("/v2/models/reg").status_code == 200 and pool._running
         finally:
             release.set()
             blocker.join(30)
@@ -425,3 +427,27 @@ def test_binding_beyond_loopback_needs_a_token_and_a_token_on_the_command_line_w
     with scaleml_serve(tmp_path / "reg", "--host", "0.0.0.0", env={"SCALEML_TOKEN": "from-env"}) as (proc, base, _):
         assert httpx.get(f"{base}/v2/models/reg").status_code == 401
         assert httpx.get(f"{base}/v2/models/reg", headers={"Authorization": "Bearer from-env"}).status_code == 200
+
+
+def test_connections_are_bounded_and_slow_ones_closed(tmp_path):
+    """Three connections holding half a header fill --max-connections 3: the next is answered 503 at once; once
+    the header deadline closes them (408), requests are served again."""
+    X, y, _, _ = small_data()
+    reg = sm.LinearRegression().fit(X, y)
+    save_model(reg, tmp_path / "reg")
+    with scaleml_serve(tmp_path / "reg", "--max-connections", "3", "--header-timeout", "2") as (proc, base, _):
+        port = int(base.rsplit(":", 1)[1])
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        try:
+            for s in held:
+                s.sendall(b"GET /v2 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            time.sleep(0.2)  # (the server has accepted them: the 503 below is the proof)
+            assert httpx.get(f"{base}/v2", timeout=10).status_code == 503
+            for s in held:  # each closed by the server after its header deadline, with a 408
+                s.settimeout(30)
+                assert s.recv(4096).startswith(b"HTTP/1.1 408")
+        finally:
+            for s in held:
+                s.close()
+        r = httpx.post(f"{base}/v2/models/reg/infer", json={"inputs": [v2(X[:2])]}, timeout=10)
+        assert r.status_code == 200 and r.json()["outputs"][0]["data"] == reg.predict(X[:2]).tolist()

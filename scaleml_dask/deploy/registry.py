@@ -208,14 +208,14 @@ def version_path(directory: str | os.PathLike, version: int | str = "latest") ->
     if version == "latest":
         versions = list_versions(directory)
         if not versions:
-            raise RegistryError(f"{directory}: no saved model versions (expected {directory}/<n>/{METADATA})")
+            raise _error(directory, f"no saved model versions (expected <n>/{METADATA} inside)")
         return directory / str(versions[-1])
     if isinstance(version, bool) or not isinstance(version, (int, str)) or not str(version).isdigit() \
             or len(str(version)) > 18:
-        raise RegistryError(f"{directory}: version must be a positive integer or 'latest'; got {version!r:.40}")
+        raise _error(directory, f"version must be a positive integer or 'latest'; got {version!r:.40}")
     path = directory / str(int(version))
     if not (path / METADATA).is_file():
-        raise RegistryError(f"{path}: no such model version (have {list_versions(directory)})")
+        raise _error(path, f"no such model version (have {list_versions(directory)})")
     return path
 
 

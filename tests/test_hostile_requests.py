@@ -451,3 +451,35 @@ def test_connections_are_bounded_and_slow_ones_closed(tmp_path):
                 s.close()
         r = httpx.post(f"{base}/v2/models/reg/infer", json={"inputs": [v2(X[:2])]}, timeout=10)
         assert r.status_code == 200 and r.json()["outputs"][0]["data"] == reg.predict(X[:2]).tolist()
+
+
+def test_a_call_abandoned_while_queued_leaves_the_queue_and_never_runs():
+    """A client that goes away while its model call waits for a thread takes it out of the queue (else the
+    queue would fill with ghosts and refuse everyone): the call is not run, and the queue is empty again."""
+    import asyncio
+
+    from scaleml_dask.deploy._workers import InferencePool
+
+    pool, release, ran = InferencePool(threads=1, max_queue=2), threading.Event(), []
+
+    async def scenario():
+        busy = asyncio.ensure_future(pool.run(release.wait))
+        while not pool._running:
+            await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(pool.run(ran.append, "ran"))
+        await asyncio.sleep(0.05)
+        assert pool.waiting == 1
+        queued.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await queued
+        assert pool.waiting == 0
+        release.set()
+        await busy
+        assert await pool.run(sum, [1, 2]) == 3  # the thread serves the next call: the abandoned one did not run
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        pool.close()
+    assert ran == []

@@ -34,37 +34,49 @@ class InferencePool:
         self.on_waited, self.on_rejected = on_waited, on_rejected
         self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="scaleml-infer")
         self._lock = threading.Lock()
-        self._submitted = 0  # on the event loop's thread only
-        self._started = 0  # under the lock (the inference threads)
+        self._waiting = 0  # calls submitted and not started (nor given up), under the lock
         self._running: dict[int, float] = {}  # thread id -> start of its call (perf_counter), under the lock
 
     @property
     def waiting(self) -> int:
         """Calls submitted and not started yet."""
-        return self._submitted - self._started
+        return self._waiting
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.waiting >= self.max_queue:
+        with self._lock:
+            full = self._waiting >= self.max_queue
+            if not full:
+                self._waiting += 1
+        if full:
             if self.on_rejected is not None:
                 self.on_rejected()
-            raise Overloaded(f"{self.waiting} model calls are waiting for the {self.threads} inference threads "
+            raise Overloaded(f"{self._waiting} model calls are waiting for the {self.threads} inference threads "
                              f"(the queue holds {self.max_queue}); retry shortly")
-        self._submitted += 1
         queued = time.perf_counter()
+        state = {"started": False, "abandoned": False}
 
         def call() -> tuple[float, Any]:
-            start = time.perf_counter()
             me = threading.get_ident()
             with self._lock:
-                self._started += 1
-                self._running[me] = start
+                if state["abandoned"]:  # its request went away while it waited: not run
+                    return 0.0, None
+                state["started"] = True
+                self._waiting -= 1
+                start = self._running[me] = time.perf_counter()
             try:
                 return start - queued, fn(*args)
             finally:
                 with self._lock:
                     del self._running[me]
 
-        waited, result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:
+            waited, result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except asyncio.CancelledError:  # the client went away: a call not started yet leaves the queue now
+            with self._lock:
+                if not state["started"]:
+                    state["abandoned"] = True
+                    self._waiting -= 1
+            raise
         if self.on_waited is not None:
             self.on_waited(waited)
         return result

@@ -95,6 +95,16 @@ def test_drift_detector_continues_with_the_same_detections(tmp_path, cls):
     assert det.n_detections == loaded.n_detections
 
 
+def test_a_detector_with_values_of_any_numeric_type_queued_loads_and_continues(tmp_path):
+    det = online.ADWIN()
+    det.update_many(np.random.default_rng(3).normal(0, 1, 300))
+    for v in (1, 0, True, np.float32(0.5), np.int64(1)):  # queued as given, until the next tick
+        det.update(v)
+    loaded = load_model(save_model(det, tmp_path / "d").parent)
+    later = np.r_[np.zeros(300), np.full(300, 3.0)]
+    assert np.array_equal(det.update_many(later), loaded.update_many(later))
+
+
 @pytest.mark.parametrize("cls", [online.ADWIN, online.PageHinkley])
 def test_drift_detector_state_of_another_layout_is_refused_not_read(tmp_path, cls):
     det = cls()

@@ -202,7 +202,7 @@ class ADWIN(_Detector):
             out.append(("_state[3][AD_WIDTH] (the window's width)", s[AD_WIDTH] if s[AD_WIDTH] == width else None,
                         0, 2**53))
         if not (np.isfinite(s[AD_TOTAL]) and np.isfinite(s[AD_VAR]) and s[AD_VAR] >= 0
-                and all(isinstance(v, float) and isfinite(v) for v in self._pending)):
+                and all(isinstance(v, (int, float, np.number)) and isfinite(v) for v in self._pending)):
             out.append(("_state[3] (window total and variance), _pending", None, 0, 0))
         return out
 

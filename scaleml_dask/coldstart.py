@@ -85,6 +85,21 @@ def _sgd() -> None:
                    schedule="adam", eta0=0.01, power_t=0.5, t0=0.0, **common)
 
 
+def _fused_search() -> None:
+    from .model_selection import _fused_kernels as k
+    from .sgd._kernels import epoch_plan
+
+    rng = np.random.default_rng(0)
+    X, T = rng.standard_normal((256, 4)), (rng.random((256, 1)) > 0.5).astype(np.float64)
+    offset, order = epoch_plan(0, 0, 256, 32)
+    m = 2
+    for loss in range(3):
+        k.fused_epochs(X, T, np.arange(256), 0, 256, np.array([offset]), order[None, :], 32, loss, np.zeros((5, m)),
+                       np.zeros(m, np.int64), np.ones(m, bool), np.ones(m, np.int64), np.full(m, 1e-4),
+                       np.full(m, 3, np.int64), np.full(m, 0.01), np.full(m, 0.5), 0.0,
+                       *(np.zeros((m, 5)) for _ in range(3)), np.ones(m, bool))
+
+
 def _tsne_gradient(method: str) -> None:
     from .tsne import affinity, optimize
 
@@ -131,6 +146,7 @@ FAMILIES: dict[str, tuple[Callable[[], None], tuple[str, ...]]] = {
     "ADWIN": (_adwin, ("scaleml_dask.online._drift_kernels",)),
     "Page-Hinkley": (_page_hinkley, ("scaleml_dask.online._drift_kernels",)),
     "SGD blocks": (_sgd, ("scaleml_dask.sgd._kernels",)),
+    "fused search": (_fused_search, ("scaleml_dask.model_selection._fused_kernels", "scaleml_dask.sgd._kernels")),
     "t-SNE": (functools.partial(_tsne_gradient, "exact"), _TSNE_MODULES),
     "t-SNE FFT": (functools.partial(_tsne_gradient, "fft"), _TSNE_MODULES),
     "optimizers": (_optimizers, ("scaleml_dask._optim",)),

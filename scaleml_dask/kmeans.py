@@ -296,8 +296,15 @@ def _updated_centers(p: LloydPart, C: np.ndarray) -> np.ndarray:
 
 def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.RandomState, ell: float,
                      rounds: int) -> np.ndarray:
-    """k-means|| (Bahmani et al.): candidates by d²-sampling rounds, reduced to ``k`` by weighted k-means++
-    and weighted Lloyd in memory.
+    """k-means|| (Bahmani et al.): candidates by d²-sampling rounds (``kmeans_parallel_candidates``), reduced to
+    ``k`` by weighted k-means++ and weighted Lloyd in memory (``reduce_candidates``)."""
+    cands, weights = kmeans_parallel_candidates(dX, w, rng, ell, rounds)
+    return reduce_candidates(dX, cands, weights, k, rng)
+
+
+def kmeans_parallel_candidates(dX: da.Array, w: da.Array | None, rng: np.random.RandomState, ell: float,
+                               rounds: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k-means|| candidates and the weight each attracts (``ell`` sampled per round in expectation).
 
     Each row's nearest candidate so far (``NEAREST``, 12 bytes a row) stays in cluster memory between rounds,
     so a round computes distances to the candidates it adds only (about ``ℓ``), not to all of them. Rounds map
@@ -305,9 +312,6 @@ def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.Ra
     inside its round's task, which runs where that chunk's state is (no read task, no chunk or state moved
     between workers).
     """
-    from sklearn.cluster import KMeans as SkKMeans
-    from sklearn.cluster import kmeans_plusplus
-
     n = dX.shape[0]
     cands = np.asarray(dX[int(rng.randint(n))].compute(), dtype=np.float64)[None, :]
     seed = int(rng.randint(2**31))
@@ -332,7 +336,17 @@ def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.Ra
         cands = np.vstack([cands, new])
         if not len(new):
             break
-    weights = p.weights
+    return cands, p.weights
+
+
+def reduce_candidates(dX: da.Array, cands: np.ndarray, weights: np.ndarray, k: int,
+                      rng: np.random.RandomState) -> np.ndarray:
+    """``k`` centres from weighted candidates: weighted k-means++, then weighted Lloyd (in memory); rows drawn
+    from ``dX`` when there are fewer candidates than ``k``."""
+    from sklearn.cluster import KMeans as SkKMeans
+    from sklearn.cluster import kmeans_plusplus
+
+    n = dX.shape[0]
     if len(cands) <= k:
         extra = np.sort(rng.choice(n, k - len(cands), replace=False))
         return np.vstack([cands, np.asarray(dX[extra].compute(), dtype=np.float64)]) if len(extra) else cands

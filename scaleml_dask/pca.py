@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._moments import fit_moments
+from ._moments import fit_moments, last_reused
 from ._repr import FittedSummaryMixin
 from ._tsqr import RangeMoments, block_range, combine_range
 from .passes import map_row_chunks, one_pass
@@ -105,12 +105,14 @@ class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
         solver = self.solver
         if solver == "auto":
             solver = "randomized" if d > 1000 and k <= d // 4 else "auto"
+        self.statistics_reused_ = False  # inside sm.reuse_statistics(): PCA(k) of every k from one pass
         if solver == "randomized":
             S, Vt, mean, total = self._randomized(dX, k)
             self.solver_ = "randomized"
         else:
             R, m, self.solver_ = fit_moments(dX, None, None, center=True, solver=solver, tol=PCA_TOL,
                                              scale=False)
+            self.statistics_reused_ = last_reused()
             _, S, Vt = np.linalg.svd(R)
             mean, total = m.mean, float(np.sum(S**2)) / max(n - 1, 1)
         Vt = _flip_signs(Vt)

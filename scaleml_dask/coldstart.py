@@ -26,6 +26,10 @@ import numpy as np
 KERNEL_SOURCES = ("compiled", "loaded from cache", "already in memory")
 
 
+# Each family's call takes every specialisation a later call of the library can take, so that nothing compiles
+# after the warm-up: the learners hand their kernels C-ordered float64 batches and float64 targets (they convert
+# other input); rows are float64, C-ordered or strided (a row of a column-major array), targets Python / numpy
+# ints or floats. tests/test_coldstart_coverage.py checks it in a fresh process with an empty cache.
 def _online_learn_many() -> None:
     from .online import LogisticRegression
 
@@ -36,25 +40,36 @@ def _online_learn_many() -> None:
 def _online_learn_one() -> None:
     from .online import LogisticRegression
 
-    LogisticRegression(optimizer="adam").learn_one(np.ones(4), 1)
+    m = LogisticRegression(optimizer="adam")
+    strided = np.asfortranarray(np.ones((2, 4)))[0]
+    for x in (np.ones(4), strided):
+        for y in (1, 1.0):
+            m.learn_one(x, y)
 
 
 def _rls() -> None:
     from .online import RLS
 
-    RLS().learn_one(np.ones(4), 1.0)
+    r = RLS()
+    for x in (np.ones(4), np.asfortranarray(np.ones((2, 4)))[0]):
+        r.learn_one(x, 1.0)
 
 
 def _adwin() -> None:
     from .online import ADWIN
 
-    ADWIN().update_many(np.r_[np.zeros(200), np.ones(200)])
+    detector = ADWIN()
+    detector.update_many(np.r_[np.zeros(200), np.ones(200)])
+    for v in range(2 * detector.clock):  # per value: queued, handed over at each tick
+        detector.update(v % 2)
 
 
 def _page_hinkley() -> None:
     from .online import PageHinkley
 
-    PageHinkley().update_many(np.r_[np.zeros(200), np.ones(200)])
+    detector = PageHinkley()
+    detector.update_many(np.r_[np.zeros(200), np.ones(200)])
+    detector.update(1.0)
 
 
 def _sgd() -> None:
@@ -117,6 +132,8 @@ def _minibatch_kmeans() -> None:
     m = MiniBatchKMeans(n_clusters=3, random_state=0)
     m.learn_many(X)
     m.learn_one(X[0])
+    m.learn_one(np.asfortranarray(X)[0])
+    m.predict_many(X)
 
 
 _TSNE_MODULES = ("scaleml_dask.tsne.affinity", "scaleml_dask.tsne.optimize")

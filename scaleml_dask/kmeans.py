@@ -56,6 +56,7 @@ from .validation import (
     check_n_features,
     check_predict_input,
     finite_blocks,
+    restored_state_problem,
 )
 
 #: Relative change of inertia, per unit of ``tol``, below which Lloyd iterations stop.
@@ -167,6 +168,14 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
         idx = np.sort(rng.choice(n, min(n, max(PLUSPLUS_SAMPLE, 10 * k)), replace=False))
         S, sw = dask.compute(dX[idx].astype(np.float64), None if w is None else w[idx])
         return kmeans_plusplus(S, k, sample_weight=sw, random_state=rng)[0]
+
+    def _check_restored_state(self) -> str | None:
+        """What is wrong with centres loaded from a registry (None if nothing): the compiled distance kernels
+        index them as ``(n_clusters, n_features_in_)`` float64."""
+        d = self.__dict__.get("n_features_in_")
+        layout = [("cluster_centers_", self.__dict__.get("cluster_centers_"), np.float64,
+                   (self.n_clusters, d if type(d) is int else -1))]
+        return restored_state_problem(type(self).__name__, layout) if "cluster_centers_" in self.__dict__ else None
 
     def predict(self, X: Any) -> Any:
         """Index of the nearest centre of every row: numpy for numpy input, a lazy dask array otherwise."""

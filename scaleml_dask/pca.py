@@ -168,11 +168,13 @@ class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
         """``fit(X).transform(X)``."""
         return self.fit(X).transform(X)
 
-    def to_zarr(self, X: Any, path: str | os.PathLike, *, codec: str | None = None) -> Path:
+    def to_zarr(self, X: Any, path: str | os.PathLike, *, codec: str | None = None, overwrite: bool = False
+                ) -> Path:
         """Write ``transform(X)`` chunk by chunk as a new dataset at ``path`` (atomic; ``y`` carried over).
 
         Features are named ``pc0, pc1, ...``; if ``X`` is a dataset (path, catalog name or xarray) with a
-        ``y``, it is copied alongside, so the projection can be used like any other dataset.
+        ``y``, it is copied alongside, so the projection can be used like any other dataset. A dataset already at
+        ``path`` is replaced only with ``overwrite=True``, and only if written here.
         """
         from .io.store import DatasetWriter
 
@@ -187,7 +189,7 @@ class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
         attrs = {"source": "PCA", "explained_variance_ratio": self.explained_variance_ratio_.tolist(),
                  "whiten": bool(self.whiten)}
         with DatasetWriter(path, self.n_components_, n_samples=dX.shape[0], chunk_rows=rows,
-                           y_dtype=None if dy is None else dy.dtype, attrs=attrs, codec=codec,
+                           y_dtype=None if dy is None else dy.dtype, attrs=attrs, codec=codec, overwrite=overwrite,
                            feature_names=[f"pc{i}" for i in range(self.n_components_)]) as w:
             for digests in dask.compute(*map_row_chunks(write_projection, dX, dy, mean=self.mean_,
                                                         W=self._projection(), tmp_path=str(w.tmp_path),

@@ -182,3 +182,22 @@ def test_halving_on_samples_reads_only_what_a_rung_needs_and_survivors_equal_par
                               da.concatenate([da.from_array(y[b]) for b in blocks]))
         np.testing.assert_allclose(fused.coef_, plain.coef_, rtol=0, atol=1e-10)
         np.testing.assert_allclose(fused.intercept_, plain.intercept_, rtol=0, atol=1e-10)
+
+
+def test_an_rls_search_runs_unfused_each_candidate_a_learner_fed_its_split_rows():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(900, 3))
+    y = X @ np.array([1.0, 2.0, -1.0]) + 0.5 + 0.1 * rng.normal(size=900)
+    dX, dy = da.from_array(X, chunks=300), da.from_array(y, chunks=300)
+    cv = KFold(3, random_state=1)
+    search = GridSearchCV(sm.online.RLS(), {"forgetting": [0.9, 1.0]}, cv=cv).fit(dX, dy, batch_size=100)
+    assert search.passes_ is None  # not fused: each candidate x split learned on its own
+    plan = cv.make_plan(900, dX.chunks[0])
+    for c, params in enumerate(search.cv_results_["params"]):
+        X_train, y_train = (select_rows(a, plan, 0, TRAIN).compute() for a in (dX, dy))
+        X_test, y_test = (select_rows(a, plan, 0, TEST).compute() for a in (dX, dy))
+        ref = learn_rows(sm.online.RLS(**params), X_train, y_train, 100)
+        pred = ref.predict_many(X_test)
+        r2 = 1 - np.sum((y_test - pred) ** 2) / np.sum((y_test - y_test.mean()) ** 2)
+        assert search.cv_results_["split0_test_score"][c] == pytest.approx(r2, abs=1e-10)
+    assert search.best_params_ == {"forgetting": 1.0}

@@ -236,10 +236,14 @@ class DatasetWriter:
             raise
         replace_dir(self.tmp_path, self.path)
 
+    def _length(self) -> int:
+        """Rows written (or reserved, with ``n_samples``)."""
+        return int(self.group["X"].shape[0])
+
     def _write_manifests(self) -> None:
         """One manifest per array, hashing from disk the chunks nobody recorded (appended tail, or callers of
         ``write_chunk`` that did not pass its result to ``record``)."""
-        n_chunks = -(-self.group["X"].shape[0] // self.chunk_rows)
+        n_chunks = -(-self._length() // self.chunk_rows)
         for array in sorted(self.group.array_keys()):
             recorded = self._digests.get(array, {})
             a = self.group[array]

@@ -42,6 +42,7 @@ _EXPORTS = {
     "to_onnx": "deploy.onnx",
 }
 _SUBMODULES = {"io", "online", "validation", "cluster", "report", "runner", "linear", "pca", "kmeans", "sgd", "tsne",
+               "preprocessing", "compose", "pipeline",
                "checkpoint", "config", "deploy"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])

@@ -159,13 +159,18 @@ def _check_values(name: str, n: int) -> None:
 
 
 def merge_summaries(parts: Sequence[dict[str, Summary]]) -> dict[str, Summary]:
-    out = dict(parts[0])
-    for part in parts[1:]:
-        for name, s in part.items():
-            out[name] = out[name].merge(s)
-    for name, s in out.items():
-        if s.values is not None:
-            _check_values(name, len(s.values[0]))
+    """The pass's combine: each column's summaries merged (their sketches all at once: one compression)."""
+    out = {}
+    for name in parts[0]:
+        group = [p[name] for p in parts]
+        merged = group[0]
+        for s in group[1:]:
+            merged = replace(merged, sketch=None).merge(replace(s, sketch=None))
+        if group[0].sketch is not None:
+            merged = replace(merged, sketch=QuantileSketch.merge([s.sketch for s in group]))
+        if merged.values is not None:
+            _check_values(name, len(merged.values[0]))
+        out[name] = merged
     return out
 
 

@@ -208,6 +208,12 @@ class Pipeline(TableNode, _SkPipeline):
     def fit(self, X: Any, y: Any = None, **params: Any) -> Pipeline:
         """Fit on ``X`` (and ``y``; a table's target when omitted): the preprocessing in one pass, then each later
         step on the output of the steps before it, computed inside its own pass."""
+        self._fit(X, y, params, "fit")
+        return self
+
+    def _fit(self, X: Any, y: Any, params: dict[str, Any], last: str) -> Any:
+        """Fit every step; the final one by its method ``last`` ("fit" or "fit_transform"), whose result is
+        returned."""
         self._validate_steps()
         routed = self._route(params)
         table = as_table(X)
@@ -221,13 +227,17 @@ class Pipeline(TableNode, _SkPipeline):
             refuse_unprepared(table, table.schema.names, type(final).__name__ if not _skip(final) else "Pipeline")
             self._input_schema = table.schema
         rest = self._rest(head, with_final=True)
+        result = None
         for k, step in enumerate(rest):
             Xt = self._features(table, head, rest[:k], step)
+            kwargs = routed.get(self._name_of(step), {})
             if _online(step):
                 self._learn_stream(step, Xt, target)
+            elif k == len(rest) - 1 and last == "fit_transform":
+                result = step.fit_transform(Xt, target, **kwargs)
             else:
-                step.fit(Xt, target, **routed.get(self._name_of(step), {}))
-        return self
+                step.fit(Xt, target, **kwargs)
+        return result
 
     def _name_of(self, step: Any) -> str:
         return next(name for name, est in self.steps if est is step)
@@ -402,8 +412,16 @@ class Pipeline(TableNode, _SkPipeline):
         Xt = self.preprocess(X)
         return Xt if _skip(final) else final.transform(Xt)
 
-    @available_if(_can_transform)
+    def _can_fit_transform(self) -> bool:
+        final = self._final_estimator
+        return _skip(final) or hasattr(final, "transform") or hasattr(final, "fit_transform")
+
+    @available_if(_can_fit_transform)
     def fit_transform(self, X: Any, y: Any = None, **params: Any) -> Any:
+        """Fit, then transform ``X`` (the final step's ``fit_transform`` when it has no ``transform``: TSNE)."""
+        final = self._final_estimator
+        if not _skip(final) and not hasattr(final, "transform") and not self._is_chain():
+            return self._fit(X, y, params, "fit_transform")
         return self.fit(X, y, **params).transform(X)
 
     @property

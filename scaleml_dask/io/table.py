@@ -373,12 +373,13 @@ def _canonical_block(block: np.ndarray, kind: str) -> np.ndarray:
 
 def to_frame(columns: Mapping[str, np.ndarray], ds: Any) -> Any:
     """Stored blocks of a table's columns as a pandas DataFrame: categoricals as ``pd.Categorical`` over the
-    levels (missing: NaN), booleans as pandas' nullable ``boolean``, date-times as UTC ``datetime64``."""
+    levels (missing: NaN), booleans as pandas' nullable ``boolean``, date-times as UTC ``datetime64``. ``ds`` is
+    the table's Dataset, or ``{name: the column's attributes}``."""
     import pandas as pd
 
     out = {}
     for name, block in columns.items():
-        attrs = ds[name].attrs
+        attrs = getattr(ds[name], "attrs", ds[name])
         kind = attrs.get("kind", "numeric")
         if kind == "categorical":
             out[name] = pd.Categorical.from_codes(np.asarray(block), categories=attrs["levels"])

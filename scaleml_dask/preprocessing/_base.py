@@ -330,9 +330,13 @@ def check_dense_width(width: int, rows: int, what: str) -> None:
     nbytes = rows * width * 8
     if nbytes > MAX_DENSE_BLOCK_BYTES:
         raise ValueError(f"{what} is {width:,} columns wide: a dense chunk of {rows:,} rows would take "
-                         f"{nbytes / 2**30:.1f} GiB (limit {MAX_DENSE_BLOCK_BYTES / 2**30:.0f} GiB). Group rare levels "
+                         f"{_size(nbytes)} (limit {_size(MAX_DENSE_BLOCK_BYTES)}). Group rare levels "
                          "(OneHotEncoder(min_frequency=..., max_categories=...)), or keep the output sparse "
                          "(sparse_output=True) for an estimator that takes sparse input")
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from ..preprocessing._base import (
     OneHot,
     Piece,
     TableNode,
+    as_affine,
     fit_node,
     transform_node,
 )
@@ -223,8 +224,8 @@ class ColumnTransformer(TableNode, TransformerMixin, _BaseComposition):
         for _, node, positions, weight, _ in self._fitted_branches:
             got = node._table_apply([pieces[p] for p in positions])
             if weight is not None:
-                got = [OneHot(p.index, p.width, p.value * weight) if isinstance(p, OneHot) else p * weight
-                       for p in got]
+                got = [OneHot(p.index, p.width, p.value * weight) if isinstance(p, OneHot)
+                       else as_affine([p])[0].then(0.0, weight, 0.0) for p in got]
             out += got
         return out
 

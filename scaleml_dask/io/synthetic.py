@@ -189,10 +189,11 @@ def make_drift(path: str | os.PathLike, n_samples: int, n_features: int, *, kind
 
 def table_spec(seed: int, *, n_numeric: int = 20, levels: tuple[int, ...] = (10, 100, 1000), missing: float = 0.05,
                missing_categorical: float = 0.0, task: str = "classification", noise: float = 1.0,
-               zipf: float = 1.1) -> dict[str, Any]:
+               zipf: float = 1.1, extras: bool = True) -> dict[str, Any]:
     """The planted truth of a mixed table (what ``table_chunk`` draws from): numeric columns of assorted scales
     and offsets with weights per standard deviation, categorical columns of ``levels`` levels with Zipf(``zipf``)
-    frequencies and an effect per level, a boolean with its effect, a timestamp over 2024 with a linear trend."""
+    frequencies and an effect per level, and (``extras``) a boolean with its effect and a timestamp over 2024 with
+    a linear trend."""
     if task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression'; got {task!r}")
     rng = np.random.default_rng([int(seed), 2**31])
@@ -208,14 +209,15 @@ def table_spec(seed: int, *, n_numeric: int = 20, levels: tuple[int, ...] = (10,
             "loc": np.round(rng.uniform(-50, 50, n_numeric), 2).tolist(),
             "scale": np.round(10.0 ** rng.uniform(-2, 3, n_numeric), 4).tolist(),
             "effects": [e.tolist() for e in effects], "probs": [p.tolist() for p in probs],
-            "flag_effect": 0.8, "trend": 1.0, "intercept": -0.3, "start": 1_704_067_200.0, "span": 366 * 86_400.0}
+            "flag_effect": 0.8 if extras else 0.0, "trend": 1.0 if extras else 0.0, "extras": extras,
+            "intercept": -0.3, "start": 1_704_067_200.0, "span": 366 * 86_400.0}
 
 
 def table_columns(spec: dict[str, Any]) -> list[tuple[str, str]]:
     """The table's columns as ``(name, kind)``: numbers ``x00...``, categories ``cat0...``, ``flag``, ``ts``, ``y``."""
     return ([(f"x{j:02d}", "numeric") for j in range(spec["n_numeric"])]
             + [(f"cat{c}", "categorical") for c in range(len(spec["levels"]))]
-            + [("flag", "boolean"), ("ts", "datetime"), ("y", "numeric")])
+            + ([("flag", "boolean"), ("ts", "datetime")] if spec.get("extras", True) else []) + [("y", "numeric")])
 
 
 def table_levels(k: int) -> list[str]:
@@ -233,7 +235,7 @@ def table_chunk(seed: int, index: int, rows: int, *, spec: dict[str, Any]) -> tu
     for j, (w, loc, scale) in enumerate(zip(spec["coef"], spec["loc"], spec["scale"])):
         x = rng.standard_normal(rows)
         z += w * x
-        values = loc + scale * x
+        values = np.round(loc + scale * x, 4)  # as a CSV would hold them (and its text short)
         values[rng.random(rows) < spec["missing"]] = np.nan
         cols[f"x{j:02d}"] = values
     for c, (effects, probs) in enumerate(zip(spec["effects"], spec["probs"])):
@@ -244,12 +246,13 @@ def table_chunk(seed: int, index: int, rows: int, *, spec: dict[str, Any]) -> tu
         if spec["missing_categorical"]:
             codes[rng.random(rows) < spec["missing_categorical"]] = -1
         cols[f"cat{c}"] = codes
-    flag = rng.random(rows) < 0.3
-    z += spec["flag_effect"] * flag
-    cols["flag"] = flag.astype(np.int8)
-    u = rng.random(rows)
-    z += spec["trend"] * (u - 0.5)
-    cols["ts"] = np.round(spec["start"] + u * spec["span"])
+    if spec.get("extras", True):
+        flag = rng.random(rows) < 0.3
+        z += spec["flag_effect"] * flag
+        cols["flag"] = flag.astype(np.int8)
+        u = rng.random(rows)
+        z += spec["trend"] * (u - 0.5)
+        cols["ts"] = np.round(spec["start"] + u * spec["span"])
     if spec["task"] == "classification":
         p = sigmoid(z)
         cols["y"] = (rng.random(rows) < p).astype(np.float64)
@@ -271,8 +274,8 @@ def _make_table_chunk_task(tmp_path: str, index: int, rows: int, chunk_rows: int
 def make_table(path: str | os.PathLike, n_samples: int, *, n_numeric: int = 20,
                levels: tuple[int, ...] | list[int] = (10, 100, 1000), missing: float = 0.05,
                missing_categorical: float = 0.0, task: str = "classification", noise: float = 1.0,
-               chunk_rows: int | None = None, seed: int = 0, codec: str | None = None, client: Any = None,
-               progress: bool = False) -> Path:
+               extras: bool = True, chunk_rows: int | None = None, seed: int = 0, codec: str | None = None,
+               client: Any = None, progress: bool = False) -> Path:
     """A mixed-type table (``io.table``'s layout) with planted effects: ``n_numeric`` numbers of assorted scales
     (``missing`` of them missing at random), categories of ``levels`` levels with skewed frequencies, a boolean
     ``flag``, a timestamp ``ts`` and the target ``y`` (``task``: labels from a logistic model, or a linear model
@@ -283,7 +286,7 @@ def make_table(path: str | os.PathLike, n_samples: int, *, n_numeric: int = 20,
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1; got {n_samples}")
     spec = table_spec(seed, n_numeric=n_numeric, levels=tuple(levels), missing=missing,
-                      missing_categorical=missing_categorical, task=task, noise=noise)
+                      missing_categorical=missing_categorical, task=task, noise=noise, extras=extras)
     columns = table_columns(spec)
     writer = TableWriter(path, columns, n_samples=n_samples, chunk_rows=chunk_rows, target="y",
                          attrs={"generator": "table", "seed": seed, "spec": spec}, codec=codec)
@@ -319,28 +322,51 @@ def table_frame(cols: dict[str, np.ndarray], spec: dict[str, Any]) -> Any:
         elif kind == "boolean":
             out[name] = v == 1
         elif kind == "datetime":
-            out[name] = pd.to_datetime(v, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ")
+            out[name] = np.char.add(np.datetime_as_string(v.astype("datetime64[s]"), unit="s"), "Z")
         else:
             out[name] = v
     return pd.DataFrame(out)
 
 
-def write_table_csv(path: str | os.PathLike, n_samples: int, *, chunk_rows: int = 250_000, seed: int = 0,
-                    **spec_kwargs: Any) -> Path:
-    """The rows ``make_table`` would store with the same arguments, as a CSV (``.csv.gz`` compressed), written chunk
-    by chunk under a temporary name: the raw file an ingest starts from."""
+def write_table_file(path: str | os.PathLike, n_samples: int, *, chunk_rows: int = 250_000, first_chunk: int = 0,
+                     seed: int = 0, **spec_kwargs: Any) -> Path:
+    """The rows ``make_table`` would store with the same arguments (from its chunk ``first_chunk`` on: a held-out
+    set of the same planted model), as a CSV (``.csv.gz`` compressed) or Parquet (``.parquet``) file, written
+    chunk by chunk under a temporary name: the raw file an ingest starts from."""
     import gzip
 
     spec = table_spec(seed, **spec_kwargs)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with (gzip.open(tmp, "wt", compresslevel=1) if path.name.endswith(".gz") else open(tmp, "w")) as f:
-        for i in range(-(-n_samples // chunk_rows)):
-            rows = min(chunk_rows, n_samples - i * chunk_rows)
-            table_frame(table_chunk(seed, i, rows, spec=spec)[0], spec).to_csv(f, index=False, header=i == 0,
-                                                                              na_rep="")
+    frames = (table_frame(table_chunk(seed, first_chunk + i, min(chunk_rows, n_samples - i * chunk_rows),
+                                      spec=spec)[0], spec) for i in range(-(-n_samples // chunk_rows)))
+    if path.name.endswith((".parquet", ".pq")):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        writer = None
+        for frame in frames:
+            t = pa.Table.from_pandas(frame.assign(ts=pd_timestamps(frame["ts"])) if "ts" in frame else frame,
+                                     preserve_index=False)
+            writer = writer or pq.ParquetWriter(tmp, t.schema)
+            writer.write_table(t)
+        writer.close()
+    else:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        with gzip.open(tmp, "wb", compresslevel=1) if path.name.endswith(".gz") else open(tmp, "wb") as f:
+            for i, frame in enumerate(frames):
+                pcsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), f,
+                               pcsv.WriteOptions(include_header=i == 0, quoting_style="none"))
     os.replace(tmp, path)
     return path
+
+
+def pd_timestamps(iso: Any) -> Any:
+    import pandas as pd
+
+    return pd.to_datetime(iso, utc=True, format="ISO8601")
 
 
 GENERATORS: dict[str, Callable[..., Path]] = {

@@ -26,6 +26,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from .._tabular import Canonical, Column, InputSchema, Table, TableInputError, as_table
+from ._kernels import fill_csr, fill_dense, moments
 from ._sketch import QuantileSketch
 
 #: Most distinct values of a numeric column an encoder or ``most_frequent`` counts exactly.
@@ -137,12 +138,10 @@ def summarize(values: np.ndarray, kind: str, needs: frozenset[str], n_levels: in
         present = values[values >= 0]
         counts = np.bincount(present, minlength=n_levels).astype(np.int64)
         return Summary(n, n - len(present), counts=counts)
-    mask = np.isnan(values)
-    obs = values[~mask] if mask.any() else values
-    c = len(obs)
-    mean = float(obs.mean()) if c else np.nan
-    m2 = float(np.dot(obs - mean, obs - mean)) if c else 0.0
-    summary = Summary(n, n - c, mean, m2, float(obs.min()) if c else np.nan, float(obs.max()) if c else np.nan)
+    c, mean, m2, lo, hi = moments(values)
+    summary = Summary(n, n - c, float(mean), float(m2), float(lo), float(hi))
+    if needs:
+        obs = values[~np.isnan(values)] if c < n else values
     if "values" in needs:
         v, counts = np.unique(obs, return_counts=True)
         _check_values(name, len(v))
@@ -236,6 +235,44 @@ class Codes:
 
 
 @dataclass
+class Affine:
+    """A float column in flight, kept lazy: ``missing`` where ``x`` is NaN (NaN: still missing), else
+    ``a·(x - c) + b``. Imputers and scalers compose into it without touching the data; the assembly (or a step
+    that needs the values) computes it once, subtracting the centre first as scikit-learn does."""
+
+    x: np.ndarray
+    c: float = 0.0
+    a: float = 1.0
+    b: float = 0.0
+    missing: float = np.nan
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def then(self, c: float, a: float, b: float) -> Affine:
+        """This column ``v``, then ``a·(v - c) + b``."""
+        missing = a * (self.missing - c) + b
+        if self.a == 1.0:  # v - c = x - (self.c - self.b + c): keep one exact subtraction
+            return Affine(self.x, self.c - self.b + c, a, b, missing)
+        return Affine(self.x, self.c, a * self.a, a * (self.b - c) + b, missing)
+
+    def filled(self, value: float) -> Affine:
+        """This column with its missing values replaced by ``value``."""
+        return self if self.missing == self.missing else Affine(self.x, self.c, self.a, self.b, float(value))
+
+    def isnan(self) -> np.ndarray:
+        return np.isnan(self.x) if self.missing != self.missing else np.zeros(len(self.x), dtype=bool)
+
+    def values(self) -> np.ndarray:
+        if self.a == 1.0 and self.b == 0.0 and self.c == 0.0 and self.missing != self.missing:
+            return self.x
+        out = (self.x - self.c) * self.a + self.b
+        if self.missing == self.missing:
+            out[np.isnan(self.x)] = self.missing
+        return out
+
+
+@dataclass
 class OneHot:
     """A group of ``width`` one-hot columns: row ``r`` has ``value`` in column ``index[r]`` (none where -1)."""
 
@@ -253,7 +290,7 @@ class OneHot:
         return list(out)
 
 
-Piece = np.ndarray | Codes | OneHot
+Piece = np.ndarray | Affine | Codes | OneHot
 
 
 def piece_width(p: Piece) -> int:
@@ -261,7 +298,7 @@ def piece_width(p: Piece) -> int:
 
 
 def as_floats(pieces: Sequence[Piece]) -> list[np.ndarray]:
-    """Pieces as float columns (one-hot groups expanded)."""
+    """Pieces as float columns (one-hot groups expanded, affine columns computed)."""
     out: list[np.ndarray] = []
     for p in pieces:
         if isinstance(p, OneHot):
@@ -269,7 +306,20 @@ def as_floats(pieces: Sequence[Piece]) -> list[np.ndarray]:
         elif isinstance(p, Codes):
             raise TypeError("categorical codes reached a numeric step")
         else:
+            out.append(p.values() if isinstance(p, Affine) else p)
+    return out
+
+
+def as_affine(pieces: Sequence[Piece]) -> list[Affine]:
+    """Float pieces as (lazy) affine columns, for the one-to-one numeric steps."""
+    out: list[Affine] = []
+    for p in pieces:
+        if isinstance(p, Affine):
             out.append(p)
+        elif isinstance(p, (OneHot, Codes)):
+            out += [Affine(x) for x in as_floats([p])]
+        else:
+            out.append(Affine(p))
     return out
 
 
@@ -277,51 +327,40 @@ def assemble(pieces: Sequence[Piece], n: int, sparse: bool, dtype: Any = np.floa
     """Pieces side by side: a C-ordered float block, or a CSR matrix (``sparse``)."""
     width = sum(piece_width(p) for p in pieces)
     if any(isinstance(p, Codes) for p in pieces):  # categories out of a standalone transformer: as text
-        return np.column_stack([p.text() if isinstance(p, Codes) else p.astype(object) for p in as_text(pieces)])
+        return np.column_stack([p.text() if isinstance(p, Codes) else np.asarray(p, dtype=object)
+                                for p in as_text(pieces)])
+    cols = [Affine(p) if isinstance(p, np.ndarray) else p for p in pieces]
+    pos, j = [], 0
+    for p in cols:
+        pos.append(j)
+        j += piece_width(p)
+    dense = [k for k, p in enumerate(cols) if isinstance(p, Affine)]
+    hot = [k for k, p in enumerate(cols) if isinstance(p, OneHot)]
+    X = np.stack([cols[k].x for k in dense]) if dense else np.empty((0, n))
+    c = np.array([cols[k].c for k in dense], dtype=np.float64)
+    a = np.array([cols[k].a for k in dense], dtype=np.float64)
+    b = np.array([cols[k].b for k in dense], dtype=np.float64)
+    missing = np.array([cols[k].missing for k in dense], dtype=np.float64)
+    H = np.stack([cols[k].index for k in hot]).astype(np.int64, copy=False) if hot else np.empty((0, n), np.int64)
+    offset = np.array([pos[k] for k in hot], dtype=np.int64)
+    value = np.array([cols[k].value for k in hot], dtype=np.float64)
+    dense_pos = np.array([pos[k] for k in dense], dtype=np.int64)
     if sparse:
-        return _assemble_csr(pieces, n, width, dtype)
-    out = np.empty((n, width), dtype=dtype)
-    j = 0
-    for p in pieces:
-        if isinstance(p, OneHot):
-            block = out[:, j:j + p.width]
-            block[:] = 0
-            rows = np.flatnonzero(p.index >= 0) if (p.index < 0).any() else np.arange(n)
-            block[rows, p.index[rows]] = p.value
-            j += p.width
-        else:
-            out[:, j] = p
-            j += 1
-    return out
+        import scipy.sparse as sp
+
+        order = np.array([dense.index(k) if k in dense else len(dense) + hot.index(k) for k in range(len(cols))],
+                         dtype=np.int64)
+        data, indices, indptr = fill_csr(X, c, a, b, missing, dense_pos, H, offset, value, order)
+        return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(n, width))
+    out = np.empty((n, width), dtype=np.float64)
+    fill_dense(out, X, c, a, b, missing, dense_pos, H, offset, value)
+    return out if np.dtype(dtype) == np.float64 else out.astype(dtype)
 
 
 def as_text(pieces: Sequence[Piece]) -> list[Piece]:
     out: list[Piece] = []
     for p in pieces:
-        out += p.dense() if isinstance(p, OneHot) else [p]
-    return out
-
-
-def _assemble_csr(pieces: Sequence[Piece], n: int, width: int, dtype: Any) -> Any:
-    import scipy.sparse as sp
-
-    k = len(pieces)
-    data = np.empty((n, k), dtype=dtype)
-    indices = np.empty((n, k), dtype=np.int32 if width < 2**31 else np.int64)
-    j = 0
-    for c, p in enumerate(pieces):
-        if isinstance(p, OneHot):
-            none = p.index < 0
-            data[:, c] = np.where(none, 0.0, p.value)
-            indices[:, c] = j + np.where(none, 0, p.index)
-            j += p.width
-        else:
-            data[:, c] = p
-            indices[:, c] = j
-            j += 1
-    indptr = np.arange(0, n * k + 1, k, dtype=indices.dtype)
-    out = sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(n, width))
-    out.eliminate_zeros()
+        out += p.dense() if isinstance(p, OneHot) else [p.values() if isinstance(p, Affine) else p]
     return out
 
 

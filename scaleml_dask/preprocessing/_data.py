@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.preprocessing._data import _handle_zeros_in_scale, _is_constant_feature
 
-from ._base import ColumnState, Piece, TableTransformer, as_floats, require_kind
+from ._base import ColumnState, Piece, TableTransformer, as_affine, as_floats, require_kind
 
 #: What a scaler takes (booleans as 0 / 1, date-times as seconds since the epoch).
 NUMBERS = ("numeric", "boolean", "datetime")
@@ -64,7 +64,7 @@ class StandardScaler(TableTransformer):
                 for s, m, d in zip(states, self._shift, self._divide)]
 
     def _apply_columns(self, pieces: list[Piece]) -> list[Piece]:
-        return [(x - m) / d for x, m, d in zip(as_floats(pieces), self._shift, self._divide)]
+        return [p.then(m, 1.0 / d, 0.0) for p, m, d in zip(as_affine(pieces), self._shift, self._divide)]
 
 
 class MinMaxScaler(TableTransformer):
@@ -105,6 +105,8 @@ class MinMaxScaler(TableTransformer):
                 for s, a, b in zip(states, self.scale_, self.min_)]
 
     def _apply_columns(self, pieces: list[Piece]) -> list[Piece]:
+        out = [p.then(0.0, a, b) for p, a, b in zip(as_affine(pieces), self.scale_, self.min_)]
+        if not self.clip:
+            return out
         lo, hi = self.feature_range
-        out = [x * a + b for x, a, b in zip(as_floats(pieces), self.scale_, self.min_)]
-        return [np.clip(x, lo, hi, out=x) for x in out] if self.clip else out
+        return [np.clip(x, lo, hi) for x in as_floats(out)]

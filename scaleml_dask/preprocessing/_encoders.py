@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._tabular import TableInputError
-from ._base import Codes, ColumnState, OneHot, Piece, TableTransformer, of_values
+from ._base import Affine, Codes, ColumnState, OneHot, Piece, TableTransformer, of_values
 
 #: Output codes with a meaning of their own.
 NONE = -1  # no one-hot column (dropped, or an ignored unknown)
@@ -48,7 +48,7 @@ class _Compiled:
             if unknown.any():
                 idx[unknown] = self.unknown_out
         else:
-            x = piece
+            x = piece.values() if isinstance(piece, Affine) else piece
             k = len(self.cats)
             pos = np.minimum(np.searchsorted(self.cats, x), k - 1)
             found = self.cats[pos] == x if k else np.zeros(len(x), dtype=bool)
@@ -65,7 +65,8 @@ class _Compiled:
             value = (self.levels[c] if c >= 0 else "a missing value (none in fit)" if c == -1
                      else piece.unknown[-2 - c])
         else:
-            value = "a missing value (none in fit)" if np.isnan(piece[r]) else piece[r]
+            x = piece.values() if isinstance(piece, Affine) else piece
+            value = "a missing value (none in fit)" if np.isnan(x[r]) else x[r]
         raise TableInputError(f"column {self.name!r}: unknown category {value!r} (not seen in fit; "
                               "handle_unknown='error')", column=self.name)
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.utils._param_validation import MissingValues, StrOptions
 
-from ._base import Codes, ColumnState, Piece, TableTransformer, as_floats, of_values, require_kind
+from ._base import Codes, ColumnState, Piece, TableTransformer, as_affine, of_values, require_kind
 from ._data import NUMBERS
 
 
@@ -156,11 +156,11 @@ class SimpleImputer(TableTransformer):
                 out.append(Codes(np.where(p.codes == -1, np.int32(fill), p.codes).astype(p.codes.dtype), p.unknown,
                                  levels))
             else:
-                (x,) = as_floats([p])
-                out.append(np.where(np.isnan(x), fill, x))
+                out.append(as_affine([p])[0].filled(fill))
         for j in self.indicator_features_:
             p = pieces[j]
-            out.append((p.codes == -1).astype(np.float64) if isinstance(p, Codes) else np.isnan(p).astype(np.float64))
+            out.append((p.codes == -1).astype(np.float64) if isinstance(p, Codes)
+                       else as_affine([p])[0].isnan().astype(np.float64))
         return out
 
     def _names_out(self, names: list[str]) -> list[str]:

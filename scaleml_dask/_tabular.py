@@ -146,11 +146,20 @@ class InputSchema:
                 raise TableInputError(f"column {name!r} is missing (the input columns are {self.names})",
                                       column=name)
             values = frame[name]
+            few = n <= FEW_ROWS and not _is_categorical_series(values)
             if col.kind == "categorical":
-                out[name], unknown[name] = _codes(name, values, col.levels)
+                out[name], unknown[name] = (_few_codes(name, values, self._index(name)) if few
+                                            else _codes(name, values, col.levels))
             else:
-                out[name] = _floats(name, col.kind, values)
+                out[name] = _few_floats(name, col.kind, values) if few else _floats(name, col.kind, values)
         return Canonical(out, n, unknown)
+
+    def _index(self, name: str) -> dict[str, int]:
+        """Level -> code of categorical column ``name`` (made once)."""
+        cache = self.__dict__.setdefault("_indices", {})
+        if name not in cache:
+            cache[name] = {v: i for i, v in enumerate(self._by_name[name].levels)}
+        return cache[name]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -163,6 +172,9 @@ def _as_columns(data: Any) -> Mapping[str, Any]:
         if len(set(data.columns)) != len(data.columns):
             dupes = sorted({str(c) for c in data.columns if list(data.columns).count(c) > 1})
             raise TableInputError(f"duplicate column names: {dupes}", column=dupes[0])
+        if len(data) <= FEW_ROWS:  # a served request: its values, read one by one
+            values = data.to_numpy(dtype=object)
+            return {str(c): values[:, j] for j, c in enumerate(data.columns)}
         return {str(c): data[c] for c in data.columns}
     if isinstance(data, Mapping):
         return {str(k): (v if np.ndim(v) or hasattr(v, "__len__") and not isinstance(v, str) else [v])
@@ -189,6 +201,93 @@ def _series(values: Any) -> Any:
 
     return values if isinstance(values, pd.Series) else pd.Series(
         values if isinstance(values, np.ndarray) and values.ndim == 1 else list(values))
+
+
+#: Up to this many rows (a served request), raw values are converted value by value in Python: pandas' vectorized
+#: conversions cost tens of microseconds a column whatever the size.
+FEW_ROWS = 64
+
+
+def _is_categorical_series(values: Any) -> bool:
+    import pandas as pd
+
+    return isinstance(getattr(values, "dtype", None), pd.CategoricalDtype)
+
+
+def _items(values: Any) -> list:
+    if hasattr(values, "tolist"):
+        return values.tolist()
+    return list(values)
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or type(v).__name__ in ("NAType", "NaTType")
+
+
+def _few_floats(name: str, kind: str, values: Any) -> np.ndarray:
+    """``_floats`` for a few rows, value by value."""
+    out = np.empty(len(values))
+    for i, v in enumerate(_items(values)):
+        if _missing(v):
+            out[i] = np.nan
+        elif kind == "boolean":
+            b = _BOOLEANS.get(v) if isinstance(v, (bool, str)) else (float(v) if v in (0, 1) else None)
+            if b is None:
+                raise TableInputError(f"column {name!r}: {v!r} is not a boolean (true / false)", column=name)
+            out[i] = b
+        elif kind == "datetime":
+            out[i] = _seconds_of(name, v)
+        elif isinstance(v, str):
+            try:
+                out[i] = float(v)
+            except ValueError:
+                raise TableInputError(f"column {name!r}: {v!r} is not a number", column=name) from None
+        else:
+            try:
+                out[i] = float(v)
+            except (TypeError, ValueError):
+                raise TableInputError(f"column {name!r}: {v!r} is not a number", column=name) from None
+    return out
+
+
+def _seconds_of(name: str, v: Any) -> float:
+    import datetime as dt
+
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            t = dt.datetime.fromisoformat(v)
+        except ValueError:
+            raise TableInputError(f"column {name!r}: {v!r} is not a date-time (ISO 8601, e.g. 2024-05-01T12:30:00Z)",
+                                  column=name) from None
+    elif isinstance(v, dt.datetime):
+        t = v
+    elif isinstance(v, np.datetime64):
+        return float(v.astype("datetime64[ns]").astype(np.int64)) / 1e9
+    else:
+        raise TableInputError(f"column {name!r}: {v!r} is not a date-time", column=name)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.timestamp()
+
+
+def _few_codes(name: str, values: Any, index: dict[str, int]) -> tuple[np.ndarray, list[str]]:
+    """``_codes`` for a few rows, value by value."""
+    codes = np.empty(len(values), dtype=np.int32)
+    unknown: list[str] = []
+    for i, v in enumerate(_items(values)):
+        if _missing(v):
+            codes[i] = MISSING_CODE
+            continue
+        text = v if isinstance(v, str) else _level_text(name, v)
+        code = index.get(text)
+        if code is None:
+            if text not in unknown:
+                unknown.append(text)
+            code = UNKNOWN_CODE - unknown.index(text)
+        codes[i] = code
+    return codes, unknown
 
 
 def _bad_value(name: str, values: Any, ok: np.ndarray, what: str) -> TableInputError:

@@ -290,7 +290,6 @@ class _CsvReader:
         return self._kinds
 
     def _infer(self, buf: bytes, first_line: int) -> dict[str, str]:
-        import pandas as pd
         import pyarrow as pa
 
         undeclared = [c for c in self.used if c not in self.declared]
@@ -306,10 +305,8 @@ class _CsvReader:
                 raise IngestError(f"{self.path}: column {c!r}: {exc}") from None
             if kind == "categorical":
                 strings = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-                n = len(strings) - strings.null_count
-                numbers = pd.to_numeric(pd.Series(strings.to_numpy(zero_copy_only=False)), errors="coerce")
-                if n and numbers.notna().sum() >= n / 2:
-                    kind = "numeric"  # mostly numbers: the others are errors, located by the parse
+                if _mostly_numbers(strings):
+                    kind = "numeric"  # the others are errors, located by the parse
                 elif looks_like_datetimes(strings):
                     kind = "datetime"
             out[c] = kind
@@ -344,7 +341,7 @@ class _CsvReader:
         try:
             return pcsv.read_csv(
                 pa.py_buffer(buf),
-                read_options=pcsv.ReadOptions(column_names=self.columns, use_threads=False),
+                read_options=pcsv.ReadOptions(column_names=self.columns, use_threads=True),
                 parse_options=pcsv.ParseOptions(delimiter=self.delimiter, newlines_in_values=b'"' in buf),
                 convert_options=pcsv.ConvertOptions(column_types=self._arrow_types(kinds), include_columns=self.used,
                                                     null_values=list(NULL_VALUES), strings_can_be_null=True,
@@ -409,6 +406,17 @@ class _CsvReader:
             hint = (f" (its kind, {kinds[name]}, was inferred from lines 2-{self._inferred_lines + 1}; if it is "
                     f"not, {declare})")
         raise IngestError(f"{self.path}: line {line}, column {name!r}: {value!r} is not {what}{hint}") from exc
+
+
+def _mostly_numbers(strings: Any) -> bool:
+    """Whether at least half of the non-missing values of a string array are numbers (judged on its distinct
+    values, weighted by their counts; at most 2,000 of them)."""
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(strings.drop_null() if hasattr(strings, "drop_null") else pc.drop_null(strings))
+    values, n = counts.field("values").to_pylist()[:2000], counts.field("counts").to_numpy()[:2000]
+    total = int(n.sum())
+    return bool(total) and sum(int(c) for v, c in zip(values, n) if _is_float(v)) >= total / 2
 
 
 def _record_end(buf: bytes) -> int:

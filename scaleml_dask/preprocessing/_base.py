@@ -352,7 +352,7 @@ def assemble(pieces: Sequence[Piece], n: int, sparse: bool, dtype: Any = np.floa
                          dtype=np.int64)
         data, indices, indptr = fill_csr(X, c, a, b, missing, dense_pos, H, offset, value, order)
         return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(n, width))
-    out = np.empty((n, width), dtype=np.float64)
+    out = np.zeros((n, width), dtype=np.float64)
     fill_dense(out, X, c, a, b, missing, dense_pos, H, offset, value)
     return out if np.dtype(dtype) == np.float64 else out.astype(dtype)
 

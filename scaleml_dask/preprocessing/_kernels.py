@@ -7,7 +7,7 @@ groups. Written column by column, a C-ordered block of a few hundred columns cos
 
 >>> import numpy as np
 >>> X = np.array([[1.0, np.nan]]); H = np.array([[2, -1]])
->>> out = np.empty((2, 5))
+>>> out = np.zeros((2, 5))
 >>> fill_dense(out, X, np.array([0.0]), np.array([2.0]), np.array([1.0]), np.array([0.0]), np.array([0]), H,
 ...            np.array([1]), np.array([1.0]))
 >>> out.tolist()
@@ -25,12 +25,11 @@ from numba import njit
 @njit(cache=True, nogil=True)
 def fill_dense(out: np.ndarray, X: np.ndarray, c: np.ndarray, a: np.ndarray, b: np.ndarray, missing: np.ndarray,
                pos: np.ndarray, H: np.ndarray, offset: np.ndarray, value: np.ndarray) -> None:
-    """``out[i]``: zeros, then ``out[i, pos[j]] = missing[j] if X[j, i] is NaN else a[j]·(X[j, i] - c[j]) + b[j]``
-    and ``out[i, offset[g] + H[g, i]] = value[g]`` where ``H[g, i] >= 0``."""
-    n, width = out.shape
+    """Into a block of zeros ``out`` (``np.zeros``: the pages come zeroed, no pass of its own), row by row:
+    ``out[i, pos[j]] = missing[j] if X[j, i] is NaN else a[j]·(X[j, i] - c[j]) + b[j]`` and
+    ``out[i, offset[g] + H[g, i]] = value[g]`` where ``H[g, i] >= 0``."""
+    n = out.shape[0]
     for i in range(n):
-        for col in range(width):
-            out[i, col] = 0.0
         for j in range(X.shape[0]):
             x = X[j, i]
             out[i, pos[j]] = missing[j] if x != x else (x - c[j]) * a[j] + b[j]

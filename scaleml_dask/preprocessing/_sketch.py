@@ -113,9 +113,9 @@ class QuantileSketch:
         cum = np.cumsum(self.weights)
         total = cum[-1]
         # bucket b ends at the last point whose cumulated weight is <= (b + 1) * total / size
-        ends = np.unique(np.minimum(np.searchsorted(cum, np.arange(1, self.size + 1) * (total / self.size),
-                                                    side="right") - 1, len(cum) - 1))
-        ends = ends[ends >= 0]
+        ends = np.minimum(np.searchsorted(cum, np.arange(1, self.size + 1) * (total / self.size), side="right") - 1,
+                          len(cum) - 1)
+        ends = ends[(ends >= 0) & np.r_[True, ends[1:] != ends[:-1]]]  # sorted already: drop the repeats
         if ends[-1] != len(cum) - 1:
             ends = np.append(ends, len(cum) - 1)
         bucket = np.diff(np.concatenate([[0.0], cum[ends]]))

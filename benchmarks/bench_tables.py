@@ -107,7 +107,7 @@ def _sklearn_namespace():
 def _sgd(epochs: int):
     import scaleml_dask as sm
 
-    return sm.SGDClassifier(mode="local", rounds=epochs, batch_size=2000, eta0=0.005, alpha=1e-5, random_state=0)
+    return sm.SGDClassifier(mode="local", rounds=epochs, batch_size=500, eta0=0.01, alpha=1e-5, random_state=0)
 
 
 def _log_loss(y, p) -> float:

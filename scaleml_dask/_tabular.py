@@ -137,7 +137,7 @@ class InputSchema:
         in the canonical form of this schema's columns (``names``: only those). A ``TableInputError`` names a
         missing column or a value that is not of its column's kind; unknown levels are coded, not refused (the
         encoders apply their ``handle_unknown``)."""
-        frame = _as_columns(data)
+        frame = _as_columns(data, values_only=True)
         n = _n_rows(frame)
         out, unknown = {}, {}
         for name in self.names if names is None else names:
@@ -167,12 +167,14 @@ class InputSchema:
 # ------------------------------------------------------------------------------------------------------
 
 
-def _as_columns(data: Any) -> Mapping[str, Any]:
+def _as_columns(data: Any, values_only: bool = False) -> Mapping[str, Any]:
+    """The columns of raw ``data`` by name (``values_only``: a few rows' values as object arrays, their dtypes
+    not needed: the schema says the kinds)."""
     if hasattr(data, "columns") and hasattr(data, "iloc"):  # pandas DataFrame
         if len(set(data.columns)) != len(data.columns):
             dupes = sorted({str(c) for c in data.columns if list(data.columns).count(c) > 1})
             raise TableInputError(f"duplicate column names: {dupes}", column=dupes[0])
-        if len(data) <= FEW_ROWS:  # a served request: its values, read one by one
+        if values_only and len(data) <= FEW_ROWS:  # a served request: its values, read one by one
             values = data.to_numpy(dtype=object)
             return {str(c): values[:, j] for j, c in enumerate(data.columns)}
         return {str(c): data[c] for c in data.columns}

@@ -109,7 +109,7 @@ def _table_transforms() -> None:
 
     X, H = np.array([[1.0, np.nan]]), np.array([[0, -1]])
     one, idx = np.ones(1), np.zeros(1, dtype=np.int64)
-    k.fill_dense(np.zeros((2, 3)), X, one, one, one, one, idx, H, idx + 1, one)
+    k.fill_dense(np.zeros((2, 3)), X, one, one, one, one, idx, H, idx + 1, one, H, idx + 1)
     k.fill_csr(X, one, one, one, one, idx, H, idx + 1, one, np.array([0, 1]))
     k.moments(X[0])
 

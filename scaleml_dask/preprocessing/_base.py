@@ -17,6 +17,8 @@ estimator's task (``passes.derived``) and on the raw rows of a served request (`
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -352,9 +354,34 @@ def assemble(pieces: Sequence[Piece], n: int, sparse: bool, dtype: Any = np.floa
                          dtype=np.int64)
         data, indices, indptr = fill_csr(X, c, a, b, missing, dense_pos, H, offset, value, order)
         return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(n, width))
-    out = np.zeros((n, width), dtype=np.float64)
-    fill_dense(out, X, c, a, b, missing, dense_pos, H, offset, value)
+    out, stale, stale_offset = _dense_block(n, width, dense_pos, H, offset)
+    fill_dense(out, X, c, a, b, missing, dense_pos, H, offset, value, stale, stale_offset)
     return out if np.dtype(dtype) == np.float64 else out.astype(dtype)
+
+
+#: Per thread: the last dense block ``assemble`` wrote, with its layout and one-hot cells.
+_BLOCKS = threading.local()
+
+
+def _dense_block(n: int, width: int, pos: np.ndarray, H: np.ndarray,
+                 offset: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A block for ``assemble`` and the one-hot cells to clear in it: this thread's last block of the same layout
+    when nothing but this cache holds it any more (the kernel that consumed it returned, keeping no view of it),
+    with the cells its last fill set; else a new block of zeros. A new block costs its page faults at every chunk
+    (dask's workers allocate every large array afresh: ``MALLOC_TRIM_THRESHOLD_``), more than filling it
+    (benchmarks/README.md, "Tables"); a consumer that keeps the block (SGD's sync mode, a persisted array) just
+    makes the next one new. A thread keeps its last block (the size of one transformed chunk)."""
+    key = (n, width, pos.tobytes(), offset.tobytes())
+    last = getattr(_BLOCKS, "last", None)
+    if last is not None and last[0] == key and sys.getrefcount(last[1]) == 2:  # the tuple's ref and the argument
+        out, stale, stale_offset = last[1], last[2], last[3]
+    else:
+        out, stale, stale_offset = np.zeros((n, width), dtype=np.float64), _NO_CELLS, _NO_OFFSETS
+    _BLOCKS.last = (key, out, H, offset)
+    return out, (stale if len(stale) else np.empty((0, n), np.int64)), stale_offset
+
+
+_NO_CELLS, _NO_OFFSETS = np.empty((0, 0), np.int64), np.empty(0, np.int64)
 
 
 def as_text(pieces: Sequence[Piece]) -> list[Piece]:

@@ -9,7 +9,7 @@ groups. Written column by column, a C-ordered block of a few hundred columns cos
 >>> X = np.array([[1.0, np.nan]]); H = np.array([[2, -1]])
 >>> out = np.zeros((2, 5))
 >>> fill_dense(out, X, np.array([0.0]), np.array([2.0]), np.array([1.0]), np.array([0.0]), np.array([0]), H,
-...            np.array([1]), np.array([1.0]))
+...            np.array([1]), np.array([1.0]), np.empty((0, 2), np.int64), np.empty(0, np.int64))
 >>> out.tolist()
 [[3.0, 0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]
 >>> moments(np.array([1.0, np.nan, 3.0]))
@@ -24,12 +24,18 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def fill_dense(out: np.ndarray, X: np.ndarray, c: np.ndarray, a: np.ndarray, b: np.ndarray, missing: np.ndarray,
-               pos: np.ndarray, H: np.ndarray, offset: np.ndarray, value: np.ndarray) -> None:
-    """Into a block of zeros ``out`` (``np.zeros``: the pages come zeroed, no pass of its own), row by row:
+               pos: np.ndarray, H: np.ndarray, offset: np.ndarray, value: np.ndarray, stale: np.ndarray,
+               stale_offset: np.ndarray) -> None:
+    """Into a block of zeros ``out`` but for the one-hot cells ``stale`` / ``stale_offset`` set there before (a
+    reused block: cleared here, row by row, while the row is in cache), row by row:
     ``out[i, pos[j]] = missing[j] if X[j, i] is NaN else a[j]·(X[j, i] - c[j]) + b[j]`` and
     ``out[i, offset[g] + H[g, i]] = value[g]`` where ``H[g, i] >= 0``."""
     n = out.shape[0]
     for i in range(n):
+        for g in range(stale.shape[0]):
+            h = stale[g, i]
+            if h >= 0:
+                out[i, stale_offset[g] + h] = 0.0
         for j in range(X.shape[0]):
             x = X[j, i]
             out[i, pos[j]] = missing[j] if x != x else (x - c[j]) * a[j] + b[j]

@@ -57,7 +57,13 @@ class QuantileSketch:
     def of(cls, x: np.ndarray, size: int = SIZE) -> QuantileSketch:
         """The sketch of the (finite) values ``x``."""
         v = np.sort(np.asarray(x, dtype=np.float64))
-        return cls(v, np.ones(len(v)), 0.0, size)._compressed()
+        if len(v) <= size:
+            return cls(v, np.ones(len(v)), 0.0, size)
+        # unit weights: bucket b ends at index ⌈(b + 1) n / size⌉ - 1, no cumulated weights to search
+        ends = np.ceil(np.arange(1, size + 1) * (len(v) / size)).astype(np.int64) - 1
+        ends = ends[np.r_[True, ends[1:] != ends[:-1]]]  # non-decreasing: drop the repeats
+        bucket = np.diff(np.concatenate([[-1], ends])).astype(np.float64)
+        return cls(v[ends], bucket, float(bucket.max()), size)
 
     @classmethod
     def of_counts(cls, values: np.ndarray, counts: np.ndarray, size: int = SIZE) -> QuantileSketch:

@@ -169,9 +169,7 @@ def _encoded(pipe, store: Path, args) -> Path:
     from scaleml_dask.io.store import DatasetWriter
     from scaleml_dask.passes import map_row_chunks
 
-    path = DATA / f"tables_encoded_{args.n}_{args.max_categories}.zarr"
-    if path.exists():
-        return path
+    path = DATA / f"tables_encoded_{args.n}_{args.max_categories}.zarr"  # rewritten: this run's statistics
     Xt = pipe[:-1].transform(store)
     y = sm.open_dataset(store)["y"].data
     t = time.perf_counter()

@@ -25,8 +25,8 @@ class SimpleImputer(TableTransformer):
 
     Means come from the pass's exact moments, the most frequent value from exact counts (ties: the smallest,
     as scikit-learn), and the median from a mergeable quantile sketch (``_sketch.QuantileSketch``) in the same one
-    pass: exact up to 8,192 values, otherwise a value whose rank is within ``median_rank_error_`` of the middle
-    (at most about ``(L + 1) n / 8192 + 2 n_chunks`` for a pass tree-reduced in ``L`` levels: ``n / 1000`` for 40
+    pass: exact up to 4,096 values, otherwise a value whose rank is within ``median_rank_error_`` of the middle
+    (at most about ``(L + 1) n / 4096 + 2 n_chunks`` for a pass tree-reduced in ``L`` levels: ``n / 700`` for 40
     chunks of 10,000 values).
     Categorical columns take ``"most_frequent"`` or ``"constant"`` (default fill ``"missing_value"``, a new level
     if it is not one). A column with no value in fit is dropped from the output unless ``keep_empty_features``;

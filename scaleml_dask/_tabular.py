@@ -484,15 +484,15 @@ def as_table(X: Any, *, what: str = "X") -> Table:
     xr = sys.modules.get("xarray")
     if xr is not None and isinstance(X, xr.Dataset):
         return _dataset_table(X)
-    if hasattr(X, "iloc") or isinstance(X, Mapping) or (isinstance(X, list) and X and isinstance(X[0], Mapping)):
+    sparse = hasattr(X, "tocsr")  # scipy.sparse (a dok matrix is a dict, not a dict of columns)
+    if not sparse and (hasattr(X, "iloc") or isinstance(X, Mapping)
+                       or (isinstance(X, list) and X and isinstance(X[0], Mapping))):
         return _frame_table(X)
-    if isinstance(X, np.ndarray) or isinstance(X, (list, tuple)):
-        A = np.asarray(X)
-        if A.ndim != 2:
-            raise ValueError(f"{what} must be 2-d (n_samples, n_features) or a table; got shape {A.shape}")
-        if A.dtype.kind not in "biuf":
-            raise ValueError(f"{what} has dtype {A.dtype}: give a table (a pandas DataFrame, a stored table) for "
-                             "columns of text")
+    in_memory = hasattr(X, "__array__") and not hasattr(X, "dask") and not type(X).__module__.startswith("zarr")
+    if isinstance(X, (np.ndarray, list, tuple)) or sparse or in_memory:
+        from .validation import check_array
+
+        A = check_array(X, what, ndim=2)  # scikit-learn's errors: sparse, complex, 1-d, empty, text in an array
         names = [f"x{j}" for j in range(A.shape[1])]
         data = Canonical({n: A[:, j].astype(np.float64) for j, n in enumerate(names)}, A.shape[0])
         return Table(InputSchema([Column(n) for n in names]), data=data)

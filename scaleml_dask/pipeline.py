@@ -319,6 +319,9 @@ class Pipeline(TableNode, _SkPipeline):
         """A table without preprocessing as the float matrix of its columns (the fit refused categorical columns
         and missing values), through the steps ``before``."""
         schema = self.input_schema_
+        from .preprocessing._base import _check_width
+
+        _check_width(table, schema, self._final_estimator)
         missing = [n for n in schema.names if n not in table.schema]
         if missing:
             raise TableInputError(f"column {missing[0]!r} is missing (the input columns are {table.schema.names})",
@@ -448,6 +451,16 @@ class Pipeline(TableNode, _SkPipeline):
     def predict_proba_many(self, X: Any) -> np.ndarray:
         return self._final_estimator.predict_proba_many(self.preprocess(X))
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        first = next((est for _, est in self.steps if not _skip(est)), None) if isinstance(self.steps, list) else None
+        if first is not None:  # what the pipeline takes is what its first step takes (missing values, text)
+            inner = get_tags(first).input_tags
+            tags.input_tags.allow_nan = inner.allow_nan
+            tags.input_tags.string = inner.string
+            tags.input_tags.categorical = inner.categorical
+        return tags
+
     def __sklearn_is_fitted__(self) -> bool:
         final = self._final_estimator
         if _online(final):
@@ -457,7 +470,8 @@ class Pipeline(TableNode, _SkPipeline):
 
 
 def _raw(X: Any) -> bool:
-    return hasattr(X, "iloc") or isinstance(X, dict) or (isinstance(X, list) and bool(X) and isinstance(X[0], dict))
+    return not hasattr(X, "tocsr") and (hasattr(X, "iloc") or isinstance(X, dict)
+                                        or (isinstance(X, list) and bool(X) and isinstance(X[0], dict)))
 
 
 def _take_levels(codes: Any, levels: np.ndarray) -> np.ndarray:

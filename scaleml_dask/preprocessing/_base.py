@@ -533,9 +533,18 @@ def transform_node(node: TableNode, X: Any, schema: InputSchema, *, sparse: bool
         c = schema.canonical(X, names) if not isinstance(X, Table) else X.data
         return apply_block(c, node, names, schema, sparse)
     table = as_table(X)
+    _check_width(table, schema, node)
     if not table.lazy:
         return apply_block(_refit_levels(table, schema), node, names, schema, sparse)
     return derived_transform(node, table, schema, sparse, estimator)
+
+
+def _check_width(table: Table, schema: InputSchema, node: Any) -> None:
+    """An array (columns ``x0, x1, ...``) of another width than the fitted one: scikit-learn's error."""
+    if table.schema.names[:1] == ["x0"] and schema.names[:1] == ["x0"] and len(table.schema) != len(schema):
+        first = getattr(node, "nodes", [node])[0]
+        raise ValueError(f"X has {len(table.schema)} features, but {type(first).__name__} is expecting {len(schema)} "
+                         "features as input.")
 
 
 def _refit_levels(table: Table, schema: InputSchema) -> Canonical:
@@ -600,8 +609,8 @@ def _sparse_meta(width: int) -> Any:
 
 
 def _in_memory(X: Any) -> bool:
-    return hasattr(X, "iloc") or isinstance(X, Mapping) or (isinstance(X, list) and bool(X)
-                                                           and isinstance(X[0], Mapping))
+    return not hasattr(X, "tocsr") and (hasattr(X, "iloc") or isinstance(X, Mapping)
+                                        or (isinstance(X, list) and bool(X) and isinstance(X[0], Mapping)))
 
 
 def require_kind(transformer: str, state: ColumnState, kinds: Sequence[str], fix: str) -> None:

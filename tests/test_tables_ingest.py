@@ -207,3 +207,16 @@ def test_cli_ingest_kinds_and_catalog_show(mixed, tmp_path):
     assert main(["ingest", str(d / "m.csv"), str(tmp_path / "o.zarr"), "--target", "y", "--kind", "qty=categorical",
                  "--na", "keep", "--max-levels", "50", "-q"]) == 0
     assert zarr.open_group(str(tmp_path / "o.zarr"), mode="r")["qty"].attrs["kind"] == "categorical"
+
+
+def test_a_generated_table_is_the_same_whatever_the_workers(client, tmp_path):
+    """Chunks made on the cluster's 2 workers or in this process: the same codes, levels and values."""
+    from scaleml_dask.io.synthetic import make_table
+
+    a = make_table(tmp_path / "a.zarr", 2_500, n_numeric=2, levels=(7, 40), chunk_rows=1_000, seed=3, client=client)
+    b = make_table(tmp_path / "b.zarr", 2_500, n_numeric=2, levels=(7, 40), chunk_rows=1_000, seed=3)
+    da_, db = sm.open_dataset(a), sm.open_dataset(b)
+    for c in da_.data_vars:
+        np.testing.assert_array_equal(da_[c].values, db[c].values)
+        assert da_[c].attrs == db[c].attrs
+    assert sm.io.catalog.verify_dataset(a)[1] == []

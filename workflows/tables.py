@@ -1,7 +1,8 @@
 """A table end to end: a mixed-type CSV -> ingest -> pipeline -> evaluate -> save.
 
-The CSV (numbers with missing values, categories of skewed frequencies, a boolean, ISO timestamps; planted
-effects, so the best achievable accuracy is known) is ingested into a table store; a pipeline (impute and scale
+The CSV — a catalog table (``demo-table``: numbers with missing values, categories of skewed frequencies, a
+boolean, ISO timestamps; planted effects, so the best achievable accuracy is known) written as raw text in the
+run's directory, its last chunk held out — is ingested into a table store; a pipeline (impute and scale
 the numbers and the timestamp, one-hot the categories with rare levels grouped, then ``SGDClassifier``) is fitted
 on it: the preprocessing's statistics in one pass, each chunk transformed inside the classifier's own tasks. It
 is evaluated on held-out raw rows (a pandas DataFrame, the path a served request takes) against the planted
@@ -14,14 +15,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 
 import scaleml_dask as sm
 from scaleml_dask.compose import make_column_selector, make_column_transformer
-from scaleml_dask.io.catalog import data_dir
 from scaleml_dask.io.ingest import ingest
-from scaleml_dask.io.synthetic import table_chunk, table_levels, table_spec, write_table_file
+from scaleml_dask.io.synthetic import table_chunk, table_levels
 from scaleml_dask.io.table import column_info
 from scaleml_dask.pipeline import make_pipeline
 from scaleml_dask.preprocessing import OneHotEncoder, SimpleImputer, StandardScaler
@@ -29,30 +30,28 @@ from scaleml_dask.report import pyplot
 from scaleml_dask.runner import script_main
 
 
-def _spec_kwargs(config: dict) -> dict:
-    return {"n_numeric": config.get("n_numeric", 20), "levels": tuple(config.get("levels", (10, 100, 1000))),
-            "missing": config.get("missing", 0.05), "seed": config.get("seed", 7)}
+def raw_files(ds, config: dict) -> tuple[Path, Path, list[int]]:
+    """The dataset's rows as raw CSVs in the run's directory (categories as text, booleans, ISO timestamps, empty
+    fields for missing values): its last ``held_out_chunks`` chunks held out; and the held-out chunks' indices."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
 
+    from scaleml_dask.io.table import layout, to_frame
 
-def raw_files(config: dict, report) -> tuple[Path, Path]:
-    """The training and held-out CSVs (made once in the data directory, reused by later runs)."""
-    rows, test_rows, chunk = config["rows"], config["test_rows"], config["chunk_rows"]
-    kw = _spec_kwargs(config)
-    tag = f"{kw['seed']}-{rows}-{'-'.join(map(str, kw['levels']))}"
-    train, test = data_dir() / f"demo-table-{tag}.csv", data_dir() / f"demo-table-{tag}-test.csv"
-    for path, n, first in ((train, rows, 0), (test, test_rows, _test_chunk(config))):
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            t0 = time.perf_counter()
-            write_table_file(path, n, chunk_rows=chunk, first_chunk=first, **kw)
-            report.add_one_time_cost(f"write {path.name}", time.perf_counter() - t0,
-                                     note="the raw CSV, made on first use; later runs reuse it")
-    return train, test
-
-
-def _test_chunk(config: dict) -> int:
-    """The first chunk index of the held-out rows: past the training rows (same planted model, other rows)."""
-    return -(-config["rows"] // config["chunk_rows"]) + 1
+    names = layout(ds)["columns"]
+    n_chunks = len(ds[names[0]].data.chunks[0])
+    held = list(range(n_chunks - config.get("held_out_chunks", 1), n_chunks))
+    out = Path(config["state_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"train": out / "table.csv", "test": out / "table-test.csv"}
+    attrs = {c: dict(ds[c].attrs) for c in names}
+    with open(paths["train"], "wb") as train, open(paths["test"], "wb") as test:
+        for i in range(n_chunks):
+            blocks = dict(zip(names, dask.compute(*[ds[c].data.blocks[i] for c in names])))
+            f = test if i in held else train
+            pcsv.write_csv(pa.Table.from_pandas(to_frame(blocks, attrs), preserve_index=False), f,
+                           pcsv.WriteOptions(include_header=f.tell() == 0, quoting_style="needed"))
+    return paths["train"], paths["test"], held
 
 
 def pipeline(config: dict):
@@ -70,7 +69,7 @@ def pipeline(config: dict):
                                                alpha=sgd.get("alpha", 1e-5), random_state=0))
 
 
-def evaluate(pipe, test_csv: Path, config: dict) -> dict:
+def evaluate(pipe, test_csv: Path, ds, held: list[int]) -> dict:
     """Held-out raw rows through the pipeline (in memory, as a served request): log loss and accuracy against
     the planted model's, and the time to predict raw rows."""
     from sklearn.metrics import accuracy_score, log_loss
@@ -80,23 +79,22 @@ def evaluate(pipe, test_csv: Path, config: dict) -> dict:
     t0 = time.perf_counter()
     proba = pipe.predict_proba(frame)[:, 1]
     seconds = time.perf_counter() - t0
-    spec = table_spec(**_spec_kwargs(config))
-    chunk, first = config["chunk_rows"], _test_chunk(config)
-    bayes = sum(table_chunk(config.get("seed", 7), first + i, min(chunk, len(y) - i * chunk), spec=spec)[1]
-                for i in range(-(-len(y) // chunk)))
+    spec, seed = ds.attrs["spec"], ds.attrs["seed"]
+    rows = ds["y"].data.chunks[0]
+    bayes = sum(table_chunk(seed, i, rows[i], spec=spec)[1] for i in held)
     one = frame.iloc[:1]
     t1 = time.perf_counter()
     for _ in range(20):
         pipe.predict_proba(one)
-    return {"held-out rows": len(y), "log loss": float(log_loss(y, proba)),
+    return {"held-out rows": len(y), "log loss": float(log_loss(y, proba, labels=[0.0, 1.0])),
             "accuracy": float(accuracy_score(y, proba > 0.5)), "planted model's accuracy": bayes / len(y),
             "raw rows / s (batch)": len(y) / seconds, "one raw row (ms)": 1e3 * (time.perf_counter() - t1) / 20}
 
 
-def effects_figure(pipe, config: dict, report) -> Path:
+def effects_figure(pipe, ds, report) -> Path:
     """The classifier's one-hot coefficients of the first category against the planted level effects."""
     plt = pyplot()
-    spec = table_spec(**_spec_kwargs(config))
+    spec = ds.attrs["spec"]
     names = list(pipe[:-1].get_feature_names_out())
     coef = pipe[-1].coef_.ravel()
     levels = table_levels(spec["levels"][0])
@@ -130,14 +128,17 @@ def save(pipe, config: dict, metrics: dict) -> dict:
 
 def run(config: dict, client, report) -> dict:
     """CSV -> ingest -> pipeline -> evaluate -> save, with the report section."""
-    train_csv, test_csv = raw_files(config, report)
+    ds = sm.open_dataset(config["dataset"], client=client)
+    t0 = time.perf_counter()
+    train_csv, test_csv, held = raw_files(ds, config)
+    csv_s = time.perf_counter() - t0
     store = Path(config["state_dir"]) / "table.zarr"
     t0 = time.perf_counter()
-    ingest(train_csv, store, target="y", chunk_rows=config["chunk_rows"])
+    ingest(train_csv, store, target="y", chunk_rows=config.get("chunk_rows"))
     ingest_s = time.perf_counter() - t0
-    ds = sm.open_dataset(store)
+    table = sm.open_dataset(store)
     columns = [{"column": c["name"], "kind": c["kind"], "missing": c["n_missing"], "levels": c["n_levels"] or ""}
-               for c in column_info(ds)]
+               for c in column_info(table)]
     pipe = pipeline(config)
     t0 = time.perf_counter()
     pipe.fit(store)
@@ -145,11 +146,12 @@ def run(config: dict, client, report) -> dict:
     t0 = time.perf_counter()
     pipe[:-1].fit(store)
     stats_s = time.perf_counter() - t0
-    metrics = evaluate(pipe, test_csv, config)
-    figure = effects_figure(pipe, config, report)
+    metrics = evaluate(pipe, test_csv, ds, held)
+    figure = effects_figure(pipe, ds, report)
     saved = save(pipe, config, {k: metrics[k] for k in ("log loss", "accuracy")})
-    n = config["rows"]
-    steps = [{"step": "ingest (CSV -> table store)", "seconds": ingest_s, "rows / s": n / ingest_s},
+    n = int(table[column_info(table)[0]["name"]].shape[0])
+    steps = [{"step": "the dataset written as CSV (train and held-out)", "seconds": csv_s, "rows / s": np.nan},
+             {"step": "ingest (CSV -> table store)", "seconds": ingest_s, "rows / s": n / ingest_s},
              {"step": "pipeline fit (statistics pass + SGD)", "seconds": fit_s, "rows / s": n / fit_s},
              {"step": "   of which the statistics pass (every transformer)", "seconds": stats_s,
               "rows / s": n / stats_s}]
@@ -157,10 +159,10 @@ def run(config: dict, client, report) -> dict:
     report.add_section(
         "Tables: CSV -> ingest -> pipeline -> evaluate -> save",
         text=(f"{n:,} rows of a mixed CSV ({train_csv.stat().st_size / 1e6:,.0f} MB: numbers with "
-              f"{100 * config.get('missing', 0.05):.0f} % missing, categories of "
-              f"{', '.join(map(str, config['levels']))} levels, a boolean, ISO timestamps) ingested into a table "
-              f"store, then a pipeline fitted on it: median imputation and scaling, one-hot with rare levels grouped "
-              f"({width} features), SGDClassifier. The "
+              f"{100 * ds.attrs['spec']['missing']:.0f} % missing, categories of "
+              f"{', '.join(map(str, ds.attrs['spec']['levels']))} levels, a boolean, ISO timestamps) ingested into "
+              "a table store, then a pipeline fitted on it: median imputation and scaling, one-hot with rare levels "
+              f"grouped ({width} features), SGDClassifier. The "
               "preprocessing reads the data once for every transformer's statistics; each chunk is then transformed "
               "inside the classifier's tasks. Evaluated on held-out raw rows (a DataFrame, as a served request) "
               f"against the planted model. {saved.get('note', 'Saved to ' + saved.get('path', ''))}"),

@@ -318,18 +318,19 @@ def _floats(name: str, kind: str, values: Any) -> np.ndarray:
     if kind == "boolean":
         if pd.api.types.is_bool_dtype(s.dtype):
             return s.to_numpy(dtype=np.float64, na_value=np.nan)
-        mapped = s.map(_BOOLEANS, na_action="ignore")
-        ok = mapped.notna().to_numpy() | missing
-        if not ok.all():
-            raise _bad_value(name, s, ok, "a boolean (true / false)")
-        return mapped.to_numpy(dtype=np.float64, na_value=np.nan)
+        return _converted(name, s, s.map(_BOOLEANS, na_action="ignore"), missing, "a boolean (true / false)")
     if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
-    numbers = pd.to_numeric(s, errors="coerce")
-    ok = numbers.notna().to_numpy() | missing
+    return _converted(name, s, pd.to_numeric(s, errors="coerce"), missing, "a number")
+
+
+def _converted(name: str, s: Any, converted: Any, missing: np.ndarray, what: str) -> np.ndarray:
+    """``converted`` (NaN where ``s`` could not be) as float64, or an error naming the first value that was not
+    ``what`` and not missing."""
+    ok = converted.notna().to_numpy() | missing
     if not ok.all():
-        raise _bad_value(name, s, ok, "a number")
-    return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        raise _bad_value(name, s, ok, what)
+    return converted.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 _BOOLEANS = {True: 1.0, False: 0.0, "true": 1.0, "false": 0.0, "True": 1.0, "False": 0.0,

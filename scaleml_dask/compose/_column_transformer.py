@@ -262,13 +262,6 @@ class ColumnTransformer(TableNode, TransformerMixin, _BaseComposition):
     def named_transformers_(self) -> Bunch:
         return Bunch(**{name: trans for name, trans, _ in self.transformers_})
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.input_tags.string = True
-        tags.input_tags.categorical = True
-        return tags
-
 
 def _ones(s: ColumnState) -> int:
     """Non-zeros of a 0 / 1 output column (its count of ones), for the output's density."""

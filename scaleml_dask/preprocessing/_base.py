@@ -430,6 +430,13 @@ class TableNode:
         """Whether the fitted output is sparse."""
         return False
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()  # a table takes missing values, text and categories
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = True
+        tags.input_tags.categorical = True
+        return tags
+
 
 class TableTransformer(TableNode, TransformerMixin, BaseEstimator):
     """Base of the column-wise table transformers: ``fit`` / ``transform`` on any table input (``_tabular.as_table``)
@@ -487,13 +494,6 @@ class TableTransformer(TableNode, TransformerMixin, BaseEstimator):
 
     def _names_out(self, names: list[str]) -> list[str]:
         return names
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.input_tags.string = True
-        tags.input_tags.categorical = True
-        return tags
 
 
 def initial_states(table: Table, summaries: Mapping[str, Summary], names: Sequence[str]) -> list[ColumnState]:

@@ -10,14 +10,14 @@ import dask
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from scaleml_dask import PCA, TSNE, KMeans, LinearRegression, Ridge, SGDClassifier, SGDRegressor
+from scaleml_dask import PCA, TSNE, KMeans, LinearRegression, Ridge, RidgeCV, SGDClassifier, SGDRegressor
 from scaleml_dask.compose import ColumnTransformer
 from scaleml_dask.pipeline import make_pipeline
 from scaleml_dask.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, SimpleImputer, StandardScaler
 
 ESTIMATORS = [LinearRegression(), Ridge(), PCA(), TSNE(perplexity=2, n_iter=50, early_exaggeration_iter=20),
               SGDClassifier(mode="local", rounds=3), SGDRegressor(mode="local", rounds=30, eta0=0.05),
-              KMeans(n_clusters=3), StandardScaler(), MinMaxScaler(), OneHotEncoder(handle_unknown="ignore"),
+              KMeans(n_clusters=3), RidgeCV(), StandardScaler(), MinMaxScaler(), OneHotEncoder(handle_unknown="ignore"),
               OrdinalEncoder(), SimpleImputer(),
               ColumnTransformer([("scale", StandardScaler(), [0])], remainder="passthrough"),
               make_pipeline(SimpleImputer(), StandardScaler(), LinearRegression())]

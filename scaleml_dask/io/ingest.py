@@ -58,6 +58,7 @@ def ingest(
     kinds: Mapping[str, str] | None = None,
     max_levels: int = MAX_LEVELS,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Convert a CSV (plain or .gz), Parquet or ``.npy`` file to a zarr dataset, chunk by chunk.
 
@@ -65,6 +66,8 @@ def ingest(
     left out. ``kinds`` declares columns' kinds (``{"zip": "categorical"}``), ``max_levels`` caps a category's
     levels, ``na`` is the missing-value policy (module docstring). Rows are chunked only, near 64 MB per chunk
     by default. For ``.npy``, ``target`` may be a column index.
+    A dataset already at ``dest`` is replaced only with ``overwrite=True``, and only if this project wrote it;
+    anything else there (a folder of yours, a file) is refused by name and left untouched.
     """
     source, dest = Path(source), Path(dest)
     if not source.exists():
@@ -80,24 +83,26 @@ def ingest(
     else:
         raise IngestError(f"{source}: unknown file type; expected .csv, .csv.gz, .parquet or .npy")
     bar = _progress_bar(reader.size_bytes, f"ingest {source.name}") if progress else None
-    if isinstance(reader, _NpyReader):
-        _write_matrix(reader, reader.blocks, dest, chunk_rows, codec, bar, {})
-    else:
-        _write_columns(reader, dest, chunk_rows, codec, bar, policy, max_levels)
-    if bar is not None:
-        bar.close()
+    try:
+        if isinstance(reader, _NpyReader):
+            _write_matrix(reader, reader.blocks, dest, chunk_rows, codec, bar, {}, overwrite)
+        else:
+            _write_columns(reader, dest, chunk_rows, codec, bar, policy, max_levels, overwrite)
+    finally:
+        if bar is not None:
+            bar.close()
     return dest
 
 
 def _write_matrix(reader: Any, blocks: Callable[[int], Iterator[tuple]], dest: Path, chunk_rows: int | None,
-                  codec: str | None, bar: Any, attrs: dict, finish: Callable[[DatasetWriter], None] | None = None
-                  ) -> None:
+                  codec: str | None, bar: Any, attrs: dict, overwrite: bool,
+                  finish: Callable[[DatasetWriter], None] | None = None) -> None:
     """Write a matrix store (``X``, ``y``) from ``blocks(rows)`` of ``(X, y)``; ``finish(writer)`` at the end."""
     rows = int(chunk_rows or chunk_rows_for(len(reader.features)))
     attrs = {"source": str(reader.path), "target": reader.target, **attrs}
     with DatasetWriter(dest, len(reader.features), chunk_rows=rows, feature_names=reader.features,
                        y_dtype=np.float64 if reader.target is not None else None, attrs=attrs,
-                       codec=codec) as writer:
+                       codec=codec, overwrite=overwrite) as writer:  # the destination is checked first
         n_rows = 0
         for X, y in _rechunk(blocks(rows), rows):
             writer.append(X, y)
@@ -110,7 +115,7 @@ def _write_matrix(reader: Any, blocks: Callable[[int], Iterator[tuple]], dest: P
 
 
 def _write_columns(reader: Any, dest: Path, chunk_rows: int | None, codec: str | None, bar: Any,
-                   policy: str | float, max_levels: int) -> None:
+                   policy: str | float, max_levels: int, overwrite: bool) -> None:
     """Encode the reader's columns by kind and write a matrix store (all numbers / booleans) or a table."""
     kinds = reader.kinds
     fill = policy if isinstance(policy, float) else None
@@ -138,14 +143,14 @@ def _write_columns(reader: Any, dest: Path, chunk_rows: int | None, codec: str |
             writer.set_attrs(n_missing={c: e.n_missing for c, e in encoders.items()})
 
         _write_matrix(reader, blocks, dest, chunk_rows, codec, bar,
-                      {"feature_kinds": [kinds[c] for c in reader.features]}, finish)
+                      {"feature_kinds": [kinds[c] for c in reader.features]}, overwrite, finish)
         return
     for c in reader.used:
         check_column_name(c, f"{reader.path}: ")
     rows = int(chunk_rows or table_chunk_rows(used_kinds))
     columns = [(c, kinds[c]) for c in reader.used]
     with TableWriter(dest, columns, chunk_rows=rows, target=reader.target, attrs={"source": str(reader.path)},
-                     codec=codec) as writer:
+                     codec=codec, overwrite=overwrite) as writer:
         n_rows = 0
         for cols in _rechunk(encoded(rows), rows):
             writer.append_columns(dict(zip(reader.used, cols)))

@@ -119,7 +119,7 @@ class TableWriter(DatasetWriter):
 
     def __init__(self, path: str | Path, columns: Sequence[tuple[str, str]], *, n_samples: int = 0,
                  chunk_rows: int | None = None, target: str | None = None, attrs: dict | None = None,
-                 codec: str | None = None) -> None:
+                 codec: str | None = None, overwrite: bool = False) -> None:
         columns = [(str(n), str(k)) for n, k in columns]
         names = [n for n, _ in columns]
         for name, kind in columns:
@@ -132,20 +132,14 @@ class TableWriter(DatasetWriter):
             raise ValueError(f"target {target!r} is not a column ({names})")
         super().__init__(path, len(columns), n_samples=n_samples,
                          chunk_rows=chunk_rows or table_chunk_rows([k for _, k in columns]), attrs=attrs,
-                         codec=codec)
+                         codec=codec, overwrite=overwrite)
         self.columns = columns
         self.target = target
         self._levels: dict[str, list[str]] = {}
         self._missing: dict[str, int] = {}
 
-    def __enter__(self) -> TableWriter:
-        import zarr
-
-        from .store import compressors
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        g = zarr.open_group(str(self.tmp_path), mode="w", zarr_format=3)
-        comp = compressors(self._codec)
+    def _create_arrays(self, g: Any, comp: Any) -> None:
+        """One 1-d array per column (its kind's dtype, missing as NaN or the missing code) and the layout."""
         for name, kind in self.columns:
             dtype = DTYPES[kind]
             a = g.create_array(name, shape=(self._n_samples,), chunks=(self.chunk_rows,), dtype=dtype,
@@ -154,8 +148,6 @@ class TableWriter(DatasetWriter):
             a.attrs.update(_kind_attrs(kind))
         layout = {"format": TABLE_FORMAT, "columns": [n for n, _ in self.columns], "target": self.target}
         g.attrs.update({**self._attrs, LAYOUT_ATTR: layout, "codec": self._codec})
-        self.group = g
-        return self
 
     def append_columns(self, columns: Mapping[str, np.ndarray]) -> None:
         """Append rows to every column (in order): ``{name: stored values}``, all of one length.

@@ -8,7 +8,7 @@ the last user left). A name is one use: two buffers alive at the same time need 
 
 >>> a = scratch("doc", (4, 3)); a[:] = 1.0
 >>> b = scratch("doc", (4, 3))
->>> b is a, float(b.sum())
+>>> import numpy as np; np.shares_memory(a, b), float(b.sum())  # the same memory, handed back
 (True, 12.0)
 >>> scratch("doc", (2, 3)).shape  # another shape: a view of the same memory when it fits
 (2, 3)

@@ -69,8 +69,8 @@ class Assignment(NamedTuple):
 def _products(X: np.ndarray, C: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(start, stop, X[start:stop] C')`` for every sub-block of ``SUB_ROWS`` rows, all the products in one
     buffer: dask's workers set ``MALLOC_TRIM_THRESHOLD_``, which pins glibc's mmap threshold at 128 kB, so a
-    fresh product per sub-block would be mapped, page-faulted and unmapped every time (that doubled the
-    kernel's time in the workers; benchmarks/README.md, "k-means")."""
+    fresh product per sub-block would be mapped, page-faulted and unmapped every time (benchmarks/README.md,
+    "k-means")."""
     n = len(X)
     Ct = np.ascontiguousarray(C.T)
     XC = np.empty((min(n, SUB_ROWS), len(C)))

@@ -2,10 +2,10 @@
 
 ``use_passive_openmp()`` is called by the entry points of numba's parallel kernels (``TSNE.fit``) before the
 first parallel region starts, which is when GNU OpenMP reads its environment. OpenMP threads otherwise spin
-while waiting: on a machine whose cores are shared with dask workers that made 2-thread kernels 10x slower
-than 1 thread. Passive waiting after a short spin (10,000 turns, tens of µs) avoids it and spares the wake-up
-between back-to-back parallel regions (t-SNE on digits: 0.9 s -> 0.7 s of optimisation). Values the user set
-in the environment are kept.
+while waiting: on a machine whose cores are shared with dask workers that made 2-thread kernels slower than
+1 thread. Passive waiting after a short spin (10,000 turns) avoids it and spares the wake-up between
+back-to-back parallel regions (benchmarks/README.md, "t-SNE"). Values the user set in the environment are
+kept.
 """
 
 from __future__ import annotations

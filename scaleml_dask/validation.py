@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-if TYPE_CHECKING:  # dask.array costs ~0.4 s to import; in-memory callers (small t-SNE) never need it
+if TYPE_CHECKING:  # importing dask.array is slow; in-memory callers (small t-SNE) never need it
     import dask.array as da
     from dask.delayed import Delayed
 

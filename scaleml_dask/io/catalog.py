@@ -84,7 +84,8 @@ def user_catalog_path() -> Path | None:
 
 def _read_entries(path: Path, base: Path) -> dict[str, Entry]:
     """The entries of one catalog file (relative paths resolved against ``base``), parsed again only when
-    its bytes change: parsing YAML costs ~10 ms, and every open by path or name looks in the catalog."""
+    its bytes change: every open by path or name looks in the catalog, and parsing YAML each time was a
+    visible share of a small fit's fixed cost (benchmarks/README.md, "Growth")."""
     try:
         text = path.read_bytes()
     except OSError as exc:
@@ -191,7 +192,8 @@ def open_dataset(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike 
     short chunk is an error naming it). ``verify=True`` also checks every chunk against the store's
     manifest (a full read of the store) and raises ``IntegrityError`` listing what is wrong. A local store
     whose metadata files and manifests are byte for byte those of its last open is not opened again: the
-    caller gets a copy of that Dataset (~0.5 ms instead of ~30 ms, the fixed cost of every fit given a path).
+    caller gets a copy of that Dataset (the fixed cost of every fit given a path: benchmarks/README.md,
+    "Growth").
     """
     path, label = _resolve(name_or_path, catalog, create=True, client=client, progress=progress)
     ds = _open_cached(path, label)

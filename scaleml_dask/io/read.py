@@ -1,7 +1,7 @@
 """The chunk reader every estimator reads through: zarr chunks straight into numpy buffers.
 
-zarr-python spends most of a one-pass fit's time in its read machinery (a 64 MB uncompressed chunk: ~60 ms
-against ~10 ms for ``readinto`` of the same file; benchmarks/README.md, "Read path"). For a zarr v3 array
+zarr-python spends most of a one-pass fit's time in its read machinery: several times what ``readinto`` of
+the same chunk file costs (benchmarks/README.md, "Read path"). For a zarr v3 array
 on a local store this module maps each uncompressed chunk file into memory (a copy-on-write map of the
 page cache: no copy at all), or maps a compressed one and has numcodecs' zstd / blosc decoders expand it
 straight into the output buffer; everything else (fsspec URLs, sharding, filters, other codecs, dtypes or

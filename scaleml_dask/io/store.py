@@ -31,8 +31,8 @@ import numpy as np
 import zarr
 
 #: Codec of the stores this project writes, chosen by measuring decode speed against size on 250,000 x 32
-#: float64 chunks (benchmarks/README.md, "Codec"): float data compress by <= 6 % with blosc-lz4 while decoding
-#: 2-2.4x slower than no codec, and decoding is the floor of every one-pass algorithm here. Use "zstd" for
+#: float64 chunks (benchmarks/README.md, "Codec"): float data barely compress with blosc-lz4 while decoding
+#: costs a multiple of no codec, and decoding is the floor of every one-pass algorithm here. Use "zstd" for
 #: compressible data (e.g. values rounded in a CSV: 4x smaller) kept on remote or object storage.
 DEFAULT_CODEC = "none"
 #: Rows per chunk by default: this many, or fewer so that a chunk stays near ``TARGET_CHUNK_BYTES``.

@@ -20,7 +20,7 @@ from ..config import use_passive_openmp
 from ..validation import as_dask_array, assert_finite, check_array, check_is_fitted, finite_blocks
 from . import affinity, initialization, locality, neighbors, optimize
 
-if TYPE_CHECKING:  # small numpy inputs never import dask.array (~0.4 s)
+if TYPE_CHECKING:  # small numpy inputs never import dask.array (a noticeable share of a small fit)
     import dask.array as da
 
 logger = logging.getLogger("scaleml_dask.tsne")
@@ -28,12 +28,12 @@ logger = logging.getLogger("scaleml_dask.tsne")
 Callback = Callable[[int, float, np.ndarray], bool]
 
 #: numpy inputs of at most this many rows and ``LOCAL_MAX_FEATURES`` columns are embedded in this
-#: process, without dask: at that size the scheduler and the import of dask.distributed (0.4 s) cost
+#: process, without dask: at that size the scheduler and the import of dask.distributed cost
 #: more than the reduction (an eigendecomposition of the d x d covariance) and the kNN.
 LOCAL_MAX_SAMPLES = 10_000
 LOCAL_MAX_FEATURES = 1_000
 #: From this many rows on, the rows are sorted by k-means cell before the kNN (``locality``), so that the
-#: optimisation's reads of neighbours hit the cache (2.3x faster iterations at 1,000,000 points).
+#: optimisation's reads of neighbours hit the cache (benchmarks/README.md, "t-SNE").
 LOCALITY_MIN_SAMPLES = 200_000
 
 

@@ -3,8 +3,8 @@
 Each gradient step reads the embedding at every nonzero of P, i.e. at each point's neighbours. In the
 input's row order those reads are scattered over the whole (n, 2) embedding; once the rows are sorted by
 k-means cell (cells of ~``cell_rows`` rows, Lloyd on a sample, float32 GEMMs), a point's neighbours sit in
-its own and a few nearby cells, and consecutive points share them, so the reads hit the cache. At
-1,000,000 points this made a t-SNE iteration 2.3× faster (benchmarks/README.md, "t-SNE").
+its own and a few nearby cells, and consecutive points share them, so the reads hit the cache
+(measured at 1,000,000 points: benchmarks/README.md, "t-SNE").
 
 >>> import numpy as np
 >>> group = np.arange(600) % 3  # three far-apart groups, rows interleaved

@@ -99,9 +99,9 @@ def _exact(X: np.ndarray, k: int, local: bool) -> np.ndarray:
 def _approximate(X: np.ndarray, k: int, random_state: int | None, n_jobs: int) -> np.ndarray:
     """pynndescent with a t-SNE budget: few trees and iterations, 30 candidates.
 
-    pynndescent's own defaults aim at recall ~0.999 (at 100,000 × 50: 30 s); t-SNE's affinities need less,
-    and at 300,000 × 50 these settings gave recall@90 0.968 in a third of the time. ``estimate_recall``
-    measures what a run got.
+    pynndescent's own defaults aim at recall ~0.999; t-SNE's affinities need less, and at 300,000 × 50
+    these settings gave recall@90 0.968 in a fraction of the time (benchmarks/README.md, "t-SNE").
+    ``estimate_recall`` measures what a run got.
     """
     from pynndescent import NNDescent
 

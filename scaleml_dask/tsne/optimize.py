@@ -23,7 +23,7 @@ The repulsion and Z are computed one of two ways:
   less and keeps single precision accurate, so grids and FFTs are float32.
 
 Speed comes from doing each step once, in parallel, in place, in few parallel regions (waking the
-threads costs ~0.1 ms each; see benchmarks/README.md): per iteration the exact method has one region
+threads has a cost each time; benchmarks/README.md, "t-SNE"): per iteration the exact method has one region
 (attraction + pairs) and the update; the FFT method spreads into per-thread grids, runs one batched
 real FFT with ``workers``, then one gather + attraction region and the update. The attraction,
 shared by both, runs in a loop of its own so that it vectorises. The update fuses gains, momentum,
@@ -386,8 +386,9 @@ class _FFTRepulsion:
         kernel_hat = self._kernels(M, width / p)
         pot = np.empty((4, N, N), dtype=np.float32)
         # one charge at a time: its spectrum (M x M/2+1 complex64, 8 MB at M=1440) stays in cache, where
-        # all channels at once did not (2.2x slower at M=1440). The charges fill only the first N of M
-        # rows: transform rows, then columns; only the first N rows and columns of the result are needed.
+        # all channels at once did not (measured slower; benchmarks/HISTORY.md, "t-SNE"). The charges fill
+        # only the first N of M rows: transform rows, then columns; only the first N rows and columns of the
+        # result are needed.
         for c in range(3):
             spec = scipy.fft.fft(scipy.fft.rfft(charges[c], n=M, axis=1, workers=T), n=M, axis=0, workers=T,
                                  overwrite_x=True)

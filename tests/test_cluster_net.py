@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,3 +113,39 @@ def test_leftovers_of_a_dead_run_are_swept_at_the_next_start(tmp_path):
     removed = cluster_net.sweep()  # what every NetCluster start runs first
     assert any(tag in r for r in removed)
     assert _gone(tag, timeout=10) == []
+
+
+def test_a_worker_host_torn_down_mid_fit_gives_the_undisturbed_result(tmp_path):
+    """Three worker hosts; in a KMeans fit (chunks held in cluster memory) and then a sync SGD fit (persisted
+    blocks), one host hangs mid-task and its namespace is torn down (link cut first: nobody gets a FIN). The
+    scheduler notices by its worker TTL, recomputes what was lost, and each fit equals its undisturbed run."""
+    from faults import TaskRecorder, _recorder
+
+    import scaleml_dask as sm
+    from scaleml_dask.io.synthetic import make_logistic, make_mixture
+
+    mix = make_mixture(tmp_path / "m.zarr", 24_000, 5, 4, chunk_rows=3_000, center_std=6.0, seed=1)
+    logit = make_logistic(tmp_path / "l.zarr", 24_000, 5, chunk_rows=3_000, seed=2)
+    fits = {"lloyd_block": lambda: sm.KMeans(4, random_state=0, tol=0.0, max_iter=4).fit(mix),
+            "sync_gradients": lambda: sm.SGDClassifier(mode="sync", epochs=1, batch_size=500,
+                                                       random_state=0).fit(logit)}
+    with cluster_net.NetCluster(3, rate="1gbit", worker_ttl="5s", tcp_timeout="11s",
+                                env={"PYTHONPATH": str(ROOT / "tests")}) as nc, nc.client.as_current():
+        c = nc.client
+        c.register_plugin(TaskRecorder())
+        for n, (prefix, fit) in enumerate(fits.items()):
+            reference = fit()
+            c.run_on_scheduler(_recorder, action="reset")
+            flag = tmp_path / f"held-{prefix}"
+            c.register_plugin(cluster_net.HoldOnTask(prefix, flag, after=2))
+            remover = cluster_net.remove_on_flag(nc, flag)
+            disturbed = fit()
+            remover.join(timeout=60)
+            c.unregister_worker_plugin(cluster_net.HoldOnTask.name)
+            gone = nc.worker_address(remover.removed)
+            summary = c.run_on_scheduler(_recorder, action="summary")
+            assert gone in summary["removed"] and summary["recomputed"].get(prefix, 0) >= 1, summary
+            assert len(nc.worker_addresses()) == 2 - n and gone not in nc.worker_addresses()
+            for name in ("cluster_centers_", "coef_", "intercept_", "inertia_"):
+                if hasattr(reference, name):
+                    np.testing.assert_array_equal(getattr(disturbed, name), getattr(reference, name))

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..checkpoint import Checkpointer
 from ..validation import map_row_chunks
+from ._balance import Balancer
 from ._blocks import (
     SERVER_TIMEOUT_S,
     ParameterServer,
@@ -110,14 +111,15 @@ def distributed_client(mode: str) -> Any:
                            "(mode='local' also runs on the local dask scheduler)") from exc
 
 
-def _by_holder(client: Any, parts: list) -> dict[str | None, list[int]]:
-    """Indices of the persisted blocks (in block order) grouped by the worker holding each (the first
-    address if several do; None while a lost block has no holder yet)."""
+def _holders(client: Any, parts: list) -> dict[int, set[str]]:
+    """The workers holding a copy of each persisted block (an empty set while a lost block has none)."""
     who = client.who_has(parts)
-    groups: dict[str | None, list[int]] = {}
-    for i, part in enumerate(parts):
-        groups.setdefault(min(who.get(part.key, ()), default=None), []).append(i)
-    return groups
+    return {i: set(who.get(part.key, ())) for i, part in enumerate(parts)}
+
+
+def _balancer(client: Any, parts: list, sizes: list[int], width: int) -> Balancer:
+    """A fresh plan of blocks per worker thread: each block where it is (``_balance``)."""
+    return Balancer(client.nthreads(), _holders(client, parts), [8 * n * width for n in sizes])
 
 
 def _raise_first_error(futures: list) -> None:
@@ -207,21 +209,25 @@ class Trainer:
                 client.run(clear_residuals, problem.ef_key)
 
     def _sync_epochs(self, client: Any, parts: list, sizes: list[int], target: int) -> None:
+        from distributed import as_completed
+
         st, problem = self.st, self.config.problem
         b = problem.batch_size
-        groups = _by_holder(client, parts)
+        width = sum(st.W.shape)  # float64 values of a block's row, about: its features and targets
+        balancer = _balancer(client, parts, sizes, width)
         while st.epoch < target:
             seed = st.next_seed()
             steps = max(n_batches(n, b) for n in sizes)
             every = max(1, steps // 8)
             for step in range(steps):
-                tasks = [(addr, active) for addr, blocks in groups.items()
-                         if (active := [i for i in blocks if step * b < sizes[i]])]
-                futures = [client.submit(sync_gradients, st.W, seed, step, problem, *(parts[i] for i in active),
+                tasks = balancer.tasks(i for i in range(len(parts)) if step * b < sizes[i])
+                t0 = time.perf_counter()
+                futures = [client.submit(sync_gradients, st.W, seed, step, problem, *(parts[i] for i in blocks),
                                          workers=addr and [addr], allow_other_workers=addr is not None,
-                                         pure=False) for addr, active in tasks]
+                                         pure=False) for (addr, _), blocks in tasks]
+                round_trip = {f.key: time.perf_counter() - t0 for f in as_completed(futures)}
                 replies = client.gather(futures)
-                by_block = {i: reply for (_, active), (_, msgs) in zip(tasks, replies)
+                by_block = {i: reply for (_, active), (_, _, msgs) in zip(tasks, replies)
                             for i, reply in zip(active, msgs)}
                 results = [by_block[i] for i in sorted(by_block)]  # sum in block order: grouping-independent
                 rows = sum(n for _, n in results)
@@ -230,8 +236,14 @@ class Trainer:
                 st.samples += rows
                 st.rounds += 1
                 st.W = problem.descend(st.W, G, st.opt)
-                if any(ran != addr for (addr, _), (ran, _) in zip(tasks, replies)):
-                    groups = _by_holder(client, parts)  # a worker was lost (or blocks moved): regroup
+                for (slot, blocks), f, (_, seconds, _) in zip(tasks, futures, replies):
+                    balancer.observe(slot, round_trip[f.key], seconds, len(blocks))
+                if any(ran != slot[0] for (slot, _), (ran, _, _) in zip(tasks, replies)):
+                    balancer = _balancer(client, parts, sizes, width)  # a worker was lost: start again
+                elif (step + 1) % every == 0 and balancer.rebalance(
+                        steps - step - 1 + (target - st.epoch - 1) * steps, _holders(client, parts)):
+                    log.info("sync SGD: blocks per worker thread now %s (%.1f MB copied so far)",
+                             {s: len(bs) for s, bs in balancer.plan.items()}, balancer.moved_bytes / 1e6)
                 if (step + 1) % every == 0 and step + 1 < steps:
                     self.record()
             if self.end_epoch():

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .validation import assert_finite, checked_weights
+from ._checks import assert_finite, checked_weights
 
 
 def row_norms_sq(X: np.ndarray) -> np.ndarray:

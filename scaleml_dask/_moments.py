@@ -1,49 +1,25 @@
-"""The one-pass driver shared by LinearRegression, Ridge and PCA: blockwise moments, reduced by a tree.
+"""The moments pass shared by LinearRegression, Ridge and PCA: blockwise moments, reduced by a tree.
 
 Each chunk of rows is summarised on the cluster by ``_tsqr.block_moments`` (its weight, column means and an R
 factor or Gram matrix); a deterministic tree of ``combine_moments`` calls reduces the summaries to one, in one
-``dask.compute``, its last combine on the client (``reduce_here``). ``fit_moments`` adds the "auto" policy:
+``dask.compute``, its last combine on the client (``passes.one_pass``). ``fit_moments`` adds the "auto" policy:
 Gram where its error bound allows, QR otherwise, and a QR pass again if the combined problem turns out worse
 conditioned than its chunks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 
 from ._tsqr import EPS, Moments, block_moments, combine_moments, gram_error_bound
-from .validation import as_dask_array, map_row_chunks
+from .passes import one_pass
+from .validation import as_dask_array
 
 #: Error bound below which ``solver="auto"`` accepts the normal equations for a chunk.
 AUTO_TOL = 1e-10
-
-
-def tree_reduce(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:
-    """Combine delayed ``parts`` by a fixed tree of ``combine`` calls (deterministic given the parts)."""
-    return _tree_levels(parts, combine, split_every, 1)[0]
-
-
-def reduce_here(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:
-    """``dask.compute(tree_reduce(parts, combine, split_every))[0]``, with the tree's last ``combine`` run in
-    this process: the same tree and the same answer, but its (at most ``split_every``) inputs come back from
-    the one ``dask.compute`` instead of costing a task more, a transfer between workers and a scheduler
-    round trip, the fixed cost that small fits pay (benchmarks/README.md, "Growth")."""
-    values = dask.compute(*_tree_levels(parts, combine, split_every, split_every))
-    return values[0] if len(values) == 1 else combine(list(values))
-
-
-def _tree_levels(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int, until: int) -> list:
-    """The levels of the tree of ``tree_reduce`` built until at most ``until`` delayed parts are left."""
-    parts = list(parts)
-    while len(parts) > until:
-        parts = [dask.delayed(combine, pure=True)(parts[i:i + split_every])
-                 for i in range(0, len(parts), split_every)]
-    return parts
 
 
 def moments(
@@ -58,10 +34,9 @@ def moments(
 ) -> Moments:
     """One pass over row-chunked ``X`` (and ``y``, weights): the combined ``Moments`` of ``[X | y]``.
 
-    Each chunk's task reads its rows itself when they come from a store (``map_row_chunks``)."""
-    parts = map_row_chunks(block_moments, X, y, sample_weight, center=center, method=method, tol=tol,
-                           scale=scale)
-    return reduce_here(parts, combine_moments)
+    Each chunk's task reads its rows itself when they come from a store (``passes.map_row_chunks``)."""
+    return one_pass(block_moments, combine_moments, X, y, sample_weight, center=center, method=method, tol=tol,
+                    scale=scale)
 
 
 def check_sample_weight(sample_weight: Any, X: da.Array) -> da.Array | None:

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.linalg.blas import dtrmm
 
-from .validation import assert_finite, checked_weights
+from ._checks import assert_finite, checked_weights
 
 #: Unit roundoff of float64.
 EPS = np.finfo(np.float64).eps / 2

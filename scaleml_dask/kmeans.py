@@ -1,7 +1,7 @@
 """Out-of-core k-means: k-means|| initialisation and one fused pass over the data per Lloyd iteration.
 
 Every pass maps a pure block kernel of ``_kmeans_kernels`` over the row chunks and combines the per-chunk
-results by the fixed tree of ``_moments.tree_reduce``, in one ``dask.compute``: the result depends on the
+results by the fixed tree of ``passes.tree_reduce``, in one ``dask.compute``: the result depends on the
 chunking and ``random_state``, never on the number of workers or the order tasks finish in.
 
 - **k-means||** (Bahmani et al., 2012) in **one pass**: each chunk's task runs k-means|| on its own rows, in
@@ -48,8 +48,9 @@ from ._kmeans_kernels import (
     nearest,
     sq_distances,
 )
-from ._moments import check_sample_weight, reduce_here
+from ._moments import check_sample_weight
 from ._repr import FittedSummaryMixin
+from .passes import one_pass
 from .validation import (
     as_dask_array,
     check_array,
@@ -57,7 +58,6 @@ from .validation import (
     check_n_features,
     check_predict_input,
     finite_blocks,
-    map_row_chunks,
 )
 
 #: Relative change of inertia, per unit of ``tol``, below which Lloyd iterations stop.
@@ -247,8 +247,8 @@ def _distances_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
 def _pass(kernel: Any, combine: Any, dX: da.Array, w: da.Array | None, **kwargs: Any) -> Any:
     """One pass: ``kernel(x_block, w_block, chunk_index=i, row_start=r, **kwargs)`` on every row chunk (each
     chunk read inside its kernel's task), combined by the fixed tree of ``combine`` calls, in one
-    ``dask.compute`` whose last combine runs here (``reduce_here``: no extra task and transfer per pass)."""
-    return reduce_here(map_row_chunks(kernel, dX, w, **kwargs), combine)
+    ``dask.compute`` whose last combine runs here (``passes.one_pass``: no extra task and transfer per pass)."""
+    return one_pass(kernel, combine, dX, w, **kwargs)
 
 
 def _lloyd(dX: da.Array, w: da.Array | None, C: np.ndarray, max_iter: int, tol: float

@@ -25,9 +25,10 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._moments import fit_moments, reduce_here
+from ._moments import fit_moments
 from ._repr import FittedSummaryMixin
 from ._tsqr import RangeMoments, block_range, combine_range
+from .passes import map_row_chunks, one_pass
 from .validation import (
     as_dask_array,
     assert_finite,
@@ -37,7 +38,6 @@ from .validation import (
     check_predict_input,
     check_X_y,
     finite_blocks,
-    map_row_chunks,
     take_y,
 )
 
@@ -196,7 +196,7 @@ class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
 
 def _range_pass(dX: da.Array, Z: np.ndarray) -> RangeMoments:
     """One pass: the range moments of ``Y = Xc Z``, reduced by the same deterministic tree as ``moments``."""
-    return reduce_here(map_row_chunks(block_range, dX, Z=dask.delayed(Z, pure=True)), combine_range)
+    return one_pass(block_range, combine_range, dX, Z=dask.delayed(Z, pure=True))
 
 
 def write_projection(X: np.ndarray, y: np.ndarray | None, *, chunk_index: int, row_start: int, mean: np.ndarray,

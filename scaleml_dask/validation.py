@@ -19,7 +19,6 @@ rechunked to ``X``'s row chunks when they differ; a column-vector ``y`` becomes 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +26,14 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from ._checks import assert_finite, checked_weights, nonfinite_error
+
 if TYPE_CHECKING:  # importing dask.array is slow; in-memory callers (small t-SNE) never need it
     import dask.array as da
-    from dask.delayed import Delayed
 
 __all__ = ["NotFittedError", "as_dask_array", "assert_finite", "check_array", "check_is_fitted", "check_learned",
-           "check_n_features", "check_predict_input", "check_X_y", "checked_weights", "finite_blocks", "map_row_chunks",
-           "nonfinite_error", "row_offsets", "take_y"]
+           "check_n_features", "check_predict_input", "check_X_y", "checked_weights", "finite_blocks",
+           "nonfinite_error", "take_y"]
 
 
 def check_learned(learner: Any, attribute: str) -> None:
@@ -194,34 +194,6 @@ def check_n_features(estimator: Any, n_features: int) -> None:
                          f"{expected} features as input.")
 
 
-def nonfinite_error(name: str, block: np.ndarray, where: str, row_start: int = 0) -> ValueError:
-    """The error for NaN / inf in ``block``: names the value, the first row (counted from ``row_start``) and
-    column, and ``where`` the block is (e.g. "in chunk 2 (rows 500-749)" or "in this batch")."""
-    bad = np.argwhere(~np.isfinite(block))[0]
-    value = block[tuple(bad)]
-    at = f"row {row_start + int(bad[0])}" + (f", column {int(bad[1])}" if block.ndim == 2 else "")
-    return ValueError(f"{name} contains {'NaN' if np.isnan(value) else 'inf'} {where}, first at {at}")
-
-
-def assert_finite(block: np.ndarray, name: str, chunk_index: int, row_start: int) -> None:
-    """Raise a ValueError naming the chunk, row and column if ``block`` holds NaN or inf."""
-    if block.dtype.kind not in "fc" or np.isfinite(block).all():
-        return
-    raise nonfinite_error(name, block, f"in chunk {chunk_index} (rows {row_start}-{row_start + block.shape[0] - 1})",
-                          row_start)
-
-
-def checked_weights(w: Any, chunk_index: int, row_start: int) -> np.ndarray:
-    """A chunk's sample weights as a flat float64 array; a ValueError naming the chunk (and the row, for NaN or
-    inf) if any is non-finite or negative."""
-    w = np.asarray(w, dtype=np.float64).reshape(-1)
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        assert_finite(w, "sample_weight", chunk_index, row_start)
-        raise ValueError(f"sample_weight has negative values in chunk {chunk_index} "
-                         f"(rows {row_start}-{row_start + len(w) - 1})")
-    return w
-
-
 def _finite_block(block: np.ndarray, name: str, block_info: dict | None = None) -> np.ndarray:
     info = (block_info or {}).get(0)
     if info is not None:
@@ -240,38 +212,3 @@ def finite_blocks(X: da.Array, name: str = "X") -> da.Array:
     import dask.array as da
 
     return da.map_blocks(_finite_block, X, name, dtype=X.dtype, meta=np.empty((0,) * X.ndim, dtype=X.dtype))
-
-
-def row_offsets(chunks: tuple[int, ...]) -> np.ndarray:
-    """Starting row of each chunk."""
-    return np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(np.int64)
-
-
-def map_row_chunks(func: Callable, *arrays: Any, **kwargs: Any) -> list[Delayed]:
-    """One ``dask.delayed`` per row chunk ``i``: ``func(*blocks_i, chunk_index=i, row_start=r_i, **kwargs)``.
-
-    ``arrays`` are row-chunked dask arrays (or xarray variables, or None, passed through as None) with
-    identical row chunks. A block of an array read from a store by this project's reader (``io.read``:
-    ``open_dataset``, ``as_dask_array`` of a zarr array or path, also after merging its column chunks) is
-    read inside the task that consumes it: no read task of its own, no transfer, no extra copy. Any other
-    dask array falls back to its own graph for the block. Keys are deterministic and named after ``func``
-    (``block_moments-<token>`` on the dashboard).
-
-    >>> import dask, numpy as np
-    >>> X = as_dask_array(np.arange(10.0).reshape(5, 2), chunk_rows=2)
-    >>> def first_row(b, *, chunk_index, row_start): return row_start, b[0].tolist()
-    >>> dask.compute(*map_row_chunks(first_row, X))
-    ((0, [0.0, 1.0]), (2, [4.0, 5.0]), (4, [8.0, 9.0]))
-    """
-    from .io.read import row_tasks
-
-    xr = sys.modules.get("xarray")
-    arrays = tuple(a.data if xr is not None and isinstance(a, xr.DataArray) else a for a in arrays)
-    present = [a for a in arrays if a is not None]
-    if not present:
-        raise ValueError("map_row_chunks needs at least one array")
-    rows = present[0].chunks[0]
-    for a in present[1:]:
-        if a.chunks[0] != rows:
-            raise ValueError(f"map_row_chunks: the arrays have different row chunks ({rows} and {a.chunks[0]})")
-    return row_tasks(func, arrays, kwargs, row_offsets(rows).tolist())

@@ -215,9 +215,9 @@ def test_last_combine_on_the_client_gives_the_same_bits_as_the_whole_tree_on_the
     bit for bit, whatever the number of levels left on the cluster (none up to 8 chunks, one at 9 or 20)."""
     import dask
 
-    from scaleml_dask._moments import reduce_here, tree_reduce
     from scaleml_dask._tsqr import block_moments, combine_moments
-    from scaleml_dask.validation import as_dask_array, map_row_chunks
+    from scaleml_dask.passes import map_row_chunks, reduce_here, tree_reduce
+    from scaleml_dask.validation import as_dask_array
 
     X = as_dask_array(rng.normal(size=(50 * n_chunks, 4)) + 7.0, chunk_rows=50)
     parts = map_row_chunks(block_moments, X, None, None, center=True, method="tsqr")

@@ -20,8 +20,8 @@ from distributed.utils import key_split
 import scaleml_dask as sm
 from scaleml_dask.io import read
 from scaleml_dask.io.synthetic import make_logistic, make_regression
+from scaleml_dask.passes import map_row_chunks
 from scaleml_dask.sgd import SGDClassifier
-from scaleml_dask.validation import map_row_chunks
 
 ROWS, CHUNK = 4_000, 1_000
 
@@ -137,3 +137,35 @@ def test_any_dask_input_still_works_and_none_is_passed_through(tmp_path, rng):
     assert all(g[4] is None for g in got)
     with pytest.raises(ValueError, match="different row chunks"):
         map_row_chunks(_describe, stored, da.from_array(X[:, 0], chunks=5), None, scale=1.0)
+
+
+def _scaled(X, *, shift, scale):
+    return (X - shift) * scale
+
+
+def _with_y(X, y):
+    return np.column_stack([X, y])
+
+
+def test_a_derived_array_is_computed_inside_the_kernels_task(client, regression_store):
+    """A per-chunk transform (``passes.derived``, how a pipeline's preprocessing runs) costs no task of its own:
+    the kernel's task reads the store's rows, transforms them and runs the kernel; nested transforms too. The
+    same derived array computes as any dask array, with the same numbers."""
+    from scaleml_dask.passes import derived, one_pass
+
+    ds = sm.open_dataset(regression_store)
+    X, y = ds.X.data, ds.y.data
+    Z = derived(_scaled, X, n_columns=5, shift=1.0, scale=2.0)
+    ZY = derived(_with_y, Z, y, n_columns=6)
+    sums, n_reads, tasks = _run(client, lambda: one_pass(_column_sums, sum, ZY))
+    assert n_reads == 2 * ROWS // CHUNK  # X and y, each chunk once
+    assert set(tasks) == {"column_sums"}  # no read, no transform tasks: both inside the kernel's task
+    Xn, yn = ds.X.values, ds.y.values
+    want = np.column_stack([(Xn - 1.0) * 2.0, yn]).sum(axis=0)
+    np.testing.assert_allclose(sums, want, rtol=1e-12)
+    np.testing.assert_allclose(ZY.compute().sum(axis=0), want, rtol=1e-12)  # an ordinary dask array too
+    assert ZY.shape == (ROWS, 6) and ZY.chunks[0] == X.chunks[0]
+    assert map_row_chunks(_column_sums, ZY)[0].key == map_row_chunks(_column_sums, ZY)[0].key  # deterministic
+    sliced = ZY[:, :2]  # not the derived array itself: computed by its own graph, still right
+    first = dask.compute(*map_row_chunks(_column_sums, sliced))[0]
+    np.testing.assert_allclose(first, ((Xn[:CHUNK, :2] - 1.0) * 2.0).sum(axis=0), rtol=1e-12)

@@ -43,7 +43,8 @@ def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = Non
     import dask
 
     from ..io.store import DatasetWriter
-    from ..validation import as_dask_array, map_row_chunks
+    from ..passes import map_row_chunks
+    from ..validation import as_dask_array
     from .registry import RegistryError, class_name, load_model
 
     source = str(dataset) if isinstance(dataset, (str, os.PathLike)) else None

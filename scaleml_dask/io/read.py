@@ -18,9 +18,9 @@ byte orders, zarr v2) goes through zarr itself. Either way:
 
 ``dask_array`` wraps a ``ZarrChunks`` with ``da.from_array(..., inline_array=True)``: one task per chunk
 that dask fuses into the blockwise task consuming it. Code that consumes whole row chunks with a function
-of its own (the estimators' block kernels) goes through ``row_tasks`` (``validation.map_row_chunks``): for
-an array read here, each task reads its row chunk itself (``ZarrChunks.read_rows``), so a read is never a
-task of its own, never a transfer between workers and never an extra materialised copy.
+of its own (the estimators' block kernels) goes through the pass driver (``passes.map_row_chunks``): for an
+array read here (``row_source``), each task reads its row chunk itself (``ZarrChunks.read_rows``), so a read is
+never a task of its own, never a transfer between workers and never an extra materialised copy.
 
 >>> import numpy as np, tempfile, os, zarr
 >>> z = zarr.create_array(os.path.join(tempfile.mkdtemp(), "a.zarr"), shape=(5, 2), chunks=(2, 2),
@@ -37,7 +37,6 @@ import mmap
 import os
 import weakref
 from collections import Counter
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +46,6 @@ from .store import IntegrityError, checksum, load_manifest
 
 if TYPE_CHECKING:
     import dask.array as da
-    from dask.delayed import Delayed
 
 #: Array attribute that allows missing chunks (read as the fill value), for stores written elsewhere with
 #: zarr's ``write_empty_chunks=False``. Stores written by this project always write every chunk.
@@ -276,48 +274,6 @@ def row_source(X: da.Array) -> ZarrChunks | None:
             or X.chunks[0] != tuple(min(rows, src.shape[0] - s) for s in range(0, src.shape[0], rows))):
         return None
     return src
-
-
-class _Rows:
-    """Marks a task argument as "read row chunk ``index`` of ``src`` here" (a plain object, so that dask
-    passes it to the task as it is)."""
-
-    __slots__ = ("src",)
-
-    def __init__(self, src: ZarrChunks) -> None:
-        self.src = src
-
-
-def _on_rows(func: Callable, index: int, row_start: int, kwargs: dict, *inputs: Any) -> Any:
-    """The task: read the row chunks this task consumes (if from a store), then apply ``func``."""
-    blocks = [x.src.read_rows(index) if isinstance(x, _Rows) else x for x in inputs]
-    return func(*blocks, chunk_index=index, row_start=row_start, **kwargs)
-
-
-def row_tasks(func: Callable, arrays: Sequence[da.Array | None], kwargs: dict,
-              row_starts: Sequence[int]) -> list[Delayed]:
-    """One delayed ``func(*blocks_i, chunk_index=i, row_start=row_starts[i], **kwargs)`` per row chunk ``i``.
-
-    ``arrays`` share their row chunks (None stays None). An array read through ``dask_array`` is read inside
-    the task (``row_source``); any other falls back to its own graph for the block (optimized jointly with
-    the other fallbacks, so shared keys stay shared). Keys are deterministic: ``<func name>-<token>-<i>``.
-    """
-    import dask
-    from dask.base import tokenize
-
-    sources = [None if a is None else row_source(a) for a in arrays]
-    others = [a for a, s in zip(arrays, sources) if a is not None and s is None]
-    others = [a.rechunk({1: -1}) if a.ndim == 2 and len(a.chunks[1]) > 1 else a for a in others]
-    blocks = iter([a.to_delayed(optimize_graph=False).ravel() for a in dask.optimize(*others)] if others else [])
-    columns = [[None] * len(row_starts) if a is None
-               else [_Rows(s.for_rows(i)) for i in range(len(row_starts))] if s is not None
-               else list(next(blocks)) for a, s in zip(arrays, sources)]
-    token = tokenize(func, [s if s is not None else None if a is None else a.name for a, s in zip(arrays, sources)],
-                     kwargs)
-    name = f"{getattr(func, '__name__', 'rows').strip('_')}-{token}"
-    call = dask.delayed(_on_rows, pure=True)
-    return [call(func, i, int(r), kwargs, *(c[i] for c in columns), dask_key_name=f"{name}-{i}")
-            for i, r in enumerate(row_starts)]
 
 
 def verify_array(zarray: Any, *, label: str | None = None, name: str | None = None) -> tuple[int, list[str]]:

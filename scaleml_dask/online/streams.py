@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils._param_validation import Interval, validate_params
 
-from ..validation import map_row_chunks
+from ..passes import map_row_chunks
 
 
 class BatchStream:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..validation import assert_finite
+from .._checks import assert_finite
 from ._kernels import (
     batch_gradient,
     compress_with_feedback,

@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 
 from ..checkpoint import Checkpointer
-from ..validation import map_row_chunks
+from ..passes import map_row_chunks
 from ._balance import Balancer
 from ._blocks import (
     SERVER_TIMEOUT_S,

@@ -255,6 +255,9 @@ class CandidatePart(NamedTuple):
     cost: float
 
 
+#: k-means|| seeds its rounds on at most this many rows of a chunk (a uniform sample, drawn in the same pass);
+#: every row of the chunk then counts towards its nearest candidate, so the weights are exact.
+SEED_ROWS = 32_768
 #: Combined candidates beyond this many rows (or ``MAX_CANDIDATE_BYTES``) are summarised again by the same
 #: seeding (``reduce_candidates``), so that the client's final step stays small at any number of chunks.
 MAX_CANDIDATE_ROWS = 200_000
@@ -293,10 +296,22 @@ def seed_candidates(x: np.ndarray, w: np.ndarray | None, ell: float, rounds: int
 
 def candidate_block(x: np.ndarray, w: np.ndarray | None, *, ell: float, rounds: int, seed: int,
                     chunk_index: int = -1, row_start: int = 0) -> CandidatePart:
-    """The k-means|| initialisation's only pass, on one block: ``seed_candidates`` on the block, the draws from
-    a generator seeded by ``(seed, chunk_index)`` (so the candidates do not depend on which worker runs it)."""
+    """The k-means|| initialisation's only pass, on one block: ``seed_candidates`` on the block — on a uniform
+    sample of ``SEED_ROWS`` of its rows if it has more, then every row weighs in on its nearest candidate
+    (one fused assignment pass). The draws come from a generator seeded by ``(seed, chunk_index)``, so the
+    candidates do not depend on which worker runs the block."""
     x, w = _checked(x, w, chunk_index, row_start)
-    part = seed_candidates(x, w, ell, rounds, np.random.default_rng([seed, max(chunk_index, 0)]))
+    rng = np.random.default_rng([seed, max(chunk_index, 0)])
+    if len(x) <= SEED_ROWS:
+        part = seed_candidates(x, w, ell, rounds, rng)
+    else:
+        rows = np.sort(rng.choice(len(x), SEED_ROWS, replace=False))
+        cands = seed_candidates(np.asarray(x[rows]), None if w is None else w[rows], ell, rounds, rng).x
+        if len(cands):
+            a = assign(x, cands, w)
+            part = CandidatePart(cands, a.weights, a.inertia)
+        else:  # the sample had no weight: seed on the whole block
+            part = seed_candidates(x, w, ell, rounds, rng)
     _nonfinite(x, part.cost, chunk_index, row_start)
     return part
 

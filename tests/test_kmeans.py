@@ -97,12 +97,17 @@ def test_kmeans_parallel_picks_one_initial_centre_per_planted_cluster(rng):
         np.testing.assert_allclose(np.sort(pp.cluster_centers_[:, 0]), np.sort(planted[:, 0]), atol=0.2)
 
 
-def test_kmeans_parallel_reads_the_data_once_and_finds_a_small_cluster(rng):
+@pytest.mark.parametrize("seed_rows", [None, 500])
+def test_kmeans_parallel_reads_the_data_once_and_finds_a_small_cluster(rng, monkeypatch, seed_rows):
     """The whole initialisation is one pass (one ``candidate_block`` task per chunk, nothing else reads the
-    rows), d²-sampling within each chunk still gives a cluster of 0.4 % of the rows its own initial centre, and
-    the fit is as good as the best of ten scikit-learn k-means++ restarts."""
+    rows), d²-sampling within each chunk — on all its rows, or on a sample of ``SEED_ROWS`` of them — still
+    gives a cluster of 0.4 % of the rows its own initial centre, and the fit is as good as the best of ten
+    scikit-learn k-means++ restarts."""
     from dask.callbacks import Callback
     from dask.utils import key_split
+
+    if seed_rows is not None:
+        monkeypatch.setattr(sm._kmeans_kernels, "SEED_ROWS", seed_rows)
 
     planted = np.array([[12.0 * i, 0.0, 0.0] for i in range(6)] + [[30.0, 40.0, 40.0]])
     sizes = [4000] * 6 + [100]  # the last cluster: 100 of 24,100 rows

@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         for w in (Workload("regression", 1_000_000_000, D), Workload("kmeans", 1_000_000_000, D),
                   Workload("sgd-sync", 1_000_000_000, D), Workload("sgd-local", 1_000_000_000, D),
                   Workload("sgd-async", 1_000_000_000, D), Workload("pca", 100_000_000, 1000, 8_000)):
-            print_table(f"projection: {w.algorithm}, {w.rows:,} x {w.features}, chunks of {w.chunk_rows:,}, 10 Gbit/s",
+            print_table(f"projection: {w.method}, {w.rows:,} x {w.features}, chunks of {w.chunk_rows:,}, 10 Gbit/s",
                         [{**r, "method": str(r["workers"])} for r in project(w, k)],
                         ["seconds", "speed-up", "efficiency", "dominant"])
     if args.out:

@@ -255,8 +255,8 @@ class CandidatePart(NamedTuple):
     cost: float
 
 
-#: k-means|| seeds its rounds on at most this many rows of a chunk (a uniform sample, drawn in the same pass);
-#: every row of the chunk then counts towards its nearest candidate, so the weights are exact.
+#: k-means|| seeds a chunk on at most this many of its rows (a uniform sample, drawn in the same pass): the
+#: rounds' cost stays that of a small block however large the chunk.
 SEED_ROWS = 32_768
 #: Combined candidates beyond this many rows (or ``MAX_CANDIDATE_BYTES``) are summarised again by the same
 #: seeding (``reduce_candidates``), so that the client's final step stays small at any number of chunks.
@@ -296,22 +296,23 @@ def seed_candidates(x: np.ndarray, w: np.ndarray | None, ell: float, rounds: int
 
 def candidate_block(x: np.ndarray, w: np.ndarray | None, *, ell: float, rounds: int, seed: int,
                     chunk_index: int = -1, row_start: int = 0) -> CandidatePart:
-    """The k-means|| initialisation's only pass, on one block: ``seed_candidates`` on the block — on a uniform
-    sample of ``SEED_ROWS`` of its rows if it has more, then every row weighs in on its nearest candidate
-    (one fused assignment pass). The draws come from a generator seeded by ``(seed, chunk_index)``, so the
-    candidates do not depend on which worker runs the block."""
+    """The k-means|| initialisation's only pass, on one block: ``seed_candidates`` on the block, or on a uniform
+    sample of ``SEED_ROWS`` of its rows if it has more (the candidates' weights then scaled to the block's:
+    they only weigh the candidates against each other). The draws come from a generator seeded by
+    ``(seed, chunk_index)``, so the candidates do not depend on which worker runs the block."""
     x, w = _checked(x, w, chunk_index, row_start)
     rng = np.random.default_rng([seed, max(chunk_index, 0)])
-    if len(x) <= SEED_ROWS:
-        part = seed_candidates(x, w, ell, rounds, rng)
-    else:
+    if len(x) > SEED_ROWS:
         rows = np.sort(rng.choice(len(x), SEED_ROWS, replace=False))
-        cands = seed_candidates(np.asarray(x[rows]), None if w is None else w[rows], ell, rounds, rng).x
-        if len(cands):
-            a = assign(x, cands, w)
-            part = CandidatePart(cands, a.weights, a.inertia)
-        else:  # the sample had no weight: seed on the whole block
-            part = seed_candidates(x, w, ell, rounds, rng)
+        ws = None if w is None else w[rows]
+        part = seed_candidates(np.asarray(x[rows]), ws, ell, rounds, rng)
+        total = float(len(x) if w is None else w.sum())
+        sampled = float(SEED_ROWS if ws is None else ws.sum())
+        if sampled > 0:  # the sample's weights stand for the block's
+            _nonfinite(x, float(np.sum(x)), chunk_index, row_start)  # the rows the sample left out too
+            scale = total / sampled
+            return CandidatePart(part.x, part.weights * scale, part.cost * scale)
+    part = seed_candidates(x, w, ell, rounds, rng)
     _nonfinite(x, part.cost, chunk_index, row_start)
     return part
 

@@ -14,11 +14,14 @@ quota makes a straggler (``cpu_quota``), a memory limit bounds a worker's page c
 (``memory_limit``), and the CPU time each host used is read back from them (``cpu_seconds``).
 
 **Latency.** The kernel's ``netem`` qdisc is not built into every kernel (this VM's has no modules at all),
-so a latency ``latency_ms`` is added by a relay instead: on every host, a small asyncio TCP relay listens on
-the address the host's dask server advertises and forwards to the server on another port of the same host,
-holding every chunk of bytes, in both directions, ``latency_ms`` before passing it on. A connection from A to
-B crosses B's relay only: every round trip gains ``2 × latency_ms``. The relays cost CPU (every byte is copied
-through Python twice more); ``latency_ms=0`` (the default) runs none.
+so a host's latency (``latency_ms``: one value for every host, or per host) is added by small asyncio TCP
+relays that hold every chunk of bytes, in both directions, that long before passing it on: one in front of the
+host's dask server (it listens on the address the server advertises and forwards to the server on another
+port of the same host), and, on a worker host, one in front of its connection to the scheduler (the worker is
+given the relay's address as the scheduler's). So every message between a delayed worker and the scheduler
+waits its delay (and the scheduler's, if it has one) each way, as does every connection made to a delayed
+host; a connection a delayed worker opens to another worker waits the other's delay only. The relays cost CPU
+(every byte is copied through Python twice more); hosts without latency run none.
 
 **Always cleaned up.** Every object is named with a tag unique to the run (namespaces
 ``smnet-<tag>-<host>``, cgroups ``smnet-<tag>-<host>``, the client's link ``smc<tag>``, files under
@@ -397,7 +400,8 @@ class NetCluster:
     n_workers : worker hosts, one ``dask worker`` (with its nanny) on each.
     rate : every link's rate in both directions ("10gbit", "1gbit", "100mbit", bits/s; None: unshaped veth).
     threads : threads per worker, one value or one per worker (uneven workers: ``[1, 2, 4]``).
-    latency_ms : one-way latency added by a relay on every host (module docstring).
+    latency_ms : one-way latency added by relays (module docstring): one value for every host, or
+        ``{worker index or "sched": ms}``.
     cpu_quota : {worker index: CPUs} — e.g. ``{0: 0.25}`` makes worker 0 a straggler.
     memory_limit : bytes of memory per worker host, page cache included (cgroup), and dask's memory limit.
     worker_ttl, tcp_timeout : dask's ``scheduler.worker-ttl`` and ``comm.timeouts.tcp`` for the cluster's
@@ -410,7 +414,7 @@ class NetCluster:
     """
 
     def __init__(self, n_workers: int, *, rate: str | float | None = "1gbit", threads: int | Sequence[int] = 1,
-                 latency_ms: float = 0.0, cpu_quota: dict[int, float] | None = None,
+                 latency_ms: float | dict[int | str, float] = 0.0, cpu_quota: dict[int, float] | None = None,
                  memory_limit: int | None = None, worker_ttl: str | None = None, tcp_timeout: str | None = None,
                  env: dict[str, str] | None = None) -> None:
         why = unavailable()
@@ -421,7 +425,11 @@ class NetCluster:
         self.threads = [threads] * n_workers if isinstance(threads, int) else list(threads)
         if len(self.threads) != n_workers:
             raise ValueError(f"threads: {len(self.threads)} values for {n_workers} workers")
-        self.latency = float(latency_ms) / 1e3
+        names = ["sched"] + [f"w{i}" for i in range(n_workers)]
+        per_host = latency_ms if isinstance(latency_ms, dict) else dict.fromkeys(["sched", *range(n_workers)],
+                                                                                  latency_ms)
+        self.delay = {names[0] if h == "sched" else f"w{h}": float(ms) / 1e3 for h, ms in per_host.items()
+                      if float(ms) > 0}
         self.cpu_quota = dict(cpu_quota or {})
         self.memory_limit = memory_limit
         from dask.utils import parse_timedelta
@@ -624,29 +632,36 @@ class NetCluster:
         host.procs.append(p)
         return p
 
-    def _relay(self, host: Host, port: int) -> None:
-        self._spawn(host, [sys.executable, __file__, "_relay", host.ip, str(port), str(port + INNER_OFFSET),
-                           str(self.latency), self.tag], f"{host.name}-relay-{port}.log")
+    def _relay(self, host: Host, port: int, target: tuple[str, int] | None = None) -> None:
+        """A relay in ``host``'s namespace on its port ``port``, to ``target`` (default: the same address at
+        ``port + INNER_OFFSET``), delaying by the host's latency; returns once it listens."""
+        ip, to = (host.ip, port + INNER_OFFSET) if target is None else target
+        self._spawn(host, [sys.executable, __file__, "_relay", host.ip, str(port), ip, str(to),
+                           str(self.delay[host.name]), self.tag], f"{host.name}-relay-{port}.log")
+        self._wait_listening(host.ip, port)
 
     def _start_processes(self) -> None:
         from distributed import Client
 
         dask = str(Path(sys.executable).with_name("dask"))
         s = self.scheduler
-        inner = SCHEDULER_PORT + (INNER_OFFSET if self.latency else 0)
+        inner = SCHEDULER_PORT + (INNER_OFFSET if s.name in self.delay else 0)
         self._spawn(s, [dask, "scheduler", "--host", s.ip, "--port", str(inner), "--no-dashboard"], "scheduler.log")
         self._wait_listening(s.ip, inner)
-        if self.latency:
+        if s.name in self.delay:
             self._relay(s, SCHEDULER_PORT)
-            self._wait_listening(s.ip, SCHEDULER_PORT)
         for i, w in enumerate(self.workers):
-            args = [dask, "worker", self.address, "--nthreads", str(self.threads[i]), "--name", f"w{i}",
+            scheduler = self.address
+            if w.name in self.delay:  # its link to the scheduler, both ways, through a relay of its own
+                self._relay(w, SCHEDULER_PORT, (s.ip, SCHEDULER_PORT))
+                scheduler = f"tcp://{w.ip}:{SCHEDULER_PORT}"
+            args = [dask, "worker", scheduler, "--nthreads", str(self.threads[i]), "--name", f"w{i}",
                     "--no-dashboard", "--local-directory", str(self.dir / w.name), "--nanny-port", str(NANNY_PORT),
                     "--memory-limit", str(self.memory_limit or "auto")]
-            if self.latency:
+            if w.name in self.delay:
+                self._relay(w, WORKER_PORT)
                 args += ["--listen-address", f"tcp://{w.ip}:{WORKER_PORT + INNER_OFFSET}",
                          "--contact-address", f"tcp://{w.ip}:{WORKER_PORT}"]
-                self._relay(w, WORKER_PORT)
             else:
                 args += ["--host", w.ip, "--worker-port", str(WORKER_PORT)]
             self._spawn(w, args, f"{w.name}.log")
@@ -821,7 +836,8 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("_relay")
     r.add_argument("ip")
     r.add_argument("port", type=int)
-    r.add_argument("inner", type=int)
+    r.add_argument("target_ip")
+    r.add_argument("target_port", type=int)
     r.add_argument("delay", type=float)
     r.add_argument("tag", help="the run's tag (on the command line, so that leftovers can find the relay)")
     args = ap.parse_args(argv)
@@ -829,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
         _watch(args.tag)
         return 0
     if args.cmd == "_relay":
-        asyncio.run(_relay_main((args.ip, args.port), (args.ip, args.inner), args.delay))
+        asyncio.run(_relay_main((args.ip, args.port), (args.target_ip, args.target_port), args.delay))
         return 0
     why = unavailable()
     if why:

@@ -41,6 +41,8 @@ OUTLIER_FLOOR_S = 0.002
 MIN_GAIN = 0.15
 #: The rate at which moving a block is assumed to cost (bytes/s) in the move-or-not decision.
 MOVE_BYTES_PER_S = 100e6
+#: False: the earlier policy — one task per worker holding blocks, blocks never moved (benchmarks compare).
+ENABLED = True
 
 
 def assign_blocks(costs: dict[Slot, tuple[float, float]], n_blocks: int) -> dict[Slot, int]:
@@ -101,7 +103,7 @@ class Balancer:
     def __init__(self, nthreads: dict[str, int], holders: dict[int, set[str]], block_bytes: list[int]) -> None:
         self.block_bytes = block_bytes
         self.costs: dict[Slot, tuple[float, float]] = {}
-        slots = [(w, j) for w in sorted(nthreads) for j in range(max(1, nthreads[w]))]
+        slots = [(w, j) for w in sorted(nthreads) for j in range(max(1, nthreads[w]) if ENABLED else 1)]
         by_worker: dict[str, list[int]] = {}
         for b in sorted(holders):
             by_worker.setdefault(min(holders[b], default=None), []).append(b)
@@ -121,6 +123,8 @@ class Balancer:
 
     def rebalance(self, steps_left: int, holders: dict[int, set[str]]) -> bool:
         """Adopt a better plan if it pays for its copies over ``steps_left`` steps; True if the plan changed."""
+        if not ENABLED:
+            return False
         measured = {s: self.costs[s] for s in self.plan if s in self.costs}
         if any(bs and len(self._seen.get(s, ())) < WINDOW for s, bs in self.plan.items()) or \
                 not all(math.isfinite(a + c) for a, c in measured.values()):

@@ -122,6 +122,21 @@ def _balancer(client: Any, parts: list, sizes: list[int], width: int) -> Balance
     return Balancer(client.nthreads(), _holders(client, parts), [8 * n * width for n in sizes])
 
 
+#: Sync and async SGD refuse data larger than this share of the workers' memory limits (dask's own spilling
+#: starts at 60 % of a worker's limit: blocks held for every step would be written to disk and read back).
+HELD_FRACTION = 0.6
+
+
+def _check_fits_in_memory(client: Any, mode: str, nbytes: int) -> None:
+    """A ``MemoryError`` naming the sizes if the blocks ``mode`` keeps in the workers' memory cannot fit there."""
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+    if all(limits) and nbytes > HELD_FRACTION * sum(limits):
+        raise MemoryError(f"mode={mode!r} keeps the training blocks in the workers' memory for the whole fit: "
+                          f"{nbytes / 1e9:.2f} GB of data, but {len(limits)} workers can hold "
+                          f"{HELD_FRACTION * sum(limits) / 1e9:.2f} GB ({HELD_FRACTION:.0%} of their memory limits). "
+                          "Use mode='local', which streams the data from the store, or more workers")
+
+
 def _raise_first_error(futures: list) -> None:
     """Wait for ``futures`` and raise the error of the first (in block order) that failed."""
     from distributed import wait
@@ -190,6 +205,7 @@ class Trainer:
     def _run_persisted(self, dX: da.Array, dy: da.Array, target: int) -> None:
         cfg, problem = self.config, self.config.problem
         client = distributed_client(cfg.mode)
+        _check_fits_in_memory(client, cfg.mode, dX.nbytes + dy.nbytes)
         parts = client.compute(map_row_chunks(split_block, dX, dy, problem=problem))  # each reads its rows
         _raise_first_error(parts)
         if self.X_val is None:  # from the split blocks, on the workers holding them

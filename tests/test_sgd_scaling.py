@@ -1,6 +1,6 @@
-"""Sync SGD's balancing of blocks over worker threads (sgd/_balance.py): the plan, against brute force and by
-its rules, on given timings; on the harness, a CPU-throttled worker loses its blocks and the weights stay
-bitwise those of the undisturbed fit."""
+"""Sync SGD across workers: the balancing of blocks over worker threads (sgd/_balance.py) — the plan, against
+brute force and by its rules, on given timings; on the harness, a CPU-throttled worker loses its blocks and the
+weights stay bitwise those of the undisturbed fit — and the refusal of data the workers cannot hold."""
 
 from __future__ import annotations
 
@@ -112,3 +112,20 @@ def test_sync_fit_with_a_throttled_worker_moves_its_blocks_and_keeps_the_weights
     assert slow in plans[-1], plans[-1]
     np.testing.assert_array_equal(slowed.coef_, ref.coef_)
     np.testing.assert_array_equal(slowed.intercept_, ref.intercept_)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_data_larger_than_the_workers_memory_are_refused_by_name(client, monkeypatch, mode):
+    import dask.array as da
+
+    import scaleml_dask.sgd._trainer as trainer
+    from scaleml_dask.sgd import SGDClassifier
+
+    X = da.from_array(np.random.default_rng(0).normal(size=(4000, 3)), chunks=1000)
+    y = (X[:, 0] > 0).astype(float)
+    limits = sum(w["memory_limit"] for w in client.scheduler_info()["workers"].values())
+    monkeypatch.setattr(trainer, "HELD_FRACTION", 100_000 / limits)  # as if the workers could hold 100 kB
+    with pytest.raises(MemoryError, match=rf"mode='{mode}' keeps the training blocks in the workers' memory "
+                                          r"for the whole fit: 0.00 GB of data, but 2 workers can hold 0.00 GB"):
+        SGDClassifier(mode=mode, epochs=1).fit(X, y)
+    SGDClassifier(mode="local", rounds=1).fit(X, y)  # streams: no such limit

@@ -158,7 +158,7 @@ def held_out_rows(part: Part) -> tuple[np.ndarray, np.ndarray]:
 
 def sync_gradients(W: np.ndarray, seed: int, step: int, problem: Problem,
                    *parts: Part) -> tuple[str, float, list[tuple[Any, int]]]:
-    """Mini-batch ``step`` of the persisted blocks given to one worker thread (sync mode), in one reply: per
+    """Mini-batch ``step`` of the persisted blocks given to one worker (sync mode), in one reply: per
     block its gradient message (compressed with that block's error feedback) and rows; the address of the
     worker that ran the task, so the client can tell when a worker was lost; and the seconds the task
     computed, which the client's balancing needs (``_balance``)."""

@@ -118,8 +118,8 @@ def _holders(client: Any, parts: list) -> dict[int, set[str]]:
 
 
 def _balancer(client: Any, parts: list, sizes: list[int], width: int) -> Balancer:
-    """A fresh plan of blocks per worker thread: each block where it is (``_balance``)."""
-    return Balancer(client.nthreads(), _holders(client, parts), [8 * n * width for n in sizes])
+    """A fresh plan of blocks per worker: each block where it is (``_balance``)."""
+    return Balancer(_holders(client, parts), [8 * n * width for n in sizes])
 
 
 #: Sync and async SGD refuse data larger than this share of the workers' memory limits (dask's own spilling
@@ -240,7 +240,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 futures = [client.submit(sync_gradients, st.W, seed, step, problem, *(parts[i] for i in blocks),
                                          workers=addr and [addr], allow_other_workers=addr is not None,
-                                         pure=False) for (addr, _), blocks in tasks]
+                                         pure=False) for addr, blocks in tasks]
                 round_trip = {f.key: time.perf_counter() - t0 for f in as_completed(futures)}
                 replies = client.gather(futures)
                 by_block = {i: reply for (_, active), (_, _, msgs) in zip(tasks, replies)
@@ -252,14 +252,15 @@ class Trainer:
                 st.samples += rows
                 st.rounds += 1
                 st.W = problem.descend(st.W, G, st.opt)
-                for (slot, blocks), f, (_, seconds, _) in zip(tasks, futures, replies):
-                    balancer.observe(slot, round_trip[f.key], seconds, len(blocks))
-                if any(ran != slot[0] for (slot, _), (ran, _, _) in zip(tasks, replies)):
+                for (addr, blocks), f, (ran, seconds, _) in zip(tasks, futures, replies):
+                    if ran == addr:
+                        balancer.observe(addr, round_trip[f.key], seconds, len(blocks))
+                if any(ran != addr for (addr, _), (ran, _, _) in zip(tasks, replies)):
                     balancer = _balancer(client, parts, sizes, width)  # a worker was lost: start again
                 elif (step + 1) % every == 0 and balancer.rebalance(
                         steps - step - 1 + (target - st.epoch - 1) * steps, _holders(client, parts)):
-                    log.info("sync SGD: blocks per worker thread now %s (%.1f MB copied so far)",
-                             {s: len(bs) for s, bs in balancer.plan.items()}, balancer.moved_bytes / 1e6)
+                    log.info("sync SGD: blocks per worker now %s (%.1f MB copied so far)",
+                             {w: len(bs) for w, bs in balancer.plan.items()}, balancer.moved_bytes / 1e6)
                 if (step + 1) % every == 0 and step + 1 < steps:
                     self.record()
             if self.end_epoch():

@@ -4,17 +4,19 @@ Every run is a cluster of ``cluster_net.NetCluster``: the scheduler and each wor
 links shaped by HTB (two rates: ``--links``, default 1gbit and 100mbit), the client one more host. Three parts:
 
 - ``--calibrate``: the cost model's constants (``cost_model.Constants``) measured on this machine — per-chunk
-  kernel times on one worker, the scheduler's / worker's / client's CPU per task from 1,000 trivial tasks, an
-  empty compute, a sync step, an actor call between two workers, a shaped link's throughput — written to
+  kernel times on one worker, the scheduler's / worker's / client's CPU per task from 1,000 trivial tasks, each
+  method's fixed cost (its fit of a one-chunk store), a sync step, an actor call between two workers, a
+  shaped link's throughput — written to
   ``benchmarks/constants.json``;
 - scaling (the default): strong (total rows fixed: ``--rows``) and weak (rows per worker fixed:
   ``--rows-per-worker``) runs with 1, 2, 4, 8 workers at each link rate, for regression, PCA (tall, and wide:
   ``--wide-features`` columns, where the tree's partial results are large), KMeans, and the three SGD modes;
   measured wall time (best of ``--repeat``) beside the model's prediction, per-worker CPU seconds and the
   scheduler's;
-- ``--straggler``: one worker's CPU quota cut to ``--quota`` (and the uneven 1 / 2 / 4-thread cluster): every
-  method before and after this project's balancing (sync SGD's block placement, ``sgd/_balance.py``;
-  the one-pass solvers' root tasks at ``worker-saturation`` 1.1, dask's default, against 1.0).
+- ``--straggler``: one worker's CPU quota cut to ``--quota``, or its link slowed by ``--straggler-ms``, and an
+  uneven 1 / 2 / 4-thread cluster: every method (``--straggler-epochs`` epochs of SGD), with the seconds workers
+  sat idle out of chunk tasks while another still had one to start; sync SGD before and after its balancing
+  (``sgd/_balance.py``), the rest as dask schedules them.
 
 What 2 cores can show: every process of the cluster shares this VM's 2 CPUs, so past 2 workers more workers
 only split the same CPU (the model's ``cpu`` term says so, and the measured per-worker CPU seconds fall as the
@@ -53,7 +55,6 @@ from cost_model import Cluster, Constants, Workload, dominant, predict, project 
 
 D = 32
 CHUNK = 250_000
-SATURATION = "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"
 PREFIX = {"regression": "block_moments", "kmeans_init": "candidate_block", "lloyd": "lloyd_block",
           "sgd_local": "local_block", "split": "split_block"}
 COMBINE = {"regression": "combine_moments", "kmeans_init": "combine_candidates", "lloyd": "combine_lloyd"}
@@ -74,7 +75,7 @@ def store(rows: int, features: int = D, chunk_rows: int = CHUNK, client: Any = N
     return path
 
 
-def fit(algorithm: str, path: Path) -> Any:
+def fit(algorithm: str, path: Path, epochs: int = 1) -> Any:
     import scaleml_dask as sm
 
     if algorithm == "regression":
@@ -83,7 +84,8 @@ def fit(algorithm: str, path: Path) -> Any:
         return sm.PCA(n_components=8).fit(path)
     if algorithm == "kmeans":
         return sm.KMeans(20, max_iter=3, tol=0.0, random_state=0).fit(path)
-    return sm.SGDClassifier(classes=[0.0, 1.0], random_state=0, **SGD[algorithm]).fit(path)
+    length = {"rounds": epochs} if algorithm == "sgd-local" else {"epochs": epochs}
+    return sm.SGDClassifier(classes=[0.0, 1.0], random_state=0, **{**SGD[algorithm], **length}).fit(path)
 
 
 def warm() -> None:
@@ -165,7 +167,7 @@ def calibrate(args: argparse.Namespace) -> Constants:
 
     kernel, comb, notes, fixed = {}, {}, {}, {}
     rows = args.calib_rows
-    with NetCluster(1, rate=None, env={SATURATION: "1.0"}) as nc, nc.client.as_current():
+    with NetCluster(1, rate=None) as nc, nc.client.as_current():
         c = nc.client
         c.run(warm)
         warm()
@@ -231,7 +233,7 @@ def calibrate(args: argparse.Namespace) -> Constants:
         _centers_from_candidates(part, 20, np.random.RandomState(0))
         kmeans_client = (time.perf_counter() - t) / (cands * chunks)
     # across two hosts: an actor call, the server's start, shaped links
-    with NetCluster(2, rate=None, env={SATURATION: "1.0"}) as nc, nc.client.as_current():
+    with NetCluster(2, rate=None) as nc, nc.client.as_current():
         c = nc.client
         c.run(warm)
         problem = Problem("log_loss", "l2", 1e-4, True, "adam", 0.02, 0.5, 2000, np.array([0.0, 1.0]), 0.01, 0,
@@ -287,7 +289,7 @@ def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
     """Strong and weak scaling at every link rate: measured (best of ``repeat``) against predicted."""
     rows = []
     for p in args.workers:
-        with NetCluster(p, rate=args.links[0], env={SATURATION: "1.0"}) as nc, nc.client.as_current():
+        with NetCluster(p, rate=args.links[0]) as nc, nc.client.as_current():
             nc.client.run(warm)
             meter = Meter(nc)
             for link in args.links:
@@ -342,23 +344,25 @@ def stragglers(args: argparse.Namespace) -> list[dict]:
                                                                    "latency_ms": {1: args.straggler_ms}}, None),
               ("3 workers of 1 / 2 / 4 threads", {"n_workers": 3, "threads": [1, 2, 4]}, None)]
     for label, kw, quota in setups:
-        for policy in ("before", "after"):
-            env = {SATURATION: "1.1" if policy == "before" else "1.0"}
-            with NetCluster(rate="1gbit", env=env, **kw) as nc, nc.client.as_current():
-                path = store(args.rows, client=nc.client)
-                nc.client.run(warm)
-                if quota is not None:
-                    nc.workers[1].cgroup.set_cpu_quota(quota)
-                meter = Meter(nc)
-                balance.ENABLED = policy == "after"
-                for alg in args.methods:
-                    if alg == "pca-wide":
-                        continue
-                    fit(alg, path)
+        with NetCluster(rate="1gbit", **kw) as nc, nc.client.as_current():
+            path = store(args.rows, client=nc.client)
+            nc.client.run(warm)
+            if quota is not None:
+                nc.workers[1].cgroup.set_cpu_quota(quota)
+            meter = Meter(nc)
+            for alg in (a for a in args.methods if a != "pca-wide"):
+                # only sync SGD has a policy of this project's to compare; the rest is dask's scheduling
+                for policy in ("before", "after") if alg == "sgd-sync" else ("dask",):
+                    balance.ENABLED = policy != "before"
+
+                    def run(a: str = alg, q: Path = path) -> Any:
+                        return fit(a, q, epochs=args.straggler_epochs)
+
+                    run()
                     runs = []
                     for _ in range(args.repeat):
                         with get_task_stream() as ts:
-                            runs.append((meter(lambda a=alg, q=path: fit(a, q)), ts.data))
+                            runs.append((meter(run), ts.data))
                     r, stream = min(runs, key=lambda x: x[0]["seconds"])
                     per = {}
                     for t in stream:
@@ -392,6 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--quota", type=float, default=0.25, help="the CPU straggler's quota (CPUs)")
     ap.add_argument("--straggler-ms", type=float, default=5.0, help="the link straggler's added latency")
+    ap.add_argument("--straggler-epochs", type=int, default=3, help="SGD epochs (rounds) in the straggler table")
     ap.add_argument("--conditions", default="", help="what else ran (for constants.json)")
     ap.add_argument("--out", help="also write the rows as JSON here")
     args = ap.parse_args(argv)
@@ -409,8 +414,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.straggler:
         rows = stragglers(args)
-        print_table("stragglers and uneven workers (before: dask's defaults, sync SGD unbalanced; after: this "
-                    "project's balancing)", [{**r, "method": f"{r['method']} | {r['setup']} | {r['policy']}"}
+        print_table("stragglers and uneven workers (sync SGD before / after its balancing; the rest: dask's "
+                    "scheduling)", [{**r, "method": f"{r['method']} | {r['setup']} | {r['policy']}"}
                                              for r in rows],
                     ["seconds", "idle while queued s", "worker CPU s", "tasks per worker"])
     else:

@@ -242,6 +242,7 @@ def calibrate(args: argparse.Namespace) -> Constants:
         server = c.submit(ParameterServer, W, init_optimizer("adam", W.shape), problem, 8, actor=True,
                           workers=[nc.worker_address(1)], pure=False).result()
         call = c.submit(_actor_calls, server, 200, workers=[nc.worker_address(0)], pure=False).result()
+        local = c.submit(_actor_calls, server, 200, workers=[nc.worker_address(1)], pure=False).result()
         push = _push_cost(problem, W)
         rates = {}
         for rate in ("1gbit", "100mbit"):
@@ -256,7 +257,7 @@ def calibrate(args: argparse.Namespace) -> Constants:
     notes["command"] = "python benchmarks/bench_scale.py --calibrate"
     return Constants(kernel_s=kernel, combine_s=comb, fixed_s=fixed, worker_task_s=worker,
                      scheduler_task_s=sched, client_task_s=client, step_s=max(step, 0.0),
-                     link_efficiency=statistics.mean(rates.values()), async_call_s=call,
+                     link_efficiency=statistics.mean(rates.values()), async_call_s=call, async_local_call_s=local,
                      async_server_s=push + worker, kmeans_client_s=kmeans_client,
                      cores=float(os.cpu_count() or 1), notes=notes)
 
@@ -299,21 +300,21 @@ def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
                     path = store(n, client=nc.client)
                     for alg in args.methods:
                         if alg == "pca-wide":
-                            path_w = store(args.wide_rows if kind == "strong" else args.wide_rows * p // 4,
+                            target = store(args.wide_rows if kind == "strong" else args.wide_rows * p // 4,
                                            args.wide_features, args.wide_chunk, client=nc.client)
-                            w = Workload("pca", _rows(path_w), args.wide_features, args.wide_chunk, fixed="pca-wide")
-                            call, kern = (lambda q=path_w: fit("pca", q)), "moments_wide"
+                            w = Workload("pca", _rows(target), args.wide_features, args.wide_chunk, fixed="pca-wide")
                         else:
-                            w = Workload(alg, n, D, CHUNK)
-                            call, kern = (lambda a=alg, q=path: fit(a, q)), None
+                            target, w = path, Workload(alg, n, D, CHUNK)
+
+                        def call(a: str = "pca" if alg == "pca-wide" else alg, q: Path = target) -> Any:
+                            return fit(a, q)
+
                         call()  # page cache warm, first-use costs paid
                         r = best_of(meter, call, args.repeat)
-                        kk = k if kern is None else Constants(**{**asdict(k), "kernel_s": {
-                            **k.kernel_s, "moments": k.kernel_s[kern]}, "combine_s": {
-                            **k.combine_s, "moments": k.combine_s.get(kern, 0.0)}})
-                        terms = predict(w, Cluster(p, link_bps=parse_rate(link)), kk)
+                        terms = predict(w, Cluster(p, link_bps=parse_rate(link)), _for({"method": alg}, k))
                         workers = [r["cpu"].get(f"w{i}", float("nan")) for i in range(p)]
                         rows.append({"method": alg, "scaling": kind, "workers": p, "link": link, "rows": w.rows,
+                                     "workload": asdict(w), "terms": terms,
                                      "seconds": r["seconds"], "predicted": terms["total"],
                                      "pred / meas": terms["total"] / r["seconds"], "dominant": dominant(terms),
                                      "worker CPU s (mean)": float(np.mean(workers)),
@@ -321,6 +322,24 @@ def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
                                      "client CPU s": r["client cpu"]})
                         print(rows[-1], flush=True)
     return rows
+
+
+def _for(row: dict, k: Constants) -> Constants:
+    """The constants for a row: the wide PCA's kernel is ``moments_wide``."""
+    if row["method"] != "pca-wide":
+        return k
+    return Constants(**{**asdict(k), "kernel_s": {**k.kernel_s, "moments": k.kernel_s["moments_wide"]},
+                        "combine_s": {**k.combine_s, "moments": k.combine_s.get("moments_wide", 0.0)}})
+
+
+def markdown(rows: list[dict], columns: list[str]) -> str:
+    """A markdown table of ``rows`` (floats to 3 significant digits)."""
+    def cell(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def _rows(path: Path) -> int:
@@ -399,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--straggler-epochs", type=int, default=3, help="SGD epochs (rounds) in the straggler table")
     ap.add_argument("--conditions", default="", help="what else ran (for constants.json)")
     ap.add_argument("--out", help="also write the rows as JSON here")
+    ap.add_argument("--table", help="print the scaling table of rows saved by --out, predicted anew from "
+                                    "constants.json (no runs)")
     args = ap.parse_args(argv)
     logging.getLogger("distributed").setLevel(logging.ERROR)
     args.links = args.links.split(",")
@@ -411,6 +432,15 @@ def main(argv: list[str] | None = None) -> None:
         k = calibrate(args)
         k.save()
         print(json.dumps(asdict(k), indent=1))
+        return
+    if args.table:
+        k = Constants.load()
+        rows = json.loads(Path(args.table).read_text())
+        for r in rows:
+            t = predict(Workload(**r["workload"]), Cluster(r["workers"], link_bps=parse_rate(r["link"])), _for(r, k))
+            r.update({"predicted": t["total"], "pred / meas": t["total"] / r["seconds"], "dominant": dominant(t)})
+        print(markdown(rows, ["method", "scaling", "workers", "link", "rows", "seconds", "predicted", "pred / meas",
+                              "dominant", "worker CPU s (mean)", "scheduler CPU s", "client CPU s"]))
         return
     if args.straggler:
         rows = stragglers(args)

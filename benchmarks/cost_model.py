@@ -16,7 +16,8 @@ client, which cannot overlap:
               worker thread — then the term is absent)
 - scheduler = (C + m) σ                           the scheduler is one process on one core: serial
 - client    = (C + m) γ                           graph building and communication on the client
-- network   = C s / P / (e R)                     partial results leaving the busiest worker link
+- network   = max(C / P, ⌈m / P⌉ 8 (P − 1) / P) s / (e R)   partial results through the busiest worker link:
+              leaving its chunk tasks, or arriving at its combines (8 inputs each, all but 1/P from elsewhere)
 - storage   = C b / P / S                         chunk bytes read over the network from shared storage
 - tail      = n s / (e R)                         the parts that reach the client: the tree's last level
                                                   (n = min(C, 8)), or every chunk's (n = C: SGD local)
@@ -40,7 +41,8 @@ Per method (``predict``; ``fixed_s[method]`` measured):
   trivial task, t_g: one block's mini-batch gradient);
 - SGD async: as sync up to the steps; then every block pushes ⌈S / p⌉ times (p gradients each, two actor calls
   of α), its worker's blocks one after another, against the parameter server's serial ρ per push:
-  ``epoch = max(⌈C / (P T)⌉ ⌈S / p⌉ (2 α + p t_g), C ⌈S / p⌉ ρ)``.
+  ``epoch = max(⌈C / (P T)⌉ ⌈S / p⌉ (2 α + p t_g), C ⌈S / p⌉ ρ)``, α the mean of a call to a server on the
+  same worker (α_local, 1 block in P) and on another (α_remote).
 
 ``constants.json`` beside this module holds what ``bench_scale.py --calibrate`` measured (date and conditions
 in its notes); ``project`` evaluates a method from 1 to 1,000 workers, each on a core of its own, and names the
@@ -70,7 +72,8 @@ class Constants:
     client_task_s: float               # γ: client CPU per task
     step_s: float                      # ψ: a sync step with one trivial task (submit, wait, gather)
     link_efficiency: float             # e: TCP throughput / an HTB link's nominal rate
-    async_call_s: float                # α: an actor call's round trip between two workers (pull or push)
+    async_call_s: float                # α_remote: an actor call's round trip between two workers (pull or push)
+    async_local_call_s: float          # α_local: the same, the actor on the calling task's own worker
     async_server_s: float              # ρ: the parameter server's CPU per push
     kmeans_client_s: float             # κ_c: client seconds per k-means|| candidate (weighted k-means++ and Lloyd)
     cores: float | None = None         # CPUs the cluster's processes share (None: enough for every process)
@@ -151,7 +154,8 @@ def one_pass(w: Workload, cl: Cluster, k: Constants, kernel: str, part_bytes: fl
         "compute": math.ceil(C / (P * T)) * (t_k + k.worker_task_s),
         "scheduler": (C + m) * k.scheduler_task_s,
         "client": (C + m) * k.client_task_s + client_extra,
-        "network": (C * part_bytes / P / rate if P > 1 and tree else 0.0),
+        "network": (max(C / P, math.ceil(m / P) * FAN_IN * (P - 1) / P) * part_bytes / rate
+                    if P > 1 and tree else 0.0),
         "storage": 0.0 if cl.storage_bps is None else C * w.chunk_rows * (w.features + 1) * 8 / P / cl.storage_bps,
     }
     cores = _cores(cl, k)
@@ -220,7 +224,8 @@ def _async_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     C, P, T = w.chunks, cl.workers, cl.threads
     pushes = math.ceil(_steps(w) / w.push_every)
     t_g = k.kernel_s["sgd_grad"]
-    terms = {"workers": math.ceil(C / (P * T)) * pushes * (2 * k.async_call_s + w.push_every * t_g),
+    call = (k.async_local_call_s + (P - 1) * k.async_call_s) / P
+    terms = {"workers": math.ceil(C / (P * T)) * pushes * (2 * call + w.push_every * t_g),
              "server": C * pushes * k.async_server_s}
     cores = _cores(cl, k)
     if cores is not None:

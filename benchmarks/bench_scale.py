@@ -202,9 +202,6 @@ def calibrate(args: argparse.Namespace) -> Constants:
             for key, prefix in PREFIX.items():
                 if prefix in dur:
                     kernel["moments" if key == "regression" else key] = statistics.median(dur[prefix])
-            reads = [t for p, v in dur.items() if p.startswith("read") for t in v]
-            if name == "kmeans" and reads:
-                kernel["read"] = statistics.median(reads)
             for key, prefix in COMBINE.items():
                 if prefix in dur:
                     comb["moments" if key == "regression" else key] = statistics.median(dur[prefix])

@@ -30,9 +30,10 @@ bandwidth (None: the data are local, their read is in t_k).
 
 Per method (``predict``; ``fixed_s[method]`` measured):
 - regression, PCA: one pass, s = (d + 2)² 8 bytes (the Gram / R factor of [X | y | 1]);
-- KMeans: the data persisted (a pass of reads, when they fit in a quarter of the workers' memory), the
-  k-means|| pass (s = a chunk's candidates, (1 + 2 k · rounds)(d + 1) 8), one Lloyd pass per iteration
-  (s ≈ (2 k d + 2 k) 8), and the client's reduction of C (1 + 2 k · rounds) candidates (κ_c per candidate);
+- KMeans: the k-means|| pass (s = a chunk's candidates, (1 + 2 k · rounds)(d + 1) 8), one Lloyd pass per
+  iteration (s ≈ (2 k d + 2 k) 8), and the client's reduction of C (1 + 2 k · rounds) candidates (κ_c per
+  candidate); data that fit in a quarter of the workers' memory are first persisted, which maps the page
+  cache (its round trip is in the fixed cost);
 - SGD local: one pass per round, every chunk's result to the client (its weight change, and in the first
   round its held-out rows, a fraction v of its rows);
 - SGD sync: the persisting pass (``split_block``), the held-out rows to the client, then
@@ -98,7 +99,6 @@ class Workload:
     k: int = 20                    # KMeans
     lloyd_iter: int = 3
     init_rounds: int = 5
-    held: bool = True              # KMeans: the data fit in a quarter of the workers' memory
     epochs: int = 1                # SGD
     batch_size: int = 2000
     push_every: int = 4
@@ -182,8 +182,6 @@ def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
         cand = 1 + 2 * w.k * w.init_rounds
         work = one_pass(w, cl, k, "kmeans_init", cand * (d + 1) * 8, client_extra=k.kmeans_client_s * cand * C)
         work = _plus(work, _times(one_pass(w, cl, k, "lloyd", (2 * w.k * d + 2 * w.k) * 8), w.lloyd_iter))
-        if w.held:
-            work = _plus(work, one_pass(w, cl, k, "read", 0.0, tree=False))
     elif w.method in ("sgd-sync", "sgd-async"):
         work = one_pass(w, cl, k, "split", 0.0, tree=False)
         work["total"] += C * w.validation_fraction * w.chunk_rows * (d + 1) * 8 / _rate(cl, k)

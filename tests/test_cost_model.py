@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from cost_model import Cluster, Constants, Workload, _combines, dominant, predict, project  # noqa: E402
 
 K = Constants(kernel_s={"moments": 0.1, "sgd_grad": 0.001, "split": 0.05, "sgd_local": 0.2, "kmeans_init": 0.1,
-                        "lloyd": 0.1, "read": 0.01},
+                        "lloyd": 0.1},
               combine_s={"moments": 0.01}, fixed_s={"regression": 0.05, "sgd-sync": 0.2, "kmeans": 0.3},
               worker_task_s=0.002, scheduler_task_s=0.001, client_task_s=0.0005, step_s=0.01,
               link_efficiency=0.9, async_call_s=0.003, async_local_call_s=0.001, async_server_s=0.001,

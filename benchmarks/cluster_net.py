@@ -60,8 +60,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distributed.diagnostics.plugin import WorkerPlugin
-
 PREFIX = "smnet-"
 RECORDS = Path("/tmp/scaleml-netharness")
 SCHEDULER_PORT = 8786
@@ -726,57 +724,6 @@ class NetCluster:
         """The dask addresses of the workers still in the cluster, in host order."""
         present = set(self.client.scheduler_info(n_workers=-1)["workers"])
         return [a for i in range(self.n_workers) if (a := self.worker_address(i)) in present]
-
-
-class HoldOnTask(WorkerPlugin):
-    """A dask WorkerPlugin for failure tests: when the ``after``-th task of key prefix ``prefix`` is about to
-    run on a worker, write that worker's address to ``flag`` (once across the cluster: ``O_EXCL``) and hold the
-    worker's event loop — the host hangs mid-task — until the test tears its namespace down
-    (``NetCluster.remove_worker``) or ``hold_s`` pass."""
-
-    name = "hold-on-task"
-
-    def __init__(self, prefix: str, flag: str | os.PathLike, after: int = 2, hold_s: float = 60.0) -> None:
-        self.prefix, self.flag, self.after, self.hold_s = prefix, str(flag), after, hold_s
-        self.seen = 0
-
-    def setup(self, worker: Any) -> None:
-        self.worker = worker
-
-    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
-        from distributed.utils import key_split
-
-        if finish != "executing" or key_split(key) != self.prefix:
-            return
-        self.seen += 1
-        if self.seen != self.after:
-            return
-        try:
-            os.close(os.open(self.flag + ".lock", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
-        Path(self.flag + ".tmp").write_text(json.dumps({"address": self.worker.address, "key": str(key)}))
-        os.replace(self.flag + ".tmp", self.flag)  # the flag appears whole
-        time.sleep(self.hold_s)
-
-
-def remove_on_flag(nc: NetCluster, flag: str | os.PathLike, timeout: float = 300.0) -> threading.Thread:
-    """A thread that waits for ``HoldOnTask``'s flag and then removes the worker host it names; its
-    ``removed`` attribute is that worker's index once done."""
-    def run() -> None:
-        deadline = time.monotonic() + timeout
-        while not os.path.exists(flag) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            address = json.loads(Path(flag).read_text())["address"]
-            i = next(i for i in range(nc.n_workers) if nc.worker_address(i) == address)
-            nc.remove_worker(i)
-            thread.removed = i
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.removed = None
-    thread.start()
-    return thread
 
 
 # -- link measurement ----------------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_a_worker_host_torn_down_mid_fit_gives_the_undisturbed_result(tmp_path):
     """Three worker hosts; in a KMeans fit (chunks held in cluster memory) and then a sync SGD fit (persisted
     blocks), one host hangs mid-task and its namespace is torn down (link cut first: nobody gets a FIN). The
     scheduler notices by its worker TTL, recomputes what was lost, and each fit equals its undisturbed run."""
-    from faults import TaskRecorder, _recorder
+    from faults import HoldOnTask, TaskRecorder, _recorder, remove_on_flag
 
     import scaleml_dask as sm
     from scaleml_dask.io.synthetic import make_logistic, make_mixture
@@ -137,11 +137,11 @@ def test_a_worker_host_torn_down_mid_fit_gives_the_undisturbed_result(tmp_path):
             reference = fit()
             c.run_on_scheduler(_recorder, action="reset")
             flag = tmp_path / f"held-{prefix}"
-            c.register_plugin(cluster_net.HoldOnTask(prefix, flag, after=2))
-            remover = cluster_net.remove_on_flag(nc, flag)
+            c.register_plugin(HoldOnTask(prefix, flag, after=2))
+            remover = remove_on_flag(nc, flag)
             disturbed = fit()
             remover.join(timeout=60)
-            c.unregister_worker_plugin(cluster_net.HoldOnTask.name)
+            c.unregister_worker_plugin(HoldOnTask.name)
             gone = nc.worker_address(remover.removed)
             summary = c.run_on_scheduler(_recorder, action="summary")
             assert gone in summary["removed"] and summary["recomputed"].get(prefix, 0) >= 1, summary

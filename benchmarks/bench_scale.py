@@ -161,7 +161,7 @@ def calibrate(args: argparse.Namespace) -> Constants:
     from distributed import get_task_stream
 
     import scaleml_dask as sm
-    from scaleml_dask.kmeans import _centers_from_candidates
+    from scaleml_dask.kmeans import reduce_candidates
     from scaleml_dask.sgd._blocks import ParameterServer, Problem
     from scaleml_dask.sgd._kernels import init_optimizer
 
@@ -227,7 +227,7 @@ def calibrate(args: argparse.Namespace) -> Constants:
 
         part = CandidatePart(rng.normal(size=(cands * chunks, D)), rng.random(cands * chunks) + 0.5, 0.0)
         t = time.perf_counter()
-        _centers_from_candidates(part, 20, np.random.RandomState(0))
+        reduce_candidates(None, part.x, part.weights, 20, np.random.RandomState(0))
         kmeans_client = (time.perf_counter() - t) / (cands * chunks)
     # across two hosts: an actor call, the server's start, shaped links
     with NetCluster(2, rate=None) as nc, nc.client.as_current():

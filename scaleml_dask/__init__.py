@@ -29,6 +29,8 @@ _EXPORTS = {
     "ingest": "io.ingest",
     "LinearRegression": "linear",
     "Ridge": "linear",
+    "RidgeCV": "linear_cv",
+    "reuse_statistics": "_moments",
     "PCA": "pca",
     "KMeans": "kmeans",
     "SGDClassifier": "sgd",
@@ -42,7 +44,7 @@ _EXPORTS = {
     "to_onnx": "deploy.onnx",
 }
 _SUBMODULES = {"io", "online", "validation", "cluster", "report", "runner", "linear", "pca", "kmeans", "sgd", "tsne",
-               "checkpoint", "config", "deploy"}
+               "checkpoint", "config", "deploy", "metrics", "model_selection", "linear_cv"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

@@ -39,7 +39,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names
 
 from ._kmeans_kernels import (
-    CandidatePart,
     LloydPart,
     candidate_block,
     combine_candidates,
@@ -58,6 +57,7 @@ from .validation import (
     check_n_features,
     check_predict_input,
     finite_blocks,
+    restored_state_problem,
 )
 
 #: Relative change of inertia, per unit of ``tol``, below which Lloyd iterations stop.
@@ -143,7 +143,7 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
         labels_source = dX
         dX, w = _held_in_cluster_memory(dX, w)  # numpy input too: sent to the workers once, not at every pass
         rng = check_random_state(self.random_state)
-        cands = _kmeans_parallel(dX, w, self.oversampling_factor * k, self.init_rounds, int(rng.randint(2**31))) \
+        cands = kmeans_parallel_candidates(dX, w, rng, self.oversampling_factor * k, self.init_rounds) \
             if init is None and self.init == "k-means||" else None
         best = None
         for _ in range(1 if init is not None else self.n_init):
@@ -158,12 +158,12 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _initial_centers(self, dX: da.Array, w: da.Array | None, Xn: np.ndarray | None, sample_weight: Any,
-                         rng: np.random.RandomState, cands: CandidatePart | None) -> np.ndarray:
+                         rng: np.random.RandomState, cands: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
         from sklearn.cluster import kmeans_plusplus
 
         k = self.n_clusters
         if cands is not None:
-            return _centers_from_candidates(cands, k, rng)
+            return reduce_candidates(dX, *cands, k, rng)
         if Xn is not None:
             sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
             return kmeans_plusplus(Xn.astype(np.float64, copy=False), k, sample_weight=sw, random_state=rng)[0]
@@ -171,6 +171,14 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
         idx = np.sort(rng.choice(n, min(n, max(PLUSPLUS_SAMPLE, 10 * k)), replace=False))
         S, sw = dask.compute(dX[idx].astype(np.float64), None if w is None else w[idx])
         return kmeans_plusplus(S, k, sample_weight=sw, random_state=rng)[0]
+
+    def _check_restored_state(self) -> str | None:
+        """What is wrong with centres loaded from a registry (None if nothing): the compiled distance kernels
+        index them as ``(n_clusters, n_features_in_)`` float64."""
+        d = self.__dict__.get("n_features_in_")
+        layout = [("cluster_centers_", self.__dict__.get("cluster_centers_"), np.float64,
+                   (self.n_clusters, d if type(d) is int else -1))]
+        return restored_state_problem(type(self).__name__, layout) if "cluster_centers_" in self.__dict__ else None
 
     def predict(self, X: Any) -> Any:
         """Index of the nearest centre of every row: numpy for numpy input, a lazy dask array otherwise."""
@@ -289,22 +297,26 @@ def _updated_centers(p: LloydPart, C: np.ndarray) -> np.ndarray:
     return new
 
 
-def _kmeans_parallel(dX: da.Array, w: da.Array | None, ell: float, rounds: int, seed: int) -> CandidatePart:
-    """The weighted k-means|| candidates of every chunk, in one pass (module docstring)."""
+def kmeans_parallel_candidates(dX: da.Array, w: da.Array | None, rng: np.random.RandomState, ell: float,
+                               rounds: int) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted k-means|| candidates of every chunk and their weights, in one pass (module docstring)."""
+    seed = int(rng.randint(2**31))
     combine = functools.partial(combine_candidates, ell=ell, rounds=rounds, seed=seed)
-    return _pass(candidate_block, combine, dX, w, ell=ell, rounds=rounds, seed=seed)
+    part = _pass(candidate_block, combine, dX, w, ell=ell, rounds=rounds, seed=seed)
+    return part.x, part.weights
 
 
-def _centers_from_candidates(cands: CandidatePart, k: int, rng: np.random.RandomState) -> np.ndarray:
-    """``k`` centres from weighted candidates: weighted k-means++, then weighted Lloyd (in memory)."""
+def reduce_candidates(dX: da.Array, cands: np.ndarray, weights: np.ndarray, k: int,
+                      rng: np.random.RandomState) -> np.ndarray:
+    """``k`` centres from weighted candidates: weighted k-means++, then weighted Lloyd (in memory); rows drawn
+    from ``dX`` when fewer than ``k`` distinct candidates carry weight."""
     from sklearn.cluster import KMeans as SkKMeans
     from sklearn.cluster import kmeans_plusplus
 
-    x, weights = cands.x, cands.weights
     if np.count_nonzero(weights) <= k:  # as many candidates as clusters: every distinct row is a centre
-        distinct = np.unique(x[weights > 0], axis=0)
-        extra = x[rng.choice(len(x), k - len(distinct), replace=True)] if len(distinct) < k else x[:0]
-        return np.vstack([distinct, extra])[:k]
-    C0 = kmeans_plusplus(x, k, sample_weight=weights, random_state=rng)[0]
+        distinct = np.unique(cands[weights > 0], axis=0)
+        extra = np.sort(rng.choice(dX.shape[0], k - len(distinct), replace=False))
+        return np.vstack([distinct, np.asarray(dX[extra].compute(), dtype=np.float64)]) if len(extra) else distinct
+    C0 = kmeans_plusplus(cands, k, sample_weight=weights, random_state=rng)[0]
     km = SkKMeans(k, init=C0, n_init=1, max_iter=CANDIDATE_ITER, random_state=rng)
-    return km.fit(x, sample_weight=weights).cluster_centers_
+    return km.fit(cands, sample_weight=weights).cluster_centers_

@@ -27,7 +27,7 @@ from scipy import linalg, stats
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._moments import AUTO_TOL, check_sample_weight, fit_moments, moments
+from ._moments import AUTO_TOL, check_sample_weight, fit_moments, last_reused, moments
 from ._repr import FittedSummaryMixin
 from ._tsqr import EPS, Moments
 from .validation import as_dask_array, check_is_fitted, check_n_features, check_predict_input, check_X_y, finite_blocks
@@ -64,6 +64,7 @@ class _LinearBase(FittedSummaryMixin, RegressorMixin, BaseEstimator):
                 "least-squares problem underdetermined")
         R, m, used = fit_moments(dX, dy, w, center=bool(self.fit_intercept), solver=self.solver,
                                  tol=AUTO_TOL, scale=True)
+        self.statistics_reused_ = last_reused()  # inside sm.reuse_statistics(): no pass of its own
         if not m.weight > 0:
             raise ValueError("sample_weight: all weights are zero; at least one must be positive")
         self.n_features_in_ = d
@@ -116,7 +117,8 @@ class LinearRegression(_LinearBase):
     coef_, intercept_, stderr_ (classical OLS standard errors of ``coef_``), intercept_stderr_, tvalues_,
     pvalues_, r2_ (centered if ``fit_intercept``, else uncentered, as statsmodels), rss_, n_samples_,
     df_resid_, condition_number_ (of ``[1 | X]``, as statsmodels), solver_ (what was used), cov_params_
-    (covariance of ``[intercept, coef...]`` or of ``coef`` without intercept).
+    (covariance of ``[intercept, coef...]`` or of ``coef`` without intercept), statistics_reused_ (the pass's
+    moments came from an earlier fit on the same data, inside ``sm.reuse_statistics()``).
 
     Examples
     --------

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # importing dask.array is slow; in-memory callers (small t-SN
 
 __all__ = ["NotFittedError", "as_dask_array", "assert_finite", "check_array", "check_is_fitted", "check_learned",
            "check_n_features", "check_predict_input", "check_X_y", "checked_weights", "finite_blocks",
-           "nonfinite_error", "take_y"]
+           "nonfinite_error", "restored_state_problem", "take_y"]
 
 
 def check_learned(learner: Any, attribute: str) -> None:
@@ -42,6 +42,36 @@ def check_learned(learner: Any, attribute: str) -> None:
     if not hasattr(learner, attribute):
         raise NotFittedError(f"This {type(learner).__name__} instance has not learned anything yet; call "
                              "'learn_one' or 'learn_many' first.")
+
+
+def restored_state_problem(owner: str, layout: list[tuple], values: list[tuple] = ()) -> str | None:
+    """What is wrong with fitted state read back from a file (None if nothing), for the estimators whose
+    compiled kernels index it without bounds checks.
+
+    ``layout``: ``(name, value, dtype, shape)`` of each array as the kernels index it (C order, writeable;
+    None in a shape is any length). ``values``: ``(name, value, low, high)`` of each number the kernels use
+    as a count, size or index: a finite integer in ``[low, high]``.
+
+    >>> restored_state_problem("M", [("w", np.zeros(3), np.float64, (None,))], [("n", 2.0, 0, 9)])
+    >>> restored_state_problem("M", [("w", np.zeros(3, np.float32), np.float64, (3,))]).split(":")[0]
+    "M state w is float32[3] where this version's kernels need float64[3]"
+    >>> restored_state_problem("M", [], [("n", 1.5, 0, 9)]).split(":")[0]
+    'M state n is 1.5 where a count in [0, 9] is needed'
+    """
+    why = "saved by another scaleml_dask version, or altered"
+    for name, a, dtype, shape in layout:
+        if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != len(shape) or any(
+                want is not None and got != want for got, want in zip(a.shape, shape)) \
+                or not a.flags.c_contiguous or not a.flags.writeable:
+            got = f"{a.dtype}{list(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__
+            want = f"{np.dtype(dtype)}{['*' if w is None else w for w in shape]}"
+            return f"{owner} state {name} is {got} where this version's kernels need {want}: {why}"
+    for name, v, low, high in values:
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
+            and np.isfinite(v) and float(v) == int(v) and low <= v <= high
+        if not ok:
+            return f"{owner} state {name} is {v!r:.40} where a count in [{low}, {high}] is needed: {why}"
+    return None
 
 
 def _open_path(path: str | Path) -> Any:

@@ -95,7 +95,7 @@ def test_failed_ingest_leaves_existing_store_intact(tmp_path, table):
     lines[2000] = "1,2,3"  # a short row far into the file, after several chunks were written
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(IngestError, match="line 2001 has 3 fields"):
-        ingest(bad, dest, target="price", chunk_rows=500)
+        ingest(bad, dest, target="price", chunk_rows=500, overwrite=True)
     _assert_matches(dest, table, 500)  # the previous store is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "dest.zarr", "good.csv"]  # no leftovers
     with pytest.raises(IngestError):

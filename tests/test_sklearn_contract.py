@@ -10,11 +10,11 @@ import dask
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from scaleml_dask import PCA, TSNE, KMeans, LinearRegression, Ridge, SGDClassifier, SGDRegressor
+from scaleml_dask import PCA, TSNE, KMeans, LinearRegression, Ridge, RidgeCV, SGDClassifier, SGDRegressor
 
 ESTIMATORS = [LinearRegression(), Ridge(), PCA(), TSNE(perplexity=2, n_iter=50, early_exaggeration_iter=20),
               SGDClassifier(mode="local", rounds=3), SGDRegressor(mode="local", rounds=30, eta0=0.05),
-              KMeans(n_clusters=3)]
+              KMeans(n_clusters=3), RidgeCV()]
 
 _TWO_D_ONLY = ("the check sets n_components=1 (scikit-learn's checks use 1 component where the estimator has "
                "that parameter); this t-SNE embeds in 2-d only and says so with InvalidParameterError")

@@ -39,6 +39,7 @@ def ingest(
     codec: str | None = None,
     na: str | float = "error",
     progress: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Convert a CSV (plain or .gz), Parquet or ``.npy`` file to a zarr dataset, chunk by chunk.
 
@@ -46,6 +47,8 @@ def ingest(
     ``.npy``, ``target`` may be a column index). Rows are chunked only, near 64 MB per chunk by default.
     Feature names are kept in the ``feature_names`` attribute. Missing cells (empty, ``NA``, ``null``...)
     are an error naming their line and column with ``na="error"`` (the default); ``na=<number>`` fills them.
+    A dataset already at ``dest`` is replaced only with ``overwrite=True``, and only if this project wrote it;
+    anything else there (a folder of yours, a file) is refused by name and left untouched.
     """
     source, dest = Path(source), Path(dest)
     if not source.exists():
@@ -62,21 +65,23 @@ def ingest(
         raise IngestError(f"{source}: unknown file type; expected .csv, .csv.gz, .parquet or .npy")
     rows = int(chunk_rows or chunk_rows_for(len(reader.features)))
     attrs = {"source": str(source), "target": reader.target}
-    bar = _progress_bar(reader.size_bytes, f"ingest {source.name}") if progress else None
     with DatasetWriter(dest, len(reader.features), chunk_rows=rows, feature_names=reader.features,
                        y_dtype=np.float64 if reader.target is not None else None, attrs=attrs,
-                       codec=codec) as writer:
-        n_rows = 0
-        for X, y in _rechunk(reader.blocks(rows), rows):
-            writer.append(X, y)
-            n_rows += len(X)
+                       codec=codec, overwrite=overwrite) as writer:  # the destination is checked first
+        bar = _progress_bar(reader.size_bytes, f"ingest {source.name}") if progress else None
+        try:
+            n_rows = 0
+            for X, y in _rechunk(reader.blocks(rows), rows):
+                writer.append(X, y)
+                n_rows += len(X)
+                if bar is not None:
+                    bar.update(reader.bytes_read - bar.n)
+        finally:
             if bar is not None:
-                bar.update(reader.bytes_read - bar.n)
+                bar.close()
         if n_rows == 0:
             only_header = " (only a header)" if isinstance(reader, _CsvReader) else ""
             raise IngestError(f"{source}: no data rows{only_header}")
-    if bar is not None:
-        bar.close()
     return dest
 
 

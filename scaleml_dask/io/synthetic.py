@@ -2,7 +2,8 @@
 
 The generators are deterministic per ``(seed, chunk index)``: each chunk is a pure function that can be made
 independently, on any worker, so a dataset is the same whatever the number of workers. ``GENERATORS`` maps the
-names used in ``data_catalog.yaml`` to the writers.
+names used in ``data_catalog.yaml`` to the writers. Each writer replaces a dataset already at its path only with
+``overwrite=True``, and only one written here (``io.destination``).
 
 >>> import numpy as np
 >>> X, y = regression_chunk(0, 3, 5, coef=np.ones(2), intercept=1.0, noise=0.0)
@@ -87,14 +88,15 @@ def _make_chunk_task(tmp_path: str, index: int, rows: int, chunk_rows: int, fn: 
 
 def _generate(path: str | os.PathLike, n_samples: int, n_features: int, fn: Callable, seed: int,
               kwargs: Callable[[int], dict] | dict, *, y_dtype: Any, attrs: dict, chunk_rows: int | None,
-              codec: str | None, client: Any, progress: bool) -> tuple[Path, float]:
+              codec: str | None, client: Any, progress: bool, overwrite: bool) -> tuple[Path, float]:
     if n_samples < 1 or n_features < 1:
         raise ValueError(f"n_samples and n_features must be >= 1; got {n_samples}, {n_features}")
     rows = int(chunk_rows or chunk_rows_for(n_features))
     n_chunks = -(-n_samples // rows)
     per_chunk = kwargs if callable(kwargs) else (lambda i: kwargs)
     with DatasetWriter(path, n_features, n_samples=n_samples, chunk_rows=rows, y_dtype=y_dtype,
-                       feature_names=[f"x{i}" for i in range(n_features)], attrs=attrs, codec=codec) as w:
+                       feature_names=[f"x{i}" for i in range(n_features)], attrs=attrs, codec=codec,
+                       overwrite=overwrite) as w:
         args = [(str(w.tmp_path), i, min(rows, n_samples - i * rows), rows, fn, seed, per_chunk(i))
                 for i in range(n_chunks)]
         if client is not None:
@@ -120,19 +122,20 @@ def _generate(path: str | os.PathLike, n_samples: int, n_features: int, fn: Call
 
 def make_regression(path: str | os.PathLike, n_samples: int, n_features: int, *, chunk_rows: int | None = None,
                     noise: float = 1.0, intercept: float = 3.0, seed: int = 0, codec: str | None = None,
-                    client: Any = None, progress: bool = False) -> Path:
+                    client: Any = None, progress: bool = False, overwrite: bool = False) -> Path:
     """Linear data with planted coefficients (attrs ``coef``, ``intercept``, ``noise``)."""
     coef = np.round(np.random.default_rng(seed).uniform(-5, 5, n_features), 3)
     attrs = {"generator": "regression", "seed": seed, "coef": coef.tolist(), "intercept": intercept,
              "noise": noise}
     return _generate(path, n_samples, n_features, regression_chunk, seed,
                      {"coef": coef, "intercept": intercept, "noise": noise}, y_dtype=np.float64, attrs=attrs,
-                     chunk_rows=chunk_rows, codec=codec, client=client, progress=progress)[0]
+                     chunk_rows=chunk_rows, codec=codec, client=client, progress=progress,
+                     overwrite=overwrite)[0]
 
 
 def make_logistic(path: str | os.PathLike, n_samples: int, n_features: int, *, chunk_rows: int | None = None,
                   signal: float = 4.0, intercept: float = 0.5, seed: int = 0, codec: str | None = None,
-                  client: Any = None, progress: bool = False) -> Path:
+                  client: Any = None, progress: bool = False, overwrite: bool = False) -> Path:
     """Binary labels from planted logistic weights of norm ``signal`` (attrs ``coef``, ``intercept``,
     ``bayes_accuracy`` — the accuracy of the planted model on these very rows, in expectation)."""
     w = np.random.default_rng(seed).standard_normal(n_features)
@@ -140,7 +143,8 @@ def make_logistic(path: str | os.PathLike, n_samples: int, n_features: int, *, c
     attrs = {"generator": "logistic", "seed": seed, "coef": coef.tolist(), "intercept": intercept}
     out, total = _generate(path, n_samples, n_features, logistic_chunk, seed,
                            {"coef": coef, "intercept": intercept}, y_dtype=np.float64, attrs=attrs,
-                           chunk_rows=chunk_rows, codec=codec, client=client, progress=progress)
+                           chunk_rows=chunk_rows, codec=codec, client=client, progress=progress,
+                     overwrite=overwrite)
     import zarr
 
     zarr.open_group(str(out), mode="r+").attrs["bayes_accuracy"] = total / n_samples
@@ -149,7 +153,8 @@ def make_logistic(path: str | os.PathLike, n_samples: int, n_features: int, *, c
 
 def make_mixture(path: str | os.PathLike, n_samples: int, n_features: int, n_clusters: int, *,
                  chunk_rows: int | None = None, cluster_std: float = 1.0, center_std: float = 3.0,
-                 seed: int = 0, codec: str | None = None, client: Any = None, progress: bool = False) -> Path:
+                 seed: int = 0, codec: str | None = None, client: Any = None, progress: bool = False,
+                 overwrite: bool = False) -> Path:
     """Gaussian clusters with integer labels ``y`` (attrs ``centers``)."""
     if n_clusters < 1:
         raise ValueError(f"n_clusters must be >= 1; got {n_clusters}")
@@ -157,13 +162,14 @@ def make_mixture(path: str | os.PathLike, n_samples: int, n_features: int, n_clu
     attrs = {"generator": "mixture", "seed": seed, "centers": centers.tolist(), "cluster_std": cluster_std}
     return _generate(path, n_samples, n_features, mixture_chunk, seed,
                      {"centers": centers, "cluster_std": cluster_std}, y_dtype=np.int64, attrs=attrs,
-                     chunk_rows=chunk_rows, codec=codec, client=client, progress=progress)[0]
+                     chunk_rows=chunk_rows, codec=codec, client=client, progress=progress,
+                     overwrite=overwrite)[0]
 
 
 def make_drift(path: str | os.PathLike, n_samples: int, n_features: int, *, kind: str = "abrupt",
                change_at: int | None = None, width: int | None = None, signal: float = 4.0,
                chunk_rows: int | None = None, seed: int = 0, codec: str | None = None, client: Any = None,
-               progress: bool = False) -> Path:
+               progress: bool = False, overwrite: bool = False) -> Path:
     """A logistic stream whose planted weights change at ``change_at`` (attrs ``coef_before``,
     ``coef_after``, ``change_at``, ``width``, ``kind``)."""
     if kind not in ("abrupt", "gradual"):
@@ -179,7 +185,8 @@ def make_drift(path: str | os.PathLike, n_samples: int, n_features: int, *, kind
     kwargs = {"coef_before": before, "coef_after": after, "change_at": change_at, "width": width, "kind": kind}
     return _generate(path, n_samples, n_features, drift_chunk, seed,
                      lambda i: {**kwargs, "start": i * rows}, y_dtype=np.float64, attrs=attrs,
-                     chunk_rows=rows, codec=codec, client=client, progress=progress)[0]
+                     chunk_rows=rows, codec=codec, client=client, progress=progress,
+                     overwrite=overwrite)[0]
 
 
 GENERATORS: dict[str, Callable[..., Path]] = {

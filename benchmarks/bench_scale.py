@@ -9,14 +9,15 @@ links shaped by HTB (two rates: ``--links``, default 1gbit and 100mbit), the cli
   shaped link's throughput — written to
   ``benchmarks/constants.json``;
 - scaling (the default): strong (total rows fixed: ``--rows``) and weak (rows per worker fixed:
-  ``--rows-per-worker``) runs with 1, 2, 4, 8 workers at each link rate, for regression, PCA (tall, and wide:
-  ``--wide-features`` columns, where the tree's partial results are large), KMeans, and the three SGD modes;
-  measured wall time (best of ``--repeat``) beside the model's prediction, per-worker CPU seconds and the
-  scheduler's;
-- ``--straggler``: one worker's CPU quota cut to ``--quota``, or its link slowed by ``--straggler-ms``, and an
-  uneven 1 / 2 / 4-thread cluster: every method (``--straggler-epochs`` epochs of SGD), with the seconds workers
-  sat idle out of chunk tasks while another still had one to start; sync SGD before and after its balancing
-  (``sgd/_balance.py``), the rest as dask schedules them.
+  ``--rows-per-worker``) runs with 1, 2, 4, 8 workers at each link rate, every worker host a CPU quota of
+  ``--worker-cpus`` cores, for regression, PCA (tall, and wide: ``--wide-features`` columns, where the tree's
+  partial results are large), KMeans, the three SGD modes and the fused search; measured wall time (best of
+  ``--repeat``) beside the model's prediction, per-worker CPU seconds and the scheduler's;
+- ``--straggler``: every host ``--worker-cpus`` per thread, then one worker's CPU quota cut to ``--quota``, or
+  its link slowed by ``--straggler-ms``, and an uneven 1 / 2 / 4-thread cluster: every method
+  (``--straggler-epochs`` epochs of SGD), with the seconds workers sat idle out of chunk tasks while another
+  still had one to start; sync SGD before and after its balancing (``sgd/_balance.py``), the rest as dask
+  schedules them.
 
 What 2 cores can show: every process of the cluster shares this VM's 2 CPUs, so past 2 workers more workers
 only split the same CPU (the model's ``cpu`` term says so, and the measured per-worker CPU seconds fall as the
@@ -24,7 +25,7 @@ wall time does not). What they cannot: speed-up past 2, or the scheduler as a bo
 workers; those rows of the README come from the model alone (``cost_model.project``), its constants measured
 here.
 
-    python benchmarks/bench_scale.py --calibrate
+    python benchmarks/bench_scale.py --calibrate [--calibrate-search]
     python benchmarks/bench_scale.py [--quick] [--links 1gbit,100mbit] [--workers 1,2,4,8] [--repeat 2]
     python benchmarks/bench_scale.py --straggler [--quota 0.25]
 
@@ -56,7 +57,8 @@ from cost_model import Cluster, Constants, Workload, dominant, predict, project 
 D = 32
 CHUNK = 250_000
 PREFIX = {"regression": "block_moments", "kmeans_init": "candidate_block", "lloyd": "lloyd_block",
-          "sgd_local": "local_block", "split": "split_block"}
+          "sgd_local": "local_block", "split": "split_block", "search": "fused_block"}
+SEARCH = {"candidates": 4, "folds": 2, "epochs": 1}  # the search: 4 candidates x 2 folds, 1 round (+ scoring)
 COMBINE = {"regression": "combine_moments", "kmeans_init": "combine_candidates", "lloyd": "combine_lloyd"}
 SGD = {"sgd-local": {"mode": "local", "rounds": 1, "batch_size": 500, "eta0": 0.01},
        "sgd-sync": {"mode": "sync", "epochs": 1, "batch_size": 2000, "eta0": 0.1},
@@ -84,6 +86,13 @@ def fit(algorithm: str, path: Path, epochs: int = 1) -> Any:
         return sm.PCA(n_components=8).fit(path)
     if algorithm == "kmeans":
         return sm.KMeans(20, max_iter=3, tol=0.0, random_state=0).fit(path)
+    if algorithm == "search":
+        from scaleml_dask.model_selection import GridSearchCV
+
+        grid = {"alpha": [1e-5, 1e-4], "eta0": [0.003, 0.01]}
+        return GridSearchCV(sm.SGDClassifier(mode="local", rounds=SEARCH["epochs"] * epochs, batch_size=500,
+                                             classes=[0.0, 1.0], random_state=0), grid, cv=SEARCH["folds"],
+                            refit=False).fit(path)
     length = {"rounds": epochs} if algorithm == "sgd-local" else {"epochs": epochs}
     return sm.SGDClassifier(classes=[0.0, 1.0], random_state=0, **{**SGD[algorithm], **length}).fit(path)
 
@@ -174,7 +183,7 @@ def calibrate(args: argparse.Namespace) -> Constants:
         path = store(rows, client=c)
         wide = store(args.wide_rows, args.wide_features, args.wide_chunk, client=c)
         # the fixed cost of each method: its whole fit on a one-chunk store (median of 5, after a first fit)
-        for method in ("regression", "pca", "kmeans", "sgd-local", "sgd-sync", "sgd-async", "pca-wide"):
+        for method in ("regression", "pca", "kmeans", "sgd-local", "sgd-sync", "sgd-async", "search", "pca-wide"):
             tiny = store(2000, args.wide_features if method == "pca-wide" else D, 2000, client=c)
             base = method.replace("-wide", "")
             fit(base, tiny)
@@ -190,7 +199,8 @@ def calibrate(args: argparse.Namespace) -> Constants:
         for name, call in (("regression", lambda: sm.LinearRegression().fit(path)),
                            ("wide", lambda: sm.PCA(n_components=8).fit(wide)),
                            ("kmeans", lambda: sm.KMeans(20, max_iter=3, tol=0.0, random_state=0).fit(path)),
-                           ("sgd_local", lambda: fit("sgd-local", path))):
+                           ("sgd_local", lambda: fit("sgd-local", path)),
+                           ("search", lambda: fit("search", path))):
             call()
             with get_task_stream() as ts:
                 call()
@@ -199,8 +209,11 @@ def calibrate(args: argparse.Namespace) -> Constants:
                 kernel["moments_wide"] = statistics.median(dur["block_moments"])
                 comb["moments_wide"] = statistics.median(dur.get("combine_moments", [0.0]))
                 continue
+            if name == "search":  # its passes differ (train and score, the last scores only): their mean
+                kernel["search"] = statistics.mean(dur[PREFIX["search"]])
+                continue
             for key, prefix in PREFIX.items():
-                if prefix in dur:
+                if prefix in dur and key != "search":
                     kernel["moments" if key == "regression" else key] = statistics.median(dur[prefix])
             for key, prefix in COMBINE.items():
                 if prefix in dur:
@@ -259,6 +272,24 @@ def calibrate(args: argparse.Namespace) -> Constants:
                      cores=float(os.cpu_count() or 1), notes=notes)
 
 
+def calibrate_search(args: argparse.Namespace, k: Constants) -> Constants:
+    """The search's constants alone (its fixed cost and fused task per chunk), added to ``k``."""
+    from distributed import get_task_stream
+
+    with NetCluster(1, rate=None) as nc, nc.client.as_current():
+        nc.client.run(warm)
+        tiny, path = store(2000, D, 2000, client=nc.client), store(args.calib_rows, client=nc.client)
+        fit("search", tiny)
+        fixed = statistics.median(Meter(nc)(lambda: fit("search", tiny))["seconds"] for _ in range(5))
+        fit("search", path)
+        with get_task_stream() as ts:
+            fit("search", path)
+        kernel = statistics.mean(_durations(ts.data)[PREFIX["search"]])
+    notes = {**k.notes, "search": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, {args.conditions}"}
+    return Constants(**{**asdict(k), "kernel_s": {**k.kernel_s, "search": kernel},
+                        "fixed_s": {**k.fixed_s, "search": fixed}, "notes": notes})
+
+
 def _actor_calls(server: Any, n: int) -> float:
     """Mean round trip of ``n`` pulls from this worker to the actor."""
     server.pull().result()
@@ -287,7 +318,8 @@ def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
     """Strong and weak scaling at every link rate: measured (best of ``repeat``) against predicted."""
     rows = []
     for p in args.workers:
-        with NetCluster(p, rate=args.links[0]) as nc, nc.client.as_current():
+        quota = {i: args.worker_cpus for i in range(p)} if args.worker_cpus else None
+        with NetCluster(p, rate=args.links[0], cpu_quota=quota) as nc, nc.client.as_current():
             nc.client.run(warm)
             meter = Meter(nc)
             for link in args.links:
@@ -301,16 +333,19 @@ def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
                                            args.wide_features, args.wide_chunk, client=nc.client)
                             w = Workload("pca", _rows(target), args.wide_features, args.wide_chunk, fixed="pca-wide")
                         else:
-                            target, w = path, Workload(alg, n, D, CHUNK)
+                            target = path
+                            w = Workload(alg, n, D, CHUNK, **(SEARCH if alg == "search" else {}))
 
                         def call(a: str = "pca" if alg == "pca-wide" else alg, q: Path = target) -> Any:
                             return fit(a, q)
 
                         call()  # page cache warm, first-use costs paid
                         r = best_of(meter, call, args.repeat)
-                        terms = predict(w, Cluster(p, link_bps=parse_rate(link)), _for({"method": alg}, k))
+                        terms = predict(w, Cluster(p, link_bps=parse_rate(link), worker_cpus=args.worker_cpus),
+                                        _for({"method": alg}, k))
                         workers = [r["cpu"].get(f"w{i}", float("nan")) for i in range(p)]
                         rows.append({"method": alg, "scaling": kind, "workers": p, "link": link, "rows": w.rows,
+                                     "worker CPUs": args.worker_cpus,
                                      "workload": asdict(w), "terms": terms,
                                      "seconds": r["seconds"], "predicted": terms["total"],
                                      "pred / meas": terms["total"] / r["seconds"], "dominant": dominant(terms),
@@ -360,13 +395,15 @@ def stragglers(args: argparse.Namespace) -> list[dict]:
                                                                    "latency_ms": {1: args.straggler_ms}}, None),
               ("3 workers of 1 / 2 / 4 threads", {"n_workers": 3, "threads": [1, 2, 4]}, None)]
     for label, kw, quota in setups:
-        with NetCluster(rate="1gbit", **kw) as nc, nc.client.as_current():
+        threads = kw.get("threads", [1] * kw["n_workers"])
+        base = {i: args.worker_cpus * t for i, t in enumerate(threads)} if args.worker_cpus else None
+        with NetCluster(rate="1gbit", cpu_quota=base, **kw) as nc, nc.client.as_current():
             path = store(args.rows, client=nc.client)
             nc.client.run(warm)
             if quota is not None:
                 nc.workers[1].cgroup.set_cpu_quota(quota)
             meter = Meter(nc)
-            for alg in (a for a in args.methods if a != "pca-wide"):
+            for alg in (a for a in args.methods if a not in ("pca-wide", "search")):
                 # only sync SGD has a policy of this project's to compare; the rest is dask's scheduling
                 for policy in ("before", "after") if alg == "sgd-sync" else ("dask",):
                     balance.ENABLED = policy != "before"
@@ -385,7 +422,7 @@ def stragglers(args: argparse.Namespace) -> list[dict]:
                         per[t["worker"]] = per.get(t["worker"], 0) + 1
                     cpu = ", ".join(f"{h} {v:.1f}" for h, v in sorted(r["cpu"].items()) if h.startswith("w"))
                     kernel = {"regression": "block_moments", "pca": "block_moments", "kmeans": "lloyd_block",
-                              "sgd-local": "local_block"}.get(alg)
+                              "sgd-local": "local_block", "search": PREFIX["search"]}.get(alg)
                     rows.append({"method": alg, "setup": label, "policy": policy, "seconds": r["seconds"],
                                  "idle while queued s": idle_while_queued(stream, kernel) if kernel else None,
                                  "worker CPU s": cpu, "tasks per worker": ", ".join(
@@ -395,9 +432,21 @@ def stragglers(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def projections(k: Constants) -> None:
+    """Each method from 1 to 1,000 workers (a core per worker thread, 10 Gbit/s links), by the model alone."""
+    for w in (Workload("regression", 1_000_000_000, D), Workload("kmeans", 1_000_000_000, D),
+              Workload("sgd-sync", 1_000_000_000, D), Workload("sgd-local", 1_000_000_000, D),
+              Workload("sgd-async", 1_000_000_000, D), Workload("search", 1_000_000_000, D, **SEARCH),
+              Workload("pca", 128_000_000, 256, 32_000, fixed="pca-wide")):
+        print(f"\nprojection: {w.method}, {w.rows:,} x {w.features}, chunks of {w.chunk_rows:,}, 10 Gbit/s\n")
+        print(markdown(project(w, _for({"method": w.fixed or w.method}, k)),
+                       ["workers", "seconds", "speed-up", "efficiency", "dominant"]))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calibrate", action="store_true", help="measure the cost model's constants")
+    ap.add_argument("--calibrate-search", action="store_true", help="measure the search's constants only")
     ap.add_argument("--straggler", action="store_true", help="the straggler / uneven-worker table")
     ap.add_argument("--quick", action="store_true", help="small sizes, 1 and 2 workers (a smoke run)")
     ap.add_argument("--links", default="1gbit,100mbit")
@@ -408,7 +457,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--wide-features", type=int, default=256)
     ap.add_argument("--wide-chunk", type=int, default=32_000)
     ap.add_argument("--wide-rows", type=int, default=512_000)
-    ap.add_argument("--methods", default="regression,pca,pca-wide,kmeans,sgd-local,sgd-sync,sgd-async")
+    ap.add_argument("--methods", default="regression,pca,pca-wide,kmeans,sgd-local,sgd-sync,sgd-async,search")
+    ap.add_argument("--worker-cpus", type=float, default=None,
+                    help="each worker host's CPU quota (cores; per thread in --straggler): hosts of a fraction of "
+                         "a core, so that 8 of them fit a shared 2-core machine")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--quota", type=float, default=0.25, help="the CPU straggler's quota (CPUs)")
     ap.add_argument("--straggler-ms", type=float, default=5.0, help="the link straggler's added latency")
@@ -425,8 +477,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.rows, args.rows_per_worker, args.calib_rows, args.repeat = 1_000_000, 500_000, 1_000_000, 1
         args.workers, args.wide_rows = [w for w in args.workers if w <= 2], 128_000
-    if args.calibrate:
-        k = calibrate(args)
+    if args.calibrate or args.calibrate_search:
+        k = calibrate_search(args, Constants.load()) if args.calibrate_search else calibrate(args)
         k.save()
         print(json.dumps(asdict(k), indent=1))
         return
@@ -434,10 +486,12 @@ def main(argv: list[str] | None = None) -> None:
         k = Constants.load()
         rows = json.loads(Path(args.table).read_text())
         for r in rows:
-            t = predict(Workload(**r["workload"]), Cluster(r["workers"], link_bps=parse_rate(r["link"])), _for(r, k))
+            t = predict(Workload(**r["workload"]), Cluster(r["workers"], link_bps=parse_rate(r["link"]),
+                                                           worker_cpus=r.get("worker CPUs")), _for(r, k))
             r.update({"predicted": t["total"], "pred / meas": t["total"] / r["seconds"], "dominant": dominant(t)})
         print(markdown(rows, ["method", "scaling", "workers", "link", "rows", "seconds", "predicted", "pred / meas",
                               "dominant", "worker CPU s (mean)", "scheduler CPU s", "client CPU s"]))
+        projections(k)
         return
     if args.straggler:
         rows = stragglers(args)
@@ -451,12 +505,7 @@ def main(argv: list[str] | None = None) -> None:
         print_table("scaling: measured against the cost model", [
             {**r, "method": f"{r['method']} {r['scaling']} P={r['workers']} {r['link']}"} for r in rows],
             ["seconds", "predicted", "pred / meas", "dominant", "worker CPU s (mean)", "scheduler CPU s"])
-        for w in (Workload("regression", 1_000_000_000, D), Workload("kmeans", 1_000_000_000, D),
-                  Workload("sgd-sync", 1_000_000_000, D), Workload("sgd-local", 1_000_000_000, D),
-                  Workload("sgd-async", 1_000_000_000, D), Workload("pca", 100_000_000, 1000, 8_000)):
-            print_table(f"projection: {w.method}, {w.rows:,} x {w.features}, chunks of {w.chunk_rows:,}, 10 Gbit/s",
-                        [{**r, "method": str(r["workers"])} for r in project(w, k)],
-                        ["seconds", "speed-up", "efficiency", "dominant"])
+        projections(k)
     if args.out:
         Path(args.out).write_text(json.dumps([{k: v for k, v in r.items() if k != "result"} for r in rows],
                                              indent=1, default=str))

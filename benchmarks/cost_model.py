@@ -19,6 +19,9 @@ client, which cannot overlap:
 - network   = max(C / P, ⌈m / P⌉ 8 (P − 1) / P) s / (e R)   partial results through the busiest worker link:
               leaving its chunk tasks, or arriving at its combines (8 inputs each, all but 1/P from elsewhere)
 - storage   = C b / P / S                         chunk bytes read over the network from shared storage
+
+A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) stretches its threads' CPU work by
+f = max(1, T / q): t_k, t_c and ω are multiplied by f in ``compute``, and P T / f replaces P T in ``cpu``.
 - tail      = n s / (e R)                         the parts that reach the client: the tree's last level
                                                   (n = min(C, 8)), or every chunk's (n = C: SGD local)
 
@@ -38,12 +41,17 @@ Per method (``predict``; ``fixed_s[method]`` measured):
   round its held-out rows, a fraction v of its rows);
 - SGD sync: the persisting pass (``split_block``), the held-out rows to the client, then
   S = ⌈r (1 − v) / B⌉ steps per epoch, each
-  ``max(ψ + (Q − 1)(σ + γ), ψ + ⌈C / Q⌉ t_g, cpu)`` for Q busy threads (ψ: a step's round trip with one
-  trivial task, t_g: one block's mini-batch gradient);
+  ``max(ψ + (Q − 1)(σ + γ), ψ + ⌈C / Q⌉ t_g, quota, cpu)`` for Q busy threads (ψ: a step's round trip with
+  one trivial task, t_g: one block's mini-batch gradient; quota = f (⌈Q / P⌉ ω + ⌈C / Q⌉ t_g), the busiest
+  host's CPU per step under its quota);
 - SGD async: as sync up to the steps; then every block pushes ⌈S / p⌉ times (p gradients each, two actor calls
   of α), its worker's blocks one after another, against the parameter server's serial ρ per push:
   ``epoch = max(⌈C / (P T)⌉ ⌈S / p⌉ (2 α + p t_g), C ⌈S / p⌉ ρ)``, α the mean of a call to a server on the
-  same worker (α_local, 1 block in P) and on another (α_remote).
+  same worker (α_local, 1 block in P) and on another (α_remote);
+- search (the fused search of ``model_selection``: N candidates × k folds, R rounds of local SGD): R + 1 passes
+  (the last one scores only), every chunk's N k weight changes to the client (s = N k (d + 1) 8), t_k the
+  fused task's time per chunk (``kernel_s["search"]``, measured for the benchmark's N k, averaged over its
+  passes; the training part grows with N k, so other sizes need their own measurement).
 
 ``constants.json`` beside this module holds what ``bench_scale.py --calibrate`` measured (date and conditions
 in its notes); ``project`` evaluates a method from 1 to 1,000 workers, each on a core of its own, and names the
@@ -103,6 +111,8 @@ class Workload:
     batch_size: int = 2000
     push_every: int = 4
     validation_fraction: float = 0.01
+    candidates: int = 16           # search: candidates x folds, ``epochs`` rounds
+    folds: int = 3
     fixed: str | None = None       # the key of ``fixed_s`` (default: ``method``)
 
     @property
@@ -113,16 +123,28 @@ class Workload:
 @dataclass(frozen=True)
 class Cluster:
     """P workers of T threads; links of ``link_bps`` (None: unshaped); ``storage_bps`` per worker (None: the
-    data are local to every worker); ``cores`` shared by all processes (None: each has its own)."""
+    data are local to every worker); ``cores`` shared by all processes (None: each has its own); ``worker_cpus``
+    the CPU quota of each worker host (None: a core per thread)."""
 
     workers: int
     threads: int = 1
     link_bps: float | None = None
     storage_bps: float | None = None
     cores: float | None = None
+    worker_cpus: float | None = None
+
+    @property
+    def slowdown(self) -> float:
+        """How much longer a worker thread's CPU work takes under the host's quota (1: a core per thread)."""
+        return 1.0 if self.worker_cpus is None else max(1.0, self.threads / self.worker_cpus)
+
+    @property
+    def worker_cores(self) -> float:
+        """CPUs all worker threads can use at once."""
+        return self.workers * self.threads / self.slowdown
 
 
-METHODS = ("regression", "pca", "kmeans", "sgd-local", "sgd-sync", "sgd-async")
+METHODS = ("regression", "pca", "kmeans", "sgd-local", "sgd-sync", "sgd-async", "search")
 
 
 def _combines(c: int) -> int:
@@ -151,7 +173,7 @@ def one_pass(w: Workload, cl: Cluster, k: Constants, kernel: str, part_bytes: fl
     t_k, t_c = k.kernel_s[kernel], k.combine_s.get(kernel, 0.0)
     rate = _rate(cl, k)
     terms = {
-        "compute": math.ceil(C / (P * T)) * (t_k + k.worker_task_s),
+        "compute": math.ceil(C / (P * T)) * (t_k + k.worker_task_s) * cl.slowdown,
         "scheduler": (C + m) * k.scheduler_task_s,
         "client": (C + m) * k.client_task_s + client_extra,
         "network": (max(C / P, math.ceil(m / P) * FAN_IN * (P - 1) / P) * part_bytes / rate
@@ -162,7 +184,7 @@ def one_pass(w: Workload, cl: Cluster, k: Constants, kernel: str, part_bytes: fl
     if cores is not None:
         cpu = C * (t_k + k.worker_task_s) + m * (t_c + k.worker_task_s) + (C + m) * (
             k.scheduler_task_s + k.client_task_s) + client_extra
-        terms["cpu"] = cpu / min(cores, P * T + 2)
+        terms["cpu"] = cpu / min(cores, cl.worker_cores + 2)
     tail = (min(C, FAN_IN) if tree else C) * part_bytes / rate
     terms["total"] = max(terms.values()) + tail
     return terms
@@ -182,6 +204,11 @@ def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
         cand = 1 + 2 * w.k * w.init_rounds
         work = one_pass(w, cl, k, "kmeans_init", cand * (d + 1) * 8, client_extra=k.kmeans_client_s * cand * C)
         work = _plus(work, _times(one_pass(w, cl, k, "lloyd", (2 * w.k * d + 2 * w.k) * 8), w.lloyd_iter))
+    elif w.method == "search":
+        # every candidate x split trains in the same read of each chunk; each chunk's weight changes to the
+        # client (as SGD local), the scorers' states by the tree; R rounds + the scoring pass
+        part = w.candidates * w.folds * (d + 1) * 8
+        work = _times(one_pass(w, cl, k, "search", part, tree=False), w.epochs + 1)
     elif w.method in ("sgd-sync", "sgd-async"):
         work = one_pass(w, cl, k, "split", 0.0, tree=False)
         work["total"] += C * w.validation_fraction * w.chunk_rows * (d + 1) * 8 / _rate(cl, k)
@@ -208,9 +235,11 @@ def _sync_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     terms = {"round trips": k.step_s + (Q - 1) * per_task,
              "compute": k.step_s + math.ceil(C / Q) * t_g,
              "network": k.step_s + 2 * (w.features + 1) * 8 / _rate(cl, k)}
+    if cl.slowdown > 1:  # the busiest worker's CPU per step, stretched by its quota
+        terms["quota"] = (k.worker_task_s * math.ceil(Q / cl.workers) + math.ceil(C / Q) * t_g) * cl.slowdown
     cores = _cores(cl, k)
     if cores is not None:
-        terms["cpu"] = (Q * (per_task + k.worker_task_s) + C * t_g) / min(cores, Q + 2)
+        terms["cpu"] = (Q * (per_task + k.worker_task_s) + C * t_g) / min(cores, min(Q, cl.worker_cores) + 2)
     step = max(terms.values())
     S = _steps(w) - 1
     out = {name: S * v for name, v in terms.items()}
@@ -223,12 +252,13 @@ def _async_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     pushes = math.ceil(_steps(w) / w.push_every)
     t_g = k.kernel_s["sgd_grad"]
     call = (k.async_local_call_s + (P - 1) * k.async_call_s) / P
-    terms = {"workers": math.ceil(C / (P * T)) * pushes * (2 * call + w.push_every * t_g),
-             "server": C * pushes * k.async_server_s}
+    f = cl.slowdown
+    terms = {"workers": math.ceil(C / (P * T)) * pushes * (2 * call + w.push_every * t_g * f),
+             "server": C * pushes * k.async_server_s * f}
     cores = _cores(cl, k)
     if cores is not None:
         terms["cpu"] = C * pushes * (w.push_every * t_g + k.async_server_s + 2 * k.worker_task_s) / min(
-            cores, P * T + 2)
+            cores, cl.worker_cores + 2)
     out = dict(terms)
     out["total"] = max(terms.values())
     return out

@@ -57,3 +57,25 @@ def test_projection_names_where_scaling_stops():
     assert [r["dominant"] for r in rows] == ["compute", "compute", "scheduler", "scheduler"]
     assert rows[3]["seconds"] == pytest.approx(0.05 + 4571 * 0.001 + 8 * 34 ** 2 * 8 / (10e9 / 8 * 0.9))
     assert rows[0]["speed-up"] == 1 and rows[1]["efficiency"] > 0.99 and rows[3]["efficiency"] < 0.1
+
+
+def test_a_worker_quota_stretches_the_workers_cpu_work_and_bounds_the_cpus_they_share():
+    w = Workload("regression", 16 * 250_000, 32)
+    t = predict(w, Cluster(4, link_bps=1e9, worker_cpus=0.25), K)
+    assert t["compute"] == pytest.approx(4 * (0.1 + 0.002) * 4)  # a quarter of a core: 4x the time
+    cpu = (16 * 0.102 + 2 * (0.01 + 0.002) + 18 * 0.0015) / 2  # 4 x 0.25 worker CPUs + 2: the 2 cores bound
+    assert t["cpu"] == pytest.approx(cpu)
+    assert dominant(t) == "compute"
+    # a sync step waits for the busiest host's CPU: its gradients and its task, stretched 4x
+    s = Workload("sgd-sync", 8 * 250_000, 32, batch_size=2000)
+    sync = predict(s, Cluster(4, link_bps=1e9, cores=16, worker_cpus=0.25), K)
+    assert sync["quota"] == pytest.approx(123 * (0.002 + 2 * 0.001) * 4)
+
+
+def test_a_fused_search_is_its_rounds_and_a_scoring_pass_each_chunk_reporting_to_the_client():
+    k = Constants(**{**K.__dict__, "kernel_s": {**K.kernel_s, "search": 0.5}, "fixed_s": {"search": 0.4}})
+    w = Workload("search", 8 * 250_000, 32, candidates=16, folds=3, epochs=2)
+    t = predict(w, Cluster(2, link_bps=1e9, cores=8), k)
+    part = 48 * 33 * 8
+    assert t["compute"] == pytest.approx(3 * 4 * (0.5 + 0.002))  # 3 passes of 4 chunks per worker
+    assert t["total"] == pytest.approx(0.4 + 3 * (4 * 0.502 + 8 * part / (1e9 / 8 * 0.9)))

@@ -432,6 +432,21 @@ def stragglers(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def accuracy(rows: list[dict]) -> list[dict]:
+    """Per method: how many runs the model predicted within 25 %, overall and on at most 2 workers (what the 2
+    cores can host without contention), the median and the worst ratio."""
+    out = []
+    for m in dict.fromkeys(r["method"] for r in rows):
+        ratios = [r["pred / meas"] for r in rows if r["method"] == m]
+        small = [r["pred / meas"] for r in rows if r["method"] == m and r["workers"] <= 2]
+        out.append({"method": m, "runs": len(ratios),
+                    "within 25 %": f"{sum(abs(x - 1) <= 0.25 for x in ratios)} / {len(ratios)}",
+                    "within 25 %, P ≤ 2": f"{sum(abs(x - 1) <= 0.25 for x in small)} / {len(small)}",
+                    "median pred / meas": statistics.median(ratios),
+                    "worst pred / meas": max(ratios, key=lambda x: abs(x - 1))})
+    return out
+
+
 def projections(k: Constants) -> None:
     """Each method from 1 to 1,000 workers (a core per worker thread, 10 Gbit/s links), by the model alone."""
     for w in (Workload("regression", 1_000_000_000, D), Workload("kmeans", 1_000_000_000, D),
@@ -491,6 +506,9 @@ def main(argv: list[str] | None = None) -> None:
             r.update({"predicted": t["total"], "pred / meas": t["total"] / r["seconds"], "dominant": dominant(t)})
         print(markdown(rows, ["method", "scaling", "workers", "link", "rows", "seconds", "predicted", "pred / meas",
                               "dominant", "worker CPU s (mean)", "scheduler CPU s", "client CPU s"]))
+        print()
+        print(markdown(accuracy(rows), ["method", "runs", "within 25 %", "within 25 %, P ≤ 2", "median pred / meas",
+                                        "worst pred / meas"]))
         projections(k)
         return
     if args.straggler:

@@ -34,9 +34,10 @@ bandwidth (None: the data are local, their read is in t_k).
 Per method (``predict``; ``fixed_s[method]`` measured):
 - regression, PCA: one pass, s = (d + 2)² 8 bytes (the Gram / R factor of [X | y | 1]);
 - KMeans: the k-means|| pass (s = a chunk's candidates, (1 + 2 k · rounds)(d + 1) 8), one Lloyd pass per
-  iteration (s ≈ (2 k d + 2 k) 8), and the client's reduction of C (1 + 2 k · rounds) candidates (κ_c per
-  candidate); data that fit in a quarter of the workers' memory are first persisted, which maps the page
-  cache (its round trip is in the fixed cost);
+  iteration (s ≈ (2 k d + 2 k) 8), and the client's reduction of min(C (1 + 2 k · rounds), 200,000)
+  candidates (κ_c per candidate; the tree's combines summarise past 200,000, their cost not modelled); data
+  that fit in a quarter of the workers' memory are first persisted, which maps the page cache (its round trip
+  is in the fixed cost);
 - SGD local: one pass per round, every chunk's result to the client (its weight change, and in the first
   round its held-out rows, a fraction v of its rows);
 - SGD sync: the persisting pass (``split_block``), the held-out rows to the client, then
@@ -67,6 +68,7 @@ from pathlib import Path
 
 CONSTANTS = Path(__file__).with_name("constants.json")
 FAN_IN = 8
+MAX_CANDIDATES = 200_000  # k-means||: the most candidates a combine passes on (``MAX_CANDIDATE_ROWS``)
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,8 @@ def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
         work = _plus(work, _times(one_pass(w, cl, k, "sgd_local", (d + 1) * 8, tree=False), w.epochs - 1))
     elif w.method == "kmeans":
         cand = 1 + 2 * w.k * w.init_rounds
-        work = one_pass(w, cl, k, "kmeans_init", cand * (d + 1) * 8, client_extra=k.kmeans_client_s * cand * C)
+        reaching = min(cand * C, MAX_CANDIDATES)  # the tree summarises past its limit (``_kmeans_kernels``)
+        work = one_pass(w, cl, k, "kmeans_init", cand * (d + 1) * 8, client_extra=k.kmeans_client_s * reaching)
         work = _plus(work, _times(one_pass(w, cl, k, "lloyd", (2 * w.k * d + 2 * w.k) * 8), w.lloyd_iter))
     elif w.method == "search":
         # every candidate x split trains in the same read of each chunk; each chunk's weight changes to the

@@ -52,7 +52,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_regression import DATA, print_table  # noqa: E402
 from cluster_net import NetCluster, link_test, parse_rate  # noqa: E402
-from cost_model import Cluster, Constants, Workload, dominant, predict, project  # noqa: E402
+from cost_model import (  # noqa: E402
+    Cluster,
+    Constants,
+    Workload,
+    dominant,
+    predict,
+    project,
+    under_load,
+    worker_cpu,
+)
 
 D = 32
 CHUNK = 250_000
@@ -432,13 +441,13 @@ def stragglers(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def accuracy(rows: list[dict]) -> list[dict]:
-    """Per method: how many runs the model predicted within 25 %, overall and on at most 2 workers (what the 2
-    cores can host without contention), the median and the worst ratio."""
+def accuracy(rows: list[dict], column: str = "pred / meas") -> list[dict]:
+    """Per method: how many runs the model predicted within 25 % (``column``: predicted / measured), overall and
+    on at most 2 workers (what the 2 cores can host without contention), the median and the worst ratio."""
     out = []
     for m in dict.fromkeys(r["method"] for r in rows):
-        ratios = [r["pred / meas"] for r in rows if r["method"] == m]
-        small = [r["pred / meas"] for r in rows if r["method"] == m and r["workers"] <= 2]
+        ratios = [r[column] for r in rows if r["method"] == m]
+        small = [r[column] for r in rows if r["method"] == m and r["workers"] <= 2]
         out.append({"method": m, "runs": len(ratios),
                     "within 25 %": f"{sum(abs(x - 1) <= 0.25 for x in ratios)} / {len(ratios)}",
                     "within 25 %, P ≤ 2": f"{sum(abs(x - 1) <= 0.25 for x in small)} / {len(small)}",
@@ -501,14 +510,23 @@ def main(argv: list[str] | None = None) -> None:
         k = Constants.load()
         rows = json.loads(Path(args.table).read_text())
         for r in rows:
-            t = predict(Workload(**r["workload"]), Cluster(r["workers"], link_bps=parse_rate(r["link"]),
-                                                           worker_cpus=r.get("worker CPUs")), _for(r, k))
-            r.update({"predicted": t["total"], "pred / meas": t["total"] / r["seconds"], "dominant": dominant(t)})
+            w, kr = Workload(**r["workload"]), _for(r, k)
+            cl = Cluster(r["workers"], link_bps=parse_rate(r["link"]), worker_cpus=r.get("worker CPUs"))
+            t = predict(w, cl, kr)
+            load = r["worker CPU s (mean)"] * r["workers"] / worker_cpu(w, cl, kr)
+            t2 = predict(w, cl, under_load(kr, load))
+            r.update({"predicted": t["total"], "pred / meas": t["total"] / r["seconds"], "dominant": dominant(t),
+                      "CPU / calibrated": load, "predicted at run's CPU": t2["total"],
+                      "pred / meas at run's CPU": t2["total"] / r["seconds"], "dominant at run's CPU": dominant(t2)})
         print(markdown(rows, ["method", "scaling", "workers", "link", "rows", "seconds", "predicted", "pred / meas",
-                              "dominant", "worker CPU s (mean)", "scheduler CPU s", "client CPU s"]))
+                              "dominant", "CPU / calibrated", "predicted at run's CPU", "pred / meas at run's CPU",
+                              "dominant at run's CPU", "worker CPU s (mean)", "scheduler CPU s", "client CPU s"]))
         print()
         print(markdown(accuracy(rows), ["method", "runs", "within 25 %", "within 25 %, P ≤ 2", "median pred / meas",
                                         "worst pred / meas"]))
+        print()
+        print(markdown(accuracy(rows, "pred / meas at run's CPU"), [
+            "method", "runs", "within 25 %", "within 25 %, P ≤ 2", "median pred / meas", "worst pred / meas"]))
         projections(k)
         return
     if args.straggler:

@@ -275,6 +275,39 @@ def _plus(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     return {name: a.get(name, 0.0) + b.get(name, 0.0) for name in {**a, **b}}
 
 
+def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
+    """The CPU seconds all workers spend on ``w`` by the model (kernels, combines, per-task work, the server)."""
+    C, m = w.chunks, _combines(w.chunks)
+    omega = k.worker_task_s
+
+    def pass_(kernel: str, tree: bool = True) -> float:
+        return C * (k.kernel_s[kernel] + omega) + (m * (k.combine_s.get(kernel, 0.0) + omega) if tree else 0.0)
+
+    if w.method in ("regression", "pca"):
+        return pass_("moments")
+    if w.method == "sgd-local":
+        return w.epochs * pass_("sgd_local", tree=False)
+    if w.method == "kmeans":
+        return pass_("kmeans_init") + w.lloyd_iter * pass_("lloyd")
+    if w.method == "search":
+        return (w.epochs + 1) * pass_("search", tree=False)
+    steps = _steps(w) - 1
+    if w.method == "sgd-sync":
+        tasks = min(C, cl.workers * cl.threads)  # per step
+        return pass_("split", tree=False) + w.epochs * steps * (C * k.kernel_s["sgd_grad"] + tasks * omega)
+    pushes = math.ceil(_steps(w) / w.push_every)
+    return pass_("split", tree=False) + w.epochs * C * pushes * (
+        w.push_every * k.kernel_s["sgd_grad"] + 2 * omega + k.async_server_s)
+
+
+def under_load(k: Constants, factor: float) -> Constants:
+    """``k`` with every worker-side CPU constant (kernels, combines, ω, the server's ρ) times ``factor``: the
+    constants of a run whose workers' CPU per task was ``factor`` × the calibration's (a loaded machine)."""
+    return Constants(**{**asdict(k), "kernel_s": {n: v * factor for n, v in k.kernel_s.items()},
+                        "combine_s": {n: v * factor for n, v in k.combine_s.items()},
+                        "worker_task_s": k.worker_task_s * factor, "async_server_s": k.async_server_s * factor})
+
+
 def dominant(terms: dict[str, float]) -> str:
     """The name of the largest term (what sets the time)."""
     return max((v, name) for name, v in terms.items() if name != "total")[1]

@@ -79,3 +79,15 @@ def test_a_fused_search_is_its_rounds_and_a_scoring_pass_each_chunk_reporting_to
     part = 48 * 33 * 8
     assert t["compute"] == pytest.approx(3 * 4 * (0.5 + 0.002))  # 3 passes of 4 chunks per worker
     assert t["total"] == pytest.approx(0.4 + 3 * (4 * 0.502 + 8 * part / (1e9 / 8 * 0.9)))
+
+
+def test_the_workers_cpu_by_the_model_and_constants_under_load():
+    from cost_model import under_load, worker_cpu
+
+    w = Workload("regression", 16 * 250_000, 32)
+    assert worker_cpu(w, Cluster(4), K) == pytest.approx(16 * 0.102 + 2 * 0.012)
+    s = Workload("sgd-sync", 8 * 250_000, 32, batch_size=2000)
+    assert worker_cpu(s, Cluster(4), K) == pytest.approx(8 * 0.052 + 123 * (8 * 0.001 + 4 * 0.002))
+    slow = under_load(K, 2.0)  # every worker-side constant doubled: so is the busiest worker's chain
+    assert predict(w, Cluster(4, cores=8), slow)["compute"] == pytest.approx(2 * 4 * 0.102)
+    assert slow.scheduler_task_s == K.scheduler_task_s and slow.step_s == K.step_s

@@ -44,6 +44,7 @@ _EXPORTS = {
     "to_onnx": "deploy.onnx",
 }
 _SUBMODULES = {"io", "online", "validation", "cluster", "report", "runner", "linear", "pca", "kmeans", "sgd", "tsne",
+               "preprocessing", "compose", "pipeline",
                "checkpoint", "config", "deploy", "metrics", "model_selection", "linear_cv"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])

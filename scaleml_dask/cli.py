@@ -22,7 +22,7 @@ EPILOG = """examples:
   scaleml catalog list
   scaleml catalog show demo-regression
   scaleml verify data/data.zarr      # every chunk against the store's checksums
-  scaleml ingest data.csv.gz data/data.zarr --target price
+  scaleml ingest data.csv.gz data/data.zarr --target price [--kind zip=categorical] [--na keep|error|VALUE]
   scaleml demo                       # demo datasets + all workflows -> runs/pipeline/<time>/report.html
   scaleml demo --quick               # the same on the small demo datasets (about a minute)
   scaleml run regression --scheduler tcp://10.0.0.5:8786
@@ -68,11 +68,17 @@ def _catalog(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from .io.ingest import ingest
+    from .io.ingest import MAX_LEVELS, ingest
 
-    out = ingest(args.source, args.dest, target=args.target, drop=args.drop or (),
-                 chunk_rows=args.chunk_rows, codec=args.codec, na=args.na, progress=not args.quiet,
-                 overwrite=args.overwrite)
+    kinds = {}
+    for spec in args.kind or ():
+        name, sep, kind = spec.rpartition("=")
+        if not sep or not name:
+            raise UsageError(f"--kind takes NAME=KIND (e.g. --kind zip=categorical); got {spec!r}")
+        kinds[name] = kind
+    out = ingest(args.source, args.dest, target=args.target, drop=args.drop or (), chunk_rows=args.chunk_rows,
+                 codec=args.codec, na=args.na, kinds=kinds, max_levels=args.max_levels or MAX_LEVELS,
+                 progress=not args.quiet, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
@@ -179,9 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--chunk-rows", type=int, help="rows per chunk (default: near 64 MB per chunk)")
     i.add_argument("--codec", help="zarr codec: none (default, fastest to decode), zstd (compressible data), "
                                    "blosc-lz4, blosc-zstd")
-    i.add_argument("--na", default="error", metavar="error|VALUE",
-                   help="missing cells (empty, NA, null...): an error naming line and column (default), or "
-                        "filled with VALUE")
+    i.add_argument("--na", default="keep", metavar="keep|error|VALUE",
+                   help="missing cells (empty, NA, null...): kept as missing and counted (default), an error naming "
+                        "line and column, or (numeric columns) filled with VALUE")
+    i.add_argument("--kind", action="append", metavar="NAME=KIND",
+                   help="declare a column's kind (numeric, boolean, categorical, datetime) instead of inferring it "
+                        "from the first chunk; repeatable")
+    i.add_argument("--max-levels", type=int, metavar="N",
+                   help="most levels a categorical column may have (default 100,000)")
     i.add_argument("--overwrite", action="store_true", help="replace a dataset this project wrote at DEST")
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=_ingest)

@@ -136,6 +136,16 @@ def _minibatch_kmeans() -> None:
     m.predict_many(X)
 
 
+def _table_transforms() -> None:
+    from .preprocessing import _kernels as k
+
+    X, H = np.array([[1.0, np.nan]]), np.array([[0, -1]])
+    one, idx = np.ones(1), np.zeros(1, dtype=np.int64)
+    k.fill_dense(np.zeros((2, 3)), X, one, one, one, one, idx, H, idx + 1, one, H, idx + 1)
+    k.fill_csr(X, one, one, one, one, idx, H, idx + 1, one, np.array([0, 1]))
+    k.moments(X[0])
+
+
 _TSNE_MODULES = ("scaleml_dask.tsne.affinity", "scaleml_dask.tsne.optimize")
 
 #: Kernel family -> (a call on tiny inputs, the modules whose numba dispatchers it compiles)
@@ -152,6 +162,7 @@ FAMILIES: dict[str, tuple[Callable[[], None], tuple[str, ...]]] = {
     "optimizers": (_optimizers, ("scaleml_dask._optim",)),
     "k-means Lloyd": (_kmeans, ("scaleml_dask._kmeans_kernels",)),
     "MiniBatchKMeans": (_minibatch_kmeans, ("scaleml_dask.online._kmeans_kernels",)),
+    "table transforms": (_table_transforms, ("scaleml_dask.preprocessing._kernels",)),
 }
 
 

@@ -82,7 +82,7 @@ _DERIVED: weakref.WeakValueDictionary[str, _Derivation] = weakref.WeakValueDicti
 
 
 def derived(fn: Callable, *arrays: da.Array, n_columns: int | None = None, dtype: Any = np.float64,
-            row_chunks: Sequence[int] | None = None, **kwargs: Any) -> da.Array:
+            row_chunks: Sequence[int] | None = None, meta: Any = None, **kwargs: Any) -> da.Array:
     """A row-chunked dask array whose row chunk ``i`` is ``fn(*blocks_i, **kwargs)``.
 
     ``arrays`` (1-d or 2-d, one column chunk, identical row chunks) are the inputs; the result has
@@ -90,6 +90,7 @@ def derived(fn: Callable, *arrays: da.Array, n_columns: int | None = None, dtype
     keeps of each chunk (a selection of rows). It is an ordinary dask array — anything can compute, slice or
     map it — but ``map_row_chunks`` recognises it and runs ``fn`` inside the consuming task, right after the
     inputs' rows are read: a pipeline's preprocessing costs no task, no transfer and no stored copy of its own.
+    ``meta`` is an empty block of the type ``fn`` returns when it is not numpy (a ``scipy.sparse`` matrix).
     """
     import dask.array as da
 
@@ -101,7 +102,7 @@ def derived(fn: Callable, *arrays: da.Array, n_columns: int | None = None, dtype
         pairs += [a, "i" if a.ndim == 1 else f"i{k}"]
     out_ind = "i" if n_columns is None else "ij"
     new_axes = {} if n_columns is None else {"j": n_columns}
-    meta = np.empty((0,) * len(out_ind), dtype=dtype)
+    meta = np.empty((0,) * len(out_ind), dtype=dtype) if meta is None else meta
     if row_chunks is not None:
         row_chunks = tuple(int(r) for r in row_chunks)
         if len(row_chunks) != len(rows):

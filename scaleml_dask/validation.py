@@ -97,15 +97,27 @@ def as_dask_array(
 
     if isinstance(X, (str, Path)):
         ds = _open_path(X)
-        if name not in ds:
+        if name not in ds and not _is_table(ds):
             raise ValueError(f"dataset {str(X)!r} has no variable {name!r}")
-        X = ds[name]
+        X = ds if _is_table(ds) else ds[name]
     xr = sys.modules.get("xarray")  # an xarray object exists only once xarray is imported: no import here
     if xr is not None and isinstance(X, xr.Dataset):
+        if _is_table(X):  # its columns side by side, or a TableError naming a categorical / missing column
+            from .io.table import estimator_variable
+
+            return as_dask_array(estimator_variable(X, name), name, ndim=ndim, numeric=numeric)
         if name not in X:
             raise ValueError(f"the xarray Dataset has no variable {name!r} (has {sorted(X.data_vars)})")
+        if name in ("X", "y") and "n_missing" in X.attrs:  # a matrix store that counted its missing values
+            from .io.table import check_unprepared
+
+            check_unprepared(X, target=name == "y")
         X = X[name]
     if xr is not None and isinstance(X, xr.DataArray):
+        if "kind" in X.attrs:  # one column of a table: never its category codes, never missing values
+            from .io.table import check_variable
+
+            check_variable(X)
         X = X.data
     if type(X).__module__.startswith("zarr"):
         from .io.read import dask_array
@@ -132,6 +144,7 @@ def check_array(X: Any, name: str = "X", *, ndim: int | None = None, numeric: bo
     from sklearn.utils.validation import check_array as sk_check_array
 
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas
+        _check_frame_columns(X)
         X = X.to_numpy()
     if isinstance(X, (list, tuple)):
         X = np.asarray(X)
@@ -147,6 +160,27 @@ def check_array(X: Any, name: str = "X", *, ndim: int | None = None, numeric: bo
         raise TypeError(f"{name} has dtype object with a value that is not a number: {exc}") from None
     _check_shape_and_dtype(X, name, ndim, numeric)
     return X
+
+
+def _check_frame_columns(X: Any) -> None:
+    """Refuse a pandas DataFrame column of strings or categories by name (an estimator takes numbers)."""
+    if not hasattr(X, "columns") or not hasattr(X, "iloc"):
+        return
+    import pandas as pd
+
+    for j, column in enumerate(X.columns):
+        col = X.iloc[:, j]
+        if isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.infer_dtype(col, skipna=True) in (
+                "string", "bytes", "mixed", "categorical"):
+            from .io.table import unprepared_error
+
+            raise unprepared_error(str(column), "categorical", None)
+
+
+def _is_table(ds: Any) -> bool:
+    from .io.table import is_table  # noqa: PLC0415 - io.table imports zarr: only for a dataset
+
+    return is_table(ds)
 
 
 def _check_shape_and_dtype(X: Any, name: str, ndim: int | None, numeric: bool) -> None:
@@ -202,6 +236,10 @@ def take_y(X: Any) -> Any:
     ``X`` is an array: the one rule for "y may be omitted when X is a dataset"."""
     if isinstance(X, (str, Path)):
         X = _open_path(X)
+    if _is_dataset(X) and _is_table(X):
+        from .io.table import layout
+
+        return X if layout(X)["target"] is not None else None
     if _is_dataset(X) and "y" in X:
         return X["y"]
     return None

@@ -125,8 +125,8 @@ def test_wheel_runs_catalog_demo_and_workflows_from_an_empty_directory(installed
         report = json.loads((run_dir / "report.json").read_text())
         titles = [s["title"] for s in report["sections"]]
         # every workflow ran as a step of the pipeline, each from the wheel's own scripts and YAML
-        for step in ("Linear regression", "PCA", "k-means", "Distributed SGD", "Online", "t-SNE", "Model selection",
-                     "Dimensionality reduction", "Deployment", "One-time costs"):
+        for step in ("Linear regression", "PCA", "k-means", "Distributed SGD", "Online", "t-SNE", "Tables: CSV",
+                     "Model selection", "Dimensionality reduction", "Deployment", "One-time costs"):
             assert any(t.startswith(step) for t in titles), (step, titles)
         assert not [t for t in titles if "not available" in t], titles
         # the one step that needs an extra says so in one line, and the rest of the demo completed
@@ -143,7 +143,8 @@ def test_wheel_runs_catalog_demo_and_workflows_from_an_empty_directory(installed
             p.wait(timeout=30)
     bad = subprocess.run([scaleml, "run", "nope"], capture_output=True, text=True, cwd=work, env=env, timeout=60)
     assert bad.returncode != 0
-    assert "known workflows: deploy, dr, kmeans, online, pca, pipeline, regression, selection, sgd, tsne" in bad.stderr
+    assert ("known workflows: deploy, dr, kmeans, online, pca, pipeline, regression, selection, sgd, tables, tsne"
+            in bad.stderr)
 
 
 _PROBE = "import json; from scaleml_dask.coldstart import first_calls; print(json.dumps(first_calls(['optimizers'])))"

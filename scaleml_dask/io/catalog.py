@@ -32,6 +32,7 @@ import zarr
 from .read import dask_array, verify_array
 from .store import MANIFEST, IntegrityError
 from .synthetic import GENERATORS
+from .table import column_info, is_table, layout, open_layout_errors
 
 CATALOG_ENV = "SCALEML_CATALOG"
 DATA_ENV = "SCALEML_DATA"
@@ -240,7 +241,13 @@ def _open(path: str, label: str) -> xr.Dataset:
         group = zarr.open_group(path, mode="r")
     except Exception as exc:
         raise CatalogError(f"dataset {label!r}: cannot open {path} as zarr: {exc}") from exc
-    _check(ds, label)
+    if is_table(ds):
+        problems = open_layout_errors(ds, label)
+        if problems:
+            raise ValueError(problems[0])
+        ds = ds[layout(ds)["columns"]]  # the file's column order
+    else:
+        _check(ds, label)
     for name in list(ds.data_vars):
         if name in group.array_keys() and _undecoded(ds[name], group[name]):
             ds[name] = ds[name].copy(data=dask_array(group[name], label=label, name=str(name)))
@@ -316,11 +323,18 @@ def _check(ds: xr.Dataset, label: str) -> None:
 
 
 def describe(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike | None = None) -> dict[str, Any]:
-    """A small JSON-able summary of a dataset: shape, chunks, dtype, size, attributes."""
+    """A small JSON-able summary of a dataset: shape, chunks, dtype, size, attributes, and each column's kind,
+    missing count and number of levels."""
     ds = open_dataset(name_or_path, catalog=catalog)
+    if is_table(ds):
+        first = ds[layout(ds)["columns"][0]].data
+        return {"name": ds.attrs.get("name"), "layout": "table", "n_samples": int(first.shape[0]),
+                "n_columns": len(ds.data_vars), "chunk_rows": int(first.chunks[0][0]), "n_chunks": len(first.chunks[0]),
+                "nbytes": int(ds.nbytes), "target": layout(ds).get("target"), "codec": ds.attrs.get("codec"),
+                "generator": ds.attrs.get("generator"), "columns": column_info(ds)}
     X = ds["X"]
     out = {"name": ds.attrs.get("name"), "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
            "dtype": str(X.dtype), "chunk_rows": int(X.data.chunks[0][0]), "n_chunks": len(X.data.chunks[0]),
            "nbytes": int(X.nbytes + (ds["y"].nbytes if "y" in ds else 0)), "has_y": "y" in ds,
-           "codec": ds.attrs.get("codec"), "generator": ds.attrs.get("generator")}
+           "codec": ds.attrs.get("codec"), "generator": ds.attrs.get("generator"), "columns": column_info(ds)}
     return out

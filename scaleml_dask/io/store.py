@@ -179,7 +179,12 @@ class DatasetWriter:
         self.tmp_path = destination.temporary_name(self._dest)
         g = zarr.open_group(str(self.tmp_path), mode="w-", zarr_format=3, attributes={
             destination.OWNER_ATTR: destination.owner("dataset")})  # marked as it is created
-        comp = compressors(self._codec)
+        self._create_arrays(g, compressors(self._codec))
+        self.group = g
+        return self
+
+    def _create_arrays(self, g: zarr.Group, comp: Any) -> None:
+        """The dataset's arrays and attributes in the new group (a subclass lays out its own)."""
         g.create_array("X", shape=(self._n_samples, self.n_features), chunks=(self.chunk_rows, self.n_features),
                        dtype=self._dtype, compressors=comp, dimension_names=("sample", "feature"),
                        fill_value=0)
@@ -187,8 +192,6 @@ class DatasetWriter:
             g.create_array("y", shape=(self._n_samples,), chunks=(self.chunk_rows,), dtype=self._y_dtype,
                            compressors=comp, dimension_names=("sample",), fill_value=0)
         g.attrs.update({**self._attrs, "codec": self._codec})
-        self.group = g
-        return self
 
     def append(self, X: np.ndarray, y: np.ndarray | None = None) -> None:
         """Append rows (in order). Blocks need not be chunk-aligned but aligned ones write fastest."""
@@ -233,10 +236,14 @@ class DatasetWriter:
             raise
         destination.publish(self.tmp_path, self._dest)
 
+    def _length(self) -> int:
+        """Rows written (or reserved, with ``n_samples``)."""
+        return int(self.group["X"].shape[0])
+
     def _write_manifests(self) -> None:
         """One manifest per array, hashing from disk the chunks nobody recorded (appended tail, or callers of
         ``write_chunk`` that did not pass its result to ``record``)."""
-        n_chunks = -(-self.group["X"].shape[0] // self.chunk_rows)
+        n_chunks = -(-self._length() // self.chunk_rows)
         for array in sorted(self.group.array_keys()):
             recorded = self._digests.get(array, {})
             a = self.group[array]

@@ -99,7 +99,7 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     >>> X = np.vstack([rng.normal(c, 0.1, size=(50, 2)) for c in ([0, 0], [5, 5], [0, 5])])
     >>> km = KMeans(n_clusters=3, random_state=0).fit(X)
     >>> sorted((np.round(km.cluster_centers_) + 0.0).tolist()), km.n_iter_
-    ([[0.0, 0.0], [0.0, 5.0], [5.0, 5.0]], 1)
+    ([[0.0, 0.0], [0.0, 5.0], [5.0, 5.0]], 2)
     """
 
     _parameter_constraints: ClassVar[dict] = {

@@ -143,6 +143,16 @@ def _score_part(part: SyncPart, spec: _Pass) -> list:
     return _score_block(spec, lambda s: part.X, part.M, part.y, part.T, part.index, part.row_start)
 
 
+def _by_holder(client: Any, parts: list) -> dict[str | None, list[int]]:
+    """Indices of the held parts (in order) grouped by a worker holding each (None while a lost part has none)."""
+    from ..sgd._trainer import _holders
+
+    groups: dict[str | None, list[int]] = {}
+    for i, where in _holders(client, parts).items():
+        groups.setdefault(min(where, default=None), []).append(i)
+    return groups
+
+
 class FusedSync:
     """Trains ``candidates`` of a sync-mode SGD estimator on every split of ``plan`` from chunks read once;
     results as ``FusedSGD``'s (``results``, ``passes_``, ``cv_estimators``, ``run(stop, keep, next_stop)``)."""
@@ -218,8 +228,6 @@ class FusedSync:
 
     # -- one epoch of the training candidates -----------------------------------------------------------------
     def _epoch(self, train: np.ndarray) -> None:
-        from ..sgd._trainer import _by_holder
-
         S, K = self.S, self.n_out
         groups, active_cols = [], {}
         for g, (lay, cols) in enumerate(zip(self.layouts, self.members)):

@@ -8,7 +8,9 @@ fresh held-out set of 200,000 rows of the same planted model. Candidates: alpha 
 
 - **ours**: ``GridSearchCV`` over the candidate list (every candidate × fold trains in the same read of each chunk:
   ``--rounds`` rounds of local-mode SGD, one pass each, + the scoring pass), and ``HalvingRandomSearchCV`` over
-  the same candidates (rounds as the resource, factor 2); times without the refit (its own column);
+  the same candidates (samples seen as the resource, as scikit-learn's: factor 2, ``min_resources="exhaust"``, the
+  last rung ``--rounds`` epochs; a rung reads only the chunks it trains on); times without the refit (its own
+  column);
 - **plain fit**: one ``SGDClassifier(mode="local")`` with as many rounds as the search made passes — the
   yardstick of the target "16 × 3 in ≤ 2× one fit with the same number of passes";
 - **scikit-learn**: ``RandomizedSearchCV`` and ``HalvingRandomSearchCV`` of ``SGDClassifier`` (``max_iter`` =
@@ -21,7 +23,8 @@ fresh held-out set of 200,000 rows of the same planted model. Candidates: alpha 
 ``--ridge``: ``RidgeCV`` (5 folds × 50 alphas, one pass) against one ``LinearRegression`` fit and a scan, on a
 5,000,000 × 32 regression store. Prints the tables (``--out FILE`` writes them as markdown).
 
-    python benchmarks/bench_search.py [--quick] [--candidates 16,64] [--rounds 2] [--repeat 2] [--no-peers] [--ridge]
+    python benchmarks/bench_search.py [--quick] [--candidates 16,64] [--rounds 2] [--repeat 2] [--no-peers]
+        [--peers sklearn-random,sklearn-halving,dask-ml] [--ridge]
 """
 
 from __future__ import annotations
@@ -92,9 +95,8 @@ def _ours(path: Path, cands: list[dict], rounds: int, batch: int, Xt, yt, halvin
     cv = KFold(FOLDS, random_state=0)
     t0 = time.perf_counter()
     if halving:
-        s = HalvingRandomSearchCV(base, [{k: [v] for k, v in c.items()} for c in cands],
-                                  n_candidates=len(cands), factor=2, resource="rounds", cv=cv, random_state=0)
-        s.set_params(min_resources=1, max_resources=rounds)
+        s = HalvingRandomSearchCV(base, [{k: [v] for k, v in c.items()} for c in cands], n_candidates=len(cands),
+                                  factor=2, min_resources="exhaust", cv=cv, random_state=0)
     else:
         s = GridSearchCV(base, [{k: [v] for k, v in c.items()} for c in cands], cv=cv)
     s.fit(path)
@@ -204,6 +206,8 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs of our contenders; the best time is kept")
     ap.add_argument("--no-peers", action="store_true", help="ours and the plain fit only")
     ap.add_argument("--peers-at", default="16", help="candidate counts at which the peers run")
+    ap.add_argument("--peers", default="sklearn-random,sklearn-halving,dask-ml",
+                    help="which peers run (sklearn-random: RandomizedSearchCV, the slowest)")
     ap.add_argument("--ridge", action="store_true", help="also RidgeCV against LinearRegression")
     ap.add_argument("--out", help="also write the tables as markdown to this file")
     args = ap.parse_args(argv)
@@ -233,8 +237,8 @@ def main(argv=None) -> None:
             for _ in range(args.repeat):
                 for name, fn in ((f"ours: GridSearchCV ({N} × {FOLDS}, fused)", lambda cands=cands: _ours(
                                     path, cands, args.rounds, args.batch_size, Xt, yt, False)),
-                                 ("ours: HalvingRandomSearchCV (fused, rounds)", lambda cands=cands: _ours(
-                                    path, cands, args.rounds * 4, args.batch_size, Xt, yt, True))):
+                                 ("ours: HalvingRandomSearchCV (fused, n_samples)", lambda cands=cands: _ours(
+                                    path, cands, args.rounds, args.batch_size, Xt, yt, True))):
                     r = fn()
                     if name not in best or r["seconds"] < best[name]["seconds"]:
                         best[name] = r
@@ -245,11 +249,12 @@ def main(argv=None) -> None:
                     best[key] = r
             rows += [{"contender": k, **v} for k, v in best.items()]
             if not args.no_peers and str(N) in args.peers_at.split(","):
-                for name, fn in (("scikit-learn RandomizedSearchCV (in memory, load included)",
-                                  lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, False)),
-                                 ("scikit-learn HalvingRandomSearchCV (in memory, load included)",
-                                  lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, True)),
-                                 ("dask-ml HyperbandSearchCV", lambda cands=cands: _dask_ml(path, cands, Xt, yt))):
+                peers = (("sklearn-random", "scikit-learn RandomizedSearchCV (in memory, load included)",
+                          lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, False)),
+                         ("sklearn-halving", "scikit-learn HalvingRandomSearchCV (in memory, load included)",
+                          lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, True)),
+                         ("dask-ml", "dask-ml HyperbandSearchCV", lambda cands=cands: _dask_ml(path, cands, Xt, yt)))
+                for _, name, fn in (p for p in peers if p[0] in args.peers.split(",")):
                     try:
                         rows.append({"contender": name, **fn()})
                     except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
@@ -264,10 +269,15 @@ def main(argv=None) -> None:
                         r["sklearn best / this"] = min(s["seconds"] for s in sk) / r["seconds"]
                 if "held-out accuracy" in r:
                     r["Bayes − acc"] = bayes - r["held-out accuracy"]
-            tables[f"{N} candidates × {FOLDS} folds, {n:,} × {D} rows, {args.rounds} epochs each"] = rows
+            title = f"{N} candidates × {FOLDS} folds, {n:,} × {D} rows, {args.rounds} epochs each"
+            tables[title] = rows
+            print(_table(title, rows), flush=True)
         if args.ridge:
-            tables[f"RidgeCV, {n:,} × {D} rows"] = _ridge(client, n, chunk, args.repeat)
-    _print(tables, args)
+            title = f"RidgeCV, {n:,} × {D} rows"
+            tables[title] = _ridge(client, n, chunk, args.repeat)
+            print(_table(title, tables[title]), flush=True)
+    if args.out:
+        Path(args.out).write_text("\n".join(_table(title, rows) for title, rows in tables.items()))
 
 
 def _fmt(v) -> str:
@@ -278,17 +288,11 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _print(tables: dict, args) -> None:
-    out = []
-    for title, rows in tables.items():
-        cols = list(dict.fromkeys(k for r in rows for k in r))
-        out += [f"### {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        out += ["| " + " | ".join(_fmt(r.get(c, "—")) for c in cols) + " |" for r in rows]
-        out.append("")
-    text = "\n".join(out)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+def _table(title: str, rows: list[dict]) -> str:
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    out = [f"### {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(_fmt(r.get(c, "—")) for c in cols) + " |" for r in rows]
+    return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":

@@ -36,30 +36,46 @@ def _round(v, key, mask):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
-def permute_one(x, limit, lo, lo_mask, hi_mask, keys):  # pragma: no cover - compiled
-    """``perm(x)`` for one row (``x``, ``limit``: uint64; ``lo`` the low half's bits and the two masks)."""
-    while True:
-        high = x >> lo
-        low = x & lo_mask
-        low ^= _round(high, keys[0], lo_mask)
-        high ^= _round(low, keys[1], hi_mask)
-        low ^= _round(high, keys[2], lo_mask)
-        high ^= _round(low, keys[3], hi_mask)
-        x = (high << lo) | low
-        if x < limit:
-            return x
+def _feistel(x, lo, lo_mask, hi_mask, keys):  # pragma: no cover - compiled
+    """One pass of the 4-round network over ``x`` (uint64): no branch, so that a loop of it vectorises."""
+    high = x >> lo
+    low = x & lo_mask
+    low ^= _round(high, keys[0], lo_mask)
+    high ^= _round(low, keys[1], hi_mask)
+    low ^= _round(high, keys[2], lo_mask)
+    high ^= _round(low, keys[3], hi_mask)
+    return (high << lo) | low
 
 
 @njit(cache=True, nogil=True)
 def _permute(rows, n, bits, low_bits, keys, out):  # pragma: no cover - compiled
     """``out[i] = perm(rows[i])``: the alternating Feistel network on ``bits`` bits (the low half ``low_bits``
-    of them), walked until below ``n``."""
+    of them), walked until below ``n`` (cycle walking). Every row's first pass is one branch-free loop
+    (vectorised); the rows that landed at or above ``n`` are gathered and walk on together, loop by loop."""
     lo = np.uint64(low_bits)
     lo_mask = (np.uint64(1) << lo) - np.uint64(1)
     hi_mask = (np.uint64(1) << np.uint64(bits - low_bits)) - np.uint64(1)
     limit = np.uint64(n)
-    for i in range(rows.shape[0]):
-        out[i] = np.int64(permute_one(np.uint64(rows[i]), limit, lo, lo_mask, hi_mask, keys))
+    m = rows.shape[0]
+    x = np.empty(m, dtype=np.uint64)
+    for i in range(m):
+        x[i] = _feistel(np.uint64(rows[i]), lo, lo_mask, hi_mask, keys)
+    pending = np.empty(m, dtype=np.int64)
+    k = 0
+    for i in range(m):
+        out[i] = np.int64(x[i])
+        pending[k] = i
+        k += x[i] >= limit
+    while k:
+        for j in range(k):
+            x[j] = _feistel(np.uint64(out[pending[j]]), lo, lo_mask, hi_mask, keys)
+        left = 0
+        for j in range(k):
+            i = pending[j]
+            out[i] = np.int64(x[j])
+            pending[left] = i
+            left += x[j] >= limit
+        k = left
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 
-from ._cv_kernels import fold_grams, pattern_grams
+from ._cv_kernels import pattern_grams
 from ._folds import TEST, TRAIN
 from ._moments import AUTO_TOL, check_sample_weight
 from ._repr import FittedSummaryMixin
@@ -64,12 +64,8 @@ def pattern_moments(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, *, chunk
         return {b"": block_moments(X, y, w, **common)}
     out = {}
     if w is None and X.dtype == np.float64 and method in ("auto", "gram"):
-        if getattr(plan, "perm", None) is not None and plan.perm.keys is not None:  # k folds: computed in the kernel
-            grams, counts, index = fold_grams(X, y, row_start, plan.perm, plan.bounds)
-            patterns = plan.patterns(np.zeros(0, dtype=np.int64))[1]
-        else:
-            index, patterns = plan.patterns(np.arange(row_start, row_start + len(X)), y)
-            grams, counts = pattern_grams(X, y, index, len(patterns))
+        index, patterns = plan.patterns(np.arange(row_start, row_start + len(X)), y)
+        grams, counts = pattern_grams(X, y, index, len(patterns))
         for p, key in enumerate(patterns):
             if counts[p]:
                 rows = _Rows(index, p)  # gathered only if a QR is needed

@@ -203,7 +203,8 @@ def _on_rows(func: Callable, index: int, row_start: int, kwargs: dict, plan: _Pl
     return func(*blocks, chunk_index=index, row_start=row_start, **kwargs)
 
 
-def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, **kwargs: Any) -> list[Delayed]:
+def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, chain: str | None = None,
+                   **kwargs: Any) -> list[Delayed]:
     """One ``dask.delayed`` per row chunk ``i``: ``func(*blocks_i, chunk_index=i, row_start=r_i, **kwargs)``.
 
     ``arrays`` are row-chunked dask arrays (or xarray variables, or None, passed through as None) with
@@ -213,6 +214,9 @@ def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, **kwargs:
     same way. Any other dask array falls back to its own graph for the block (optimized jointly with the other
     fallbacks, so shared keys stay shared). Keys are deterministic and named after ``func``
     (``block_moments-<token>-<i>`` on the dashboard); ``unique=True`` makes them this call's own.
+
+    ``chain="name"`` makes the tasks a chain, for learners whose state passes from chunk to chunk: chunk i's
+    keyword ``name`` is chunk i - 1's result (chunk 0's is ``kwargs[name]``), so chunk i runs after chunk i - 1.
     """
     import dask
     from dask.base import tokenize
@@ -245,8 +249,14 @@ def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, **kwargs:
                      uuid.uuid4().hex if unique else None)
     name = f"{getattr(func, '__name__', 'rows').strip('_')}-{token}"
     call = dask.delayed(_on_rows, pure=True)
-    return [call(func, i, int(r), kwargs, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}")
-            for i, r in enumerate(starts)]
+    if chain is None:
+        return [call(func, i, int(r), kwargs, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}")
+                for i, r in enumerate(starts)]
+    out: list[Delayed] = []
+    for i, r in enumerate(starts):
+        link = {**kwargs, chain: out[-1]} if out else kwargs
+        out.append(call(func, i, int(r), link, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}"))
+    return out
 
 
 def _plan_token(plan: _Plan) -> Any:

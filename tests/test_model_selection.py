@@ -251,14 +251,15 @@ def test_halving_keeps_the_best_and_continues_them(store):
     grid = {"alpha": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "eta0": [0.001, 0.01, 0.1]}
     h = HalvingRandomSearchCV(est, grid, n_candidates=9, factor=3, cv=3, random_state=0).fit(store)
     res = h.cv_results_
-    assert h.n_candidates_ == [9, 3, 1] and h.passes_ == 10  # rungs of 1, 3, 9 rounds
+    assert h.n_candidates_ == [9, 3, 1] and h.passes_ == 6  # rungs of 1, 3, 9 chunk visits: 5 rounds + scoring
     assert res["iter"].tolist() == [0] * 9 + [1] * 3 + [2]
     first = res["mean_test_score"][:9]
     kept = [res["params"][i] for i in range(9, 12)]
     best3 = [res["params"][i] for i in np.argsort(-first, kind="stable")[:3]]
     assert kept == best3
     assert h.best_index_ == 12 and h.best_params_ == res["params"][12]
-    assert res["n_rounds"].tolist() == [1] * 9 + [3] * 3 + [9]
+    assert res["n_rounds"].tolist() == [1] * 9 + [2] * 3 + [5]  # a round: each chunk at most once
+    assert h.n_resources_ == [660, 1980, 5939]  # samples seen: 1, 3, 9 chunks' training rows
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ def test_selection_and_dr_workflows_report_what_they_claim(tmp_path, monkeypatch
     assert ridge[1]["passes"] == 1 and ridge[1]["best R²"] > 0.9
     runs = sections["Model selection: a search in the same read of each chunk"]["table"]
     assert runs[1]["passes"] == 3 and runs[1]["candidates × folds"] == "8 × 3"
+    assert runs[0]["passes"] == 3 and "3 rounds = the search's passes" in runs[0]["run"]  # the yardstick named
     candidates = sections["Model selection: candidates"]["table"]
     assert all(c["diverged"] == "" for c in candidates[:4]) and sum(bool(c["diverged"]) for c in candidates) == 2
     held = {r["model"]: r for r in sections["Model selection: held-out metrics in one pass"]["table"]}

@@ -42,6 +42,7 @@ class Context:
     scorers: dict
     classes: np.ndarray | None
     counts: np.ndarray | None = None  # plan.chunk_counts for dX's chunks
+    batch_size: int = 1000  # online learners: rows per learn_many (the search's fit parameter)
 
     def rows(self, a: Any, split: int, code: int) -> Any:
         """The rows of ``a`` (``dX`` / ``dy``) that are ``code`` in ``split``: a selection, no copy."""
@@ -50,10 +51,18 @@ class Context:
         return select_rows(a, self.plan, split, code, y=self.dy, counts=self.counts)
 
 
-def prepare(estimator: Any, X: Any, y: Any, cv: Any, scoring: Any) -> Context:
+def prepare(estimator: Any, X: Any, y: Any, cv: Any, scoring: Any, batch_size: int | None = None) -> Context:
     """Check ``X`` / ``y`` once, make the split plan (one pass over ``y`` for stratified splits, which also gives
-    a classifier's classes) and the scorers."""
+    a classifier's classes) and the scorers. ``batch_size``: the rows of each ``learn_many`` of an online
+    learner (an error for other estimators)."""
     from ..validation import as_dask_array, check_X_y, take_y
+    from ._fused_online import BATCH_SIZE, online_learner
+
+    if batch_size is not None and not online_learner(estimator):
+        raise ValueError(f"batch_size is the rows of each learn_many of an online learner; "
+                         f"{type(estimator).__name__} is not one (set its own batch_size parameter, if it has one)")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
 
     if y is None and take_y(X) is None:
         dX, dy = as_dask_array(X, "X", ndim=2), None
@@ -66,7 +75,10 @@ def prepare(estimator: Any, X: Any, y: Any, cv: Any, scoring: Any) -> Context:
         declared = getattr(estimator, "classes", None)
         classes = (np.unique(np.asarray(declared)) if declared is not None else
                    plan.classes if getattr(plan, "classes", None) is not None else class_counts(dy)[0])
-    return Context(X, y, dX, dy, plan, check_scoring(estimator, scoring), classes)
+    if online_learner(estimator) and classifier:
+        classes = np.array([0, 1])  # the online classifiers learn labels 0/1 (checked as each chunk is read)
+    return Context(X, y, dX, dy, plan, check_scoring(estimator, scoring), classes,
+                   batch_size=BATCH_SIZE if batch_size is None else int(batch_size))
 
 
 @dataclass
@@ -91,8 +103,10 @@ def evaluate(ctx: Context, estimator: Any, candidates: list[dict], *, return_tra
              error_score: Any = np.nan, divergence_bound: float = 10.0, keep_estimators: bool = False) -> Evaluation:
     """Train and score every candidate on every split (fused where possible, see the module docstring)."""
     from ._fused import fusable
+    from ._fused_online import online_fusable, online_learner
 
-    reason = fusable(estimator, candidates) if ctx.dy is not None else "no y"
+    online = online_learner(estimator)
+    reason = ("no y" if ctx.dy is None else online_fusable(estimator) if online else fusable(estimator, candidates))
     if reason is None and not all(isinstance(s, Scorer) for s in ctx.scorers.values()):
         reason = "a scorer is a callable"
     if reason is None:
@@ -105,12 +119,20 @@ def evaluate(ctx: Context, estimator: Any, candidates: list[dict], *, return_tra
 
 def evaluate_fused(ctx: Context, estimator: Any, candidates: list[dict], *, return_train_score: bool,
                    divergence_bound: float) -> Evaluation:
-    """The fused path: ``FusedSGD`` over all candidates, each trained for its own ``rounds`` / ``epochs``."""
-    from ._fused import FusedSGD
+    """The fused path: ``FusedSGD`` over all candidates, each trained for its own ``rounds`` / ``epochs``
+    (``FusedOnline`` for the online learners: one chain pass, then the scoring pass)."""
+    from ._fused_online import FusedOnline, online_learner
 
-    f = FusedSGD(estimator, candidates, ctx.dX, ctx.dy, ctx.plan, ctx.scorers, classes=ctx.classes,
-                 divergence_bound=divergence_bound, return_train_score=return_train_score)
-    stop = np.array([e._n_epochs for e in f.estimators], dtype=np.int64)
+    if online_learner(estimator):
+        f = FusedOnline(estimator, candidates, ctx.dX, ctx.dy, ctx.plan, ctx.scorers, classes=ctx.classes,
+                        divergence_bound=divergence_bound, return_train_score=return_train_score,
+                        batch_size=ctx.batch_size)
+        stop = np.ones(len(candidates), dtype=np.int64)
+    else:
+        cls = fused_driver(estimator, candidates)
+        f = cls(estimator, candidates, ctx.dX, ctx.dy, ctx.plan, ctx.scorers, classes=ctx.classes,
+                divergence_bound=divergence_bound, return_train_score=return_train_score)
+        stop = np.array([e._n_epochs for e in f.estimators], dtype=np.int64)
     t0 = time.perf_counter()
     f.run(stop)
     total = time.perf_counter() - t0
@@ -120,6 +142,16 @@ def evaluate_fused(ctx: Context, estimator: Any, candidates: list[dict], *, retu
     ev.score_time = np.zeros((len(candidates), ctx.plan.n_splits))
     ev.extra["driver"] = f
     return ev
+
+
+def fused_driver(estimator: Any, candidates: list[dict]) -> type:
+    """The fused driver of a fusable SGD search: ``FusedSync`` for sync mode, else ``FusedSGD`` (local mode)."""
+    from ._fused import FusedSGD, final_step
+    from ._fused_sync import FusedSync
+
+    _, final, _, stripped = final_step(estimator, candidates)
+    mode = {**final.get_params(), **(stripped[0] if stripped else {})}["mode"]
+    return FusedSync if mode == "sync" else FusedSGD
 
 
 def fused_evaluation(f: Any, rows: list[tuple[int, int]]) -> Evaluation:
@@ -177,7 +209,7 @@ def evaluate_generic(ctx: Context, estimator: Any, candidates: list[dict], *, re
         ev.extra["statistics_reused"] = np.array([sum(bool(r) for r in row) for row in reused], dtype=np.int64)
     _score_generic(ctx, sub, plan, ev, models, return_train_score, error_score)
     if keep_estimators:
-        ev.estimators = models
+        ev.estimators = [[getattr(m, "learner", m) for m in row] for row in models]
     return ev
 
 
@@ -185,7 +217,11 @@ def _fit_one(ctx: Context, sub: Context, estimator: Any, params: dict, c: int, s
              models: list, error_score: Any) -> None:
     """Fit candidate ``c`` on split ``s``'s training rows; a failed fit scores ``error_score`` (a diverged one is
     reported as such)."""
+    from ._fused_online import StreamFitted, online_learner
+
     est = clone(estimator).set_params(**params)
+    if online_learner(est):
+        est = StreamFitted(est, ctx.batch_size)
     X_train = sub.rows(ctx.dX, s, TRAIN)
     y_train = None if ctx.dy is None else sub.rows(ctx.dy, s, TRAIN)
     t0 = time.perf_counter()

@@ -48,8 +48,12 @@ log = logging.getLogger("scaleml_dask.model_selection")
 
 #: The parameters that must be equal within a group (members of a group see the same rows in the same order).
 GROUP_PARAMS = ("random_state", "batch_size", "local_epochs", "validation_fraction", "loss")
-#: Parameters a fused candidate may not set (the fused path is the local mode, uncompressed, without hooks).
-_UNFUSABLE = {"mode": "local", "compress": None, "checkpoint_dir": None, "callback": None}
+#: Parameters a fused candidate may not set (the fused paths are uncompressed, without hooks).
+_UNFUSABLE = {"compress": None, "checkpoint_dir": None, "callback": None}
+#: Why async mode is not fused.
+ASYNC_NOT_FUSED = ("mode='async' is not fused: its parameter server applies each push in the order pushes arrive, "
+                   "so a fit is not reproducible and a fused candidate could not equal a separate fit; each "
+                   "candidate x split is fitted on its own (use mode='sync' or 'local' to search in shared reads)")
 
 
 def final_step(estimator: Any, candidates: Sequence[dict] = ()) -> tuple[list | None, Any, str, list[dict]]:
@@ -66,11 +70,12 @@ def final_step(estimator: Any, candidates: Sequence[dict] = ()) -> tuple[list | 
 
 
 def fusable(estimator: Any, candidates: Sequence[dict]) -> str | None:
-    """None if ``estimator`` with each of ``candidates`` can be trained by the fused search, else the reason.
+    """None if ``estimator`` with each of ``candidates`` can be trained by a fused search, else the reason: SGD in
+    local mode (``FusedSGD``) or sync mode (``_fused_sync.FusedSync``), all candidates in the same mode.
 
-    A pipeline whose last step is an SGD estimator is fusable when the candidates set parameters of that step
-    only: its other steps are then fitted once per split, and their transform runs inside the fused pass's task
-    on each chunk read."""
+    A pipeline whose last step is an SGD estimator (local mode) is fusable when the candidates set parameters of
+    that step only: its other steps are then fitted once per split, and their transform runs inside the fused
+    pass's task on each chunk read."""
     from ..sgd import SGDClassifier, SGDRegressor
 
     prefix, final, name, stripped = final_step(estimator, candidates)
@@ -79,6 +84,7 @@ def fusable(estimator: Any, candidates: Sequence[dict]) -> str | None:
     if type(final) not in (SGDClassifier, SGDRegressor):
         return f"{type(final).__name__} is not an SGD estimator"
     base = final.get_params()
+    modes = set()
     for params in stripped:
         merged = {**base, **params}
         for name, value in _UNFUSABLE.items():
@@ -86,6 +92,13 @@ def fusable(estimator: Any, candidates: Sequence[dict]) -> str | None:
                 return f"{name}={merged[name]!r} (the fused search trains {name}={value!r})"
         if "classes" in params:
             return "classes is searched"
+        modes.add(merged["mode"])
+    if "async" in modes:
+        return ASYNC_NOT_FUSED
+    if len(modes) > 1:
+        return "the candidates mix modes"
+    if prefix is not None and "sync" in modes:
+        return "a pipeline in mode='sync' (its fused search is local mode's)"
     return None
 
 
@@ -117,6 +130,7 @@ class _GroupRound:
     schedule: np.ndarray
     eta0: np.ndarray
     power_t: np.ndarray
+    blocks: dict | None = None  # chunk index -> its block index in the round (None: every chunk, as itself)
 
 
 @dataclass(frozen=True)
@@ -158,18 +172,20 @@ def _fused_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: i
         X = features(g.split)
         rows_s = np.flatnonzero(M[g.split] == TRAIN)
         n_s = len(rows_s)
-        lo, hi = holdout_range(g.seed, chunk_index, n_s, g.validation_fraction)
+        trains = len(gr.train) and (gr.blocks is None or chunk_index in gr.blocks)
+        block = chunk_index if gr.blocks is None else gr.blocks.get(chunk_index, chunk_index)
+        lo, hi = holdout_range(g.seed, block, n_s, g.validation_fraction)
         if k in spec.loss_groups:
             val = rows_s[lo:hi]
             assert_finite(X[val], "X", chunk_index, row_start)
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging member's loss: reported, not warned
                 out["val_loss"][k] = member_losses(X[val], T[val], spec.W[:, g.members], gr.tcol, g.loss)
             out["val_rows"][k] = hi - lo
-        if not len(gr.train):
+        if not trains:
             continue
         cols = g.members[gr.train]
         n_train = n_s - (hi - lo)
-        plans = [epoch_plan(seed, chunk_index, n_train, g.batch_size) for seed in gr.seeds]
+        plans = [epoch_plan(seed, block, n_train, g.batch_size) for seed in gr.seeds]
         offsets = np.array([offset for offset, _ in plans], dtype=np.int64)
         orders = np.stack([order for _, order in plans])
         W = np.ascontiguousarray(spec.W[:, cols])
@@ -266,10 +282,12 @@ class FusedSGD:
 
     def __init__(self, estimator: Any, candidates: Sequence[dict], dX: Any, dy: Any, plan: Any,
                  scorers: dict[str, Scorer], *, classes: np.ndarray | None, divergence_bound: float = 10.0,
-                 return_train_score: bool = False) -> None:
+                 return_train_score: bool = False, rounds: Sequence[Sequence[int]] | None = None) -> None:
         from sklearn.base import clone
 
         self.dX, self.dy, self.plan = dX, dy, plan
+        self.n_chunks = len(dX.chunks[0])
+        self.round_chunks = None if rounds is None else [tuple(int(i) for i in r) for r in rounds]
         self.scorer_names, self.scorers = list(scorers), tuple(scorers.values())
         self.classes = classes
         self.divergence_bound = float(divergence_bound)
@@ -307,6 +325,7 @@ class FusedSGD:
         self.zero_loss: dict[int, float] = {}
         self.passes_ = 0
         self.pass_times_: list[float] = []
+        self.chunks_read_: list[int] = []  # per pass
 
     def _fit_preprocessing(self, steps: list) -> tuple:
         """A pipeline's steps before the last, fitted once per split on its training rows (selections, no copy;
@@ -347,6 +366,14 @@ class FusedSGD:
                                        for _ in range(self.groups[k].local_epochs)))
         return self.seeds[k][r - 1]
 
+    def blocks_of_round(self, r: int) -> dict[int, int] | None:
+        """Round ``r``'s (1-based) chunks, each mapped to its block index in the round — its position in the
+        round's list, as ``partial_fit`` on those chunks concatenated would number them; None: every chunk, as
+        itself (a round of the plain estimator)."""
+        if self.round_chunks is None:
+            return None
+        return {c: b for b, c in enumerate(self.round_chunks[r - 1])}
+
     def model(self, c: int, s: int, W: np.ndarray | None = None, t: float | None = None,
               rounds: int | None = None) -> Any:
         """A fitted estimator of candidate ``c`` on split ``s``: what the plain estimator holds after ``rounds``
@@ -369,11 +396,7 @@ class FusedSGD:
         """Train candidates ``train`` one round and score candidates ``scoring`` at their current weights, in one
         pass. Returns the scored jobs ``(c, s, code)``, their merged states and the weights the pass started
         from."""
-        import operator
-
-        import dask
-
-        from ..passes import map_row_chunks, tree_reduce
+        from ..passes import map_row_chunks
 
         S, K = self.S, self.n_out
         groups, loss_groups = [], []
@@ -384,26 +407,26 @@ class FusedSGD:
             if not len(tr) and not measured:
                 continue
             r = int(self.done[cand[tr[0]]]) + 1 if len(tr) else 0
+            blocks = self.blocks_of_round(r) if len(tr) else None
             groups.append(_GroupRound(g, tr, self._seeds(k, r) if len(tr) else (),
-                                      self.t[k][r - 1] if len(tr) else 0.0, **self._member_params(g)))
+                                      self.t[k][r - 1] if len(tr) else 0.0, **self._member_params(g),
+                                      blocks=blocks))
             if measured:
                 loss_groups.append(len(groups) - 1)
-        keys = [(int(c), s, code) for c in np.flatnonzero(scoring) for s in range(S)
-                for code in ((TEST, TRAIN) if self.return_train_score else (TEST,))]
-        jobs = tuple((_Responses(np.arange(c * S * K + s * K, c * S * K + (s + 1) * K), self.classes,
-                                 self.estimators[c].loss), (s, code)) for c, s, code in keys)
+        read = sorted({i for gr in groups if len(gr.train)
+                       for i in (range(self.n_chunks) if gr.blocks is None else gr.blocks)}) or range(self.n_chunks)
+        keys = score_keys(np.flatnonzero(scoring), S, self.return_train_score)
+        jobs = score_jobs(keys, S, K, self.classes, [e.loss for e in self.estimators])
         W_in = self.W.copy()
         spec = _Pass(self.plan, self.classes, W_in, tuple(groups), tuple(loss_groups), jobs, self.scorers,
                      self.transforms)
         t0 = time.perf_counter()
-        parts = map_row_chunks(_fused_block, self.dX, self.dy, unique=True, spec=spec)
-        if jobs:
-            root = tree_reduce([dask.delayed(operator.getitem)(p, "scores") for p in parts], _ScoreMerge(self.scorers))
-            blocks, states = dask.compute(parts, root)
-        else:
-            (blocks,), states = dask.compute(parts), []
+        every = map_row_chunks(_fused_block, self.dX, self.dy, unique=True, spec=spec)
+        parts = [every[i] for i in read]
+        blocks, states = compute_pass(parts, self.scorers if jobs else None)
         self.pass_times_.append(time.perf_counter() - t0)
         self.passes_ += 1
+        self.chunks_read_.append(len(read))
         self._apply(spec, blocks)
         return keys, states, W_in
 
@@ -423,13 +446,14 @@ class FusedSGD:
             if not len(gr.train):
                 continue
             cols = g.members[gr.train]
-            rows = np.array([b["n_train"][k] for b in blocks], dtype=np.float64)
+            ran = [b for b in blocks if k in b["n_train"]]
+            rows = np.array([b["n_train"][k] for b in ran], dtype=np.float64)
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging member overflows: found just below
-                delta = sum(n * b["delta"][:, cols] for n, b in zip(rows, blocks)) / rows.sum()
+                delta = sum(n * b["delta"][:, cols] for n, b in zip(rows, ran)) / rows.sum()
                 self.W[:, cols] = W_in[:, cols] + delta
             r = int(self.done[cols[0] // (S * K)]) + 1
             if len(self.t[gi]) == r:
-                self.t[gi].append(self.t[gi][r - 1] + max(b["steps"][k] for b in blocks))
+                self.t[gi].append(self.t[gi][r - 1] + max(b["steps"][k] for b in ran))
             for c in np.unique(cols // (S * K)):
                 trained[int(c)] = trained.get(int(c), 0) + int(rows.sum()) * g.local_epochs
             bad = ~active[cols] | ~np.isfinite(self.W[:, cols]).all(axis=0)
@@ -448,19 +472,7 @@ class FusedSGD:
         for c in np.unique(cand):
             if not self.alive[c]:
                 continue
-            loss = float(per_member[cand == c].sum())
-            r = int(self.done[c])
-            res = self.results[c]
-            while len(res.heldout_loss) <= r:
-                res.heldout_loss.append([])
-            res.heldout_loss[r].append(loss)
-            if r == 0:
-                self.zero_loss[c] = max(self.zero_loss.get(c, 0.0), loss)
-            bound = self.divergence_bound * self.zero_loss.get(c, math.inf)
-            if not math.isfinite(loss) or loss > bound:
-                self._diverge(int(c), r, f"held-out loss {loss:.4g} " + (
-                    "is not finite" if not math.isfinite(loss) else
-                    f"exceeds divergence_bound x the zero model's ({bound:.4g})"))
+            record_heldout(self, int(c), float(per_member[cand == c].sum()))
 
     def _diverge(self, c: int, r: int, reason: str) -> None:
         if self.results[c].diverged is None:
@@ -470,14 +482,7 @@ class FusedSGD:
 
     def _record_scores(self, keys: list, states: list, W_in: np.ndarray, done: np.ndarray) -> None:
         S, K = self.S, self.n_out
-        per: dict[int, dict] = {}
-        for (c, s, code), row in zip(keys, states):
-            entry = per.setdefault(c, {TEST: {}, TRAIN: {}, "bound": {}})
-            for name, sc, st in zip(self.scorer_names, self.scorers, row):
-                entry[code].setdefault(name, [math.nan] * S)[s] = sc.value(st) if st is not None else math.nan
-                if code == TEST and st is not None:
-                    entry["bound"][name] = max(entry["bound"].get(name, 0.0), sc.bound(st))
-        for c, entry in per.items():
+        for c, entry in scores_by_candidate(keys, states, self.scorer_names, self.scorers, S).items():
             res, r = self.results[c], int(done[c])
             ok = res.diverged is None or res.diverged[0] > r  # (diverging in a round trained after r is not r's)
             nan = [math.nan] * S
@@ -536,6 +541,61 @@ class FusedSGD:
         if self.transforms is None:
             return out
         return [Pipeline([*pre.steps, (self.final_name, est)]) for pre, est in zip(self.transforms, out)]
+
+
+def record_heldout(driver: Any, c: int, loss: float) -> None:
+    """Append candidate ``c``'s held-out ``loss`` after the round (epoch) it has done to its curve (round 0: the
+    zero model's, kept in ``driver.zero_loss``); a loss not finite, or past ``divergence_bound`` x the zero
+    model's, stops the candidate (``driver._diverge``). ``driver``: a fused driver (``FusedSGD``, ``FusedSync``)."""
+    res, r = driver.results[c], int(driver.done[c])
+    while len(res.heldout_loss) <= r:
+        res.heldout_loss.append([])
+    res.heldout_loss[r].append(loss)
+    if r == 0:
+        driver.zero_loss[c] = max(driver.zero_loss.get(c, 0.0), loss)
+    bound = driver.divergence_bound * driver.zero_loss.get(c, math.inf)
+    if not (math.isfinite(loss) and loss <= bound):
+        driver._diverge(c, r, f"held-out loss {loss:.4g} " + (
+            "is not finite" if not math.isfinite(loss) else
+            f"exceeds divergence_bound x the zero model's ({bound:.4g})"))
+
+
+def score_keys(candidates: Sequence[int], S: int, train: bool) -> list[tuple[int, int, int]]:
+    """The scoring jobs ``(candidate, split, TEST / TRAIN)`` of ``candidates`` on every split."""
+    return [(int(c), s, code) for c in candidates for s in range(S) for code in ((TEST, TRAIN) if train else (TEST,))]
+
+
+def score_jobs(keys: list, S: int, K: int, classes: np.ndarray | None, losses: Sequence[str]) -> tuple:
+    """Each key's responses (``_Responses`` over the columns of member ``(c, s)`` in the weight block) and part."""
+    return tuple((_Responses(np.arange(c * S * K + s * K, c * S * K + (s + 1) * K), classes, losses[c]), (s, code))
+                 for c, s, code in keys)
+
+
+def compute_pass(parts: list, scorers: tuple | None) -> tuple[list, list]:
+    """Compute a pass's chunk results and, with ``scorers``, their score states merged by a fixed tree."""
+    import operator
+
+    import dask
+
+    from ..passes import tree_reduce
+
+    if scorers is None:
+        return list(dask.compute(*parts)), []
+    root = tree_reduce([dask.delayed(operator.getitem)(p, "scores") for p in parts], _ScoreMerge(scorers))
+    blocks, states = dask.compute(parts, root)
+    return list(blocks), states
+
+
+def scores_by_candidate(keys: list, states: list, names: list[str], scorers: tuple, S: int) -> dict[int, dict]:
+    """Per candidate ``{TEST: {name: per-split values}, TRAIN: {...}, "bound": {name: largest ranking bound}}``."""
+    per: dict[int, dict] = {}
+    for (c, s, code), row in zip(keys, states):
+        entry = per.setdefault(c, {TEST: {}, TRAIN: {}, "bound": {}})
+        for name, sc, st in zip(names, scorers, row):
+            entry[code].setdefault(name, [math.nan] * S)[s] = sc.value(st) if st is not None else math.nan
+            if code == TEST and st is not None:
+                entry["bound"][name] = max(entry["bound"].get(name, 0.0), sc.bound(st))
+    return per
 
 
 class _Responses:

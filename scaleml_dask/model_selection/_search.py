@@ -44,7 +44,7 @@ class _BaseSearchCV(MetaEstimatorMixin, BaseEstimator):
     """What the searches share: checking the input, evaluating candidates, results, refit, delegation."""
 
     _parameter_constraints: dict = {
-        "estimator": [HasMethods(["fit"])],
+        "estimator": [HasMethods(["fit"]), HasMethods(["learn_many"])],  # an online learner: learn_many
         "scoring": [str, callable, list, tuple, dict, None],
         "refit": ["boolean", str, callable],
         "cv": ["cv_object"],
@@ -55,12 +55,15 @@ class _BaseSearchCV(MetaEstimatorMixin, BaseEstimator):
 
     # -- fitting --------------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X: Any, y: Any = None) -> _BaseSearchCV:
+    def fit(self, X: Any, y: Any = None, *, batch_size: int | None = None) -> _BaseSearchCV:
         """Evaluate the candidates on every split, pick the best, refit it on all rows (``refit``).
 
-        ``X``, ``y``: numpy / dask / xarray / zarr / a dataset path or name (then ``y`` may be omitted)."""
+        ``X``, ``y``: numpy / dask / xarray / zarr / a dataset path or name (then ``y`` may be omitted).
+        ``batch_size``: for an online learner (``scaleml_dask.online``), the rows of each ``learn_many`` — a
+        candidate learns a split's training rows in order, in batches of that many rows (default 1000), as
+        ``iter_batches`` would feed them (``_fused_online``)."""
         t_start = time.perf_counter()
-        ctx = prepare(self.estimator, X, y, self.cv, self.scoring)
+        ctx = prepare(self.estimator, X, y, self.cv, self.scoring, batch_size)
         self.multimetric_ = not (self.scoring is None or isinstance(self.scoring, str) or callable(self.scoring))
         self._check_refit()
         self.scorer_ = ctx.scorers if self.multimetric_ else ctx.scorers["score"]
@@ -78,9 +81,14 @@ class _BaseSearchCV(MetaEstimatorMixin, BaseEstimator):
         if not callable(self.refit):
             self.best_score_ = float(self.cv_results_[f"mean_test_{refit_metric}"][self.best_index_])
         if self.refit:
+            from ._fused_online import learn_rows, online_learner
+
             est = clone(self.estimator).set_params(**self._refit_params())
             t0 = time.perf_counter()
-            est.fit(X) if ctx.dy is None else est.fit(ctx.dX, ctx.dy)
+            if online_learner(est):
+                learn_rows(est, ctx.dX, ctx.dy, ctx.batch_size)
+            else:
+                est.fit(X) if ctx.dy is None else est.fit(ctx.dX, ctx.dy)
             self.refit_time_ = time.perf_counter() - t0
             self.best_estimator_ = est
         return self
@@ -125,13 +133,13 @@ class _BaseSearchCV(MetaEstimatorMixin, BaseEstimator):
         return self.best_estimator_
 
     def predict(self, X: Any) -> Any:
-        return self._best().predict(X)
+        return _answer(self._best(), "predict", X)
 
     def predict_proba(self, X: Any) -> Any:
-        return self._best().predict_proba(X)
+        return _answer(self._best(), "predict_proba", X)
 
     def decision_function(self, X: Any) -> Any:
-        return self._best().decision_function(X)
+        return _answer(self._best(), "decision_function", X)
 
     def transform(self, X: Any) -> Any:
         return self._best().transform(X)
@@ -144,8 +152,11 @@ class _BaseSearchCV(MetaEstimatorMixin, BaseEstimator):
         scorer = self.scorer_[self._refit_metric()] if self.multimetric_ else self.scorer_
         if not isinstance(scorer, Scorer):
             return float(scorer(self._best(), X, y))
+        from ._fused_online import StreamFitted, online_learner
+
+        best = self._best()
         dX, dy = check_X_y(X, y, y_numeric=False)
-        (row,) = score_pass(dX, dy, [(self._best(), None)], [scorer])
+        (row,) = score_pass(dX, dy, [(StreamFitted(best, 1) if online_learner(best) else best, None)], [scorer])
         return scorer.value(row[0])
 
     @property
@@ -155,6 +166,15 @@ class _BaseSearchCV(MetaEstimatorMixin, BaseEstimator):
     @property
     def n_features_in_(self) -> int:
         return self._best().n_features_in_
+
+
+def _answer(model: Any, method: str, X: Any) -> Any:
+    """``model.<method>(X)``; for an online learner its ``<method>_many`` (``_decision_many``)."""
+    from ._fused_online import StreamFitted, online_learner
+
+    if online_learner(model):
+        return getattr(StreamFitted(model, 1), method)(X)
+    return getattr(model, method)(X)
 
 
 def _passes(ev: Evaluation, ctx: Context) -> int | None:
@@ -283,9 +303,14 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
     ``factor`` times the resource (scikit-learn's schedule and interface).
 
     The resource is the number of samples seen (``resource="n_samples"``) or an integer parameter of the
-    estimator. On the fused path (SGD, local mode) survivors continue training — rounds are the unit, a rung's
-    scoring rides in the pass that trains the next round — so the whole search reads each chunk once per round
-    of its longest-trained candidate (+ 1); elsewhere each iteration fits from scratch on a seeded subsample.
+    estimator. On the fused path (SGD, local mode) survivors *continue* training, and a rung of r samples trains
+    on whole chunks: rung 0 trains every candidate one round over the first chunks of a seeded chunk order (just
+    enough for r_0 samples, at least one chunk), each later rung continues its survivors over the next chunks of
+    that order (a new round at every full pass). A rung is scored in the pass that reads the next rung's chunks,
+    on their test rows — rows no candidate on that split has trained on — and every candidate at the rung trains
+    that round too (the survivors keep it): one read of a chunk per visit, so the early rungs read only the
+    chunks they need. ``n_resources_`` is the samples seen at each rung. Elsewhere each iteration fits from
+    scratch on a seeded subsample (scikit-learn's way).
 
     >>> import numpy as np, scaleml_dask as sm
     >>> rng = np.random.default_rng(0)
@@ -363,10 +388,10 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
                  and all(hasattr(s, "response") for s in ctx.scorers.values())
                  and (self.resource == "n_samples" or self.resource in rounds_params))
         per_round = _samples_per_round(ctx, final) if fused else 1
-        unit = per_round if self.resource == "n_samples" else 1
-        if self.resource == "n_samples":
-            smallest = per_round if fused else 2 * ctx.plan.n_splits * (len(ctx.classes) if ctx.classes is not None
-                                                                         else 1)
+        sync = fused and final.mode == "sync"
+        if self.resource == "n_samples":  # fused: whole chunks (sync: epochs), so the smallest rung is one of them
+            smallest = (per_round if sync else max(1, per_round // len(ctx.dX.chunks[0]))) if fused else \
+                2 * ctx.plan.n_splits * (len(ctx.classes) if ctx.classes is not None else 1)
             auto_max = final._n_epochs * per_round if fused else int(ctx.dX.shape[0])
         else:
             smallest, auto_max = 1, int(est.get_params()[self.resource])
@@ -385,21 +410,29 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
         self.n_remaining_candidates_ = math.ceil(sizes[-1] / self.factor)
         metric = self._refit_metric()
         if fused:
-            return self._run_fused(ctx, candidates, resources, unit, metric)
+            return self._run_fused(ctx, final, candidates, resources, metric)
         return self._run_generic(ctx, candidates, resources, metric)
 
-    def _run_fused(self, ctx: Context, candidates: list[dict], resources: list[int], unit: int,
+    def _run_fused(self, ctx: Context, final: Any, candidates: list[dict], resources: list[int],
                    metric: str) -> tuple:
-        """Successive halving on the fused path: rungs in rounds, survivors continue training."""
-        from ._fused import FusedSGD
+        """Successive halving on the fused path: survivors continue training. With ``n_samples`` a rung of r
+        samples trains on whole chunks (``_sample_rounds``): the first rung reads only the chunks it needs."""
+        from ._evaluate import fused_driver
 
-        rounds: list[int] = []
-        for r in resources:  # whole rounds, strictly increasing
-            rounds.append(max(max(1, round(r / unit)), rounds[-1] + 1 if rounds else 1))
+        driver = fused_driver(self.estimator, candidates)
+        options = {}
+        if self.resource == "n_samples" and final.mode == "local":
+            options["rounds"], rounds, seen = _sample_rounds(ctx, final, resources, self.random_state)
+        else:  # whole rounds (epochs), strictly increasing
+            unit = _samples_per_round(ctx, final) if self.resource == "n_samples" else 1
+            rounds = []
+            for r in resources:
+                rounds.append(max(max(1, round(r / unit)), rounds[-1] + 1 if rounds else 1))
+            seen = [r * unit for r in rounds]
         rung_of = {r: i for i, r in enumerate(rounds)}
         entered = [list(range(len(candidates)))] + [[] for _ in rounds[1:]]
-        f = FusedSGD(self.estimator, candidates, ctx.dX, ctx.dy, ctx.plan, ctx.scorers, classes=ctx.classes,
-                     divergence_bound=self.divergence_bound, return_train_score=self.return_train_score)
+        f = driver(self.estimator, candidates, ctx.dX, ctx.dy, ctx.plan, ctx.scorers, classes=ctx.classes,
+                   divergence_bound=self.divergence_bound, return_train_score=self.return_train_score, **options)
 
         def keep(scored: list[int], rung: int) -> list[int]:
             i = rung_of[rung]
@@ -422,10 +455,10 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
         S = ctx.plan.n_splits
         ev.fit_time = np.full((len(rows), S), total / max(len(rows) * S, 1))
         ev.score_time = np.zeros((len(rows), S))
-        self.n_resources_ = [r * unit for r in rounds]
+        self.n_resources_ = list(seen)
         self.n_candidates_ = [len(e) for e in entered]
         self._final_rows = [i for i, (_, r) in enumerate(rows) if r == rounds[-1]]
-        more = {"iter": [rung_of[r] for _, r in rows], "n_resources": [r * unit for _, r in rows]}
+        more = {"iter": [rung_of[r] for _, r in rows], "n_resources": [seen[rung_of[r]] for _, r in rows]}
         return (format_results([candidates[c] for c, _ in rows], ev, self.return_train_score, more), f.passes_,
                 ev.estimators)
 
@@ -476,7 +509,54 @@ def _samples_per_round(ctx: Context, est: Any) -> int:
     if ctx.counts is None:
         ctx.counts = ctx.plan.chunk_counts(ctx.dX.chunks[0], ctx.dy)
     per_split = ctx.counts[:, :, TRAIN].sum(axis=0).mean()
-    return max(1, int(round(per_split * (1 - est.validation_fraction) * est.local_epochs)))
+    epochs = est.local_epochs if est.mode == "local" else 1
+    return max(1, int(round(per_split * (1 - est.validation_fraction) * epochs)))
+
+
+def _sample_rounds(ctx: Context, est: Any, resources: list[int], random_state: Any) -> tuple[list, list, list]:
+    """Successive halving's rungs of ``resources`` samples as fused rounds over whole chunks.
+
+    The chunks are visited in a seeded order (so that early rungs do not see only the first rows of data stored in
+    time order), the order repeated for later passes; rung i ends at the visit whose cumulative training rows are
+    nearest ``resources[i]`` (at least one visit more than rung i - 1). The visits between two rung ends are cut
+    into rounds at every full pass, so that a round trains on each chunk at most once. Returns the rounds (chunk
+    lists), the rounds done at each rung's end, and the samples seen there."""
+    from .._folds import TRAIN
+    from ._split import _seed
+
+    if ctx.counts is None:
+        ctx.counts = ctx.plan.chunk_counts(ctx.dX.chunks[0], ctx.dy)
+    train = ctx.counts[:, :, TRAIN]
+    held = np.array([[round(est.validation_fraction * n) if est.validation_fraction > 0 else 0 for n in row]
+                     for row in train])
+    per_chunk = (train - held).mean(axis=1) * est.local_epochs
+    n_chunks = len(per_chunk)
+    order = np.random.default_rng([_seed(random_state), 0xC4A]).permutation(n_chunks)
+    ends: list[int] = []
+    for r in resources:
+        visits = ends[-1] + 1 if ends else 1
+        cum = _visited(per_chunk, order, visits)
+        while True:  # the nearest cumulative count to r
+            nxt = cum + per_chunk[order[visits % n_chunks]]
+            if abs(nxt - r) >= abs(cum - r):
+                break
+            visits, cum = visits + 1, nxt
+        ends.append(visits)
+    rounds, done = [], []
+    start = 0
+    for end in ends:
+        while start < end:
+            stop = min(end, (start // n_chunks + 1) * n_chunks)
+            rounds.append(tuple(int(order[v % n_chunks]) for v in range(start, stop)))
+            start = stop
+        done.append(len(rounds))
+    return rounds, done, [int(round(_visited(per_chunk, order, e))) for e in ends]
+
+
+def _visited(per_chunk: np.ndarray, order: np.ndarray, visits: int) -> float:
+    """Training samples of the first ``visits`` chunk visits in ``order`` (repeated)."""
+    full, rest = divmod(visits, len(order))
+    return float(full * per_chunk.sum() + per_chunk[order[:rest]].sum())
 
 
 def _concat(evs: list[Evaluation]) -> Evaluation:

@@ -40,6 +40,27 @@ class _Compiled:
     unknown_out: int
     width: int
 
+    def problem(self, positions: bool) -> str | None:
+        """What is inconsistent in a restored column transform, else None: the model registry asks before the
+        transform runs. With ``positions`` (one-hot) the codes are where a kernel writes: below ``width``."""
+        bound = self.width if positions else 2**31
+        if type(self.width) is not int or not 0 <= self.width < 2**31 or type(self.missing_out) is not int \
+                or type(self.unknown_out) is not int or max(self.missing_out, self.unknown_out) >= bound:
+            return f"column {self.name!r}: width and codes must be integers, codes below the width"
+        for what, a, n in (("lookup", self.lookup, None if self.levels is None else len(self.levels) + 1),
+                           ("cat_out", self.cat_out, None if self.cats is None else len(self.cats))):
+            if a is None:
+                continue
+            if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind not in "iu" or (n is not None and
+                                                                                          len(a) != n):
+                return f"column {self.name!r}: {what} must be {n} integer codes"
+            if a.size and int(a.max()) >= bound:
+                return f"column {self.name!r}: {what} holds a code beyond the width {self.width}"
+        if (self.lookup is None) == (self.cats is None or self.cat_out is None) or (
+                self.cats is not None and (not isinstance(self.cats, np.ndarray) or self.cats.dtype.kind != "f")):
+            return f"column {self.name!r}: needs a lookup of levels or float categories with their codes"
+        return None
+
     def codes(self, piece: Piece) -> np.ndarray:
         if isinstance(piece, Codes):
             c = piece.codes
@@ -91,6 +112,15 @@ def _identify_infrequent(counts: np.ndarray, n_samples: int, min_frequency: Any,
 
 class _BaseEncoder(TableTransformer):
     _missing_is_category: ClassVar[bool] = True
+    #: whether output codes are one-hot positions (written at by the kernels) rather than ordinal values
+    _codes_are_positions: ClassVar[bool] = True
+
+    def _check_restored_state(self) -> str | None:
+        """A restored encoder's compiled columns checked (``_Compiled.problem``), for the model registry."""
+        compiled = getattr(self, "_compiled", [])
+        if not isinstance(compiled, list) or not all(isinstance(c, _Compiled) for c in compiled):
+            return "_compiled must be a list of compiled columns"
+        return next((p for p in (c.problem(self._codes_are_positions) for c in compiled) if p), None)
 
     def _needs(self, kind: str) -> set[str]:
         return set() if kind == "categorical" else {"values"}
@@ -350,6 +380,7 @@ class OrdinalEncoder(_BaseEncoder):
     [2.0, nan, 0.0]
     """
 
+    _codes_are_positions: ClassVar[bool] = False
     _missing_is_category: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict] = {
         "categories": [StrOptions({"auto"}), list],

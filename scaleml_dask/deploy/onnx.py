@@ -32,6 +32,19 @@ out as STRING.
 >>> sess = ort.InferenceSession(to_onnx(m).SerializeToString(), providers=["CPUExecutionProvider"])
 >>> bool(np.allclose(sess.run(["predict"], {"X": X})[0], m.predict(X), rtol=1e-12))
 True
+
+A pipeline of raw columns:
+
+>>> import pandas as pd
+>>> from scaleml_dask.pipeline import make_pipeline
+>>> from scaleml_dask.preprocessing import OneHotEncoder
+>>> from scaleml_dask.compose import make_column_transformer
+>>> df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "g": ["a", "b", "a", "b"]})
+>>> pipe = make_pipeline(make_column_transformer((OneHotEncoder(drop="first"), ["g"]), remainder="passthrough"),
+...                      Ridge(alpha=0.1)).fit(df, [1.0, 3.0, 3.0, 5.0])
+>>> sess = ort.InferenceSession(to_onnx(pipe).SerializeToString(), providers=["CPUExecutionProvider"])
+>>> bool(np.allclose(sess.run(["predict"], onnx_inputs(pipe, df))[0], pipe.predict(df), rtol=1e-12))
+True
 """
 
 from __future__ import annotations
@@ -146,3 +159,20 @@ def to_onnx(model: Any) -> Any:
     g = Graph()
     model._onnx_graph(g, g.input("X", "DOUBLE", ["N", int(model.n_features_in_)]))
     return g.model(f"scaleml_dask.{type(model).__name__}")
+
+
+def onnx_inputs(model: Any, rows: Any) -> dict[str, np.ndarray]:
+    """The inputs of a pipeline's ONNX graph for raw rows (a pandas DataFrame, a dict of columns, a list of row
+    dicts): one ``[N, 1]`` array per column, strings for categories (``""`` missing, unknown levels as given),
+    float64 for the others (NaN missing; booleans 0 / 1, date-times in seconds since the epoch)."""
+    schema = model.input_schema_
+    c = schema.canonical(rows)
+    out = {}
+    for col in schema:
+        v = c.columns[col.name]
+        if col.kind == "categorical":  # codes: >= 0 a level, -1 missing, -2 - i the i-th unknown level
+            table = np.array([*col.levels, "", *c.unknown.get(col.name, [])], dtype=object)
+            n = len(col.levels)
+            v = table[np.where(v >= 0, v, np.where(v == -1, n, n - 1 - v))]
+        out[col.name] = np.asarray(v).reshape(-1, 1)
+    return out

@@ -35,9 +35,19 @@ existing version fails and the save takes the next number). ``"latest"`` is the 
 The encoding of values: JSON null / bool / int / str / finite float as themselves, lists as lists, and
 tagged objects for everything else: ``{"$float": "nan"}``, ``{"$tuple": [...]}``, ``{"$dict": [[k, v],
 ...]}``, ``{"$scalar": dtype, "value": v}`` (numpy scalars), ``{"$array": name}``, ``{"$dtype": str}``,
-``{"$generator": bit generator, "state": ...}`` (``numpy.random.Generator``) and ``{"$dataclass":
-"module:Name", "fields": {...}}`` for the dataclasses of ``_loadable.DATACLASSES``. Anything else is
-refused when saving (``RegistryError`` naming the attribute).
+``{"$generator": bit generator, "state": ...}`` (``numpy.random.Generator``), ``{"$dataclass":
+"module:Name", "fields": {...}}`` for the dataclasses of ``_loadable.DATACLASSES``, ``{"$objects": [...]}`` (a 1-d
+object array of strings, numbers, booleans, nulls: feature names, categories), ``{"$type": dtype}`` (a numpy scalar
+type), ``{"$slice": [start, stop, step]}``, ``{"$value": name, "state": ...}`` for the objects of
+``_loadable.VALUES`` (an input schema) and ``{"$estimator": name, "params": ..., "state": ...}`` for an estimator
+nested in the model (a pipeline's steps, a ``ColumnTransformer``'s transformers), saved and checked as the model
+itself. Anything else is refused when saving (``RegistryError`` naming the attribute).
+
+What is saved of an estimator, and how a restored one is checked, is the estimator's part of the capability
+protocol (``scaleml_dask._deployable``): ``_saved_state()`` / ``_check_restored_state()``; the registry keeps no
+list of estimator types beyond the fixed table of names a file may use (``_loadable``). A model of raw columns (a
+pipeline) declares ``dtypes.input = "table"``, and its ``training`` statistics are those of its columns of numbers
+(``training.columns`` names them).
 
 Loading is parsing, never executing: names (classes, dataclasses, bit generators) are looked up in the fixed
 tables of ``_loadable``, dtypes must be plain scalar ones, every field of the document is checked for its type

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._tabular import TableInputError
-from ._base import Affine, Codes, ColumnState, OneHot, Piece, TableTransformer, of_values
+from ._base import Affine, Codes, ColumnState, OneHot, OnnxPiece, Piece, TableTransformer, of_values
 
 #: Output codes with a meaning of their own.
 NONE = -1  # no one-hot column (dropped, or an ignored unknown)
@@ -90,6 +90,14 @@ class _Compiled:
             value = "a missing value (none in fit)" if np.isnan(x[r]) else x[r]
         raise TableInputError(f"column {self.name!r}: unknown category {value!r} (not seen in fit; "
                               "handle_unknown='error')", column=self.name)
+
+
+def _onnx_levels(c: _Compiled, p: OnnxPiece, what: str) -> tuple[str, ...]:
+    if p.levels is None or c.lookup is None or c.levels is None:
+        raise ValueError(f"cannot export a {what} of numbers (column {c.name!r}) to ONNX: encode categories")
+    if not np.array_equal(c.lookup.astype(np.float32).astype(np.int64), c.lookup):
+        raise ValueError(f"cannot export a {what} to ONNX: codes of column {c.name!r} exceed float32")
+    return tuple(c.levels)
 
 
 def _identify_infrequent(counts: np.ndarray, n_samples: int, min_frequency: Any, max_categories: Any) -> np.ndarray:
@@ -356,6 +364,33 @@ class OneHotEncoder(_BaseEncoder):
     def _apply_columns(self, pieces: list[Piece]) -> list[Piece]:
         return [OneHot(c.codes(p), c.width) for c, p in zip(self._compiled, pieces)]
 
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
+        """ONNX-ML's OneHotEncoder over the fitted levels and ``""`` (missing), then a 0/1 MatMul placing each
+        where ``_Compiled.lookup`` does; an unknown level (all zeros) is placed by an indicator row, or under
+        handle_unknown="error" refused by the ONNX-ML operator itself."""
+        out = []
+        for c, p in zip(self._compiled, pieces):
+            levels = _onnx_levels(c, p, "OneHotEncoder")
+            raise_unknown = c.unknown_out == RAISE
+            hot = g.node("OneHotEncoder", [p.name], "onehot", domain="ai.onnx.ml", cats_strings=[*levels, ""],
+                         zeros=0 if raise_unknown else 1)
+            hot = g.node("Reshape", [g.node("Cast", [hot], "onehot64", to="DOUBLE"),
+                                     g.const("shape", np.array([-1, len(levels) + 1], dtype=np.int64))], "rows")
+            M = np.zeros((len(levels) + 2, c.width))
+            for i, code in enumerate(c.lookup):  # levels, then missing (the lookup's last entry)
+                if code >= 0:
+                    M[i, code] = 1.0
+            if c.unknown_out >= 0:
+                M[-1, c.unknown_out] = 1.0
+                one = g.const("one", np.ones((1, 1)))
+                total = g.node("ReduceSum", [hot, g.const("axis1", np.array([1], dtype=np.int64))], "seen",
+                               keepdims=1)
+                hot = g.node("Concat", [hot, g.node("Sub", [one, total], "unseen")], "rows_unknown", axis=1)
+            else:
+                M = M[:-1]
+            out.append(OnnxPiece(g.node("MatMul", [hot, g.const("place", M)], "placed"), c.width))
+        return out
+
     def _table_sparse(self) -> bool:
         return bool(self.sparse_output)
 
@@ -442,6 +477,26 @@ class OrdinalEncoder(_BaseEncoder):
             if self.handle_unknown == "use_encoded_value":
                 x[idx == UNKNOWN] = self.unknown_value
             out.append(x)
+        return out
+
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
+        """ONNX-ML's LabelEncoder from the fitted levels (and ``""``, missing) to the codes ``_apply_columns`` gives
+        (codes are small integers: exact in its float32 values); an unknown level gives ``unknown_value`` (NaN
+        under handle_unknown="error", which the operator cannot raise)."""
+        out = []
+        unknown = float(self.unknown_value) if self.handle_unknown == "use_encoded_value" else np.nan
+        for c, p in zip(self._compiled, pieces):
+            levels = _onnx_levels(c, p, "OrdinalEncoder")
+            codes = c.lookup.astype(np.float64)
+            codes[c.lookup == MISSING] = self.encoded_missing_value
+            codes[c.lookup == UNKNOWN] = unknown
+            codes[c.lookup == RAISE] = np.nan
+            flat = g.node("Reshape", [p.name, g.const("flat", np.array([-1], dtype=np.int64))], "flat")
+            x = g.node("LabelEncoder", [flat], "ordinal", domain="ai.onnx.ml", keys_strings=[*levels, ""],
+                       values_floats=codes.astype(np.float32).tolist(), default_float=float(unknown))
+            x = g.node("Cast", [x], "ordinal64", to="DOUBLE")
+            out.append(OnnxPiece(g.node("Reshape", [x, g.const("column", np.array([-1, 1], dtype=np.int64))],
+                                        "ordinal_column")))
         return out
 
     def _names_out(self, names: list[str]) -> list[str]:

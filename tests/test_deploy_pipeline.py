@@ -17,7 +17,7 @@ from scaleml_dask import cli
 from scaleml_dask.compose import make_column_transformer
 from scaleml_dask.deploy.compress import prediction_bound
 from scaleml_dask.deploy.onnx import onnx_inputs, to_onnx
-from scaleml_dask.deploy.registry import RegistryError, content_sha256, load_model, save_model
+from scaleml_dask.deploy.registry import RegistryError, content_sha256, load_model, read_metadata, save_model
 from scaleml_dask.linear_cv import RidgeCV
 from scaleml_dask.pipeline import make_pipeline
 from scaleml_dask.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, SimpleImputer, StandardScaler
@@ -136,7 +136,12 @@ def test_score_raw_tables_store_csv_parquet_and_cli(client, tmp_path, table, pip
     assert np.array_equal(np.array(g.attrs["y_levels"])[g["y"][:].astype(int)], clf.predict(frame))
     np.testing.assert_allclose(g["X"][:], clf.predict_proba(frame), rtol=1e-12)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.zarr", "s.zarr", "t.csv", "t.parquet", "t.zarr"]
-    save_model(reg, tmp_path / "models" / "reg")
+    save_model(reg, tmp_path / "models" / "reg", data=store)  # training statistics from the store, lazily
+    training = read_metadata(tmp_path / "models" / "reg")["training"]
+    np.testing.assert_allclose(training["feature_mean"], [np.nanmean(frame["price"]), frame["qty"].mean(),
+                                                          frame["member"].mean()], rtol=1e-12)
+    np.testing.assert_allclose(training["feature_std"], [np.nanstd(frame["price"]), frame["qty"].std(ddof=0),
+                                                         frame["member"].std(ddof=0)], rtol=1e-12)
     code = cli.main(["score", "--model", str(tmp_path / "models" / "reg"), "--dataset", str(tmp_path / "t.csv"),
                      "--out", str(tmp_path / "c.zarr"), "--scheduler", client.scheduler.address, "-q"])
     assert code == 0

@@ -51,6 +51,7 @@ VALUES: dict[str, tuple[str, str]] = {
     "scaleml_dask._tabular.InputSchema": ("scaleml_dask._tabular", "InputSchema"),
     "scaleml_dask.compose._column_transformer._Passthrough": ("scaleml_dask.compose._column_transformer",
                                                               "_Passthrough"),
+    "scaleml_dask.compose.make_column_selector": ("scaleml_dask.compose", "make_column_selector"),
 }
 
 #: The dataclasses a model's state may hold (``{"$dataclass": name, "fields": ...}``).

@@ -77,6 +77,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import errno
+import functools
 import hashlib
 import inspect
 import io
@@ -517,7 +518,8 @@ def _table_training(model: Any, data: Any, names: list[str], out: dict[str, Any]
     if table.lazy:
         cols = [table.arrays[table.where[c][0]] if table.where[c][1] is None else
                 table.arrays[table.where[c][0]][:, table.where[c][1]] for c in columns]
-        values = [a.map_blocks(canonical, schema[c].kind, dtype=np.float64) for a, c in zip(cols, columns)]
+        values = [a.map_blocks(functools.partial(canonical, schema[c].kind), dtype=np.float64)
+                  for a, c in zip(cols, columns)]
         stats = [da.nanmean(v) for v in values] + [da.nanstd(v) for v in values]
     else:
         values = [table.data.columns[c] for c in columns]

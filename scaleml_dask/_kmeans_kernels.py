@@ -246,55 +246,93 @@ def combine_lloyd(parts: list[LloydPart]) -> LloydPart:
 
 
 class CandidatePart(NamedTuple):
-    """A k-means|| round on a block: the cost under the candidates so far, the weight each candidate
-    attracts, and the rows that may be sampled (those whose key ``u / (w d²)`` is below ``ℓ / cost of this
-    block``: a superset of the rows below ``ℓ / total cost``, so the sample is exact after the reduction)."""
+    """Weighted candidate centres standing for a block (or, once combined, for several): every row of the
+    block counts towards its nearest candidate, so the weights sum to the block's weight; ``cost`` is the
+    block's weighted squared distance to them."""
 
-    cost: float
-    weights: np.ndarray
-    keys: np.ndarray
     x: np.ndarray
+    weights: np.ndarray
+    cost: float
 
 
-#: Per row, what a k-means|| round keeps on the workers for the next: the squared distance to the nearest
-#: candidate so far and that candidate's index (12 bytes a row; a 1-d array on the rows, so that rounds map
-#: over it with ``passes.map_row_chunks`` like any other row-chunked input).
-NEAREST = np.dtype([("d2", np.float64), ("label", np.int32)])
+#: k-means|| seeds a chunk on at most this many of its rows (a uniform sample, drawn in the same pass): the
+#: rounds' cost stays that of a small block however large the chunk.
+SEED_ROWS = 32_768
+#: Combined candidates beyond this many rows (or ``MAX_CANDIDATE_BYTES``) are summarised again by the same
+#: seeding (``reduce_candidates``), so that the client's final step stays small at any number of chunks.
+MAX_CANDIDATE_ROWS = 200_000
+MAX_CANDIDATE_BYTES = 256 * 2**20
 
 
-def candidate_block(x: np.ndarray, w: np.ndarray | None, prev: np.ndarray | None, *, centers: np.ndarray,
-                    offset: int, n_candidates: int, ell: float, seed: int, round_: int, chunk_index: int = -1,
-                    row_start: int = 0) -> tuple[np.ndarray, CandidatePart]:
-    """One k-means|| pass over a block, given each row's nearest candidate among the earlier ones (``prev``,
-    ``NEAREST`` records) and the candidates added since (``centers``, numbered from ``offset``): only
-    distances to the new ones are computed. Returns the updated ``NEAREST`` records and the round's part:
-    cost, weight attracted by each of the ``n_candidates``, and the rows that may join (probability
-    ``min(1, ℓ w d² / total cost)``).
-
-    The uniform draws come from a generator seeded by ``(seed, round_, chunk_index)``: the sample does not
-    depend on which worker runs the block.
-    """
-    x, w = _checked(x, w, chunk_index, row_start)
-    d2 = np.full(len(x), np.inf) if prev is None else prev["d2"].copy()  # contiguous copies: prev is kept
-    labels = np.zeros(len(x), np.int32) if prev is None else prev["label"].copy()  # in cluster memory
-    _nonfinite(x, update_nearest(x, centers, w, d2, labels, offset), chunk_index, row_start)
-    weights = np.bincount(labels, weights=w, minlength=n_candidates).astype(np.float64)
-    cost = float(d2.sum() if w is None else w @ d2)
-    keep = np.empty(0, np.int64)
-    keys = np.empty(0)
-    if ell > 0 and cost > 0:
-        u = np.random.default_rng([seed, round_, max(chunk_index, 0)]).random(len(d2))
+def seed_candidates(x: np.ndarray, w: np.ndarray | None, ell: float, rounds: int, rng: np.random.Generator
+                    ) -> CandidatePart:
+    """k-means|| (Bahmani et al., 2012) within ``x``: a first row drawn ∝ weight, then ``rounds`` rounds each
+    adding every row with probability ``min(1, ℓ w d² / cost)`` (d² to the nearest candidate so far, computed
+    for the new candidates only), then the weight each candidate attracts. The block is in memory once for
+    all rounds: no pass over the data per round."""
+    n, d = x.shape
+    total_w = float(n if w is None else w.sum())
+    if n == 0 or total_w <= 0:
+        return CandidatePart(np.empty((0, d)), np.empty(0), 0.0)
+    first = int(rng.integers(n)) if w is None else int(np.searchsorted(np.cumsum(w), rng.random() * total_w,
+                                                                        side="right"))
+    cands = [np.asarray(x[min(first, n - 1)][None, :], dtype=np.float64)]
+    d2, labels = np.full(n, np.inf), np.zeros(n, np.int32)
+    cost = update_nearest(x, cands[0], w, d2, labels, 0)
+    count = 1
+    for _ in range(rounds):
+        if not cost > 0:
+            break
         wd2 = d2 if w is None else w * d2
-        with np.errstate(divide="ignore"):
-            keys = np.where(wd2 > 0, u / wd2, np.inf)
-        keep = np.flatnonzero(keys < ell / cost)
-    rows = np.asarray(x[keep], dtype=np.float64).reshape(-1, x.shape[1])
-    state = np.empty(len(x), NEAREST)
-    state["d2"], state["label"] = d2, labels
-    return state, CandidatePart(cost, weights, keys[keep], rows)
+        new = np.flatnonzero(rng.random(n) * cost < ell * wd2)
+        if not len(new):
+            break
+        cands.append(np.asarray(x[new], dtype=np.float64).reshape(len(new), d))
+        cost = update_nearest(x, cands[-1], w, d2, labels, count)
+        count += len(new)
+    weights = np.bincount(labels, weights=w, minlength=count).astype(np.float64)
+    return CandidatePart(np.concatenate(cands), weights, float(cost))
 
 
-def combine_candidates(parts: list[CandidatePart]) -> CandidatePart:
-    """Sum costs and weights in order; concatenate the sampled rows in block order."""
-    return CandidatePart(float(sum(p.cost for p in parts)), sum(p.weights for p in parts[1:]) + parts[0].weights,
-                         np.concatenate([p.keys for p in parts]), np.concatenate([p.x for p in parts]))
+def candidate_block(x: np.ndarray, w: np.ndarray | None, *, ell: float, rounds: int, seed: int,
+                    chunk_index: int = -1, row_start: int = 0) -> CandidatePart:
+    """The k-means|| initialisation's only pass, on one block: ``seed_candidates`` on the block, or on a uniform
+    sample of ``SEED_ROWS`` of its rows if it has more (the candidates' weights then scaled to the block's:
+    they only weigh the candidates against each other). The draws come from a generator seeded by
+    ``(seed, chunk_index)``, so the candidates do not depend on which worker runs the block."""
+    x, w = _checked(x, w, chunk_index, row_start)
+    rng = np.random.default_rng([seed, max(chunk_index, 0)])
+    if len(x) > SEED_ROWS:
+        rows = np.sort(rng.choice(len(x), SEED_ROWS, replace=False))
+        ws = None if w is None else w[rows]
+        part = seed_candidates(np.asarray(x[rows]), ws, ell, rounds, rng)
+        total = float(len(x) if w is None else w.sum())
+        sampled = float(SEED_ROWS if ws is None else ws.sum())
+        if sampled > 0:  # the sample's weights stand for the block's
+            _nonfinite(x, float(np.sum(x)), chunk_index, row_start)  # the rows the sample left out too
+            scale = total / sampled
+            return CandidatePart(part.x, part.weights * scale, part.cost * scale)
+    part = seed_candidates(x, w, ell, rounds, rng)
+    _nonfinite(x, part.cost, chunk_index, row_start)
+    return part
+
+
+def reduce_candidates(part: CandidatePart, ell: float, rounds: int, seed: int) -> CandidatePart:
+    """Weighted candidates summarised by ``seed_candidates`` on themselves (their weights carried to the
+    nearest new candidate), when there are more than ``MAX_CANDIDATE_ROWS`` / ``MAX_CANDIDATE_BYTES``:
+    the composition of k-means|| summaries of Ailon, Jaiswal & Monteleoni (2009, streaming k-means)."""
+    x = part.x
+    if len(x) <= min(MAX_CANDIDATE_ROWS, MAX_CANDIDATE_BYTES // max(1, 8 * x.shape[1])):
+        return part
+    target = min(MAX_CANDIDATE_ROWS, MAX_CANDIDATE_BYTES // max(1, 8 * x.shape[1])) // 4
+    small = seed_candidates(x, part.weights, max(ell, target / max(rounds, 1)), rounds,
+                            np.random.default_rng([seed, len(x)]))
+    return CandidatePart(small.x, small.weights, part.cost + small.cost)
+
+
+def combine_candidates(parts: list[CandidatePart], ell: float = 0.0, rounds: int = 0, seed: int = 0
+                       ) -> CandidatePart:
+    """Concatenate the parts' candidates in block order (summarised again past the size limits)."""
+    joined = CandidatePart(np.concatenate([p.x for p in parts]), np.concatenate([p.weights for p in parts]),
+                           float(sum(p.cost for p in parts)))
+    return reduce_candidates(joined, ell, rounds, seed) if rounds else joined

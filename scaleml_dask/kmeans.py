@@ -4,14 +4,15 @@ Every pass maps a pure block kernel of ``_kmeans_kernels`` over the row chunks a
 results by the fixed tree of ``passes.tree_reduce``, in one ``dask.compute``: the result depends on the
 chunking and ``random_state``, never on the number of workers or the order tasks finish in.
 
-- **k-means||** (Bahmani et al., 2012): a first centre drawn at random, then ``init_rounds`` passes, each
-  computing every row's d² to the candidates and sampling ``ℓ = oversampling_factor × k`` new candidates in
-  expectation with probability ∝ d² (the per-chunk threshold trick of ``candidate_block`` makes the sample
-  exact within that same pass). A last pass counts the weight each candidate attracts; a weighted
-  k-means++ and weighted Lloyd iterations on the few hundred candidates (scikit-learn's, in memory) give
-  the ``k`` initial centres. ``init_rounds + 1`` passes in all (fewer if every row is already a candidate);
-  each row's nearest candidate (12 bytes) is kept on the workers between rounds, so a round computes the
-  distances to its new candidates only.
+- **k-means||** (Bahmani et al., 2012) in **one pass**: each chunk's task runs k-means|| on its own rows, in
+  memory — a first row drawn at random, then ``init_rounds`` rounds each adding every row with probability
+  ``min(1, ℓ w d² / cost)`` (``ℓ = oversampling_factor × k``, d² to the chunk's candidates so far, computed
+  for the new ones only) — and returns its candidates weighted by the rows nearest to each. The weighted
+  candidates of all chunks (summarised again by the same seeding past ``MAX_CANDIDATE_ROWS``: the composition
+  of Ailon, Jaiswal & Monteleoni's streaming k-means) are reduced to ``k`` centres in memory by a weighted
+  k-means++ and weighted Lloyd iterations (scikit-learn's). On data larger than memory every pass is a read
+  of the store: the whole-data k-means|| paid ``init_rounds + 1`` of them, this pays one
+  (``benchmarks/README.md``, "Larger than memory"). ``n_init`` initialisations share that pass.
 - **Lloyd**: each pass assigns every row (GEMM distances, argmin, partial sums, weights and inertia in one
   compiled loop, float64 accumulation) and returns the chunk's farthest rows, where empty clusters are
   relocated as scikit-learn does. It stops when the squared centre shift is at most ``tol`` × the mean
@@ -25,6 +26,7 @@ chunking and ``random_state``, never on the number of workers or the order tasks
 
 from __future__ import annotations
 
+import functools
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -38,7 +40,6 @@ from sklearn.utils.validation import _check_feature_names
 
 from ._deployable import CentreWeights
 from ._kmeans_kernels import (
-    NEAREST,
     LloydPart,
     candidate_block,
     combine_candidates,
@@ -49,7 +50,7 @@ from ._kmeans_kernels import (
 )
 from ._moments import check_sample_weight
 from ._repr import FittedSummaryMixin
-from .passes import map_row_chunks, one_pass, tree_reduce
+from .passes import one_pass
 from .validation import (
     as_dask_array,
     check_array,
@@ -99,7 +100,7 @@ class KMeans(CentreWeights, FittedSummaryMixin, ClusterMixin, TransformerMixin, 
     >>> X = np.vstack([rng.normal(c, 0.1, size=(50, 2)) for c in ([0, 0], [5, 5], [0, 5])])
     >>> km = KMeans(n_clusters=3, random_state=0).fit(X)
     >>> sorted((np.round(km.cluster_centers_) + 0.0).tolist()), km.n_iter_
-    ([[0.0, 0.0], [0.0, 5.0], [5.0, 5.0]], 1)
+    ([[0.0, 0.0], [0.0, 5.0], [5.0, 5.0]], 2)
     """
 
     _parameter_constraints: ClassVar[dict] = {
@@ -143,9 +144,11 @@ class KMeans(CentreWeights, FittedSummaryMixin, ClusterMixin, TransformerMixin, 
         labels_source = dX
         dX, w = _held_in_cluster_memory(dX, w)  # numpy input too: sent to the workers once, not at every pass
         rng = check_random_state(self.random_state)
+        cands = kmeans_parallel_candidates(dX, w, rng, self.oversampling_factor * k, self.init_rounds) \
+            if init is None and self.init == "k-means||" else None
         best = None
         for _ in range(1 if init is not None else self.n_init):
-            C0 = init if init is not None else self._initial_centers(dX, w, Xn, sample_weight, rng)
+            C0 = init if init is not None else self._initial_centers(dX, w, Xn, sample_weight, rng, cands)
             run = _lloyd(dX, w, C0, self.max_iter, self.tol)
             if best is None or run[1] < best[1]:
                 best = run
@@ -156,12 +159,12 @@ class KMeans(CentreWeights, FittedSummaryMixin, ClusterMixin, TransformerMixin, 
         return self
 
     def _initial_centers(self, dX: da.Array, w: da.Array | None, Xn: np.ndarray | None, sample_weight: Any,
-                         rng: np.random.RandomState) -> np.ndarray:
+                         rng: np.random.RandomState, cands: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
         from sklearn.cluster import kmeans_plusplus
 
         k = self.n_clusters
-        if self.init == "k-means||":
-            return _kmeans_parallel(dX, w, k, rng, self.oversampling_factor * k, self.init_rounds)
+        if cands is not None:
+            return reduce_candidates(dX, *cands, k, rng)
         if Xn is not None:
             sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
             return kmeans_plusplus(Xn.astype(np.float64, copy=False), k, sample_weight=sw, random_state=rng)[0]
@@ -295,62 +298,26 @@ def _updated_centers(p: LloydPart, C: np.ndarray) -> np.ndarray:
     return new
 
 
-def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.RandomState, ell: float,
-                     rounds: int) -> np.ndarray:
-    """k-means|| (Bahmani et al.): candidates by d²-sampling rounds (``kmeans_parallel_candidates``), reduced to
-    ``k`` by weighted k-means++ and weighted Lloyd in memory (``reduce_candidates``)."""
-    cands, weights = kmeans_parallel_candidates(dX, w, rng, ell, rounds)
-    return reduce_candidates(dX, cands, weights, k, rng)
-
-
 def kmeans_parallel_candidates(dX: da.Array, w: da.Array | None, rng: np.random.RandomState, ell: float,
                                rounds: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k-means|| candidates and the weight each attracts (``ell`` sampled per round in expectation).
-
-    Each row's nearest candidate so far (``NEAREST``, 12 bytes a row) stays in cluster memory between rounds,
-    so a round computes distances to the candidates it adds only (about ``ℓ``), not to all of them. Rounds map
-    over the row chunks with ``map_row_chunks``, as Lloyd passes do: a chunk streamed from the store is read
-    inside its round's task, which runs where that chunk's state is (no read task, no chunk or state moved
-    between workers).
-    """
-    n = dX.shape[0]
-    cands = np.asarray(dX[int(rng.randint(n))].compute(), dtype=np.float64)[None, :]
+    """The weighted k-means|| candidates of every chunk and their weights, in one pass (module docstring)."""
     seed = int(rng.randint(2**31))
-    state = None
-    new, offset = cands, 0
-    for r in range(rounds + 1):
-        last = r == rounds
-        outs = map_row_chunks(candidate_block, dX, w, state, centers=new, offset=offset, n_candidates=len(cands),
-                              ell=0.0 if last else ell, seed=seed, round_=r)
-        reduced = tree_reduce([o[1] for o in outs], combine_candidates)
-        if last:
-            p = reduced.compute()
-            break
-        nearest_so_far = da.concatenate([da.from_delayed(o[0], (rows,), dtype=NEAREST)
-                                         for o, rows in zip(outs, dX.chunks[0])])
-        nearest_so_far, reduced = dask.persist(nearest_so_far, reduced)
-        p = reduced.compute()
-        state = nearest_so_far  # only now: the round's tasks need the previous state until they have run
-        if p.cost == 0:
-            break
-        new, offset = p.x[p.keys < ell / p.cost], len(cands)
-        cands = np.vstack([cands, new])
-        if not len(new):
-            break
-    return cands, p.weights
+    combine = functools.partial(combine_candidates, ell=ell, rounds=rounds, seed=seed)
+    part = _pass(candidate_block, combine, dX, w, ell=ell, rounds=rounds, seed=seed)
+    return part.x, part.weights
 
 
 def reduce_candidates(dX: da.Array, cands: np.ndarray, weights: np.ndarray, k: int,
                       rng: np.random.RandomState) -> np.ndarray:
     """``k`` centres from weighted candidates: weighted k-means++, then weighted Lloyd (in memory); rows drawn
-    from ``dX`` when there are fewer candidates than ``k``."""
+    from ``dX`` when fewer than ``k`` distinct candidates carry weight."""
     from sklearn.cluster import KMeans as SkKMeans
     from sklearn.cluster import kmeans_plusplus
 
-    n = dX.shape[0]
-    if len(cands) <= k:
-        extra = np.sort(rng.choice(n, k - len(cands), replace=False))
-        return np.vstack([cands, np.asarray(dX[extra].compute(), dtype=np.float64)]) if len(extra) else cands
+    if np.count_nonzero(weights) <= k:  # as many candidates as clusters: every distinct row is a centre
+        distinct = np.unique(cands[weights > 0], axis=0)
+        extra = np.sort(rng.choice(dX.shape[0], k - len(distinct), replace=False))
+        return np.vstack([distinct, np.asarray(dX[extra].compute(), dtype=np.float64)]) if len(extra) else distinct
     C0 = kmeans_plusplus(cands, k, sample_weight=weights, random_state=rng)[0]
     km = SkKMeans(k, init=C0, n_init=1, max_iter=CANDIDATE_ITER, random_state=rng)
     return km.fit(cands, sample_weight=weights).cluster_centers_

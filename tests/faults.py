@@ -4,8 +4,10 @@
   killed worker, so one cluster serves several tests) and yields a connected ``Client``;
 - :class:`KillOnTask` is a WorkerPlugin that SIGKILLs its own worker process when the ``after``-th task whose
   key prefix is ``prefix`` starts executing there: a kill while the fit is running one of its tasks, triggered
-  by the worker's own state machine instead of a clock, once across the cluster (an ``O_EXCL`` flag file
-  records which worker died);
+  by the worker's own state machine instead of a clock, once across the cluster (a flag file, created by an
+  atomic ``link``, records which worker died);
+- :class:`HoldOnTask` hangs its worker the same way instead, and :func:`remove_on_flag` then tears the worker's
+  host down on the network harness (``benchmarks/cluster_net.py``): a host vanishing mid-task;
 - :class:`TaskRecorder` is a SchedulerPlugin recording the workers the scheduler removed and how often each
   task was sent to a worker, so a test can assert that tasks really were recomputed;
 - :func:`undisturbed_and_killed` runs a fit twice on the cluster, the second time with the kill armed, and
@@ -23,6 +25,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -73,10 +77,9 @@ def process_cluster(n_workers: int = 2, cwd: str | os.PathLike | None = None) ->
                 p.kill()
 
 
-class KillOnTask(WorkerPlugin):
-    """SIGKILL this worker process when its ``after``-th task of key prefix ``prefix`` starts executing (once)."""
-
-    name = "kill-on-task"
+class _OnTask(WorkerPlugin):
+    """When this worker's ``after``-th task of key prefix ``prefix`` starts executing, claim ``flag`` — once
+    across the cluster: it appears whole, naming the worker, the process and the task — and ``act``."""
 
     def __init__(self, prefix: str, flag: str | os.PathLike, after: int = 2) -> None:
         self.prefix, self.flag, self.after = prefix, str(flag), after
@@ -91,13 +94,61 @@ class KillOnTask(WorkerPlugin):
         self.seen += 1
         if self.seen < self.after:
             return
+        mine = f"{self.flag}.{os.getpid()}"
+        Path(mine).write_text(json.dumps({"address": self.worker.address, "pid": os.getpid(), "key": str(key)}))
         try:
-            fd = os.open(self.flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.link(mine, self.flag)  # atomic and exclusive: the first worker here wins
         except FileExistsError:
-            return  # another worker (or this one's predecessor) already died for this test
-        os.write(fd, json.dumps({"address": self.worker.address, "pid": os.getpid(), "key": str(key)}).encode())
-        os.close(fd)
+            return  # another worker (or this one's predecessor) already did it for this test
+        finally:
+            os.unlink(mine)
+        self.act()
+
+    def act(self) -> None:
+        raise NotImplementedError
+
+
+class KillOnTask(_OnTask):
+    """SIGKILL this worker process when its ``after``-th task of key prefix ``prefix`` starts executing (once)."""
+
+    name = "kill-on-task"
+
+    def act(self) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class HoldOnTask(_OnTask):
+    """Hang this worker — its event loop held for ``hold_s`` — when its ``after``-th task of key prefix
+    ``prefix`` is about to run (once): a host about to vanish, for :func:`remove_on_flag` to tear down."""
+
+    name = "hold-on-task"
+
+    def __init__(self, prefix: str, flag: str | os.PathLike, after: int = 2, hold_s: float = 60.0) -> None:
+        super().__init__(prefix, flag, after)
+        self.hold_s = hold_s
+
+    def act(self) -> None:
+        time.sleep(self.hold_s)
+
+
+def remove_on_flag(nc: Any, flag: str | os.PathLike, timeout: float = 300.0) -> threading.Thread:
+    """A thread that waits for :class:`HoldOnTask`'s flag and then removes the worker host it names from the
+    network harness ``nc`` (``benchmarks/cluster_net.NetCluster``); its ``removed`` attribute is that worker's
+    index once done."""
+    def run() -> None:
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(flag) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if os.path.exists(flag):
+            address = json.loads(Path(flag).read_text())["address"]
+            i = next(i for i in range(nc.n_workers) if nc.worker_address(i) == address)
+            nc.remove_worker(i)
+            thread.removed = i
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.removed = None
+    thread.start()
+    return thread
 
 
 class TaskRecorder(SchedulerPlugin):

@@ -157,17 +157,19 @@ def held_out_rows(part: Part) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sync_gradients(W: np.ndarray, seed: int, step: int, problem: Problem,
-                   *parts: Part) -> tuple[str, list[tuple[Any, int]]]:
-    """Mini-batch ``step`` of every persisted block one worker holds (sync mode), in one reply: per block
-    its gradient message (compressed with that block's error feedback) and rows; and the address of the
-    worker that ran the task, so the client can tell when the blocks have moved."""
+                   *parts: Part) -> tuple[str, float, list[tuple[Any, int]]]:
+    """Mini-batch ``step`` of the persisted blocks given to one worker (sync mode), in one reply: per
+    block its gradient message (compressed with that block's error feedback) and rows; the address of the
+    worker that ran the task, so the client can tell when a worker was lost; and the seconds the task
+    computed, which the client's balancing needs (``_balance``)."""
     from distributed import get_worker
 
+    t0 = time.perf_counter()
     replies = []
     for part in parts:
         G, rows = part.gradient(W, seed, step, problem)
         replies.append((send(G, problem, part.index), rows))
-    return get_worker().address, replies
+    return get_worker().address, time.perf_counter() - t0, replies
 
 
 def local_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: int, W: np.ndarray,

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..checkpoint import Checkpointer
 from ..passes import map_row_chunks
+from ._balance import Balancer
 from ._blocks import (
     SERVER_TIMEOUT_S,
     ParameterServer,
@@ -126,14 +127,30 @@ def distributed_client(mode: str) -> Any:
                            "(mode='local' also runs on the local dask scheduler)") from exc
 
 
-def _by_holder(client: Any, parts: list) -> dict[str | None, list[int]]:
-    """Indices of the persisted blocks (in block order) grouped by the worker holding each (the first
-    address if several do; None while a lost block has no holder yet)."""
+def _holders(client: Any, parts: list) -> dict[int, set[str]]:
+    """The workers holding a copy of each persisted block (an empty set while a lost block has none)."""
     who = client.who_has(parts)
-    groups: dict[str | None, list[int]] = {}
-    for i, part in enumerate(parts):
-        groups.setdefault(min(who.get(part.key, ()), default=None), []).append(i)
-    return groups
+    return {i: set(who.get(part.key, ())) for i, part in enumerate(parts)}
+
+
+def _balancer(client: Any, parts: list, sizes: list[int], width: int) -> Balancer:
+    """A fresh plan of blocks per worker: each block where it is (``_balance``)."""
+    return Balancer(_holders(client, parts), [8 * n * width for n in sizes])
+
+
+#: Sync and async SGD refuse data larger than this share of the workers' memory limits (dask's own spilling
+#: starts at 60 % of a worker's limit: blocks held for every step would be written to disk and read back).
+HELD_FRACTION = 0.6
+
+
+def _check_fits_in_memory(client: Any, mode: str, nbytes: int) -> None:
+    """A ``MemoryError`` naming the sizes if the blocks ``mode`` keeps in the workers' memory cannot fit there."""
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+    if all(limits) and nbytes > HELD_FRACTION * sum(limits):
+        raise MemoryError(f"mode={mode!r} keeps the training blocks in the workers' memory for the whole fit: "
+                          f"{nbytes / 1e9:.2f} GB of data, but {len(limits)} workers can hold "
+                          f"{HELD_FRACTION * sum(limits) / 1e9:.2f} GB ({HELD_FRACTION:.0%} of their memory limits). "
+                          "Use mode='local', which streams the data from the store, or more workers")
 
 
 def _raise_first_error(futures: list) -> None:
@@ -223,6 +240,7 @@ class Trainer:
     def _run_persisted(self, dX: da.Array, dy: da.Array, target: int) -> None:
         cfg, problem = self.config, self.config.problem
         client = distributed_client(cfg.mode)
+        _check_fits_in_memory(client, cfg.mode, dX.nbytes + dy.nbytes)
         parts = client.compute(map_row_chunks(split_block, dX, dy, problem=problem))  # each reads its rows
         _raise_first_error(parts)
         if self.X_val is None:  # from the split blocks, on the workers holding them
@@ -242,21 +260,25 @@ class Trainer:
                 client.run(clear_residuals, problem.ef_key)
 
     def _sync_epochs(self, client: Any, parts: list, sizes: list[int], target: int) -> None:
+        from distributed import as_completed
+
         st, problem = self.st, self.config.problem
         b = problem.batch_size
-        groups = _by_holder(client, parts)
+        width = sum(st.W.shape)  # float64 values of a block's row, about: its features and targets
+        balancer = _balancer(client, parts, sizes, width)
         while st.epoch < target:
             seed = st.next_seed()
             steps = max(n_batches(n, b) for n in sizes)
             every = max(1, steps // 8)
             for step in range(steps):
-                tasks = [(addr, active) for addr, blocks in groups.items()
-                         if (active := [i for i in blocks if step * b < sizes[i]])]
-                futures = [client.submit(sync_gradients, st.W, seed, step, problem, *(parts[i] for i in active),
+                tasks = balancer.tasks(i for i in range(len(parts)) if step * b < sizes[i])
+                t0 = time.perf_counter()
+                futures = [client.submit(sync_gradients, st.W, seed, step, problem, *(parts[i] for i in blocks),
                                          workers=addr and [addr], allow_other_workers=addr is not None,
-                                         pure=False) for addr, active in tasks]
+                                         pure=False) for addr, blocks in tasks]
+                round_trip = {f.key: time.perf_counter() - t0 for f in as_completed(futures)}
                 replies = client.gather(futures)
-                by_block = {i: reply for (_, active), (_, msgs) in zip(tasks, replies)
+                by_block = {i: reply for (_, active), (_, _, msgs) in zip(tasks, replies)
                             for i, reply in zip(active, msgs)}
                 results = [by_block[i] for i in sorted(by_block)]  # sum in block order: grouping-independent
                 rows = sum(n for _, n in results)
@@ -265,8 +287,15 @@ class Trainer:
                 st.samples += rows
                 st.rounds += 1
                 st.W = problem.descend(st.W, G, st.opt)
-                if any(ran != addr for (addr, _), (ran, _) in zip(tasks, replies)):
-                    groups = _by_holder(client, parts)  # a worker was lost (or blocks moved): regroup
+                for (addr, blocks), f, (ran, seconds, _) in zip(tasks, futures, replies):
+                    if ran == addr:
+                        balancer.observe(addr, round_trip[f.key], seconds, len(blocks))
+                if any(ran != addr for (addr, _), (ran, _, _) in zip(tasks, replies)):
+                    balancer = _balancer(client, parts, sizes, width)  # a worker was lost: start again
+                elif (step + 1) % every == 0 and balancer.rebalance(
+                        steps - step - 1 + (target - st.epoch - 1) * steps, _holders(client, parts)):
+                    log.info("sync SGD: blocks per worker now %s (%.1f MB copied so far)",
+                             {w: len(bs) for w, bs in balancer.plan.items()}, balancer.moved_bytes / 1e6)
                 if (step + 1) % every == 0 and step + 1 < steps:
                     self.record()
             if self.end_epoch():

@@ -1,0 +1,327 @@
+"""What a fit costs on a dask cluster, term by term, from constants measured on this machine.
+
+A fit is a fixed cost — opening the store, checking the input, the client's own work (a QR / SVD of the combined
+factor, reducing k-means|| candidates, held-out losses), the round trips of its ``dask.compute`` calls, a
+parameter server's start — plus its work: *passes* over the row chunks (each one ``dask.compute``, reduced by
+a tree) and, for sync and async SGD, *steps* over blocks held in cluster memory. The fixed cost is measured per
+method as the whole fit of a one-chunk store (the same passes and round trips, no data to speak of); the
+work is modelled. A pass is a pipeline whose time is that of its bottleneck, plus the last transfer to the
+client, which cannot overlap:
+
+    pass = max(compute, cpu, scheduler, client, network, storage) + tail
+
+- compute   = ⌈C / (P T)⌉ (t_k + ω)              the busiest worker thread's chain of chunk tasks
+- cpu       = (C (t_k + ω) + m (t_c + ω) + (C + m)(σ + γ)) / min(cores, P T + 2)
+              every process sharing ``cores`` CPUs (the harness: this VM's 2 for all; a real cluster: one per
+              worker thread — then the term is absent)
+- scheduler = (C + m) σ                           the scheduler is one process on one core: serial
+- client    = (C + m) γ                           graph building and communication on the client
+- network   = max(C / P, ⌈m / P⌉ 8 (P − 1) / P) s / (e R)   partial results through the busiest worker link:
+              leaving its chunk tasks, or arriving at its combines (8 inputs each, all but 1/P from elsewhere)
+- storage   = C b / P / S                         chunk bytes read over the network from shared storage
+
+A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) stretches its threads' CPU work by
+f = max(1, T / q): t_k, t_c and ω are multiplied by f in ``compute``, and P T / f replaces P T in ``cpu``.
+- tail      = n s / (e R)                         the parts that reach the client: the tree's last level
+                                                  (n = min(C, 8)), or every chunk's (n = C: SGD local)
+
+C chunks of r rows and b bytes, m combine tasks (fan-in 8, the last combine on the client), P workers of T
+threads, t_k / t_c the chunk / combine task's time on one core (read from the page cache + kernel), ω / σ / γ
+the worker's / scheduler's / client's CPU per task besides the kernel, s the bytes of one chunk's partial
+result, R the link rate (bit/s / 8), e the share of it an HTB-shaped link delivered to TCP, S a worker's storage
+bandwidth (None: the data are local, their read is in t_k).
+
+Per method (``predict``; ``fixed_s[method]`` measured):
+- regression, PCA: one pass, s = (d + 2)² 8 bytes (the Gram / R factor of [X | y | 1]);
+- KMeans: the k-means|| pass (s = a chunk's candidates, (1 + 2 k · rounds)(d + 1) 8), one Lloyd pass per
+  iteration (s ≈ (2 k d + 2 k) 8), and the client's reduction of min(C (1 + 2 k · rounds), 200,000)
+  candidates (κ_c per candidate; the tree's combines summarise past 200,000, their cost not modelled); data
+  that fit in a quarter of the workers' memory are first persisted, which maps the page cache (its round trip
+  is in the fixed cost);
+- SGD local: one pass per round, every chunk's result to the client (its weight change, and in the first
+  round its held-out rows, a fraction v of its rows);
+- SGD sync: the persisting pass (``split_block``), the held-out rows to the client, then
+  S = ⌈r (1 − v) / B⌉ steps per epoch, each
+  ``max(ψ + (Q − 1)(σ + γ), ψ + ⌈C / Q⌉ t_g, quota, cpu)`` for Q busy threads (ψ: a step's round trip with
+  one trivial task, t_g: one block's mini-batch gradient; quota = f (⌈Q / P⌉ ω + ⌈C / Q⌉ t_g), the busiest
+  host's CPU per step under its quota);
+- SGD async: as sync up to the steps; then every block pushes ⌈S / p⌉ times (p gradients each, two actor calls
+  of α), its worker's blocks one after another, against the parameter server's serial ρ per push:
+  ``epoch = max(⌈C / (P T)⌉ ⌈S / p⌉ (2 α + p t_g), C ⌈S / p⌉ ρ)``, α the mean of a call to a server on the
+  same worker (α_local, 1 block in P) and on another (α_remote);
+- search (the fused search of ``model_selection``: N candidates × k folds, R rounds of local SGD): R + 1 passes
+  (the last one scores only), every chunk's N k weight changes to the client (s = N k (d + 1) 8), t_k the
+  fused task's time per chunk (``kernel_s["search"]``, measured for the benchmark's N k, averaged over its
+  passes; the training part grows with N k, so other sizes need their own measurement).
+
+``constants.json`` beside this module holds what ``bench_scale.py --calibrate`` measured (date and conditions
+in its notes); ``project`` evaluates a method from 1 to 1,000 workers, each on a core of its own, and names the
+term that dominates at each size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CONSTANTS = Path(__file__).with_name("constants.json")
+FAN_IN = 8
+MAX_CANDIDATES = 200_000  # k-means||: the most candidates a combine passes on (``MAX_CANDIDATE_ROWS``)
+
+
+@dataclass(frozen=True)
+class Constants:
+    """Measured on one machine (``bench_scale.py --calibrate``); seconds unless named otherwise."""
+
+    kernel_s: dict[str, float]         # per chunk task (sgd_grad: per block and step), one core, page cache warm
+    combine_s: dict[str, float]        # per combine task of the tree
+    fixed_s: dict[str, float]          # the whole fit of a one-chunk store, per method
+    worker_task_s: float               # ω: worker CPU per task besides the kernel
+    scheduler_task_s: float            # σ: scheduler CPU per task
+    client_task_s: float               # γ: client CPU per task
+    step_s: float                      # ψ: a sync step with one trivial task (submit, wait, gather)
+    link_efficiency: float             # e: TCP throughput / an HTB link's nominal rate
+    async_call_s: float                # α_remote: an actor call's round trip between two workers (pull or push)
+    async_local_call_s: float          # α_local: the same, the actor on the calling task's own worker
+    async_server_s: float              # ρ: the parameter server's CPU per push
+    kmeans_client_s: float             # κ_c: client seconds per k-means|| candidate (weighted k-means++ and Lloyd)
+    cores: float | None = None         # CPUs the cluster's processes share (None: enough for every process)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path = CONSTANTS) -> Constants:
+        return cls(**json.loads(Path(path).read_text()))
+
+    def save(self, path: Path = CONSTANTS) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What is fitted: ``method`` in ``METHODS``, the data's shape and chunking, the method's settings."""
+
+    method: str
+    rows: int
+    features: int
+    chunk_rows: int = 250_000
+    k: int = 20                    # KMeans
+    lloyd_iter: int = 3
+    init_rounds: int = 5
+    epochs: int = 1                # SGD
+    batch_size: int = 2000
+    push_every: int = 4
+    validation_fraction: float = 0.01
+    candidates: int = 16           # search: candidates x folds, ``epochs`` rounds
+    folds: int = 3
+    fixed: str | None = None       # the key of ``fixed_s`` (default: ``method``)
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.rows // self.chunk_rows)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """P workers of T threads; links of ``link_bps`` (None: unshaped); ``storage_bps`` per worker (None: the
+    data are local to every worker); ``cores`` shared by all processes (None: each has its own); ``worker_cpus``
+    the CPU quota of each worker host (None: a core per thread)."""
+
+    workers: int
+    threads: int = 1
+    link_bps: float | None = None
+    storage_bps: float | None = None
+    cores: float | None = None
+    worker_cpus: float | None = None
+
+    @property
+    def slowdown(self) -> float:
+        """How much longer a worker thread's CPU work takes under the host's quota (1: a core per thread)."""
+        return 1.0 if self.worker_cpus is None else max(1.0, self.threads / self.worker_cpus)
+
+    @property
+    def worker_cores(self) -> float:
+        """CPUs all worker threads can use at once."""
+        return self.workers * self.threads / self.slowdown
+
+
+METHODS = ("regression", "pca", "kmeans", "sgd-local", "sgd-sync", "sgd-async", "search")
+
+
+def _combines(c: int) -> int:
+    """Combine tasks of the tree over ``c`` parts (fan-in 8), the last combine on the client."""
+    m = 0
+    while c > FAN_IN:
+        c = -(-c // FAN_IN)
+        m += c
+    return m
+
+
+def _rate(cl: Cluster, k: Constants) -> float:
+    """Bytes per second of one link."""
+    return math.inf if cl.link_bps is None else cl.link_bps / 8 * k.link_efficiency
+
+
+def _cores(cl: Cluster, k: Constants) -> float | None:
+    return cl.cores if cl.cores is not None else k.cores
+
+
+def one_pass(w: Workload, cl: Cluster, k: Constants, kernel: str, part_bytes: float, *, tree: bool = True,
+             client_extra: float = 0.0) -> dict[str, float]:
+    """The terms of one pass over ``w``'s chunks (module docstring) and its ``total``."""
+    C, P, T = w.chunks, cl.workers, cl.threads
+    m = _combines(C) if tree else 0
+    t_k, t_c = k.kernel_s[kernel], k.combine_s.get(kernel, 0.0)
+    rate = _rate(cl, k)
+    terms = {
+        "compute": math.ceil(C / (P * T)) * (t_k + k.worker_task_s) * cl.slowdown,
+        "scheduler": (C + m) * k.scheduler_task_s,
+        "client": (C + m) * k.client_task_s + client_extra,
+        "network": (max(C / P, math.ceil(m / P) * FAN_IN * (P - 1) / P) * part_bytes / rate
+                    if P > 1 and tree else 0.0),
+        "storage": 0.0 if cl.storage_bps is None else C * w.chunk_rows * (w.features + 1) * 8 / P / cl.storage_bps,
+    }
+    cores = _cores(cl, k)
+    if cores is not None:
+        cpu = C * (t_k + k.worker_task_s) + m * (t_c + k.worker_task_s) + (C + m) * (
+            k.scheduler_task_s + k.client_task_s) + client_extra
+        terms["cpu"] = cpu / min(cores, cl.worker_cores + 2)
+    tail = (min(C, FAN_IN) if tree else C) * part_bytes / rate
+    terms["total"] = max(terms.values()) + tail
+    return terms
+
+
+def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
+    """The predicted wall time of fitting ``w`` on ``cl`` (``total``), its ``fixed`` part and its terms (summed
+    over passes and steps)."""
+    d, C = w.features, w.chunks
+    if w.method in ("regression", "pca"):
+        work = one_pass(w, cl, k, "moments", (d + 2) ** 2 * 8)
+    elif w.method == "sgd-local":
+        part = (d + 1) * 8 + w.validation_fraction * w.chunk_rows * (d + 1) * 8
+        work = one_pass(w, cl, k, "sgd_local", part, tree=False)
+        work = _plus(work, _times(one_pass(w, cl, k, "sgd_local", (d + 1) * 8, tree=False), w.epochs - 1))
+    elif w.method == "kmeans":
+        cand = 1 + 2 * w.k * w.init_rounds
+        reaching = min(cand * C, MAX_CANDIDATES)  # the tree summarises past its limit (``_kmeans_kernels``)
+        work = one_pass(w, cl, k, "kmeans_init", cand * (d + 1) * 8, client_extra=k.kmeans_client_s * reaching)
+        work = _plus(work, _times(one_pass(w, cl, k, "lloyd", (2 * w.k * d + 2 * w.k) * 8), w.lloyd_iter))
+    elif w.method == "search":
+        # every candidate x split trains in the same read of each chunk; each chunk's weight changes to the
+        # client (as SGD local), the scorers' states by the tree; R rounds + the scoring pass
+        part = w.candidates * w.folds * (d + 1) * 8
+        work = _times(one_pass(w, cl, k, "search", part, tree=False), w.epochs + 1)
+    elif w.method in ("sgd-sync", "sgd-async"):
+        work = one_pass(w, cl, k, "split", 0.0, tree=False)
+        work["total"] += C * w.validation_fraction * w.chunk_rows * (d + 1) * 8 / _rate(cl, k)
+        epoch = _sync_epoch(w, cl, k) if w.method == "sgd-sync" else _async_epoch(w, cl, k)
+        work = _plus(work, _times(epoch, w.epochs))
+    else:
+        raise ValueError(f"method {w.method!r}: expected one of {METHODS}")
+    out = dict(work)
+    out["fixed"] = k.fixed_s[w.fixed or w.method]
+    out["total"] = work["total"] + out["fixed"]
+    return out
+
+
+def _steps(w: Workload) -> int:
+    return math.ceil(w.chunk_rows * (1 - w.validation_fraction) / w.batch_size)
+
+
+def _sync_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
+    """The steps of one epoch, less the one step a one-chunk fit makes (it is in the fixed cost)."""
+    C = w.chunks
+    Q = min(C, cl.workers * cl.threads)
+    t_g = k.kernel_s["sgd_grad"]
+    per_task = k.scheduler_task_s + k.client_task_s
+    terms = {"round trips": k.step_s + (Q - 1) * per_task,
+             "compute": k.step_s + math.ceil(C / Q) * t_g,
+             "network": k.step_s + 2 * (w.features + 1) * 8 / _rate(cl, k)}
+    if cl.slowdown > 1:  # the busiest worker's CPU per step, stretched by its quota
+        terms["quota"] = (k.worker_task_s * math.ceil(Q / cl.workers) + math.ceil(C / Q) * t_g) * cl.slowdown
+    cores = _cores(cl, k)
+    if cores is not None:
+        terms["cpu"] = (Q * (per_task + k.worker_task_s) + C * t_g) / min(cores, min(Q, cl.worker_cores) + 2)
+    step = max(terms.values())
+    S = _steps(w) - 1
+    out = {name: S * v for name, v in terms.items()}
+    out["total"] = S * step
+    return out
+
+
+def _async_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
+    C, P, T = w.chunks, cl.workers, cl.threads
+    pushes = math.ceil(_steps(w) / w.push_every)
+    t_g = k.kernel_s["sgd_grad"]
+    call = (k.async_local_call_s + (P - 1) * k.async_call_s) / P
+    f = cl.slowdown
+    terms = {"workers": math.ceil(C / (P * T)) * pushes * (2 * call + w.push_every * t_g * f),
+             "server": C * pushes * k.async_server_s * f}
+    cores = _cores(cl, k)
+    if cores is not None:
+        terms["cpu"] = C * pushes * (w.push_every * t_g + k.async_server_s + 2 * k.worker_task_s) / min(
+            cores, cl.worker_cores + 2)
+    out = dict(terms)
+    out["total"] = max(terms.values())
+    return out
+
+
+def _times(terms: dict[str, float], n: int) -> dict[str, float]:
+    return {name: n * v for name, v in terms.items()}
+
+
+def _plus(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {name: a.get(name, 0.0) + b.get(name, 0.0) for name in {**a, **b}}
+
+
+def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
+    """The CPU seconds all workers spend on ``w`` by the model (kernels, combines, per-task work, the server)."""
+    C, m = w.chunks, _combines(w.chunks)
+    omega = k.worker_task_s
+
+    def pass_(kernel: str, tree: bool = True) -> float:
+        return C * (k.kernel_s[kernel] + omega) + (m * (k.combine_s.get(kernel, 0.0) + omega) if tree else 0.0)
+
+    if w.method in ("regression", "pca"):
+        return pass_("moments")
+    if w.method == "sgd-local":
+        return w.epochs * pass_("sgd_local", tree=False)
+    if w.method == "kmeans":
+        return pass_("kmeans_init") + w.lloyd_iter * pass_("lloyd")
+    if w.method == "search":
+        return (w.epochs + 1) * pass_("search", tree=False)
+    steps = _steps(w) - 1
+    if w.method == "sgd-sync":
+        tasks = min(C, cl.workers * cl.threads)  # per step
+        return pass_("split", tree=False) + w.epochs * steps * (C * k.kernel_s["sgd_grad"] + tasks * omega)
+    pushes = math.ceil(_steps(w) / w.push_every)
+    return pass_("split", tree=False) + w.epochs * C * pushes * (
+        w.push_every * k.kernel_s["sgd_grad"] + 2 * omega + k.async_server_s)
+
+
+def under_load(k: Constants, factor: float) -> Constants:
+    """``k`` with every worker-side CPU constant (kernels, combines, ω, the server's ρ) times ``factor``: the
+    constants of a run whose workers' CPU per task was ``factor`` × the calibration's (a loaded machine)."""
+    return Constants(**{**asdict(k), "kernel_s": {n: v * factor for n, v in k.kernel_s.items()},
+                        "combine_s": {n: v * factor for n, v in k.combine_s.items()},
+                        "worker_task_s": k.worker_task_s * factor, "async_server_s": k.async_server_s * factor})
+
+
+def dominant(terms: dict[str, float]) -> str:
+    """The name of the largest term (what sets the time)."""
+    return max((v, name) for name, v in terms.items() if name != "total")[1]
+
+
+def project(w: Workload, k: Constants, workers: tuple[int, ...] = (1, 10, 100, 1000), link_bps: float = 10e9,
+            storage_bps: float | None = None) -> list[dict]:
+    """``w`` on 1 to 1,000 workers, each worker on a core of its own: total, speed-up, efficiency and the
+    dominant term at each size."""
+    rows, base = [], None
+    alone = Constants(**{**asdict(k), "cores": None})
+    for p in workers:
+        t = predict(w, Cluster(p, link_bps=link_bps, storage_bps=storage_bps, cores=None), alone)
+        base = base or t["total"]
+        rows.append({"workers": p, "seconds": t["total"], "speed-up": base / t["total"],
+                     "efficiency": base / t["total"] / p, "dominant": dominant(t)})
+    return rows

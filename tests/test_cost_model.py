@@ -1,0 +1,93 @@
+"""The cost model of benchmarks/cost_model.py: its terms against hand-computed values on given constants."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from cost_model import Cluster, Constants, Workload, _combines, dominant, predict, project  # noqa: E402
+
+K = Constants(kernel_s={"moments": 0.1, "sgd_grad": 0.001, "split": 0.05, "sgd_local": 0.2, "kmeans_init": 0.1,
+                        "lloyd": 0.1},
+              combine_s={"moments": 0.01}, fixed_s={"regression": 0.05, "sgd-sync": 0.2, "kmeans": 0.3},
+              worker_task_s=0.002, scheduler_task_s=0.001, client_task_s=0.0005, step_s=0.01,
+              link_efficiency=0.9, async_call_s=0.003, async_local_call_s=0.001, async_server_s=0.001,
+              kmeans_client_s=1e-4, cores=2.0)
+
+
+def test_the_tree_has_the_combines_of_a_fan_in_of_eight_with_the_last_on_the_client():
+    assert [_combines(c) for c in (1, 8, 9, 64, 65, 512)] == [0, 0, 2, 8, 11, 72]
+
+
+def test_a_pass_is_its_bottleneck_plus_the_tail_plus_the_fixed_cost():
+    w = Workload("regression", 16 * 250_000, 32)  # 16 chunks: 2 combines
+    t = predict(w, Cluster(4, link_bps=1e9), K)
+    assert t["compute"] == pytest.approx(4 * (0.1 + 0.002))
+    assert t["scheduler"] == pytest.approx(18 * 0.001)
+    assert t["client"] == pytest.approx(18 * 0.0005)
+    part = 34 ** 2 * 8
+    # out of its 4 chunk tasks, or into its combine (8 parts, 3 in 4 from other workers): the latter
+    assert t["network"] == pytest.approx(max(4, 1 * 8 * 3 / 4) * part / (1e9 / 8 * 0.9))
+    cpu = (16 * 0.102 + 2 * (0.01 + 0.002) + 18 * 0.0015) / 2  # 2 cores for 4 workers, scheduler and client
+    assert t["cpu"] == pytest.approx(cpu)
+    tail = 8 * part / (1e9 / 8 * 0.9)
+    assert t["total"] == pytest.approx(0.05 + cpu + tail)
+    assert dominant(t) == "cpu"
+    # a cluster of one core per process: the busiest worker's chain of chunks sets the time
+    alone = predict(w, Cluster(4, link_bps=1e9, cores=8), K)
+    assert alone["total"] == pytest.approx(0.05 + 4 * 0.102 + tail)
+
+
+def test_sync_steps_wait_on_round_trips_and_the_busiest_thread():
+    w = Workload("sgd-sync", 8 * 250_000, 32, batch_size=2000)
+    t = predict(w, Cluster(4, link_bps=1e9, cores=16), K)
+    steps = 124 - 1  # ⌈247,500 / 2000⌉, one of them in the fixed cost
+    step = max(0.01 + 3 * 0.0015, 0.01 + 2 * 0.001)
+    persist = 2 * (0.05 + 0.002) + 8 * 0.01 * 250_000 * 33 * 8 / (1e9 / 8 * 0.9)
+    assert t["total"] == pytest.approx(0.2 + persist + steps * step)
+
+
+def test_projection_names_where_scaling_stops():
+    rows = project(Workload("regression", 1_000_000_000, 32), K, workers=(1, 10, 100, 1000))
+    # 4,000 chunks of 0.102 s per worker thread against 4,571 tasks of 1 ms on the one scheduler core
+    assert [r["dominant"] for r in rows] == ["compute", "compute", "scheduler", "scheduler"]
+    assert rows[3]["seconds"] == pytest.approx(0.05 + 4571 * 0.001 + 8 * 34 ** 2 * 8 / (10e9 / 8 * 0.9))
+    assert rows[0]["speed-up"] == 1 and rows[1]["efficiency"] > 0.99 and rows[3]["efficiency"] < 0.1
+
+
+def test_a_worker_quota_stretches_the_workers_cpu_work_and_bounds_the_cpus_they_share():
+    w = Workload("regression", 16 * 250_000, 32)
+    t = predict(w, Cluster(4, link_bps=1e9, worker_cpus=0.25), K)
+    assert t["compute"] == pytest.approx(4 * (0.1 + 0.002) * 4)  # a quarter of a core: 4x the time
+    cpu = (16 * 0.102 + 2 * (0.01 + 0.002) + 18 * 0.0015) / 2  # 4 x 0.25 worker CPUs + 2: the 2 cores bound
+    assert t["cpu"] == pytest.approx(cpu)
+    assert dominant(t) == "compute"
+    # a sync step waits for the busiest host's CPU: its gradients and its task, stretched 4x
+    s = Workload("sgd-sync", 8 * 250_000, 32, batch_size=2000)
+    sync = predict(s, Cluster(4, link_bps=1e9, cores=16, worker_cpus=0.25), K)
+    assert sync["quota"] == pytest.approx(123 * (0.002 + 2 * 0.001) * 4)
+
+
+def test_a_fused_search_is_its_rounds_and_a_scoring_pass_each_chunk_reporting_to_the_client():
+    k = Constants(**{**K.__dict__, "kernel_s": {**K.kernel_s, "search": 0.5}, "fixed_s": {"search": 0.4}})
+    w = Workload("search", 8 * 250_000, 32, candidates=16, folds=3, epochs=2)
+    t = predict(w, Cluster(2, link_bps=1e9, cores=8), k)
+    part = 48 * 33 * 8
+    assert t["compute"] == pytest.approx(3 * 4 * (0.5 + 0.002))  # 3 passes of 4 chunks per worker
+    assert t["total"] == pytest.approx(0.4 + 3 * (4 * 0.502 + 8 * part / (1e9 / 8 * 0.9)))
+
+
+def test_the_workers_cpu_by_the_model_and_constants_under_load():
+    from cost_model import under_load, worker_cpu
+
+    w = Workload("regression", 16 * 250_000, 32)
+    assert worker_cpu(w, Cluster(4), K) == pytest.approx(16 * 0.102 + 2 * 0.012)
+    s = Workload("sgd-sync", 8 * 250_000, 32, batch_size=2000)
+    assert worker_cpu(s, Cluster(4), K) == pytest.approx(8 * 0.052 + 123 * (8 * 0.001 + 4 * 0.002))
+    slow = under_load(K, 2.0)  # every worker-side constant doubled: so is the busiest worker's chain
+    assert predict(w, Cluster(4, cores=8), slow)["compute"] == pytest.approx(2 * 4 * 0.102)
+    assert slow.scheduler_task_s == K.scheduler_task_s and slow.step_s == K.step_s

@@ -1,0 +1,126 @@
+"""Sync SGD across workers: the balancing of blocks over the workers (sgd/_balance.py) — the plan, against
+brute force and by its rules, on given timings; on the harness, a CPU-throttled worker loses its blocks and the
+weights stay bitwise those of the undisturbed fit — and the refusal of data the workers cannot hold."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scaleml_dask.sgd._balance import WINDOW, Balancer, assign_blocks, place, step_time
+
+
+def _brute(costs, n):
+    """The least max(a + n c) over workers with blocks, every worker given at least one block (small cases)."""
+    workers = list(costs)
+    best = np.inf
+    for counts in itertools.product(range(n + 1), repeat=len(workers)):
+        if sum(counts) == n and min(counts) >= 1:
+            best = min(best, step_time(costs, dict(zip(workers, counts))))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_assignment_is_the_least_step_time(seed):
+    rng = np.random.default_rng(seed)
+    costs = {f"w{i}": (float(rng.uniform(0.005, 0.009)), float(rng.uniform(0.001, 0.02))) for i in range(3)}
+    n = int(rng.integers(3, 9))
+    counts = assign_blocks(costs, n)
+    assert sum(counts.values()) == n and min(counts.values()) >= 1
+    assert step_time(costs, counts) == pytest.approx(_brute(costs, n))
+
+
+def test_a_straggler_gets_no_blocks_and_noise_keeps_every_worker_busy():
+    # a worker whose tasks wait 60 ms (a throttled CPU, a slow link) against two at 5 ms
+    costs = {"slow": (0.060, 0.004), "a": (0.005, 0.001), "b": (0.005, 0.002)}
+    assert assign_blocks(costs, 12) == {"slow": 0, "a": 8, "b": 4}  # both 13 ms
+    # no straggler: small differences in the fixed times keep every worker busy
+    assert min(assign_blocks({"a": (0.005, 0.001), "b": (0.007, 0.001)}, 4).values()) >= 1
+
+
+def test_placement_keeps_blocks_where_they_are_and_moves_the_fewest():
+    current = {"a": [0, 1], "b": [2, 3], "slow": [4, 5]}
+    holders = {0: {"a"}, 1: {"a"}, 2: {"b"}, 3: {"b"}, 4: {"slow"}, 5: {"slow", "b"}}
+    plan = place({"a": 3, "b": 3, "slow": 0}, current, holders)
+    assert plan == {"a": [0, 1, 4], "b": [2, 3, 5], "slow": []}  # 5 to b, which has a copy
+
+
+def _fed(balancer, times, steps):
+    for _ in range(steps):
+        for worker, blocks in balancer.plan.items():
+            if blocks:
+                a, c = times[worker]
+                balancer.observe(worker, a + c * len(blocks), c * len(blocks), len(blocks))
+
+
+def test_rebalancing_waits_for_measurements_and_pays_for_its_copies():
+    holders = {b: {"a" if b < 3 else "slow"} for b in range(6)}
+    times = {"a": (0.005, 0.001), "slow": (0.080, 0.004)}
+    bal = Balancer(holders, [64 << 20] * 6)
+    assert bal.plan == {"a": [0, 1, 2], "slow": [3, 4, 5]}
+    _fed(bal, times, WINDOW - 1)
+    assert not bal.rebalance(1000, holders)  # not measured enough yet
+    _fed(bal, times, 1)
+    # three 64 MB copies (~2 s at the assumed rate) do not pay for 10 steps of ~85 ms saved...
+    assert not bal.rebalance(10, holders)
+    # ...but do over 1,000
+    assert bal.rebalance(1000, holders)
+    assert bal.plan == {"a": [0, 1, 2, 3, 4, 5], "slow": []} and bal.moved_bytes == 3 * (64 << 20)
+    assert bal.tasks(range(5)) == [("a", [0, 1, 2, 3, 4])]
+
+
+def test_noise_between_equal_workers_moves_nothing():
+    holders = {b: {"a" if b % 2 else "b"} for b in range(8)}
+    bal = Balancer(holders, [1 << 20] * 8)
+    _fed(bal, {"a": (0.005, 0.0002), "b": (0.0065, 0.0002)}, WINDOW)
+    assert not bal.rebalance(10_000, holders)
+
+
+@pytest.mark.slow
+def test_sync_fit_with_a_throttled_worker_moves_its_blocks_and_keeps_the_weights(tmp_path, caplog):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import cluster_net
+
+    if cluster_net.unavailable():
+        pytest.skip(cluster_net.unavailable())
+    from scaleml_dask.io.synthetic import make_logistic
+    from scaleml_dask.sgd import SGDClassifier
+
+    path = make_logistic(tmp_path / "l.zarr", 48_000, 6, chunk_rows=6_000, seed=3)
+
+    def fit():
+        return SGDClassifier(mode="sync", epochs=2, batch_size=500, eta0=0.1, random_state=0).fit(path)
+
+    with cluster_net.NetCluster(2, rate="1gbit") as nc, nc.client.as_current():
+        ref = fit()
+        nc.workers[1].cgroup.set_cpu_quota(0.03)  # worker 1 now gets 3 % of a CPU: a straggler
+        with caplog.at_level(logging.INFO, logger="scaleml_dask.sgd"):
+            slowed = fit()
+    plans = [r.getMessage() for r in caplog.records if "blocks per worker now" in r.getMessage()]
+    assert plans, "the straggler's blocks were never moved"
+    slow = f"'{nc.worker_address(1)}': 0"
+    assert slow in plans[-1], plans[-1]
+    np.testing.assert_array_equal(slowed.coef_, ref.coef_)
+    np.testing.assert_array_equal(slowed.intercept_, ref.intercept_)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_data_larger_than_the_workers_memory_are_refused_by_name(client, monkeypatch, mode):
+    import dask.array as da
+
+    import scaleml_dask.sgd._trainer as trainer
+    from scaleml_dask.sgd import SGDClassifier
+
+    X = da.from_array(np.random.default_rng(0).normal(size=(4000, 3)), chunks=1000)
+    y = (X[:, 0] > 0).astype(float)
+    limits = sum(w["memory_limit"] for w in client.scheduler_info()["workers"].values())
+    monkeypatch.setattr(trainer, "HELD_FRACTION", 100_000 / limits)  # as if the workers could hold 100 kB
+    with pytest.raises(MemoryError, match=rf"mode='{mode}' keeps the training blocks in the workers' memory "
+                                          r"for the whole fit: 0.00 GB of data, but 2 workers can hold 0.00 GB"):
+        SGDClassifier(mode=mode, epochs=1).fit(X, y)
+    SGDClassifier(mode="local", rounds=1).fit(X, y)  # streams: no such limit

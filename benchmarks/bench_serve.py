@@ -11,6 +11,10 @@ from its own venv, made on first use: ``benchmarks/data/mlserver-venv`` (``mlser
 ``mlserver-sklearn==1.7.1``). It starts here only with ``"parallel_workers": 0`` (its worker pool fails on
 uvloop 0.23). It serves ``model.to_sklearn()`` saved with joblib, its format.
 
+``--tables`` serves a pipeline of raw columns (one-hot, impute, scale, a boolean passed through, Ridge) against
+MLServer serving the same scikit-learn pipeline, fitted on the same rows (predictions equal to 1e-9; every answer
+checked before the load): the same MLServer pandas-codec request bodies of 1 and 100 rows to both.
+
 ``--frameworks`` measures the transport choice instead: the same dataplane behind this plain ASGI app and
 behind Starlette, and JSON decoding/encoding with the standard library, orjson and msgspec.
 
@@ -21,7 +25,7 @@ model...), /metrics scrapes, and slow clients that open a connection, send half 
 ``--sample`` seconds it records the server's RSS, its open TCP connections, threads and file descriptors, and the
 answers by status; at the end the RSS of the last minute against the second minute (after the warm-up).
 
-    python benchmarks/bench_serve.py [--seconds 10] [--rounds 1] [--quick] [--frameworks]
+    python benchmarks/bench_serve.py [--seconds 10] [--rounds 1] [--quick] [--frameworks | --tables]
     python benchmarks/bench_serve.py --soak [--soak-minutes 10] [--sample 10]
 """
 
@@ -109,14 +113,15 @@ def start_scaleml(model_dir: Path, port: int, batching: bool) -> subprocess.Pope
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def start_mlserver(model, root: Path, port: int, batching: bool) -> subprocess.Popen:
+def start_mlserver(model, root: Path, port: int, batching: bool, name: str = "reg") -> subprocess.Popen:
+    """MLServer's scikit-learn runtime serving ``model`` (ours: its ``to_sklearn()``; a scikit-learn one as it is)."""
     import joblib
 
     python = mlserver_python()
-    model_dir = root / "reg"
+    model_dir = root / name
     model_dir.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model.to_sklearn(), model_dir / "model.joblib")
-    settings = {"name": "reg", "implementation": "mlserver_sklearn.SKLearnModel",
+    joblib.dump(model.to_sklearn() if hasattr(model, "to_sklearn") else model, model_dir / "model.joblib")
+    settings = {"name": name, "implementation": "mlserver_sklearn.SKLearnModel",
                 "parameters": {"uri": "./model.joblib"}}
     if batching:
         settings.update(max_batch_size=64, max_batch_time=0.001)
@@ -176,16 +181,20 @@ async def _asyncio_load(url: str, body: bytes, seconds: float, max_requests: int
             nonlocal errors
             while time.perf_counter() < deadline and len(latencies) < max_requests:
                 t = time.perf_counter()
-                r = await client.post(url, content=body, headers={"content-type": "application/json"})
+                try:
+                    r = await client.post(url, content=body, headers={"content-type": "application/json"})
+                except httpx.HTTPError:  # a timeout or a closed connection: an error of this cell, not the run's
+                    errors += 1
+                    continue
                 latencies.append(time.perf_counter() - t)
                 errors += r.status_code != 200
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
         elapsed = time.perf_counter() - start
-    lat = np.asarray(latencies) * 1e3
-    return {"rps": len(lat) / elapsed, "p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
-            "errors": errors, "requests": len(lat)}
+    lat = np.asarray(latencies or [np.nan]) * 1e3
+    return {"rps": len(latencies) / elapsed, "p50": float(np.percentile(lat, 50)),
+            "p99": float(np.percentile(lat, 99)), "errors": errors, "requests": len(latencies)}
 
 
 def load(url: str, body: bytes, seconds: float, max_requests: int) -> dict:
@@ -193,7 +202,9 @@ def load(url: str, body: bytes, seconds: float, max_requests: int) -> dict:
     if shutil.which("wrk"):
         return run_wrk(url, body, seconds)
     out = subprocess.run([sys.executable, __file__, "--client", url, "--seconds", str(seconds),
-                          "--max-requests", str(max_requests)], input=body, capture_output=True, check=True)
+                          "--max-requests", str(max_requests)], input=body, capture_output=True)
+    if out.returncode:
+        raise RuntimeError(f"the load generator failed: {out.stderr.decode()[-1500:]}")
     return json.loads(out.stdout)
 
 
@@ -256,6 +267,128 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {names[cell]} | {'on' if batching else 'off'} | {ours['rps']:,.0f} | "
                          f"{ours['p50']:.2f} / {ours['p99']:.2f} | {ours['errors']} | {t[0]} | {t[1]} | {t[2]} | "
                          f"{t[3]} | {t[4]} |")
+    return "\n".join(lines)
+
+
+# --- raw rows: a pipeline of raw columns against MLServer's pandas codec ------------------------------------
+TABLE_ROWS = 20_000
+
+
+def table_frame(n: int = TABLE_ROWS):
+    """A mixed table: two categories (12 and 3 levels), two numbers (one with 5 % missing), a boolean; a target."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    region = rng.choice([f"r{i:02d}" for i in range(12)], n)
+    channel = rng.choice(["web", "store", "phone"], n, p=[0.6, 0.3, 0.1])
+    price = rng.gamma(2.0, 10.0, n)
+    qty = rng.integers(1, 10, n).astype(np.float64)
+    member = rng.random(n) < 0.4
+    y = 0.2 * price + 1.5 * qty + 2.0 * member + pd.Series(region).str[1:].astype(int).to_numpy() * 0.3 + \
+        rng.normal(0, 0.5, n)
+    price[rng.random(n) < 0.05] = np.nan
+    return pd.DataFrame({"region": region, "channel": channel, "price": price, "qty": qty, "member": member}), y
+
+
+def table_pipelines():
+    """The same pipeline twice — one-hot the categories, impute and scale the numbers, the boolean passed through,
+    LinearRegression — as this project's and as scikit-learn's (what MLServer serves), fitted on the same rows;
+    their predictions agree to 1e-9."""
+    from sklearn import compose, impute, linear_model, pipeline, preprocessing
+
+    import scaleml_dask as sm
+    from scaleml_dask.compose import make_column_transformer
+    from scaleml_dask.pipeline import make_pipeline
+    from scaleml_dask.preprocessing import OneHotEncoder, SimpleImputer, StandardScaler
+
+    frame, y = table_frame()
+    ours = make_pipeline(make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["region", "channel"]),
+        (make_pipeline(SimpleImputer(), StandardScaler()), ["price", "qty"]), remainder="passthrough"),
+        sm.Ridge(alpha=1.0)).fit(frame, y)
+    theirs = pipeline.make_pipeline(compose.make_column_transformer(
+        (preprocessing.OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["region", "channel"]),
+        (pipeline.make_pipeline(impute.SimpleImputer(), preprocessing.StandardScaler()), ["price", "qty"]),
+        remainder="passthrough"), linear_model.Ridge(alpha=1.0)).fit(frame, y)
+    gap = np.abs(ours.predict(frame) - theirs.predict(frame)).max()
+    if not gap < 1e-9:
+        raise RuntimeError(f"the two pipelines differ by {gap:.3g}")
+    return ours, theirs, frame
+
+
+def table_bodies(frame) -> dict[str, bytes]:
+    """MLServer's pandas-codec request (``PandasCodec.encode_request``) of 1 and of 100 rows without missing
+    values (MLServer's codec reads a null in FP64 data as an object column), sent as it is to both servers."""
+    rows = frame.dropna()
+
+    def codec(part) -> bytes:
+        inputs = []
+        for name, datatype in (("region", "BYTES"), ("channel", "BYTES"), ("price", "FP64"), ("qty", "FP64"),
+                               ("member", "BOOL")):
+            tensor = {"name": name, "shape": [len(part), 1], "datatype": datatype, "data": part[name].tolist()}
+            if datatype == "BYTES":
+                tensor["parameters"] = {"content_type": "str"}
+            inputs.append(tensor)
+        return json.dumps({"parameters": {"content_type": "pd"}, "inputs": inputs}).encode()
+
+    return {"pd-1": codec(rows.iloc[:1]), "pd-100": codec(rows.iloc[:100])}
+
+
+def check_answers(url: str, body: bytes, expected: np.ndarray) -> None:
+    import httpx
+
+    r = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=30)
+    got = np.asarray(r.json()["outputs"][0]["data"], dtype=np.float64)
+    if r.status_code != 200 or not np.allclose(got, expected, rtol=1e-9, atol=1e-9):
+        raise RuntimeError(f"{url} answered {r.status_code} {r.text[:300]}")
+
+
+def compare_tables(seconds: float, max_requests: int, rounds: int) -> list[dict]:
+    """Raw rows: `scaleml serve` of the pipeline against MLServer serving scikit-learn's, both up at once, the same
+    pandas-codec bodies, cells round robin ``rounds`` times, best kept; every answer checked once first."""
+    from scaleml_dask.deploy.registry import save_model
+
+    ours, theirs, frame = table_pipelines()
+    payloads = table_bodies(frame)
+    rows = frame.dropna()
+    best: dict[tuple, dict] = {}
+    with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+        save_model(ours, Path(tmp) / "scaleml" / "tables", data=frame)
+        ports = {"scaleml": free_port(), "mlserver": free_port()}
+        procs = {"scaleml": start_scaleml(Path(tmp) / "scaleml" / "tables", ports["scaleml"], False),
+                 "mlserver": start_mlserver(theirs, Path(tmp) / "mlserver", ports["mlserver"], False, "tables")}
+        try:
+            for server, proc in procs.items():
+                wait_ready(ports[server], proc)
+            for cell, body in payloads.items():
+                n = int(cell.split("-")[1])
+                for server in procs:
+                    check_answers(f"http://127.0.0.1:{ports[server]}/v2/models/tables/infer", body,
+                                  theirs.predict(rows.iloc[:n]))
+            for _ in range(rounds):
+                for cell, body in payloads.items():
+                    for server in procs:
+                        url = f"http://127.0.0.1:{ports[server]}/v2/models/tables/infer"
+                        load(url, body, 1.0, max_requests)  # warm-up
+                        r = load(url, body, seconds, max_requests)
+                        print(f"{server:8} {cell:7} {r['rps']:9.0f} req/s p50 {r['p50']:6.2f} ms p99 "
+                              f"{r['p99']:6.2f} ms errors {r['errors']}", flush=True)
+                        _best(best, (server, cell, False), r)
+        finally:
+            for proc in procs.values():
+                stop(proc)
+    return [{"server": k[0], "cell": k[1], "batching": k[2], **r} for k, r in best.items()]
+
+
+def tables_table(rows: list[dict]) -> str:
+    by = {(r["server"], r["cell"]): r for r in rows}
+    lines = ["| raw rows (pandas-codec request) | scaleml req/s | p50 / p99 ms | errors | MLServer req/s | "
+             "p50 / p99 ms | errors | req/s ratio | p99 ratio (ours / theirs) |", "|---" * 9 + "|"]
+    for cell, label in (("pd-1", "1 row"), ("pd-100", "100 rows")):
+        ours, theirs = by[("scaleml", cell)], by[("mlserver", cell)]
+        lines.append(f"| {label} | {ours['rps']:,.0f} | {ours['p50']:.2f} / {ours['p99']:.2f} | {ours['errors']} | "
+                     f"{theirs['rps']:,.0f} | {theirs['p50']:.2f} / {theirs['p99']:.2f} | {theirs['errors']} | "
+                     f"**{ours['rps'] / theirs['rps']:.2f}×** | {ours['p99'] / theirs['p99']:.2f} |")
     return "\n".join(lines)
 
 
@@ -568,6 +701,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="round-robin repeats, best kept (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="2 s per cell")
     ap.add_argument("--frameworks", action="store_true", help="plain ASGI vs Starlette; JSON libraries")
+    ap.add_argument("--tables", action="store_true", help="raw rows: a pipeline of raw columns against MLServer "
+                                                          "serving the same scikit-learn pipeline (pandas codec)")
     ap.add_argument("--soak", action="store_true", help="memory and connections under mixed valid / invalid / slow "
                                                         "traffic (see the docstring)")
     ap.add_argument("--soak-minutes", type=float, default=10.0, help="(default: %(default)s; --quick: 1)")
@@ -596,6 +731,9 @@ def main() -> None:
     print(f"load generator: {generator}; {seconds:g} s per cell", flush=True)
     if args.frameworks:
         print(frameworks(seconds, args.max_requests, args.rounds))
+        return
+    if args.tables:
+        print(tables_table(compare_tables(seconds, args.max_requests, args.rounds)))
         return
     print(table(compare(seconds, args.max_requests, args.rounds)))
 

@@ -132,6 +132,20 @@ class InputSchema:
         return cls([Column(d["name"], d["kind"], d.get("dtype", ""),
                            None if d.get("levels") is None else tuple(d["levels"])) for d in doc["columns"]])
 
+    def _saved_state(self) -> dict[str, Any]:
+        """What the model registry stores of a schema (its columns), and ``_from_saved_state`` rebuilds."""
+        return {"columns": list(self.columns)}
+
+    @classmethod
+    def _from_saved_state(cls, state: Mapping[str, Any]) -> InputSchema:
+        columns = state["columns"]
+        if set(state) != {"columns"} or not isinstance(columns, list) or not all(
+                type(c) is Column and type(c.name) is str and c.kind in KINDS and type(c.dtype) is str
+                and (c.levels is None or type(c.levels) is tuple and all(type(v) is str for v in c.levels))
+                and (c.kind == "categorical") == (c.levels is not None) for c in columns):
+            raise ValueError("an input schema is a list of columns {name, kind, dtype, levels}")
+        return cls(columns)
+
     def canonical(self, data: Any, names: Sequence[str] | None = None) -> Canonical:
         """Raw values — a pandas DataFrame, a dict of column arrays (or of scalars: one row), a list of row dicts —
         in the canonical form of this schema's columns (``names``: only those). A ``TableInputError`` names a

@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("score", help="score a dataset with a saved model on the cluster, chunk by chunk")
     sc.add_argument("--model", required=True, metavar="DIR", help="model registry directory (latest version)")
-    sc.add_argument("--dataset", required=True, metavar="NAME|PATH", help="catalog name or zarr dataset path")
+    sc.add_argument("--dataset", required=True, metavar="NAME|PATH",
+                    help="catalog name or zarr dataset path (a pipeline of raw columns: also a CSV / Parquet file)")
     sc.add_argument("--out", required=True, metavar="PATH", help="output .zarr dataset (written atomically)")
     sc.add_argument("--scheduler", metavar="ADDR", help="address of an existing scheduler (default: a new "
                                                         "LocalCluster)")

@@ -38,6 +38,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_feature_names
 
+from ._deployable import CentreWeights
 from ._kmeans_kernels import (
     LloydPart,
     candidate_block,
@@ -72,7 +73,7 @@ PERSIST_FRACTION = 0.25
 PLUSPLUS_SAMPLE = 10_000
 
 
-class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
+class KMeans(CentreWeights, FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     """K-means clustering of data larger than memory, with scikit-learn's conventions.
 
     Parameters

@@ -28,6 +28,7 @@ from scipy import linalg, stats
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from ._deployable import LinearWeights
 from ._moments import AUTO_TOL, check_sample_weight, fit_moments, last_reused, moments
 from ._repr import FittedSummaryMixin
 from ._tsqr import EPS, Moments
@@ -38,7 +39,7 @@ from .validation import as_dask_array, check_is_fitted, check_n_features, check_
 RANK_RTOL = {"tsqr": 1e-12, "gram": 1e-7}
 
 
-class _LinearBase(FittedSummaryMixin, RegressorMixin, BaseEstimator):
+class _LinearBase(LinearWeights, FittedSummaryMixin, RegressorMixin, BaseEstimator):
     """Shared fitting for LinearRegression and Ridge: validation, the pass, fitted statistics."""
 
     _min_samples_per_parameter = True

@@ -35,6 +35,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 
 from ._cv_kernels import pattern_grams
+from ._deployable import LinearWeights
 from ._folds import TEST, TRAIN
 from ._moments import AUTO_TOL, check_sample_weight
 from ._repr import FittedSummaryMixin
@@ -169,7 +170,7 @@ def squared_errors(m: Moments, coef: np.ndarray, intercept: np.ndarray) -> np.nd
 # ------------------------------------------------------------------------------------------------------
 
 
-class RidgeCV(FittedSummaryMixin, RegressorMixin, BaseEstimator):
+class RidgeCV(LinearWeights, FittedSummaryMixin, RegressorMixin, BaseEstimator):
     """Ridge with the regularisation strength chosen by cross-validation, every alpha × fold from one pass.
 
     Parameters

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from ._deployable import ComponentWeights
 from ._moments import fit_moments, last_reused
 from ._repr import FittedSummaryMixin
 from ._tsqr import RangeMoments, block_range, combine_range
@@ -45,7 +46,7 @@ from .validation import (
 PCA_TOL = 1e-12
 
 
-class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
+class PCA(ComponentWeights, FittedSummaryMixin, TransformerMixin, BaseEstimator):
     """Principal component analysis of data larger than memory, with scikit-learn's conventions.
 
     Parameters

@@ -35,11 +35,13 @@ from sklearn.utils.validation import check_is_fitted
 from ._tabular import InputSchema, Table, TableInputError, as_table, refuse_unprepared, target_values
 from .preprocessing._base import (
     ColumnState,
+    OnnxPiece,
     Piece,
     TableNode,
     TableTransformer,
     derived_transform,
     fit_node,
+    onnx_numbers,
     transform_node,
 )
 
@@ -80,6 +82,11 @@ class _Chain(TableNode):
     def _table_apply(self, pieces: list[Piece]) -> list[Piece]:
         for node in self.nodes:
             pieces = node._table_apply(pieces)
+        return pieces
+
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
+        for k, node in enumerate(self.nodes):
+            pieces = node._onnx_apply(g.scope(f"{k}/"), pieces)
         return pieces
 
     def _table_sparse(self) -> bool:
@@ -202,6 +209,45 @@ class Pipeline(TableNode, _SkPipeline):
 
     def _table_sparse(self) -> bool:
         return _Chain(self._head(True))._table_sparse()
+
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
+        return _Chain(self._head(True))._onnx_apply(g, pieces)
+
+    # -- deployment: the capability protocol (scaleml_dask._deployable) -----------------------------------------
+    def _onnx_table_graph(self, g: Any) -> None:
+        """The ONNX graph from one input per raw column (``deploy.onnx``): the preprocessing head's nodes
+        (``_onnx_apply``), the later steps' and the final estimator's graphs (``_onnx_graph``), a string target's
+        levels looked up from the predicted codes."""
+        check_is_fitted(self)
+        final = self._final_estimator
+        if _skip(final) or not hasattr(final, "_onnx_graph"):
+            raise ValueError(f"cannot export a pipeline ending in {type(final).__name__} to ONNX")
+        pieces = [OnnxPiece(g.input(c.name, "STRING" if c.kind == "categorical" else "DOUBLE", ["N", 1]), 1,
+                            c.levels if c.kind == "categorical" else None) for c in self.input_schema_]
+        head = self._head(with_final=False)
+        if head:
+            pieces = _Chain(head)._onnx_apply(g.scope("pre/"), pieces)
+        onnx_numbers(pieces, "the pipeline's output (a category reaches the estimator)")
+        X = pieces[0].name if len(pieces) == 1 else g.node("Concat", [p.name for p in pieces], "pre/X", axis=1)
+        for k, step in enumerate(self._rest(head, with_final=False)):
+            if not hasattr(step, "_onnx_graph"):
+                raise ValueError(f"cannot export a pipeline step {type(step).__name__} to ONNX")
+            scope = g.scope(f"step{k}/", declare=False)
+            step._onnx_graph(scope, X)
+            X = scope.prefix + "transform"
+        final._onnx_graph(g.scope("final/"), X)
+        levels = getattr(self, "_target_levels", None)
+        if levels is not None:  # the estimator predicts codes into the target's levels
+            node = next(n for n in g.nodes if n.output[0] == "predict")
+            node.output[0] = node.name = "final/predict_code"
+            at = next(i for i, o in enumerate(g.outputs) if o.name == "predict")
+            del g.outputs[at]
+            g.names.discard("predict")
+            index = g.node("Cast", ["final/predict_code"], "final/predict_index", to="INT64")
+            g.node("Gather", [g.const("levels", np.array([str(v) for v in levels], dtype=object)), index], "predict",
+                   axis=0)
+            g.output("predict", "STRING", ["N"])
+            g.outputs.insert(at, g.outputs.pop())
 
     # -- fitting -------------------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)

@@ -26,3 +26,39 @@ def batch_models(data: tuple) -> dict:
         "sgd-clf": sm.SGDClassifier(mode="local", batch_size=50, epochs=2).fit(X, yc),
         "sgd-clf3": sm.SGDClassifier(mode="local", batch_size=50, epochs=2).fit(X, y3),
     }
+
+
+def small_table():
+    """300 raw rows of a table — ``region`` (4 levels), ``price`` (10 % missing), ``qty`` (integers), ``member``
+    (booleans) — with a numeric target ``y`` and a label ``segment`` ("high" / "low")."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    n = 300
+    region = rng.choice(["north", "south", "east", "west"], n, p=[0.4, 0.3, 0.2, 0.1])
+    price = rng.gamma(2.0, 10.0, n)
+    qty = rng.integers(1, 6, n)
+    member = rng.random(n) < 0.4
+    effect = pd.Series(region).map({"north": 1.0, "south": -1.0, "east": 0.5, "west": 2.0}).to_numpy()
+    y = 0.2 * price + 1.5 * qty + 2.0 * member + effect + rng.normal(0, 0.5, n)
+    frame = pd.DataFrame({"region": region, "price": np.where(rng.random(n) < 0.1, np.nan, price), "qty": qty,
+                          "member": member})
+    return frame, y, np.where(y > np.median(y), "high", "low")
+
+
+def table_pipelines(table: tuple) -> dict:
+    """Name → a pipeline of raw columns fitted on ``small_table()``: a regression (scaler, imputer + min-max,
+    one-hot with handle_unknown="error", booleans passed through) and a classifier of string labels."""
+    from scaleml_dask.compose import make_column_transformer
+    from scaleml_dask.pipeline import make_pipeline
+    from scaleml_dask.preprocessing import MinMaxScaler, OneHotEncoder, SimpleImputer, StandardScaler
+
+    frame, y, labels = table
+    reg = make_pipeline(make_column_transformer(
+        (OneHotEncoder(drop="first"), ["region"]), (make_pipeline(SimpleImputer(), StandardScaler()), ["price"]),
+        (MinMaxScaler(), ["qty"]), remainder="passthrough"), sm.LinearRegression()).fit(frame, y)
+    clf = make_pipeline(make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), ["region"]), (SimpleImputer(strategy="median"), ["price"]),
+        remainder="passthrough"), StandardScaler(), sm.SGDClassifier(mode="local", loss="log_loss", batch_size=50,
+                                                                     epochs=3, random_state=0)).fit(frame, labels)
+    return {"table-reg": reg, "table-clf": clf}

@@ -28,7 +28,7 @@ def fingerprint(model) -> str:
     def add(a) -> None:
         a = np.asarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(np.ascontiguousarray(a).tobytes() if a.dtype.kind != "O" else json.dumps(a.tolist()).encode())
 
     rng = np.random.default_rng(0)
     if hasattr(model, "update_many"):  # a drift detector: its detections on a fixed stream
@@ -39,6 +39,13 @@ def fingerprint(model) -> str:
     if d is None:
         return h.hexdigest()
     X = rng.normal(size=(16, int(d)))
+    if hasattr(model, "_table_needs"):  # a pipeline of raw columns: its outputs on 16 raw rows of its schema
+        rows = {c.name: [c.levels[i % len(c.levels)] for i in range(16)] if c.kind == "categorical"
+                else [i % 2 == 0 for i in range(16)] if c.kind == "boolean" else (10 * X[:, j]).tolist()
+                for j, c in enumerate(model.input_schema_)}
+        for name in output_names(model):
+            add(apply(model, name, rows))
+        return h.hexdigest()
     for name in output_names(model):
         add(apply(model, name, X))
     y = (X[:, 0] > 0).astype(np.float64)

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from fitted import small_data
+from fitted import small_data, small_table, table_pipelines
 
 import scaleml_dask as sm
 from scaleml_dask.deploy import serve as serve_module
@@ -77,6 +77,8 @@ def served(tmp_path_factory):
     clf = sm.SGDClassifier(mode="local", batch_size=50, epochs=2).fit(X, yc)
     save_model(reg, models / "reg", data=X)
     save_model(clf, models / "clf", data=X)
+    table = small_table()
+    save_model(table_pipelines(table)["table-reg"], models / "table", data=table[0])  # raw columns
     broken = save_model(reg, models / "broken")
     (broken / "metadata.json").write_bytes((broken / "metadata.json").read_bytes()[:200])
     (root / "token").write_bytes(TOKEN + b"\n")
@@ -201,6 +203,8 @@ def _corpus(X: np.ndarray) -> list[tuple[str, str, str, object, dict | None]]:
         ("per-feature inputs missing one", "POST", infer, {"inputs": [v2([[1.0]], name=f"x{j}") for j in range(4)]},
          None),
         ("V1 wrong feature count", "POST", "/v1/models/reg:predict", {"instances": [row[:4]]}, None),
+        # --- raw columns (a pipeline): 4xx naming the column
+        *_table_corpus(),
         # --- beyond the limits: 413, 415, 431
         ("too many rows", "POST", infer, {"inputs": [v2(X[:101])]}, None),
         ("10,000 outputs listed", "POST", "/v2/models/clf/infer", many, None),
@@ -241,6 +245,40 @@ def _corpus(X: np.ndarray) -> list[tuple[str, str, str, object, dict | None]]:
     ]
 
 
+def _column(name, datatype, data):
+    return {"name": name, "shape": [len(data)], "datatype": datatype, "data": data}
+
+
+TABLE_ROW = [_column("region", "BYTES", ["north"]), _column("price", "FP64", [12.5]), _column("qty", "INT64", [3]),
+             _column("member", "BOOL", [True])]
+
+
+def _table_corpus() -> list[tuple[str, str, str, object, dict | None]]:
+    infer, v1 = "/v2/models/table/infer", "/v1/models/table:predict"
+
+    def with_(name, **change):
+        return {"inputs": [{**t, **change} if t["name"] == name else t for t in TABLE_ROW]}
+
+    record = {"region": "north", "price": 12.5, "qty": 3, "member": True}
+    return [
+        ("table: a column missing", "POST", infer, {"inputs": TABLE_ROW[1:]}, None),
+        ("table: an input that is no column", "POST", infer, {"inputs": [*TABLE_ROW, _column("x", "FP64", [1])]},
+         None),
+        ("table: a column twice", "POST", infer, {"inputs": [*TABLE_ROW, TABLE_ROW[0]]}, None),
+        ("table: BYTES for a number", "POST", infer, with_("price", datatype="BYTES", data=["12.5"]), None),
+        ("table: a number for a category", "POST", infer, with_("region", datatype="FP64", data=[1.0]), None),
+        ("table: an unknown level (handle_unknown='error')", "POST", infer, with_("region", data=["atlantis"]), None),
+        ("table: a string among FP64 values", "POST", infer, with_("price", data=["x"]), None),
+        ("table: BOOL value 2", "POST", infer, with_("member", data=[2]), None),
+        ("table: INT64 beyond its range", "POST", infer, with_("qty", data=[2**70]), None),
+        ("table: columns of different lengths", "POST", infer, with_("qty", shape=[2], data=[1, 2]), None),
+        ("table: a 2-d column", "POST", infer, with_("qty", shape=[1, 2], data=[1, 2]), None),
+        ("table: V1 record without a column", "POST", v1, {"instances": [{"region": "north"}]}, None),
+        ("table: V1 record not an object", "POST", v1, {"instances": [record, [1, 2]]}, None),
+        ("table: V1 value of the wrong type", "POST", v1, {"instances": [{**record, "member": "yes"}]}, None),
+    ]
+
+
 def test_every_hostile_request_is_a_4xx_and_the_server_serves_the_next(served):
     proc, base, metrics_port, reg, clf, X, root = served
     corpus = _corpus(X)
@@ -271,6 +309,10 @@ def test_every_hostile_request_is_a_4xx_and_the_server_serves_the_next(served):
     assert seen["headers never completed"] == seen["body held open"] == seen["body trickled past the deadline"] == 408
     assert seen["no token"] == seen["wrong token"] == seen["the token's bytes in latin-1"] == 401
     assert seen["prediction overflows (1e308)"] == seen["INT64 value 1e300"] == 422
+    assert seen["table: a column missing"] == seen["table: an unknown level (handle_unknown='error')"] == 422
+    with httpx.Client(base_url=base, timeout=30, headers=AUTH) as client:  # and the table model still answers
+        ok = client.post("/v2/models/table/infer", json={"inputs": TABLE_ROW})
+        assert ok.status_code == 200 and len(ok.json()["outputs"][0]["data"]) == 1
 
 
 def test_the_answers_name_the_problem(served):
@@ -282,6 +324,10 @@ def test_the_answers_name_the_problem(served):
         assert "value at [0, 2] is outside the INT64 range" in r.json()["error"]
         r = c.post("/v2/models/reg/infer", json={"inputs": [{**v2(X[:1]), "data": [1.0, True, 0.5, False, 2.0]}]})
         assert r.status_code == 400 and "true/false among the values of a FP64 tensor" in r.json()["error"]
+        r = c.post("/v2/models/table/infer", json={"inputs": [{**TABLE_ROW[0], "data": ["atlantis"]}, *TABLE_ROW[1:]]})
+        assert r.status_code == 422 and "column 'region': unknown category 'atlantis'" in r.json()["error"]
+        r = c.post("/v2/models/table/infer", json={"inputs": TABLE_ROW[:2]})
+        assert r.status_code == 422 and "column 'qty' is missing" in r.json()["error"]
         r = c.post("/v2/models/reg/infer", json={"inputs": [v2(X[:1])], "outputs": [{"name": "predict"}] * 16})
         assert r.status_code == 200 and [o["name"] for o in r.json()["outputs"]] == ["predict"]  # answered once
         r = c.post("/v2/models/broken/infer", json={"inputs": [v2(X[:1])]})

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fitted import batch_models, small_data
+from fitted import batch_models, small_data, small_table, table_pipelines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -89,7 +89,8 @@ def loader():
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory, loader):
     """One saved version per kind of state (arrays, views of a buffer, dataclasses, generators, compressed
-    arrays, detectors), and what the loader makes of each unchanged: {name: (version dir, fingerprint)}."""
+    arrays, detectors, pipelines of raw columns), and what the loader makes of each unchanged: {name: (version
+    dir, fingerprint)}."""
     data = small_data()
     X, y, yc, y3 = data
     batch = batch_models(data)
@@ -110,10 +111,14 @@ def versions(tmp_path_factory, loader):
         for v in rng.normal(0, 1, 5):
             det.update(v)
         models[name] = det
+    table = small_table()
+    models.update(table_pipelines(table))  # nested estimators, encoders' compiled columns, object arrays
+    models["table-int8"] = sm.quantize(models["table-reg"], "int8", X_val=table[0], y_val=table[1])[0]
     root = tmp_path_factory.mktemp("fuzz-bases")
     out = {}
     for name, model in models.items():
-        path = save_model(model, root / name, data=X if hasattr(model, "n_features_in_") else None)
+        data = table[0] if name.startswith("table") else X if hasattr(model, "n_features_in_") else None
+        path = save_model(model, root / name, data=data)
         got = loader.load(path.parent)
         assert got["outcome"] == "loaded", (name, got)
         out[name] = (path, got["fingerprint"])

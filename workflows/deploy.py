@@ -9,6 +9,7 @@ library's, so nothing else is needed to query it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -53,12 +54,11 @@ def _http(base: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def _serve(registry: Path, rows: np.ndarray, n_requests: int) -> tuple[list[dict], dict]:
-    """Start `scaleml serve`, send V2 / V1 requests, read /metrics, stop; (latency rows, what was checked)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
+@contextlib.contextmanager
+def running_server(registry: Path):
+    """`scaleml serve` of ``registry`` in a subprocess on a free 127.0.0.1 port, ready; yields its base URL and
+    stops it after."""
     port = _free_port()
-    name = registry.name
     server = subprocess.Popen([sys.executable, "-m", "scaleml_dask.cli", "serve", str(registry), "--host",
                                "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -73,33 +73,46 @@ def _serve(registry: Path, rows: np.ndarray, n_requests: int) -> tuple[list[dict
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError(f"scaleml serve did not become ready: {server.stderr.read().decode()[-500:]}")
             time.sleep(0.2)
-        table = []
-        for label, X, path, body in (
-                ("V2 infer, 1 row", rows[:1], f"/v2/models/{name}/infer",
-                 lambda X: {"inputs": [{"name": "x", "shape": list(X.shape), "datatype": "FP64",
-                                        "data": X.ravel().tolist()}]}),
-                ("V2 infer, 100 rows", rows[:100], f"/v2/models/{name}/infer",
-                 lambda X: {"inputs": [{"name": "x", "shape": list(X.shape), "datatype": "FP64",
-                                        "data": X.ravel().tolist()}]}),
-                ("V1 predict, 1 row", rows[:1], f"/v1/models/{name}:predict",
-                 lambda X: {"instances": X.tolist()})):
-            seconds = []
-            for _ in range(n_requests):
-                t = time.perf_counter()
-                status, raw = _http(base, path, body(X))
-                seconds.append(time.perf_counter() - t)
-                if status != 200:
-                    raise RuntimeError(f"scaleml serve answered {status} to {path}: {raw[:300]!r}")
-            table.append({"request": label, "requests": n_requests,
-                          "p50 ms": 1e3 * float(np.percentile(seconds, 50)),
-                          "p99 ms": 1e3 * float(np.percentile(seconds, 99))})
-        last = json.loads(raw)
-        metrics = {f.name: f for f in text_string_to_metric_families(_http(base, "/metrics")[1].decode())}
-        answered = sum(s.value for s in metrics["scaleml_requests"].samples if s.name.endswith("_total"))
+        yield base
     finally:
         server.terminate()
         server.wait(timeout=30)
-    return table, {"last_reply": last, "requests_counted": answered, "url": base}
+
+
+def timed_requests(base: str, requests: list[tuple[str, str, dict]], n_requests: int) -> tuple[list[dict], dict]:
+    """Send each ``(label, path, body)`` ``n_requests`` times: latency rows, and the last reply of each label."""
+    table, last = [], {}
+    for label, path, body in requests:
+        seconds = []
+        for _ in range(n_requests):
+            t = time.perf_counter()
+            status, raw = _http(base, path, body)
+            seconds.append(time.perf_counter() - t)
+            if status != 200:
+                raise RuntimeError(f"scaleml serve answered {status} to {path}: {raw[:300]!r}")
+        table.append({"request": label, "requests": n_requests, "p50 ms": 1e3 * float(np.percentile(seconds, 50)),
+                      "p99 ms": 1e3 * float(np.percentile(seconds, 99))})
+        last[label] = json.loads(raw)
+    return table, last
+
+
+def _serve(registry: Path, rows: np.ndarray, n_requests: int) -> tuple[list[dict], dict]:
+    """Start `scaleml serve`, send V2 / V1 requests, read /metrics, stop; (latency rows, what was checked)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    name = registry.name
+
+    def v2(X: np.ndarray) -> dict:
+        return {"inputs": [{"name": "x", "shape": list(X.shape), "datatype": "FP64", "data": X.ravel().tolist()}]}
+
+    with running_server(registry) as base:
+        table, last = timed_requests(base, [
+            ("V2 infer, 1 row", f"/v2/models/{name}/infer", v2(rows[:1])),
+            ("V2 infer, 100 rows", f"/v2/models/{name}/infer", v2(rows[:100])),
+            ("V1 predict, 1 row", f"/v1/models/{name}:predict", {"instances": rows[:1].tolist()})], n_requests)
+        metrics = {f.name: f for f in text_string_to_metric_families(_http(base, "/metrics")[1].decode())}
+        answered = sum(s.value for s in metrics["scaleml_requests"].samples if s.name.endswith("_total"))
+    return table, {"last_reply": last["V1 predict, 1 row"], "requests_counted": answered, "url": base}
 
 
 def run(config: dict, client, report) -> dict:

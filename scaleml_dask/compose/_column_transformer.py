@@ -25,10 +25,12 @@ from .._tabular import InputSchema, TableInputError, as_table
 from ..preprocessing._base import (
     ColumnState,
     OneHot,
+    OnnxPiece,
     Piece,
     TableNode,
     as_affine,
     fit_node,
+    onnx_numbers,
     transform_node,
 )
 
@@ -84,6 +86,9 @@ class _Passthrough(TableNode):
         return states
 
     def _table_apply(self, pieces: list[Piece]) -> list[Piece]:
+        return pieces
+
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
         return pieces
 
 
@@ -231,6 +236,17 @@ class ColumnTransformer(TableNode, TransformerMixin, _BaseComposition):
 
     def _table_sparse(self) -> bool:
         return self.sparse_output_
+
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
+        out: list[OnnxPiece] = []
+        for name, node, positions, weight, _ in self._fitted_branches:
+            got = node._onnx_apply(g.scope(f"{name}/"), [pieces[p] for p in positions])
+            if weight is not None:
+                onnx_numbers(got, f"the weighted transformer {name!r}")
+                got = [OnnxPiece(g.node("Mul", [p.name, g.const("weight", np.array(float(weight)))], "weighted"),
+                                 p.width) for p in got]
+            out += got
+        return out
 
     # -- scikit-learn's API --------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)

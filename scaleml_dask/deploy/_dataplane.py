@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _codecs as codecs
+from . import _tables
 from ._batching import AdaptiveBatcher
 from ._errors import BadRequest, NotFound, ServingError, TooLarge, Unprocessable
 from ._models import ModelRegistry, ServedModel
@@ -82,7 +83,9 @@ class DataPlane:
         return self.registry.get(name, version)
 
     # --- inference -----------------------------------------------------------------------------------
-    def _decode_inputs(self, inputs: Any, model: ServedModel, booleans: bool) -> np.ndarray:
+    def _decode_inputs(self, inputs: Any, model: ServedModel, booleans: bool) -> Any:
+        if model.schema is not None:  # raw columns, one input per column
+            return _tables.decode_columns(inputs, model.schema, self.limits.max_rows)[0]
         if not isinstance(inputs, list) or not inputs:
             raise BadRequest("'inputs' must be a non-empty list of tensors")
         rows = self.limits.max_rows
@@ -123,10 +126,12 @@ class DataPlane:
             raise TooLarge(f"the response would hold {values:,} values (up to {estimate:,} bytes); the limit is "
                            f"{self.limits.max_response_bytes:,} bytes: ask for fewer rows or outputs")
 
-    async def _compute(self, model: ServedModel, X: np.ndarray, outputs: tuple[str, ...]) -> dict[str, Any]:
-        self._check_response_size(model, len(X), outputs)
+    async def _compute(self, model: ServedModel, X: Any, outputs: tuple[str, ...]) -> dict[str, Any]:
+        table = model.schema is not None  # X: {column: values}
+        rows = len(next(iter(X.values()))) if table else len(X)
+        self._check_response_size(model, rows, outputs)
         key = tuple(o for o in model.outputs if o in outputs)  # one batcher per subset of the model's outputs
-        if self.max_batch_size:
+        if self.max_batch_size and not table:
             batcher = model.batchers.get(key)
             if batcher is None:
                 batcher = model.batchers[key] = AdaptiveBatcher(
@@ -136,9 +141,11 @@ class DataPlane:
         else:
             out = await self.pool.run(model.compute, X, key)
             if self.on_batch is not None:
-                self.on_batch(model, len(X))
+                self.on_batch(model, rows)
         if model.monitor is not None:
-            model.monitor.observe(X, out.get(model.outputs[0]))  # never raises
+            watched = _watched(model, X) if table else X
+            if watched is not None:
+                model.monitor.observe(watched, out.get(model.outputs[0]))  # never raises
         for name in outputs:
             a = out[name]
             if a.dtype.kind == "f" and not np.isfinite(a).all():
@@ -189,7 +196,10 @@ class DataPlane:
         model = self.route(name or self.default_name, None, headers)
         model.in_flight += 1
         try:
-            X = codecs.decode_instances(body["instances"], model.n_features, self.limits.max_rows)
+            if model.schema is not None:  # records {column: value}
+                X = _tables.decode_records(body["instances"], model.schema, self.limits.max_rows)[0]
+            else:
+                X = codecs.decode_instances(body["instances"], model.n_features, self.limits.max_rows)
             main = model.outputs[0]
             out = await self._compute(model, X, (main,))
         except ServingError as exc:
@@ -197,7 +207,8 @@ class DataPlane:
             raise
         finally:
             model.in_flight -= 1
-        return {"predictions": out[main]}, model
+        predictions = out[main]
+        return {"predictions": predictions.tolist() if predictions.dtype.kind == "O" else predictions}, model
 
     # --- metadata and readiness ----------------------------------------------------------------------
     def server_metadata(self) -> dict:
@@ -208,10 +219,13 @@ class DataPlane:
     def model_metadata(self, name: str, version: str | None) -> tuple[dict, ServedModel]:
         experiment = self.experiments.get(name)
         model = self.registry.get(experiment.variants[0] if experiment else name, version)
-        meta = {"name": name, "versions": [model.version], "platform": "scaleml_dask",
-                "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, model.n_features]}],
+        inputs = _tables.input_specs(model.schema) if model.schema is not None else [
+            {"name": "input-0", "datatype": "FP64", "shape": [-1, model.n_features]}]
+        meta = {"name": name, "versions": [model.version], "platform": "scaleml_dask", "inputs": inputs,
                 "outputs": model.output_specs,
                 "parameters": {"class": model.class_name, "feature_names": model.feature_names}}
+        if model.schema is not None:
+            meta["parameters"]["content_type"] = "pd"  # raw columns: MLServer's pandas codec's request form
         if experiment is not None:
             meta["parameters"]["variants"] = dict(zip(experiment.variants, experiment.weights))
         return meta, model
@@ -240,3 +254,11 @@ class DataPlane:
     async def load(self, name: str) -> ServedModel:
         """``POST /v2/repository/models/{name}/load``: load the newest version now (in a thread)."""
         return await asyncio.to_thread(self.registry.load, name)
+
+
+def _watched(model: ServedModel, columns: dict) -> np.ndarray | None:
+    """The monitored columns of numbers of a request's raw rows (None if they cannot be read: never an error)."""
+    try:
+        return _tables.monitored(model.schema, columns, model.monitored)
+    except Exception:  # noqa: BLE001 - monitoring must not fail the request it watches
+        return None

@@ -1,4 +1,4 @@
-"""What a model file may name, in one table: estimator classes, dataclasses, bit generators and dtypes.
+"""What a model file may name, in one table: estimator classes, values, dataclasses, bit generators and dtypes.
 
 A model file is data. The registry turns the names it holds into Python objects only through these tables, so
 nothing is imported, and no dtype built, because a file names it: a class or dataclass is looked up by its
@@ -24,6 +24,7 @@ import numpy as np
 CLASSES: dict[str, tuple[str, str]] = {
     "scaleml_dask.linear.LinearRegression": ("scaleml_dask.linear", "LinearRegression"),
     "scaleml_dask.linear.Ridge": ("scaleml_dask.linear", "Ridge"),
+    "scaleml_dask.linear_cv.RidgeCV": ("scaleml_dask.linear_cv", "RidgeCV"),
     "scaleml_dask.pca.PCA": ("scaleml_dask.pca", "PCA"),
     "scaleml_dask.sgd.SGDClassifier": ("scaleml_dask.sgd", "SGDClassifier"),
     "scaleml_dask.sgd.SGDRegressor": ("scaleml_dask.sgd", "SGDRegressor"),
@@ -35,11 +36,29 @@ CLASSES: dict[str, tuple[str, str]] = {
     "scaleml_dask.online.MiniBatchKMeans": ("scaleml_dask.online", "MiniBatchKMeans"),
     "scaleml_dask.online.ADWIN": ("scaleml_dask.online", "ADWIN"),
     "scaleml_dask.online.PageHinkley": ("scaleml_dask.online", "PageHinkley"),
+    "scaleml_dask.preprocessing.StandardScaler": ("scaleml_dask.preprocessing", "StandardScaler"),
+    "scaleml_dask.preprocessing.MinMaxScaler": ("scaleml_dask.preprocessing", "MinMaxScaler"),
+    "scaleml_dask.preprocessing.SimpleImputer": ("scaleml_dask.preprocessing", "SimpleImputer"),
+    "scaleml_dask.preprocessing.OneHotEncoder": ("scaleml_dask.preprocessing", "OneHotEncoder"),
+    "scaleml_dask.preprocessing.OrdinalEncoder": ("scaleml_dask.preprocessing", "OrdinalEncoder"),
+    "scaleml_dask.compose.ColumnTransformer": ("scaleml_dask.compose", "ColumnTransformer"),
+    "scaleml_dask.pipeline.Pipeline": ("scaleml_dask.pipeline", "Pipeline"),
+}
+
+#: Objects (not estimators) a model's state may hold (``{"$value": name, "state": ...}``): rebuilt by the class's
+#: ``_from_saved_state(state)`` when it has one, else as a bare instance given the saved attributes.
+VALUES: dict[str, tuple[str, str]] = {
+    "scaleml_dask._tabular.InputSchema": ("scaleml_dask._tabular", "InputSchema"),
+    "scaleml_dask.compose._column_transformer._Passthrough": ("scaleml_dask.compose._column_transformer",
+                                                              "_Passthrough"),
+    "scaleml_dask.compose.make_column_selector": ("scaleml_dask.compose", "make_column_selector"),
 }
 
 #: The dataclasses a model's state may hold (``{"$dataclass": name, "fields": ...}``).
 DATACLASSES: dict[str, tuple[str, str]] = {
     "scaleml_dask.sgd._trainer:TrainState": ("scaleml_dask.sgd._trainer", "TrainState"),
+    "scaleml_dask._tabular:Column": ("scaleml_dask._tabular", "Column"),
+    "scaleml_dask.preprocessing._encoders:_Compiled": ("scaleml_dask.preprocessing._encoders", "_Compiled"),
 }
 
 #: numpy bit generators a saved ``numpy.random.Generator`` may use.
@@ -74,6 +93,12 @@ def resolve(name: Any) -> type | None:
 def resolve_dataclass(name: Any) -> type | None:
     """The dataclass listed as ``name`` in :data:`DATACLASSES`, else None."""
     where = DATACLASSES.get(name) if type(name) is str else None
+    return None if where is None else _import(where)
+
+
+def resolve_value(name: Any) -> type | None:
+    """The class listed as ``name`` in :data:`VALUES`, else None."""
+    where = VALUES.get(name) if type(name) is str else None
     return None if where is None else _import(where)
 
 

@@ -117,7 +117,7 @@ class _DriftCollector:
                 continue
             monitor.flush()  # never raises
             lab = list(model.labels)
-            for j, name in enumerate(model.feature_names):
+            for j, name in enumerate(model.monitored or model.feature_names):  # a pipeline's: its numeric columns
                 feat.add_metric([*lab, name], float(monitor.feature_detections[j]))
                 shift.add_metric([*lab, name], float(monitor.feature_shift[j]))
             if monitor.prediction_mean is not None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._codecs import datatype_of
 from ._errors import NotFound, NotReady, Unprocessable
-from .outputs import apply
+from .outputs import apply, probe_input
 
 log = logging.getLogger("scaleml_dask.serve")
 
@@ -45,6 +45,8 @@ class ServedModel:
     output_specs: list[dict]
     monitor: Any = None
     batchers: dict = field(default_factory=dict)
+    schema: Any = None  # a model of raw columns (a pipeline): its input schema; rows are given by column
+    monitored: list = field(default_factory=list)  # the columns of numbers its drift monitor watches
     in_flight: int = 0  # requests holding this model (on the event loop's thread)
 
     @property
@@ -60,11 +62,19 @@ class ServedModel:
         shape = next(s["shape"] for s in self.output_specs if s["name"] == output)
         return int(np.prod(shape[1:], dtype=np.int64))
 
-    def compute(self, X: np.ndarray, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def compute(self, X: Any, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
         """The requested outputs on the checked rows ``X`` (an overflow is refused by name after the call,
-        not warned about on the server's stderr)."""
-        with np.errstate(all="ignore"):
-            return {name: apply(self.estimator, name, X) for name in outputs}
+        not warned about on the server's stderr); for a model of raw columns ``X`` is ``{column: values}``, and a
+        value it cannot take (an unknown level under handle_unknown="error") is refused naming the column."""
+        from .._tabular import TableInputError
+
+        try:
+            with np.errstate(all="ignore"):
+                return {name: apply(self.estimator, name, X) for name in outputs}
+        except TableInputError as exc:
+            if self.schema is None:
+                raise
+            raise Unprocessable(str(exc)) from None
 
 
 def public_reason(version: int, exc: BaseException) -> str:
@@ -109,7 +119,11 @@ def load_served(name: str, directory: Path, version: int, variant: str, monitor_
     n_features = int(meta["n_features"])
     training = meta.get("training") or {}
     mean = training.get("feature_mean")
-    row = np.asarray(mean if mean is not None else np.zeros(n_features), dtype=np.float64).reshape(1, -1)
+    schema = estimator.input_schema_ if hasattr(estimator, "_table_needs") else None
+    if schema is not None:
+        row = probe_input(estimator)
+    else:
+        row = np.asarray(mean if mean is not None else np.zeros(n_features), dtype=np.float64).reshape(1, -1)
     outputs = list(meta["outputs"])
     specs = _probe(estimator, outputs, row)
     names = meta.get("feature_names") or [f"x{j}" for j in range(n_features)]
@@ -120,7 +134,8 @@ def load_served(name: str, directory: Path, version: int, variant: str, monitor_
         except Exception:  # noqa: BLE001 - monitoring is optional: the model serves without it
             log.exception("model %s version %s: no drift monitoring", name, version)
     return ServedModel(name, str(version), variant, estimator, meta, n_features, [str(n) for n in names],
-                       outputs, specs, monitor)
+                       outputs, specs, monitor, schema=schema,
+                       monitored=list(training.get("columns") or []) if schema is not None else [])
 
 
 def _signature(path: Path) -> tuple:

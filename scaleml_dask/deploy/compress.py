@@ -1,10 +1,12 @@
 """Smaller models at a measured cost: int8 / float16 quantization and magnitude pruning of the weights.
 
 Every supported model is a linear map of its input: ``scores = x @ W + b`` with ``W`` of shape
-``(n_features, n_outputs)`` — ``coef_`` (LinearRegression, Ridge), the weights of the SGD models (one column
+``(n_features, n_outputs)`` — ``coef_`` (LinearRegression, Ridge, RidgeCV), the weights of the SGD models (one column
 per output; the intercept ``b`` stays float64), ``components_.T`` for PCA (applied to ``x - mean_``, divided by
 ``sqrt(explained_variance_)`` when whitening) — or a clusterer (KMeans, MiniBatchKMeans) whose ``W`` is
-``cluster_centers_.T``, one column (and one int8 scale) per centre.
+``cluster_centers_.T``, one column (and one int8 scale) per centre. The estimators say where they keep ``W``
+(``_weights`` / ``_set_weights``, the capability protocol of ``scaleml_dask._deployable``); of a ``Pipeline`` the
+final estimator is compressed, the held-out raw rows going through its preprocessing.
 
 **int8** (symmetric, zero point 0, one scale per output column ``k``): ``s_k = max_j |W_jk| / 127``,
 ``q_jk = round(W_jk / s_k)`` in [-127, 127], and the model computes with ``W'_jk = q_jk s_k`` (float64). The
@@ -62,76 +64,66 @@ _F16_MAX = float(np.finfo(np.float16).max)
 
 
 # ------------------------------------------------------------------------------------------------------
-# where each model keeps its weights
+# where each model keeps its weights: the estimators say (the capability protocol of ``scaleml_dask._deployable``)
 # ------------------------------------------------------------------------------------------------------
 
 
 def _kind(model: Any) -> str:
-    from sklearn.base import is_clusterer
-
-    from ..linear import LinearRegression, Ridge
-    from ..pca import PCA
-    from ..sgd import SGDClassifier, SGDRegressor
-
-    if is_clusterer(model) and type(model).__module__.startswith("scaleml_dask"):  # KMeans, MiniBatchKMeans
-        if not hasattr(model, "cluster_centers_"):
-            raise ValueError(f"this {type(model).__name__} is not fitted; fit it before compressing")
-        return "kmeans"
-    for kind, classes in (("linear", (LinearRegression, Ridge)), ("pca", (PCA,)),
-                          ("sgd", (SGDRegressor, SGDClassifier))):
-        if isinstance(model, classes):
-            if not hasattr(model, "components_" if kind == "pca" else "coef_"):
-                raise ValueError(f"this {type(model).__name__} is not fitted; fit it before compressing")
-            return kind
-    raise ValueError(f"cannot compress a {type(model).__name__}: supported are LinearRegression, Ridge, PCA, "
-                     "SGDRegressor, SGDClassifier, KMeans and MiniBatchKMeans")
+    """How ``model``'s predictions read its weights: "linear", "centred" (PCA) or "distances" (clusterers)."""
+    kind = getattr(model, "_compress_kind", None)
+    if kind is None or not hasattr(model, "_weights"):
+        raise ValueError(f"cannot compress a {type(model).__name__}: it has no weight matrix (estimators with one "
+                         "define _weights / _set_weights, scaleml_dask._deployable)")
+    return kind
 
 
 def weights(model: Any) -> np.ndarray:
     """The weight matrix ``W`` (n_features, n_outputs) of a supported model (a copy)."""
-    kind = _kind(model)
-    if kind == "linear":
-        return model.coef_.reshape(-1, 1).copy()
-    if kind == "pca":
-        return model.components_.T.copy()
-    if kind == "kmeans":
-        return model.cluster_centers_.T.copy()
-    return model._state.W[:-1].copy()
+    _kind(model)
+    return model._weights()
 
 
 def _set_weights(model: Any, W: np.ndarray, spec: dict | None) -> None:
     """Write ``W`` into ``model`` wherever its predictions read it, and declare how the registry stores it:
     ``spec`` is ``{"dtype": ..., "scale": (1, n_outputs) or None}``."""
-    kind = _kind(model)
-    scale = None if spec is None else spec.get("scale")
-    declared: dict[str, dict] = {}
-
-    def declare(path: str, s: np.ndarray | None, tail: int = 0) -> None:
-        if spec is not None:
-            declared[path] = {"dtype": spec["dtype"], "tail": tail,
-                              **({"scale": np.array(s, dtype=np.float64)} if s is not None else {})}
-
-    if kind == "linear":
-        model.coef_ = W[:, 0].copy()
-        declare("coef_", None if scale is None else scale[0])
-    elif kind == "pca":
-        model.components_ = np.ascontiguousarray(W.T)
-        declare("components_", None if scale is None else scale.T)
-    elif kind == "kmeans":
-        model.cluster_centers_ = np.ascontiguousarray(W.T)
-        declare("cluster_centers_", None if scale is None else scale.T)
-    else:
-        st = model._state
-        st.W = np.vstack([W, st.W[-1:]])
-        declare("_state.W", scale, tail=1)
-        if np.ndim(model.coef_) == 1:  # regressor: (n_features,); classifiers (n_outputs, n_features)
-            model.coef_ = st.W[:-1, 0].copy()
-            declare("coef_", None if scale is None else scale[0])
-        else:
-            model.coef_ = st.W[:-1].T.copy()
-            declare("coef_", None if scale is None else scale.T)
+    _kind(model)
+    declared = model._set_weights(W, None if spec is None else spec.get("scale"))
     if spec is not None:
-        model.quantization_ = declared
+        model.quantization_ = {
+            path: {"dtype": spec["dtype"], "tail": tail,
+                   **({"scale": np.array(s, dtype=np.float64)} if s is not None else {})}
+            for path, (s, tail) in declared.items()}
+
+
+def _pipeline(model: Any) -> bool:
+    return hasattr(model, "_final_estimator") and hasattr(model, "preprocess")
+
+
+def _on_final(act: Callable, model: Any, X_val: Any, y_val: Any, **kwargs: Any) -> tuple[Any, dict]:
+    """``act`` (quantize, prune) on a pipeline's final estimator, given the held-out raw rows as the matrix it
+    takes (and labels as its codes); the pipeline returned holds the new estimator, the report's bytes are the
+    whole pipeline's."""
+    final = model._final_estimator
+    Xp = None if X_val is None else _dense(model.preprocess(X_val))
+    yp = None if y_val is None else _encoded_target(model, y_val)
+    new_final, rep = act(final, X_val=Xp, y_val=yp, **kwargs)
+    new = copy.deepcopy(model)
+    new.steps[-1] = (new.steps[-1][0], new_final)
+    rep.update(bytes_before=_bytes_on_disk(model), bytes_after=_bytes_on_disk(new), step=new.steps[-1][0])
+    return new, rep
+
+
+def _dense(X: Any) -> np.ndarray:
+    X = X.compute() if hasattr(X, "compute") else X
+    return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+
+
+def _encoded_target(model: Any, y: Any) -> np.ndarray:
+    from ..pipeline import _encode_levels
+
+    levels = getattr(model, "_target_levels", None)
+    y = y.compute() if hasattr(y, "compute") else y
+    return np.asarray(y) if levels is None else _encode_levels(y, levels)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -142,10 +134,13 @@ def _set_weights(model: Any, W: np.ndarray, spec: dict | None) -> None:
 def quantize(model: Any, dtype: str = "int8", *, X_val: Any = None, y_val: Any = None) -> tuple[Any, dict]:
     """A copy of ``model`` with int8 (per-output scale) or float16 weights, and the report of what it cost.
 
-    Without ``X_val`` the report measures on 1,000 seeded standard normal rows (and has no metrics).
+    Without ``X_val`` the report measures on 1,000 seeded standard normal rows (and has no metrics). Of a
+    pipeline, the final estimator is quantized (``X_val``: raw rows, through the pipeline's preprocessing).
     """
     if dtype not in METHODS:
         raise ValueError(f"dtype must be one of {METHODS}; got {dtype!r}")
+    if _pipeline(model):
+        return _on_final(quantize, model, X_val, y_val, dtype=dtype)
     W = weights(model)
     new = copy.deepcopy(model)
     if dtype == "int8":
@@ -167,29 +162,30 @@ def prediction_bound(quantized: Any, X: np.ndarray) -> np.ndarray:
     Scores are ``predict`` (regressors), ``decision_function`` columns (classifiers), ``transform`` (PCA,
     clusterers' distances).
     """
+    if _pipeline(quantized):
+        return prediction_bound(quantized._final_estimator, _dense(quantized.preprocess(X)))
     spec = getattr(quantized, "quantization_", None)
     kind = _kind(quantized)
     if not spec:
         raise ValueError(f"this {type(quantized).__name__} was not quantized (no quantization_)")
     X = np.asarray(X, dtype=np.float64)
-    if kind == "pca":
+    if kind == "centred":
         X = X - quantized.mean_
     ax = np.abs(X)
     W = weights(quantized)
     first = next(iter(spec.values()))
-    if kind == "kmeans":  # the move of each centre bounds the change of every distance to it
+    if kind == "distances":  # the move of each centre bounds the change of every distance to it
         if first["dtype"] == "int8":
-            move = spec["cluster_centers_"]["scale"].reshape(-1) / 2.0 * np.sqrt(W.shape[0])
+            move = first["scale"].reshape(-1) / 2.0 * np.sqrt(W.shape[0])
         else:
             move = np.sqrt(((2.0**-11 * np.abs(W) + 2.0**-25) ** 2).sum(axis=0))
         return np.broadcast_to(move * (1.0 + 1e-12), (len(X), W.shape[1])).copy()
     if first["dtype"] == "int8":
-        key = {"linear": "coef_", "pca": "components_", "sgd": "_state.W"}[kind]
-        scale = spec[key]["scale"].reshape(1, -1)
+        scale = first["scale"].reshape(1, -1)  # (the first path declared holds the per-output scales)
         bound = ax.sum(axis=1, keepdims=True) * (scale / 2.0)
     else:
         bound = ax @ (2.0**-11 * np.abs(W) + 2.0**-25)
-    if kind == "pca" and quantized.whiten:
+    if kind == "centred" and quantized.whiten:
         bound = bound / np.sqrt(quantized.explained_variance_)
     return bound * (1.0 + 1e-12)  # the product q * s is itself rounded: one ulp per weight
 
@@ -203,6 +199,8 @@ def prune(model: Any, fraction: float | None = None, *, tolerance: float | None 
     """
     if (fraction is None) == (tolerance is None):
         raise ValueError("give exactly one of fraction= or tolerance=")
+    if _pipeline(model):
+        return _on_final(prune, model, X_val, y_val, fraction=fraction, tolerance=tolerance)
     W = weights(model)
     order = np.argsort(np.abs(W), axis=None, kind="stable")
 
@@ -316,7 +314,7 @@ def report(before: Any, after: Any, X_val: Any = None, y_val: Any = None, *, met
         "latency_ms_per_1000_rows_before": _latency(before, output, X),
         "latency_ms_per_1000_rows_after": _latency(after, output, X),
     }
-    if y is not None or _kind(before) in ("pca", "kmeans"):
+    if y is not None or _kind(before) in ("centred", "distances"):
         ref = _reference(before, X)
         m0, m1 = _metrics(before, X, y, ref), _metrics(after, X, y, ref)
         rep.update(metrics_before=m0, metrics_after=m1, metric_change={k: m1[k] - m0[k] for k in m0})
@@ -335,30 +333,30 @@ def _held_out(model: Any, X_val: Any, y_val: Any, *, need_y: bool) -> tuple[np.n
     y = None if y_val is None else np.asarray(y_val.compute() if hasattr(y_val, "compute") else y_val)
     if y is not None and y.shape != (len(X),):
         raise ValueError(f"y_val must have one value per row of X_val ({len(X)}); got shape {y.shape}")
-    if need_y and y is None and _kind(model) not in ("pca", "kmeans"):
+    if need_y and y is None and _kind(model) not in ("centred", "distances"):
         raise ValueError(f"y_val is required to measure a {type(model).__name__}'s held-out metric")
     return X, y
 
 
 def _primary(model: Any) -> str:
     kind = _kind(model)
-    if kind == "pca":
+    if kind == "centred":
         return "explained_variance"
-    if kind == "kmeans":
+    if kind == "distances":
         return "label_agreement"
     return "accuracy" if hasattr(model, "classes_") else "r2"
 
 
 def _reference(model: Any, X: np.ndarray) -> np.ndarray | None:
     """A clusterer's labels of ``X``: what a compressed copy's labels are compared with (None otherwise)."""
-    return _outputs.apply(model, "predict", X) if _kind(model) == "kmeans" else None
+    return _outputs.apply(model, "predict", X) if _kind(model) == "distances" else None
 
 
 def _metrics(model: Any, X: np.ndarray, y: np.ndarray | None, reference: np.ndarray | None = None
              ) -> dict[str, float]:
     from sklearn import metrics
 
-    if _kind(model) == "kmeans":
+    if _kind(model) == "distances":
         from .._kmeans_kernels import nearest
 
         labels, d2 = nearest(X, model.cluster_centers_)
@@ -366,7 +364,7 @@ def _metrics(model: Any, X: np.ndarray, y: np.ndarray | None, reference: np.ndar
         if y is not None:
             out["adjusted_rand"] = float(metrics.adjusted_rand_score(y, labels))
         return out
-    if _kind(model) == "pca":
+    if _kind(model) == "centred":
         R = model.inverse_transform(model.transform(X))
         sst = float(np.sum((X - X.mean(axis=0)) ** 2))
         return {"explained_variance": 1.0 - float(np.sum((X - R) ** 2)) / sst if sst > 0 else float("nan")}
@@ -380,7 +378,7 @@ def _metrics(model: Any, X: np.ndarray, y: np.ndarray | None, reference: np.ndar
 
 def _compared_output(model: Any) -> str:
     names = _outputs.output_names(model)
-    if _kind(model) == "kmeans":
+    if _kind(model) == "distances":
         return "transform"
     if hasattr(model, "classes_"):
         return "predict_proba" if "predict_proba" in names else "decision_function"

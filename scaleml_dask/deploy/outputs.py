@@ -34,6 +34,16 @@ def _method(model: Any, output: str) -> Any:
     return None
 
 
+def probe_input(model: Any) -> Any:
+    """One row ``model`` takes: zeros for a model of numbers; for a model of raw columns (``input_schema_``: a
+    pipeline, a table transformer) a one-row dict — 0 for numbers and date-times, false, the first level."""
+    schema = getattr(model, "input_schema_", None) if hasattr(model, "_table_needs") else None
+    if schema is None:
+        return np.zeros((1, int(model.n_features_in_)))
+    first = {"numeric": 0.0, "datetime": 0.0, "boolean": False}
+    return {c.name: [c.levels[0] if c.kind == "categorical" else first[c.kind]] for c in schema}
+
+
 def output_names(model: Any) -> list[str]:
     """The outputs ``model`` computes, main one first (``predict`` where it exists, else ``transform``).
 
@@ -42,7 +52,7 @@ def output_names(model: Any) -> list[str]:
     d = getattr(model, "n_features_in_", None)
     if d is None:
         return []
-    probe = np.zeros((1, int(d)))
+    probe = probe_input(model)
     names = []
     for output in METHODS:
         fn = _method(model, output)

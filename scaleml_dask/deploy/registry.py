@@ -35,9 +35,19 @@ existing version fails and the save takes the next number). ``"latest"`` is the 
 The encoding of values: JSON null / bool / int / str / finite float as themselves, lists as lists, and
 tagged objects for everything else: ``{"$float": "nan"}``, ``{"$tuple": [...]}``, ``{"$dict": [[k, v],
 ...]}``, ``{"$scalar": dtype, "value": v}`` (numpy scalars), ``{"$array": name}``, ``{"$dtype": str}``,
-``{"$generator": bit generator, "state": ...}`` (``numpy.random.Generator``) and ``{"$dataclass":
-"module:Name", "fields": {...}}`` for the dataclasses of ``_loadable.DATACLASSES``. Anything else is
-refused when saving (``RegistryError`` naming the attribute).
+``{"$generator": bit generator, "state": ...}`` (``numpy.random.Generator``), ``{"$dataclass":
+"module:Name", "fields": {...}}`` for the dataclasses of ``_loadable.DATACLASSES``, ``{"$objects": [...]}`` (a 1-d
+object array of strings, numbers, booleans, nulls: feature names, categories), ``{"$type": dtype}`` (a numpy scalar
+type), ``{"$slice": [start, stop, step]}``, ``{"$value": name, "state": ...}`` for the objects of
+``_loadable.VALUES`` (an input schema) and ``{"$estimator": name, "params": ..., "state": ...}`` for an estimator
+nested in the model (a pipeline's steps, a ``ColumnTransformer``'s transformers), saved and checked as the model
+itself. Anything else is refused when saving (``RegistryError`` naming the attribute).
+
+What is saved of an estimator, and how a restored one is checked, is the estimator's part of the capability
+protocol (``scaleml_dask._deployable``): ``_saved_state()`` / ``_check_restored_state()``; the registry keeps no
+list of estimator types beyond the fixed table of names a file may use (``_loadable``). A model of raw columns (a
+pipeline) declares ``dtypes.input = "table"``, and its ``training`` statistics are those of its columns of numbers
+(``training.columns`` names them).
 
 Loading is parsing, never executing: names (classes, dataclasses, bit generators) are looked up in the fixed
 tables of ``_loadable``, dtypes must be plain scalar ones, every field of the document is checked for its type
@@ -67,6 +77,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import errno
+import functools
 import hashlib
 import inspect
 import io
@@ -243,23 +254,16 @@ def content_sha256(meta: dict[str, Any]) -> str:
 
 def _describe(model: Any, cls_name: str, data: Any, metrics: dict | None) -> tuple[dict, dict[str, np.ndarray]]:
     """The metadata document (without ``files``) and the arrays to store."""
-    notes: list[str] = []
-    params = model.get_params(deep=False)
-    for key, value in params.items():
-        if callable(value):
-            notes.append(f"param {key!r} ({type(value).__name__}) is not serializable; saved as null")
-            params[key] = None
-    state = {k: v for k, v in vars(model).items() if k not in params and k not in _NOT_SAVED}
-    enc = _Encoder(model.__dict__.get("quantization_") or {})
-    meta_params = enc.encode(params, "params")
-    meta_state = {"$dict": [[k, enc.encode(v, k)] for k, v in state.items()]}
+    enc = _Encoder()
+    meta_params, meta_state = enc.estimator(model, "")
+    notes = enc.notes
     arrays, array_meta, views = enc.finish()
     names = _outputs.output_names(model)
     n_features = getattr(model, "n_features_in_", None)
     dtypes: dict[str, str] = {}
     if n_features is not None:
-        dtypes["input"] = "float64"
-        probe = np.zeros((1, int(n_features)))
+        probe = _outputs.probe_input(model)
+        dtypes["input"] = "table" if isinstance(probe, dict) else "float64"
         dtypes.update({o: str(_outputs.apply(model, o, probe).dtype) for o in names})
     meta = {
         "format_version": FORMAT_VERSION,
@@ -285,9 +289,31 @@ def _describe(model: Any, cls_name: str, data: Any, metrics: dict | None) -> tup
 class _Encoder:
     """Turns attribute values into the tagged JSON above, collecting the arrays (see the module docstring)."""
 
-    def __init__(self, quantization: dict[str, dict]) -> None:
-        self.quantization = dict(quantization)
+    def __init__(self) -> None:
+        self.quantization: dict[str, dict] = {}
+        self.notes: list[str] = []
         self._by_id: dict[int, tuple[str, np.ndarray, dict]] = {}
+
+    def estimator(self, model: Any, path: str) -> tuple[Any, dict]:
+        """An estimator's hyperparameters and fitted state (the saving half of the capability protocol: the
+        state is ``model._saved_state()`` when the class defines it, else its fitted attributes — ``__dict__``
+        without the hyperparameters and a clusterer's ``labels_``). Arrays are named by their path from the top
+        model; a nested estimator's ``quantization_`` declares its arrays under its own path."""
+        prefix = f"{path}." if path else ""
+        params = model.get_params(deep=False)
+        for key, value in params.items():
+            if callable(value) and not (isinstance(value, type) and issubclass(value, np.generic)) \
+                    and _loadable.name_of(value, _loadable.CLASSES) is None:
+                self.notes.append(f"param {prefix}{key!r} ({type(value).__name__}) is not serializable; saved as "
+                                  "null")
+                params[key] = None
+        saved = getattr(model, "_saved_state", None)
+        state = saved() if saved is not None else {k: v for k, v in vars(model).items()
+                                                   if k not in params and k not in _NOT_SAVED}
+        for key, spec in (model.__dict__.get("quantization_") or {}).items():
+            self.quantization[prefix + key] = spec
+        return (self.encode(params, f"{prefix}params" if path else "params"),
+                {"$dict": [[k, self.encode(v, prefix + k)] for k, v in state.items()]})
 
     def encode(self, value: Any, path: str) -> Any:
         if value is None or isinstance(value, (bool, str)):
@@ -296,8 +322,14 @@ class _Encoder:
             return int(value)
         if isinstance(value, float):
             return value if math.isfinite(value) else {"$float": repr(value)}
+        if isinstance(value, np.ndarray) and value.dtype == object:
+            return self._objects(value, path)
         if isinstance(value, np.ndarray):
             return self._array(value, path)
+        if isinstance(value, type) and issubclass(value, np.generic) and _loadable.storable(np.dtype(value)):
+            return {"$type": np.dtype(value).str}
+        if isinstance(value, slice):
+            return {"$slice": [self.encode(v, path) for v in (value.start, value.stop, value.step)]}
         if isinstance(value, np.generic):
             if not _loadable.storable(value.dtype):
                 raise RegistryError(f"cannot save attribute {path!r}: numpy scalar of dtype {value.dtype}")
@@ -319,14 +351,32 @@ class _Encoder:
                 raise RegistryError(f"cannot save attribute {path!r}: bit generator {bitgen}")
             return {"$generator": bitgen, "state": self.encode(value.bit_generator.state, f"{path}.state")}
         cls = type(value)
+        name = _loadable.name_of(value, _loadable.CLASSES)
+        if name is not None:
+            params, state = self.estimator(value, path)
+            return {"$estimator": name, "params": params, "state": state}
+        name = _loadable.name_of(value, _loadable.VALUES)
+        if name is not None:
+            saved = getattr(value, "_saved_state", None)
+            state = saved() if saved is not None else vars(value)
+            return {"$value": name, "state": {"$dict": [[k, self.encode(v, f"{path}.{k}")] for k, v in state.items()]}}
         name = _loadable.name_of(value, _loadable.DATACLASSES) if dataclasses.is_dataclass(value) else None
         if name is not None:
             return {"$dataclass": name,
                     "fields": {f.name: self.encode(getattr(value, f.name), f"{path}.{f.name}")
                                for f in dataclasses.fields(value)}}
         raise RegistryError(f"cannot save attribute {path!r} of type {cls.__module__}.{cls.__qualname__} "
-                            "(the registry stores arrays, JSON values, generators and the dataclasses of "
-                            "deploy._loadable.DATACLASSES)")
+                            "(the registry stores arrays, JSON values, generators, the estimators of "
+                            "deploy._loadable.CLASSES and the objects of its VALUES and DATACLASSES)")
+
+    def _objects(self, a: np.ndarray, path: str) -> dict:
+        """A 1-d object array of JSON scalars (feature names, categories, a target's levels) as a JSON list."""
+        items = a.tolist() if a.ndim == 1 else None
+        if items is None or not all(v is None or type(v) in (bool, int, str) or type(v) is float and math.isfinite(v)
+                                    for v in items):
+            raise RegistryError(f"cannot save attribute {path!r}: object array of shape {a.shape} (only 1-d arrays "
+                                "of strings, numbers, booleans and None)")
+        return {"$objects": items}
 
     def _array(self, a: np.ndarray, path: str) -> dict:
         known = self._by_id.get(id(a))
@@ -434,6 +484,8 @@ def _training(model: Any, data: Any, names: list[str]) -> dict[str, Any]:
         return out
     import dask
 
+    if hasattr(model, "_table_needs"):  # raw columns: the numbers among them are watched
+        return _table_training(model, data, names, out)
     from ..validation import as_dask_array
 
     X = as_dask_array(data, "X", ndim=2).astype(np.float64)
@@ -448,6 +500,42 @@ def _training(model: Any, data: Any, names: list[str]) -> dict[str, Any]:
     out.update(n_samples=int(X.shape[0]), feature_mean=values[0].tolist(), feature_std=values[1].tolist())
     if len(values) == 4:
         out.update(prediction_mean=float(values[2]), prediction_std=float(values[3]))
+    return out
+
+
+def _table_training(model: Any, data: Any, names: list[str], out: dict[str, Any]) -> dict[str, Any]:
+    """Training statistics of a model of raw columns: mean and standard deviation of its columns of numbers
+    (numeric, boolean, date-time, in the canonical form; ``columns`` names them) and of its main output."""
+    import dask
+    import dask.array as da
+
+    from .._tabular import as_table
+    from ..io.table import canonical
+
+    schema = model.input_schema_
+    table = as_table(data)
+    columns = [c.name for c in schema if c.kind != "categorical"]
+    if table.lazy:
+        cols = [table.arrays[table.where[c][0]] if table.where[c][1] is None else
+                table.arrays[table.where[c][0]][:, table.where[c][1]] for c in columns]
+        values = [a.map_blocks(functools.partial(canonical, schema[c].kind), dtype=np.float64)
+                  for a, c in zip(cols, columns)]
+        stats = [da.nanmean(v) for v in values] + [da.nanstd(v) for v in values]
+    else:
+        values = [table.data.columns[c] for c in columns]
+        stats = [np.nanmean(v) if np.isfinite(v).any() else np.nan for v in values] + \
+                [np.nanstd(v) if np.isfinite(v).any() else np.nan for v in values]
+    stats = [float(v) for v in dask.compute(*stats)]
+    k = len(columns)
+    mean, std = stats[:k], stats[k:]
+    if not all(math.isfinite(v) for v in mean + std):
+        raise RegistryError(f"data: a column of numbers has no values ({columns})")
+    out.update(columns=columns, n_samples=table.n_rows, feature_mean=mean, feature_std=std)
+    if names and not table.lazy:
+        p = np.asarray(_outputs.apply(model, names[0], data))
+        if p.dtype.kind in "biuf":
+            p = p.astype(np.float64).reshape(len(p), -1)[:, 0]
+            out.update(prediction_mean=float(p.mean()), prediction_std=float(p.std()))
     return out
 
 
@@ -682,10 +770,14 @@ def _check_training(training: Any, d: Any, fail: Any) -> None:
         return
     if type(training) is not dict:
         raise fail("training", "must be null or an object")
+    columns = training.get("columns")
+    if columns is not None and not (type(columns) is list and all(type(c) is str for c in columns)):
+        raise fail("training.columns", "must be null or a list of column names")
+    width = d if columns is None else len(columns)
     for key in ("feature_mean", "feature_std"):
         v = training.get(key)
-        if v is not None and not (type(v) is list and len(v) == d and all(_is_number(x) for x in v)):
-            raise fail(f"training.{key}", f"must be null or {d} numbers")
+        if v is not None and not (type(v) is list and len(v) == width and all(_is_number(x) for x in v)):
+            raise fail(f"training.{key}", f"must be null or {width} numbers")
     for key in ("prediction_mean", "prediction_std"):
         if training.get(key) is not None and not _is_number(training[key]):
             raise fail(f"training.{key}", "must be null or a number")
@@ -815,34 +907,45 @@ def _check_declared_width(meta: dict, arrays: dict[str, np.ndarray], where: Path
 def _rebuild(meta: dict, arrays: dict[str, np.ndarray], views: dict[str, dict], where: Path, limits: Limits) -> Any:
     """The model of a checked document: parameters validated by the class, state checked by the class, each
     declared output computed on a probe row."""
-    cls = _loadable.resolve(meta["class"])
     decoder = _Decoder(arrays, views, where, limits.registry_depth)
-    params = decoder.decode(meta["params"], "params")
+    model = _instantiate(decoder, meta["class"], meta["params"], meta["state"], "", 0)
+    _check_width(model, meta.get("n_features"), where)
+    _check_outputs(model, meta, where)
+    return model
+
+
+def _instantiate(decoder: _Decoder, name: Any, params: Any, state: Any, path: str, depth: int) -> Any:
+    """The estimator ``name`` (of ``_loadable.CLASSES``) with its parameters validated by the class and its
+    state checked by the class (the loading half of the capability protocol: ``_check_restored_state()``
+    returns a problem or None)."""
+    at = f"{path}: " if path else ""
+    cls = _loadable.resolve(name)
+    if cls is None:
+        raise decoder.fail(path or "class", f"unknown model class {name!r:.80}")
+    params = decoder.decode(params, f"{path}.params" if path else "params", depth)
     if not isinstance(params, dict) or not all(type(k) is str for k in params):
-        raise _error(where, "params must map parameter names to values")
+        raise _error(decoder.where, f"{at}params must map parameter names to values")
     known = {p for p in inspect.signature(cls.__init__).parameters if p != "self"}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise _error(where, f"params {unknown[:5]} are not parameters of {meta['class']}")
+        raise _error(decoder.where, f"{at}params {unknown[:5]} are not parameters of {name}")
     model = cls(**params)
     try:
         model._validate_params()
     except (ValueError, TypeError) as exc:
-        raise _error(where, f"params: {exc}") from None
-    state = decoder.decode(meta["state"], "state")
+        raise _error(decoder.where, f"{at}params: {exc}") from None
+    state = decoder.decode(state, f"{path}.state" if path else "state", depth)
     if not isinstance(state, dict):
-        raise _error(where, "state must be a mapping")
+        raise _error(decoder.where, f"{at}state must be a mapping")
     for key in state:
         if not (type(key) is str and key.isidentifier() and not keyword.iskeyword(key) and not key.startswith("__")
                 and key not in known and _plain_attribute(cls, key)):
-            raise _error(where, f"state: {key!r:.80} is not a fitted attribute of {meta['class']}")
+            raise _error(decoder.where, f"{at}state: {key!r:.80} is not a fitted attribute of {name}")
     model.__dict__.update(state)
-    _check_width(model, meta.get("n_features"), where)
     check = getattr(model, "_check_restored_state", None)
     problem = check() if check is not None else None
     if problem:
-        raise _error(where, problem)
-    _check_outputs(model, meta, where)
+        raise _error(decoder.where, f"{at}{problem}")
     return model
 
 
@@ -863,10 +966,11 @@ def _check_outputs(model: Any, meta: dict, where: Path) -> None:
     computed = _outputs.output_names(model)
     if computed != declared:
         raise _error(where, f"outputs {declared} declared; the model computes {computed}")
-    probe = np.zeros((1, d))
+    probe = _outputs.probe_input(model)
     for name in declared:
         a = _outputs.apply(model, name, probe)
-        if a.ndim not in (1, 2) or a.shape[0] != 1 or a.dtype.kind not in "biuf":
+        labels = name == "predict" and a.dtype.kind in "OU" and all(type(v) in (str, bool, int, float) for v in a.flat)
+        if a.ndim not in (1, 2) or a.shape[0] != 1 or (a.dtype.kind not in "biuf" and not labels):
             raise _error(where, f"output {name!r} gives {a.dtype}{list(a.shape)} on one row")
 
 
@@ -884,7 +988,8 @@ def _check_width(model: Any, d: Any, where: Path) -> None:
 
 #: tag -> the other keys its object holds
 _TAGS = {"$float": (), "$tuple": (), "$dict": (), "$array": (), "$dtype": (), "$scalar": ("value",),
-         "$generator": ("state",), "$dataclass": ("fields",)}
+         "$generator": ("state",), "$dataclass": ("fields",), "$objects": (), "$type": (), "$slice": (),
+         "$estimator": ("params", "state"), "$value": ("state",)}
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -919,6 +1024,27 @@ class _Decoder:
             return _FLOATS[body]
         if tag in ("$tuple", "$dict") and type(body) is not list:
             raise self.fail(path, f"{tag} must hold a list")
+        if tag in ("$objects", "$slice") and type(body) is not list:
+            raise self.fail(path, f"{tag} must hold a list")
+        if tag == "$objects":
+            if not all(v is None or type(v) in (bool, int, float, str) for v in body):
+                raise self.fail(path, "$objects must hold strings, numbers, booleans and nulls")
+            out = np.empty(len(body), dtype=object)
+            out[:] = body
+            return out
+        if tag == "$slice":
+            if len(body) != 3 or not all(v is None or _is_int(v) for v in body):
+                raise self.fail(path, "$slice must hold [start, stop, step], each an integer or null")
+            return slice(*body)
+        if tag == "$type":
+            dtype = _loadable.dtype(body)
+            if dtype is None:
+                raise self.fail(path, f"$type {body!r:.40} is not a plain scalar dtype")
+            return dtype.type
+        if tag == "$estimator":
+            return _instantiate(self, body, value["params"], value["state"], path, depth)
+        if tag == "$value":
+            return self._value(body, value["state"], path, depth)
         if tag == "$tuple":
             return tuple(self.decode(v, f"{path}[{i}]", depth) for i, v in enumerate(body))
         if tag == "$dict":
@@ -978,6 +1104,27 @@ class _Decoder:
         except Exception as exc:  # noqa: BLE001 - numpy validates the state it is given, with various errors
             raise self.fail(path, f"invalid {body} state: {type(exc).__name__}: {str(exc)[:100]}") from None
         return rng
+
+    def _value(self, name: Any, state: Any, path: str, depth: int) -> Any:
+        cls = _loadable.resolve_value(name)
+        if cls is None:
+            raise self.fail(path, f"value class {name!r:.80} is not one of {list(_loadable.VALUES)}")
+        decoded = self.decode(state, f"{path}.state", depth)
+        if not isinstance(decoded, dict) or not all(type(k) is str and k.isidentifier() and not k.startswith("__")
+                                                    for k in decoded):
+            raise self.fail(path, "a value's state must map attribute names to values")
+        restore = getattr(cls, "_from_saved_state", None)
+        if restore is not None:
+            try:
+                return restore(decoded)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise self.fail(path, f"invalid {name} ({type(exc).__name__}: {str(exc)[:100]})") from None
+        obj = cls.__new__(cls)
+        for key in decoded:
+            if not _plain_attribute(cls, key):
+                raise self.fail(path, f"{key!r:.80} is not an attribute of {name}")
+        obj.__dict__.update(decoded)
+        return obj
 
     def _dataclass(self, name: Any, fields: Any, path: str, depth: int) -> Any:
         cls = _loadable.resolve_dataclass(name)

@@ -37,21 +37,38 @@ from . import outputs as _outputs
 def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = None, progress: bool = False,
           codec: str | None = None, transform: bool = True, overwrite: bool = False) -> Path:
     """Score ``dataset`` (catalog name, path, xarray, dask or numpy) with ``model`` (or a registry directory)
-    chunk by chunk on ``client`` (default: the current dask.distributed client, else the local scheduler);
-    write the outputs to ``out`` atomically and return its path. ``progress`` shows a progress bar;
-    ``transform=False`` leaves out the ``transform`` output (components, a clusterer's distances). A dataset
-    already at ``out`` is replaced only with ``overwrite=True``, and only if written here."""
+    chunk by chunk. A pipeline of raw columns scores a table (a table store, its catalog name, or a CSV / Parquet
+    file, ingested to a temporary store first): each chunk is read and preprocessed inside its scoring task; a
+    string target's labels are written as codes into the levels of the ``y_levels`` attribute. Chunks are scored
+    on ``client`` (default: the current dask.distributed client, else the local scheduler); the outputs are
+    written to ``out`` atomically, and its path returned. ``progress`` shows a progress bar; ``transform=False``
+    leaves out the ``transform`` output (components, a clusterer's distances). A dataset already at ``out`` is
+    replaced only with ``overwrite=True``, and only if written here."""
+    from .registry import load_model
+
+    source = str(dataset) if isinstance(dataset, (str, os.PathLike)) else None
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    kwargs = {"client": client, "progress": progress, "codec": codec, "transform": transform, "overwrite": overwrite}
+    if hasattr(model, "_table_needs") and source is not None and source.lower().endswith(_FILES):
+        return _score_file(model, Path(source), out, **kwargs)
+    return _score(model, dataset, out, source, **kwargs)
+
+
+def _score(model: Any, dataset: Any, out: str | os.PathLike, source: str | None, *, client: Any, progress: bool,
+           codec: str | None, transform: bool, overwrite: bool) -> Path:
     import dask
 
     from ..io.store import DatasetWriter
     from ..passes import map_row_chunks
     from ..validation import as_dask_array
-    from .registry import RegistryError, class_name, load_model
+    from .registry import RegistryError, class_name
 
-    source = str(dataset) if isinstance(dataset, (str, os.PathLike)) else None
-    if isinstance(model, (str, os.PathLike)):
-        model = load_model(model)
-    X = as_dask_array(dataset, "X", ndim=2)
+    if hasattr(model, "_table_needs") and hasattr(model, "preprocess"):  # a pipeline of raw columns
+        scored, X = model, model.preprocess(dataset)  # each chunk preprocessed inside its scoring task
+        model = model._final_estimator
+    else:
+        scored, X = model, as_dask_array(dataset, "X", ndim=2)
     d = getattr(model, "n_features_in_", None)
     if d is None:
         raise ValueError(f"a {type(model).__name__} has no outputs to score (not a fitted model?)")
@@ -63,14 +80,17 @@ def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = Non
         X = X.rechunk({0: rows})
     probe = _score_rows(model, plan, np.zeros((1, d)))
     try:
-        model_class = class_name(model)
+        model_class = class_name(scored)
     except RegistryError:  # any model with the output methods can be scored, registered or not
-        model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+        model_class = f"{type(scored).__module__}.{type(scored).__qualname__}"
     attrs = {"outputs": {"X": plan[0], "y": plan[1]}, "model": model_class, "source": source}
+    levels = getattr(scored, "_target_levels", None)
+    if levels is not None and plan[1] is not None:  # a pipeline's labels: y holds their codes into y_levels
+        attrs["y_levels"] = [str(v) if not isinstance(v, (bool, int, float)) else v for v in levels.tolist()]
     with DatasetWriter(out, probe[0].shape[1], n_samples=X.shape[0], chunk_rows=rows, dtype=np.float64,
                        y_dtype=None if plan[1] is None else probe[1].dtype, attrs=attrs, codec=codec,
                        overwrite=overwrite,
-                       feature_names=_columns(model, plan[0], probe[0].shape[1])) as w:
+                       feature_names=_columns(scored, plan[0], probe[0].shape[1])) as w:
         counts = map_row_chunks(score_block, X, model=model, plan=plan, tmp_path=str(w.tmp_path),
                                 chunk_rows=rows)  # each task reads, scores and writes its chunk
         if client is None:
@@ -95,6 +115,29 @@ def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = Non
         if n_written != X.shape[0]:
             raise RuntimeError(f"wrote {n_written} rows of {X.shape[0]}")
     return Path(out)
+
+
+#: raw table files a pipeline scores directly (ingested to a temporary table store first)
+_FILES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
+
+
+def _score_file(model: Any, source: Path, out: str | os.PathLike, **kwargs: Any) -> Path:
+    """Score a CSV / Parquet file with a pipeline of raw columns: ingested chunk by chunk into a temporary table
+    store beside ``out`` (kinds kept, missing values kept), scored from there, the store removed after."""
+    import shutil
+    import tempfile
+
+    from ..io.ingest import ingest
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.raw-", dir=out.parent))
+    try:
+        kinds = {c.name: c.kind for c in model.input_schema_ if c.kind in ("categorical", "boolean")}
+        table = ingest(source, work / "table.zarr", kinds=kinds)
+        return _score(model, table, out, str(source), **kwargs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _plan(model: Any, transform: bool = True) -> tuple[str, str | None]:

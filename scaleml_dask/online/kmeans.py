@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._deployable import CentreWeights
 from .._kmeans_kernels import nearest, sq_distances
 from ..validation import NotFittedError, check_n_features, nonfinite_error
 from ._kmeans_kernels import P_REASSIGNED, P_SEEN, P_SINCE, P_STEPS, kmeans_learn_many, kmeans_learn_one
@@ -34,7 +35,7 @@ from ._status import BAD_LENGTH, OK
 from .base import OnlineEstimator
 
 
-class MiniBatchKMeans(OnlineEstimator):
+class MiniBatchKMeans(CentreWeights, OnlineEstimator):
     """Streaming k-means: ``learn_many(X)`` / ``learn_one(x)`` update the centres, ``predict_many`` gives
     labels and ``transform_many`` the Euclidean distances to every centre.
 

@@ -295,6 +295,39 @@ class OneHot:
 Piece = np.ndarray | Affine | Codes | OneHot
 
 
+@dataclass(frozen=True)
+class OnnxPiece:
+    """A piece in an ONNX graph (``deploy.onnx``): the tensor ``name``, DOUBLE ``[N, width]`` for numbers, or STRING
+    ``[N, 1]`` for a category (``levels`` set; ``""`` is missing)."""
+
+    name: str
+    width: int = 1
+    levels: tuple[str, ...] | None = None
+
+
+def onnx_numbers(pieces: Sequence[OnnxPiece], what: str) -> None:
+    """Refuse a categorical piece where ``what`` takes numbers."""
+    for p in pieces:
+        if p.levels is not None:
+            raise ValueError(f"cannot export {what} to ONNX: it is given a category")
+
+
+def onnx_affine(g: Any, pieces: Sequence[OnnxPiece], c: np.ndarray, a: np.ndarray, b: np.ndarray | None,
+                what: str) -> list[OnnxPiece]:
+    """``a·(x - c) + b`` column by column (vectors over all the pieces' columns, in order), as ``Affine.then``."""
+    onnx_numbers(pieces, what)
+    out, j = [], 0
+    for p in pieces:
+        k = slice(j, j + p.width)
+        j += p.width
+        x = g.node("Mul", [g.node("Sub", [p.name, g.const("c", np.asarray(c[k], np.float64))], "centred"),
+                           g.const("a", np.asarray(a[k], np.float64))], "scaled")
+        if b is not None:
+            x = g.node("Add", [x, g.const("b", np.asarray(b[k], np.float64))], "shifted")
+        out.append(OnnxPiece(x, p.width))
+    return out
+
+
 def piece_width(p: Piece) -> int:
     return p.width if isinstance(p, OneHot) else 1
 
@@ -429,6 +462,10 @@ class TableNode:
     def _table_sparse(self) -> bool:
         """Whether the fitted output is sparse."""
         return False
+
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
+        """``_table_apply`` as ONNX nodes added to ``g`` (``deploy.onnx.Graph``): the output pieces' tensors."""
+        raise ValueError(f"cannot export a {type(self).__name__} to ONNX")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()  # a table takes missing values, text and categories

@@ -8,7 +8,16 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.preprocessing._data import _handle_zeros_in_scale, _is_constant_feature
 
-from ._base import ColumnState, Piece, TableTransformer, as_affine, as_floats, require_kind
+from ._base import (
+    ColumnState,
+    OnnxPiece,
+    Piece,
+    TableTransformer,
+    as_affine,
+    as_floats,
+    onnx_affine,
+    require_kind,
+)
 
 #: What a scaler takes (booleans as 0 / 1, date-times as seconds since the epoch).
 NUMBERS = ("numeric", "boolean", "datetime")
@@ -66,6 +75,9 @@ class StandardScaler(TableTransformer):
     def _apply_columns(self, pieces: list[Piece]) -> list[Piece]:
         return [p.then(m, 1.0 / d, 0.0) for p, m, d in zip(as_affine(pieces), self._shift, self._divide)]
 
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
+        return onnx_affine(g, pieces, self._shift, 1.0 / self._divide, None, "StandardScaler")
+
 
 class MinMaxScaler(TableTransformer):
     """Scale columns to ``feature_range`` by their minimum and maximum, as scikit-learn's.
@@ -110,3 +122,10 @@ class MinMaxScaler(TableTransformer):
             return out
         lo, hi = self.feature_range
         return [np.clip(x, lo, hi) for x in as_floats(out)]
+
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
+        out = onnx_affine(g, pieces, np.zeros(len(self.scale_)), self.scale_, self.min_, "MinMaxScaler")
+        if not self.clip:
+            return out
+        lo, hi = (g.const(n, np.array(float(v))) for n, v in zip(("lo", "hi"), self.feature_range))
+        return [OnnxPiece(g.node("Clip", [p.name, lo, hi], "clipped"), p.width) for p in out]

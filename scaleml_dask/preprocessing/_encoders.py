@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._tabular import TableInputError
-from ._base import Affine, Codes, ColumnState, OneHot, Piece, TableTransformer, of_values
+from ._base import Affine, Codes, ColumnState, OneHot, OnnxPiece, Piece, TableTransformer, of_values
 
 #: Output codes with a meaning of their own.
 NONE = -1  # no one-hot column (dropped, or an ignored unknown)
@@ -39,6 +39,27 @@ class _Compiled:
     missing_out: int
     unknown_out: int
     width: int
+
+    def problem(self, positions: bool) -> str | None:
+        """What is inconsistent in a restored column transform, else None: the model registry asks before the
+        transform runs. With ``positions`` (one-hot) the codes are where a kernel writes: below ``width``."""
+        bound = self.width if positions else 2**31
+        if type(self.width) is not int or not 0 <= self.width < 2**31 or type(self.missing_out) is not int \
+                or type(self.unknown_out) is not int or max(self.missing_out, self.unknown_out) >= bound:
+            return f"column {self.name!r}: width and codes must be integers, codes below the width"
+        for what, a, n in (("lookup", self.lookup, None if self.levels is None else len(self.levels) + 1),
+                           ("cat_out", self.cat_out, None if self.cats is None else len(self.cats))):
+            if a is None:
+                continue
+            if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype.kind not in "iu" or (n is not None and
+                                                                                          len(a) != n):
+                return f"column {self.name!r}: {what} must be {n} integer codes"
+            if a.size and int(a.max()) >= bound:
+                return f"column {self.name!r}: {what} holds a code beyond the width {self.width}"
+        if (self.lookup is None) == (self.cats is None or self.cat_out is None) or (
+                self.cats is not None and (not isinstance(self.cats, np.ndarray) or self.cats.dtype.kind != "f")):
+            return f"column {self.name!r}: needs a lookup of levels or float categories with their codes"
+        return None
 
     def codes(self, piece: Piece) -> np.ndarray:
         if isinstance(piece, Codes):
@@ -71,6 +92,14 @@ class _Compiled:
                               "handle_unknown='error')", column=self.name)
 
 
+def _onnx_levels(c: _Compiled, p: OnnxPiece, what: str) -> tuple[str, ...]:
+    if p.levels is None or c.lookup is None or c.levels is None:
+        raise ValueError(f"cannot export a {what} of numbers (column {c.name!r}) to ONNX: encode categories")
+    if not np.array_equal(c.lookup.astype(np.float32).astype(np.int64), c.lookup):
+        raise ValueError(f"cannot export a {what} to ONNX: codes of column {c.name!r} exceed float32")
+    return tuple(c.levels)
+
+
 def _identify_infrequent(counts: np.ndarray, n_samples: int, min_frequency: Any, max_categories: Any) -> np.ndarray:
     """scikit-learn's rule: a mask of the infrequent categories among ``counts``."""
     if isinstance(min_frequency, Integral):
@@ -91,6 +120,15 @@ def _identify_infrequent(counts: np.ndarray, n_samples: int, min_frequency: Any,
 
 class _BaseEncoder(TableTransformer):
     _missing_is_category: ClassVar[bool] = True
+    #: whether output codes are one-hot positions (written at by the kernels) rather than ordinal values
+    _codes_are_positions: ClassVar[bool] = True
+
+    def _check_restored_state(self) -> str | None:
+        """A restored encoder's compiled columns checked (``_Compiled.problem``), for the model registry."""
+        compiled = getattr(self, "_compiled", [])
+        if not isinstance(compiled, list) or not all(isinstance(c, _Compiled) for c in compiled):
+            return "_compiled must be a list of compiled columns"
+        return next((p for p in (c.problem(self._codes_are_positions) for c in compiled) if p), None)
 
     def _needs(self, kind: str) -> set[str]:
         return set() if kind == "categorical" else {"values"}
@@ -326,6 +364,33 @@ class OneHotEncoder(_BaseEncoder):
     def _apply_columns(self, pieces: list[Piece]) -> list[Piece]:
         return [OneHot(c.codes(p), c.width) for c, p in zip(self._compiled, pieces)]
 
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
+        """ONNX-ML's OneHotEncoder over the fitted levels and ``""`` (missing), then a 0/1 MatMul placing each
+        where ``_Compiled.lookup`` does; an unknown level (all zeros) is placed by an indicator row, or under
+        handle_unknown="error" refused by the ONNX-ML operator itself."""
+        out = []
+        for c, p in zip(self._compiled, pieces):
+            levels = _onnx_levels(c, p, "OneHotEncoder")
+            raise_unknown = c.unknown_out == RAISE
+            hot = g.node("OneHotEncoder", [p.name], "onehot", domain="ai.onnx.ml", cats_strings=[*levels, ""],
+                         zeros=0 if raise_unknown else 1)
+            hot = g.node("Reshape", [g.node("Cast", [hot], "onehot64", to="DOUBLE"),
+                                     g.const("shape", np.array([-1, len(levels) + 1], dtype=np.int64))], "rows")
+            M = np.zeros((len(levels) + 2, c.width))
+            for i, code in enumerate(c.lookup):  # levels, then missing (the lookup's last entry)
+                if code >= 0:
+                    M[i, code] = 1.0
+            if c.unknown_out >= 0:
+                M[-1, c.unknown_out] = 1.0
+                one = g.const("one", np.ones((1, 1)))
+                total = g.node("ReduceSum", [hot, g.const("axis1", np.array([1], dtype=np.int64))], "seen",
+                               keepdims=1)
+                hot = g.node("Concat", [hot, g.node("Sub", [one, total], "unseen")], "rows_unknown", axis=1)
+            else:
+                M = M[:-1]
+            out.append(OnnxPiece(g.node("MatMul", [hot, g.const("place", M)], "placed"), c.width))
+        return out
+
     def _table_sparse(self) -> bool:
         return bool(self.sparse_output)
 
@@ -350,6 +415,7 @@ class OrdinalEncoder(_BaseEncoder):
     [2.0, nan, 0.0]
     """
 
+    _codes_are_positions: ClassVar[bool] = False
     _missing_is_category: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict] = {
         "categories": [StrOptions({"auto"}), list],
@@ -411,6 +477,26 @@ class OrdinalEncoder(_BaseEncoder):
             if self.handle_unknown == "use_encoded_value":
                 x[idx == UNKNOWN] = self.unknown_value
             out.append(x)
+        return out
+
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
+        """ONNX-ML's LabelEncoder from the fitted levels (and ``""``, missing) to the codes ``_apply_columns`` gives
+        (codes are small integers: exact in its float32 values); an unknown level gives ``unknown_value`` (NaN
+        under handle_unknown="error", which the operator cannot raise)."""
+        out = []
+        unknown = float(self.unknown_value) if self.handle_unknown == "use_encoded_value" else np.nan
+        for c, p in zip(self._compiled, pieces):
+            levels = _onnx_levels(c, p, "OrdinalEncoder")
+            codes = c.lookup.astype(np.float64)
+            codes[c.lookup == MISSING] = self.encoded_missing_value
+            codes[c.lookup == UNKNOWN] = unknown
+            codes[c.lookup == RAISE] = np.nan
+            flat = g.node("Reshape", [p.name, g.const("flat", np.array([-1], dtype=np.int64))], "flat")
+            x = g.node("LabelEncoder", [flat], "ordinal", domain="ai.onnx.ml", keys_strings=[*levels, ""],
+                       values_floats=codes.astype(np.float32).tolist(), default_float=float(unknown))
+            x = g.node("Cast", [x], "ordinal64", to="DOUBLE")
+            out.append(OnnxPiece(g.node("Reshape", [x, g.const("column", np.array([-1, 1], dtype=np.int64))],
+                                        "ordinal_column")))
         return out
 
     def _names_out(self, names: list[str]) -> list[str]:

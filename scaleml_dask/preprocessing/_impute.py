@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.utils._param_validation import MissingValues, StrOptions
 
-from ._base import Codes, ColumnState, Piece, TableTransformer, as_affine, of_values, require_kind
+from ._base import Codes, ColumnState, OnnxPiece, Piece, TableTransformer, as_affine, of_values, require_kind
 from ._data import NUMBERS
 
 
@@ -161,6 +161,31 @@ class SimpleImputer(TableTransformer):
             p = pieces[j]
             out.append((p.codes == -1).astype(np.float64) if isinstance(p, Codes)
                        else as_affine([p])[0].isnan().astype(np.float64))
+        return out
+
+    def _onnx_apply(self, g: Any, pieces: list[OnnxPiece]) -> list[OnnxPiece]:
+        if sum(p.width for p in pieces) != len(pieces):
+            raise ValueError("cannot export a SimpleImputer given one-hot columns to ONNX")
+        def missing(p: OnnxPiece) -> str:
+            if p.levels is None:
+                return g.node("IsNaN", [p.name], "is_missing")
+            empty = g.node("LabelEncoder", [p.name], "is_empty", domain="ai.onnx.ml", keys_strings=[""],
+                           values_int64s=[1], default_int64=0)
+            return g.node("Cast", [empty], "is_missing", to="BOOL")
+
+        out = []
+        for j in self._keep:
+            p, fill = pieces[j], self._fills[j]
+            if p.levels is not None:
+                level = p.levels[fill] if fill < len(p.levels) else str(self.statistics_[j])
+                value = g.const("fill", np.array([level], dtype=object))
+                levels = p.levels if fill < len(p.levels) else p.levels + (level,)
+                out.append(OnnxPiece(g.node("Where", [missing(p), value, p.name], "imputed"), 1, levels))
+            else:
+                value = g.const("fill", np.array(float(fill)))
+                out.append(OnnxPiece(g.node("Where", [missing(p), value, p.name], "imputed")))
+        for j in self.indicator_features_:
+            out.append(OnnxPiece(g.node("Cast", [missing(pieces[j])], "indicator", to="DOUBLE")))
         return out
 
     def _names_out(self, names: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._deployable import SGDWeights
 from .._math import sigmoid
 from .._repr import FittedSummaryMixin
 from ..checkpoint import Checkpointer, fingerprint
@@ -40,7 +41,7 @@ def _positive_int(low: int = 1) -> list:
     return [Interval(Integral, low, None, closed="left")]
 
 
-class _BaseSGD(FittedSummaryMixin, BaseEstimator):
+class _BaseSGD(SGDWeights, FittedSummaryMixin, BaseEstimator):
     """Shared machinery of ``SGDRegressor`` and ``SGDClassifier`` (see ``scaleml_dask.sgd``)."""
 
     _parameter_constraints: dict = {

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["assert_finite", "checked_weights", "nonfinite_error"]
+__all__ = ["assert_finite", "assert_finite_rows", "checked_weights", "nonfinite_error"]
 
 
 def nonfinite_error(name: str, block: np.ndarray, where: str, row_start: int = 0) -> ValueError:
@@ -34,6 +34,23 @@ def assert_finite(block: np.ndarray, name: str, chunk_index: int, row_start: int
         return
     raise nonfinite_error(name, block, f"in chunk {chunk_index} (rows {row_start}-{row_start + block.shape[0] - 1})",
                           row_start)
+
+
+def assert_finite_rows(block: Any, name: str, chunk_index: int, row_start: int) -> None:
+    """``assert_finite`` for a dense block or a CSR one (``data`` / ``indices`` / ``indptr``: its stored values are
+    checked, and the error names the row and column of the first bad one)."""
+    if not hasattr(block, "indptr"):
+        assert_finite(block, name, chunk_index, row_start)
+        return
+    data = block.data
+    if data.dtype.kind not in "fc" or np.isfinite(data).all():
+        return
+    k = int(np.flatnonzero(~np.isfinite(data))[0])
+    row = int(np.searchsorted(block.indptr, k, side="right")) - 1
+    value = data[k]
+    stop = row_start + block.shape[0] - 1
+    raise ValueError(f"{name} contains {'NaN' if np.isnan(value) else 'inf'} in chunk {chunk_index} (rows "
+                     f"{row_start}-{stop}), first at row {row_start + row}, column {int(block.indices[k])}")
 
 
 def checked_weights(w: Any, chunk_index: int, row_start: int) -> np.ndarray:

@@ -72,13 +72,14 @@ _DERIVED: weakref.WeakValueDictionary[str, _Derivation] = weakref.WeakValueDicti
 
 
 def derived(fn: Callable, *arrays: da.Array, n_columns: int | None = None, dtype: Any = np.float64,
-            **kwargs: Any) -> da.Array:
+            meta: Any = None, **kwargs: Any) -> da.Array:
     """A row-chunked dask array whose row chunk ``i`` is ``fn(*blocks_i, **kwargs)``.
 
     ``arrays`` (1-d or 2-d, one column chunk, identical row chunks) are the inputs; the result has
     ``n_columns`` columns (None: 1-d). It is an ordinary dask array — anything can compute, slice or map it —
     but ``map_row_chunks`` recognises it and runs ``fn`` inside the consuming task, right after the inputs'
     rows are read: a pipeline's preprocessing costs no task, no transfer and no stored copy of its own.
+    ``meta`` is an empty block of the output's type when it is not numpy (e.g. ``scipy.sparse.csr_matrix``).
     """
     import dask.array as da
 
@@ -90,7 +91,7 @@ def derived(fn: Callable, *arrays: da.Array, n_columns: int | None = None, dtype
         pairs += [a, "i" if a.ndim == 1 else f"i{k}"]
     out_ind = "i" if n_columns is None else "ij"
     new_axes = {} if n_columns is None else {"j": n_columns}
-    meta = np.empty((0,) * len(out_ind), dtype=dtype)
+    meta = np.empty((0,) * len(out_ind), dtype=dtype) if meta is None else meta
     out = da.blockwise(d, out_ind, *pairs, new_axes=new_axes, concatenate=True, dtype=dtype, meta=meta,
                        adjust_chunks=None)
     if out.chunks[0] != rows:  # blockwise keeps the inputs' row chunks; a guard for the contract above

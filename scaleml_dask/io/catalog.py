@@ -30,6 +30,7 @@ import yaml
 import zarr
 
 from .read import dask_array, verify_array
+from .sparse import is_sparse_group, sparse_dask_array, verify_sparse
 from .store import MANIFEST, IntegrityError
 from .synthetic import GENERATORS
 
@@ -240,6 +241,9 @@ def _open(path: str, label: str) -> xr.Dataset:
         group = zarr.open_group(path, mode="r")
     except Exception as exc:
         raise CatalogError(f"dataset {label!r}: cannot open {path} as zarr: {exc}") from exc
+    if "X" not in ds and "X" in group and is_sparse_group(group["X"]):  # a CSR matrix per row chunk
+        ds["X"] = xr.DataArray(sparse_dask_array(group["X"], label=label), dims=("sample", "feature"),
+                               attrs={"format": "csr", "nnz": int(group["X"].attrs["nnz"])})
     _check(ds, label)
     for name in list(ds.data_vars):
         if name in group.array_keys() and _undecoded(ds[name], group[name]):
@@ -259,7 +263,8 @@ def _metadata(path: str) -> tuple | None:
     except OSError:
         return None
     found = []
-    for sub in ("", *arrays):
+    nested = [f"{a}/{e.name}" for a in arrays for e in _subdirs(os.path.join(path, a))]  # a sparse X's arrays
+    for sub in ("", *arrays, *nested):
         for name in _METADATA_FILES:
             try:
                 with open(os.path.join(path, sub, name), "rb") as f:
@@ -267,6 +272,14 @@ def _metadata(path: str) -> tuple | None:
             except OSError:
                 continue
     return tuple(found)
+
+
+def _subdirs(path: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(path) as entries:
+            return sorted((e for e in entries if e.is_dir()), key=lambda e: e.name)
+    except OSError:
+        return []
 
 
 def verify_dataset(name_or_path: str | os.PathLike, *,
@@ -287,6 +300,11 @@ def verify_dataset(name_or_path: str | os.PathLike, *,
 
 def _verify_group(group: zarr.Group, label: str) -> tuple[int, list[str]]:
     total, problems = 0, []
+    for name in sorted(group.group_keys()):
+        if is_sparse_group(group[name]):
+            n, p = verify_sparse(group[name], label=label, name=name)
+            total += n
+            problems += p
     for name in sorted(group.array_keys()):
         n, p = verify_array(group[name], label=label, name=name)
         total += n
@@ -319,8 +337,12 @@ def describe(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike | No
     """A small JSON-able summary of a dataset: shape, chunks, dtype, size, attributes."""
     ds = open_dataset(name_or_path, catalog=catalog)
     X = ds["X"]
+    sparse = not isinstance(X.data._meta, np.ndarray)
+    nbytes = int(X.nbytes) if not sparse else int(X.attrs["nnz"]) * (X.dtype.itemsize + 4) + 4 * int(X.shape[0])
     out = {"name": ds.attrs.get("name"), "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
            "dtype": str(X.dtype), "chunk_rows": int(X.data.chunks[0][0]), "n_chunks": len(X.data.chunks[0]),
-           "nbytes": int(X.nbytes + (ds["y"].nbytes if "y" in ds else 0)), "has_y": "y" in ds,
+           "nbytes": nbytes + (int(ds["y"].nbytes) if "y" in ds else 0), "has_y": "y" in ds,
            "codec": ds.attrs.get("codec"), "generator": ds.attrs.get("generator")}
+    if sparse:
+        out.update(format="csr", nnz=int(X.attrs["nnz"]), density=int(X.attrs["nnz"]) / max(1, X.size))
     return out

@@ -53,10 +53,11 @@ class _Derivation:
     """``fn(*blocks, **kwargs)``: the callable a ``derived`` array's graph holds (so the entry of ``_DERIVED``
     lives exactly as long as some graph uses it)."""
 
-    __slots__ = ("__weakref__", "arrays", "fn", "kwargs")
+    __slots__ = ("__name__", "__weakref__", "arrays", "fn", "kwargs")
 
     def __init__(self, fn: Callable, arrays: tuple, kwargs: dict) -> None:
         self.fn, self.arrays, self.kwargs = fn, arrays, kwargs
+        self.__name__ = getattr(fn, "__name__", "derived")  # how dask names the array
 
     def __call__(self, *blocks: Any) -> Any:
         return self.fn(*blocks, **self.kwargs)

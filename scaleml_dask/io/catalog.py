@@ -33,13 +33,15 @@ from .read import dask_array, verify_array
 from .sparse import is_sparse_group, sparse_dask_array, verify_sparse
 from .store import MANIFEST, IntegrityError
 from .synthetic import GENERATORS
+from .synthetic_text import TEXT_META, read_text_meta
+from .text import is_text_dataset, open_text
 
 CATALOG_ENV = "SCALEML_CATALOG"
 DATA_ENV = "SCALEML_DATA"
 BUILTIN_CATALOG = Path(__file__).with_name("demo_catalog.yaml")
 _lock = threading.Lock()
 #: Files whose bytes say what opening a local store gives: zarr's metadata (v3 and v2) and the manifests.
-_METADATA_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata", MANIFEST)
+_METADATA_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata", MANIFEST, TEXT_META)
 #: Stores opened lately: (absolute path, label) -> (their metadata files' bytes, the Dataset), so that a fit
 #: given a path does not open its store again (benchmarks/README.md, "Growth").
 _OPENED: OrderedDict[tuple[str, str], tuple[tuple, xr.Dataset]] = OrderedDict()
@@ -235,7 +237,11 @@ def _copy(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _open(path: str, label: str) -> xr.Dataset:
-    """The store at ``path`` as a checked Dataset whose variables read through ``io.read``."""
+    """The store at ``path`` as a checked Dataset whose variables read through ``io.read`` (a generated text
+    dataset, Parquet files of documents, as ``text(sample)`` and ``y(sample)``: ``io.text.open_text``)."""
+    if is_text_dataset(path):
+        meta = read_text_meta(path)
+        return open_text(path, text=meta["text_column"], target=meta["target_column"], label=label)
     try:
         ds = xr.open_zarr(path, consolidated=False, chunks={})
         group = zarr.open_group(path, mode="r")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["assert_finite", "assert_finite_rows", "checked_weights", "nonfinite_error"]
+__all__ = ["assert_finite", "assert_finite_rows", "checked_weights", "csr_block", "nonfinite_error"]
 
 
 def nonfinite_error(name: str, block: np.ndarray, where: str, row_start: int = 0) -> ValueError:
@@ -51,6 +51,20 @@ def assert_finite_rows(block: Any, name: str, chunk_index: int, row_start: int) 
     stop = row_start + block.shape[0] - 1
     raise ValueError(f"{name} contains {'NaN' if np.isnan(value) else 'inf'} in chunk {chunk_index} (rows "
                      f"{row_start}-{stop}), first at row {row_start + row}, column {int(block.indices[k])}")
+
+
+def csr_block(X: Any, dtype: Any = np.float64) -> Any:
+    """A sparse block (any scipy.sparse matrix or array, or a dense one) as the kernels take it: a canonical
+    ``csr_matrix`` (sorted indices, no duplicates) of ``dtype``, with int32 indices where they fit."""
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(X, dtype=dtype)
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    if X.indices.dtype != np.int32 and X.nnz < 2**31 and max(X.shape) < 2**31:
+        X = sp.csr_matrix((X.data, X.indices.astype(np.int32), X.indptr.astype(np.int32)), shape=X.shape)
+    return X
 
 
 def checked_weights(w: Any, chunk_index: int, row_start: int) -> np.ndarray:

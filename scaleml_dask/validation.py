@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from ._checks import assert_finite, assert_finite_rows, checked_weights, nonfinite_error
+from ._checks import assert_finite, assert_finite_rows, checked_weights, csr_block, nonfinite_error
 
 if TYPE_CHECKING:  # importing dask.array is slow; in-memory callers (small t-SNE) never need it
     import dask.array as da
@@ -156,13 +156,9 @@ def check_array(X: Any, name: str = "X", *, ndim: int | None = None, numeric: bo
             raise sparse_refused(name)
         if ndim is not None and ndim != 2:
             _check_shape_and_dtype(X, name, ndim, False)
-        from .io.sparse import as_csr
-
         X = sk_check_array(X, accept_sparse="csr", dtype="numeric" if numeric else None, ensure_all_finite=False,
                            input_name=name, accept_large_sparse=True)
-        X = as_csr(X)
-        if X.nnz < 2**31 and X.indices.dtype != np.int32:
-            X.indices, X.indptr = X.indices.astype(np.int32), X.indptr.astype(np.int32)
+        X = csr_block(X, X.dtype)
         _check_shape_and_dtype(X, name, ndim, numeric)
         return X
 

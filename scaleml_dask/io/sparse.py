@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
+from .._checks import csr_block
 from .read import _SOURCES, ZarrChunks, chunk_source
 from .store import (
     DEFAULT_CHUNK_ROWS,
@@ -82,17 +83,6 @@ def chunk_rows_for_nnz(nnz_per_row: float) -> int:
     """Rows per chunk for rows of ``nnz_per_row`` non-zeros on average: ``DEFAULT_CHUNK_ROWS``, or fewer so that
     a row chunk's non-zeros stay near ``TARGET_CHUNK_NNZ`` (one chunk of each array, most of the time)."""
     return int(min(DEFAULT_CHUNK_ROWS, max(1, TARGET_CHUNK_NNZ // max(1.0, nnz_per_row))))
-
-
-def as_csr(X: Any, dtype: Any = None) -> sp.csr_matrix:
-    """``X`` (any scipy.sparse matrix or array, or dense) as a ``csr_matrix`` with sorted, summed indices."""
-    import scipy.sparse as sp
-
-    X = sp.csr_matrix(X, dtype=dtype)
-    if not X.has_canonical_format:
-        X = X.copy()
-        X.sum_duplicates()
-    return X
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -160,7 +150,7 @@ class SparseWriter:
     def append(self, X: Any, y: Any = None) -> None:
         """Append rows (any scipy.sparse or dense block of ``n_features`` columns) in order, with their ``y``."""
         assert self.group is not None, "use SparseWriter as a context manager"
-        X = as_csr(X, self._dtype)
+        X = csr_block(X, self._dtype)
         if X.shape[1] != self.n_features:
             raise ValueError(f"block has shape {X.shape}; expected (rows, {self.n_features})")
         if self._y_dtype is not None and (y is None or len(y) != X.shape[0]):
@@ -249,7 +239,7 @@ def write_sparse_chunk(tmp_path: str, index: int, X: Any, y: np.ndarray | None, 
     """Write row chunk ``index`` (``chunk_rows`` rows, fewer for the last) of a sparse dataset being written at
     ``tmp_path`` (runs on workers); returns its nnz and the digests of the chunk files written, for
     ``SparseWriter.record``."""
-    X = as_csr(X)
+    X = csr_block(X)
     g = zarr.open_group(tmp_path, mode="r+")
     x = g["X"]
     dtype = x["data"].dtype

@@ -20,9 +20,10 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import ClassifierTags, RegressorTags
 
+from .._checks import csr_block
 from .._math import sigmoid
 from .._repr import FittedSummaryMixin
-from ..validation import check_learned, check_n_features, nonfinite_error
+from ..validation import check_learned, check_n_features, is_sparse, nonfinite_error
 from ._status import BAD_LABEL, BAD_LENGTH, BAD_TARGET
 
 
@@ -208,12 +209,21 @@ class OnlineLearner(FittedSummaryMixin, OnlineEstimator):
 
     # --------------------------------------------------------------------------------------- predictions
 
+    def _sparse_batch(self, X: Any, learn: bool = False) -> Any:
+        """A sparse batch as a canonical CSR matrix of float64 (int32 indices) of the learned width."""
+        X = csr_block(X)
+        self._check_started(X.shape[1], learn)
+        check_n_features(self, X.shape[1])
+        return X
+
     def _decision_many(self, X: Any) -> np.ndarray:
-        X, _ = self._check_batch(X)
+        X = self._sparse_batch(X) if is_sparse(X) else self._check_batch(X)[0]
         w = self._weights()
         return X @ w[:-1] + w[-1]
 
     def _decision_one(self, x: Any) -> float:
+        if is_sparse(x):
+            return float(self._decision_many(x)[0])
         x = self._check_row(x)
         w = self._weights()
         return float(x @ w[:-1]) + float(w[-1])

@@ -30,6 +30,7 @@ _EXPORTS = {
     "LinearRegression": "linear",
     "Ridge": "linear",
     "PCA": "pca",
+    "TruncatedSVD": "decomposition",
     "KMeans": "kmeans",
     "SGDClassifier": "sgd",
     "SGDRegressor": "sgd",
@@ -42,7 +43,7 @@ _EXPORTS = {
     "to_onnx": "deploy.onnx",
 }
 _SUBMODULES = {"io", "online", "validation", "cluster", "report", "runner", "linear", "pca", "kmeans", "sgd", "tsne",
-               "checkpoint", "config", "deploy"}
+               "checkpoint", "config", "deploy", "decomposition", "feature_extraction"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

@@ -96,7 +96,7 @@ def _imports_anywhere(path: Path) -> set[str]:
 #: Block kernels: pure functions on numpy blocks, below the pass driver and everything else.
 KERNELS = ("_checks.py", "_math.py", "_optim.py", "_tsqr.py", "_kmeans_kernels.py", "sgd/_kernels.py", "sgd/_blocks.py",
            "sgd/_sparse.py", "online/_status.py", "online/_linear_kernels.py", "online/_rls_kernels.py",
-           "online/_kmeans_kernels.py", "online/_drift_kernels.py", "feature_extraction/_hashing.py")
+           "online/_kmeans_kernels.py", "online/_drift_kernels.py", "feature_extraction/_hashing.py", "_sketch.py")
 _KERNEL_MODULES = tuple(f"{PACKAGE}.{k[:-3].replace('/', '.')}" for k in KERNELS)
 
 

@@ -43,7 +43,8 @@ _EXPORTS = {
     "to_onnx": "deploy.onnx",
 }
 _SUBMODULES = {"io", "online", "validation", "cluster", "report", "runner", "linear", "pca", "kmeans", "sgd", "tsne",
-               "checkpoint", "config", "deploy", "decomposition", "feature_extraction"}
+               "checkpoint", "config", "deploy", "decomposition", "feature_extraction", "feature_selection",
+               "random_projection"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

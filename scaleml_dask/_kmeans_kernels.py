@@ -13,17 +13,24 @@ negative by rounding).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
 
-from ._checks import assert_finite, checked_weights
+from ._checks import assert_finite_rows, checked_weights, csr_block
 
 
 def row_norms_sq(X: np.ndarray) -> np.ndarray:
-    """``‖x‖²`` of every row of ``X``."""
+    """``‖x‖²`` of every row of ``X`` (dense or CSR)."""
+    if hasattr(X, "indptr"):
+        return np.add.reduceat(np.append(X.data * X.data, 0.0), X.indptr[:-1]) * (np.diff(X.indptr) > 0)
     return np.einsum("ij,ij->i", X, X)
+
+
+def dense_rows(X: Any) -> np.ndarray:
+    """Rows of ``X`` (dense or CSR) as a float64 numpy array."""
+    return X.toarray().astype(np.float64, copy=False) if hasattr(X, "indptr") else np.asarray(X, dtype=np.float64)
 
 
 def sq_distances(X: np.ndarray, C: np.ndarray, x_sq: np.ndarray | None = None,
@@ -31,7 +38,7 @@ def sq_distances(X: np.ndarray, C: np.ndarray, x_sq: np.ndarray | None = None,
     """The ``(n, k)`` squared Euclidean distances between the rows of ``X`` and the centres ``C``."""
     x_sq = row_norms_sq(X) if x_sq is None else x_sq
     c_sq = row_norms_sq(C) if c_sq is None else c_sq
-    D = X @ C.T
+    D = np.asarray(X @ C.T)
     D *= -2.0
     D += x_sq[:, None]
     D += c_sq[None, :]
@@ -43,7 +50,7 @@ def nearest(X: np.ndarray, C: np.ndarray, x_sq: np.ndarray | None = None) -> tup
     """The index of the nearest centre of every row (int64) and the squared distance to it (float64)."""
     D = sq_distances(X, C, x_sq)
     labels = D.argmin(axis=1)
-    return labels.astype(np.int64, copy=False), D[np.arange(len(X)), labels]
+    return labels.astype(np.int64, copy=False), D[np.arange(X.shape[0]), labels]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -71,16 +78,20 @@ def _products(X: np.ndarray, C: np.ndarray) -> Iterator[tuple[int, int, np.ndarr
     buffer: dask's workers set ``MALLOC_TRIM_THRESHOLD_``, which pins glibc's mmap threshold at 128 kB, so a
     fresh product per sub-block would be mapped, page-faulted and unmapped every time (benchmarks/README.md,
     "k-means")."""
-    n = len(X)
+    n = X.shape[0]
     Ct = np.ascontiguousarray(C.T)
     XC = np.empty((min(n, SUB_ROWS), len(C)))
     for s in range(0, n, SUB_ROWS):
         e = min(n, s + SUB_ROWS)
-        yield s, e, np.matmul(X[s:e], Ct, out=XC[:e - s])
+        if hasattr(X, "indptr"):
+            _csr_rows_times_dense(X.data, X.indices, X.indptr, s, e, Ct, XC[:e - s])
+            yield s, e, XC[:e - s]
+        else:
+            yield s, e, np.matmul(X[s:e], Ct, out=XC[:e - s])
 
 
 def _prepared(X: np.ndarray, C: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    X = csr_block(X) if hasattr(X, "indptr") else np.ascontiguousarray(X, dtype=np.float64)
     w = _NO_WEIGHTS if w is None else np.ascontiguousarray(w, dtype=np.float64)
     return X, row_norms_sq(np.asarray(C, dtype=np.float64)), w
 
@@ -99,7 +110,11 @@ def assign(X: np.ndarray, C: np.ndarray, w: np.ndarray | None = None) -> Assignm
     weights, S = np.zeros(len(C)), np.zeros((len(C), d))
     inertia = 0.0
     for s, e, XC in _products(X, C):
-        inertia += _assign_rows(XC, c_sq, X[s:e], w[s:e] if len(w) else w, labels[s:e], d2[s:e], weights, S)
+        if hasattr(X, "indptr"):  # a CSR block: sparse distances and sums over its non-zeros, dense centres
+            inertia += _assign_rows_csr(XC, c_sq, X.data, X.indices, X.indptr, s, w[s:e] if len(w) else w,
+                                        labels[s:e], d2[s:e], weights, S)
+        else:
+            inertia += _assign_rows(XC, c_sq, X[s:e], w[s:e] if len(w) else w, labels[s:e], d2[s:e], weights, S)
     return Assignment(labels, d2, weights, S, inertia)
 
 
@@ -137,6 +152,64 @@ def _assign_rows(XC, c_sq, X, w, labels, d2, weights, sums):  # pragma: no cover
     return inertia
 
 
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _csr_rows_times_dense(data, indices, indptr, s, e, Ct, out):  # pragma: no cover - compiled
+    """``out = X[s:e] C'`` for CSR ``X`` (``Ct = C'``, contiguous rows of ``k``)."""
+    k = Ct.shape[1]
+    for i in range(s, e):
+        for c in range(k):
+            out[i - s, c] = 0.0
+        for q in range(indptr[i], indptr[i + 1]):
+            v = data[q]
+            j = indices[q]
+            for c in range(k):
+                out[i - s, c] += v * Ct[j, c]
+
+
+@njit(cache=True, nogil=True)
+def _assign_rows_csr(XC, c_sq, data, indices, indptr, s, w, labels, d2, weights, sums):  # pragma: no cover
+    """``_assign_rows`` for rows ``s..`` of a CSR block: ``‖x‖²`` and the centre sums over the non-zeros only."""
+    n = XC.shape[0]
+    weighted = w.shape[0] > 0
+    inertia = 0.0
+    for i in range(n):
+        best, lab = _nearest_of_row(XC, c_sq, i)
+        wi = w[i] if weighted else 1.0
+        x_sq = 0.0
+        for q in range(indptr[s + i], indptr[s + i + 1]):
+            x = data[q]
+            x_sq += x * x
+            sums[lab, indices[q]] += wi * x
+        dist = x_sq + best
+        if dist < 0.0:  # rounding of the expansion; NaN stays NaN
+            dist = 0.0
+        labels[i] = lab
+        d2[i] = dist
+        weights[lab] += wi
+        inertia += wi * dist
+    return inertia
+
+
+@njit(cache=True, nogil=True)
+def _update_rows_csr(XC, c_sq, data, indptr, s, w, d2, labels, offset):  # pragma: no cover - compiled
+    n = XC.shape[0]
+    weighted = w.shape[0] > 0
+    total = 0.0
+    for i in range(n):
+        best, lab = _nearest_of_row(XC, c_sq, i)
+        x_sq = 0.0
+        for q in range(indptr[s + i], indptr[s + i + 1]):
+            x_sq += data[q] * data[q]
+        dist = x_sq + best
+        if dist < 0.0:
+            dist = 0.0
+        if not d2[i] <= dist:
+            d2[i] = dist
+            labels[i] = lab + offset
+        total += (w[i] if weighted else 1.0) * dist
+    return total
+
+
 def update_nearest(X: np.ndarray, C: np.ndarray, w: np.ndarray | None, d2: np.ndarray, labels: np.ndarray,
                    offset: int) -> float:
     """Where a centre of ``C`` (numbered from ``offset``) is strictly nearer to a row than its ``d2``, set that
@@ -146,7 +219,11 @@ def update_nearest(X: np.ndarray, C: np.ndarray, w: np.ndarray | None, d2: np.nd
     X, c_sq, w = _prepared(X, C, w)
     total = 0.0
     for s, e, XC in _products(X, C):
-        total += _update_rows(XC, c_sq, X[s:e], w[s:e] if len(w) else w, d2[s:e], labels[s:e], offset)
+        if hasattr(X, "indptr"):
+            total += _update_rows_csr(XC, c_sq, X.data, X.indptr, s, w[s:e] if len(w) else w, d2[s:e], labels[s:e],
+                                      offset)
+        else:
+            total += _update_rows(XC, c_sq, X[s:e], w[s:e] if len(w) else w, d2[s:e], labels[s:e], offset)
     return total
 
 
@@ -197,7 +274,7 @@ class LloydPart(NamedTuple):
 
 def _checked(x: np.ndarray, w: np.ndarray | None, chunk_index: int, row_start: int
              ) -> tuple[np.ndarray, np.ndarray | None]:
-    x = np.asarray(x)
+    x = csr_block(x) if hasattr(x, "indptr") else np.asarray(x)
     if w is not None:
         w = checked_weights(w, chunk_index, row_start)
     return x, w
@@ -205,7 +282,7 @@ def _checked(x: np.ndarray, w: np.ndarray | None, chunk_index: int, row_start: i
 
 def _nonfinite(x: np.ndarray, inertia: float, chunk_index: int, row_start: int) -> None:
     if not np.isfinite(inertia):
-        assert_finite(x, "X", chunk_index, row_start)
+        assert_finite_rows(x, "X", chunk_index, row_start)
         raise ValueError("the squared distances overflow float64: X or the centres are too large")
 
 
@@ -220,11 +297,17 @@ def lloyd_block(x: np.ndarray, w: np.ndarray | None, *, centers: np.ndarray, n_f
     m = min(n_far, len(a.d2))
     top = np.argpartition(a.d2, len(a.d2) - m)[len(a.d2) - m:] if m else np.empty(0, np.int64)
     top = top[np.lexsort((top, -a.d2[top]))]
-    xf = np.asarray(x[top], dtype=np.float64)
+    xf = dense_rows(x[top])
     far = Far(a.d2[top], top + row_start, xf, np.ones(m) if w is None else w[top], a.labels[top])
     if with_moments:
-        x64 = np.asarray(x, dtype=np.float64)
-        moments = np.stack([np.full(x.shape[1], float(len(x))), x64.sum(axis=0), np.einsum("ij,ij->j", x64, x64)])
+        n = x.shape[0]
+        if hasattr(x, "indptr"):
+            sums = np.bincount(x.indices, weights=x.data, minlength=x.shape[1])
+            sq = np.bincount(x.indices, weights=x.data * x.data, minlength=x.shape[1])
+        else:
+            x64 = np.asarray(x, dtype=np.float64)
+            sums, sq = x64.sum(axis=0), np.einsum("ij,ij->j", x64, x64)
+        moments = np.stack([np.full(x.shape[1], float(n)), sums, sq])
     return LloydPart(a.weights, a.sums, a.inertia, far, moments)
 
 
@@ -275,8 +358,8 @@ def candidate_block(x: np.ndarray, w: np.ndarray | None, prev: np.ndarray | None
     depend on which worker runs the block.
     """
     x, w = _checked(x, w, chunk_index, row_start)
-    d2 = np.full(len(x), np.inf) if prev is None else prev["d2"].copy()  # contiguous copies: prev is kept
-    labels = np.zeros(len(x), np.int32) if prev is None else prev["label"].copy()  # in cluster memory
+    d2 = np.full(x.shape[0], np.inf) if prev is None else prev["d2"].copy()  # contiguous copies: prev is kept
+    labels = np.zeros(x.shape[0], np.int32) if prev is None else prev["label"].copy()  # in cluster memory
     _nonfinite(x, update_nearest(x, centers, w, d2, labels, offset), chunk_index, row_start)
     weights = np.bincount(labels, weights=w, minlength=n_candidates).astype(np.float64)
     cost = float(d2.sum() if w is None else w @ d2)
@@ -288,8 +371,8 @@ def candidate_block(x: np.ndarray, w: np.ndarray | None, prev: np.ndarray | None
         with np.errstate(divide="ignore"):
             keys = np.where(wd2 > 0, u / wd2, np.inf)
         keep = np.flatnonzero(keys < ell / cost)
-    rows = np.asarray(x[keep], dtype=np.float64).reshape(-1, x.shape[1])
-    state = np.empty(len(x), NEAREST)
+    rows = dense_rows(x[keep]).reshape(-1, x.shape[1])
+    state = np.empty(x.shape[0], NEAREST)
     state["d2"], state["label"] = d2, labels
     return state, CandidatePart(cost, weights, keys[keep], rows)
 

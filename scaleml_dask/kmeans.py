@@ -42,6 +42,7 @@ from ._kmeans_kernels import (
     candidate_block,
     combine_candidates,
     combine_lloyd,
+    dense_rows,
     lloyd_block,
     nearest,
     sq_distances,
@@ -56,6 +57,7 @@ from .validation import (
     check_n_features,
     check_predict_input,
     finite_blocks,
+    in_memory,
 )
 
 #: Relative change of inertia, per unit of ``tol``, below which Lloyd iterations stop.
@@ -131,7 +133,7 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
         """Cluster ``X`` (numpy, dask, xarray, zarr, or a dataset path/name); ``y`` is not used."""
         Xn = check_array(X, "X", ndim=2) if _in_memory(X) else None
         _check_feature_names(self, X, reset=True)
-        dX = as_dask_array(X if Xn is None else Xn, "X", ndim=2)
+        dX = as_dask_array(X if Xn is None else Xn, "X", ndim=2, accept_sparse=True)  # sparse: dense centres
         w = check_sample_weight(sample_weight, dX)
         n, d = dX.shape
         k = self.n_clusters
@@ -171,9 +173,9 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     def predict(self, X: Any) -> Any:
         """Index of the nearest centre of every row: numpy for numpy input, a lazy dask array otherwise."""
         check_is_fitted(self, "cluster_centers_")
-        if _in_memory(X):
-            return nearest(check_predict_input(self, X), self.cluster_centers_)[0]
-        dX = as_dask_array(X, "X", ndim=2)
+        if in_memory(X):
+            return nearest(check_predict_input(self, X, accept_sparse=True), self.cluster_centers_)[0]
+        dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
         return self._predict_dask(dX)
 
@@ -184,9 +186,9 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> Any:
         """Euclidean distances to the ``k`` centres (n, k): numpy for numpy input, lazy dask otherwise."""
         check_is_fitted(self, "cluster_centers_")
-        if _in_memory(X):
-            return np.sqrt(sq_distances(check_predict_input(self, X), self.cluster_centers_))
-        dX = as_dask_array(X, "X", ndim=2)
+        if in_memory(X):
+            return np.sqrt(sq_distances(check_predict_input(self, X, accept_sparse=True), self.cluster_centers_))
+        dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
         return da.map_blocks(_distances_block, finite_blocks(dX, "X"), self.cluster_centers_,
                              chunks=(dX.chunks[0], (self.n_clusters,)), dtype=np.float64,
@@ -195,7 +197,8 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Minus the (weighted) sum of squared distances of ``X`` to the nearest centres, in one pass."""
         check_is_fitted(self, "cluster_centers_")
-        dX = as_dask_array(check_predict_input(self, X) if _in_memory(X) else X, "X", ndim=2)
+        dX = as_dask_array(check_predict_input(self, X, accept_sparse=True) if in_memory(X) else X, "X", ndim=2,
+                           accept_sparse=True)
         check_n_features(self, dX.shape[1])
         w = check_sample_weight(sample_weight, dX)
         return -_pass(lloyd_block, combine_lloyd, dX, w, centers=self.cluster_centers_, n_far=0,
@@ -233,11 +236,11 @@ def _check_init(init: Any, k: int, d: int) -> np.ndarray:
 
 
 def _labels_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
-    return nearest(np.asarray(x, dtype=np.float64), C)[0]
+    return nearest(x if hasattr(x, "indptr") else np.asarray(x, dtype=np.float64), C)[0]
 
 
 def _distances_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
-    return np.sqrt(sq_distances(np.asarray(x, dtype=np.float64), C))
+    return np.sqrt(sq_distances(x if hasattr(x, "indptr") else np.asarray(x, dtype=np.float64), C))
 
 
 def _pass(kernel: Any, combine: Any, dX: da.Array, w: da.Array | None, **kwargs: Any) -> Any:
@@ -300,7 +303,7 @@ def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.Ra
     from sklearn.cluster import kmeans_plusplus
 
     n = dX.shape[0]
-    cands = np.asarray(dX[int(rng.randint(n))].compute(), dtype=np.float64)[None, :]
+    cands = dense_rows(dX[int(rng.randint(n))].compute()).reshape(1, -1)
     seed = int(rng.randint(2**31))
     state = None
     new, offset = cands, 0
@@ -326,7 +329,7 @@ def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.Ra
     weights = p.weights
     if len(cands) <= k:
         extra = np.sort(rng.choice(n, k - len(cands), replace=False))
-        return np.vstack([cands, np.asarray(dX[extra].compute(), dtype=np.float64)]) if len(extra) else cands
+        return np.vstack([cands, dense_rows(dX[extra].compute())]) if len(extra) else cands
     C0 = kmeans_plusplus(cands, k, sample_weight=weights, random_state=rng)[0]
     km = SkKMeans(k, init=C0, n_init=1, max_iter=CANDIDATE_ITER, random_state=rng)
     return km.fit(cands, sample_weight=weights).cluster_centers_

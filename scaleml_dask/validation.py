@@ -259,9 +259,9 @@ def check_n_features(estimator: Any, n_features: int) -> None:
 def _finite_block(block: np.ndarray, name: str, block_info: dict | None = None) -> np.ndarray:
     info = (block_info or {}).get(0)
     if info is not None:
-        assert_finite(block, name, info["chunk-location"][0], info["array-location"][0][0])
+        assert_finite_rows(block, name, info["chunk-location"][0], info["array-location"][0][0])
     else:
-        assert_finite(block, name, -1, 0)
+        assert_finite_rows(block, name, -1, 0)
     return block
 
 
@@ -273,4 +273,4 @@ def finite_blocks(X: da.Array, name: str = "X") -> da.Array:
     """
     import dask.array as da
 
-    return da.map_blocks(_finite_block, X, name, dtype=X.dtype, meta=np.empty((0,) * X.ndim, dtype=X.dtype))
+    return da.map_blocks(_finite_block, X, name, dtype=X.dtype, meta=X._meta)

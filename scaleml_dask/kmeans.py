@@ -125,6 +125,11 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
         self.oversampling_factor = oversampling_factor
         self.init_rounds = init_rounds
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def _fitted_summary(self) -> list[tuple[str, Any]]:
         return [("clusters", self.n_clusters), ("inertia", float(self.inertia_)), ("Lloyd iterations", self.n_iter_)]
 

@@ -280,10 +280,10 @@ class Ridge(_LinearBase):
             from .pca import DUAL_MAX_SAMPLES
 
             solver = "cg" if sparse or (d > n > DUAL_MAX_SAMPLES) else "dual" if d > n else "auto"
+        self.n_iter_ = None
         if solver not in ("dual", "cg"):
             return super().fit(dX, dy, sample_weight)
         w = check_sample_weight(sample_weight, dX)
-        self.n_iter_ = None
         if solver == "cg":
             self.coef_, self.intercept_, self.n_iter_ = ridge_cg(dX, dy, w, alpha=float(self.alpha), tol=self.tol,
                                                                  max_iter=self.max_iter,

@@ -23,7 +23,7 @@ from sklearn.utils import ClassifierTags, RegressorTags
 from .._checks import csr_block
 from .._math import sigmoid
 from .._repr import FittedSummaryMixin
-from ..validation import check_learned, check_n_features, is_sparse, nonfinite_error
+from ..validation import check_learned, check_n_features, is_sparse, nonfinite_error, sparse_refused
 from ._status import BAD_LABEL, BAD_LENGTH, BAD_TARGET
 
 
@@ -137,6 +137,8 @@ class OnlineLearner(FittedSummaryMixin, OnlineEstimator):
 
     def _check_row(self, x: Any, learn: bool = False) -> np.ndarray:
         """``x`` as a float row of the learned width; the first row to learn sets the width up."""
+        if is_sparse(x):
+            raise sparse_refused("x")
         if type(x) is not np.ndarray or x.dtype != np.float64:
             x = self._as_float(x, "x")
         if x.ndim != 1:
@@ -147,6 +149,8 @@ class OnlineLearner(FittedSummaryMixin, OnlineEstimator):
 
     def _check_batch(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         """``X`` (and ``y`` when learning) checked; the first batch to learn sets the width up."""
+        if is_sparse(X):
+            raise sparse_refused("X")
         X = self._as_float(X, "X")
         if X.ndim != 2:
             raise ValueError(f"X must be a 2-d array (n_samples, n_features); got shape {X.shape}")

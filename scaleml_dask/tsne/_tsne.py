@@ -246,6 +246,11 @@ class TSNE(FittedSummaryMixin, BaseEstimator):
                 ("neighbours", f"{self.n_neighbors_} ({self.neighbors_method_}, recall {self.neighbors_recall_:.3f})"),
                 ("repulsion", self.negative_gradient_method_), ("seconds", round(sum(self.timings_.values()), 2))]
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # reduced by TruncatedSVD first
+        return tags
+
     # -- public -----------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> TSNE:

@@ -150,19 +150,30 @@ def hash_documents(buf, offsets, alt_buf, alt_offsets, alt_index, lower_ascii, i
         else:
             for i in range(length):
                 low[i] = src[s0 + i]
-        # tokens: maximal runs of >= 2 word code points
+        # tokens: maximal runs of >= 2 word code points (ASCII bytes looked up directly, others decoded)
         n_tok = 0
         i = 0
         while i < length:
-            cp, w = _code_point(low, i)
-            if cp < is_word.shape[0] and is_word[cp]:
-                start, count = i, 0
+            c = low[i]
+            if c < 128:
+                cp, w = np.int64(c), 1
+            else:
+                cp, w = _code_point(low, i)
+            if is_word[cp]:
+                start, count = i, 1
+                i += w
                 while i < length:
-                    cp, w = _code_point(low, i)
-                    if not is_word[cp]:
-                        break
+                    c = low[i]
+                    if c < 128:
+                        if not is_word[c]:
+                            break
+                        i += 1
+                    else:
+                        cp, w = _code_point(low, i)
+                        if not is_word[cp]:
+                            break
+                        i += w
                     count += 1
-                    i += w
                 if count >= 2:
                     keep = True
                     if stop_hashes.shape[0] > 0:

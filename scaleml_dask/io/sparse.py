@@ -38,6 +38,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -274,6 +275,40 @@ def _digests(g: zarr.Group, name: str, coords: list[tuple[int, ...]]) -> dict[st
         except FileNotFoundError:
             raise IntegrityError(f"{g.store.root}: array {name!r} chunk {c} was not written") from None
     return out
+
+
+def write_sparse(X: da.Array, path: str | os.PathLike, *, y: Any = None, chunk_rows: int | None = None,
+                 nnz_chunk: int | None = None, codec: str | None = None, feature_names: Any = None,
+                 attrs: dict | None = None) -> Path:
+    """Store a dask array of sparse (or dense) row chunks — e.g. hashed text, ``HashingVectorizer.transform`` of a
+    text column — as a sparse dataset, one task per row chunk writing its own chunk files (in parallel, on the
+    cluster when one is the scheduler), atomically. ``y`` (a 1-d dask or numpy array) is stored beside it. Row
+    chunks are made regular first (``chunk_rows``, default the first chunk's rows)."""
+    import dask
+    import dask.array as da
+
+    xr = sys.modules.get("xarray")
+    X = X.data if xr is not None and isinstance(X, xr.DataArray) else X
+    y = y.data if xr is not None and isinstance(y, xr.DataArray) else y
+    n, p = X.shape
+    rows = int(chunk_rows or X.chunks[0][0])
+    regular = tuple(min(rows, n - s) for s in range(0, n, rows))
+    if X.chunks[0] != regular:
+        X = X.rechunk({0: regular})
+    if y is not None:
+        y = y if isinstance(y, da.Array) else da.from_array(np.asarray(y), chunks=(regular,))
+        y = y.rechunk((regular,)) if y.chunks[0] != regular else y
+    dtype = X.dtype if X.dtype.kind == "f" else np.float64
+    with SparseWriter(path, p, n_samples=n, chunk_rows=rows, nnz_chunk=nnz_chunk, dtype=dtype,
+                      y_dtype=None if y is None else y.dtype, codec=codec, feature_names=feature_names,
+                      attrs=attrs) as w:
+        xs = X.to_delayed().ravel()
+        ys = y.to_delayed().ravel() if y is not None else [None] * len(xs)
+        write = dask.delayed(write_sparse_chunk, pure=False)
+        tasks = [write(str(w.tmp_path), i, xb, yb, rows) for i, (xb, yb) in enumerate(zip(xs, ys))]
+        for written in dask.compute(*tasks):
+            w.record(written)
+    return Path(path)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -241,7 +241,9 @@ def _open(path: str, label: str) -> xr.Dataset:
     dataset, Parquet files of documents, as ``text(sample)`` and ``y(sample)``: ``io.text.open_text``)."""
     if is_text_dataset(path):
         meta = read_text_meta(path)
-        return open_text(path, text=meta["text_column"], target=meta["target_column"], label=label)
+        ds = open_text(path, text=meta["text_column"], target=meta["target_column"], label=label)
+        ds.attrs.update({k: v for k, v in meta.items() if k not in ds.attrs})  # the planted truth
+        return ds
     try:
         ds = xr.open_zarr(path, consolidated=False, chunks={})
         group = zarr.open_group(path, mode="r")
@@ -342,6 +344,12 @@ def _check(ds: xr.Dataset, label: str) -> None:
 def describe(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike | None = None) -> dict[str, Any]:
     """A small JSON-able summary of a dataset: shape, chunks, dtype, size, attributes."""
     ds = open_dataset(name_or_path, catalog=catalog)
+    if "X" not in ds and "text" in ds:  # documents (Parquet files): their size on disk, no feature count
+        t = ds["text"].data
+        return {"name": ds.attrs.get("name"), "n_samples": int(t.shape[0]), "n_features": None, "dtype": "text",
+                "chunk_rows": int(max(t.chunks[0])), "n_chunks": len(t.chunks[0]),
+                "nbytes": int(sum(os.path.getsize(f) for f in ds.attrs.get("files", []))), "has_y": "y" in ds,
+                "codec": "parquet", "generator": ds.attrs.get("generator")}
     X = ds["X"]
     sparse = not isinstance(X.data._meta, np.ndarray)
     nbytes = int(X.nbytes) if not sparse else int(X.attrs["nnz"]) * (X.dtype.itemsize + 4) + 4 * int(X.shape[0])

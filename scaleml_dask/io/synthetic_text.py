@@ -198,12 +198,14 @@ def _write_chunk(tmp: str, index: int, n_docs: int, model: TextModel) -> str:
 
 def make_text(path: str | os.PathLike, n_docs: int, *, chunk_rows: int = 100_000, n_classes: int = 2,
               vocabulary: int = 50_000, topic_words: int = 300, topic_rate: float = 0.05,
-              median_length: float = 60.0, length_sigma: float = 0.75, seed: int = 0, client: Any = None,
-              progress: bool = False) -> Path:
+              median_length: float = 60.0, length_sigma: float = 0.75, seed: int = 0, first_chunk: int = 0,
+              client: Any = None, progress: bool = False) -> Path:
     """Write ``n_docs`` generated documents as a directory of Parquet files (``text``, ``label``), atomically.
 
     One file of ``chunk_rows`` documents (one row group) per chunk, made in parallel on ``client`` if given. The
     directory's ``TEXT_META`` records the parameters, the first topic words of each class and the Bayes accuracy.
+    ``first_chunk``: the chunks drawn are ``first_chunk, first_chunk + 1, ...`` of the model of ``seed``: other
+    documents from the same model (a held-out set).
     """
     if n_docs < 1 or chunk_rows < 1:
         raise ValueError(f"n_docs and chunk_rows must be >= 1; got {n_docs}, {chunk_rows}")
@@ -214,7 +216,7 @@ def make_text(path: str | os.PathLike, n_docs: int, *, chunk_rows: int = 100_000
     tmp = _tmp_sibling(dest, "tmp")
     tmp.mkdir()
     try:
-        args = [(str(tmp), i, min(chunk_rows, n_docs - i * chunk_rows), model)
+        args = [(str(tmp), first_chunk + i, min(chunk_rows, n_docs - i * chunk_rows), model)
                 for i in range(-(-n_docs // chunk_rows))]
         if client is not None:
             futures = client.map(_write_chunk, *zip(*args), pure=False)
@@ -231,7 +233,8 @@ def make_text(path: str | os.PathLike, n_docs: int, *, chunk_rows: int = 100_000
                 it = tqdm(args, desc=f"generate {dest.name}", unit="chunk")
             for a in it:
                 _write_chunk(*a)
-        meta = {"generator": "text", "n_docs": n_docs, "chunk_rows": chunk_rows, "text_column": "text",
+        meta = {"generator": "text", "n_docs": n_docs, "chunk_rows": chunk_rows, "first_chunk": first_chunk,
+                "text_column": "text",
                 "target_column": "label", "bayes_accuracy": model.bayes_accuracy(), **model.describe()}
         Path(tmp, TEXT_META).write_text(json.dumps(meta, indent=1))
     except BaseException:

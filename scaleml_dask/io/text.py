@@ -230,7 +230,7 @@ def open_text(paths: Any, *, text: str = "text", target: str | None = None, chun
         kind = pq.ParquetFile(files[0]).schema_arrow.field(target).type.to_pandas_dtype()
         ysrc = TextChunks(label, target, tuple(pieces), np.dtype(kind))
         data["y"] = xr.DataArray(text_array(ysrc), dims=("sample",))
-    return xr.Dataset(data, attrs={"name": label, "text_column": text, "target_column": target})
+    return xr.Dataset(data, attrs={"name": label, "files": files, "text_column": text, "target_column": target})
 
 
 def load_chatterbot_corpus(languages: tuple[str, ...] = ("english",)) -> tuple[list[str], np.ndarray]:

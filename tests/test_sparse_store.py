@@ -145,3 +145,17 @@ def test_validation_accepts_sparse_only_where_asked(stored):
                     lambda: sm.online.RLS().learn_many(A, y), lambda: sm.online.MiniBatchKMeans(2).learn_many(A)):
         with pytest.raises(TypeError, match="sparse.*TruncatedSVD"):  # dense-only estimators name the way on
             refuses()
+
+
+def test_batch_scoring_of_a_sparse_dataset(stored, tmp_path):
+    import zarr
+
+    path, A, y = stored
+    labels = (y > 500).astype(int)
+    model = sm.SGDClassifier(mode="local", rounds=2, batch_size=20).fit(A, labels)
+    out = sm.score(model, path, tmp_path / "scores.zarr")
+    g = zarr.open_group(str(out), mode="r")
+    np.testing.assert_array_equal(g["y"][:], model.predict(A))
+    np.testing.assert_allclose(g["X"][:], model.predict_proba(A), rtol=1e-12)
+    with pytest.raises(TypeError, match=r"s.zarr is sparse.*TruncatedSVD"):
+        sm.score(sm.LinearRegression().fit(A.toarray(), y), path, tmp_path / "dense-only.zarr")

@@ -73,8 +73,8 @@ def _centred(P: np.ndarray, w: np.ndarray | None, center: bool) -> np.ndarray:
     return mean
 
 
-def _panel_gram(source: Any, blocks: list | None, rows: tuple[int, ...], j0: int, j1: int,
-                w: np.ndarray | None, center: bool) -> RowGram:
+def _panel_gram(source: Any, blocks: list | None, rows: tuple[int, ...], j0: int, j1: int, w: np.ndarray | None,
+                center: bool) -> RowGram:
     P = _panel(source, blocks, rows, j0, j1)
     mean = _centred(P, w, center)
     return RowGram(P @ P.T, mean, np.einsum("ij,ij->j", P, P))
@@ -106,30 +106,26 @@ def _inputs(dX: Any, bounds: list[tuple[int, int]]) -> tuple[Any, list]:
     return None, [list(dX[:, j0:j1].to_delayed().ravel()) for j0, j1 in bounds]
 
 
+def _panel_tasks(dX: Any, fn: Any, weights: np.ndarray | None, center: bool, width: int | None, *extra: Any) -> list:
+    """One delayed ``fn(source, blocks, rows, j0, j1, *extra, weights, center)`` per column panel of ``dX``."""
+    n, p = dX.shape
+    bounds = panels(n, p, width)
+    src, blocks = _inputs(dX, bounds)
+    w = None if weights is None else dask.delayed(np.asarray(weights, dtype=np.float64), pure=True)
+    call = dask.delayed(fn, pure=True)
+    return [call(src, b, dX.chunks[0], j0, j1, *extra, w, center) for (j0, j1), b in zip(bounds, blocks)]
+
+
 def gram_of_rows(dX: Any, *, weights: np.ndarray | None = None, center: bool = True,
                  width: int | None = None) -> RowGram:
     """One pass over the column panels of row-chunked ``dX`` (n × p, dense): ``Xc Xc'`` and the column moments.
     With ``weights``, ``Xc`` is centred by the weighted means and its rows scaled by ``sqrt(weights)``; without
     ``center``, not centred."""
-    n, p = dX.shape
-    bounds = panels(n, p, width)
-    src, blocks = _inputs(dX, bounds)
-    rows = dX.chunks[0]
-    call = dask.delayed(_panel_gram, pure=True)
-    w = None if weights is None else dask.delayed(np.asarray(weights, dtype=np.float64), pure=True)
-    parts = [call(src, b, rows, j0, j1, w, center) for (j0, j1), b in zip(bounds, blocks)]
-    return dask.compute(tree_reduce(parts, _combine))[0]
+    return dask.compute(tree_reduce(_panel_tasks(dX, _panel_gram, weights, center, width), _combine))[0]
 
 
 def map_panels(dX: Any, M: np.ndarray, *, weights: np.ndarray | None = None, center: bool = True,
                width: int | None = None) -> np.ndarray:
     """A second pass: ``Xc' M`` (p × k) for an ``n × k`` ``M``, panel by panel (``Xc`` as in ``gram_of_rows``)."""
-    n, p = dX.shape
-    bounds = panels(n, p, width)
-    src, blocks = _inputs(dX, bounds)
-    rows = dX.chunks[0]
-    Md = dask.delayed(M, pure=True)
-    w = None if weights is None else dask.delayed(np.asarray(weights, dtype=np.float64), pure=True)
-    call = dask.delayed(_panel_map, pure=True)
-    return np.concatenate(dask.compute(*[call(src, b, rows, j0, j1, Md, w, center)
-                                         for (j0, j1), b in zip(bounds, blocks)]))
+    tasks = _panel_tasks(dX, _panel_map, weights, center, width, dask.delayed(M, pure=True))
+    return np.concatenate(dask.compute(*tasks))

@@ -61,6 +61,8 @@ def nearest(X: np.ndarray, C: np.ndarray, x_sq: np.ndarray | None = None) -> tup
 #: reads them, instead of a ``(chunk rows, k)`` matrix written to and read back from memory.
 SUB_ROWS = 4096
 _NO_WEIGHTS = np.empty(0)
+_NO_ROWS = np.empty((0, 0))
+_NO_INDICES = np.empty(0, np.int32)
 
 
 class Assignment(NamedTuple):
@@ -109,12 +111,11 @@ def assign(X: np.ndarray, C: np.ndarray, w: np.ndarray | None = None) -> Assignm
     labels, d2 = np.empty(n, np.int64), np.empty(n)
     weights, S = np.zeros(len(C)), np.zeros((len(C), d))
     inertia = 0.0
+    rows = _csr_or_dense(X)  # a CSR block: sparse distances and sums over its non-zeros, dense centres
     for s, e, XC in _products(X, C):
-        if hasattr(X, "indptr"):  # a CSR block: sparse distances and sums over its non-zeros, dense centres
-            inertia += _assign_rows_csr(XC, c_sq, X.data, X.indices, X.indptr, s, w[s:e] if len(w) else w,
-                                        labels[s:e], d2[s:e], weights, S)
-        else:
-            inertia += _assign_rows(XC, c_sq, X[s:e], w[s:e] if len(w) else w, labels[s:e], d2[s:e], weights, S)
+        dense = rows[0][s:e] if not rows[4] else rows[0]
+        inertia += _assign_rows(XC, c_sq, dense, *rows[1:], s, w[s:e] if len(w) else w, labels[s:e], d2[s:e],
+                                weights, S)
     return Assignment(labels, d2, weights, S, inertia)
 
 
@@ -129,20 +130,36 @@ def _nearest_of_row(XC, c_sq, i):  # pragma: no cover - compiled
     return best, lab
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _row_sq_and_add(X, data, indices, indptr, i, sparse, sums, lab, wi):  # pragma: no cover - compiled
+    """``‖x_i‖²`` of row ``i`` (dense ``X``, or over the non-zeros of CSR ``data / indices / indptr``), adding
+    ``wi x_i`` to ``sums[lab]`` when ``lab >= 0``."""
+    x_sq = 0.0
+    if sparse:
+        for q in range(indptr[i], indptr[i + 1]):
+            x = data[q]
+            x_sq += x * x
+            if lab >= 0:
+                sums[lab, indices[q]] += wi * x
+    else:
+        for f in range(X.shape[1]):
+            x = X[i, f]
+            x_sq += x * x
+            if lab >= 0:
+                sums[lab, f] += wi * x
+    return x_sq
+
+
 @njit(cache=True, nogil=True)
-def _assign_rows(XC, c_sq, X, w, labels, d2, weights, sums):  # pragma: no cover - compiled
+def _assign_rows(XC, c_sq, X, data, indices, indptr, sparse, s, w, labels, d2, weights, sums):  # pragma: no cover
+    """Rows ``s..`` of the block (dense ``X``, or CSR: its non-zeros only) against ``XC = X C'``."""
     n = XC.shape[0]
     weighted = w.shape[0] > 0
     inertia = 0.0
     for i in range(n):
         best, lab = _nearest_of_row(XC, c_sq, i)
         wi = w[i] if weighted else 1.0
-        x_sq = 0.0
-        for f in range(X.shape[1]):
-            x = X[i, f]
-            x_sq += x * x
-            sums[lab, f] += wi * x
-        dist = x_sq + best
+        dist = _row_sq_and_add(X, data, indices, indptr, s + i if sparse else i, sparse, sums, lab, wi) + best
         if dist < 0.0:  # rounding of the expansion; NaN stays NaN
             dist = 0.0
         labels[i] = lab
@@ -166,48 +183,11 @@ def _csr_rows_times_dense(data, indices, indptr, s, e, Ct, out):  # pragma: no c
                 out[i - s, c] += v * Ct[j, c]
 
 
-@njit(cache=True, nogil=True)
-def _assign_rows_csr(XC, c_sq, data, indices, indptr, s, w, labels, d2, weights, sums):  # pragma: no cover
-    """``_assign_rows`` for rows ``s..`` of a CSR block: ``‖x‖²`` and the centre sums over the non-zeros only."""
-    n = XC.shape[0]
-    weighted = w.shape[0] > 0
-    inertia = 0.0
-    for i in range(n):
-        best, lab = _nearest_of_row(XC, c_sq, i)
-        wi = w[i] if weighted else 1.0
-        x_sq = 0.0
-        for q in range(indptr[s + i], indptr[s + i + 1]):
-            x = data[q]
-            x_sq += x * x
-            sums[lab, indices[q]] += wi * x
-        dist = x_sq + best
-        if dist < 0.0:  # rounding of the expansion; NaN stays NaN
-            dist = 0.0
-        labels[i] = lab
-        d2[i] = dist
-        weights[lab] += wi
-        inertia += wi * dist
-    return inertia
-
-
-@njit(cache=True, nogil=True)
-def _update_rows_csr(XC, c_sq, data, indptr, s, w, d2, labels, offset):  # pragma: no cover - compiled
-    n = XC.shape[0]
-    weighted = w.shape[0] > 0
-    total = 0.0
-    for i in range(n):
-        best, lab = _nearest_of_row(XC, c_sq, i)
-        x_sq = 0.0
-        for q in range(indptr[s + i], indptr[s + i + 1]):
-            x_sq += data[q] * data[q]
-        dist = x_sq + best
-        if dist < 0.0:
-            dist = 0.0
-        if not d2[i] <= dist:
-            d2[i] = dist
-            labels[i] = lab + offset
-        total += (w[i] if weighted else 1.0) * dist
-    return total
+def _csr_or_dense(X: Any) -> tuple:
+    """The arguments the row kernels take for a block: (X, data, indices, indptr, sparse)."""
+    if hasattr(X, "indptr"):
+        return _NO_ROWS, X.data, X.indices, X.indptr, True
+    return X, _NO_WEIGHTS, _NO_INDICES, _NO_INDICES, False
 
 
 def update_nearest(X: np.ndarray, C: np.ndarray, w: np.ndarray | None, d2: np.ndarray, labels: np.ndarray,
@@ -218,26 +198,21 @@ def update_nearest(X: np.ndarray, C: np.ndarray, w: np.ndarray | None, d2: np.nd
     row: the caller's NaN test)."""
     X, c_sq, w = _prepared(X, C, w)
     total = 0.0
+    rows = _csr_or_dense(X)
     for s, e, XC in _products(X, C):
-        if hasattr(X, "indptr"):
-            total += _update_rows_csr(XC, c_sq, X.data, X.indptr, s, w[s:e] if len(w) else w, d2[s:e], labels[s:e],
-                                      offset)
-        else:
-            total += _update_rows(XC, c_sq, X[s:e], w[s:e] if len(w) else w, d2[s:e], labels[s:e], offset)
+        dense = rows[0][s:e] if not rows[4] else rows[0]
+        total += _update_rows(XC, c_sq, dense, *rows[1:], s, w[s:e] if len(w) else w, d2[s:e], labels[s:e], offset)
     return total
 
 
 @njit(cache=True, nogil=True)
-def _update_rows(XC, c_sq, X, w, d2, labels, offset):  # pragma: no cover - compiled
+def _update_rows(XC, c_sq, X, data, indices, indptr, sparse, s, w, d2, labels, offset):  # pragma: no cover
     n = XC.shape[0]
     weighted = w.shape[0] > 0
     total = 0.0
     for i in range(n):
         best, lab = _nearest_of_row(XC, c_sq, i)
-        x_sq = 0.0
-        for f in range(X.shape[1]):
-            x_sq += X[i, f] * X[i, f]
-        dist = x_sq + best
+        dist = _row_sq_and_add(X, data, indices, indptr, s + i if sparse else i, sparse, X[:0, :0], -1, 0.0) + best
         if dist < 0.0:  # rounding of the expansion; NaN stays NaN
             dist = 0.0
         if not d2[i] <= dist:

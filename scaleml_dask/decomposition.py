@@ -37,14 +37,22 @@ from ._repr import FittedSummaryMixin
 from ._sketch import Sketch, combine_sketches, sketch_block
 from .passes import fold_row_chunks, reduce_here
 from .pca import _flip_signs
-from .validation import as_dask_array, check_array, check_is_fitted, check_n_features, check_predict_input, in_memory
+from .validation import (
+    SparseInputMixin,
+    as_dask_array,
+    check_array,
+    check_is_fitted,
+    check_n_features,
+    check_predict_input,
+    in_memory,
+)
 
 #: A task folds chunks until it has read about this many times the bytes of its ``p × l`` sum (so the sums a pass
 #: holds and sends are a fraction of the data read).
 FOLD_RATIO = 4
 
 
-class TruncatedSVD(FittedSummaryMixin, TransformerMixin, BaseEstimator):
+class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseEstimator):
     """Truncated SVD (latent semantic analysis on text) of data larger than memory, dense or sparse.
 
     Parameters
@@ -86,10 +94,6 @@ class TruncatedSVD(FittedSummaryMixin, TransformerMixin, BaseEstimator):
         self.n_oversamples = n_oversamples
         self.random_state = random_state
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
 
     def _fitted_summary(self) -> list[tuple[str, Any]]:
         return [("samples", self.n_samples_), ("components", self.n_components),

@@ -51,6 +51,7 @@ from ._moments import check_sample_weight
 from ._repr import FittedSummaryMixin
 from .passes import map_row_chunks, one_pass, tree_reduce
 from .validation import (
+    SparseInputMixin,
     as_dask_array,
     check_array,
     check_is_fitted,
@@ -72,7 +73,7 @@ PERSIST_FRACTION = 0.25
 PLUSPLUS_SAMPLE = 10_000
 
 
-class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
+class KMeans(SparseInputMixin, FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     """K-means clustering of data larger than memory, with scikit-learn's conventions.
 
     Parameters
@@ -125,10 +126,6 @@ class KMeans(FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
         self.oversampling_factor = oversampling_factor
         self.init_rounds = init_rounds
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
 
     def _fitted_summary(self) -> list[tuple[str, Any]]:
         return [("clusters", self.n_clusters), ("inertia", float(self.inertia_)), ("Lloyd iterations", self.n_iter_)]

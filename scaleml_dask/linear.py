@@ -31,6 +31,7 @@ from ._moments import AUTO_TOL, check_sample_weight, fit_moments, moments
 from ._repr import FittedSummaryMixin
 from ._tsqr import EPS, Moments
 from .validation import (
+    SparseInputMixin,
     as_dask_array,
     check_is_fitted,
     check_n_features,
@@ -216,7 +217,7 @@ class LinearRegression(_LinearBase):
         return est
 
 
-class Ridge(_LinearBase):
+class Ridge(SparseInputMixin, _LinearBase):
     """Ridge regression ``min ||y - X b - b0||² + alpha ||b||²`` (weighted), from the same single pass.
 
     The penalty is applied to the small R factor (``sqrt(alpha) I`` rows appended), so the result matches
@@ -254,10 +255,6 @@ class Ridge(_LinearBase):
         self.tol = tol
         self.max_iter = max_iter
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
 
     def _fitted_summary(self) -> list[tuple[str, Any]]:
         if self.solver_ in ("dual", "cg"):

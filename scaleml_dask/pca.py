@@ -38,6 +38,7 @@ from ._repr import FittedSummaryMixin
 from ._tsqr import RangeMoments, block_range, combine_range
 from .passes import map_row_chunks, one_pass
 from .validation import (
+    SparseInputMixin,
     as_dask_array,
     assert_finite,
     check_array,
@@ -58,7 +59,7 @@ PCA_TOL = 1e-12
 DUAL_MAX_SAMPLES = 8192
 
 
-class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
+class PCA(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseEstimator):
     """Principal component analysis of data larger than memory, with scikit-learn's conventions.
 
     Parameters
@@ -102,10 +103,6 @@ class PCA(FittedSummaryMixin, TransformerMixin, BaseEstimator):
         self.n_oversamples = n_oversamples
         self.random_state = random_state
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
 
     def _fitted_summary(self) -> list[tuple[str, Any]]:
         return [("samples", self.n_samples_), ("components", self.n_components_),

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # importing dask.array is slow; in-memory callers (small t-SN
 
 __all__ = ["NotFittedError", "as_dask_array", "assert_finite", "assert_finite_rows", "check_array", "check_is_fitted",
            "check_learned", "check_n_features", "check_predict_input", "check_X_y", "checked_weights", "finite_blocks",
-           "in_memory", "is_sparse", "nonfinite_error", "sparse_refused", "take_y"]
+           "in_memory", "is_sparse", "SparseInputMixin", "nonfinite_error", "sparse_refused", "take_y"]
 
 
 def is_sparse(X: Any) -> bool:
@@ -50,6 +50,15 @@ def is_sparse(X: Any) -> bool:
         X = X.data
     meta = getattr(X, "_meta", None)
     return meta is not None and type(meta).__module__.startswith("scipy.sparse")
+
+
+class SparseInputMixin:
+    """Marks an estimator that takes sparse input (scikit-learn's ``input_tags.sparse``, which its checks test)."""
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
 
 def in_memory(X: Any) -> bool:

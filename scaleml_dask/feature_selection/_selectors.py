@@ -18,7 +18,7 @@ from sklearn.feature_selection import SelectPercentile as _SkSelectPercentile
 from sklearn.feature_selection import VarianceThreshold as _SkVarianceThreshold
 
 from ..passes import fold_row_chunks, reduce_here
-from ..validation import as_dask_array, check_is_fitted, check_n_features, in_memory
+from ..validation import SparseInputMixin, as_dask_array, check_is_fitted, check_n_features, in_memory
 from . import _univariate
 
 #: The score functions computed from one pass of per-chunk sums; any other callable runs on in-memory data only.
@@ -27,7 +27,7 @@ _ONE_PASS = {_univariate.f_classif: (_univariate.class_sums, _univariate.f_class
              _univariate.f_regression: (_univariate.target_sums, _univariate.f_regression_from)}
 
 
-class _Lazy:
+class _Lazy(SparseInputMixin):
     """``transform`` of dask input: the selected columns of every chunk, lazily."""
 
     def transform(self, X: Any) -> Any:
@@ -40,10 +40,6 @@ class _Lazy:
         return dX.map_blocks(_columns, cols, chunks=(dX.chunks[0], (len(cols),)), dtype=dX.dtype,
                              meta=dX._meta[:0, :0])
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
 
 
 def _columns(x: Any, cols: np.ndarray) -> Any:

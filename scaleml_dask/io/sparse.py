@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -54,11 +53,12 @@ from .store import (
     EVERY_CHUNK,
     HASH,
     MANIFEST,
+    AtomicGroupWriter,
     IntegrityError,
     _tmp_sibling,
     compressors,
     file_digest,
-    replace_dir,
+    group_attrs,
 )
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def chunk_rows_for_nnz(nnz_per_row: float) -> int:
 # ------------------------------------------------------------------------------------------------------
 
 
-class SparseWriter:
+class SparseWriter(AtomicGroupWriter):
     """Write a sparse dataset atomically, row chunk by row chunk (the sparse twin of ``store.DatasetWriter``).
 
     Use as a context manager. Either ``append`` rows in order (length not known in advance), or pass
@@ -113,12 +113,7 @@ class SparseWriter:
         self._n_samples = int(n_samples)
         self._dtype = np.dtype(dtype)
         self._y_dtype = None if y_dtype is None else np.dtype(y_dtype)
-        self._attrs = dict(attrs or {})
-        if feature_names is not None:
-            names = [str(f) for f in feature_names]
-            if len(names) != self.n_features:
-                raise ValueError(f"{len(names)} feature names for {self.n_features} features")
-            self._attrs["feature_names"] = names
+        self._attrs = group_attrs(attrs, feature_names, self.n_features)
         self._codec = codec or DEFAULT_CODEC
         self._digests: dict[str, dict[str, list]] = {}
         self._nnz: dict[int, int] = {}
@@ -189,25 +184,9 @@ class SparseWriter:
         for array, chunks in written["digests"].items():
             self._digests.setdefault(array, {}).update(chunks)
 
-    def set_attrs(self, **attrs: Any) -> None:
-        """Add attributes (e.g. provenance known only at the end)."""
-        assert self.group is not None
-        self.group.attrs.update(attrs)
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp_path, ignore_errors=True)
-            return
-        try:
-            if self._pending_rows:
-                self._flush(self._pending_rows)
-            self._finish()
-        except BaseException:
-            shutil.rmtree(self.tmp_path, ignore_errors=True)
-            raise
-        replace_dir(self.tmp_path, self.path)
-
-    def _finish(self) -> None:
+    def _complete(self) -> None:
+        if self._pending_rows:
+            self._flush(self._pending_rows)
         x = self.group["X"]
         n_chunks = x["indptr"].shape[0]
         n = self._rows if self._n_samples == 0 else self._n_samples

@@ -138,7 +138,46 @@ def replace_dir(tmp: Path, dest: Path) -> None:
         os.replace(tmp, dest)
 
 
-class DatasetWriter:
+def group_attrs(attrs: dict | None, feature_names: Sequence[str] | None, n_features: int) -> dict:
+    """A dataset group's attributes: ``attrs`` and the feature names (one per feature, checked)."""
+    out = dict(attrs or {})
+    if feature_names is not None:
+        names = [str(f) for f in feature_names]
+        if len(names) != n_features:
+            raise ValueError(f"{len(names)} feature names for {n_features} features")
+        out["feature_names"] = names
+    return out
+
+
+class AtomicGroupWriter:
+    """What the dataset writers share: a zarr group built at ``tmp_path`` beside ``path``, completed by
+    ``_complete()`` (manifests) and renamed into place on a clean exit, removed on an error."""
+
+    path: Path
+    tmp_path: Path
+    group: zarr.Group | None
+
+    def set_attrs(self, **attrs: Any) -> None:
+        """Add attributes (e.g. provenance known only at the end)."""
+        assert self.group is not None
+        self.group.attrs.update(attrs)
+
+    def _complete(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp_path, ignore_errors=True)
+            return
+        try:
+            self._complete()
+        except BaseException:
+            shutil.rmtree(self.tmp_path, ignore_errors=True)
+            raise
+        replace_dir(self.tmp_path, self.path)
+
+
+class DatasetWriter(AtomicGroupWriter):
     """Write a dataset atomically, chunk by chunk.
 
     Use as a context manager. Either ``append`` blocks in order (length not known in advance), or pass
@@ -167,12 +206,7 @@ class DatasetWriter:
         self._n_samples = int(n_samples)
         self._dtype = np.dtype(dtype)
         self._y_dtype = None if y_dtype is None else np.dtype(y_dtype)
-        self._attrs = dict(attrs or {})
-        if feature_names is not None:
-            names = [str(f) for f in feature_names]
-            if len(names) != self.n_features:
-                raise ValueError(f"{len(names)} feature names for {self.n_features} features")
-            self._attrs["feature_names"] = names
+        self._attrs = group_attrs(attrs, feature_names, self.n_features)
         self._codec = codec or DEFAULT_CODEC
         self._rows = 0
         self._digests: dict[str, dict[str, list]] = {}
@@ -220,21 +254,8 @@ class DatasetWriter:
             for array in self.group.array_keys():
                 self.record({array: chunk_digests(self.tmp_path, array, indices)})
 
-    def set_attrs(self, **attrs: Any) -> None:
-        """Add attributes (e.g. provenance known only at the end)."""
-        assert self.group is not None
-        self.group.attrs.update(attrs)
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp_path, ignore_errors=True)
-            return
-        try:
-            self._write_manifests()
-        except BaseException:
-            shutil.rmtree(self.tmp_path, ignore_errors=True)
-            raise
-        replace_dir(self.tmp_path, self.path)
+    def _complete(self) -> None:
+        self._write_manifests()
 
     def _write_manifests(self) -> None:
         """One manifest per array, hashing from disk the chunks nobody recorded (appended tail, or callers of

@@ -151,6 +151,31 @@ def epoch_plan(seed: int, block: int, n_train: int, batch_size: int) -> tuple[in
 # ------------------------------------------------------------------------------------------------------
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def ring_row(v, offset, start, n_train, n):  # pragma: no cover - compiled
+    """Row of the block holding ring row ``v`` of an epoch rotated by ``offset`` (the ring starts at ``start``)."""
+    i = v + offset
+    if i >= n_train:
+        i -= n_train
+    i += start
+    if i >= n:
+        i -= n
+    return i
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def loss_gradient(z, t, loss_code):  # pragma: no cover - compiled
+    """d loss / d margin ``z`` for target ``t`` (squared, log loss without overflow, hinge on labels {-1, +1})."""
+    if loss_code == 0:
+        return z - t
+    if loss_code == 1:
+        if z > 0:
+            return 1.0 / (1.0 + math.exp(-z)) - t
+        e = math.exp(z)
+        return e / (1.0 + e) - t
+    return (1.0 - 2.0 * t) if (2.0 * t - 1.0) * z < 1.0 else 0.0
+
+
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _grad_batch(Wt, X, T, lo, hi, offset, start, n_train, loss_code, Gt):  # pragma: no cover - compiled
     """Add the summed gradient of ring rows ``lo..hi-1`` (rotated by ``offset``) to ``Gt``; reads the
@@ -159,29 +184,14 @@ def _grad_batch(Wt, X, T, lo, hi, offset, start, n_train, loss_code, Gt):  # pra
     n, d = X.shape
     finite = True
     for v in range(lo, hi):
-        i = v + offset
-        if i >= n_train:
-            i -= n_train
-        i += start
-        if i >= n:
-            i -= n
+        i = ring_row(v, offset, start, n_train, n)
         for c in range(Wt.shape[0]):
             z = Wt[c, d]
             for j in range(d):
                 z += X[i, j] * Wt[c, j]
             if not math.isfinite(z):
                 finite = False
-            t = T[i, c]
-            if loss_code == 0:
-                g = z - t
-            elif loss_code == 1:
-                if z > 0:
-                    g = 1.0 / (1.0 + math.exp(-z)) - t
-                else:
-                    e = math.exp(z)
-                    g = e / (1.0 + e) - t
-            else:
-                g = (1.0 - 2.0 * t) if (2.0 * t - 1.0) * z < 1.0 else 0.0
+            g = loss_gradient(z, T[i, c], loss_code)
             if g != 0.0:
                 for j in range(d):
                     Gt[c, j] += g * X[i, j]

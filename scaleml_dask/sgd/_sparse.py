@@ -20,33 +20,10 @@ import math
 import numba
 import numpy as np
 
-from ._kernels import _update
+from ._kernels import _update, loss_gradient, ring_row
 
 #: The scale of the lazily regularised weights is folded back into them below this.
 _MIN_SCALE = 1e-9
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _ring_row(v, offset, start, n_train, n):  # pragma: no cover - compiled
-    i = v + offset
-    if i >= n_train:
-        i -= n_train
-    i += start
-    if i >= n:
-        i -= n
-    return i
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _loss_gradient(z, t, loss_code):  # pragma: no cover - compiled
-    if loss_code == 0:
-        return z - t
-    if loss_code == 1:
-        if z > 0:
-            return 1.0 / (1.0 + math.exp(-z)) - t
-        e = math.exp(z)
-        return e / (1.0 + e) - t
-    return (1.0 - 2.0 * t) if (2.0 * t - 1.0) * z < 1.0 else 0.0
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -58,7 +35,7 @@ def grad_batch_csr(Wt, data, indices, indptr, T, lo, hi, offset, start, n_train,
     d = Wt.shape[1] - 1
     finite = True
     for v in range(lo, hi):
-        i = _ring_row(v, offset, start, n_train, n)
+        i = ring_row(v, offset, start, n_train, n)
         for c in range(Wt.shape[0]):
             z = 0.0
             for k in range(indptr[i], indptr[i + 1]):
@@ -66,7 +43,7 @@ def grad_batch_csr(Wt, data, indices, indptr, T, lo, hi, offset, start, n_train,
             z = scale * z + Wt[c, d]
             if not math.isfinite(z):
                 finite = False
-            g = _loss_gradient(z, T[i, c], loss_code)
+            g = loss_gradient(z, T[i, c], loss_code)
             if g != 0.0:
                 for k in range(indptr[i], indptr[i + 1]):
                     Gt[c, indices[k]] += g * data[k]
@@ -98,7 +75,7 @@ def local_kernel_csr(Wt, data, indices, indptr, T, start, n_train, offsets, orde
                 shrink = 1.0 - rate * alpha if penalty_code == 1 else 1.0
                 # margins of the whole mini-batch at the weights before the step
                 for u in range(lo, hi):
-                    i = _ring_row(u, offsets[e], start, n_train, n)
+                    i = ring_row(u, offsets[e], start, n_train, n)
                     for c in range(n_out):
                         z = 0.0
                         for k in range(indptr[i], indptr[i + 1]):
@@ -106,7 +83,7 @@ def local_kernel_csr(Wt, data, indices, indptr, T, start, n_train, offsets, orde
                         z = scale * z + Wt[c, d]
                         if e == 0 and not math.isfinite(z):
                             finite = False
-                        G_rows[u - lo, c] = _loss_gradient(z, T[i, c], loss_code)
+                        G_rows[u - lo, c] = loss_gradient(z, T[i, c], loss_code)
                 if shrink <= 0.0 or scale * shrink < _MIN_SCALE:  # fold the scale back before it vanishes
                     for c in range(n_out):
                         for j in range(d):
@@ -120,7 +97,7 @@ def local_kernel_csr(Wt, data, indices, indptr, T, start, n_train, offsets, orde
                     scale *= shrink
                 step = rate / (hi - lo)
                 for u in range(lo, hi):
-                    i = _ring_row(u, offsets[e], start, n_train, n)
+                    i = ring_row(u, offsets[e], start, n_train, n)
                     for c in range(n_out):
                         g = G_rows[u - lo, c]
                         if g != 0.0:

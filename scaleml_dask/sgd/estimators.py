@@ -19,6 +19,7 @@ from .._math import sigmoid
 from .._repr import FittedSummaryMixin
 from ..checkpoint import Checkpointer, fingerprint
 from ..validation import (
+    SparseInputMixin,
     as_dask_array,
     check_is_fitted,
     check_n_features,
@@ -41,7 +42,7 @@ def _positive_int(low: int = 1) -> list:
     return [Interval(Integral, low, None, closed="left")]
 
 
-class _BaseSGD(FittedSummaryMixin, BaseEstimator):
+class _BaseSGD(SparseInputMixin, FittedSummaryMixin, BaseEstimator):
     """Shared machinery of ``SGDRegressor`` and ``SGDClassifier`` (see ``scaleml_dask.sgd``)."""
 
     _parameter_constraints: dict = {
@@ -206,10 +207,6 @@ class _BaseSGD(FittedSummaryMixin, BaseEstimator):
                                  meta=np.empty((0, 0)))
         return decision(W, check_predict_input(self, X, accept_sparse=True))
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
 
 
 def _check_finite(a: np.ndarray, name: str, where: str) -> None:

@@ -17,7 +17,15 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from .._repr import FittedSummaryMixin
 from .._stages import Stages
 from ..config import use_passive_openmp
-from ..validation import as_dask_array, assert_finite, check_array, check_is_fitted, finite_blocks, is_sparse
+from ..validation import (
+    SparseInputMixin,
+    as_dask_array,
+    assert_finite,
+    check_array,
+    check_is_fitted,
+    finite_blocks,
+    is_sparse,
+)
 from . import affinity, initialization, locality, neighbors, optimize
 
 if TYPE_CHECKING:  # small numpy inputs never import dask.array (a noticeable share of a small fit)
@@ -37,7 +45,7 @@ LOCAL_MAX_FEATURES = 1_000
 LOCALITY_MIN_SAMPLES = 200_000
 
 
-class TSNE(FittedSummaryMixin, BaseEstimator):
+class TSNE(SparseInputMixin, FittedSummaryMixin, BaseEstimator):
     """t-SNE embedding in 2-d of data that may be larger than memory, in O(n·k) memory.
 
     Input wider than ``n_pca_components`` columns is first reduced out-of-core by ``sm.PCA`` to a
@@ -246,10 +254,6 @@ class TSNE(FittedSummaryMixin, BaseEstimator):
                 ("neighbours", f"{self.n_neighbors_} ({self.neighbors_method_}, recall {self.neighbors_recall_:.3f})"),
                 ("repulsion", self.negative_gradient_method_), ("seconds", round(sum(self.timings_.values()), 2))]
 
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True  # reduced by TruncatedSVD first
-        return tags
 
     # -- public -----------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)

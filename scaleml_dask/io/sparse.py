@@ -262,7 +262,18 @@ def write_sparse(X: da.Array, path: str | os.PathLike, *, y: Any = None, chunk_r
     """Store a dask array of sparse (or dense) row chunks — e.g. hashed text, ``HashingVectorizer.transform`` of a
     text column — as a sparse dataset, one task per row chunk writing its own chunk files (in parallel, on the
     cluster when one is the scheduler), atomically. ``y`` (a 1-d dask or numpy array) is stored beside it. Row
-    chunks are made regular first (``chunk_rows``, default the first chunk's rows)."""
+    chunks are made regular first (``chunk_rows``, default the first chunk's rows).
+
+    >>> import tempfile, os, numpy as np
+    >>> from scaleml_dask.feature_extraction.text import HashingVectorizer
+    >>> import dask.array as da
+    >>> docs = da.from_array(np.array(["a cat sat", "the dog", "a cat and a dog"], dtype=object), chunks=2)
+    >>> out = write_sparse(HashingVectorizer(n_features=64).transform(docs), os.path.join(tempfile.mkdtemp(), "h.zarr"),
+    ...                    y=np.array([0, 1, 1]))
+    >>> import scaleml_dask as sm; X = sm.open_dataset(out)["X"].data
+    >>> X.chunks, X.compute().nnz
+    (((2, 1), (64,)), 7)
+    """
     import dask
     import dask.array as da
 

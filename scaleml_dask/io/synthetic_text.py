@@ -206,6 +206,12 @@ def make_text(path: str | os.PathLike, n_docs: int, *, chunk_rows: int = 100_000
     directory's ``TEXT_META`` records the parameters, the first topic words of each class and the Bayes accuracy.
     ``first_chunk``: the chunks drawn are ``first_chunk, first_chunk + 1, ...`` of the model of ``seed``: other
     documents from the same model (a held-out set).
+
+    >>> import tempfile, os
+    >>> path = make_text(os.path.join(tempfile.mkdtemp(), "docs"), 500, chunk_rows=200, vocabulary=2000,
+    ...                  topic_words=40)
+    >>> sorted(os.listdir(path)), read_text_meta(path)["n_docs"]
+    (['part-00000.parquet', 'part-00001.parquet', 'part-00002.parquet', 'scaleml_text.json'], 500)
     """
     if n_docs < 1 or chunk_rows < 1:
         raise ValueError(f"n_docs and chunk_rows must be >= 1; got {n_docs}, {chunk_rows}")

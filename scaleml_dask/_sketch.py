@@ -63,10 +63,11 @@ def _csr_t_times_dense_add(data, indices, indptr, Y, C):  # pragma: no cover - c
                 C[j, q] += v * Y[i, q]
 
 
-def sketch_block(X: Any, Z: np.ndarray, *, moments: bool = False, acc: Sketch | None = None, chunk_index: int = -1,
-                 row_start: int = 0) -> Sketch:
-    """The sketch of one block of rows (dense or CSR), added to ``acc`` (in place) when given. NaN / inf in
-    ``X`` shows in ``Y`` and is then reported with its chunk, row and column."""
+def sketch_block(X: Any, Z: np.ndarray, *, M: np.ndarray | None = None, moments: bool = False,
+                 acc: Sketch | None = None, chunk_index: int = -1, row_start: int = 0) -> Sketch:
+    """The sketch of one block of rows (dense or CSR) with ``Z M`` (``Z`` alone without ``M``), added to ``acc``
+    (in place) when given. NaN / inf in ``X`` shows in ``Y`` and is then reported with its chunk, row and
+    column."""
     sparse = hasattr(X, "indptr")
     if sparse:
         from ._checks import csr_block
@@ -77,11 +78,13 @@ def sketch_block(X: Any, Z: np.ndarray, *, moments: bool = False, acc: Sketch | 
     else:
         X = np.asarray(X, dtype=np.float64)
         Y = X @ Z
+    if M is not None:
+        Y = Y @ M
     if not np.isfinite(Y).all():
         assert_finite_rows(X, "X", chunk_index, row_start)
         raise ValueError(f"X @ Z overflows float64 in chunk {chunk_index} (rows {row_start}-"
                          f"{row_start + X.shape[0] - 1}): scale X down")
-    p, l = Z.shape
+    p, l = Z.shape[0], Y.shape[1]
     if acc is None:
         acc = Sketch(0, np.zeros((p, l)), np.zeros((0, l)), np.zeros(p) if moments else None,
                      np.zeros(p) if moments else None)

@@ -14,13 +14,22 @@ uvloop 0.23). It serves ``model.to_sklearn()`` saved with joblib, its format.
 ``--frameworks`` measures the transport choice instead: the same dataplane behind this plain ASGI app and
 behind Starlette, and JSON decoding/encoding with the standard library, orjson and msgspec.
 
+``--soak`` runs ``scaleml serve`` (default limits, a token) for ``--soak-minutes`` (10) under mixed traffic from
+this process: valid V2 / V1 requests of 1 and 100 rows checked against the model's predictions, a dozen kinds of
+invalid ones (bad JSON, wrong shapes, values out of range, outputs listed thousands of times, no token, unknown
+model...), /metrics scrapes, and slow clients that open a connection, send half a header and hold it. Every
+``--sample`` seconds it records the server's RSS, its open TCP connections, threads and file descriptors, and the
+answers by status; at the end the RSS of the last minute against the second minute (after the warm-up).
+
     python benchmarks/bench_serve.py [--seconds 10] [--rounds 1] [--quick] [--frameworks]
+    python benchmarks/bench_serve.py --soak [--soak-minutes 10] [--sample 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -398,6 +407,160 @@ def frameworks(seconds: float, max_requests: int, rounds: int) -> str:
     return "\n".join(lines + [""] + cost + [""] + json_codecs(payloads))
 
 
+# --- soak: memory and connections under hours of mixed traffic, in minutes -----------------------------------
+SOAK_TOKEN = "soak-token"
+
+
+def _soak_requests(X: np.ndarray, predictions: np.ndarray) -> list[tuple[str, str, bytes, dict, int | None]]:
+    """(kind, path, body, headers, expected status or None for 'a 4xx')."""
+    auth = {"authorization": f"Bearer {SOAK_TOKEN}", "content-type": "application/json"}
+    infer = "/v2/models/reg/infer"
+
+    def v2(rows, datatype="FP64", **extra):
+        return json.dumps({"inputs": [{"name": "x", "shape": list(np.shape(rows)), "datatype": datatype,
+                                       "data": np.ravel(rows).tolist()}], **extra}).encode()
+
+    row = X[:1]
+    return [
+        ("valid V2, 1 row", infer, v2(row), auth, 200),
+        ("valid V2, 100 rows", infer, v2(X[:100]), auth, 200),
+        ("valid V1, 1 row", "/v1/models/reg:predict", json.dumps({"instances": row.tolist()}).encode(), auth, 200),
+        ("invalid JSON", infer, b"{nope", auth, None),
+        ("wrong feature count", infer, v2(X[:1, :3]), auth, None),
+        ("ragged / mismatched shape", infer, json.dumps({"inputs": [{"name": "x", "shape": [2, D], "datatype":
+                                                                      "FP64", "data": [1.0]}]}).encode(), auth, None),
+        ("INT64 out of range", infer, v2([[1e300] * D], "INT64"), auth, None),
+        ("prediction overflows", infer, v2([[1e308] * D]), auth, None),
+        ("booleans in FP64", infer, json.dumps({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64",
+                                                            "data": [True, 1.0]}]}).encode(), auth, None),
+        ("outputs listed 5,000 times", infer, v2(row, outputs=[{"name": "predict"}] * 5000), auth, None),
+        ("unique ids (monitor, labels)", infer, v2(row, id={"nested": "object"}), auth, None),
+        ("no token", infer, v2(row), {"content-type": "application/json"}, 401),
+        ("unknown model", "/v2/models/nope/infer", v2(row), auth, 404),
+    ]
+
+
+async def _slow_client(port: int, hold: float) -> None:
+    """Half a header, then nothing: the server must close it (its header deadline)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /v2/models/reg/infer HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    await writer.drain()
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        await asyncio.wait_for(reader.read(), hold)
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
+async def _soak_traffic(port: int, X: np.ndarray, predictions: np.ndarray, seconds: float, sample: float,
+                        pid: int) -> list[dict]:
+    import httpx
+    import psutil
+
+    requests = _soak_requests(X, predictions)
+    want = {1: predictions[:1].tolist(), 100: predictions[:100].tolist()}
+    proc = psutil.Process(pid)
+    counts: dict[str, int] = {}
+    failed: list[str] = []
+    wrong = 0
+    deadline = time.perf_counter() + seconds
+    rng = np.random.default_rng(0)
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60) as client:
+        async def worker(seed: int) -> None:
+            nonlocal wrong
+            pick = np.random.default_rng(seed)
+            while time.perf_counter() < deadline:
+                kind, path, body, headers, expected = requests[pick.integers(len(requests))]
+                try:
+                    r = await client.post(path, content=body, headers=headers)
+                except httpx.TransportError as exc:  # counted, with what was asked, never hidden
+                    counts["transport errors"] = counts.get("transport errors", 0) + 1
+                    failed.append(f"{kind}: {type(exc).__name__}")
+                    continue
+                key = f"{r.status_code // 100}xx"
+                counts[key] = counts.get(key, 0) + 1
+                ok = r.status_code == expected if expected else 400 <= r.status_code < 500
+                if ok and expected == 200:
+                    got = r.json().get("predictions") or r.json()["outputs"][0]["data"]
+                    ok = got == want[len(got)]
+                wrong += not ok
+
+        async def slow() -> None:
+            pending = set()
+            while time.perf_counter() < deadline:
+                pending = {t for t in pending if not t.done()}
+                if len(pending) < 20:
+                    pending.add(asyncio.ensure_future(_slow_client(port, 30.0)))
+                await asyncio.sleep(float(rng.uniform(0.2, 1.0)))
+            await asyncio.gather(*pending, return_exceptions=True)
+
+        async def scrape() -> None:
+            while time.perf_counter() < deadline:
+                try:
+                    await client.get("/metrics", headers={"authorization": f"Bearer {SOAK_TOKEN}"})
+                except httpx.TransportError as exc:
+                    failed.append(f"/metrics: {type(exc).__name__}")
+                await asyncio.sleep(5.0)
+
+        samples: list[dict] = []
+
+        async def monitor() -> None:
+            t0 = time.perf_counter()
+            while time.perf_counter() < deadline:
+                await asyncio.sleep(sample)
+                conns = [c for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_ESTABLISHED]
+                samples.append({"t (s)": round(time.perf_counter() - t0), "RSS (MB)": proc.memory_info().rss / 2**20,
+                                "connections": len(conns), "threads": proc.num_threads(), "fds": proc.num_fds(),
+                                **dict(counts), "wrong answers": wrong})
+                print(f"{samples[-1]}", flush=True)
+
+        await asyncio.gather(*(worker(i) for i in range(CONNECTIONS)), slow(), scrape(), monitor())
+    if failed:
+        print(f"transport errors: {collections.Counter(failed).most_common()}", flush=True)
+    return samples
+
+
+def soak(minutes: float, sample: float) -> str:
+    import psutil
+
+    model, X = fit_model()
+    predictions = model.predict(X[:100])
+    with tempfile.TemporaryDirectory(dir=DATA) as tmp:
+        from scaleml_dask.deploy.registry import save_model
+
+        save_model(model, Path(tmp) / "reg", data=X)
+        port = free_port()
+        exe = shutil.which("scaleml", path=str(Path(sys.executable).parent)) or "scaleml"
+        proc = subprocess.Popen([exe, "serve", str(Path(tmp) / "reg"), "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env={**os.environ, "SCALEML_TOKEN": SOAK_TOKEN})
+        try:
+            wait_ready(port, proc)
+            samples = asyncio.run(_soak_traffic(port, X, predictions, 60.0 * minutes, sample, proc.pid))
+            alive = proc.poll() is None
+        finally:
+            stop(proc)
+    per_min = max(1, round(60 / sample))
+    early = float(np.median([s["RSS (MB)"] for s in samples[per_min:2 * per_min]] or [samples[0]["RSS (MB)"]]))
+    late = float(np.median([s["RSS (MB)"] for s in samples[-per_min:]]))
+    keys = ["t (s)", "RSS (MB)", "connections", "threads", "fds", "2xx", "4xx", "5xx", "transport errors",
+            "wrong answers"]
+    lines = ["| " + " | ".join(keys) + " |", "|---" * len(keys) + "|"]
+    step = max(1, len(samples) // 10)
+    for s in samples[step - 1::step]:
+        lines.append("| " + " | ".join(f"{s.get(k, 0):,.1f}" if k == "RSS (MB)" else f"{s.get(k, 0):,}"
+                                       for k in keys) + " |")
+    total = samples[-1]
+    lines += ["", f"RSS: second minute {early:.1f} MB, last minute {late:.1f} MB: {late / early:.3f}× "
+                  f"({'within' if abs(late / early - 1) <= 0.10 else 'NOT within'} 10 %); peak "
+                  f"{max(s['RSS (MB)'] for s in samples):.1f} MB; max connections "
+                  f"{max(s['connections'] for s in samples)}; server alive at the end: {alive}; "
+                  f"{total.get('2xx', 0) + total.get('4xx', 0) + total.get('5xx', 0):,} answers, "
+                  f"{total.get('5xx', 0)} 5xx, {total['wrong answers']} wrong; {psutil.cpu_count()} cores"]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="per cell (default: %(default)s)")
@@ -405,6 +568,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="round-robin repeats, best kept (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="2 s per cell")
     ap.add_argument("--frameworks", action="store_true", help="plain ASGI vs Starlette; JSON libraries")
+    ap.add_argument("--soak", action="store_true", help="memory and connections under mixed valid / invalid / slow "
+                                                        "traffic (see the docstring)")
+    ap.add_argument("--soak-minutes", type=float, default=10.0, help="(default: %(default)s; --quick: 1)")
+    ap.add_argument("--sample", type=float, default=10.0, help="seconds between samples (default: %(default)s)")
     ap.add_argument("--client", help=argparse.SUPPRESS)  # internal: the asyncio load generator process
     ap.add_argument("--starlette", nargs=2, help=argparse.SUPPRESS)  # internal: the Starlette variant
     args = ap.parse_args()
@@ -419,6 +586,11 @@ def main() -> None:
                     log_level="warning", access_log=False)
         return
     DATA.mkdir(exist_ok=True)
+    if args.soak:
+        minutes = 1.0 if args.quick else args.soak_minutes
+        print(f"soak: {minutes:g} min, {CONNECTIONS} connections of mixed traffic + up to 20 slow clients", flush=True)
+        print(soak(minutes, 2.0 if args.quick else args.sample))
+        return
     seconds = 2.0 if args.quick else args.seconds
     generator = "wrk -t1 -c16" if shutil.which("wrk") else "asyncio client, 16 connections"
     print(f"load generator: {generator}; {seconds:g} s per cell", flush=True)

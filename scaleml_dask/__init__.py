@@ -29,6 +29,8 @@ _EXPORTS = {
     "ingest": "io.ingest",
     "LinearRegression": "linear",
     "Ridge": "linear",
+    "RidgeCV": "linear_cv",
+    "reuse_statistics": "_moments",
     "PCA": "pca",
     "TruncatedSVD": "decomposition",
     "KMeans": "kmeans",
@@ -43,8 +45,8 @@ _EXPORTS = {
     "to_onnx": "deploy.onnx",
 }
 _SUBMODULES = {"io", "online", "validation", "cluster", "report", "runner", "linear", "pca", "kmeans", "sgd", "tsne",
-               "checkpoint", "config", "deploy", "decomposition", "feature_extraction", "feature_selection",
-               "random_projection"}
+               "preprocessing", "compose", "pipeline", "checkpoint", "config", "deploy", "metrics", "model_selection",
+               "linear_cv", "decomposition", "feature_extraction", "feature_selection", "random_projection"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

@@ -64,26 +64,33 @@ def block_moments(
     scale: bool = True,
     chunk_index: int = -1,
     row_start: int = 0,
+    gram: np.ndarray | None = None,
 ) -> Moments:
     """Moments of one block of rows ``[X | y]`` (``y`` optional), rows weighted by ``w`` (optional).
+
+    ``gram``: the raw Gram of ``[X | y | 1]`` when the caller formed it already (float64, unweighted rows), so
+    that it is not formed twice; ``X`` / ``y`` are then read only where a QR is needed.
 
     NaN / inf are detected from the column sums the mean needs anyway (for float64 rows without weights
     they come out of the same BLAS pass as the Gram), so the check costs nothing, and are reported with
     the chunk, row and column. ``scale`` says whether the accuracy that ``auto`` guards is
     invariant to column scaling (regression) or not (PCA).
     """
-    X = np.asarray(X)
+    if gram is None:
+        X = np.asarray(X)
+        fast = X.dtype == np.float64 and w is None
+        X = X.astype(np.float64, copy=False)
+        if y is not None:
+            y = np.asarray(y, dtype=np.float64).reshape(-1)
+    else:
+        fast = True  # float64 rows, converted below only if a QR needs them
     n, d = X.shape
-    fast = X.dtype == np.float64 and w is None
-    X = X.astype(np.float64, copy=False)
-    if y is not None:
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
     if w is not None:
         w = checked_weights(w, chunk_index, row_start)
     p = d + (y is not None)
     if fast:  # one BLAS pass gives the raw Gram and the column sums; centered afterwards
         A = None
-        G_aug = _raw_gram(X, y)
+        G_aug = _raw_gram(X, y) if gram is None else gram
         G, sums = G_aug[:p, :p], G_aug[p, :p]
     else:
         sums = np.empty(p)
@@ -111,6 +118,7 @@ def block_moments(
         r = _cholesky_r(G, amp, tol, scale)
         if r is not None:
             return Moments(n, weight, mean, r, False, 1, 1, amp)
+    X, y = np.asarray(X, dtype=np.float64), None if y is None else np.asarray(y, dtype=np.float64).reshape(-1)
     r = _cholqr2_r(X, y, mean, G, amp_unit, A)
     if r is None:
         r = _tsqr_r(X, y, w, mean)

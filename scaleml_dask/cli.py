@@ -8,6 +8,7 @@ and exit status 2 (``errors.USER_ERRORS`` says which exceptions are such mistake
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -21,7 +22,7 @@ EPILOG = """examples:
   scaleml catalog list
   scaleml catalog show demo-regression
   scaleml verify data/data.zarr      # every chunk against the store's checksums
-  scaleml ingest data.csv.gz data/data.zarr --target price
+  scaleml ingest data.csv.gz data/data.zarr --target price [--kind zip=categorical] [--na keep|error|VALUE]
   scaleml demo                       # demo datasets + all workflows -> runs/pipeline/<time>/report.html
   scaleml demo --quick               # the same on the small demo datasets (about a minute)
   scaleml run regression --scheduler tcp://10.0.0.5:8786
@@ -67,10 +68,17 @@ def _catalog(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from .io.ingest import ingest
+    from .io.ingest import MAX_LEVELS, ingest
 
-    out = ingest(args.source, args.dest, target=args.target, drop=args.drop or (),
-                 chunk_rows=args.chunk_rows, codec=args.codec, na=args.na, progress=not args.quiet)
+    kinds = {}
+    for spec in args.kind or ():
+        name, sep, kind = spec.rpartition("=")
+        if not sep or not name:
+            raise UsageError(f"--kind takes NAME=KIND (e.g. --kind zip=categorical); got {spec!r}")
+        kinds[name] = kind
+    out = ingest(args.source, args.dest, target=args.target, drop=args.drop or (), chunk_rows=args.chunk_rows,
+                 codec=args.codec, na=args.na, kinds=kinds, max_levels=args.max_levels or MAX_LEVELS,
+                 progress=not args.quiet, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
@@ -107,13 +115,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .deploy.serve import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, serve
+    from .deploy.limits import DEFAULT
+    from .deploy.serve import serve
 
+    if args.token is not None:
+        print("scaleml serve: warning: --token shows the token to every user of this machine (ps, /proc); use "
+              "--token-file FILE or $SCALEML_TOKEN", file=sys.stderr)
     try:
-        serve(args.dirs, ab=args.ab, host=args.host, port=args.port, token=args.token,
+        limits = DEFAULT.replace(**{f: getattr(args, f) for f in _SERVE_LIMITS})
+        serve(args.dirs, ab=args.ab, host=args.host, port=args.port, token=args.token, token_file=args.token_file,
+              insecure=args.insecure, metrics_port=args.metrics_port, limits=limits,
               max_batch_size=args.max_batch_size, max_batch_time_ms=args.max_batch_time_ms,
-              max_rows=DEFAULT_MAX_ROWS if args.max_rows is None else args.max_rows,
-              max_body_bytes=DEFAULT_MAX_BODY_BYTES if args.max_body_bytes is None else args.max_body_bytes,
               reload_interval=args.reload_interval, log_level=args.log_level)
     except ValueError as exc:
         print(f"scaleml serve: {exc}", file=sys.stderr)
@@ -121,15 +133,24 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The bounds of deploy.limits.Limits that `scaleml serve` takes as options (--max-rows, --header-timeout, ...).
+_SERVE_LIMITS = ("max_rows", "max_body_bytes", "max_response_bytes", "max_outputs", "max_header_bytes",
+                 "header_timeout", "body_timeout", "idle_timeout", "max_connections", "inference_threads",
+                 "max_queue")
+
+
 def _score(args: argparse.Namespace) -> int:
     from .cluster import connect
     from .deploy.registry import load_model
     from .deploy.score import score
+    from .io.destination import claim
 
     try:
+        claim(args.out, "dataset", overwrite=args.overwrite)  # refused before a cluster is started for nothing
         model = load_model(args.model)
         with connect(args.scheduler, quiet=True) as client:
-            out = score(model, args.dataset, args.out, client=client, progress=not args.quiet)
+            out = score(model, args.dataset, args.out, client=client, progress=not args.quiet,
+                        overwrite=args.overwrite)
             if args.scheduler is None:
                 client.cluster.close()
     except (ValueError, KeyError, OSError) as exc:  # registry, catalog and data errors name the problem
@@ -157,15 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("ingest", help="convert CSV(.gz) / Parquet / .npy to a zarr dataset, chunk by chunk")
     i.add_argument("source")
-    i.add_argument("dest", help="destination .zarr directory (written atomically)")
+    i.add_argument("dest", help="destination .zarr directory (written atomically; never over anything but a "
+                                "dataset written here, and that only with --overwrite)")
     i.add_argument("--target", help="column that becomes y (for .npy: a column index)")
     i.add_argument("--drop", nargs="*", help="columns to leave out")
     i.add_argument("--chunk-rows", type=int, help="rows per chunk (default: near 64 MB per chunk)")
     i.add_argument("--codec", help="zarr codec: none (default, fastest to decode), zstd (compressible data), "
                                    "blosc-lz4, blosc-zstd")
-    i.add_argument("--na", default="error", metavar="error|VALUE",
-                   help="missing cells (empty, NA, null...): an error naming line and column (default), or "
-                        "filled with VALUE")
+    i.add_argument("--na", default="keep", metavar="keep|error|VALUE",
+                   help="missing cells (empty, NA, null...): kept as missing and counted (default), an error naming "
+                        "line and column, or (numeric columns) filled with VALUE")
+    i.add_argument("--kind", action="append", metavar="NAME=KIND",
+                   help="declare a column's kind (numeric, boolean, categorical, datetime) instead of inferring it "
+                        "from the first chunk; repeatable")
+    i.add_argument("--max-levels", type=int, metavar="N",
+                   help="most levels a categorical column may have (default 100,000)")
+    i.add_argument("--overwrite", action="store_true", help="replace a dataset this project wrote at DEST")
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     i.set_defaults(func=_ingest)
 
@@ -190,13 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "X-Routing-Key, served under DIR_A's name")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     s.add_argument("--port", type=int, default=8080, help="(default: %(default)s)")
-    s.add_argument("--token", help="require 'Authorization: Bearer TOKEN' (default: $SCALEML_TOKEN; health "
-                                   "routes stay open)")
+    s.add_argument("--token-file", metavar="FILE", help="require 'Authorization: Bearer TOKEN', TOKEN the file's "
+                                                        "first line (default: $SCALEML_TOKEN; health routes stay open)")
+    s.add_argument("--token", help=argparse.SUPPRESS)  # accepted with a warning: visible in ps
+    s.add_argument("--insecure", action="store_true", help="allow a host other than loopback without a token")
+    s.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics on this port (without the "
+                                                                   "token) instead of the main one")
     s.add_argument("--max-batch-size", type=int, help="adaptive batching: rows per coalesced call (default: off)")
     s.add_argument("--max-batch-time-ms", type=float, default=2.0, help="adaptive batching: longest wait "
                                                                        "(default: %(default)s)")
-    s.add_argument("--max-rows", type=int, help="rows per request before 413 (default: 10,000)")
-    s.add_argument("--max-body-bytes", type=int, help="body bytes before 413 (default: 8 MiB)")
+    from .deploy.limits import DEFAULT, Limits
+
+    for f in dataclasses.fields(Limits):
+        if f.name in _SERVE_LIMITS:
+            s.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(DEFAULT, f.name)),
+                           metavar="N", help=f"{f.metadata['help']} (default: {getattr(DEFAULT, f.name):,})")
     s.add_argument("--reload-interval", type=float, default=1.0, help="seconds between checks for new model "
                                                                      "versions (default: %(default)s)")
     s.add_argument("--log-level", default="warning", help="uvicorn log level (default: %(default)s)")
@@ -208,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True, metavar="PATH", help="output .zarr dataset (written atomically)")
     sc.add_argument("--scheduler", metavar="ADDR", help="address of an existing scheduler (default: a new "
                                                         "LocalCluster)")
+    sc.add_argument("--overwrite", action="store_true", help="replace a dataset this project wrote at --out")
     sc.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sc.set_defaults(func=_score)
     return ap

@@ -26,6 +26,10 @@ import numpy as np
 KERNEL_SOURCES = ("compiled", "loaded from cache", "already in memory")
 
 
+# Each family's call takes every specialisation a later call of the library can take, so that nothing compiles
+# after the warm-up: the learners hand their kernels C-ordered float64 batches and float64 targets (they convert
+# other input); rows are float64, C-ordered or strided (a row of a column-major array), targets Python / numpy
+# ints or floats. tests/test_coldstart_coverage.py checks it in a fresh process with an empty cache.
 def _online_learn_many() -> None:
     from .online import LogisticRegression
 
@@ -36,25 +40,36 @@ def _online_learn_many() -> None:
 def _online_learn_one() -> None:
     from .online import LogisticRegression
 
-    LogisticRegression(optimizer="adam").learn_one(np.ones(4), 1)
+    m = LogisticRegression(optimizer="adam")
+    strided = np.asfortranarray(np.ones((2, 4)))[0]
+    for x in (np.ones(4), strided):
+        for y in (1, 1.0):
+            m.learn_one(x, y)
 
 
 def _rls() -> None:
     from .online import RLS
 
-    RLS().learn_one(np.ones(4), 1.0)
+    r = RLS()
+    for x in (np.ones(4), np.asfortranarray(np.ones((2, 4)))[0]):
+        r.learn_one(x, 1.0)
 
 
 def _adwin() -> None:
     from .online import ADWIN
 
-    ADWIN().update_many(np.r_[np.zeros(200), np.ones(200)])
+    detector = ADWIN()
+    detector.update_many(np.r_[np.zeros(200), np.ones(200)])
+    for v in range(2 * detector.clock):  # per value: queued, handed over at each tick
+        detector.update(v % 2)
 
 
 def _page_hinkley() -> None:
     from .online import PageHinkley
 
-    PageHinkley().update_many(np.r_[np.zeros(200), np.ones(200)])
+    detector = PageHinkley()
+    detector.update_many(np.r_[np.zeros(200), np.ones(200)])
+    detector.update(1.0)
 
 
 def _sgd() -> None:
@@ -68,6 +83,21 @@ def _sgd() -> None:
                    power_t=0.5)
     k.local_epochs(W, X, T, start=0, n_train=256, seeds=[0], block=0, batch_size=32, penalty="l2", alpha=1e-4,
                    schedule="adam", eta0=0.01, power_t=0.5, t0=0.0, **common)
+
+
+def _fused_search() -> None:
+    from .model_selection import _fused_kernels as k
+    from .sgd._kernels import epoch_plan
+
+    rng = np.random.default_rng(0)
+    X, T = rng.standard_normal((256, 4)), (rng.random((256, 1)) > 0.5).astype(np.float64)
+    offset, order = epoch_plan(0, 0, 256, 32)
+    m = 2
+    for loss in range(3):
+        k.fused_epochs(X, T, np.arange(256), 0, 256, np.array([offset]), order[None, :], 32, loss, np.zeros((5, m)),
+                       np.zeros(m, np.int64), np.ones(m, bool), np.ones(m, np.int64), np.full(m, 1e-4),
+                       np.full(m, 3, np.int64), np.full(m, 0.01), np.full(m, 0.5), 0.0,
+                       *(np.zeros((m, 5)) for _ in range(3)), np.ones(m, bool))
 
 
 def _tsne_gradient(method: str) -> None:
@@ -102,6 +132,18 @@ def _minibatch_kmeans() -> None:
     m = MiniBatchKMeans(n_clusters=3, random_state=0)
     m.learn_many(X)
     m.learn_one(X[0])
+    m.learn_one(np.asfortranarray(X)[0])
+    m.predict_many(X)
+
+
+def _table_transforms() -> None:
+    from .preprocessing import _kernels as k
+
+    X, H = np.array([[1.0, np.nan]]), np.array([[0, -1]])
+    one, idx = np.ones(1), np.zeros(1, dtype=np.int64)
+    k.fill_dense(np.zeros((2, 3)), X, one, one, one, one, idx, H, idx + 1, one, H, idx + 1)
+    k.fill_csr(X, one, one, one, one, idx, H, idx + 1, one, np.array([0, 1]))
+    k.moments(X[0])
 
 
 _TSNE_MODULES = ("scaleml_dask.tsne.affinity", "scaleml_dask.tsne.optimize")
@@ -114,11 +156,13 @@ FAMILIES: dict[str, tuple[Callable[[], None], tuple[str, ...]]] = {
     "ADWIN": (_adwin, ("scaleml_dask.online._drift_kernels",)),
     "Page-Hinkley": (_page_hinkley, ("scaleml_dask.online._drift_kernels",)),
     "SGD blocks": (_sgd, ("scaleml_dask.sgd._kernels",)),
+    "fused search": (_fused_search, ("scaleml_dask.model_selection._fused_kernels", "scaleml_dask.sgd._kernels")),
     "t-SNE": (functools.partial(_tsne_gradient, "exact"), _TSNE_MODULES),
     "t-SNE FFT": (functools.partial(_tsne_gradient, "fft"), _TSNE_MODULES),
     "optimizers": (_optimizers, ("scaleml_dask._optim",)),
     "k-means Lloyd": (_kmeans, ("scaleml_dask._kmeans_kernels",)),
     "MiniBatchKMeans": (_minibatch_kmeans, ("scaleml_dask.online._kmeans_kernels",)),
+    "table transforms": (_table_transforms, ("scaleml_dask.preprocessing._kernels",)),
 }
 
 

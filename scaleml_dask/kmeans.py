@@ -59,6 +59,7 @@ from .validation import (
     check_predict_input,
     finite_blocks,
     in_memory,
+    restored_state_problem,
 )
 
 #: Relative change of inertia, per unit of ``tol``, below which Lloyd iterations stop.
@@ -171,6 +172,14 @@ class KMeans(SparseInputMixin, FittedSummaryMixin, ClusterMixin, TransformerMixi
         idx = np.sort(rng.choice(n, min(n, max(PLUSPLUS_SAMPLE, 10 * k)), replace=False))
         S, sw = dask.compute(dX[idx].astype(np.float64), None if w is None else w[idx])
         return kmeans_plusplus(S, k, sample_weight=sw, random_state=rng)[0]
+
+    def _check_restored_state(self) -> str | None:
+        """What is wrong with centres loaded from a registry (None if nothing): the compiled distance kernels
+        index them as ``(n_clusters, n_features_in_)`` float64."""
+        d = self.__dict__.get("n_features_in_")
+        layout = [("cluster_centers_", self.__dict__.get("cluster_centers_"), np.float64,
+                   (self.n_clusters, d if type(d) is int else -1))]
+        return restored_state_problem(type(self).__name__, layout) if "cluster_centers_" in self.__dict__ else None
 
     def predict(self, X: Any) -> Any:
         """Index of the nearest centre of every row: numpy for numpy input, a lazy dask array otherwise."""
@@ -292,8 +301,15 @@ def _updated_centers(p: LloydPart, C: np.ndarray) -> np.ndarray:
 
 def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.RandomState, ell: float,
                      rounds: int) -> np.ndarray:
-    """k-means|| (Bahmani et al.): candidates by d²-sampling rounds, reduced to ``k`` by weighted k-means++
-    and weighted Lloyd in memory.
+    """k-means|| (Bahmani et al.): candidates by d²-sampling rounds (``kmeans_parallel_candidates``), reduced to
+    ``k`` by weighted k-means++ and weighted Lloyd in memory (``reduce_candidates``)."""
+    cands, weights = kmeans_parallel_candidates(dX, w, rng, ell, rounds)
+    return reduce_candidates(dX, cands, weights, k, rng)
+
+
+def kmeans_parallel_candidates(dX: da.Array, w: da.Array | None, rng: np.random.RandomState, ell: float,
+                               rounds: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k-means|| candidates and the weight each attracts (``ell`` sampled per round in expectation).
 
     Each row's nearest candidate so far (``NEAREST``, 12 bytes a row) stays in cluster memory between rounds,
     so a round computes distances to the candidates it adds only (about ``ℓ``), not to all of them. Rounds map
@@ -301,9 +317,6 @@ def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.Ra
     inside its round's task, which runs where that chunk's state is (no read task, no chunk or state moved
     between workers).
     """
-    from sklearn.cluster import KMeans as SkKMeans
-    from sklearn.cluster import kmeans_plusplus
-
     n = dX.shape[0]
     cands = dense_rows(dX[int(rng.randint(n))].compute()).reshape(1, -1)
     seed = int(rng.randint(2**31))
@@ -328,7 +341,17 @@ def _kmeans_parallel(dX: da.Array, w: da.Array | None, k: int, rng: np.random.Ra
         cands = np.vstack([cands, new])
         if not len(new):
             break
-    weights = p.weights
+    return cands, p.weights
+
+
+def reduce_candidates(dX: da.Array, cands: np.ndarray, weights: np.ndarray, k: int,
+                      rng: np.random.RandomState) -> np.ndarray:
+    """``k`` centres from weighted candidates: weighted k-means++, then weighted Lloyd (in memory); rows drawn
+    from ``dX`` when there are fewer candidates than ``k``."""
+    from sklearn.cluster import KMeans as SkKMeans
+    from sklearn.cluster import kmeans_plusplus
+
+    n = dX.shape[0]
     if len(cands) <= k:
         extra = np.sort(rng.choice(n, k - len(cands), replace=False))
         return np.vstack([cands, dense_rows(dX[extra].compute())]) if len(extra) else cands

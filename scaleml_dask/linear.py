@@ -17,6 +17,7 @@ accuracy silently, and ``solver_`` records what was used.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any, ClassVar
@@ -27,7 +28,7 @@ from scipy import linalg, stats
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._moments import AUTO_TOL, check_sample_weight, fit_moments, moments
+from ._moments import AUTO_TOL, check_sample_weight, fit_moments, last_reused, moments
 from ._repr import FittedSummaryMixin
 from ._tsqr import EPS, Moments
 from .validation import (
@@ -74,6 +75,7 @@ class _LinearBase(FittedSummaryMixin, RegressorMixin, BaseEstimator):
                 "least-squares problem underdetermined")
         R, m, used = fit_moments(dX, dy, w, center=bool(self.fit_intercept), solver=self.solver,
                                  tol=AUTO_TOL, scale=True)
+        self.statistics_reused_ = last_reused()  # inside sm.reuse_statistics(): no pass of its own
         if not m.weight > 0:
             raise ValueError("sample_weight: all weights are zero; at least one must be positive")
         self.n_features_in_ = d
@@ -130,7 +132,15 @@ class LinearRegression(_LinearBase):
     coef_, intercept_, stderr_ (classical OLS standard errors of ``coef_``), intercept_stderr_, tvalues_,
     pvalues_, r2_ (centered if ``fit_intercept``, else uncentered, as statsmodels), rss_, n_samples_,
     df_resid_, condition_number_ (of ``[1 | X]``, as statsmodels), solver_ (what was used), cov_params_
-    (covariance of ``[intercept, coef...]`` or of ``coef`` without intercept).
+    (covariance of ``[intercept, coef...]`` or of ``coef`` without intercept), rank_ (of the centered X),
+    statistics_reused_ (the pass's moments came from an earlier fit on the same data, inside
+    ``sm.reuse_statistics()``).
+
+    An exactly rank-deficient X (full one-hot columns with an intercept, a duplicated column) gets scikit-learn's
+    answer: the minimum-norm least-squares coefficients, from the SVD of the small R factor (a
+    ``RankDeficientWarning`` names the columns); predictions on rows like the training rows are the same as for
+    any least-squares solution. Standard errors then come from the pseudo-inverse (as statsmodels), with
+    ``df_resid_`` counting ``rank_`` parameters.
 
     Examples
     --------
@@ -148,16 +158,15 @@ class LinearRegression(_LinearBase):
 
     def _set_fitted(self, R: np.ndarray, m: Moments) -> None:
         d = R.shape[0] - 1
-        _check_rank(R[:d, :d], RANK_RTOL["gram" if m.gram else "tsqr"], bool(self.fit_intercept))
         Rx = R[:d, :d]
-        coef = linalg.solve_triangular(Rx, R[:d, d])
+        rinv, self.rank_ = _inverse_or_pinv(Rx, RANK_RTOL["gram" if m.gram else "tsqr"], bool(self.fit_intercept))
+        coef = rinv @ R[:d, d] if self.rank_ < d else linalg.solve_triangular(Rx, R[:d, d])
         self.coef_ = coef
         self.intercept_ = self._intercept_from(coef, m)
-        n_params = d + bool(self.fit_intercept)
+        n_params = self.rank_ + bool(self.fit_intercept)
         self.df_resid_ = int(m.n - n_params)
         rss = R[d, d] ** 2
         sigma2 = rss / self.df_resid_ if self.df_resid_ > 0 else np.nan
-        rinv = linalg.solve_triangular(Rx, np.eye(d))
         cov = sigma2 * (rinv @ rinv.T)
         if self.fit_intercept:
             mx = m.mean[:d]
@@ -295,7 +304,11 @@ class Ridge(SparseInputMixin, _LinearBase):
     def _set_fitted(self, R: np.ndarray, m: Moments) -> None:
         d = R.shape[0] - 1
         if self.alpha == 0:
-            _check_rank(R[:d, :d], RANK_RTOL["gram" if m.gram else "tsqr"], bool(self.fit_intercept))
+            rinv, rank = _inverse_or_pinv(R[:d, :d], RANK_RTOL["gram" if m.gram else "tsqr"], bool(self.fit_intercept))
+            if rank < d:
+                self.coef_ = rinv @ R[:d, d]
+                self.intercept_ = self._intercept_from(self.coef_, m)
+                return
         pen = np.hstack([np.sqrt(self.alpha) * np.eye(d), np.zeros((d, 1))])
         R2 = np.linalg.qr(np.vstack([R[:, :], pen]), mode="r")
         self.coef_ = linalg.solve_triangular(R2[:d, :d], R2[:d, d])
@@ -326,8 +339,35 @@ def _copy_fitted(src: _LinearBase, est: Any) -> None:
     est.n_features_in_ = src.n_features_in_
 
 
-def _check_rank(Rx: np.ndarray, rtol: float, intercept: bool) -> None:
-    """Raise naming the columns of X that are (numerically) combinations of earlier columns."""
+class RankDeficientWarning(UserWarning):
+    """The design matrix is (numerically) rank deficient: the minimum-norm solution was returned."""
+
+
+def _inverse_or_pinv(Rx: np.ndarray, rtol: float, intercept: bool) -> tuple[np.ndarray, int]:
+    """``(R⁻¹, d)`` for a full-rank ``Rx``; for a rank-deficient one ``(R⁺, rank)``, the pseudo-inverse from the SVD
+    of ``Rx`` with singular values below ``rtol`` × the largest dropped, and a ``RankDeficientWarning`` naming the
+    columns that are combinations of earlier ones. ``R⁺ r`` is then the minimum-norm least-squares solution,
+    scikit-learn's (``lstsq`` on the centered X), whose predictions are the same for every least-squares
+    solution on rows in the span of the training rows (one-hot columns with an intercept: every row)."""
+    d = Rx.shape[0]
+    problem = _rank_problem(Rx, rtol, intercept)
+    if problem is None:
+        return linalg.solve_triangular(Rx, np.eye(d)), d
+    U, S, Vt = np.linalg.svd(Rx)
+    keep = S > rtol * S[0] if d and S[0] > 0 else np.zeros(d, dtype=bool)
+    rank = int(keep.sum())
+    if rank == d:
+        return linalg.solve_triangular(Rx, np.eye(d)), d
+    warnings.warn(f"X is rank deficient (rank {rank} of {d}): {problem}. The minimum-norm least-squares solution is "
+                  "returned (as scikit-learn's); these coefficients are not identifiable: drop or combine the columns "
+                  "(OneHotEncoder(drop='first') for one-hot columns with an intercept), or use Ridge",
+                  RankDeficientWarning, stacklevel=4)
+    return (Vt[keep].T / S[keep]) @ U[:, keep].T, rank
+
+
+def _rank_problem(Rx: np.ndarray, rtol: float, intercept: bool) -> str | None:
+    """What makes ``Rx`` rank deficient, naming the columns that are (numerically) combinations of earlier
+    columns; None if it is not."""
     norms = np.sqrt(np.sum(Rx**2, axis=0))
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.abs(np.diag(Rx)) / norms
@@ -341,7 +381,8 @@ def _check_rank(Rx: np.ndarray, rtol: float, intercept: bool) -> None:
                                               + (" and the intercept" if intercept else ""))
         if const and not intercept:
             what += ("; " if what else "") + f"all-zero column(s) {const}"
-        raise ValueError(f"X is rank deficient: {what}. Drop or combine these columns (or use Ridge).")
+        return what
+    return None
 
 
 def _condition_number(Rx: np.ndarray, m: Moments, intercept: bool) -> float:

@@ -12,6 +12,15 @@ Every estimator's pass goes through here. ``map_row_chunks`` makes one task per 
 number of workers), and ``one_pass`` is the two together in one ``dask.compute``. Kernels are pure functions on
 numpy blocks and depend on nothing above them (``_checks`` for their NaN / weight checks).
 
+Keys: ``map_row_chunks`` names its tasks by a deterministic token of the kernel, the data and the arguments;
+``one_pass`` (what a fit runs) adds a fresh token, so that a pass is always computed: two identical graphs
+submitted close together would otherwise share keys, and dask.distributed may hand the second the first's
+results while they are still held (a fit "timed" at a fraction of a scan). Reuse of statistics across fits is
+deliberate where it exists (``_moments.reuse_statistics``), never a side effect of key names.
+
+``row_index(X)`` is the global row index of ``X``'s rows, made inside the consuming task; a ``derived`` array
+may select rows (``row_chunks=``): that is how a split of the rows (``model_selection``) costs no copy.
+
 >>> import dask, numpy as np
 >>> from scaleml_dask.validation import as_dask_array
 >>> X = as_dask_array(np.arange(10.0).reshape(5, 2), chunk_rows=2)
@@ -26,6 +35,7 @@ numpy blocks and depend on nothing above them (``_checks`` for their NaN / weigh
 from __future__ import annotations
 
 import sys
+import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,7 +46,8 @@ if TYPE_CHECKING:
     import dask.array as da
     from dask.delayed import Delayed
 
-__all__ = ["derived", "fold_row_chunks", "map_row_chunks", "one_pass", "reduce_here", "row_offsets", "tree_reduce"]
+__all__ = ["derived", "fold_row_chunks", "map_row_chunks", "one_pass", "reduce_here", "row_index", "row_offsets",
+           "tree_reduce"]
 
 
 def row_offsets(chunks: Sequence[int]) -> np.ndarray:
@@ -73,14 +84,15 @@ _DERIVED: weakref.WeakValueDictionary[str, _Derivation] = weakref.WeakValueDicti
 
 
 def derived(fn: Callable, *arrays: da.Array, n_columns: int | None = None, dtype: Any = np.float64,
-            meta: Any = None, **kwargs: Any) -> da.Array:
+            row_chunks: Sequence[int] | None = None, meta: Any = None, **kwargs: Any) -> da.Array:
     """A row-chunked dask array whose row chunk ``i`` is ``fn(*blocks_i, **kwargs)``.
 
     ``arrays`` (1-d or 2-d, one column chunk, identical row chunks) are the inputs; the result has
-    ``n_columns`` columns (None: 1-d). It is an ordinary dask array — anything can compute, slice or map it —
-    but ``map_row_chunks`` recognises it and runs ``fn`` inside the consuming task, right after the inputs'
-    rows are read: a pipeline's preprocessing costs no task, no transfer and no stored copy of its own.
-    ``meta`` is an empty block of the output's type when it is not numpy (e.g. ``scipy.sparse.csr_matrix``).
+    ``n_columns`` columns (None: 1-d), and the inputs' row chunks unless ``row_chunks`` gives the rows ``fn``
+    keeps of each chunk (a selection of rows). It is an ordinary dask array — anything can compute, slice or
+    map it — but ``map_row_chunks`` recognises it and runs ``fn`` inside the consuming task, right after the
+    inputs' rows are read: a pipeline's preprocessing costs no task, no transfer and no stored copy of its own.
+    ``meta`` is an empty block of the type ``fn`` returns when it is not numpy (a ``scipy.sparse`` matrix).
     """
     import dask.array as da
 
@@ -93,12 +105,66 @@ def derived(fn: Callable, *arrays: da.Array, n_columns: int | None = None, dtype
     out_ind = "i" if n_columns is None else "ij"
     new_axes = {} if n_columns is None else {"j": n_columns}
     meta = np.empty((0,) * len(out_ind), dtype=dtype) if meta is None else meta
+    if row_chunks is not None:
+        row_chunks = tuple(int(r) for r in row_chunks)
+        if len(row_chunks) != len(rows):
+            raise ValueError(f"derived: {len(row_chunks)} row chunks given for inputs of {len(rows)}")
+    from dask.base import tokenize
+
+    # named explicitly: dask would take the callable's repr, which holds its memory address (so the same
+    # transform of the same data would get another name each time)
+    name = f"{getattr(fn, '__name__', 'derived').strip('_')}-{tokenize(d, n_columns, dtype, row_chunks)}"
     out = da.blockwise(d, out_ind, *pairs, new_axes=new_axes, concatenate=True, dtype=dtype, meta=meta,
-                       adjust_chunks=None)
-    if out.chunks[0] != rows:  # blockwise keeps the inputs' row chunks; a guard for the contract above
+                       adjust_chunks=None if row_chunks is None else {"i": row_chunks}, name=name)
+    if out.chunks[0] != (rows if row_chunks is None else row_chunks):  # a guard for the contract above
         raise ValueError("derived: the output's row chunks differ from its inputs'")
     _DERIVED[out.name] = d
     return out
+
+
+class _RowIndex:
+    """Array-like of the global row indices ``0..n-1`` chunked as given: ``read_rows(i)`` makes row chunk ``i``
+    (nothing is read), ``[slice]`` serves dask's getter when the array is computed by its own graph."""
+
+    __slots__ = ("__weakref__", "chunks", "starts")
+
+    def __init__(self, chunks: tuple[int, ...]) -> None:
+        self.chunks = chunks
+        self.starts = np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
+
+    shape = property(lambda self: (int(self.starts[-1]),))
+    dtype = np.dtype(np.int64)
+    ndim = 1
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.arange(int(self.starts[-1]), dtype=np.int64)[key]
+
+    def read_rows(self, index: int) -> np.ndarray:
+        return np.arange(self.starts[index], self.starts[index + 1], dtype=np.int64)
+
+    def for_rows(self, index: int) -> _RowIndex:
+        return self
+
+    def __dask_tokenize__(self) -> tuple:
+        return ("row-index", self.chunks)
+
+
+#: The source behind each array ``row_index`` made, by the array's name.
+_ROW_INDEX: weakref.WeakValueDictionary[str, _RowIndex] = weakref.WeakValueDictionary()
+
+
+def row_index(X: Any) -> da.Array:
+    """The global row index of ``X``'s rows (int64, 1-d, ``X``'s row chunks). Inside a ``map_row_chunks`` task
+    (also as the input of a ``derived`` array) its block is made there, from the chunk's row range."""
+    import dask.array as da
+    from dask.base import tokenize
+
+    chunks = tuple(int(c) for c in _as_dask(X).chunks[0])
+    src = _RowIndex(chunks)
+    arr = da.from_array(src, chunks=(chunks,), inline_array=True, asarray=False, lock=False,
+                        name=f"row-index-{tokenize(src)}", meta=np.empty(0, dtype=np.int64))
+    _ROW_INDEX[arr.name] = src
+    return arr
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -139,7 +205,7 @@ def _on_rows(func: Callable, index: int, row_start: int, kwargs: dict, plan: _Pl
     return func(*blocks, chunk_index=index, row_start=row_start, **kwargs)
 
 
-def map_row_chunks(func: Callable, *arrays: Any, **kwargs: Any) -> list[Delayed]:
+def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, **kwargs: Any) -> list[Delayed]:
     """One ``dask.delayed`` per row chunk ``i``: ``func(*blocks_i, chunk_index=i, row_start=r_i, **kwargs)``.
 
     ``arrays`` are row-chunked dask arrays (or xarray variables, or None, passed through as None) with
@@ -148,11 +214,11 @@ def map_row_chunks(func: Callable, *arrays: Any, **kwargs: Any) -> list[Delayed]
     inside the task that consumes it; a ``derived`` array is computed there from its inputs' blocks, read the
     same way. Any other dask array falls back to its own graph for the block (optimized jointly with the other
     fallbacks, so shared keys stay shared). Keys are deterministic and named after ``func``
-    (``block_moments-<token>-<i>`` on the dashboard).
+    (``block_moments-<token>-<i>`` on the dashboard); ``unique=True`` makes them this call's own.
     """
     import dask
 
-    plan, columns, starts, name = _row_inputs(func, arrays, kwargs)
+    plan, columns, starts, name = _row_inputs(func, arrays, kwargs, unique)
     call = dask.delayed(_on_rows, pure=True)
     return [call(func, i, int(r), kwargs, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}")
             for i, r in enumerate(starts)]
@@ -166,7 +232,7 @@ def fold_row_chunks(func: Callable, *arrays: Any, group: int, **kwargs: Any) -> 
     chunk. The groups depend on ``group`` only, so the result does not depend on the number of workers."""
     import dask
 
-    plan, columns, starts, name = _row_inputs(func, arrays, kwargs)
+    plan, columns, starts, name = _row_inputs(func, arrays, kwargs, False)
     call = dask.delayed(_on_row_group, pure=True)
     out = []
     for g, lo in enumerate(range(0, len(starts), group)):
@@ -187,9 +253,9 @@ def _on_row_group(func: Callable, indices: list[int], row_starts: list[int], kwa
     return acc
 
 
-def _row_inputs(func: Callable, arrays: tuple, kwargs: dict) -> tuple[_Plan, list[list], list[int], str]:
+def _row_inputs(func: Callable, arrays: tuple, kwargs: dict, unique: bool) -> tuple[_Plan, list[list], list[int], str]:
     """What the tasks of a pass over ``arrays`` take: the plan rebuilding each kernel argument, one list of
-    per-chunk inputs per leaf array, the chunks' first rows and the pass's deterministic name."""
+    per-chunk inputs per leaf array, the chunks' first rows and the pass's name (deterministic unless ``unique``)."""
     import dask
     from dask.base import tokenize
 
@@ -209,7 +275,7 @@ def _row_inputs(func: Callable, arrays: tuple, kwargs: dict) -> tuple[_Plan, lis
             return ("apply", d, [plan_of(b) for b in d.arrays])
         from .io.read import row_source
 
-        leaves.append((row_source(a), a))
+        leaves.append((_ROW_INDEX.get(a.name) or row_source(a), a))
         return ("leaf", len(leaves) - 1)
 
     plan = _Plan([plan_of(a) for a in arrays])
@@ -217,7 +283,8 @@ def _row_inputs(func: Callable, arrays: tuple, kwargs: dict) -> tuple[_Plan, lis
     blocks = iter([b.to_delayed(optimize_graph=False).ravel() for b in dask.optimize(*others)] if others else [])
     columns = [[_Rows(s.for_rows(i)) for i in range(len(starts))] if s is not None else list(next(blocks))
                for s, _ in leaves]
-    token = tokenize(func, [s if s is not None else a.name for s, a in leaves], _plan_token(plan), kwargs)
+    token = tokenize(func, [s if s is not None else a.name for s, a in leaves], _plan_token(plan), kwargs,
+                     uuid.uuid4().hex if unique else None)
     return plan, columns, starts, f"{getattr(func, '__name__', 'rows').strip('_')}-{token}"
 
 
@@ -266,8 +333,9 @@ def reduce_here(parts: Sequence[Any], combine: Callable[[list], Any], split_ever
 
 def one_pass(kernel: Callable, combine: Callable[[list], Any], *arrays: Any, split_every: int = 8,
              **kwargs: Any) -> Any:
-    """One pass: ``kernel`` on every row chunk (``map_row_chunks``), reduced by ``combine`` (``reduce_here``)."""
-    return reduce_here(map_row_chunks(kernel, *arrays, **kwargs), combine, split_every)
+    """One pass: ``kernel`` on every row chunk (``map_row_chunks``), reduced by ``combine`` (``reduce_here``),
+    under keys of its own: the pass is computed, never handed an identical earlier graph's results."""
+    return reduce_here(map_row_chunks(kernel, *arrays, unique=True, **kwargs), combine, split_every)
 
 
 def _tree_levels(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int, until: int) -> list:

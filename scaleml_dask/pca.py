@@ -33,7 +33,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._dual import gram_of_rows, map_panels
-from ._moments import fit_moments
+from ._moments import fit_moments, last_reused
 from ._repr import FittedSummaryMixin
 from ._tsqr import RangeMoments, block_range, combine_range
 from .passes import map_row_chunks, one_pass
@@ -130,6 +130,7 @@ class PCA(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseEstimator)
                 solver = "dual"
             else:
                 solver = "randomized" if d > 1000 and k <= d // 4 else "auto"
+        self.statistics_reused_ = False  # inside sm.reuse_statistics(): PCA(k) of every k from one pass
         if solver == "randomized":
             S, Vt, mean, total = self._randomized(dX, k)
             self.solver_ = "randomized"
@@ -139,6 +140,7 @@ class PCA(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseEstimator)
         else:
             R, m, self.solver_ = fit_moments(dX, None, None, center=True, solver=solver, tol=PCA_TOL,
                                              scale=False)
+            self.statistics_reused_ = last_reused()
             _, S, Vt = np.linalg.svd(R)
             mean, total = m.mean, float(np.sum(S**2)) / max(n - 1, 1)
         Vt = _flip_signs(Vt)
@@ -198,11 +200,13 @@ class PCA(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseEstimator)
         """``fit(X).transform(X)``."""
         return self.fit(X).transform(X)
 
-    def to_zarr(self, X: Any, path: str | os.PathLike, *, codec: str | None = None) -> Path:
+    def to_zarr(self, X: Any, path: str | os.PathLike, *, codec: str | None = None, overwrite: bool = False
+                ) -> Path:
         """Write ``transform(X)`` chunk by chunk as a new dataset at ``path`` (atomic; ``y`` carried over).
 
         Features are named ``pc0, pc1, ...``; if ``X`` is a dataset (path, catalog name or xarray) with a
-        ``y``, it is copied alongside, so the projection can be used like any other dataset.
+        ``y``, it is copied alongside, so the projection can be used like any other dataset. A dataset already at
+        ``path`` is replaced only with ``overwrite=True``, and only if written here.
         """
         from .io.store import DatasetWriter
 
@@ -217,7 +221,7 @@ class PCA(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseEstimator)
         attrs = {"source": "PCA", "explained_variance_ratio": self.explained_variance_ratio_.tolist(),
                  "whiten": bool(self.whiten)}
         with DatasetWriter(path, self.n_components_, n_samples=dX.shape[0], chunk_rows=rows,
-                           y_dtype=None if dy is None else dy.dtype, attrs=attrs, codec=codec,
+                           y_dtype=None if dy is None else dy.dtype, attrs=attrs, codec=codec, overwrite=overwrite,
                            feature_names=[f"pc{i}" for i in range(self.n_components_)]) as w:
             for digests in dask.compute(*map_row_chunks(write_projection, dX, dy, mean=self.mean_,
                                                         W=self._projection(), tmp_path=str(w.tmp_path),

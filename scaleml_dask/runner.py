@@ -4,9 +4,10 @@ Workflows (``workflows/<name>.py``) are scripts that define ``run(config, client
 with ``raise SystemExit(workflow_main("<name>", run))``; ``scaleml run <name>`` and ``scaleml demo`` call the
 same function.
 
-Crash safety: a run is written under a hidden name (``runs/<name>/.<time>.tmp-<pid>-<id>``) and renamed to
-``runs/<name>/<time>`` (``<time>-2``, ... for runs started in the same second) only when complete; hidden
-directories of runs whose process is gone (killed, even by SIGKILL) are removed by the next run. Steps run
+Crash safety: a run is written under a hidden name (``runs/<name>/.<time>.tmp-<id>``, marked with its process and
+host: ``io.destination``) and renamed to ``runs/<name>/<time>`` (``<time>-2``, ... for runs started in the same
+second) only when complete; hidden directories of runs whose process is gone (killed, even by SIGKILL) are
+removed by the next run, and so are those of its steps and of the datasets and model versions it was writing. Steps run
 through :func:`resumable_step` leave a completion marker in ``<state_dir>/steps``, so the rerun of an
 interrupted run replays the finished steps instead of computing them again; the markers are cleared when the
 run completes.
@@ -23,22 +24,20 @@ import json
 import logging
 import os
 import platform
-import re
 import shutil
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_write, canonical_json, fingerprint
 from .errors import run_guarded
+from .io.destination import clean_stale, own_dir, publish, remove_own, temporary_dir
 from .progress import cluster_progress
 from .report import Report
 
 log = logging.getLogger(__name__)
-_TMP_RUN = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
 
 
 class ConfigError(ValueError):
@@ -87,24 +86,9 @@ def new_run(out_root: str | os.PathLike, name: str) -> tuple[Path, Path]:
     """
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     final = Path(out_root) / name / stamp
-    clean_stale_runs(final.parent)
-    tmp = final.with_name(f".{stamp}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    return tmp, final
-
-
-def clean_stale_runs(directory: Path) -> list[Path]:
-    """Remove the hidden temporary run directories in ``directory`` whose process no longer exists."""
-    import psutil
-
-    removed = []
-    for p in directory.iterdir() if directory.is_dir() else ():
-        m = _TMP_RUN.match(p.name)
-        if m and not psutil.pid_exists(int(m.group(1))):
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-            log.info("removed %s, left by an interrupted run", p)
-    return removed
+    final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(final.parent)
+    return temporary_dir(final, "run"), final
 
 
 def publish_run(tmp: Path, final: Path) -> Path:
@@ -132,7 +116,8 @@ def resumable_step(name: str, config: dict, run: Callable[[], dict | None], repo
     is written atomically after the step's figures were saved beside it, so a kill at any moment leaves
     either no marker or a complete one.
     """
-    steps = Path(state_dir) / "steps"
+    steps = own_dir(Path(state_dir) / "steps", "steps")
+    clean_stale(steps)
     marker, files = steps / f"{name}.json", steps / name
     key = fingerprint(config)
     if marker.is_file():
@@ -148,12 +133,10 @@ def resumable_step(name: str, config: dict, run: Callable[[], dict | None], repo
     summary = run() or {}
     log.info("step %s: done in %.1f s", name, time.perf_counter() - t0)
     sections = report.sections[first:]
-    tmp = steps / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
+    tmp = temporary_dir(files, "step")
     for figure in {f for section in sections for f in section["figures"]}:
         shutil.copy2(report.out_dir / figure, tmp / figure)
-    shutil.rmtree(files, ignore_errors=True)
-    os.replace(tmp, files)
+    publish(tmp, files)
     atomic_write(marker, canonical_json({"fingerprint": key, "summary": summary, "sections": sections}))
     return json.loads(canonical_json(summary))
 
@@ -230,7 +213,7 @@ def workflow_main(name: str, run: Callable[[dict, Any, Report], dict], argv: Seq
         raise
     _close(handlers)
     final = publish_run(tmp, final)
-    shutil.rmtree(Path(config["state_dir"]) / "steps", ignore_errors=True)  # the run is complete
+    remove_own(Path(config["state_dir"]) / "steps", "steps")  # the run is complete
     print(f"report: {final.resolve() / 'report.html'}")
     return 0
 

@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # importing dask.array is slow; in-memory callers (small t-SN
 
 __all__ = ["NotFittedError", "as_dask_array", "assert_finite", "assert_finite_rows", "check_array", "check_is_fitted",
            "check_learned", "check_n_features", "check_predict_input", "check_X_y", "checked_weights", "finite_blocks",
-           "in_memory", "is_sparse", "SparseInputMixin", "nonfinite_error", "sparse_refused", "take_y"]
+           "in_memory", "is_sparse", "SparseInputMixin", "nonfinite_error", "restored_state_problem", "sparse_refused",
+           "take_y"]
 
 
 def is_sparse(X: Any) -> bool:
@@ -83,6 +84,36 @@ def check_learned(learner: Any, attribute: str) -> None:
                              "'learn_one' or 'learn_many' first.")
 
 
+def restored_state_problem(owner: str, layout: list[tuple], values: list[tuple] = ()) -> str | None:
+    """What is wrong with fitted state read back from a file (None if nothing), for the estimators whose
+    compiled kernels index it without bounds checks.
+
+    ``layout``: ``(name, value, dtype, shape)`` of each array as the kernels index it (C order, writeable;
+    None in a shape is any length). ``values``: ``(name, value, low, high)`` of each number the kernels use
+    as a count, size or index: a finite integer in ``[low, high]``.
+
+    >>> restored_state_problem("M", [("w", np.zeros(3), np.float64, (None,))], [("n", 2.0, 0, 9)])
+    >>> restored_state_problem("M", [("w", np.zeros(3, np.float32), np.float64, (3,))]).split(":")[0]
+    "M state w is float32[3] where this version's kernels need float64[3]"
+    >>> restored_state_problem("M", [], [("n", 1.5, 0, 9)]).split(":")[0]
+    'M state n is 1.5 where a count in [0, 9] is needed'
+    """
+    why = "saved by another scaleml_dask version, or altered"
+    for name, a, dtype, shape in layout:
+        if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != len(shape) or any(
+                want is not None and got != want for got, want in zip(a.shape, shape)) \
+                or not a.flags.c_contiguous or not a.flags.writeable:
+            got = f"{a.dtype}{list(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__
+            want = f"{np.dtype(dtype)}{['*' if w is None else w for w in shape]}"
+            return f"{owner} state {name} is {got} where this version's kernels need {want}: {why}"
+    for name, v, low, high in values:
+        ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
+            and np.isfinite(v) and float(v) == int(v) and low <= v <= high
+        if not ok:
+            return f"{owner} state {name} is {v!r:.40} where a count in [{low}, {high}] is needed: {why}"
+    return None
+
+
 def _open_path(path: str | Path) -> Any:
     from .io.catalog import open_dataset
 
@@ -108,15 +139,27 @@ def as_dask_array(
 
     if isinstance(X, (str, Path)):
         ds = _open_path(X)
-        if name not in ds:
+        if name not in ds and not _is_table(ds):
             raise ValueError(f"dataset {str(X)!r} has no variable {name!r}")
-        X = ds[name]
+        X = ds if _is_table(ds) else ds[name]
     xr = sys.modules.get("xarray")  # an xarray object exists only once xarray is imported: no import here
     if xr is not None and isinstance(X, xr.Dataset):
+        if _is_table(X):  # its columns side by side, or a TableError naming a categorical / missing column
+            from .io.table import estimator_variable
+
+            return as_dask_array(estimator_variable(X, name), name, ndim=ndim, numeric=numeric)
         if name not in X:
             raise ValueError(f"the xarray Dataset has no variable {name!r} (has {sorted(X.data_vars)})")
+        if name in ("X", "y") and "n_missing" in X.attrs:  # a matrix store that counted its missing values
+            from .io.table import check_unprepared
+
+            check_unprepared(X, target=name == "y")
         X = X[name]
     if xr is not None and isinstance(X, xr.DataArray):
+        if "kind" in X.attrs:  # one column of a table: never its category codes, never missing values
+            from .io.table import check_variable
+
+            check_variable(X)
         X = X.data
     if type(X).__module__.startswith("zarr"):
         from .io.read import dask_array
@@ -172,6 +215,7 @@ def check_array(X: Any, name: str = "X", *, ndim: int | None = None, numeric: bo
         return X
 
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas
+        _check_frame_columns(X)
         X = X.to_numpy()
     if isinstance(X, (list, tuple)):
         X = np.asarray(X)
@@ -187,6 +231,27 @@ def check_array(X: Any, name: str = "X", *, ndim: int | None = None, numeric: bo
         raise TypeError(f"{name} has dtype object with a value that is not a number: {exc}") from None
     _check_shape_and_dtype(X, name, ndim, numeric)
     return X
+
+
+def _check_frame_columns(X: Any) -> None:
+    """Refuse a pandas DataFrame column of strings or categories by name (an estimator takes numbers)."""
+    if not hasattr(X, "columns") or not hasattr(X, "iloc"):
+        return
+    import pandas as pd
+
+    for j, column in enumerate(X.columns):
+        col = X.iloc[:, j]
+        if isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.infer_dtype(col, skipna=True) in (
+                "string", "bytes", "mixed", "categorical"):
+            from .io.table import unprepared_error
+
+            raise unprepared_error(str(column), "categorical", None)
+
+
+def _is_table(ds: Any) -> bool:
+    from .io.table import is_table  # noqa: PLC0415 - io.table imports zarr: only for a dataset
+
+    return is_table(ds)
 
 
 def _check_shape_and_dtype(X: Any, name: str, ndim: int | None, numeric: bool) -> None:
@@ -242,6 +307,10 @@ def take_y(X: Any) -> Any:
     ``X`` is an array: the one rule for "y may be omitted when X is a dataset"."""
     if isinstance(X, (str, Path)):
         X = _open_path(X)
+    if _is_dataset(X) and _is_table(X):
+        from .io.table import layout
+
+        return X if layout(X)["target"] is not None else None
     if _is_dataset(X) and "y" in X:
         return X["y"]
     return None

@@ -90,7 +90,7 @@ def test_a_store_replaced_at_the_same_path_is_opened_afresh(tmp_path, client):
     again = sm.open_dataset(path)
     assert len(again.attrs["coef"]) == 3 and "note" not in again["X"].attrs
     assert again["X"].data.name == first["X"].data.name  # the same reader: the open was cached
-    make_regression(path, 1200, 3, chunk_rows=500, noise=0.0, seed=2)
+    make_regression(path, 1200, 3, chunk_rows=500, noise=0.0, seed=2, overwrite=True)
     fresh = sm.open_dataset(path)
     planted = np.asarray(fresh.attrs["coef"])
     assert not np.allclose(planted, np.asarray(again.attrs["coef"]))

@@ -88,7 +88,7 @@ def test_regenerated_store_with_the_same_shape_is_refused(tmp_path):
     assert fp["path"] == str(store.resolve()) and fp["arrays"]["X"]["shape"] == [900, 2]
     assert len(next(v for k, v in fp["arrays"]["X"].items() if k.startswith("chunk "))) == 3
     assert Checkpointer(ckdir, {"epochs": 1}, data=store).latest().step == 1
-    make_regression(store, 900, 2, chunk_rows=300, seed=1)  # other values, same shape and chunking
+    make_regression(store, 900, 2, chunk_rows=300, seed=1, overwrite=True)  # other values, same shape, chunking
     with pytest.raises(CheckpointMismatchError, match=r"other data \(data\.arrays\.X\.chunk \w+\.c/0/0: "):
         Checkpointer(ckdir, {"epochs": 1}, data=str(store)).latest()
     a, b = (da.random.default_rng(s).standard_normal((100, 2), chunks=50) for s in (0, 1))

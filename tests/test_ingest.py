@@ -74,11 +74,16 @@ def test_malformed_row_names_line_and_column(tmp_path):
         ingest(src, tmp_path / "o.zarr", target="y")
 
 
-def test_non_numeric_column_named(tmp_path):
+def test_a_column_of_strings_is_categorical_unless_declared_numeric(tmp_path):
     src = tmp_path / "city.csv"
     src.write_text("a,city,y\n1,Paris,3\n4,Oslo,6\n")
-    with pytest.raises(IngestError, match=r"column 'city' is not numeric \(e.g. 'Paris' on line 2\)"):
-        ingest(src, tmp_path / "o.zarr", target="y")
+    ingest(src, tmp_path / "t.zarr", target="y")
+    ds = sm.open_dataset(tmp_path / "t.zarr")
+    assert ds["city"].attrs["kind"] == "categorical" and ds["city"].attrs["levels"] == ["Oslo", "Paris"]
+    np.testing.assert_array_equal(ds["city"].values, [1, 0])
+    with pytest.raises(IngestError, match=r"column 'city' is not numeric \(e.g. 'Paris' on line 2\); drop it or "
+                                          r"declare its kind"):
+        ingest(src, tmp_path / "o.zarr", target="y", kinds={"city": "numeric"})
     ingest(src, tmp_path / "o.zarr", target="y", drop=["city"])
     np.testing.assert_array_equal(sm.open_dataset(tmp_path / "o.zarr")["X"].values, [[1.0], [4.0]])
     with pytest.raises(IngestError, match=r"no column 'price'"):
@@ -95,7 +100,7 @@ def test_failed_ingest_leaves_existing_store_intact(tmp_path, table):
     lines[2000] = "1,2,3"  # a short row far into the file, after several chunks were written
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(IngestError, match="line 2001 has 3 fields"):
-        ingest(bad, dest, target="price", chunk_rows=500)
+        ingest(bad, dest, target="price", chunk_rows=500, overwrite=True)
     _assert_matches(dest, table, 500)  # the previous store is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "dest.zarr", "good.csv"]  # no leftovers
     with pytest.raises(IngestError):
@@ -189,12 +194,22 @@ def test_quoted_fields_with_embedded_newlines_across_pieces(tmp_path):
         ingest(src, tmp_path / "bad.zarr", target="y", drop=["note"])
 
 
-def test_missing_values_error_by_default_or_filled(tmp_path):
+def test_missing_values_kept_and_counted_by_default_refused_or_filled(tmp_path):
     text = "a,b,y\n1,2,3\n4,,6\n7,NA,9\n"
-    _assert_refused(tmp_path, "na.csv", text, r"na.csv: line 3, column 'b': missing value \(''\); pass na=", target="y")
+    (tmp_path / "na.csv").write_text(text)
+    ingest(tmp_path / "na.csv", tmp_path / "kept.zarr", target="y")
+    ds = sm.open_dataset(tmp_path / "kept.zarr")
+    np.testing.assert_array_equal(ds["X"].values, [[1, 2], [4, np.nan], [7, np.nan]])
+    assert ds.attrs["n_missing"] == {"a": 0, "b": 2, "y": 0}
+    with pytest.raises(ValueError, match=r"column 'b' has 2 missing values: an estimator does not fit on them; "
+                                         r"impute them first, e.g. make_pipeline\(make_column_transformer\("
+                                         r"\(SimpleImputer\(\), \['b'\]\)"):
+        sm.LinearRegression().fit(tmp_path / "kept.zarr")
+    _assert_refused(tmp_path, "na.csv", text, r"na.csv: line 3, column 'b': missing value \(''\); pass na='keep'",
+                    target="y", na="error")
     ingest(tmp_path / "na.csv", tmp_path / "filled.zarr", target="y", na=-1.0)
     np.testing.assert_array_equal(sm.open_dataset(tmp_path / "filled.zarr")["X"].values, [[1, 2], [4, -1], [7, -1]])
-    with pytest.raises(ValueError, match="na must be 'error' or a number"):
+    with pytest.raises(ValueError, match="na must be 'keep', 'error' or a number"):
         ingest(tmp_path / "na.csv", tmp_path / "x.zarr", target="y", na="zero")
 
 
@@ -202,7 +217,7 @@ def test_missing_value_in_parquet_names_row_and_column(tmp_path):
     pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "b": [1.0, None, 3.0], "y": [0.0, 1.0, 0.0]}), tmp_path / "n.pq")
     dest = tmp_path / "out.zarr"
     with pytest.raises(IngestError, match=r"n.pq: row 1, column 'b': missing value"):
-        ingest(tmp_path / "n.pq", dest, target="y")
+        ingest(tmp_path / "n.pq", dest, target="y", na="error")
     _assert_nothing_left(dest)
     ingest(tmp_path / "n.pq", dest, target="y", na=0.5)
     np.testing.assert_array_equal(sm.open_dataset(dest)["X"].values[:, 1], [1.0, 0.5, 3.0])

@@ -109,10 +109,18 @@ def test_worker_killed_while_running_a_block_gives_same_coefficients(process_cli
 def test_errors_name_the_problem(rng):
     X, y, _ = _small(rng, n=300)
     bad = np.column_stack([X, X[:, 1] * 2 - X[:, 3]])
-    with pytest.raises(ValueError, match=r"rank deficient.*column\(s\) \[5\]"):
-        LinearRegression().fit(bad, y)
-    with pytest.raises(ValueError, match=r"constant column\(s\) \[5\]"):
-        LinearRegression().fit(np.column_stack([X, np.full(300, 3.0)]), y)
+    from sklearn.linear_model import LinearRegression as SkLinearRegression
+
+    from scaleml_dask.linear import RankDeficientWarning
+
+    for design, problem in [(bad, r"rank 5 of 6\): column\(s\) \[5\] are linear combinations"),
+                            (np.column_stack([X, np.full(300, 3.0)]), r"rank 5 of 6\): constant column\(s\) \[5\]")]:
+        with pytest.warns(RankDeficientWarning, match=problem):  # scikit-learn's minimum-norm solution
+            m = LinearRegression().fit(design, y)
+        ref = SkLinearRegression().fit(design, y)
+        np.testing.assert_allclose(m.coef_, ref.coef_, atol=1e-10)
+        np.testing.assert_allclose(m.predict(design), ref.predict(design), rtol=1e-10)
+        assert m.rank_ == 5 and m.df_resid_ == 300 - 6
     with pytest.raises(ValueError, match="4 samples but the model has 6 parameters"):
         LinearRegression().fit(X[:4], y[:4])
     Xn = X.copy()

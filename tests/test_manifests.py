@@ -6,6 +6,7 @@ No docker daemon here: the Dockerfile is linted (hadolint) and the exact command
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -24,7 +25,7 @@ import scaleml_dask as sm
 from scaleml_dask.cli import build_parser
 from scaleml_dask.cluster import kubernetes_spec
 from scaleml_dask.deploy.registry import save_model
-from scaleml_dask.deploy.serve import HEALTH_ROUTES, _route
+from scaleml_dask.deploy.serve import HEALTH_ROUTES, TOKEN_ENV, _route
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -120,14 +121,18 @@ def test_port_probes_command_user_and_version_agree():
     cmd = json.loads(instruction("CMD"))
     assert cmd[:3] == ["scaleml", "serve", "/models"]
     args = build_parser().parse_args(cmd[1:])
-    # port: Dockerfile EXPOSE = CMD --port = containerPort = Service target = Prometheus annotation
-    port = int(instruction("EXPOSE"))
-    assert port == args.port == 8080 and args.host == "0.0.0.0"
-    assert c["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    # ports: Dockerfile EXPOSE = CMD --port / --metrics-port = containerPorts; Service -> http; Prometheus -> metrics
+    port, metrics = (int(p) for p in instruction("EXPOSE").split())
+    assert port == args.port == 8080 and metrics == args.metrics_port == 9090 and args.host == "0.0.0.0"
+    assert c["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"},
+                          {"name": "metrics", "containerPort": metrics, "protocol": "TCP"}]
     assert docs["Service"]["spec"]["ports"][0]["targetPort"] == "http"
     annotations = docs["Deployment"]["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == str(port) and annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(metrics) and annotations["prometheus.io/scrape"] == "true"
     assert _route(annotations["prometheus.io/path"])[0] == "metrics"
+    # the token: required (a missing secret stops the pod instead of serving without authentication)
+    (token,) = [e for e in c["env"] if e["name"] == TOKEN_ENV]
+    assert token["valueFrom"]["secretKeyRef"]["optional"] is False
     # command: the Deployment runs what the image runs
     assert c["command"] == cmd
     # probes: the paths the server answers, open without a token
@@ -166,13 +171,19 @@ def test_the_container_command_serves_a_model_directory(tmp_path):
     X = rng.normal(size=(200, 3))
     model = sm.LinearRegression().fit(X, X @ [1.0, 2.0, 3.0])
     save_model(model, tmp_path / "models" / "reg")  # /models holds one registry per model
-    port = free_port()
+    port, metrics = free_port(), free_port()
     cmd = json.loads(instruction("CMD"))
-    cmd = [str(tmp_path / "models") if a == "/models" else str(port) if a == "8080" else a for a in cmd]
+    cmd = [str(tmp_path / "models") if a == "/models" else str(port) if a == "8080" else str(metrics)
+           if a == "9090" else a for a in cmd]
     exe = shutil.which(cmd[0], path=str(Path(sys.executable).parent))
-    proc = subprocess.Popen([exe, *cmd[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    refused = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode == 2 and "without a token" in refused.stderr  # no secret: no server, said in one line
+    proc = subprocess.Popen([exe, *cmd[1:]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**env, TOKEN_ENV: "t0ken"})
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5,
+                          headers={"Authorization": "Bearer t0ken"}) as client:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 try:
@@ -185,6 +196,7 @@ def test_the_container_command_serves_a_model_directory(tmp_path):
                             json={"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP64",
                                               "data": X[:2].ravel().tolist()}]})
             assert r.json()["outputs"][0]["data"] == model.predict(X[:2]).tolist()
+            assert httpx.get(f"http://127.0.0.1:{metrics}/metrics").status_code == 200  # a scraper needs no token
         check = json.loads(instruction("HEALTHCHECK").split("CMD", 1)[1])
         check = [a.replace(":8080/", f":{port}/") for a in check]
         assert check[0] == "python"

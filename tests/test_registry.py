@@ -14,7 +14,14 @@ from fitted import batch_models, small_data
 
 import scaleml_dask as sm
 from scaleml_dask import online
-from scaleml_dask.deploy.registry import RegistryError, list_versions, load_model, read_metadata, save_model
+from scaleml_dask.deploy.registry import (
+    RegistryError,
+    content_sha256,
+    list_versions,
+    load_model,
+    read_metadata,
+    save_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +95,16 @@ def test_drift_detector_continues_with_the_same_detections(tmp_path, cls):
     assert det.n_detections == loaded.n_detections
 
 
+def test_a_detector_with_values_of_any_numeric_type_queued_loads_and_continues(tmp_path):
+    det = online.ADWIN()
+    det.update_many(np.random.default_rng(3).normal(0, 1, 300))
+    for v in (1, 0, True, np.float32(0.5), np.int64(1)):  # queued as given, until the next tick
+        det.update(v)
+    loaded = load_model(save_model(det, tmp_path / "d").parent)
+    later = np.r_[np.zeros(300), np.full(300, 3.0)]
+    assert np.array_equal(det.update_many(later), loaded.update_many(later))
+
+
 @pytest.mark.parametrize("cls", [online.ADWIN, online.PageHinkley])
 def test_drift_detector_state_of_another_layout_is_refused_not_read(tmp_path, cls):
     det = cls()
@@ -109,7 +126,7 @@ def test_metadata_documents_the_model_and_its_training_data(tmp_path, data):
     model = sm.LinearRegression().fit(X, y)
     save_model(model, tmp_path / "m", data=X, metrics={"r2": np.float64(0.9), "n": np.int64(3)})
     meta = read_metadata(tmp_path / "m")
-    assert meta["format_version"] == 1 and meta["class"] == "scaleml_dask.linear.LinearRegression"
+    assert meta["format_version"] == 2 and meta["class"] == "scaleml_dask.linear.LinearRegression"
     assert meta["n_features"] == 5 and meta["outputs"] == ["predict"] and meta["version"] == 1
     assert meta["dtypes"] == {"input": "float64", "predict": "float64"}
     assert meta["metrics"] == {"r2": 0.9, "n": 3}
@@ -181,10 +198,22 @@ def saved(tmp_path, data):
     return save_model(sm.LinearRegression().fit(X, y), tmp_path / "m")
 
 
-def _edit_metadata(path: Path, change) -> None:
+def _edit_metadata(path: Path, change, reseal=True) -> None:
+    """Change the metadata document; ``reseal`` recomputes its content checksum, as a careful tamperer would."""
     meta = json.loads((path / "metadata.json").read_text())
     change(meta)
+    if reseal:
+        meta["content_sha256"] = content_sha256(meta)
     (path / "metadata.json").write_text(json.dumps(meta))
+
+
+def test_an_edited_or_corrupted_metadata_value_is_caught_by_the_content_checksum(saved, data):
+    _edit_metadata(saved, lambda m: m["state"]["$dict"].__setitem__(
+        [k for k, _ in m["state"]["$dict"]].index("intercept_"), ["intercept_", 0.5]), reseal=False)
+    with pytest.raises(RegistryError, match=r"metadata\.json: content checksum mismatch"):
+        load_model(saved.parent)
+    _edit_metadata(saved, lambda m: None)  # resealed: the edit loads (the checksum is no signature)
+    assert load_model(saved.parent).intercept_ == 0.5
 
 
 def test_corrupted_npz_is_refused(saved):
@@ -226,27 +255,87 @@ def test_pickled_object_array_is_refused(saved):
         arrays = {k: z[k] for k in z.files}
     arrays["coef_"] = np.array([object()], dtype=object)
     _rewrite_arrays_with_valid_checksum(saved, arrays)
-    with pytest.raises(RegistryError, match=r"arrays\.npz: cannot be read as \.npz without pickle"):
+    with pytest.raises(RegistryError, match=r"arrays\.npz: array 'coef_' is \|O \[1\] in the file, the metadata "
+                                            r"declares <f8 \[5\]"):
         load_model(saved.parent)
 
 
 @pytest.mark.parametrize("change, message", [
     (lambda m: m.update({"class": "os.system"}), "unknown model class 'os.system'"),
-    (lambda m: m.update(format_version=2), "format_version 2 is newer"),
+    (lambda m: m.update(format_version=3), "format_version 3 is newer"),
     (lambda m: m.update(n_features=4), "n_features is 4 but array 'coef_' has 5 features"),
-    (lambda m: m["arrays"]["coef_"].update(shape=[6]), r"array 'coef_' is <f8 \[5\], metadata says <f8 \[6\]"),
+    (lambda m: m["arrays"]["coef_"].update(shape=[6]),
+     r"array 'coef_' is <f8 \[5\] in the file, the metadata declares <f8 \[6\]"),
     (lambda m: m.pop("state"), r"missing \['state'\]"),
-    (lambda m: m.update(files=[]), r"malformed metadata \(AttributeError"),
+    (lambda m: m.update(files=[]), r"files: must map file names"),
     (lambda m: m["arrays"]["coef_"].update(file=None), "which has no checksum"),
     (lambda m: m["state"]["$dict"].append(["x_", {"$pickle": "..."}]), "unknown tag '\\$pickle'"),
     (lambda m: m["state"]["$dict"].append(["x_", {"$dataclass": "os:PathLike", "fields": {}}]),
-     "not from scaleml_dask"),
+     "dataclass 'os:PathLike' is not one of"),
+    # the view of the issue: an object dtype over bytes of the file (dereferenced at predict time: SIGBUS)
+    (lambda m: (m["views"].update(v={"of": "coef_", "offset": 0, "shape": [5], "strides": [8], "dtype": "|O"}),
+                m["state"]["$dict"].append(["x_", {"$array": "v"}])), r"views\.v: needs a plain scalar dtype"),
+    (lambda m: m["views"].update(v={"of": "coef_", "offset": 8, "shape": [5], "strides": [8], "dtype": "<f8"}),
+     r"views\.v: bytes 8-48 lie outside its array 'coef_' of 40 bytes"),
+    (lambda m: m["views"].update(v={"of": "coef_", "offset": 0, "shape": [2**40], "strides": [0], "dtype": "<f8"}),
+     r"arrays: declare \d+ bytes; the limit is"),
+    (lambda m: m["arrays"]["coef_"].update(dtype="|V8"), r"arrays\.coef_: dtype '\|V8' and shape"),
+    (lambda m: m["arrays"]["coef_"].update(shape=[2**31, 2**31]), r"arrays: declare \d+ bytes; the limit is"),
+    (lambda m: m.update(n_features="5"), "n_features: must be a positive integer or null; got '5'"),
+    (lambda m: m.update(outputs={"predict": 1}), "outputs: must be distinct names"),
+    (lambda m: m.update(training={"feature_mean": "abc"}), "training.feature_mean: must be null or 5 numbers"),
+    (lambda m: m["files"]["arrays.npz"].update(bytes="big"), "files.arrays.npz: must be"),
+    (lambda m: m["files"].update({"../x.npz": m["files"]["arrays.npz"]}), "is not a file name inside the version"),
+    (lambda m: m.update(params={"$dict": [["fit_intercept", "maybe"]]}), "params: The 'fit_intercept' parameter"),
+    (lambda m: m.update(params={"$dict": [["shell", "rm -rf"]]}), r"params \['shell'\] are not parameters"),
+    (lambda m: m["state"]["$dict"].append(["predict", 1]), "state: 'predict' is not a fitted attribute"),
+    (lambda m: m["state"]["$dict"].append(["__class__", 1]), "state: '__class__' is not a fitted attribute"),
+    (lambda m: m["state"]["$dict"].append(["x_", {"$scalar": "|O", "value": 1}]), "is not a plain scalar dtype"),
+    (lambda m: m["state"]["$dict"].append(["x_", {"$generator": "os", "state": {}}]), "bit generator 'os'"),
+    (lambda m: m.update(outputs=["predict", "transform"]), r"outputs \['predict', 'transform'\] declared; the "
+                                                           r"model computes \['predict'\]"),
 ])
 def test_incompatible_metadata_is_refused(saved, change, message):
     _edit_metadata(saved, change)
     with pytest.raises(RegistryError, match=message) as info:
         load_model(saved.parent)
     assert "metadata.json" in str(info.value) or "arrays.npz" in str(info.value)
+
+
+def test_files_that_are_not_regular_files_are_refused_without_blocking(saved):
+    import os
+
+    npz = saved / "arrays.npz"
+    npz.unlink()
+    os.mkfifo(npz)  # opening a FIFO for reading would wait for a writer forever
+    with pytest.raises(RegistryError, match=r"arrays\.npz: is not a regular file"):
+        load_model(saved.parent)
+    npz.unlink()
+    npz.symlink_to("/dev/zero")
+    with pytest.raises(RegistryError, match=r"arrays\.npz: is not a regular file"):
+        load_model(saved.parent)
+
+
+def test_metadata_nested_too_deeply_is_refused(saved):
+    (saved / "metadata.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(RegistryError, match=r"metadata\.json: not valid JSON: nested too deeply"):
+        load_model(saved.parent)
+
+
+def test_a_file_naming_a_module_never_imports_it(saved):
+    """A ``$dataclass`` or ``class`` naming any module of the package (or elsewhere) imports nothing: the
+    names are looked up in the fixed table only (checked in a fresh process, where the module is not loaded)."""
+    import subprocess
+    import sys
+
+    _edit_metadata(saved, lambda m: m["state"]["$dict"].append(
+        ["x_", {"$dataclass": "scaleml_dask.tsne._tsne:TSNE", "fields": {}}]))
+    code = ("import sys; from scaleml_dask.deploy.registry import load_model, RegistryError\n"
+            "try:\n    load_model(sys.argv[1])\nexcept RegistryError as e:\n    print(e)\n"
+            "print('scaleml_dask.tsne._tsne' in sys.modules, 'scaleml_dask.tsne' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(saved.parent)], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert "dataclass 'scaleml_dask.tsne._tsne:TSNE' is not one of" in out and out.endswith("False False\n"), out
 
 
 def test_truncated_metadata_is_refused(saved):

@@ -443,33 +443,6 @@ def test_hot_reload_under_load_loses_no_request(tmp_path, data):
     assert total(s, "scaleml_model_loads_total", model="reg", result="loaded") == 3
 
 
-def test_a_request_in_flight_during_a_swap_finishes_on_the_old_model(tmp_path, data):
-    """With a long batching window a request waits inside the old model's batcher while version 2 is loaded
-    and swapped in (repository API); it is answered by version 1, the next one by version 2."""
-    X, y = data[0], data[1]
-    old, new = sm.LinearRegression().fit(X, y), sm.Ridge(alpha=500.0).fit(X, y)
-    save_model(old, tmp_path / "reg")
-    app = make_app([tmp_path / "reg"], max_batch_size=1000, max_batch_time_ms=1500, reload_interval=3600)
-    body = {"inputs": [v2(X[:2])]}
-
-    async def scenario(base):
-        async with httpx.AsyncClient(base_url=base, timeout=60) as c:
-            in_flight = asyncio.ensure_future(c.post("/v2/models/reg/infer", json=body))
-            while total(metric_samples((await c.get("/metrics")).text), "scaleml_requests_in_flight",
-                        endpoint="infer") < 1:  # until the server holds it
-                await asyncio.sleep(0.01)
-            save_model(new, tmp_path / "reg")
-            loaded = await c.post("/v2/repository/models/reg/load")
-            after = asyncio.ensure_future(c.post("/v2/models/reg/infer", json=body))
-            return (await in_flight).json(), loaded.json(), (await after).json()
-
-    with running(app) as client:
-        first, loaded, second = asyncio.run(scenario(str(client.base_url)))
-    assert loaded["version"] == "2"
-    assert first["model_version"] == "1" and first["outputs"][0]["data"] == old.predict(X[:2]).tolist()
-    assert second["model_version"] == "2" and second["outputs"][0]["data"] == new.predict(X[:2]).tolist()
-
-
 def test_drift_counters_rise_on_a_shifted_stream_and_stay_flat_on_training_data(tmp_path):
     rng = np.random.default_rng(1)
     X = rng.normal(size=(4000, 4)) * [1.0, 2.0, 0.5, 1.0] + [0.0, 5.0, -1.0, 2.0]

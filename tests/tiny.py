@@ -19,4 +19,7 @@ TINY_CATALOG = """datasets:
     path: t
     generator: {name: text, n_docs: 6000, chunk_rows: 2000, n_classes: 4, vocabulary: 3000, topic_words: 50,
                 topic_rate: 0.1, seed: 4}
+  demo-table-small:
+    path: t.zarr
+    generator: {name: table, n_samples: 6000, n_numeric: 3, levels: [4, 30], chunk_rows: 2000, seed: 4}
 """

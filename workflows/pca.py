@@ -56,7 +56,7 @@ def run(config: dict, client, report) -> dict:
     out = None
     if config.get("write_projection") and config.get("state_dir"):
         t0 = time.perf_counter()
-        out = p.to_zarr(ds, Path(config["state_dir"]) / "pca-projection.zarr")
+        out = p.to_zarr(ds, Path(config["state_dir"]) / "pca-projection.zarr", overwrite=True)  # its own
         write_s = time.perf_counter() - t0
         rows.append({"step": f"to_zarr -> {out}", "seconds": write_s, "× scan": write_s / scan})
     comp = [{"component": i + 1, "explained variance": float(v), "ratio": float(r),

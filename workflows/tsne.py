@@ -47,7 +47,7 @@ def run(config: dict, client, report) -> dict:
                    f"t-SNE of {config['dataset']} ({len(labels):,} points, perplexity {model.perplexity})")
     out = None
     if config.get("write_embedding") and config.get("state_dir"):
-        out = model.to_zarr(Path(config["state_dir"]) / "tsne-embedding.zarr")
+        out = model.to_zarr(Path(config["state_dir"]) / "tsne-embedding.zarr", overwrite=True)  # its own
     rows = [{"stage": k, "seconds": v, "peak memory of the client so far (GB)": model.peak_memory_[k] / 1e9}
             for k, v in model.timings_.items()]
     figures = [png]

@@ -2,23 +2,24 @@
 
 A separate object in front of a model (as MLServer's ``adaptive.py``): ``await batcher.submit(X)`` queues the
 rows; a short-lived task gathers what arrives within ``max_batch_time`` seconds (or until
-``max_batch_size`` rows), runs the model once on the stacked rows and hands each caller its slice. The task
-exits when the queue is empty, so an idle or replaced model holds no task.
+``max_batch_size`` rows), awaits the model once on the stacked rows (``fn`` is a coroutine function: the
+call runs in the inference threads) and hands each caller its slice. The task exits when the queue is
+empty, so an idle or replaced model holds no task.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 
 
 class AdaptiveBatcher:
-    """Coalesce ``submit(X)`` calls into ``fn(stacked X) -> {output: array}`` calls."""
+    """Coalesce ``submit(X)`` calls into ``await fn(stacked X) -> {output: array}`` calls."""
 
-    def __init__(self, fn: Callable[[np.ndarray], dict[str, np.ndarray]], max_batch_size: int,
+    def __init__(self, fn: Callable[[np.ndarray], Awaitable[dict[str, np.ndarray]]], max_batch_size: int,
                  max_batch_time: float, on_batch: Callable[[int], Any] | None = None) -> None:
         self.fn = fn
         self.max_batch_size = int(max_batch_size)
@@ -73,7 +74,7 @@ class AdaptiveBatcher:
                 if self.on_batch is not None:
                     self.on_batch(len(X))
                 try:
-                    out = self.fn(X)
+                    out = await self.fn(X)
                 except Exception as exc:  # the callers get the model's error, each
                     for _, future in batch:
                         if not future.done():

@@ -61,8 +61,17 @@ def _first_bad(data: list) -> Any:
     return None
 
 
+#: The integer datatypes' ranges, [low, high).
+_INT_RANGES = {"INT32": (-2**31, 2**31), "INT64": (-2**63, 2**63)}
+
+
+def _first(mask: np.ndarray) -> list[int]:
+    return np.argwhere(mask)[0].tolist()
+
+
 def _cast(a: np.ndarray, datatype: str, what: str) -> np.ndarray:
-    """Values of ``a`` as ``datatype`` (checked: integers for INT, 0/1 for BOOL, range), then float64.
+    """Values of ``a`` as ``datatype`` (checked: integers in range for INT, 0/1 for BOOL, FP32's range), then
+    float64; a 422 names the first value out of the datatype's range.
 
     JSON carries no NaN or Infinity (the parser refuses them with a 400), so only FP32 can overflow to a
     non-finite value here; that is checked.
@@ -70,20 +79,40 @@ def _cast(a: np.ndarray, datatype: str, what: str) -> np.ndarray:
     kind = a.dtype.kind
     if datatype == "FP64":
         return a if kind == "f" else a.astype(np.float64)
+    if a.size == 0:
+        return a.astype(np.float64)
     if datatype == "FP32":
         with np.errstate(over="ignore"):
             X = a.astype(np.float32).astype(np.float64)
         if not np.isfinite(X).all():
-            r = np.argwhere(~np.isfinite(X))[0].tolist()
-            raise Unprocessable(f"{what}: value at {r} overflows FP32")
+            raise Unprocessable(f"{what}: value at {_first(~np.isfinite(X))} overflows FP32")
         return X
     if kind == "f" and (a != np.round(a)).any():
-        raise Unprocessable(f"{what}: datatype {datatype} needs integer values")
-    if datatype == "BOOL" and kind != "b" and ((a != 0) & (a != 1)).any():
-        raise Unprocessable(f"{what}: datatype BOOL needs true/false (or 0/1) values")
-    if datatype == "INT32" and (a.min() < -2**31 or a.max() >= 2**31):
-        raise Unprocessable(f"{what}: a value is outside the INT32 range")
-    return a.astype(np.float64)
+        raise Unprocessable(f"{what}: datatype {datatype} needs integer values; value at {_first(a != np.round(a))} "
+                            "is not one")
+    if datatype == "BOOL":
+        if kind != "b" and ((a != 0) & (a != 1)).any():
+            raise Unprocessable(f"{what}: datatype BOOL needs true/false (or 0/1) values; value at "
+                                f"{_first((a != 0) & (a != 1))} is neither")
+        return a.astype(np.float64)
+    low, high = _INT_RANGES[datatype]
+    X = a.astype(np.float64)
+    out = (X < low) | (X >= high)
+    if out.any():
+        raise Unprocessable(f"{what}: value at {_first(out)} is outside the {datatype} range")
+    return X
+
+
+def _has_bool(data: list) -> bool:
+    """Whether nested lists hold a JSON true / false."""
+    stack = [data]
+    while stack:
+        v = stack.pop()
+        if v is True or v is False:
+            return True
+        if type(v) is list:
+            stack.extend(v)
+    return False
 
 
 def check_rows(X: np.ndarray, n_features: int, what: str) -> np.ndarray:
@@ -95,15 +124,20 @@ def check_rows(X: np.ndarray, n_features: int, what: str) -> np.ndarray:
     return X
 
 
-def decode_tensor(tensor: Any, n_features: int, max_rows: int | None = None) -> np.ndarray:
+def decode_tensor(tensor: Any, n_features: int, max_rows: int | None = None, *, booleans: bool = True
+                  ) -> np.ndarray:
     """One V2 input tensor ``{name, shape, datatype, data}`` as a checked float64 ``(n, n_features)`` array.
 
-    ``data`` may be flat (row-major) or nested; ``shape`` ``[n, d]`` (or ``[n]`` for a one-feature model,
-    ``[d]`` for one row).
+    ``data`` may be flat (row-major) or nested (then nested as ``shape`` says); ``shape`` ``[n, d]`` (or
+    ``[n]`` for a one-feature model, ``[d]`` for one row). JSON true / false are values of a BOOL tensor only
+    (``booleans=False`` when the body holds none: the scan for them is skipped).
     """
     if not isinstance(tensor, dict):
         raise BadRequest(f"each input must be an object {{name, shape, datatype, data}}; got {tensor!r:.60}")
-    what = f"input {tensor.get('name', '?')!r}"
+    name = tensor.get("name", "?")
+    if type(name) is not str:
+        raise BadRequest(f"an input's 'name' must be a string; got {type(name).__name__}")
+    what = f"input {name[:100]!r}"
     for key in ("shape", "datatype", "data"):
         if key not in tensor:
             raise BadRequest(f"{what}: missing field {key!r}")
@@ -120,6 +154,10 @@ def decode_tensor(tensor: Any, n_features: int, max_rows: int | None = None) -> 
     size = shape[0] * shape[1] if len(shape) == 2 else shape[0]
     if a.size != size:
         raise BadRequest(f"{what}: shape {shape} holds {size} values but data has {a.size}")
+    if a.ndim > 1 and list(a.shape) != shape:
+        raise BadRequest(f"{what}: data nested as {list(a.shape)} where shape is {shape}")
+    if datatype != "BOOL" and (a.dtype.kind == "b" or (booleans and _has_bool(tensor["data"]))):
+        raise BadRequest(f"{what}: true/false among the values of a {datatype} tensor (datatype BOOL takes them)")
     if len(shape) == 1:
         shape = (shape[0], 1) if n_features == 1 else (1, shape[0])
     X = _cast(a.reshape(shape), datatype, what)

@@ -1,7 +1,9 @@
 """The protocol-agnostic dataplane: infer, metadata, readiness, A/B routing and the repository actions.
 
 It takes parsed requests (dicts, headers) and returns dicts; it knows nothing of HTTP. Transport-independent
-errors are raised as :mod:`._errors` classes.
+errors are raised as :mod:`._errors` classes. Model calls run in the inference threads (:mod:`._workers`),
+never on the event loop; requests are bounded by :class:`~scaleml_dask.deploy.limits.Limits` (rows, outputs,
+the response's size) before the work they would cost, and an output that is not finite is refused by name.
 """
 
 from __future__ import annotations
@@ -17,8 +19,14 @@ import numpy as np
 
 from . import _codecs as codecs
 from ._batching import AdaptiveBatcher
-from ._errors import BadRequest, NotFound, ServingError, Unprocessable
+from ._errors import BadRequest, NotFound, ServingError, TooLarge, Unprocessable
 from ._models import ModelRegistry, ServedModel
+from ._workers import InferencePool
+from .limits import DEFAULT, Limits
+
+#: Bytes of JSON per value of a response, at most (a float64 in orjson's shortest form, a comma), for the
+#: response-size check before a model is called.
+BYTES_PER_VALUE = 24
 
 
 @dataclass(frozen=True)
@@ -52,11 +60,12 @@ class DataPlane:
     """Answers inference, metadata and readiness for the models of a :class:`ModelRegistry`."""
 
     def __init__(self, registry: ModelRegistry, experiments: dict[str, Experiment] | None = None, *,
-                 max_rows: int | None = None, max_batch_size: int | None = None,
+                 limits: Limits = DEFAULT, pool: InferencePool | None = None, max_batch_size: int | None = None,
                  max_batch_time: float = 0.002, on_batch: Any = None) -> None:
         self.registry = registry
         self.experiments = experiments or {}
-        self.max_rows = max_rows
+        self.limits = limits
+        self.pool = pool if pool is not None else InferencePool(limits.inference_threads, limits.max_queue)
         self.max_batch_size = max_batch_size
         self.max_batch_time = max_batch_time
         self.on_batch = on_batch
@@ -68,71 +77,106 @@ class DataPlane:
         """The model that answers a request to ``name`` (an experiment picks one of its variants)."""
         experiment = self.experiments.get(name)
         if experiment is not None:
-            key = headers.get("x-routing-key", None if key is None else str(key))
+            key = headers.get("x-routing-key", key)
             name = experiment.choose(headers.get("x-variant"), key)
         return self.registry.get(name, version)
 
     # --- inference -----------------------------------------------------------------------------------
-    def _decode_inputs(self, inputs: Any, model: ServedModel) -> np.ndarray:
+    def _decode_inputs(self, inputs: Any, model: ServedModel, booleans: bool) -> np.ndarray:
         if not isinstance(inputs, list) or not inputs:
             raise BadRequest("'inputs' must be a non-empty list of tensors")
+        rows = self.limits.max_rows
         if len(inputs) == 1:  # a single-input model takes an input of any name, as MLServer does
-            return codecs.decode_tensor(inputs[0], model.n_features, self.max_rows)
+            return codecs.decode_tensor(inputs[0], model.n_features, rows, booleans=booleans)
         # one input per feature, by feature name (columns in the model's order)
-        by_name = {t.get("name"): t for t in inputs if isinstance(t, dict)}
+        by_name = {t.get("name"): t for t in inputs if isinstance(t, dict) and type(t.get("name")) is str}
         missing = [f for f in model.feature_names if f not in by_name]
         if missing or len(inputs) != model.n_features:
             raise Unprocessable(f"{len(inputs)} inputs: give one input with all {model.n_features} features, or "
-                                f"one per feature named {model.feature_names}; missing {missing[:5]}")
-        cols = [codecs.decode_tensor(by_name[f], 1, self.max_rows) for f in model.feature_names]
+                                f"one per feature named {model.feature_names[:20]}; missing {missing[:5]}")
+        cols = [codecs.decode_tensor(by_name[f], 1, rows, booleans=booleans) for f in model.feature_names]
         if len({len(c) for c in cols}) != 1:
             raise BadRequest("inputs per feature have different numbers of rows")
         return np.hstack(cols)
 
     def _requested(self, outputs: Any, model: ServedModel) -> tuple[str, ...]:
+        """The outputs asked for, each once, in the order asked (default: the main one)."""
         if outputs is None:
             return (model.outputs[0],)
-        if not isinstance(outputs, list) or not all(isinstance(o, dict) and "name" in o for o in outputs):
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) and type(o.get("name")) is str
+                                                    for o in outputs):
             raise BadRequest("'outputs' must be a list of {\"name\": ...} objects")
-        names = tuple(o["name"] for o in outputs)
+        if len(outputs) > self.limits.max_outputs:
+            raise TooLarge(f"'outputs' lists {len(outputs)} entries; the limit is {self.limits.max_outputs} (the "
+                           f"model has {len(model.outputs)} outputs)")
+        names = tuple(dict.fromkeys(o["name"] for o in outputs))
         unknown = [n for n in names if n not in model.outputs]
         if unknown or not names:
-            raise Unprocessable(f"model {model.name!r} has no output {unknown[0] if unknown else '(none)'!r}; "
+            raise Unprocessable(f"model {model.name!r} has no output {unknown[0][:60] if unknown else '(none)'!r}; "
                                 f"outputs: {', '.join(model.outputs)}")
         return names
 
+    def _check_response_size(self, model: ServedModel, rows: int, outputs: tuple[str, ...]) -> None:
+        values = rows * sum(model.width(o) for o in outputs)
+        estimate = BYTES_PER_VALUE * values + 256
+        if estimate > self.limits.max_response_bytes:
+            raise TooLarge(f"the response would hold {values:,} values (up to {estimate:,} bytes); the limit is "
+                           f"{self.limits.max_response_bytes:,} bytes: ask for fewer rows or outputs")
+
     async def _compute(self, model: ServedModel, X: np.ndarray, outputs: tuple[str, ...]) -> dict[str, Any]:
+        self._check_response_size(model, len(X), outputs)
+        key = tuple(o for o in model.outputs if o in outputs)  # one batcher per subset of the model's outputs
         if self.max_batch_size:
-            batcher = model.batchers.get(outputs)
+            batcher = model.batchers.get(key)
             if batcher is None:
-                batcher = model.batchers[outputs] = AdaptiveBatcher(
-                    lambda Xb: model.compute(Xb, outputs), self.max_batch_size, self.max_batch_time,
+                batcher = model.batchers[key] = AdaptiveBatcher(
+                    lambda Xb: self.pool.run(model.compute, Xb, key), self.max_batch_size, self.max_batch_time,
                     on_batch=None if self.on_batch is None else (lambda n: self.on_batch(model, n)))
             out = await batcher.submit(X)
         else:
-            out = model.compute(X, outputs)
+            out = await self.pool.run(model.compute, X, key)
             if self.on_batch is not None:
                 self.on_batch(model, len(X))
         if model.monitor is not None:
-            model.monitor.observe(X, out.get(model.outputs[0]))
+            model.monitor.observe(X, out.get(model.outputs[0]))  # never raises
+        for name in outputs:
+            a = out[name]
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                row = int(np.argwhere(~np.isfinite(a))[0][0])
+                raise Unprocessable(f"output {name!r} is not finite for row {row}: its inputs are out of the range "
+                                    "the model computes in")
         return out
 
-    async def infer(self, name: str, version: str | None, body: Any, headers: dict[str, str]
-                    ) -> tuple[dict, ServedModel]:
-        """V2 ``POST .../infer``."""
+    @staticmethod
+    def _request_id(body: dict, limit: int) -> str | None:
+        request_id = body.get("id")
+        if request_id is not None and (type(request_id) is not str or len(request_id) > limit):
+            raise BadRequest(f"'id' must be a string of at most {limit} characters; got "
+                             f"{type(request_id).__name__}")
+        parameters = body.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise BadRequest("'parameters' must be an object")
+        return request_id
+
+    async def infer(self, name: str, version: str | None, body: Any, headers: dict[str, str],
+                    booleans: bool = True) -> tuple[dict, ServedModel]:
+        """V2 ``POST .../infer``. ``booleans=False`` says the body holds no JSON true / false."""
         if not isinstance(body, dict):
             raise BadRequest("the request must be a JSON object with 'inputs'")
         if "inputs" not in body:
             raise BadRequest("missing field 'inputs'")
-        request_id = body.get("id")
+        request_id = self._request_id(body, self.limits.max_id_chars)
         model = self.route(name, version, headers, request_id)
+        model.in_flight += 1
         try:
-            X = self._decode_inputs(body["inputs"], model)
+            X = self._decode_inputs(body["inputs"], model, booleans)
             outputs = self._requested(body.get("outputs"), model)
+            out = await self._compute(model, X, outputs)
         except ServingError as exc:
             exc.model = model  # the transport labels the error with the model it was for
             raise
-        out = await self._compute(model, X, outputs)
+        finally:
+            model.in_flight -= 1
         response = {"model_name": model.name, "model_version": model.version,
                     "id": request_id if request_id is not None else os.urandom(8).hex(),
                     "outputs": [codecs.encode_tensor(n, out[n]) for n in outputs]}
@@ -143,13 +187,16 @@ class DataPlane:
         if not isinstance(body, dict) or "instances" not in body:
             raise BadRequest("the request must be a JSON object with 'instances'")
         model = self.route(name or self.default_name, None, headers)
+        model.in_flight += 1
         try:
-            X = codecs.decode_instances(body["instances"], model.n_features, self.max_rows)
+            X = codecs.decode_instances(body["instances"], model.n_features, self.limits.max_rows)
+            main = model.outputs[0]
+            out = await self._compute(model, X, (main,))
         except ServingError as exc:
             exc.model = model
             raise
-        main = model.outputs[0]
-        out = await self._compute(model, X, (main,))
+        finally:
+            model.in_flight -= 1
         return {"predictions": out[main]}, model
 
     # --- metadata and readiness ----------------------------------------------------------------------
@@ -180,8 +227,15 @@ class DataPlane:
 
     def repository_index(self) -> list[dict]:
         served = {m.name: m for m in self.registry.served()}
-        return [{"name": n, "version": served[n].version if n in served else None,
-                 "state": "READY" if n in served else "UNAVAILABLE"} for n in self.registry.names()]
+        index = []
+        for n in self.registry.names():
+            state, reason = self.registry.state(n)
+            entry = {"name": n, "version": served[n].version if n in served else None,
+                     "state": "READY" if state == "READY" else "UNAVAILABLE"}
+            if reason is not None:
+                entry["reason"] = reason
+            index.append(entry)
+        return index
 
     async def load(self, name: str) -> ServedModel:
         """``POST /v2/repository/models/{name}/load``: load the newest version now (in a thread)."""

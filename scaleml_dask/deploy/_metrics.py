@@ -25,7 +25,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     """The server's metrics; ``observe`` is the one call per request."""
 
-    def __init__(self, served: Callable[[], Iterable[Any]]) -> None:
+    def __init__(self, served: Callable[[], Iterable[Any]],
+                 retiring: Callable[[], Iterable[Any]] = lambda: ()) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("scaleml_requests", "Requests answered.", (*REQUEST_LABELS, "code"), registry=r)
         self.errors = Counter("scaleml_request_errors", "Requests answered with an error status.",
@@ -40,7 +41,13 @@ class Metrics:
                                 (*MODEL_LABELS, "class", "n_features"), registry=r)
         self.loads = Counter("scaleml_model_loads", "Model versions loaded or refused.",
                              (*MODEL_LABELS, "result"), registry=r)
+        self.queue_wait = Histogram("scaleml_queue_duration_seconds", "Time a model call waited for an inference "
+                                    "thread.", buckets=LATENCY_BUCKETS, registry=r)
+        self.rejected = Counter("scaleml_requests_rejected", "Requests refused with 503 because the inference "
+                                "queue was full.", registry=r)
+        self.queued = Gauge("scaleml_inference_queue", "Model calls waiting for an inference thread.", registry=r)
         r.register(_DriftCollector(served))
+        r.register(_InFlightCollector(served, retiring))
         self._children: dict[tuple, tuple[Any, Any, Any]] = {}
 
     def observe(self, labels: tuple[str, str, str, str], code: int, seconds: float) -> None:
@@ -99,11 +106,16 @@ class _DriftCollector:
                                    "training standard deviations from the training mean.", labels=list(MODEL_LABELS))
         rows = CounterMetricFamily("scaleml_monitored_rows", "Rows seen by the drift monitor.",
                                    labels=list(MODEL_LABELS))
+        skipped = CounterMetricFamily("scaleml_monitor_skipped_rows", "Rows the drift monitor skipped: inputs "
+                                      "or prediction not finite, or absurdly far from training.",
+                                      labels=list(MODEL_LABELS))
+        errors = CounterMetricFamily("scaleml_monitor_errors", "Errors inside the drift monitor (each logged; "
+                                     "its detectors restarted).", labels=list(MODEL_LABELS))
         for model in self.served():
             monitor = model.monitor
             if monitor is None:
                 continue
-            monitor.flush()
+            monitor.flush()  # never raises
             lab = list(model.labels)
             for j, name in enumerate(model.feature_names):
                 feat.add_metric([*lab, name], float(monitor.feature_detections[j]))
@@ -112,4 +124,23 @@ class _DriftCollector:
                 pred.add_metric(lab, float(monitor.prediction_detections))
                 pshift.add_metric(lab, monitor.prediction_shift)
             rows.add_metric(lab, float(monitor.n_observed))
-        yield from (feat, shift, pred, pshift, rows)
+            skipped.add_metric(lab, float(monitor.n_skipped))
+            errors.add_metric(lab, float(monitor.n_errors))
+        yield from (feat, shift, pred, pshift, rows, skipped, errors)
+
+
+class _InFlightCollector:
+    """Requests each loaded model holds, the ones being replaced included (a swap waits for none of them)."""
+
+    def __init__(self, served: Callable[[], Iterable[Any]], retiring: Callable[[], Iterable[Any]]) -> None:
+        self.served, self.retiring = served, retiring
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        family = GaugeMetricFamily("scaleml_model_requests_in_flight", "Requests being answered by each loaded "
+                                   "model version.", labels=list(MODEL_LABELS))
+        for model in [*self.served(), *self.retiring()]:
+            family.add_metric(list(model.labels), float(model.in_flight))
+        yield family

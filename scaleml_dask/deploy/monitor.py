@@ -10,6 +10,10 @@ request whatever its size. Every detector starts from a reference window of the 
 the detector restarts from the reference, so a persistent shift keeps counting while training-like traffic
 stays flat. Rows are buffered and handed to the compiled detectors ``chunk`` rows at a time.
 
+Monitoring never fails what it watches: rows whose standardized values or prediction are not finite (or
+beyond ``MAX_SHIFT``) are skipped and counted (``n_skipped``), and an error inside the monitor is logged,
+counted (``n_errors``) and answered by restarting the detectors, never raised to the request or the scrape.
+
 >>> import numpy as np
 >>> training = {"feature_mean": [0.0, 0.0], "feature_std": [1.0, 1.0],
 ...             "prediction_mean": 0.0, "prediction_std": 1.0}
@@ -31,12 +35,18 @@ stays flat. Rows are buffered and handed to the compiled detectors ``chunk`` row
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import numpy as np
 
+log = logging.getLogger("scaleml_dask.serve")
+
 #: Values in each detector's reference window (block means of training-like traffic).
 REFERENCE_LENGTH = 256
+#: Rows further than this many training standard deviations from the training mean are skipped (and counted),
+#: as non-finite ones: the detectors' sums and variances of them would overflow.
+MAX_SHIFT = 1e100
 
 
 def _scale(std: Any, n: int) -> np.ndarray:
@@ -67,12 +77,18 @@ class DriftMonitor:
         self.feature_shift = np.zeros(d)
         self.prediction_shift = 0.0
         self.n_observed = 0
+        self.n_skipped = 0
+        self.n_errors = 0
         from ..online import ADWIN
 
         self._primed = ADWIN(delta=self.delta, clock=self.clock)  # copied at every (re)start
         self._primed.update_many(np.tile([1.0, -1.0], REFERENCE_LENGTH // 2) / np.sqrt(self.block))
-        self._features = [self._fresh() for _ in range(d)]
-        self._prediction = self._fresh() if pm is not None else None
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart the detectors from the reference and drop the queued rows (the counts are kept)."""
+        self._features = [self._fresh() for _ in range(self.mean.size)]
+        self._prediction = self._fresh() if self.prediction_mean is not None else None
         self._rows: list[np.ndarray] = []
         self._preds: list[np.ndarray] = []
         self._buffered = 0
@@ -80,11 +96,39 @@ class DriftMonitor:
     def _fresh(self) -> Any:
         return copy.deepcopy(self._primed)
 
+    def _failed(self) -> None:
+        self.n_errors += 1
+        if self.n_errors & (self.n_errors - 1) == 0:  # the 1st, 2nd, 4th, 8th... time, with its traceback
+            log.exception("drift monitor error #%d; its detectors restart", self.n_errors)
+        try:
+            self.reset()
+        except Exception:  # noqa: BLE001 - nothing is left to restart from; the detectors stay as they are
+            log.exception("drift monitor cannot restart")
+
     def observe(self, X: np.ndarray, prediction: np.ndarray | None = None) -> None:
-        """Queue the rows of a request (and its main output, first column); flush every ``chunk`` rows."""
+        """Queue the rows of a request (and its main output, first column); flush every ``chunk`` rows.
+        Never raises (see the module docstring)."""
+        try:
+            self._observe(X, prediction)
+        except Exception:  # noqa: BLE001 - monitoring must not fail the request it watches
+            self._failed()
+
+    def _observe(self, X: np.ndarray, prediction: np.ndarray | None) -> None:
         watch = self._prediction is not None and prediction is not None and prediction.dtype.kind in "biuf"
+        with np.errstate(all="ignore"):  # NaN compares False: skipped with the rest
+            keep = (np.abs((X - self.mean) / self.std) <= MAX_SHIFT).all(axis=1)
+            if watch:
+                p = prediction.reshape(len(X), -1)[:, 0]
+                keep &= np.abs((p.astype(np.float64) - self.prediction_mean) / self.prediction_std) <= MAX_SHIFT
+        if not keep.all():
+            self.n_skipped += int(len(X) - keep.sum())
+            X = X[keep]
+            if watch:
+                p = p[keep]
+        if len(X) == 0:
+            return
         if watch:
-            self._preds.append(prediction.reshape(len(X), -1)[:, 0])
+            self._preds.append(p)
         elif self._preds:  # keep rows and predictions aligned
             self._preds.clear()
         self._rows.append(X)
@@ -99,7 +143,14 @@ class DriftMonitor:
         return detector, False
 
     def flush(self) -> None:
-        """Hand the queued whole blocks of rows to the detectors (a partial block waits for more rows)."""
+        """Hand the queued whole blocks of rows to the detectors (a partial block waits for more rows). Never
+        raises (see the module docstring)."""
+        try:
+            self._flush()
+        except Exception:  # noqa: BLE001 - monitoring must not fail the scrape or request that flushes it
+            self._failed()
+
+    def _flush(self) -> None:
         n = self._buffered // self.block * self.block
         if n == 0:
             return

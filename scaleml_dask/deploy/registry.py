@@ -11,9 +11,10 @@ Layout of a registry directory::
 directory, and renames it to the next free number; two concurrent saves never collide (the rename onto an
 existing version fails and the save takes the next number). ``"latest"`` is the highest complete version.
 
-``metadata.json`` (``format_version`` 1)::
+``metadata.json`` (``format_version`` 2; version 1, without ``content_sha256``, is still read)::
 
-    format_version  1
+    format_version  2
+    content_sha256  sha256 of the document without this field, as canonical JSON (sorted keys, no spaces)
     class           stable public name, e.g. "scaleml_dask.linear.LinearRegression" (one of ``CLASSES``)
     params          the hyperparameters (``get_params()``), encoded as below; non-JSON-able ones
                     (callbacks) are null and listed in ``notes``
@@ -35,8 +36,15 @@ The encoding of values: JSON null / bool / int / str / finite float as themselve
 tagged objects for everything else: ``{"$float": "nan"}``, ``{"$tuple": [...]}``, ``{"$dict": [[k, v],
 ...]}``, ``{"$scalar": dtype, "value": v}`` (numpy scalars), ``{"$array": name}``, ``{"$dtype": str}``,
 ``{"$generator": bit generator, "state": ...}`` (``numpy.random.Generator``) and ``{"$dataclass":
-"module:Name", "fields": {...}}`` for dataclasses defined in ``scaleml_dask`` only. Anything else is
-refused when saving (``RegistryError`` naming the attribute), so loading never runs code from the file.
+"module:Name", "fields": {...}}`` for the dataclasses of ``_loadable.DATACLASSES``. Anything else is
+refused when saving (``RegistryError`` naming the attribute).
+
+Loading is parsing, never executing: names (classes, dataclasses, bit generators) are looked up in the fixed
+tables of ``_loadable``, dtypes must be plain scalar ones, every field of the document is checked for its type
+and range before use, declared sizes are checked (``limits.Limits``) before anything is read or inflated,
+views must lie inside their array, and the rebuilt model must compute each declared output on a probe row.
+Whatever is wrong with a version — any field of any type, any nesting, any bytes — is a ``RegistryError``
+naming the file and the problem.
 
 Compressed arrays (``scaleml_dask.deploy.compress``) are declared by the model's ``quantization_``
 attribute ``{path: {"dtype": "int8", "scale": array, "tail": k} | {"dtype": "float16", "tail": k}}``:
@@ -60,44 +68,33 @@ import dataclasses
 import datetime as _dt
 import errno
 import hashlib
-import importlib
+import inspect
 import io
 import json
+import keyword
 import math
 import os
 import platform
 import shutil
-import tempfile
+import stat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..checkpoint import _fsync_dir
+from ..io.destination import clean_stale, temporary_dir
+from . import _loadable, _npz
 from . import outputs as _outputs
+from .limits import DEFAULT as DEFAULT_LIMITS
+from .limits import Limits
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA = "metadata.json"
 ARRAYS = "arrays.npz"
 
-#: The classes a version may hold, by the stable public name written as ``class``.
-CLASSES = (
-    "scaleml_dask.linear.LinearRegression",
-    "scaleml_dask.linear.Ridge",
-    "scaleml_dask.pca.PCA",
-    "scaleml_dask.sgd.SGDClassifier",
-    "scaleml_dask.sgd.SGDRegressor",
-    "scaleml_dask.kmeans.KMeans",
-    "scaleml_dask.online.LogisticRegression",
-    "scaleml_dask.online.LinearRegression",
-    "scaleml_dask.online.Perceptron",
-    "scaleml_dask.online.RLS",
-    "scaleml_dask.online.MiniBatchKMeans",
-    "scaleml_dask.online.ADWIN",
-    "scaleml_dask.online.PageHinkley",
-)
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-_SCALAR_KINDS = "biufU"
+#: The classes a version may hold, by the stable public name written as ``class`` (``_loadable.CLASSES``).
+CLASSES = tuple(_loadable.CLASSES)
 #: attributes whose last axis is the feature axis
 _WIDTH_ATTRS = ("coef_", "components_", "mean_", "cluster_centers_")
 #: fitted attributes that describe the training rows rather than the model (n-sized, lazy for dask input)
@@ -105,7 +102,20 @@ _NOT_SAVED = ("labels_",)
 
 
 class RegistryError(ValueError):
-    """A model cannot be saved or loaded; the message names the file (or attribute) and the problem."""
+    """A model cannot be saved or loaded; the message names the file (or attribute) and the problem.
+
+    ``path`` is the file (or directory) at fault, when there is one, and ``problem`` the message without it,
+    for whoever must not show server paths (``scaleml serve``).
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None, problem: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problem = message if problem is None else problem
+
+
+def _error(path: Path, problem: str) -> RegistryError:
+    return RegistryError(f"{path}: {problem}", path=path, problem=problem)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -124,13 +134,15 @@ def save_model(model: Any, directory: str | os.PathLike, *, data: Any = None,
     cls_name = class_name(model)
     meta, arrays = _describe(model, cls_name, data, metrics)
     directory.mkdir(parents=True, exist_ok=True)
+    clean_stale(directory)  # what saves killed before their rename left behind
     n = _next_version(directory)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{n}.tmp-", dir=directory))
+    tmp = temporary_dir(directory / str(n), "model version")
     try:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         raw = buf.getvalue()
         meta["files"] = {ARRAYS: {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw)}}
+        meta["content_sha256"] = content_sha256(meta)
         _write_synced(tmp / ARRAYS, raw)
         _write_synced(tmp / METADATA, json.dumps(meta, indent=1, allow_nan=False).encode())
         _fsync_dir(tmp)
@@ -159,33 +171,34 @@ def list_versions(directory: str | os.PathLike) -> list[int]:
                   if p.name.isdigit() and (p / METADATA).is_file())
 
 
-def read_metadata(directory: str | os.PathLike, version: int | str = "latest") -> dict[str, Any]:
+def read_metadata(directory: str | os.PathLike, version: int | str = "latest", *,
+                  limits: Limits | None = None) -> dict[str, Any]:
     """The metadata of one version after verifying every file's checksum; adds ``version`` and ``path``."""
     path = version_path(directory, version)
-    meta, _ = _verified(path)
+    meta, _, _ = _verified(path, limits or DEFAULT_LIMITS)
     return {**meta, "version": int(path.name), "path": str(path)}
 
 
-def load_model(directory: str | os.PathLike, version: int | str = "latest") -> Any:
-    """Rebuild the model of one version (default the latest), verifying every checksum; never unpickles."""
+def load_model(directory: str | os.PathLike, version: int | str = "latest", *, limits: Limits | None = None,
+               with_metadata: bool = False) -> Any:
+    """Rebuild the model of one version (default the latest), verifying every checksum; never unpickles.
+
+    Every problem with the version is a ``RegistryError`` naming the file. ``with_metadata`` returns
+    ``(model, metadata)`` (as :func:`read_metadata`) from the one read.
+    """
     path = version_path(directory, version)
-    meta, arrays = _verified(path)
+    meta, arrays, views = _verified(path, limits or DEFAULT_LIMITS)
     where = path / METADATA
-    cls = _resolve_class(meta["class"], where)
-    decoder = _Decoder(arrays, meta.get("views", {}), where)
-    params = decoder.decode(meta["params"], "params")
-    state = decoder.decode(meta["state"], "state")
-    if not isinstance(params, dict) or not isinstance(state, dict):
-        raise RegistryError(f"{where}: params and state must be mappings")
     try:
-        model = cls(**params)
-    except TypeError as exc:
-        raise RegistryError(f"{where}: params do not fit {meta['class']}: {exc}") from None
-    model.__dict__.update(state)
-    _check_width(model, meta.get("n_features"), where)
-    problem = model._check_restored_state() if hasattr(model, "_check_restored_state") else None
-    if problem:
-        raise RegistryError(f"{where}: {problem}")
+        model = _rebuild(meta, arrays, views, where, limits or DEFAULT_LIMITS)
+    except RegistryError:
+        raise
+    except RecursionError:
+        raise _error(where, "nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001 - the last guard: whatever a file can cause is a RegistryError
+        raise _error(where, f"cannot rebuild the model ({type(exc).__name__}: {exc})") from None
+    if with_metadata:
+        return model, {**meta, "version": int(path.name), "path": str(path)}
     return model
 
 
@@ -195,24 +208,32 @@ def version_path(directory: str | os.PathLike, version: int | str = "latest") ->
     if version == "latest":
         versions = list_versions(directory)
         if not versions:
-            raise RegistryError(f"{directory}: no saved model versions (expected {directory}/<n>/{METADATA})")
+            raise _error(directory, f"no saved model versions (expected <n>/{METADATA} inside)")
         return directory / str(versions[-1])
-    if isinstance(version, bool) or not str(version).isdigit():
-        raise RegistryError(f"{directory}: version must be a positive integer or 'latest'; got {version!r}")
+    if isinstance(version, bool) or not isinstance(version, (int, str)) or not str(version).isdigit() \
+            or len(str(version)) > 18:
+        raise _error(directory, f"version must be a positive integer or 'latest'; got {version!r:.40}")
     path = directory / str(int(version))
     if not (path / METADATA).is_file():
-        raise RegistryError(f"{path}: no such model version (have {list_versions(directory)})")
+        raise _error(path, f"no such model version (have {list_versions(directory)})")
     return path
 
 
 def class_name(model: Any) -> str:
     """The stable public name of ``model``'s class in ``CLASSES``; RegistryError for any other class."""
-    cls = type(model)
-    for name in CLASSES:
-        if name.rsplit(".", 1)[1] == cls.__name__ and _import_class(name) is cls:
-            return name
-    raise RegistryError(f"cannot save a {cls.__module__}.{cls.__qualname__}: the registry holds "
-                        f"{', '.join(c.rsplit('.', 1)[1] for c in CLASSES)}")
+    name = _loadable.name_of(model, _loadable.CLASSES)
+    if name is None:
+        cls = type(model)
+        raise RegistryError(f"cannot save a {cls.__module__}.{cls.__qualname__}: the registry holds "
+                            f"{', '.join(c.rsplit('.', 1)[1] for c in CLASSES)}")
+    return name
+
+
+def content_sha256(meta: dict[str, Any]) -> str:
+    """The checksum of a metadata document's content: sha256 of its canonical JSON without ``content_sha256``."""
+    doc = {k: v for k, v in meta.items() if k != "content_sha256"}
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -278,11 +299,11 @@ class _Encoder:
         if isinstance(value, np.ndarray):
             return self._array(value, path)
         if isinstance(value, np.generic):
-            if value.dtype.kind not in _SCALAR_KINDS:
+            if not _loadable.storable(value.dtype):
                 raise RegistryError(f"cannot save attribute {path!r}: numpy scalar of dtype {value.dtype}")
             return {"$scalar": value.dtype.str, "value": self.encode(value.item(), path)}
         if isinstance(value, np.dtype):
-            if value.kind not in _SCALAR_KINDS:
+            if not _loadable.storable(value):
                 raise RegistryError(f"cannot save attribute {path!r}: dtype {value}")
             return {"$dtype": value.str}
         if isinstance(value, list):
@@ -294,23 +315,26 @@ class _Encoder:
                               for k, v in value.items()]}
         if isinstance(value, np.random.Generator):
             bitgen = type(value.bit_generator).__name__
-            if bitgen not in _BIT_GENERATORS:
+            if bitgen not in _loadable.BIT_GENERATORS:
                 raise RegistryError(f"cannot save attribute {path!r}: bit generator {bitgen}")
             return {"$generator": bitgen, "state": self.encode(value.bit_generator.state, f"{path}.state")}
         cls = type(value)
-        if dataclasses.is_dataclass(value) and cls.__module__.split(".")[0] == "scaleml_dask":
-            return {"$dataclass": f"{cls.__module__}:{cls.__qualname__}",
+        name = _loadable.name_of(value, _loadable.DATACLASSES) if dataclasses.is_dataclass(value) else None
+        if name is not None:
+            return {"$dataclass": name,
                     "fields": {f.name: self.encode(getattr(value, f.name), f"{path}.{f.name}")
                                for f in dataclasses.fields(value)}}
         raise RegistryError(f"cannot save attribute {path!r} of type {cls.__module__}.{cls.__qualname__} "
-                            "(the registry stores arrays, JSON values, generators and scaleml_dask dataclasses)")
+                            "(the registry stores arrays, JSON values, generators and the dataclasses of "
+                            "deploy._loadable.DATACLASSES)")
 
     def _array(self, a: np.ndarray, path: str) -> dict:
         known = self._by_id.get(id(a))
         if known is not None:
             return known[2]
-        if a.dtype.kind not in _SCALAR_KINDS:
-            raise RegistryError(f"cannot save attribute {path!r}: array of dtype {a.dtype} (numeric only)")
+        if not _loadable.storable(a.dtype):
+            raise RegistryError(f"cannot save attribute {path!r}: array of dtype {a.dtype} (plain numbers and "
+                                "fixed-width strings only)")
         name = path
         while any(n == name for n, _, _ in self._by_id.values()):
             name += "'"
@@ -484,84 +508,267 @@ def _sha256(a: np.ndarray) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------
-# loading
+# loading: every field checked before use, every size before reading; any problem a RegistryError
 # ------------------------------------------------------------------------------------------------------
 
 
 _REQUIRED = ("format_version", "class", "params", "state", "files", "arrays")
+_HEX64 = frozenset("0123456789abcdef")
+#: a file of a version: a plain name inside the version directory
+_FILE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
-def _verified(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """Metadata and arrays of the version at ``path``, every checksum and declared shape verified."""
+def _verified(path: Path, limits: Limits) -> tuple[dict, dict[str, np.ndarray], dict[str, dict]]:
+    """Metadata, arrays and views of the version at ``path``, every field, size and checksum verified."""
     where = path / METADATA
+    meta = _parse(_read_file(where, limits.registry_metadata_bytes), where, limits)
     try:
-        meta = json.loads(where.read_bytes())
+        views = _check_document(meta, where, limits)
+    except RegistryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last guard; the checks above should have named the field
+        raise _error(where, f"malformed metadata (unexpected {type(exc).__name__}: {exc})") from None
+    arrays = _read_arrays(path, meta, limits)
+    _check_declared_width(meta, arrays, where)
+    return meta, arrays, views
+
+
+def _read_file(path: Path, limit: int, expected: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``: opened without blocking (a FIFO or device is refused, not waited
+    on), its size checked against ``expected`` and ``limit`` before reading."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise RegistryError(f"{where}: missing") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RegistryError(f"{where}: not valid JSON (truncated or corrupted?): {exc}") from None
+        raise _error(path, "missing") from None
+    except OSError as exc:
+        raise _error(path, f"cannot be opened ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _error(path, "is not a regular file")
+        if expected is not None and info.st_size != expected:
+            raise _error(path, f"{info.st_size} bytes, expected {expected} (truncated or altered)")
+        if info.st_size > limit:
+            raise _error(path, f"{info.st_size} bytes; the limit is {limit}")
+        chunks, size, want = [], 0, info.st_size + 1  # one byte more shows a file that grew meanwhile
+        while size < want:
+            chunk = os.read(fd, min(want - size, 2**24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise _error(path, f"cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    raw = b"".join(chunks)
+    if len(raw) > limit or (expected is not None and len(raw) != expected):
+        raise _error(path, "changed while it was read")
+    return raw
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]!r} out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse(raw: bytes, where: Path, limits: Limits) -> Any:
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_float=_finite_float, parse_constant=_no_constant)
+    except RecursionError:
+        raise _error(where, "not valid JSON: nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _error(where, f"not valid JSON (truncated or corrupted?): {str(exc)[:200]}") from None
+    if _depth(doc) > limits.registry_depth:
+        raise _error(where, f"values nested deeper than {limits.registry_depth} levels")
+    return doc
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON ``value`` nests (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+        elif isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+    return deepest
+
+
+def _key_of(v: Any, mapping: Any) -> bool:
+    """Whether ``v`` is a string key of ``mapping`` (a file's value may be of any type, unhashable too)."""
+    return type(v) is str and v in mapping
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) in (int, float)
+
+
+def _is_sha(v: Any) -> bool:
+    return type(v) is str and len(v) == 64 and set(v) <= _HEX64
+
+
+def _shape(v: Any) -> tuple[int, ...] | None:
+    if type(v) is list and len(v) <= 32 and all(_is_int(s) and 0 <= s < 2**62 for s in v):
+        return tuple(v)
+    return None
+
+
+def _check_document(meta: Any, where: Path, limits: Limits) -> dict[str, dict]:
+    """Check every field the loader reads, for type and range; returns the checked views."""
+    def fail(field: str, problem: str) -> RegistryError:
+        return _error(where, f"{field}: {problem}")
+
     if not isinstance(meta, dict) or any(k not in meta for k in _REQUIRED):
         missing = [k for k in _REQUIRED if not isinstance(meta, dict) or k not in meta]
-        raise RegistryError(f"{where}: not a model metadata document (missing {missing})")
+        raise _error(where, f"not a model metadata document (missing {missing})")
     fv = meta["format_version"]
-    if not isinstance(fv, int) or fv < 1:
-        raise RegistryError(f"{where}: invalid format_version {fv!r}")
+    if not _is_int(fv) or fv < 1:
+        raise _error(where, f"invalid format_version {fv!r:.40}")
     if fv > FORMAT_VERSION:
-        raise RegistryError(f"{where}: format_version {fv} is newer than this scaleml_dask reads "
-                            f"({FORMAT_VERSION}); upgrade scaleml_dask to load it")
-    if meta["class"] not in CLASSES:
-        raise RegistryError(f"{where}: unknown model class {meta['class']!r}")
-    try:
-        arrays = _read_files(path, meta)
-    except (AttributeError, KeyError, TypeError) as exc:  # fields of the wrong type or shape
-        raise RegistryError(f"{where}: malformed metadata ({type(exc).__name__}: {exc})") from None
-    _check_declared_width(meta, arrays, where)
-    return meta, arrays
+        raise _error(where, f"format_version {fv} is newer than this scaleml_dask reads ({FORMAT_VERSION}); "
+                            "upgrade scaleml_dask to load it")
+    if "content_sha256" in meta or fv >= 2:
+        if meta.get("content_sha256") != content_sha256(meta):
+            raise _error(where, "content checksum mismatch (corrupted or edited)")
+    if not _key_of(meta["class"], _loadable.CLASSES):
+        raise _error(where, f"unknown model class {meta['class']!r:.80}")
+    d = meta.get("n_features")
+    if d is not None and not (_is_int(d) and 1 <= d < 2**31):
+        raise fail("n_features", f"must be a positive integer or null; got {d!r:.40}")
+    names = meta.get("feature_names")
+    if names is not None and not (type(names) is list and all(type(n) is str for n in names)
+                                  and len(names) == d):
+        raise fail("feature_names", f"must be null or {d} strings")
+    outputs = meta.get("outputs", [])
+    if type(outputs) is not list or not all(_key_of(o, _outputs.METHODS) for o in outputs) \
+            or len(set(outputs)) != len(outputs):
+        raise fail("outputs", f"must be distinct names among {list(_outputs.METHODS)}; got {outputs!r:.80}")
+    dtypes = meta.get("dtypes", {})
+    if type(dtypes) is not dict or not all(type(v) is str for v in dtypes.values()):
+        raise fail("dtypes", "must map names to dtype strings")
+    _check_training(meta.get("training"), d, fail)
+    compression = meta.get("compression")
+    if compression is not None and not (type(compression) is dict
+                                        and all(v in ("int8", "float16") for v in compression.values())):
+        raise fail("compression", "must be null or map arrays to 'int8' / 'float16'")
+    files = meta["files"]
+    if type(files) is not dict or not files:
+        raise fail("files", "must map file names to {sha256, bytes}")
+    for fname, info in files.items():
+        if not (0 < len(fname) <= 128 and set(fname) <= _FILE_CHARS and fname[0] != "."
+                and fname != METADATA):
+            raise fail("files", f"{fname!r:.80} is not a file name inside the version directory")
+        if type(info) is not dict or not _is_sha(info.get("sha256")) or not _is_int(info.get("bytes")) \
+                or not 0 <= info["bytes"] <= limits.registry_array_bytes + 2**20:
+            raise fail(f"files.{fname}", "must be {sha256: 64 hex digits, bytes: a size within the limit}")
+    return _check_arrays(meta, files, fail, limits)
 
 
-def _read_files(path: Path, meta: dict) -> dict[str, np.ndarray]:
-    where = path / METADATA
-    for fname, info in meta["files"].items():
-        fpath = path / fname
-        if Path(fname).name != fname:
-            raise RegistryError(f"{where}: file name {fname!r} is not inside the version directory")
-        try:
-            raw = fpath.read_bytes()
-        except FileNotFoundError:
-            raise RegistryError(f"{fpath}: missing") from None
-        if len(raw) != info.get("bytes"):
-            raise RegistryError(f"{fpath}: {len(raw)} bytes, expected {info.get('bytes')} (truncated or altered)")
-        if hashlib.sha256(raw).hexdigest() != info.get("sha256"):
-            raise RegistryError(f"{fpath}: sha256 checksum mismatch (corrupted or tampered with)")
-    return _read_arrays(path, meta)
+def _check_training(training: Any, d: Any, fail: Any) -> None:
+    if training is None:
+        return
+    if type(training) is not dict:
+        raise fail("training", "must be null or an object")
+    for key in ("feature_mean", "feature_std"):
+        v = training.get(key)
+        if v is not None and not (type(v) is list and len(v) == d and all(_is_number(x) for x in v)):
+            raise fail(f"training.{key}", f"must be null or {d} numbers")
+    for key in ("prediction_mean", "prediction_std"):
+        if training.get(key) is not None and not _is_number(training[key]):
+            raise fail(f"training.{key}", "must be null or a number")
+    n = training.get("n_samples")
+    if n is not None and not (_is_int(n) and n >= 0):
+        raise fail("training.n_samples", "must be null or a count")
+    if training.get("data") is not None and type(training["data"]) is not str:
+        raise fail("training.data", "must be null or a string")
 
 
-def _read_arrays(path: Path, meta: dict) -> dict[str, np.ndarray]:
+def _check_arrays(meta: dict, files: dict, fail: Any, limits: Limits) -> dict[str, dict]:
+    """Check the declared arrays and views: names, files, dtypes, shapes, total size, view bounds."""
+    arrays, views = meta["arrays"], meta.get("views", {})
+    if type(arrays) is not dict or type(views) is not dict:
+        raise fail("arrays" if type(arrays) is not dict else "views", "must be an object")
+    if len(arrays) + len(views) > limits.registry_arrays:
+        raise fail("arrays", f"{len(arrays) + len(views)} arrays and views; the limit is {limits.registry_arrays}")
+    total = 0
+    for name, info in arrays.items():
+        if not 0 < len(name) <= 256 or "\0" in name or "/" in name:
+            raise fail("arrays", f"{name!r:.80} is not an array name")
+        if type(info) is not dict:
+            raise fail(f"arrays.{name}", "must be an object")
+        if not _key_of(info.get("file"), files):
+            raise fail(f"arrays.{name}", f"is in {info.get('file')!r:.80}, which has no checksum")
+        dt, shape = _loadable.dtype(info.get("dtype")), _shape(info.get("shape"))
+        if dt is None or shape is None:
+            raise fail(f"arrays.{name}", f"dtype {info.get('dtype')!r:.40} and shape {info.get('shape')!r:.80} "
+                                         "must be a plain scalar dtype and a list of sizes")
+        if not _is_sha(info.get("sha256")):
+            raise fail(f"arrays.{name}", "sha256 must be 64 hex digits")
+        total += math.prod(shape) * dt.itemsize
+        decode = info.get("decode")
+        if decode is not None and not (
+                type(decode) is dict and decode.get("dtype") in ("int8", "float16")
+                and all(decode.get(k) is None or _key_of(decode[k], arrays) for k in ("scale", "tail"))):
+            raise fail(f"arrays.{name}.decode", "must be {dtype: int8 | float16, scale, tail: stored arrays}")
+    checked = {}
+    for name, info in views.items():
+        if name in arrays or type(info) is not dict or not _key_of(info.get("of"), arrays) \
+                or "decode" in arrays[info["of"]]:
+            raise fail(f"views.{name}", "must be a view of a stored (not compressed) array")
+        owner = arrays[info["of"]]
+        dt, shape, strides = _loadable.dtype(info.get("dtype")), _shape(info.get("shape")), info.get("strides")
+        offset = info.get("offset")
+        if dt is None or shape is None or type(strides) is not list or len(strides) != len(shape) \
+                or not all(_is_int(s) and abs(s) < 2**62 for s in strides) or not _is_int(offset) \
+                or offset < 0 or offset % dt.itemsize or any(s % dt.itemsize for s in strides):
+            raise fail(f"views.{name}", "needs a plain scalar dtype, a shape, aligned strides and offset")
+        size = math.prod(_shape(owner["shape"])) * _loadable.dtype(owner["dtype"]).itemsize
+        if math.prod(shape):
+            lo = offset + sum(min(0, s * (n - 1)) for s, n in zip(strides, shape))
+            hi = offset + sum(max(0, s * (n - 1)) for s, n in zip(strides, shape)) + dt.itemsize
+        else:
+            lo = hi = offset
+        if lo < 0 or hi > size:
+            raise fail(f"views.{name}", f"bytes {lo}-{hi} lie outside its array {info['of']!r} of {size} bytes")
+        total += math.prod(shape) * dt.itemsize
+        checked[name] = {"of": info["of"], "offset": offset, "shape": shape, "strides": tuple(strides), "dtype": dt}
+    if total > limits.registry_array_bytes:
+        raise fail("arrays", f"declare {total} bytes; the limit is {limits.registry_array_bytes}")
+    return checked
+
+
+def _read_arrays(path: Path, meta: dict, limits: Limits) -> dict[str, np.ndarray]:
     by_file: dict[str, list[str]] = {}
     for name, info in meta["arrays"].items():
-        by_file.setdefault(info.get("file"), []).append(name)
+        by_file.setdefault(info["file"], []).append(name)
     arrays: dict[str, np.ndarray] = {}
-    for fname, names in by_file.items():
-        fpath = path / str(fname)
-        if fname not in meta["files"]:
-            raise RegistryError(f"{path / METADATA}: arrays {names} are in {fname!r}, which has no checksum")
+    for fname, info in meta["files"].items():
+        fpath = path / fname
+        raw = _read_file(fpath, limits.registry_array_bytes + 2**20, expected=info["bytes"])
+        if hashlib.sha256(raw).hexdigest() != info["sha256"]:
+            raise _error(fpath, "sha256 checksum mismatch (corrupted or tampered with)")
+        wanted = {n: (_loadable.dtype(meta["arrays"][n]["dtype"]), tuple(meta["arrays"][n]["shape"]))
+                  for n in by_file.get(fname, [])}
         try:
-            with np.load(fpath, allow_pickle=False) as z:
-                missing = sorted(set(names) - set(z.files))
-                if missing:
-                    raise RegistryError(f"{fpath}: arrays {missing} are missing")
-                loaded = {n: z[n] for n in names}
-        except RegistryError:
-            raise
-        except Exception as exc:  # zip / format / pickle refusals: all mean a bad file
-            raise RegistryError(f"{fpath}: cannot be read as .npz without pickle: {exc}") from None
+            loaded = _npz.read(raw, wanted)
+        except ValueError as exc:
+            raise _error(fpath, str(exc)) from None
         for n, a in loaded.items():
-            info = meta["arrays"][n]
-            if list(a.shape) != list(info.get("shape", [])) or a.dtype.str != info.get("dtype"):
-                raise RegistryError(f"{fpath}: array {n!r} is {a.dtype.str} {list(a.shape)}, metadata says "
-                                    f"{info.get('dtype')} {info.get('shape')}")
-            if _sha256(a) != info.get("sha256"):
-                raise RegistryError(f"{fpath}: array {n!r} fails its sha256 checksum")
+            if _sha256(a) != meta["arrays"][n]["sha256"]:
+                raise _error(fpath, f"array {n!r} fails its sha256 checksum")
         arrays.update(loaded)
     for name, info in meta["arrays"].items():
         if "decode" in info:
@@ -570,15 +777,31 @@ def _read_arrays(path: Path, meta: dict) -> dict[str, np.ndarray]:
 
 
 def _decompress(arrays: dict[str, np.ndarray], name: str, decode: dict, where: Path) -> np.ndarray:
+    """The float64 array that ``name`` stores compressed: int8 times its scale, or float16; then its tail."""
+    head, scale, tail = arrays[name], decode.get("scale"), decode.get("tail")
+    kind = decode["dtype"]
+    problem = None
+    if head.ndim < 1 or head.dtype.kind != ("i" if kind == "int8" else "f") or head.dtype.itemsize != (
+            1 if kind == "int8" else 2):
+        problem = f"is {head.dtype.str}{list(head.shape)}, not {kind} rows"
+    elif kind == "int8" and (scale is None or arrays[scale].dtype != np.float64
+                             or not _broadcasts_onto(arrays[scale], head)):
+        problem = "needs a float64 scale that broadcasts over its rows"
+    elif tail is not None and (arrays[tail].dtype != np.float64 or arrays[tail].shape[1:] != head.shape[1:]):
+        problem = f"has a tail {arrays[tail].dtype.str}{list(arrays[tail].shape)} unlike its rows"
+    if problem:
+        raise _error(where, f"cannot decompress array {name!r}: it {problem}")
+    out = head.astype(np.float64)
+    if kind == "int8":
+        out *= arrays[scale]
+    return np.concatenate([out, arrays[tail]]) if tail is not None else out
+
+
+def _broadcasts_onto(scale: np.ndarray, head: np.ndarray) -> bool:
     try:
-        head = arrays[name].astype(np.float64)
-        if decode["dtype"] == "int8":
-            head = head * arrays[decode["scale"]]
-        elif decode["dtype"] != "float16":
-            raise ValueError(f"unknown dtype {decode['dtype']!r}")
-        return np.concatenate([head, arrays[decode["tail"]]]) if decode["tail"] else head
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RegistryError(f"{where}: cannot decompress array {name!r}: {exc}") from None
+        return np.broadcast_shapes(head.shape, scale.shape) == head.shape
+    except ValueError:
+        return False
 
 
 def _check_declared_width(meta: dict, arrays: dict[str, np.ndarray], where: Path) -> None:
@@ -586,7 +809,65 @@ def _check_declared_width(meta: dict, arrays: dict[str, np.ndarray], where: Path
     for name in _WIDTH_ATTRS:
         a = arrays.get(name)
         if d is not None and a is not None and a.ndim and a.shape[-1] != d:
-            raise RegistryError(f"{where}: n_features is {d} but array {name!r} has {a.shape[-1]} features")
+            raise _error(where, f"n_features is {d} but array {name!r} has {a.shape[-1]} features")
+
+
+def _rebuild(meta: dict, arrays: dict[str, np.ndarray], views: dict[str, dict], where: Path, limits: Limits) -> Any:
+    """The model of a checked document: parameters validated by the class, state checked by the class, each
+    declared output computed on a probe row."""
+    cls = _loadable.resolve(meta["class"])
+    decoder = _Decoder(arrays, views, where, limits.registry_depth)
+    params = decoder.decode(meta["params"], "params")
+    if not isinstance(params, dict) or not all(type(k) is str for k in params):
+        raise _error(where, "params must map parameter names to values")
+    known = {p for p in inspect.signature(cls.__init__).parameters if p != "self"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise _error(where, f"params {unknown[:5]} are not parameters of {meta['class']}")
+    model = cls(**params)
+    try:
+        model._validate_params()
+    except (ValueError, TypeError) as exc:
+        raise _error(where, f"params: {exc}") from None
+    state = decoder.decode(meta["state"], "state")
+    if not isinstance(state, dict):
+        raise _error(where, "state must be a mapping")
+    for key in state:
+        if not (type(key) is str and key.isidentifier() and not keyword.iskeyword(key) and not key.startswith("__")
+                and key not in known and _plain_attribute(cls, key)):
+            raise _error(where, f"state: {key!r:.80} is not a fitted attribute of {meta['class']}")
+    model.__dict__.update(state)
+    _check_width(model, meta.get("n_features"), where)
+    check = getattr(model, "_check_restored_state", None)
+    problem = check() if check is not None else None
+    if problem:
+        raise _error(where, problem)
+    _check_outputs(model, meta, where)
+    return model
+
+
+def _plain_attribute(cls: type, key: str) -> bool:
+    """Whether an instance attribute ``key`` would shadow nothing of ``cls`` but plain class data."""
+    found = inspect.getattr_static(cls, key, None)
+    return found is None or not (callable(found) or hasattr(found, "__get__"))
+
+
+def _check_outputs(model: Any, meta: dict, where: Path) -> None:
+    """The rebuilt model computes exactly the declared outputs, each one row per probe row."""
+    declared = list(meta.get("outputs") or [])
+    d = meta.get("n_features")
+    if d is None:
+        if declared:
+            raise _error(where, f"outputs {declared} declared without n_features")
+        return
+    computed = _outputs.output_names(model)
+    if computed != declared:
+        raise _error(where, f"outputs {declared} declared; the model computes {computed}")
+    probe = np.zeros((1, d))
+    for name in declared:
+        a = _outputs.apply(model, name, probe)
+        if a.ndim not in (1, 2) or a.shape[0] != 1 or a.dtype.kind not in "biuf":
+            raise _error(where, f"output {name!r} gives {a.dtype}{list(a.shape)} on one row")
 
 
 def _check_width(model: Any, d: Any, where: Path) -> None:
@@ -594,110 +875,122 @@ def _check_width(model: Any, d: Any, where: Path) -> None:
         return
     got = getattr(model, "n_features_in_", None)
     if got != d:
-        raise RegistryError(f"{where}: n_features is {d} but the model's state has {got} features")
+        raise _error(where, f"n_features is {d} but the model's state has {got!r:.40} features")
     for name in _WIDTH_ATTRS:
         a = getattr(model, name, None)
         if isinstance(a, np.ndarray) and a.ndim and a.shape[-1] != d:
-            raise RegistryError(f"{where}: n_features is {d} but {name} has {a.shape[-1]} features")
+            raise _error(where, f"n_features is {d} but {name} has {a.shape[-1]} features")
 
 
-def _import_class(name: str) -> type:
-    module, attr = name.rsplit(".", 1)
-    return getattr(importlib.import_module(module), attr)
-
-
-def _resolve_class(name: str, where: Path) -> type:
-    try:
-        return _import_class(name)
-    except (ImportError, AttributeError) as exc:
-        raise RegistryError(f"{where}: class {name!r} is not available: {exc}") from None
+#: tag -> the other keys its object holds
+_TAGS = {"$float": (), "$tuple": (), "$dict": (), "$array": (), "$dtype": (), "$scalar": ("value",),
+         "$generator": ("state",), "$dataclass": ("fields",)}
+_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 class _Decoder:
-    """The inverse of ``_Encoder``: tagged JSON back to values, arrays from the verified ``.npz``."""
+    """The inverse of ``_Encoder``: tagged JSON back to values, arrays from the verified ``.npz``, views checked
+    to lie inside their array (``_check_arrays``); every tag's body checked for its type first."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], views: dict[str, dict], where: Path) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], views: dict[str, dict], where: Path, depth: int) -> None:
         self.arrays = dict(arrays)
         self.views = views
         self.where = where
+        self.depth = depth
 
     def fail(self, path: str, problem: str) -> RegistryError:
-        return RegistryError(f"{self.where}: {path}: {problem}")
+        return _error(self.where, f"{path}: {problem}")
 
-    def decode(self, value: Any, path: str) -> Any:
-        if value is None or isinstance(value, (bool, int, float, str)):
+    def decode(self, value: Any, path: str, depth: int = 0) -> Any:
+        if depth > self.depth:
+            raise self.fail(path, "nested too deeply")
+        if value is None or type(value) in (bool, int, float, str):
             return value
-        if isinstance(value, list):
-            return [self.decode(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        if not isinstance(value, dict) or len(value) == 0:
-            raise self.fail(path, f"unexpected value {value!r}")
-        tag = next(iter(value))
-        body = value[tag]
-        try:
-            if tag == "$float":
-                return float({"nan": "nan", "inf": "inf", "-inf": "-inf"}[body])
-            if tag == "$tuple":
-                return tuple(self.decode(v, f"{path}[{i}]") for i, v in enumerate(body))
-            if tag == "$dict":
-                return {_hashable(self.decode(k, path)): self.decode(v, f"{path}.{k}") for k, v in body}
-            if tag == "$array":
-                return self._array(body, path)
-            if tag == "$scalar":
-                dtype = np.dtype(body)
-                if dtype.kind not in _SCALAR_KINDS:
-                    raise ValueError(f"dtype {body}")
-                return dtype.type(self.decode(value["value"], path))
+        if type(value) is list:
+            return [self.decode(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+        tag = next(iter(value), None) if type(value) is dict else None
+        if tag not in _TAGS or set(value) != {tag, *_TAGS[tag]}:
+            raise self.fail(path, f"not a value the registry writes: {value!r:.80}" if tag is None or tag in _TAGS
+                            else f"unknown tag {tag!r:.40}")
+        body, depth = value[tag], depth + 1
+        if tag == "$float":
+            if not _key_of(body, _FLOATS):
+                raise self.fail(path, f"$float must be one of {list(_FLOATS)}")
+            return _FLOATS[body]
+        if tag in ("$tuple", "$dict") and type(body) is not list:
+            raise self.fail(path, f"{tag} must hold a list")
+        if tag == "$tuple":
+            return tuple(self.decode(v, f"{path}[{i}]", depth) for i, v in enumerate(body))
+        if tag == "$dict":
+            return self._dict(body, path, depth)
+        if tag == "$array":
+            return self._array(body, path)
+        if tag in ("$scalar", "$dtype"):
+            dtype = _loadable.dtype(body)
+            if dtype is None:
+                raise self.fail(path, f"{tag} {body!r:.40} is not a plain scalar dtype")
             if tag == "$dtype":
-                dtype = np.dtype(body)
-                if dtype.kind not in _SCALAR_KINDS:
-                    raise ValueError(f"dtype {body}")
                 return dtype
-            if tag == "$generator":
-                if body not in _BIT_GENERATORS:
-                    raise ValueError(f"bit generator {body!r}")
-                rng = np.random.Generator(getattr(np.random, body)())
-                rng.bit_generator.state = self.decode(value["state"], path)
-                return rng
-            if tag == "$dataclass":
-                return self._dataclass(body, value["fields"], path)
-        except RegistryError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError, ImportError) as exc:
-            raise self.fail(path, f"cannot decode {tag}: {exc}") from None
-        raise self.fail(path, f"unknown tag {tag!r}")
+            v = value["value"]
+            if type(v) not in (bool, int, float, str) and not isinstance(v, dict):
+                raise self.fail(path, "$scalar value must be a number or a string")
+            try:
+                return dtype.type(self.decode(v, path, depth))
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise self.fail(path, f"$scalar {body}: {exc}") from None
+        if tag == "$generator":
+            return self._generator(body, value["state"], path, depth)
+        return self._dataclass(body, value["fields"], path, depth)
 
-    def _array(self, name: str, path: str) -> np.ndarray:
+    def _dict(self, body: list, path: str, depth: int) -> dict:
+        out = {}
+        for i, item in enumerate(body):
+            if type(item) is not list or len(item) != 2:
+                raise self.fail(path, f"$dict entry {i} is not a [key, value] pair")
+            key = _hashable(self.decode(item[0], f"{path} key {i}", depth))
+            try:
+                hash(key)
+            except TypeError:
+                raise self.fail(path, f"$dict key {i} is not hashable") from None
+            out[key] = self.decode(item[1], f"{path}.{key!s:.40}", depth)
+        return out
+
+    def _array(self, name: Any, path: str) -> np.ndarray:
+        if type(name) is not str:
+            raise self.fail(path, "$array must name an array")
         if name in self.arrays:
             return self.arrays[name]
-        info = self.views.get(name)
+        info = self.views.get(name)  # (a str: checked above)
         if info is None:
-            raise self.fail(path, f"array {name!r} is neither stored nor a view")
-        owner = self._array(info["of"], path) if info["of"] != name else None
-        if owner is None or not owner.flags.c_contiguous:
-            raise self.fail(path, f"view {name!r} has no contiguous stored array {info['of']!r}")
-        a = np.ndarray(tuple(info["shape"]), np.dtype(info["dtype"]), buffer=owner, offset=int(info["offset"]),
-                       strides=tuple(info["strides"]))
+            raise self.fail(path, f"array {name!r:.80} is neither stored nor a view")
+        owner = self.arrays[info["of"]]  # stored, C-contiguous, and the view inside it (checked)
+        a = np.ndarray(info["shape"], info["dtype"], buffer=owner, offset=info["offset"], strides=info["strides"])
         self.arrays[name] = a
         return a
 
-    def _dataclass(self, name: str, fields: dict, path: str) -> Any:
-        module, _, qualname = name.partition(":")
-        if module.split(".")[0] != "scaleml_dask":
-            raise self.fail(path, f"dataclass {name!r} is not from scaleml_dask")
-        cls: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
-            raise self.fail(path, f"{name!r} is not a dataclass")
+    def _generator(self, body: Any, state: Any, path: str, depth: int) -> np.random.Generator:
+        if type(body) is not str or body not in _loadable.BIT_GENERATORS:
+            raise self.fail(path, f"bit generator {body!r:.40} is not one of {list(_loadable.BIT_GENERATORS)}")
+        rng = np.random.Generator(getattr(np.random, body)())
+        decoded = self.decode(state, f"{path}.state", depth)
+        try:
+            rng.bit_generator.state = decoded
+        except Exception as exc:  # noqa: BLE001 - numpy validates the state it is given, with various errors
+            raise self.fail(path, f"invalid {body} state: {type(exc).__name__}: {str(exc)[:100]}") from None
+        return rng
+
+    def _dataclass(self, name: Any, fields: Any, path: str, depth: int) -> Any:
+        cls = _loadable.resolve_dataclass(name)
+        if cls is None:
+            raise self.fail(path, f"dataclass {name!r:.80} is not one of {list(_loadable.DATACLASSES)}")
         expected = {f.name for f in dataclasses.fields(cls)}
-        if set(fields) != expected:
-            raise self.fail(path, f"fields {sorted(fields)} do not match {name} ({sorted(expected)})")
+        if type(fields) is not dict or set(fields) != expected:
+            raise self.fail(path, f"fields must be exactly {sorted(expected)}")
         obj = cls.__new__(cls)
         for key, v in fields.items():
-            object.__setattr__(obj, key, self.decode(v, f"{path}.{key}"))
+            object.__setattr__(obj, key, self.decode(v, f"{path}.{key}", depth))
         return obj
 
 
 def _hashable(key: Any) -> Any:
     return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
-

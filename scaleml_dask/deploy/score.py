@@ -35,11 +35,12 @@ from . import outputs as _outputs
 
 
 def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = None, progress: bool = False,
-          codec: str | None = None, transform: bool = True) -> Path:
+          codec: str | None = None, transform: bool = True, overwrite: bool = False) -> Path:
     """Score ``dataset`` (catalog name, path, xarray, dask or numpy) with ``model`` (or a registry directory)
     chunk by chunk on ``client`` (default: the current dask.distributed client, else the local scheduler);
     write the outputs to ``out`` atomically and return its path. ``progress`` shows a progress bar;
-    ``transform=False`` leaves out the ``transform`` output (components, a clusterer's distances)."""
+    ``transform=False`` leaves out the ``transform`` output (components, a clusterer's distances). A dataset
+    already at ``out`` is replaced only with ``overwrite=True``, and only if written here."""
     import dask
 
     from ..io.store import DatasetWriter
@@ -70,6 +71,7 @@ def score(model: Any, dataset: Any, out: str | os.PathLike, *, client: Any = Non
     attrs = {"outputs": {"X": plan[0], "y": plan[1]}, "model": model_class, "source": source}
     with DatasetWriter(out, probe[0].shape[1], n_samples=X.shape[0], chunk_rows=rows, dtype=np.float64,
                        y_dtype=None if plan[1] is None else probe[1].dtype, attrs=attrs, codec=codec,
+                       overwrite=overwrite,
                        feature_names=_columns(model, plan[0], probe[0].shape[1])) as w:
         counts = map_row_chunks(score_block, X, model=model, plan=plan, tmp_path=str(w.tmp_path),
                                 chunk_rows=rows)  # each task reads, scores and writes its chunk

@@ -6,16 +6,24 @@ routes (A/B) to the verified models of :mod:`._models`; tensors are converted by
 batching sits in front of a model (:mod:`._batching`), drift is watched by :mod:`.monitor`. A plain ASGI
 callable rather than Starlette: measured faster for the same dataplane (``benchmarks/README.md``).
 
-Security defaults: 127.0.0.1, optional bearer token (``401`` on every route but health), body and row limits
-checked before parsing, models loaded only from JSON + ``.npz`` (never pickle).
+Security defaults: 127.0.0.1; a bearer token (``401`` on every route but health) from a file or the environment,
+compared as bytes, and required to bind anything but loopback (unless ``insecure``); every bound of
+:mod:`.limits` checked before the work it bounds (body and header bytes before parsing, rows before decoding,
+the response's size before the model runs); deadlines for headers, body and idle connections; a bounded
+number of connections; model calls in a bounded pool of threads off the event loop (503 with ``Retry-After``
+when its queue is full); models loaded only from JSON + ``.npz`` (never pickle); error messages that name no
+server path. Liveness fails when the app cannot serve (its watcher stopped, or every inference thread is stuck).
+Metrics may have a port of their own (``metrics_port``: ``/metrics`` only, without the token, for a scraper).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -23,19 +31,35 @@ from typing import Any
 
 from . import _codecs as codecs
 from ._dataplane import DataPlane, Experiment
-from ._errors import MethodNotAllowed, NotFound, ServingError, TooLarge, Unauthorized, status_of
+from ._errors import (
+    MethodNotAllowed,
+    NotFound,
+    RequestTimeout,
+    ServingError,
+    TooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    headers_of,
+    status_of,
+)
 from ._metrics import CONTENT_TYPE, Metrics
 from ._models import ModelRegistry
+from ._workers import InferencePool
+from .limits import DEFAULT, Limits
 
 log = logging.getLogger("scaleml_dask.serve")
 
 HEALTH_ROUTES = frozenset({"/v2/health/live", "/v2/health/ready", "/healthz"})
-DEFAULT_MAX_ROWS = 10_000
-DEFAULT_MAX_BODY_BYTES = 8 * 2**20
+DEFAULT_MAX_ROWS = DEFAULT.max_rows
+DEFAULT_MAX_BODY_BYTES = DEFAULT.max_body_bytes
+#: The environment variable a token may come from.
+TOKEN_ENV = "SCALEML_TOKEN"
 _JSON = [(b"content-type", b"application/json")]
+#: The endpoints whose responses are models' answers, bounded by ``Limits.max_response_bytes``.
+_ANSWERS = frozenset({"infer", "v1_predict"})
 _NO_MODEL = ("", "", "")
 #: The request headers the server reads (ASGI gives names in lower case).
-_WANTED = frozenset({b"authorization", b"content-length", b"x-variant", b"x-routing-key"})
+_WANTED = frozenset({b"authorization", b"content-length", b"content-encoding", b"x-variant", b"x-routing-key"})
 
 
 def parse_ab(spec: str) -> list[tuple[Path, float]]:
@@ -71,20 +95,41 @@ class Request:
     def json(self) -> Any:
         return codecs.loads(self.body)
 
+    @property
+    def booleans(self) -> bool:
+        """Whether the body may hold a JSON true / false (a fast scan of the bytes; then the values are checked)."""
+        return b"true" in self.body or b"false" in self.body
+
+
+def _as_token(token: str | bytes | None) -> bytes | None:
+    if token is None or token in ("", b""):
+        return None
+    return token if isinstance(token, bytes) else token.encode("utf-8")
+
 
 class App:
     """The ASGI application: ``uvicorn.run(App(...))``; models load and reload in the background."""
 
-    def __init__(self, dataplane: DataPlane, metrics: Metrics, *, token: str | None = None,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, reload_interval: float = 1.0) -> None:
+    def __init__(self, dataplane: DataPlane, metrics: Metrics, *, token: str | bytes | None = None,
+                 limits: Limits = DEFAULT, reload_interval: float = 1.0, metrics_port: int | None = None) -> None:
         self.dataplane = dataplane
         self.registry = dataplane.registry
         self.metrics = metrics
-        self.token = token.encode() if token else None
-        self.max_body_bytes = int(max_body_bytes)
+        self.token = _as_token(token)
+        self.limits = limits
         self.reload_interval = float(reload_interval)
+        self.metrics_port = metrics_port  # set by serve() once bound: /metrics is served there, and only there
         self._watcher: asyncio.Task | None = None
         self._in_flight: dict[str, Any] = {}
+
+    def problem(self) -> str | None:
+        """Why the app cannot serve (liveness fails), or None."""
+        if self._watcher is not None and self._watcher.done():
+            return "the model watcher stopped"
+        stuck = self.dataplane.pool.stuck(self.limits.stuck_after)
+        if stuck is not None:
+            return f"every inference thread has been busy on one model call for {stuck:.0f} s"
+        return None
 
     # --- ASGI ----------------------------------------------------------------------------------------
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -113,6 +158,7 @@ class App:
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
+        self.dataplane.pool.close()
 
     async def _watch(self) -> None:
         while True:
@@ -126,19 +172,25 @@ class App:
     async def _http(self, scope: dict, receive: Callable, send: Callable) -> None:
         start = time.perf_counter()
         path, method = scope["path"], scope["method"]
+        on_metrics_port = self.metrics_port is not None and (scope.get("server") or (None, None))[1] == \
+            self.metrics_port
         endpoint, handler, args, methods = _route(path)
+        elsewhere = endpoint == "metrics" and not on_metrics_port and self.metrics_port is not None
+        if (endpoint == "metrics") != on_metrics_port and self.metrics_port is not None:
+            endpoint, handler = "unknown", None  # each port serves its own routes only
         gauge = self._in_flight.get(endpoint)
         if gauge is None:
             gauge = self._in_flight[endpoint] = self.metrics.in_flight.labels(endpoint)
         gauge.inc()
-        labels, extra = _NO_MODEL, None
+        labels, extra = _NO_MODEL, []
         try:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED}
             if handler is None:
-                raise NotFound(f"no route {method} {path}")
+                raise NotFound(f"no route {method} {path[:200]}" + (
+                    f" (metrics are served on port {self.metrics_port})" if elsewhere else ""))
             if method not in methods:
-                raise MethodNotAllowed(f"{path} takes {', '.join(sorted(methods))}, not {method}")
-            if self.token is not None and path not in HEALTH_ROUTES:
+                raise MethodNotAllowed(f"{path[:200]} takes {', '.join(sorted(methods))}, not {method}")
+            if self.token is not None and path not in HEALTH_ROUTES and not on_metrics_port:
                 self._check_token(headers)
             body = await self._body(headers, receive) if method == "POST" else b""
             status, payload, model = await handler(self, Request(args, headers, body))
@@ -149,18 +201,22 @@ class App:
             model = getattr(exc, "model", None)
             if model is not None:
                 labels, extra = model.labels, [(b"x-variant", model.variant.encode())]
-            if isinstance(exc, Unauthorized):
-                extra = [(b"www-authenticate", b"Bearer")]
+            extra = [*extra, *headers_of(exc)]
         except asyncio.CancelledError:  # the client went away
             gauge.dec()
             raise
         except Exception as exc:  # a bug, not bad input: logged, answered as JSON
-            log.exception("error answering %s %s", method, path)
+            log.exception("error answering %s %s", method, path[:200])
             status, payload = 500, {"error": f"internal error: {type(exc).__name__}"}
         if isinstance(payload, bytes):
             body_out, content = payload, [(b"content-type", CONTENT_TYPE.encode())]
         else:
             body_out, content = codecs.dumps(payload), _JSON
+        if status == 200 and endpoint in _ANSWERS and len(body_out) > self.limits.max_response_bytes:
+            # the estimate before the model ran missed (long ids, wide outputs): refused all the same
+            status = 413
+            body_out = codecs.dumps({"error": f"the response would be {len(body_out):,} bytes; the limit is "
+                                              f"{self.limits.max_response_bytes:,}"})
         head = [*content, (b"content-length", str(len(body_out)).encode())]
         if extra:
             head += extra
@@ -170,21 +226,29 @@ class App:
         self.metrics.observe((*labels, endpoint), status, time.perf_counter() - start)
 
     def _check_token(self, headers: dict[str, str]) -> None:
-        auth = headers.get("authorization", "")
-        scheme, _, given = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token):
+        """The bearer token, compared as bytes in constant time (a header is bytes: latin-1 gives them back)."""
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("latin-1"), self.token):
             raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)")
 
     async def _body(self, headers: dict[str, str], receive: Callable) -> bytes:
         """The request body, refused with 413 from Content-Length or as soon as the streamed bytes pass
-        the limit — before anything is parsed."""
-        limit = self.max_body_bytes
+        the limit — before anything is parsed — and with 408 when it does not arrive within the deadline."""
+        limit = self.limits.max_body_bytes
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise UnsupportedMediaType(f"Content-Encoding {encoding[:40]!r} is not read; send the JSON as it is")
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise TooLarge(f"request body of {declared} bytes; the limit is {limit}")
+        deadline = asyncio.get_running_loop().time() + self.limits.body_timeout
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(f"request body not received within {self.limits.body_timeout:g} s") from None
             if message["type"] == "http.disconnect":
                 raise asyncio.CancelledError
             chunk = message.get("body", b"")
@@ -201,13 +265,21 @@ Handler = Callable[[App, Request], Awaitable[tuple[int, Any, Any]]]
 
 
 async def _live(app: App, req: Request) -> tuple:
+    problem = app.problem()
+    if problem is not None:
+        return 503, {"live": False, "error": problem}, None
     return 200, {"live": True}, None
 
 
 async def _ready(app: App, req: Request) -> tuple:
+    states = {n: app.registry.state(n) for n in app.registry.names()}
+    unavailable = {n: reason for n, (state, reason) in states.items() if state == "UNAVAILABLE"}
     if app.registry.ready():
-        return 200, {"ready": True}, None
-    waiting = [n for n in app.registry.names() if n not in {m.name for m in app.registry.served()}]
+        body = {"ready": True}
+        if unavailable:  # settled, but not served: reported, not blocking the others
+            body["unavailable"] = unavailable
+        return 200, body, None
+    waiting = [n for n, (state, _) in states.items() if state == "LOADING"]
     return 503, {"ready": False, "error": f"models not loaded yet: {', '.join(waiting)}"}, None
 
 
@@ -226,7 +298,7 @@ async def _model_ready(app: App, req: Request) -> tuple:
 
 async def _infer(app: App, req: Request) -> tuple:
     name, version = req.args
-    response, model = await app.dataplane.infer(name, version, req.json(), req.headers)
+    response, model = await app.dataplane.infer(name, version, req.json(), req.headers, req.booleans)
     return 200, response, model
 
 
@@ -317,16 +389,18 @@ def _add_source(sources: dict[str, tuple[Path, str]], path: Path, variant: str |
 
 
 def make_app(directories: Sequence[str | os.PathLike], *, ab: str | Sequence[tuple[Path, float]] | None = None,
-             token: str | None = None, max_rows: int = DEFAULT_MAX_ROWS,
-             max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_batch_size: int | None = None,
-             max_batch_time_ms: float = 2.0, reload_interval: float = 1.0, monitor_chunk: int = 1024) -> App:
+             token: str | bytes | None = None, limits: Limits | None = None, max_rows: int | None = None,
+             max_body_bytes: int | None = None, max_batch_size: int | None = None, max_batch_time_ms: float = 2.0,
+             reload_interval: float = 1.0, monitor_chunk: int = 1024) -> App:
     """The server for registry ``directories`` (each served under its directory's name; a directory of
     registries serves each of them) and an optional A/B experiment ``ab`` (``"DIR_A=0.9,DIR_B=0.1"``: served
     under the first variant's name, each variant also under its own). Batching is off unless
-    ``max_batch_size`` is given. Raises ``ValueError`` naming a missing directory or a clash of names.
+    ``max_batch_size`` is given. ``limits`` bounds requests and model files (``max_rows`` and
+    ``max_body_bytes``, when given, replace its fields). Raises ``ValueError`` naming a missing directory or a
+    clash of names.
     """
-    for name, value, low in (("max_rows", max_rows, 1), ("max_body_bytes", max_body_bytes, 1),
-                             ("max_batch_size", 1 if max_batch_size is None else max_batch_size, 1),
+    limits = (limits or DEFAULT).replace(max_rows=max_rows, max_body_bytes=max_body_bytes)
+    for name, value, low in (("max_batch_size", 1 if max_batch_size is None else max_batch_size, 1),
                              ("max_batch_time_ms", max_batch_time_ms, 0),
                              ("reload_interval", reload_interval, 1e-3), ("monitor_chunk", monitor_chunk, 1)):
         if not value >= low:
@@ -346,30 +420,88 @@ def make_app(directories: Sequence[str | os.PathLike], *, ab: str | Sequence[tup
         if len(set(names)) != len(names):
             raise ValueError(f"--ab variants need distinct directory names; got {names}")
         experiments[names[0]] = Experiment(names[0], names, tuple(w for _, w in variants))
-    registry = ModelRegistry(sources, monitor_chunk=monitor_chunk)
-    dataplane = DataPlane(registry, experiments, max_rows=max_rows, max_batch_size=max_batch_size,
+    registry = ModelRegistry(sources, monitor_chunk=monitor_chunk, limits=limits)
+    metrics = Metrics(registry.served, lambda: registry.retiring)
+    pool = InferencePool(limits.inference_threads, limits.max_queue, on_waited=metrics.queue_wait.observe,
+                         on_rejected=metrics.rejected.inc)
+    metrics.queued.set_function(lambda: pool.waiting)
+    dataplane = DataPlane(registry, experiments, limits=limits, pool=pool, max_batch_size=max_batch_size,
                           max_batch_time=max_batch_time_ms / 1000.0)
-    metrics = Metrics(registry.served)
     registry.on_loaded = metrics.loaded
     registry.on_refused = lambda name, version, variant: metrics.loads.labels(name, version, variant,
                                                                                 "refused").inc()
     dataplane.on_batch = metrics.batch
-    return App(dataplane, metrics, token=token, max_body_bytes=max_body_bytes, reload_interval=reload_interval)
+    return App(dataplane, metrics, token=token, limits=limits, reload_interval=reload_interval)
+
+
+def read_token(token: str | None = None, token_file: str | os.PathLike | None = None) -> bytes | None:
+    """The bearer token: from ``token_file`` (its first line), else ``token``, else ``$SCALEML_TOKEN``; as bytes
+    (UTF-8). ``ValueError`` for an unreadable or empty token file."""
+    if token_file is not None:
+        try:
+            lines = Path(token_file).read_bytes().splitlines()
+        except OSError as exc:
+            raise ValueError(f"--token-file {token_file}: {exc.strerror or exc}") from None
+        if not lines or not lines[0].strip():
+            raise ValueError(f"--token-file {token_file}: empty")
+        return lines[0].strip()
+    return _as_token(token if token is not None else os.environ.get(TOKEN_ENV))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` exposes the server to this machine only.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0"), is_loopback("::")
+    (True, True, False, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    return socket.create_server(address[:2], family=family)
 
 
 def serve(directories: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", port: int = 8080,
-          log_level: str = "warning", **options: Any) -> None:
+          token: str | None = None, token_file: str | os.PathLike | None = None, insecure: bool = False,
+          metrics_port: int | None = None, limits: Limits | None = None, log_level: str = "warning",
+          **options: Any) -> None:
     """Serve ``directories`` with uvicorn (uvloop and httptools where installed) until interrupted.
 
-    ``options`` are those of :func:`make_app`; the token defaults to ``$SCALEML_TOKEN``.
+    ``options`` are those of :func:`make_app`. The token comes from ``token_file``, ``token`` or
+    ``$SCALEML_TOKEN`` (:func:`read_token`); without one, binding a host other than loopback is refused unless
+    ``insecure``. ``metrics_port`` serves ``/metrics`` there (without the token) instead of on ``port``.
     """
     import uvicorn
 
-    if options.get("token") is None:
-        options["token"] = os.environ.get("SCALEML_TOKEN") or None
-    app = make_app(directories, **options)
+    secret = read_token(token, token_file)
+    if secret is None and not insecure and not is_loopback(host):
+        raise ValueError(f"refusing to serve on {host} without a token: give --token-file FILE or ${TOKEN_ENV}, "
+                         "or --insecure to serve without authentication")
+    limits = (limits or DEFAULT).replace(max_rows=options.pop("max_rows", None),
+                                         max_body_bytes=options.pop("max_body_bytes", None))
+    app = make_app(directories, token=secret, limits=limits, **options)
+    sockets = [_listen(host, port)]
+    if metrics_port is not None:
+        sockets.append(_listen(host, metrics_port))
+        app.metrics_port = sockets[1].getsockname()[1]
+    try:
+        from ._protocol import guarded
+
+        http: Any = guarded(limits.header_timeout, limits.max_header_bytes)
+    except ImportError:  # no httptools (it comes with the serve extra): h11, without the header deadline
+        log.warning("httptools is not installed: request headers have no deadline")
+        http = "h11"
     names = ", ".join(app.registry.names())
-    print(f"scaleml serve: {names} on http://{host}:{port} (Open Inference Protocol V2 and V1; metrics at "
-          f"/metrics{'; bearer token required' if options['token'] else ''})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-                loop="auto", http="auto", server_header=False, date_header=False)
+    where = f"metrics on port {app.metrics_port}" if metrics_port is not None else "metrics at /metrics"
+    print(f"scaleml serve: {names} on http://{host}:{sockets[0].getsockname()[1]} (Open Inference Protocol V2 "
+          f"and V1; {where}; {'bearer token required' if secret else 'NO authentication'})", flush=True)
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", loop="auto", http=http,
+                            server_header=False, date_header=False, timeout_keep_alive=limits.idle_timeout,
+                            limit_concurrency=limits.max_connections)
+    uvicorn.Server(config).run(sockets=sockets)

@@ -34,6 +34,7 @@ from .sparse import is_sparse_group, sparse_dask_array, verify_sparse
 from .store import MANIFEST, IntegrityError
 from .synthetic import GENERATORS
 from .synthetic_text import TEXT_META, read_text_meta
+from .table import column_info, is_table, layout, open_layout_errors
 from .text import is_text_dataset, open_text
 
 CATALOG_ENV = "SCALEML_CATALOG"
@@ -249,10 +250,16 @@ def _open(path: str, label: str) -> xr.Dataset:
         group = zarr.open_group(path, mode="r")
     except Exception as exc:
         raise CatalogError(f"dataset {label!r}: cannot open {path} as zarr: {exc}") from exc
-    if "X" not in ds and "X" in group and is_sparse_group(group["X"]):  # a CSR matrix per row chunk
-        ds["X"] = xr.DataArray(sparse_dask_array(group["X"], label=label), dims=("sample", "feature"),
-                               attrs={"format": "csr", "nnz": int(group["X"].attrs["nnz"])})
-    _check(ds, label)
+    if is_table(ds):
+        problems = open_layout_errors(ds, label)
+        if problems:
+            raise ValueError(problems[0])
+        ds = ds[layout(ds)["columns"]]  # the file's column order
+    else:
+        if "X" not in ds and "X" in group and is_sparse_group(group["X"]):  # a CSR matrix per row chunk
+            ds["X"] = xr.DataArray(sparse_dask_array(group["X"], label=label), dims=("sample", "feature"),
+                                   attrs={"format": "csr", "nnz": int(group["X"].attrs["nnz"])})
+        _check(ds, label)
     for name in list(ds.data_vars):
         if name in group.array_keys() and _undecoded(ds[name], group[name]):
             ds[name] = ds[name].copy(data=dask_array(group[name], label=label, name=str(name)))
@@ -342,7 +349,8 @@ def _check(ds: xr.Dataset, label: str) -> None:
 
 
 def describe(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike | None = None) -> dict[str, Any]:
-    """A small JSON-able summary of a dataset: shape, chunks, dtype, size, attributes."""
+    """A small JSON-able summary of a dataset: shape, chunks, dtype, size, attributes, and each column's kind,
+    missing count and number of levels."""
     ds = open_dataset(name_or_path, catalog=catalog)
     if "X" not in ds and "text" in ds:  # documents (Parquet files): their size on disk, no feature count
         t = ds["text"].data
@@ -350,6 +358,12 @@ def describe(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike | No
                 "chunk_rows": int(max(t.chunks[0])), "n_chunks": len(t.chunks[0]),
                 "nbytes": int(sum(os.path.getsize(f) for f in ds.attrs.get("files", []))), "has_y": "y" in ds,
                 "codec": "parquet", "generator": ds.attrs.get("generator")}
+    if is_table(ds):
+        first = ds[layout(ds)["columns"][0]].data
+        return {"name": ds.attrs.get("name"), "layout": "table", "n_samples": int(first.shape[0]),
+                "n_columns": len(ds.data_vars), "chunk_rows": int(first.chunks[0][0]), "n_chunks": len(first.chunks[0]),
+                "nbytes": int(ds.nbytes), "target": layout(ds).get("target"), "codec": ds.attrs.get("codec"),
+                "generator": ds.attrs.get("generator"), "columns": column_info(ds)}
     X = ds["X"]
     sparse = not isinstance(X.data._meta, np.ndarray)
     nbytes = int(X.nbytes) if not sparse else int(X.attrs["nnz"]) * (X.dtype.itemsize + 4) + 4 * int(X.shape[0])
@@ -357,6 +371,8 @@ def describe(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike | No
            "dtype": str(X.dtype), "chunk_rows": int(X.data.chunks[0][0]), "n_chunks": len(X.data.chunks[0]),
            "nbytes": nbytes + (int(ds["y"].nbytes) if "y" in ds else 0), "has_y": "y" in ds,
            "codec": ds.attrs.get("codec"), "generator": ds.attrs.get("generator")}
-    if sparse:
+    if sparse:  # hashed features: no list of a million columns
         out.update(format="csr", nnz=int(X.attrs["nnz"]), density=int(X.attrs["nnz"]) / max(1, X.size))
+    else:
+        out["columns"] = column_info(ds)
     return out

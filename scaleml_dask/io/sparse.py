@@ -49,16 +49,12 @@ from .._checks import csr_block
 from .read import _SOURCES, ZarrChunks, chunk_source
 from .store import (
     DEFAULT_CHUNK_ROWS,
-    DEFAULT_CODEC,
     EVERY_CHUNK,
     HASH,
     MANIFEST,
-    AtomicGroupWriter,
+    DatasetWriter,
     IntegrityError,
-    _tmp_sibling,
-    compressors,
     file_digest,
-    group_attrs,
 )
 
 if TYPE_CHECKING:
@@ -91,41 +87,32 @@ def chunk_rows_for_nnz(nnz_per_row: float) -> int:
 # ------------------------------------------------------------------------------------------------------
 
 
-class SparseWriter(AtomicGroupWriter):
-    """Write a sparse dataset atomically, row chunk by row chunk (the sparse twin of ``store.DatasetWriter``).
+class SparseWriter(DatasetWriter):
+    """Write a sparse dataset atomically, row chunk by row chunk (the sparse twin of ``store.DatasetWriter``, whose
+    destination claim, temporary name, owner marker and rename it shares).
 
     Use as a context manager. Either ``append`` rows in order (length not known in advance), or pass
     ``n_samples`` and write whole row chunks with ``write_sparse_chunk`` (on workers, in any order: the
-    temporary path is ``self.tmp_path``) and pass what each call returns to ``record``. The group is built under a
-    temporary name beside ``path`` and renamed into place when complete, manifests included.
+    temporary path is ``self.tmp_path``, set on entering) and pass what each call returns to ``record``. A
+    dataset written here is replaced only with ``overwrite=True``; anything else at ``path`` is refused.
     """
 
     def __init__(self, path: str | os.PathLike, n_features: int, *, n_samples: int = 0, chunk_rows: int | None = None,
                  nnz_chunk: int | None = None, dtype: Any = np.float64, y_dtype: Any = None,
-                 feature_names: Any = None, attrs: dict | None = None, codec: str | None = None) -> None:
-        self.path = Path(path)
-        self.n_features = int(n_features)
-        if self.n_features >= 2**31:
-            raise ValueError(f"{self.n_features} features: a sparse dataset holds at most 2**31 - 1 columns")
-        self.chunk_rows = int(chunk_rows or DEFAULT_CHUNK_ROWS)
+                 feature_names: Any = None, attrs: dict | None = None, codec: str | None = None,
+                 overwrite: bool = False) -> None:
+        if int(n_features) >= 2**31:
+            raise ValueError(f"{n_features} features: a sparse dataset holds at most 2**31 - 1 columns")
+        super().__init__(path, n_features, n_samples=n_samples, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
+                         dtype=dtype, y_dtype=y_dtype, feature_names=feature_names, attrs=attrs, codec=codec,
+                         overwrite=overwrite)
         self.nnz_chunk = int(nnz_chunk or DEFAULT_NNZ_CHUNK)
-        self.tmp_path = _tmp_sibling(self.path, "tmp")
-        self._n_samples = int(n_samples)
-        self._dtype = np.dtype(dtype)
-        self._y_dtype = None if y_dtype is None else np.dtype(y_dtype)
-        self._attrs = group_attrs(attrs, feature_names, self.n_features)
-        self._codec = codec or DEFAULT_CODEC
-        self._digests: dict[str, dict[str, list]] = {}
         self._nnz: dict[int, int] = {}
         self._pending: list[tuple[Any, Any]] = []
         self._pending_rows = 0
-        self._rows = 0
-        self.group: zarr.Group | None = None
 
-    def __enter__(self) -> SparseWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        g = zarr.open_group(str(self.tmp_path), mode="w", zarr_format=3)
-        comp = compressors(self._codec)
+    def _create_arrays(self, g: zarr.Group, comp: Any) -> None:
+        """``X`` as a group of ``indptr``, ``indices``, ``data`` (one row per row chunk) and ``y``."""
         n_chunks = -(-self._n_samples // self.chunk_rows)
         x = g.create_group("X")
         # The second axis is sized for the most non-zeros a row chunk can hold, so that row chunks can be
@@ -140,8 +127,6 @@ class SparseWriter(AtomicGroupWriter):
             g.create_array("y", shape=(self._n_samples,), chunks=(self.chunk_rows,), dtype=self._y_dtype,
                            compressors=comp, dimension_names=("sample",), fill_value=0)
         g.attrs.update({**self._attrs, "codec": self._codec})
-        self.group = g
-        return self
 
     def append(self, X: Any, y: Any = None) -> None:
         """Append rows (any scipy.sparse or dense block of ``n_features`` columns) in order, with their ``y``."""
@@ -184,7 +169,8 @@ class SparseWriter(AtomicGroupWriter):
         for array, chunks in written["digests"].items():
             self._digests.setdefault(array, {}).update(chunks)
 
-    def _complete(self) -> None:
+    def _write_manifests(self) -> None:
+        """The last rows, the final shapes and ``X``'s attributes, then one manifest per array."""
         if self._pending_rows:
             self._flush(self._pending_rows)
         x = self.group["X"]
@@ -258,7 +244,7 @@ def _digests(g: zarr.Group, name: str, coords: list[tuple[int, ...]]) -> dict[st
 
 def write_sparse(X: da.Array, path: str | os.PathLike, *, y: Any = None, chunk_rows: int | None = None,
                  nnz_chunk: int | None = None, codec: str | None = None, feature_names: Any = None,
-                 attrs: dict | None = None) -> Path:
+                 attrs: dict | None = None, overwrite: bool = False) -> Path:
     """Store a dask array of sparse (or dense) row chunks — e.g. hashed text, ``HashingVectorizer.transform`` of a
     text column — as a sparse dataset, one task per row chunk writing its own chunk files (in parallel, on the
     cluster when one is the scheduler), atomically. ``y`` (a 1-d dask or numpy array) is stored beside it. Row
@@ -291,7 +277,7 @@ def write_sparse(X: da.Array, path: str | os.PathLike, *, y: Any = None, chunk_r
     dtype = X.dtype if X.dtype.kind == "f" else np.float64
     with SparseWriter(path, p, n_samples=n, chunk_rows=rows, nnz_chunk=nnz_chunk, dtype=dtype,
                       y_dtype=None if y is None else y.dtype, codec=codec, feature_names=feature_names,
-                      attrs=attrs) as w:
+                      attrs=attrs, overwrite=overwrite) as w:
         xs = X.to_delayed().ravel()
         ys = y.to_delayed().ravel() if y is not None else [None] * len(xs)
         write = dask.delayed(write_sparse_chunk, pure=False)

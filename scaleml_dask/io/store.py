@@ -1,12 +1,15 @@
 """Writing datasets: zarr v3 groups with ``X(sample, feature)`` and ``y(sample)``, chunked along rows.
 
-Everything that writes a dataset (ingestion, the synthetic generators, ``PCA.to_zarr``, ``TSNE.to_zarr``)
-goes through ``DatasetWriter``: the group is built under a temporary name beside the destination and
-renamed into place only when complete, so a failure leaves no half-written store and never damages an
-existing one. Every chunk is written (also those equal to the fill value, which zarr would skip), and each
-array gets an integrity manifest (``MANIFEST``: the chunk count, and each chunk file's size and checksum),
-written into the temporary group before the rename, so the manifest and the chunks appear together.
-Readers (``io.read``) check chunk existence and size always, and checksums where it is cheap.
+Everything that writes a dataset (ingestion, the synthetic generators, batch scoring, ``PCA.to_zarr``,
+``TSNE.to_zarr``) goes through ``DatasetWriter``: the group is built under a temporary name beside the
+destination and renamed into place only when complete, so a failure leaves no half-written store and never
+damages an existing one. It replaces only a dataset written here, and only with ``overwrite=True``; anything
+else at the destination is refused by name and left untouched (``io.destination``); the temporaries of writers
+that died are removed by the next write beside them. Every chunk is written (also those equal to the fill
+value, which zarr would skip), and each array gets an integrity manifest (``MANIFEST``: the chunk count, and
+each chunk file's size and checksum), written into the temporary group before the rename, so the manifest and
+the chunks appear together. Readers (``io.read``) check chunk existence and size always, and checksums where
+it is cheap.
 
 >>> import numpy as np, tempfile, os
 >>> d = tempfile.mkdtemp()
@@ -22,13 +25,14 @@ import json
 import mmap
 import os
 import shutil
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
+
+from . import destination
 
 #: Codec of the stores this project writes, chosen by measuring decode speed against size on 250,000 x 32
 #: float64 chunks (benchmarks/README.md, "Codec"): float data barely compress with blosc-lz4 while decoding
@@ -123,67 +127,15 @@ def chunk_rows_for(n_features: int, itemsize: int = 8) -> int:
     return int(min(DEFAULT_CHUNK_ROWS, max(1, TARGET_CHUNK_BYTES // max(1, n_features * itemsize))))
 
 
-def _tmp_sibling(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}")
-
-
-def replace_dir(tmp: Path, dest: Path) -> None:
-    """Move the complete directory ``tmp`` to ``dest``, replacing any existing ``dest`` last."""
-    if dest.exists():
-        old = _tmp_sibling(dest, "old")
-        os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)
-
-
-def group_attrs(attrs: dict | None, feature_names: Sequence[str] | None, n_features: int) -> dict:
-    """A dataset group's attributes: ``attrs`` and the feature names (one per feature, checked)."""
-    out = dict(attrs or {})
-    if feature_names is not None:
-        names = [str(f) for f in feature_names]
-        if len(names) != n_features:
-            raise ValueError(f"{len(names)} feature names for {n_features} features")
-        out["feature_names"] = names
-    return out
-
-
-class AtomicGroupWriter:
-    """What the dataset writers share: a zarr group built at ``tmp_path`` beside ``path``, completed by
-    ``_complete()`` (manifests) and renamed into place on a clean exit, removed on an error."""
-
-    path: Path
-    tmp_path: Path
-    group: zarr.Group | None
-
-    def set_attrs(self, **attrs: Any) -> None:
-        """Add attributes (e.g. provenance known only at the end)."""
-        assert self.group is not None
-        self.group.attrs.update(attrs)
-
-    def _complete(self) -> None:
-        raise NotImplementedError
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp_path, ignore_errors=True)
-            return
-        try:
-            self._complete()
-        except BaseException:
-            shutil.rmtree(self.tmp_path, ignore_errors=True)
-            raise
-        replace_dir(self.tmp_path, self.path)
-
-
-class DatasetWriter(AtomicGroupWriter):
+class DatasetWriter:
     """Write a dataset atomically, chunk by chunk.
 
     Use as a context manager. Either ``append`` blocks in order (length not known in advance), or pass
     ``n_samples`` and write whole chunks with ``write_chunk`` (possibly from several processes: the
-    temporary path is ``self.tmp_path``) and pass what each call returns to ``record``. Chunks left
-    unrecorded are hashed at the end, from disk.
+    temporary path is ``self.tmp_path``, set on entering) and pass what each call returns to ``record``.
+    Chunks left unrecorded are hashed at the end, from disk. Entering checks the destination
+    (``destination.claim``): a dataset written here is replaced only with ``overwrite=True``, anything else
+    refused (``DestinationError``).
     """
 
     def __init__(
@@ -198,15 +150,22 @@ class DatasetWriter(AtomicGroupWriter):
         feature_names: Sequence[str] | None = None,
         attrs: dict | None = None,
         codec: str | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.overwrite = bool(overwrite)
         self.n_features = int(n_features)
         self.chunk_rows = int(chunk_rows or chunk_rows_for(n_features, np.dtype(dtype).itemsize))
-        self.tmp_path = _tmp_sibling(self.path, "tmp")
+        self.tmp_path: Path | None = None
         self._n_samples = int(n_samples)
         self._dtype = np.dtype(dtype)
         self._y_dtype = None if y_dtype is None else np.dtype(y_dtype)
-        self._attrs = group_attrs(attrs, feature_names, self.n_features)
+        self._attrs = dict(attrs or {})
+        if feature_names is not None:
+            names = [str(f) for f in feature_names]
+            if len(names) != self.n_features:
+                raise ValueError(f"{len(names)} feature names for {self.n_features} features")
+            self._attrs["feature_names"] = names
         self._codec = codec or DEFAULT_CODEC
         self._rows = 0
         self._digests: dict[str, dict[str, list]] = {}
@@ -214,9 +173,18 @@ class DatasetWriter(AtomicGroupWriter):
         self.group: zarr.Group | None = None
 
     def __enter__(self) -> DatasetWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        g = zarr.open_group(str(self.tmp_path), mode="w", zarr_format=3)
-        comp = compressors(self._codec)
+        self._dest = destination.claim(self.path, "dataset", overwrite=self.overwrite)
+        self._dest.parent.mkdir(parents=True, exist_ok=True)
+        destination.clean_stale(self._dest.parent)
+        self.tmp_path = destination.temporary_name(self._dest)
+        g = zarr.open_group(str(self.tmp_path), mode="w-", zarr_format=3, attributes={
+            destination.OWNER_ATTR: destination.owner("dataset")})  # marked as it is created
+        self._create_arrays(g, compressors(self._codec))
+        self.group = g
+        return self
+
+    def _create_arrays(self, g: zarr.Group, comp: Any) -> None:
+        """The dataset's arrays and attributes in the new group (a subclass lays out its own)."""
         g.create_array("X", shape=(self._n_samples, self.n_features), chunks=(self.chunk_rows, self.n_features),
                        dtype=self._dtype, compressors=comp, dimension_names=("sample", "feature"),
                        fill_value=0)
@@ -224,8 +192,6 @@ class DatasetWriter(AtomicGroupWriter):
             g.create_array("y", shape=(self._n_samples,), chunks=(self.chunk_rows,), dtype=self._y_dtype,
                            compressors=comp, dimension_names=("sample",), fill_value=0)
         g.attrs.update({**self._attrs, "codec": self._codec})
-        self.group = g
-        return self
 
     def append(self, X: np.ndarray, y: np.ndarray | None = None) -> None:
         """Append rows (in order). Blocks need not be chunk-aligned but aligned ones write fastest."""
@@ -254,13 +220,30 @@ class DatasetWriter(AtomicGroupWriter):
             for array in self.group.array_keys():
                 self.record({array: chunk_digests(self.tmp_path, array, indices)})
 
-    def _complete(self) -> None:
-        self._write_manifests()
+    def set_attrs(self, **attrs: Any) -> None:
+        """Add attributes (e.g. provenance known only at the end)."""
+        assert self.group is not None
+        self.group.attrs.update(attrs)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp_path, ignore_errors=True)
+            return
+        try:
+            self._write_manifests()
+        except BaseException:
+            shutil.rmtree(self.tmp_path, ignore_errors=True)
+            raise
+        destination.publish(self.tmp_path, self._dest)
+
+    def _length(self) -> int:
+        """Rows written (or reserved, with ``n_samples``)."""
+        return int(self.group["X"].shape[0])
 
     def _write_manifests(self) -> None:
         """One manifest per array, hashing from disk the chunks nobody recorded (appended tail, or callers of
         ``write_chunk`` that did not pass its result to ``record``)."""
-        n_chunks = -(-self.group["X"].shape[0] // self.chunk_rows)
+        n_chunks = -(-self._length() // self.chunk_rows)
         for array in sorted(self.group.array_keys()):
             recorded = self._digests.get(array, {})
             a = self.group[array]

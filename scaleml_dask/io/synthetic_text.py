@@ -35,7 +35,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from .store import _tmp_sibling, replace_dir
+from . import destination
 
 #: The file a generated text dataset carries: the generator's parameters, the planted topics, the Bayes accuracy.
 TEXT_META = "scaleml_text.json"
@@ -199,8 +199,10 @@ def _write_chunk(tmp: str, index: int, n_docs: int, model: TextModel) -> str:
 def make_text(path: str | os.PathLike, n_docs: int, *, chunk_rows: int = 100_000, n_classes: int = 2,
               vocabulary: int = 50_000, topic_words: int = 300, topic_rate: float = 0.05,
               median_length: float = 60.0, length_sigma: float = 0.75, seed: int = 0, first_chunk: int = 0,
-              client: Any = None, progress: bool = False) -> Path:
-    """Write ``n_docs`` generated documents as a directory of Parquet files (``text``, ``label``), atomically.
+              client: Any = None, progress: bool = False, overwrite: bool = False) -> Path:
+    """Write ``n_docs`` generated documents as a directory of Parquet files (``text``, ``label``), atomically
+    (a text dataset written here is replaced only with ``overwrite=True``, anything else refused:
+    ``io.destination``).
 
     One file of ``chunk_rows`` documents (one row group) per chunk, made in parallel on ``client`` if given. The
     directory's ``TEXT_META`` records the parameters, the first topic words of each class and the Bayes accuracy.
@@ -210,17 +212,17 @@ def make_text(path: str | os.PathLike, n_docs: int, *, chunk_rows: int = 100_000
     >>> import tempfile, os
     >>> path = make_text(os.path.join(tempfile.mkdtemp(), "docs"), 500, chunk_rows=200, vocabulary=2000,
     ...                  topic_words=40)
-    >>> sorted(os.listdir(path)), read_text_meta(path)["n_docs"]
+    >>> sorted(os.listdir(path))[1:], read_text_meta(path)["n_docs"]  # after the owner marker
     (['part-00000.parquet', 'part-00001.parquet', 'part-00002.parquet', 'scaleml_text.json'], 500)
     """
     if n_docs < 1 or chunk_rows < 1:
         raise ValueError(f"n_docs and chunk_rows must be >= 1; got {n_docs}, {chunk_rows}")
     model = TextModel.make(vocabulary=vocabulary, n_classes=n_classes, topic_words=topic_words,
                            topic_rate=topic_rate, median_length=median_length, length_sigma=length_sigma, seed=seed)
-    dest = Path(path)
+    dest = destination.claim(path, "text-dataset", overwrite=overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_sibling(dest, "tmp")
-    tmp.mkdir()
+    destination.clean_stale(dest.parent)
+    tmp = destination.temporary_dir(dest, "text-dataset")
     try:
         args = [(str(tmp), first_chunk + i, min(chunk_rows, n_docs - i * chunk_rows), model)
                 for i in range(-(-n_docs // chunk_rows))]
@@ -246,8 +248,7 @@ def make_text(path: str | os.PathLike, n_docs: int, *, chunk_rows: int = 100_000
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    replace_dir(tmp, dest)
-    return dest
+    return destination.publish(tmp, dest)
 
 
 def read_text_meta(path: str | os.PathLike) -> dict:

@@ -23,8 +23,19 @@ from sklearn.utils import ClassifierTags, RegressorTags
 from .._checks import csr_block
 from .._math import sigmoid
 from .._repr import FittedSummaryMixin
-from ..validation import check_learned, check_n_features, is_sparse, nonfinite_error, sparse_refused
+from ..validation import (
+    check_learned,
+    check_n_features,
+    is_sparse,
+    nonfinite_error,
+    restored_state_problem,
+    sparse_refused,
+)
 from ._status import BAD_LABEL, BAD_LENGTH, BAD_TARGET
+
+#: Target types a kernel takes as they are (numba types int64 and float64; str is refused by its typing, named by
+#: the caller); ``OnlineLearner._compiled_target`` converts the others.
+KERNEL_TARGETS = frozenset({int, float, np.int64, np.float64, str})
 
 
 class OnlineEstimator(BaseEstimator):
@@ -77,6 +88,33 @@ class OnlineEstimator(BaseEstimator):
     def _pack(self) -> None:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ state read back from a file
+
+    def _state_layout(self) -> list[tuple[str, Any, type, tuple]]:
+        """(name, value, dtype, shape) of each state array as the compiled kernels index it (no bounds checks
+        there); None in a shape is any length."""
+        return []
+
+    def _state_counts(self) -> list[tuple[str, Any, int, int]]:
+        """(name, value, low, high) of each state number the kernels use as a count, size or index."""
+        return []
+
+    def _check_restored_state(self) -> str | None:
+        """What is wrong with a state loaded from a registry (None if nothing): a state of another layout, or
+        with counts out of range, would make the kernels read or write past their arrays, so it is refused.
+        Accepted, it is marked stale: the hyperparameters are validated and packed again from the restored
+        parameters at the next call (what the file says the kernels' packed copy holds is not trusted)."""
+        if not self._started():
+            return None
+        problem = restored_state_problem(type(self).__name__, self._state_layout())
+        problem = problem or restored_state_problem(type(self).__name__, [], self._state_counts())
+        if problem is None:
+            self._hyperparameters_untrusted()
+        return problem
+
+    def _hyperparameters_untrusted(self) -> None:
+        self._stale = True
+
 
 class OnlineLearner(FittedSummaryMixin, OnlineEstimator):
     """A linear online learner: weights with the intercept last (``_weights``), rows counted in ``n_seen_``.
@@ -121,8 +159,10 @@ class OnlineLearner(FittedSummaryMixin, OnlineEstimator):
 
     @staticmethod
     def _as_float(a: Any, name: str) -> np.ndarray:
+        """``a`` as a C-ordered float64 array (a copy only if it is not one): the one layout the compiled kernels
+        are specialised for, so no input compiles them again after the warm-up (``coldstart``)."""
         try:
-            return np.asarray(a, dtype=np.float64)
+            return np.asarray(a, dtype=np.float64, order="C")
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{name} must be numeric: {exc}") from None
 
@@ -166,6 +206,18 @@ class OnlineLearner(FittedSummaryMixin, OnlineEstimator):
     def _in_batch(self, m: int) -> str:
         """Where a batch of ``m`` rows about to be learned sits in the stream, for error messages."""
         return f"in this batch (stream rows {self.n_seen_}-{self.n_seen_ + m - 1})"
+
+    @staticmethod
+    def _compiled_target(y: Any) -> Any:
+        """``y`` as the kernels take it: a type of ``KERNEL_TARGETS`` as it is (a Python or numpy int or float:
+        the two types the warm-up compiles), anything else converted to a float here (True / False, other numpy
+        scalars)."""
+        if type(y) in KERNEL_TARGETS:
+            return y
+        try:
+            return float(y)
+        except (TypeError, ValueError):
+            return y  # the kernel's typing refuses it; the caller names it
 
     def _target_one(self, y: Any) -> float:
         try:

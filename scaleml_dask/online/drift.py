@@ -25,8 +25,10 @@ from ._drift_kernels import (
     AD_MAX_BUCKETS,
     AD_MIN_LEN,
     AD_MODE,
+    AD_ROWS,
     AD_TICK,
     AD_TOTAL,
+    AD_VAR,
     AD_WIDTH,
     ADWIN_MAX_ROWS,
     N_AD,
@@ -84,25 +86,6 @@ class _Detector(FittedSummaryMixin, OnlineEstimator):
 
     def _scalars(self) -> np.ndarray:
         raise NotImplementedError
-
-    def _state_layout(self) -> list[tuple[str, Any, type, tuple]]:
-        """(name, value, dtype, shape) of each state array as the compiled kernels index it (without bounds
-        checks); None in a shape is "any length"."""
-        raise NotImplementedError
-
-    def _check_restored_state(self) -> str | None:
-        """What is wrong with a state loaded from a registry (None if nothing): a state written for another
-        layout of the kernels would be read past its end, so it is refused, not used."""
-        if not self._started():
-            return None
-        for name, a, dtype, shape in self._state_layout():
-            if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != len(shape) or any(
-                    want is not None and got != want for got, want in zip(a.shape, shape)):
-                got = f"{a.dtype}{list(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__
-                want = f"{np.dtype(dtype)}{['*' if w is None else w for w in shape]}"
-                return (f"{type(self).__name__} state {name} is {got} where this version's kernels need {want}: "
-                        "it was saved by another scaleml_dask version; start a new detector instead")
-        return None
 
     def _fitted_summary(self) -> list[tuple[str, Any]]:
         if not self._started():
@@ -195,6 +178,37 @@ class ADWIN(_Detector):
                 ("_state[2] (bucket counts)", state[2], np.int64, (ADWIN_MAX_ROWS,)),
                 ("_state[3] (scalars)", state[3], np.float64, (N_AD,)),
                 ("_queue", getattr(self, "_queue", None), np.float64, (None,))]
+
+    def _state_counts(self) -> list[tuple[str, Any, int, int]]:
+        """The histogram's shape as the kernels walk it: rows in use, buckets per row (at most max_buckets at
+        rest), the window's width their sum (below 2**53, so no row past the last is ever reached), the clock."""
+        _, _, counts, s = self._state
+        rows = s[AD_ROWS]
+        out = [("_state[3][AD_ROWS] (rows in use)", rows, 1, ADWIN_MAX_ROWS),
+               ("_state[3][AD_TICK] (values since the tick)", s[AD_TICK], 0, self.clock - 1),
+               ("_state[3][AD_DETECTIONS]", s[AD_DETECTIONS], 0, 2**53),
+               ("_state[3][AD_HIT]", s[AD_HIT], 0, 1),
+               ("_pending (values queued)", len(self._pending) if isinstance(self._pending, list) else None, 0,
+                self.clock - 1),
+               ("_due", getattr(self, "_due", None), 0, 2**53)]
+        if 1 <= rows <= ADWIN_MAX_ROWS and rows == int(rows):
+            used = int(rows)
+            out += [(f"_state[2][{r}] (buckets of row {r})", int(c), 0, self.max_buckets if r < used else 0)
+                    for r, c in enumerate(counts)]
+            if used > 1:
+                out.append((f"_state[2][{used - 1}] (buckets of the last row)", int(counts[used - 1]), 1,
+                            self.max_buckets))
+            width = float(np.sum(counts * 2.0 ** np.arange(ADWIN_MAX_ROWS)))
+            out.append(("_state[3][AD_WIDTH] (the window's width)", s[AD_WIDTH] if s[AD_WIDTH] == width else None,
+                        0, 2**53))
+        if not (np.isfinite(s[AD_TOTAL]) and np.isfinite(s[AD_VAR]) and s[AD_VAR] >= 0
+                and all(isinstance(v, (int, float, np.number)) and isfinite(v) for v in self._pending)):
+            out.append(("_state[3] (window total and variance), _pending", None, 0, 0))
+        return out
+
+    def _hyperparameters_untrusted(self) -> None:
+        self._stale = True
+        self._due = 0  # the next update packs them before anything else
 
     def update(self, v: float) -> bool:
         """Add one value; True if a change was detected at it.
@@ -318,6 +332,11 @@ class PageHinkley(_Detector):
 
     def _state_layout(self) -> list[tuple[str, Any, type, tuple]]:
         return [("_s (scalars)", self._s, np.float64, (N_PH,))]
+
+    def _state_counts(self) -> list[tuple[str, Any, int, int]]:
+        s = self._s
+        return [("_s[PH_N] (values since the restart)", s[PH_N], 0, 2**53),
+                ("_s[PH_DETECTIONS]", s[PH_DETECTIONS], 0, 2**53), ("_s[PH_HIT]", s[PH_HIT], 0, 1)]
 
     def _since_change(self) -> int:
         return int(self._s[PH_N])  # the test restarts at a detection

@@ -102,6 +102,20 @@ class MiniBatchKMeans(OnlineEstimator):
         self._ratio = float(self.reassignment_ratio)
         self._stale = False
 
+    def _state_layout(self) -> list[tuple[str, Any, type, tuple]]:
+        k = self.n_clusters
+        return [("cluster_centers_", self.cluster_centers_, np.float64, (k, None)),
+                ("counts_", getattr(self, "counts_", None), np.float64, (k,)),
+                ("_progress", getattr(self, "_progress", None), np.int64, (4,))]
+
+    def _state_counts(self) -> list[tuple[str, Any, int, int]]:
+        counts, progress = self.counts_, self._progress
+        ok = bool(np.isfinite(counts).all() and (counts >= 0).all() and (progress >= 0).all()
+                  and np.isfinite(self.cluster_centers_).all() and self.cluster_centers_.shape[1] >= 1
+                  and isinstance(getattr(self, "_rng", None), np.random.Generator)
+                  and type(getattr(self, "_reseed", None)) is bool and isinstance(getattr(self, "_ratio", None), float))
+        return [("counts_, _progress, cluster_centers_, _rng", 0 if ok else None, 0, 0)]
+
     def reset(self) -> None:
         """Forget the centres; the next rows initialise them again (with the current hyperparameters)."""
         for name in ("cluster_centers_", "counts_", "_progress", "_pending", "_rng", "feature_names_in_"):
@@ -319,9 +333,10 @@ class MiniBatchKMeans(OnlineEstimator):
 
 
 def _numeric(a: Any, name: str, ndim: int, layout: str) -> np.ndarray:
-    """``a`` as float64 with ``ndim`` dimensions and at least one feature; a ValueError naming ``name`` else."""
+    """``a`` as C-ordered float64 (the layout the kernels are compiled for) with ``ndim`` dimensions and at least
+    one feature; a ValueError naming ``name`` else."""
     try:
-        a = np.asarray(a, dtype=np.float64)
+        a = np.asarray(a, dtype=np.float64, order="C")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be numeric: {exc}") from None
     if a.ndim != ndim or a.shape[-1] == 0:

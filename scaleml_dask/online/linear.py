@@ -43,9 +43,10 @@ from ._linear_kernels import (
     make_buffer,
 )
 from ._status import BAD_LABEL, BAD_LENGTH, BAD_TARGET, OK, STALE
-from .base import BinaryClassifier, OnlineLearner, Regressor
+from .base import KERNEL_TARGETS, BinaryClassifier, OnlineLearner, Regressor
 
 _OPTIMIZERS = {"sgd": OPT_SGD, "adagrad": OPT_ADAGRAD, "adam": OPT_ADAM}
+_F8 = np.dtype(np.float64)
 
 
 class _GradientLinear(OnlineLearner):
@@ -105,6 +106,20 @@ class _GradientLinear(OnlineLearner):
     def _stale(self) -> bool:
         return bool(self._buf[B_STALE])
 
+    def _state_layout(self) -> list[tuple[str, Any, type, tuple]]:
+        buf = self._buf
+        d = buf[B_D] if isinstance(buf, np.ndarray) and buf.ndim == 1 and len(buf) > B_D else 0
+        p = int(d) + 1 if np.isfinite(d) and d == int(d) and 1 <= d < 2**40 else 0
+        return [("_buf", buf, np.float64, (B_HEAD + 3 * p,))]
+
+    def _state_counts(self) -> list[tuple[str, Any, int, int]]:
+        buf = self._buf
+        return [("_buf[B_D] (features)", buf[B_D], 1, 2**40), ("_buf[B_SEEN] (rows seen)", buf[B_SEEN], 0, 2**53),
+                ("_buf[B_STEPS]", buf[B_STEPS], 0, 2**53), ("_buf[B_T]", buf[B_T], 0, 2**53)]
+
+    def _hyperparameters_untrusted(self) -> None:
+        self._buf[B_STALE] = 1.0  # the kernels answer STALE until _pack has run
+
     def _rows(self) -> np.ndarray:
         """Weights (row 0, intercept last) and optimizer memory (rows 1-2): a view into the buffer."""
         check_learned(self, "_buf")
@@ -156,8 +171,10 @@ class _GradientLinear(OnlineLearner):
         """One optimizer step on one row ``x`` (1-d NumPy array) with target ``y`` (checks are compiled in)."""
         if is_sparse(x):  # a one-row CSR matrix: one step on it is learn_many of that row
             return self._learn_many_csr(x, np.array([y]))
-        if type(x) is not np.ndarray:
+        if type(x) is not np.ndarray or x.dtype is not _F8:
             x = self._as_float(x, "x")
+        if type(y) not in KERNEL_TARGETS:
+            y = self._compiled_target(y)
         try:
             status = linear_learn_one(self._buf, x, y)
         except AttributeError:  # first row: set up, then learn it
@@ -183,7 +200,7 @@ class _GradientLinear(OnlineLearner):
         failure takes the slow path."""
         if is_sparse(X):
             return self._learn_many_csr(X, y)
-        X = self._as_float(X, "X")  # float64 arrays as they are: no copy
+        X = self._as_float(X, "X")  # C-ordered float64 arrays as they are: no copy
         if X.ndim != 2 or not self._started() or np.ndim(y) != 1:
             X, y = self._check_batch(X, y)  # first batch, or a clear error
         y = np.asarray(y)
@@ -191,11 +208,12 @@ class _GradientLinear(OnlineLearner):
             raise ValueError(f"y must be 1-d with one value per row of X ({len(X)}); got shape {y.shape}")
         if len(X) == 0:
             return
-        try:
-            status, _ = linear_learn_many(self._buf, X, y)
-        except TypingError:
-            self._targets(y, len(X))  # raises the error naming the bad labels / targets
-            raise
+        given = y  # as given, for the error messages
+        if y.dtype is not _F8 or not y.flags.c_contiguous:  # one layout for the kernel (labels: a small copy)
+            if y.dtype.kind not in "biuf":
+                self._targets(y, len(X))  # raises the error naming the bad labels / targets
+            y = np.ascontiguousarray(y, dtype=np.float64)
+        status, _ = linear_learn_many(self._buf, X, y)
         if status == STALE:
             self._apply_hyperparameters()
             status, _ = linear_learn_many(self._buf, X, y)
@@ -206,7 +224,7 @@ class _GradientLinear(OnlineLearner):
         if status >= 0:
             raise nonfinite_error("X", X, self._in_batch(len(X)))
         if status in (BAD_LABEL, BAD_TARGET):
-            self._targets(y, len(X))  # raises, naming the row
+            self._targets(given, len(X))  # raises, naming the row
         raise FloatingPointError(f"{type(self).__name__} weights are no longer finite; {self._divergence_hint}")
 
 

@@ -69,6 +69,17 @@ class RLS(Regressor, OnlineLearner):
         check_learned(self, "weights_")
         return self.weights_
 
+    def _state_layout(self) -> list[tuple[str, Any, type, tuple]]:
+        w = self.weights_
+        p = len(w) if isinstance(w, np.ndarray) and w.ndim == 1 and len(w) >= 2 else 0
+        return [("weights_", w, np.float64, (p,)), ("P_", getattr(self, "P_", None), np.float64, (p, p))]
+
+    def _state_counts(self) -> list[tuple[str, Any, int, int]]:
+        packed = getattr(self, "_packed", None)
+        ok = isinstance(packed, tuple) and len(packed) == 2 and type(packed[1]) is bool \
+            and isinstance(packed[0], float) and isinstance(getattr(self, "_stale", None), bool)
+        return [("n_seen_", getattr(self, "n_seen_", None), 0, 2**62), ("_packed, _stale", 0 if ok else None, 0, 0)]
+
     def reset(self) -> None:
         """Forget what was learned; keep the feature count."""
         check_learned(self, "weights_")

@@ -67,9 +67,9 @@ class BatchStream:
                     pending = pool.submit(self._read, i + 1)
                     ahead = self.chunk_bytes[i + 1] if self.prefetch else 0
                 if rest_X is not None:
-                    Xc = stack_rows([rest_X, Xc])
+                    Xc = self._concat(rest_X, Xc)
                     yc = None if yc is None else np.concatenate([rest_y, yc])
-                self._hold(_nbytes(Xc) + (yc.nbytes if yc is not None else 0) + ahead)
+                self._hold(self._nbytes(Xc) + (yc.nbytes if yc is not None else 0) + ahead)
                 n = Xc.shape[0]
                 stop = n - n % bs if i + 1 < n_chunks else n
                 for s in range(0, stop, bs):
@@ -80,9 +80,63 @@ class BatchStream:
         self._hold(0)
 
 
-def _nbytes(X: Any) -> int:
-    """Bytes of a dense block, or of a CSR block's three arrays."""
-    return X.nbytes if isinstance(X, np.ndarray) else X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    @staticmethod
+    def _concat(a: Any, b: Any) -> Any:
+        return stack_rows([a, b])
+
+    @staticmethod
+    def _nbytes(a: Any) -> int:
+        """Bytes of a dense block, or of a CSR block's three arrays."""
+        return a.nbytes if isinstance(a, np.ndarray) else a.data.nbytes + a.indices.nbytes + a.indptr.nbytes
+
+
+class TableBatchStream(BatchStream):
+    """Iterate a stored table as ``(DataFrame, y)`` batches of raw values (``io.table.to_frame``: categories as
+    ``pd.Categorical`` of their levels, booleans, UTC date-times), one chunk at a time; made by ``iter_batches``.
+    What a pipeline's ``learn_many`` takes, as it would take the rows of a served request."""
+
+    def __init__(self, ds: Any, batch_size: int, prefetch: bool, scheduler: str | None) -> None:
+        from ..io.table import layout
+
+        lay = layout(ds)
+        target = lay.get("target")
+        self.columns = [c for c in lay["columns"] if c != target]
+        arrays = [ds[c].data for c in self.columns]
+        y = None if target is None else _target_array(ds[target])
+        self.X, self.y = arrays[0], y
+        self.batch_size, self.prefetch, self.scheduler = batch_size, prefetch, scheduler
+        self.n_samples = int(arrays[0].shape[0])
+        self.chunks_read, self.bytes_held, self.max_bytes_held = 0, 0, 0
+        row_bytes = sum(a.dtype.itemsize for a in arrays) + (y.dtype.itemsize if y is not None else 0)
+        self.chunk_bytes = [int(r) * row_bytes for r in arrays[0].chunks[0]]
+        attrs = {c: dict(ds[c].attrs) for c in self.columns}
+        self._chunks = map_row_chunks(_frame_pair, y, *arrays, names=self.columns, attrs=attrs)
+
+    @staticmethod
+    def _concat(a: Any, b: Any) -> Any:
+        import pandas as pd
+
+        return pd.concat([a, b], ignore_index=True)
+
+    @staticmethod
+    def _nbytes(a: Any) -> int:
+        return int(a.memory_usage(index=False).sum())
+
+
+def _target_array(var: Any) -> Any:
+    from ..io.table import canonical_array
+
+    return canonical_array(var) if var.attrs.get("kind") != "categorical" else var.data
+
+
+def _frame_pair(y: np.ndarray | None, *blocks: np.ndarray, chunk_index: int, row_start: int, names: list[str],
+                attrs: dict) -> tuple:
+    """The task reading one chunk of a table stream: its raw-values DataFrame and ``y``."""
+    from ..io.table import to_frame
+
+    frame = to_frame(dict(zip(names, blocks)), attrs)
+    frame.index = range(row_start, row_start + len(frame))
+    return frame, y
 
 
 def _pair(X: np.ndarray, y: np.ndarray | None, *, chunk_index: int, row_start: int) -> tuple:
@@ -119,7 +173,9 @@ def iter_batches(ds: Any, batch_size: int = 1000, *, prefetch: bool = True,
     """Stream a dataset as NumPy ``(X, y)`` batches in bounded memory, one stored chunk at a time.
 
     ``ds`` is an ``xarray.Dataset`` from ``sm.open_dataset`` (``X`` and optional ``y`` chunked along
-    ``sample``), a catalog name or path, or a tuple ``(X, y)`` of NumPy / dask arrays. Chunks are read by
+    ``sample``), a catalog name or path, or a tuple ``(X, y)`` of NumPy / dask arrays. A table
+    (``io.table``) streams as ``(pandas DataFrame of raw values, y)`` batches (``TableBatchStream``), what a
+    pipeline's ``learn_many`` takes. Chunks are read by
     ``scheduler`` ("synchronous": in this process, straight from the store; None: dask's default, e.g. the
     cluster), the next one in a background thread while the current one is consumed (``prefetch``).
 
@@ -136,6 +192,10 @@ def iter_batches(ds: Any, batch_size: int = 1000, *, prefetch: bool = True,
             from ..io.catalog import open_dataset
 
             ds = open_dataset(ds)
+        from ..io.table import is_table
+
+        if is_table(ds):
+            return TableBatchStream(ds, int(batch_size), prefetch, scheduler)
         X, y = ds, take_y(ds)
     X, y = check_X_y(X, y, accept_sparse=True) if y is not None else (as_dask_array(X, "X", ndim=2,
                                                                                       accept_sparse=True), None)

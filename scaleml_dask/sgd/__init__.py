@@ -52,9 +52,9 @@ the parameter server), ``_trainer`` (client side: the loops of the three modes, 
 ``estimators`` (``SGDRegressor``, ``SGDClassifier``).
 """
 
-from ._trainer import ParameterServerLostError
+from ._trainer import DivergenceError, DivergenceWarning, ParameterServerLostError
 from .estimators import SGDClassifier, SGDRegressor
 
-__all__ = ["ParameterServerLostError", "SGDClassifier", "SGDRegressor"]
+__all__ = ["DivergenceError", "DivergenceWarning", "ParameterServerLostError", "SGDClassifier", "SGDRegressor"]
 
 

@@ -42,6 +42,22 @@ _MAX_RESUMES = 3  # parameter servers lost in one fit before it gives up
 _SETTLE_S = 5.0
 
 
+#: A held-out loss this many times the loss the fit started from is reported as diverging (a warning).
+DIVERGENCE_FACTOR = 10.0
+
+
+class DivergenceError(FloatingPointError, ValueError):
+    """The fit diverged: its weights (or held-out loss) stopped being finite in epoch ``epoch``."""
+
+    def __init__(self, message: str, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+
+
+class DivergenceWarning(UserWarning):
+    """The held-out loss grew past ``DIVERGENCE_FACTOR`` times the loss the fit started from."""
+
+
 class ParameterServerLostError(RuntimeError):
     """The parameter server of an async fit stopped answering (its worker left) and the fit could not
     resume (no ``checkpoint_dir``, or lost too often)."""
@@ -166,6 +182,7 @@ class Trainer:
         st, cfg = self.st, self.config
         st.epoch += 1
         self.record()
+        self._check_divergence()
         if self.checkpointer is not None:
             self.checkpointer.save(st.epoch, *st.to_checkpoint())
         log.info("sgd %s epoch %d: %d samples, %d bytes, held-out loss %.5g", cfg.mode, st.epoch,
@@ -175,6 +192,23 @@ class Trainer:
         info = dict(zip(CURVE_COLUMNS, st.curve[-1]), epoch=st.epoch, mode=cfg.mode, rounds=st.rounds,
                     weights=st.W.copy())
         return bool(cfg.callback(info))
+
+    def _check_divergence(self) -> None:
+        """Raise naming the epoch when the weights (or the held-out loss) stop being finite; warn, once, when the
+        held-out loss passes ``DIVERGENCE_FACTOR`` times its value at the start of the fit."""
+        st, cfg = self.st, self.config
+        loss, first = st.curve[-1][3], st.curve[0][3]
+        if not np.isfinite(st.W).all() or (math.isinf(loss) or (math.isnan(loss) and not math.isnan(first))):
+            raise DivergenceError(f"SGD ({cfg.mode} mode) diverged in epoch {st.epoch}: the weights (held-out loss "
+                                  f"{loss:.4g}) are no longer finite; lower eta0, use learning_rate='adam' or "
+                                  "'adagrad', or scale the features", st.epoch)
+        if loss > DIVERGENCE_FACTOR * first and not getattr(self, "_warned", False):
+            import warnings
+
+            self._warned = True
+            warnings.warn(f"SGD ({cfg.mode} mode) is diverging: the held-out loss after epoch {st.epoch} ({loss:.4g}) "
+                          f"is over {DIVERGENCE_FACTOR:g}x its value at the start ({first:.4g}); lower eta0",
+                          DivergenceWarning, stacklevel=5)
 
     # -- modes ----------------------------------------------------------------------------------------
     def run(self, dX: da.Array, dy: da.Array, target: int) -> TrainState:

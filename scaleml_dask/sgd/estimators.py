@@ -28,6 +28,7 @@ from ..validation import (
     in_memory,
     is_sparse,
     nonfinite_error,
+    restored_state_problem,
 )
 from ._blocks import Problem, as_block, checked_targets
 from ._kernels import COMPRESSIONS, PENALTIES, SCHEDULES, decision, init_optimizer
@@ -183,6 +184,34 @@ class _BaseSGD(SparseInputMixin, FittedSummaryMixin, BaseEstimator):
             self.staleness_ = {"bound": self.max_staleness, "max": int(np.flatnonzero(hist).max(initial=0)),
                                "mean": float((hist * np.arange(len(hist))).sum() / total),
                                "histogram": hist.tolist(), "rejected": st.rejected}
+
+    def _check_restored_state(self) -> str | None:
+        """What is wrong with a fitted state loaded from a registry (None if nothing): the training state must
+        have the shapes the compiled SGD kernels index (weights of ``n_features_in_ + 1`` rows, one column per
+        output) and the optimizer memory of ``learning_rate``, so that ``partial_fit`` continues safely."""
+        st = self.__dict__.get("_state")
+        if st is None:
+            return None
+        name = type(self).__name__
+        if type(st) is not TrainState or not isinstance(st.opt, dict) or not isinstance(st.curve, list):
+            return f"{name} state _state is not a training state of this version"
+        d = self.__dict__.get("n_features_in_")
+        classes = self.__dict__.get("classes_")
+        k = 1 if classes is None or (isinstance(classes, np.ndarray) and len(classes) == 2) else len(classes)
+        shape = (d + 1 if type(d) is int and d >= 1 else 0, k)
+        wanted = init_optimizer(self.learning_rate, (1, 1))
+        layout = [("_state.W", st.W, np.float64, shape), ("_state.staleness", st.staleness, np.int64, (None,))]
+        layout += [(f"_state.opt[{key!r}]", st.opt.get(key), np.float64, () if key == "t" else shape)
+                   for key in wanted]
+        counts = [(f"_state.{f}", getattr(st, f), 0, 2**62) for f in ("epoch", "samples", "bytes", "rounds",
+                                                                      "rejected")]
+        counts.append(("_state.opt keys", 0 if set(st.opt) == set(wanted) else None, 0, 0))
+        ok = isinstance(st.rng, np.random.Generator) and isinstance(st.elapsed, (int, float)) and all(
+            isinstance(r, (list, tuple)) and len(r) == 4 for r in st.curve)
+        ok = ok and (classes is None or (isinstance(classes, np.ndarray) and classes.ndim == 1 and
+                                         len(np.unique(classes)) == len(classes) >= 2))
+        counts.append(("_state.rng, _state.elapsed, _state.curve, classes_", 0 if ok else None, 0, 0))
+        return restored_state_problem(name, layout, counts)
 
     def _fitted_summary(self) -> list[tuple[str, Any]]:
         curve = self.loss_curve_

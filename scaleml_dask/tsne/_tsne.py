@@ -345,8 +345,10 @@ class TSNE(SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         """Fit and return the (n, 2) embedding as numpy."""
         return self.fit(X, y).embedding_
 
-    def to_zarr(self, path: str | Path, *, chunk_rows: int | None = None, codec: str | None = None) -> Path:
-        """Write the embedding as a dataset (``X``: n × 2 float32, ``y``: the labels if known)."""
+    def to_zarr(self, path: str | Path, *, chunk_rows: int | None = None, codec: str | None = None,
+                overwrite: bool = False) -> Path:
+        """Write the embedding as a dataset (``X``: n × 2 float32, ``y``: the labels if known); a dataset already
+        at ``path`` is replaced only with ``overwrite=True``, and only if written here."""
         from ..io.store import DatasetWriter
 
         check_is_fitted(self, "embedding_")
@@ -355,7 +357,7 @@ class TSNE(SparseInputMixin, FittedSummaryMixin, BaseEstimator):
                  "kl_divergence": self.kl_divergence_, "n_iter": self.n_iter_}
         with DatasetWriter(path, 2, n_samples=0, chunk_rows=chunk_rows, dtype=np.float32,
                            y_dtype=None if labels is None else labels.dtype,
-                           feature_names=["tsne_1", "tsne_2"], attrs=attrs, codec=codec) as w:
+                           feature_names=["tsne_1", "tsne_2"], attrs=attrs, codec=codec, overwrite=overwrite) as w:
             for s in range(0, len(self.embedding_), w.chunk_rows):
                 w.append(self.embedding_[s:s + w.chunk_rows],
                          None if labels is None else labels[s:s + w.chunk_rows])

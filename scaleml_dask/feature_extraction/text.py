@@ -35,7 +35,7 @@ from sklearn.feature_extraction.text import HashingVectorizer as _SkHashingVecto
 from sklearn.feature_extraction.text import TfidfTransformer as _SkTfidfTransformer
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["HashingVectorizer", "TfidfTransformer", "hash_block"]
+__all__ = ["HashingVectorizer", "TfidfTransformer", "hash_block", "ingest_hashed"]
 
 #: scikit-learn's default token pattern, the one the compiled kernel implements.
 DEFAULT_TOKEN_PATTERN = r"(?u)\b\w\w+\b"
@@ -120,6 +120,12 @@ class HashingVectorizer(_SkHashingVectorizer):
     def partial_fit(self, X: Any, y: Any = None) -> HashingVectorizer:
         """``fit`` (nothing to learn)."""
         return self.fit(X, y)
+
+    def _as_table_node(self) -> Any:
+        """This vectorizer as a branch of a ``compose.ColumnTransformer`` on one text column of a table."""
+        from ._table import HashedColumn
+
+        return HashedColumn(self)
 
 
 def hash_block(docs: Any, *, spec: HashSpec, chunk_index: int = -1, row_start: int = 0) -> Any:
@@ -320,3 +326,6 @@ def tfidf_block(X: Any, *, params: dict, idf: np.ndarray | None, chunk_index: in
     if idf is not None:
         t.idf_ = idf
     return sp.csr_matrix(t.transform(X))
+
+
+from ._table import ingest_hashed  # noqa: E402 - defined beside the table node; it uses hash_block above

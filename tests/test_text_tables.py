@@ -125,3 +125,22 @@ def test_ingest_hashed_stores_the_sparse_matrix(reviews, tmp_path, capsys):
     assert "--n-features takes an integer or 2**K" in capsys.readouterr().err
     with pytest.raises(IngestError, match="name the text column"):
         ingest_hashed(d / "r.csv", tmp_path / "e.zarr", text=[])
+
+
+@pytest.mark.slow
+def test_compression_of_a_hashed_text_model_keeps_the_rows_sparse(reviews):
+    """quantize / prune of a model over 2**20 hashed features, measured on CSR held-out rows (never densified)."""
+    from scaleml_dask.deploy.compress import prediction_bound, prune, quantize
+
+    frame, _ = reviews
+    X = HashingVectorizer(n_features=2**20).transform(_sk_frame(frame)["review"])
+    y = frame["y"].to_numpy()
+    model = sm.SGDClassifier(mode="local", random_state=0, epochs=1).fit(X, y)
+    q, rep = quantize(model, "int8", X_val=X, y_val=y)
+    assert rep["n_rows"] == len(frame) and rep["weight_bytes_after"] == 2**20 + 8
+    assert rep["bytes_after"] < rep["bytes_before"]
+    assert 0 < rep["max_abs_diff"] <= prediction_bound(q, X).max()
+    np.testing.assert_allclose(q.predict_proba(X), model.predict_proba(X), atol=prediction_bound(q, X).max() / 4)
+    kept = np.count_nonzero(model.coef_)  # the hashed buckets the documents touched: few of 2**20
+    pruned, prep = prune(model, 1 - kept / 2 / 2**20, X_val=X, y_val=y)  # half of the non-zero weights go
+    assert np.count_nonzero(pruned.coef_) == kept - kept // 2 and prep["bytes_after"] < prep["bytes_before"]

@@ -113,6 +113,10 @@ def block_moments(
         G = A.T @ A
         amp = amp_unit = 1.0
     if method == "gram":
+        if fast and amp_unit * np.finfo(np.float64).eps > tol:  # summing then centering lost digits: center first
+            X = np.asarray(X, dtype=np.float64)
+            A = _centered(X, None if y is None else np.asarray(y, dtype=np.float64).reshape(-1), w, mean)
+            G, amp = A.T @ A, 1.0
         return Moments(n, weight, mean, G, True, 1, 1, amp)
     if method == "auto":
         r = _cholesky_r(G, amp, tol, scale)

@@ -165,10 +165,10 @@ def test_bad_values_name_line_and_column(tmp_path):
     assert sm.open_dataset(tmp_path / "o.zarr")["b"].attrs["levels"] == ["2", "8", "oops"]
     src.write_text("a,a/b,y\n1,x,3\n")
     with pytest.raises(TableError, match=r"t.csv: column 'a/b' cannot name a zarr array"):
-        ingest(src, tmp_path / "o.zarr", target="y")
+        ingest(src, tmp_path / "o2.zarr", target="y")
     src.write_text("a,r,y\n1,x,3\n2,,4\n")
     with pytest.raises(IngestError, match=r"line 3, column 'r': missing value \(''\)"):
-        ingest(src, tmp_path / "o.zarr", target="y", na="error")
+        ingest(src, tmp_path / "o3.zarr", target="y", na="error")
 
 
 def test_parquet_timestamps_dates_dictionaries(tmp_path):

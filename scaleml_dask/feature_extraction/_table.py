@@ -83,6 +83,7 @@ def ingest_hashed(source: str | os.PathLike, dest: str | os.PathLike, *, text: s
     >>> ds["X"].shape, int(ds["X"].data.compute().nnz), ds["y"].values.tolist()
     ((3, 1024), 4, [5.0, 1.0, 3.0])
     """
+    from ..io.destination import claim
     from ..io.ingest import IngestError, encoded_chunks, na_policy, open_reader
     from ..io.sparse import SparseWriter, chunk_rows_for_nnz
     from ..io.table import canonical
@@ -94,6 +95,7 @@ def ingest_hashed(source: str | os.PathLike, dest: str | os.PathLike, *, text: s
     source = Path(source)
     policy = na_policy(na)
     reader = open_reader(source, target=target, drop=drop, policy=policy, kinds=kinds, text=text)
+    claim(Path(dest), "dataset", overwrite=overwrite)  # refused before any work (the writer claims it again)
     kinds = reader.kinds
     others = [c for c in reader.features if c not in text]
     for c in others + ([target] if target is not None else []):

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ._encode import MAX_LEVELS, ColumnEncoder, IngestError, kind_of, looks_like_datetimes
+from .destination import claim
 from .store import DatasetWriter, chunk_rows_for
 from .table import KINDS, TableWriter, canonical, check_column_name, table_chunk_rows
 
@@ -75,6 +76,7 @@ def ingest(
     source, dest = Path(source), Path(dest)
     policy = na_policy(na)
     reader = open_reader(source, target=target, drop=drop, policy=policy, kinds=kinds, text=text)
+    claim(dest, "dataset", overwrite=overwrite)  # refused before any work (the writer claims it again)
     bar = _progress_bar(reader.size_bytes, f"ingest {source.name}") if progress else None
     try:
         if isinstance(reader, _NpyReader):

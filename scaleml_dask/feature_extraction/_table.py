@@ -21,7 +21,6 @@ from sklearn.base import clone
 
 from .._tabular import InputSchema, TableInputError
 from ..preprocessing._base import Codes, ColumnState, Piece, Summary, TableNode, WideStates, require_kind
-from .text import hash_block
 
 
 class HashedColumn(TableNode):
@@ -49,6 +48,8 @@ class HashedColumn(TableNode):
         return WideStates(f"{name}_hash", self._n_out, Summary(state.summary.n, 0), name)
 
     def _table_apply(self, pieces: list[Piece]) -> list[Piece]:
+        from .text import hash_block
+
         (p,) = pieces
         if isinstance(p, Codes):  # each distinct value hashed once; missing: the empty document
             values = np.array([*p.levels, "", *p.unknown[::-1]], dtype=object)
@@ -150,6 +151,7 @@ def _hashed_chunk(cols: tuple, text: list[str], others: list[str], position: dic
     import scipy.sparse as sp
 
     from ..io.table import canonical
+    from .text import hash_block
 
     parts = [hash_block(cols[position[c]], spec=spec) for c in text]
     if others:

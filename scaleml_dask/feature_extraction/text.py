@@ -328,4 +328,4 @@ def tfidf_block(X: Any, *, params: dict, idf: np.ndarray | None, chunk_index: in
     return sp.csr_matrix(t.transform(X))
 
 
-from ._table import ingest_hashed  # noqa: E402 - defined beside the table node; it uses hash_block above
+from ._table import ingest_hashed  # noqa: E402 - defined beside the table node (which imports this module lazily)

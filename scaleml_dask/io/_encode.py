@@ -31,8 +31,8 @@ class IngestError(ValueError):
 
 def ways_out_too_diverse(column: str) -> list[str]:
     """What a user can do with a column too diverse to be a category."""
-    return [f"keep it as text, to be hashed (text=[{column!r}], --text {column})",
-            f"drop it (drop=[{column!r}], --drop {column})",
+    return [f"drop it (drop=[{column!r}], --drop {column})",
+            f"keep it as text, to be hashed (text=[{column!r}], --text {column})",
             f"declare it categorical if it is one (kinds={{{column!r}: 'categorical'}}, --kind {column}=categorical)"]
 
 

@@ -198,7 +198,7 @@ class Trainer:
         held-out loss passes ``DIVERGENCE_FACTOR`` times its value at the start of the fit."""
         st, cfg = self.st, self.config
         loss, first = st.curve[-1][3], st.curve[0][3]
-        held_out = self.X_val is not None and len(self.X_val) > 0  # else the loss is NaN by construction
+        held_out = self.X_val is not None and self.X_val.shape[0] > 0  # else the loss is NaN by construction
         if not np.isfinite(st.W).all() or (math.isinf(loss) or (math.isnan(loss) and held_out)):
             raise DivergenceError(f"SGD ({cfg.mode} mode) diverged in epoch {st.epoch}: the weights (held-out loss "
                                   f"{loss:.4g}) are no longer finite; lower eta0, use learning_rate='adam' or "

@@ -32,6 +32,7 @@ _EXPORTS = {
     "RidgeCV": "linear_cv",
     "reuse_statistics": "_moments",
     "PCA": "pca",
+    "TruncatedSVD": "decomposition",
     "KMeans": "kmeans",
     "SGDClassifier": "sgd",
     "SGDRegressor": "sgd",
@@ -44,8 +45,8 @@ _EXPORTS = {
     "to_onnx": "deploy.onnx",
 }
 _SUBMODULES = {"io", "online", "validation", "cluster", "report", "runner", "linear", "pca", "kmeans", "sgd", "tsne",
-               "preprocessing", "compose", "pipeline",
-               "checkpoint", "config", "deploy", "metrics", "model_selection", "linear_cv"}
+               "preprocessing", "compose", "pipeline", "checkpoint", "config", "deploy", "metrics", "model_selection",
+               "linear_cv", "decomposition", "feature_extraction", "feature_selection", "random_projection"}
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

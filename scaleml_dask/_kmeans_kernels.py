@@ -13,17 +13,24 @@ negative by rounding).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
 
-from ._checks import assert_finite, checked_weights
+from ._checks import assert_finite_rows, checked_weights, csr_block
 
 
 def row_norms_sq(X: np.ndarray) -> np.ndarray:
-    """``‖x‖²`` of every row of ``X``."""
+    """``‖x‖²`` of every row of ``X`` (dense or CSR)."""
+    if hasattr(X, "indptr"):
+        return np.add.reduceat(np.append(X.data * X.data, 0.0), X.indptr[:-1]) * (np.diff(X.indptr) > 0)
     return np.einsum("ij,ij->i", X, X)
+
+
+def dense_rows(X: Any) -> np.ndarray:
+    """Rows of ``X`` (dense or CSR) as a float64 numpy array."""
+    return X.toarray().astype(np.float64, copy=False) if hasattr(X, "indptr") else np.asarray(X, dtype=np.float64)
 
 
 def sq_distances(X: np.ndarray, C: np.ndarray, x_sq: np.ndarray | None = None,
@@ -31,7 +38,7 @@ def sq_distances(X: np.ndarray, C: np.ndarray, x_sq: np.ndarray | None = None,
     """The ``(n, k)`` squared Euclidean distances between the rows of ``X`` and the centres ``C``."""
     x_sq = row_norms_sq(X) if x_sq is None else x_sq
     c_sq = row_norms_sq(C) if c_sq is None else c_sq
-    D = X @ C.T
+    D = np.asarray(X @ C.T)
     D *= -2.0
     D += x_sq[:, None]
     D += c_sq[None, :]
@@ -43,7 +50,7 @@ def nearest(X: np.ndarray, C: np.ndarray, x_sq: np.ndarray | None = None) -> tup
     """The index of the nearest centre of every row (int64) and the squared distance to it (float64)."""
     D = sq_distances(X, C, x_sq)
     labels = D.argmin(axis=1)
-    return labels.astype(np.int64, copy=False), D[np.arange(len(X)), labels]
+    return labels.astype(np.int64, copy=False), D[np.arange(X.shape[0]), labels]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -54,6 +61,8 @@ def nearest(X: np.ndarray, C: np.ndarray, x_sq: np.ndarray | None = None) -> tup
 #: reads them, instead of a ``(chunk rows, k)`` matrix written to and read back from memory.
 SUB_ROWS = 4096
 _NO_WEIGHTS = np.empty(0)
+_NO_ROWS = np.empty((0, 0))
+_NO_INDICES = np.empty(0, np.int32)
 
 
 class Assignment(NamedTuple):
@@ -71,16 +80,20 @@ def _products(X: np.ndarray, C: np.ndarray) -> Iterator[tuple[int, int, np.ndarr
     buffer: dask's workers set ``MALLOC_TRIM_THRESHOLD_``, which pins glibc's mmap threshold at 128 kB, so a
     fresh product per sub-block would be mapped, page-faulted and unmapped every time (benchmarks/README.md,
     "k-means")."""
-    n = len(X)
+    n = X.shape[0]
     Ct = np.ascontiguousarray(C.T)
     XC = np.empty((min(n, SUB_ROWS), len(C)))
     for s in range(0, n, SUB_ROWS):
         e = min(n, s + SUB_ROWS)
-        yield s, e, np.matmul(X[s:e], Ct, out=XC[:e - s])
+        if hasattr(X, "indptr"):
+            _csr_rows_times_dense(X.data, X.indices, X.indptr, s, e, Ct, XC[:e - s])
+            yield s, e, XC[:e - s]
+        else:
+            yield s, e, np.matmul(X[s:e], Ct, out=XC[:e - s])
 
 
 def _prepared(X: np.ndarray, C: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    X = csr_block(X) if hasattr(X, "indptr") else np.ascontiguousarray(X, dtype=np.float64)
     w = _NO_WEIGHTS if w is None else np.ascontiguousarray(w, dtype=np.float64)
     return X, row_norms_sq(np.asarray(C, dtype=np.float64)), w
 
@@ -98,8 +111,11 @@ def assign(X: np.ndarray, C: np.ndarray, w: np.ndarray | None = None) -> Assignm
     labels, d2 = np.empty(n, np.int64), np.empty(n)
     weights, S = np.zeros(len(C)), np.zeros((len(C), d))
     inertia = 0.0
+    rows = _csr_or_dense(X)  # a CSR block: sparse distances and sums over its non-zeros, dense centres
     for s, e, XC in _products(X, C):
-        inertia += _assign_rows(XC, c_sq, X[s:e], w[s:e] if len(w) else w, labels[s:e], d2[s:e], weights, S)
+        dense = rows[0][s:e] if not rows[4] else rows[0]
+        inertia += _assign_rows(XC, c_sq, dense, *rows[1:], s, w[s:e] if len(w) else w, labels[s:e], d2[s:e],
+                                weights, S)
     return Assignment(labels, d2, weights, S, inertia)
 
 
@@ -114,20 +130,36 @@ def _nearest_of_row(XC, c_sq, i):  # pragma: no cover - compiled
     return best, lab
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _row_sq_and_add(X, data, indices, indptr, i, sparse, sums, lab, wi):  # pragma: no cover - compiled
+    """``‖x_i‖²`` of row ``i`` (dense ``X``, or over the non-zeros of CSR ``data / indices / indptr``), adding
+    ``wi x_i`` to ``sums[lab]`` when ``lab >= 0``."""
+    x_sq = 0.0
+    if sparse:
+        for q in range(indptr[i], indptr[i + 1]):
+            x = data[q]
+            x_sq += x * x
+            if lab >= 0:
+                sums[lab, indices[q]] += wi * x
+    else:
+        for f in range(X.shape[1]):
+            x = X[i, f]
+            x_sq += x * x
+            if lab >= 0:
+                sums[lab, f] += wi * x
+    return x_sq
+
+
 @njit(cache=True, nogil=True)
-def _assign_rows(XC, c_sq, X, w, labels, d2, weights, sums):  # pragma: no cover - compiled
+def _assign_rows(XC, c_sq, X, data, indices, indptr, sparse, s, w, labels, d2, weights, sums):  # pragma: no cover
+    """Rows ``s..`` of the block (dense ``X``, or CSR: its non-zeros only) against ``XC = X C'``."""
     n = XC.shape[0]
     weighted = w.shape[0] > 0
     inertia = 0.0
     for i in range(n):
         best, lab = _nearest_of_row(XC, c_sq, i)
         wi = w[i] if weighted else 1.0
-        x_sq = 0.0
-        for f in range(X.shape[1]):
-            x = X[i, f]
-            x_sq += x * x
-            sums[lab, f] += wi * x
-        dist = x_sq + best
+        dist = _row_sq_and_add(X, data, indices, indptr, s + i if sparse else i, sparse, sums, lab, wi) + best
         if dist < 0.0:  # rounding of the expansion; NaN stays NaN
             dist = 0.0
         labels[i] = lab
@@ -135,6 +167,27 @@ def _assign_rows(XC, c_sq, X, w, labels, d2, weights, sums):  # pragma: no cover
         weights[lab] += wi
         inertia += wi * dist
     return inertia
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _csr_rows_times_dense(data, indices, indptr, s, e, Ct, out):  # pragma: no cover - compiled
+    """``out = X[s:e] C'`` for CSR ``X`` (``Ct = C'``, contiguous rows of ``k``)."""
+    k = Ct.shape[1]
+    for i in range(s, e):
+        for c in range(k):
+            out[i - s, c] = 0.0
+        for q in range(indptr[i], indptr[i + 1]):
+            v = data[q]
+            j = indices[q]
+            for c in range(k):
+                out[i - s, c] += v * Ct[j, c]
+
+
+def _csr_or_dense(X: Any) -> tuple:
+    """The arguments the row kernels take for a block: (X, data, indices, indptr, sparse)."""
+    if hasattr(X, "indptr"):
+        return _NO_ROWS, X.data, X.indices, X.indptr, True
+    return X, _NO_WEIGHTS, _NO_INDICES, _NO_INDICES, False
 
 
 def update_nearest(X: np.ndarray, C: np.ndarray, w: np.ndarray | None, d2: np.ndarray, labels: np.ndarray,
@@ -145,22 +198,21 @@ def update_nearest(X: np.ndarray, C: np.ndarray, w: np.ndarray | None, d2: np.nd
     row: the caller's NaN test)."""
     X, c_sq, w = _prepared(X, C, w)
     total = 0.0
+    rows = _csr_or_dense(X)
     for s, e, XC in _products(X, C):
-        total += _update_rows(XC, c_sq, X[s:e], w[s:e] if len(w) else w, d2[s:e], labels[s:e], offset)
+        dense = rows[0][s:e] if not rows[4] else rows[0]
+        total += _update_rows(XC, c_sq, dense, *rows[1:], s, w[s:e] if len(w) else w, d2[s:e], labels[s:e], offset)
     return total
 
 
 @njit(cache=True, nogil=True)
-def _update_rows(XC, c_sq, X, w, d2, labels, offset):  # pragma: no cover - compiled
+def _update_rows(XC, c_sq, X, data, indices, indptr, sparse, s, w, d2, labels, offset):  # pragma: no cover
     n = XC.shape[0]
     weighted = w.shape[0] > 0
     total = 0.0
     for i in range(n):
         best, lab = _nearest_of_row(XC, c_sq, i)
-        x_sq = 0.0
-        for f in range(X.shape[1]):
-            x_sq += X[i, f] * X[i, f]
-        dist = x_sq + best
+        dist = _row_sq_and_add(X, data, indices, indptr, s + i if sparse else i, sparse, X[:0, :0], -1, 0.0) + best
         if dist < 0.0:  # rounding of the expansion; NaN stays NaN
             dist = 0.0
         if not d2[i] <= dist:
@@ -197,7 +249,7 @@ class LloydPart(NamedTuple):
 
 def _checked(x: np.ndarray, w: np.ndarray | None, chunk_index: int, row_start: int
              ) -> tuple[np.ndarray, np.ndarray | None]:
-    x = np.asarray(x)
+    x = csr_block(x) if hasattr(x, "indptr") else np.asarray(x)
     if w is not None:
         w = checked_weights(w, chunk_index, row_start)
     return x, w
@@ -205,7 +257,7 @@ def _checked(x: np.ndarray, w: np.ndarray | None, chunk_index: int, row_start: i
 
 def _nonfinite(x: np.ndarray, inertia: float, chunk_index: int, row_start: int) -> None:
     if not np.isfinite(inertia):
-        assert_finite(x, "X", chunk_index, row_start)
+        assert_finite_rows(x, "X", chunk_index, row_start)
         raise ValueError("the squared distances overflow float64: X or the centres are too large")
 
 
@@ -220,11 +272,17 @@ def lloyd_block(x: np.ndarray, w: np.ndarray | None, *, centers: np.ndarray, n_f
     m = min(n_far, len(a.d2))
     top = np.argpartition(a.d2, len(a.d2) - m)[len(a.d2) - m:] if m else np.empty(0, np.int64)
     top = top[np.lexsort((top, -a.d2[top]))]
-    xf = np.asarray(x[top], dtype=np.float64)
+    xf = dense_rows(x[top])
     far = Far(a.d2[top], top + row_start, xf, np.ones(m) if w is None else w[top], a.labels[top])
     if with_moments:
-        x64 = np.asarray(x, dtype=np.float64)
-        moments = np.stack([np.full(x.shape[1], float(len(x))), x64.sum(axis=0), np.einsum("ij,ij->j", x64, x64)])
+        n = x.shape[0]
+        if hasattr(x, "indptr"):
+            sums = np.bincount(x.indices, weights=x.data, minlength=x.shape[1])
+            sq = np.bincount(x.indices, weights=x.data * x.data, minlength=x.shape[1])
+        else:
+            x64 = np.asarray(x, dtype=np.float64)
+            sums, sq = x64.sum(axis=0), np.einsum("ij,ij->j", x64, x64)
+        moments = np.stack([np.full(x.shape[1], float(n)), sums, sq])
     return LloydPart(a.weights, a.sums, a.inertia, far, moments)
 
 
@@ -276,7 +334,7 @@ def seed_candidates(x: np.ndarray, w: np.ndarray | None, ell: float, rounds: int
         return CandidatePart(np.empty((0, d)), np.empty(0), 0.0)
     first = int(rng.integers(n)) if w is None else int(np.searchsorted(np.cumsum(w), rng.random() * total_w,
                                                                         side="right"))
-    cands = [np.asarray(x[min(first, n - 1)][None, :], dtype=np.float64)]
+    cands = [dense_rows(x[[min(first, n - 1)]])]  # dense or CSR rows
     d2, labels = np.full(n, np.inf), np.zeros(n, np.int32)
     cost = update_nearest(x, cands[0], w, d2, labels, 0)
     count = 1
@@ -287,7 +345,7 @@ def seed_candidates(x: np.ndarray, w: np.ndarray | None, ell: float, rounds: int
         new = np.flatnonzero(rng.random(n) * cost < ell * wd2)
         if not len(new):
             break
-        cands.append(np.asarray(x[new], dtype=np.float64).reshape(len(new), d))
+        cands.append(dense_rows(x[new]).reshape(len(new), d))
         cost = update_nearest(x, cands[-1], w, d2, labels, count)
         count += len(new)
     weights = np.bincount(labels, weights=w, minlength=count).astype(np.float64)
@@ -305,7 +363,7 @@ def candidate_block(x: np.ndarray, w: np.ndarray | None, *, ell: float, rounds: 
     if len(x) > SEED_ROWS:
         rows = np.sort(rng.choice(len(x), SEED_ROWS, replace=False))
         ws = None if w is None else w[rows]
-        part = seed_candidates(np.asarray(x[rows]), ws, ell, rounds, rng)
+        part = seed_candidates(x[rows], ws, ell, rounds, rng)
         total = float(len(x) if w is None else w.sum())
         sampled = float(SEED_ROWS if ws is None else ws.sum())
         if sampled > 0:  # the sample's weights stand for the block's

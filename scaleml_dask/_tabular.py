@@ -35,7 +35,7 @@ from .io.table import KINDS, MISSING_CODE, UNKNOWN_CODE, TableError, canonical, 
 __all__ = ["Canonical", "Column", "InputSchema", "Table", "TableInputError", "as_table"]
 
 #: The dtype raw values of each kind come in (``Column.dtype`` by default; what a server declares).
-RAW_DTYPES = {"numeric": "float64", "boolean": "bool", "categorical": "str", "datetime": "datetime64"}
+RAW_DTYPES = {"numeric": "float64", "boolean": "bool", "categorical": "str", "datetime": "datetime64", "text": "str"}
 
 
 class TableInputError(TableError):
@@ -118,7 +118,7 @@ class InputSchema:
         column selectors look at (ours, scikit-learn's ``make_column_selector``, a user's callable)."""
         import pandas as pd
 
-        dtypes = {"numeric": "float64", "boolean": "bool", "datetime": "datetime64[ns]"}
+        dtypes = {"numeric": "float64", "boolean": "bool", "datetime": "datetime64[ns]", "text": "object"}
         return pd.DataFrame({c.name: pd.Categorical([], categories=list(c.levels)) if c.kind == "categorical"
                              else pd.Series([], dtype=dtypes[c.kind]) for c in self.columns})
 
@@ -164,6 +164,8 @@ class InputSchema:
             if col.kind == "categorical":
                 out[name], unknown[name] = (_few_codes(name, values, self._index(name)) if few
                                             else _codes(name, values, col.levels))
+            elif col.kind == "text":
+                out[name] = texts(name, values)
             else:
                 out[name] = _few_floats(name, col.kind, values) if few else _floats(name, col.kind, values)
         return Canonical(out, n, unknown)
@@ -545,7 +547,25 @@ def _frame_table(X: Any) -> Table:
 
 
 def _missing_count(kind: str, values: np.ndarray) -> int:
+    if kind == "text":
+        return int(sum(1 for v in values if v == ""))
     return int((values == MISSING_CODE).sum() if kind == "categorical" else np.isnan(values).sum())
+
+
+def texts(name: str, values: Any) -> np.ndarray:
+    """Raw documents as the canonical text column: an object array of ``str``, a missing one (None, NaN) as the
+    empty document (what the table layout stores); a value that is not a string is refused by name."""
+    items = _items(values)
+    out = np.empty(len(items), dtype=object)
+    for i, v in enumerate(items):
+        if isinstance(v, str):
+            out[i] = v
+        elif _missing(v):
+            out[i] = ""
+        else:
+            raise TableInputError(f"column {name!r} is text; row {i} holds {type(v).__name__} {v!r}, not a string",
+                                  column=name)
+    return out
 
 
 def _dataset_table(ds: Any) -> Table:

@@ -300,7 +300,10 @@ class RangeMoments(NamedTuple):
 
 
 def block_range(X: np.ndarray, Z: np.ndarray, *, chunk_index: int = -1, row_start: int = 0) -> RangeMoments:
-    """For one block centered by its own mean: ``Y = Xc Z``, its R factor, ``Xc' Y`` and the moments of X."""
+    """For one block centered by its own mean: ``Y = Xc Z``, its R factor, ``Xc' Y`` and the moments of X. A CSR
+    block is centred implicitly (``Xc Z = X Z - 1 m'Z``, ``Xc' Y = X' Y - m 1'Y``): it stays sparse."""
+    if hasattr(X, "indptr"):
+        return _block_range_csr(X, Z, chunk_index, row_start)
     X = np.asarray(X, dtype=np.float64)
     sx = X.sum(axis=0)
     if not np.all(np.isfinite(sx)):
@@ -310,6 +313,20 @@ def block_range(X: np.ndarray, Z: np.ndarray, *, chunk_index: int = -1, row_star
     Y = A @ Z
     return RangeMoments(len(X), mean, np.einsum("ij,ij->j", A, A), mean @ Z, A.T @ Y,
                         _tsqr_r(Y, None, None, np.zeros(Z.shape[1])))
+
+
+def _block_range_csr(X: object, Z: np.ndarray, chunk_index: int, row_start: int) -> RangeMoments:
+    from ._checks import assert_finite_rows, csr_block
+
+    X = csr_block(X)
+    assert_finite_rows(X, "X", chunk_index, row_start)
+    n, p = X.shape
+    mean = np.bincount(X.indices, weights=X.data, minlength=p) / n
+    mz = mean @ Z
+    Y = np.asarray(X @ Z) - mz
+    ss = np.bincount(X.indices, weights=X.data * X.data, minlength=p) - n * mean**2
+    C = np.asarray(X.T @ Y) - np.outer(mean, Y.sum(axis=0))
+    return RangeMoments(n, mean, np.maximum(ss, 0.0), mz, C, _tsqr_r(Y, None, None, np.zeros(Z.shape[1])))
 
 
 def combine_range(parts: list[RangeMoments]) -> RangeMoments:

@@ -76,11 +76,33 @@ def _ingest(args: argparse.Namespace) -> int:
         if not sep or not name:
             raise UsageError(f"--kind takes NAME=KIND (e.g. --kind zip=categorical); got {spec!r}")
         kinds[name] = kind
+    if args.n_features is not None:
+        if not args.text:
+            raise UsageError("--n-features hashes the text columns: name them with --text COL")
+        from .feature_extraction.text import ingest_hashed
+
+        out = ingest_hashed(args.source, args.dest, text=args.text, n_features=_n_features(args.n_features),
+                            target=args.target, drop=args.drop or (), chunk_rows=args.chunk_rows, codec=args.codec,
+                            na=args.na, kinds=kinds, progress=not args.quiet, overwrite=args.overwrite)
+        print(f"wrote {out}")
+        return 0
     out = ingest(args.source, args.dest, target=args.target, drop=args.drop or (), chunk_rows=args.chunk_rows,
                  codec=args.codec, na=args.na, kinds=kinds, max_levels=args.max_levels or MAX_LEVELS,
-                 progress=not args.quiet, overwrite=args.overwrite)
+                 text=args.text or (), progress=not args.quiet, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
+
+
+def _n_features(spec: str) -> int:
+    """``--n-features``: an integer or a power of two written ``2**K``."""
+    base, sep, power = spec.replace(" ", "").partition("**")
+    try:
+        n = int(base) ** int(power) if sep else int(base)
+    except ValueError:
+        raise UsageError(f"--n-features takes an integer or 2**K; got {spec!r}") from None
+    if not 1 <= n < 2**31:
+        raise UsageError(f"--n-features must be between 1 and 2**31 - 1; got {spec!r}")
+    return n
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -189,8 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="missing cells (empty, NA, null...): kept as missing and counted (default), an error naming "
                         "line and column, or (numeric columns) filled with VALUE")
     i.add_argument("--kind", action="append", metavar="NAME=KIND",
-                   help="declare a column's kind (numeric, boolean, categorical, datetime) instead of inferring it "
-                        "from the first chunk; repeatable")
+                   help="declare a column's kind (numeric, boolean, categorical, datetime, text) instead of inferring "
+                        "it from the first chunk; repeatable")
+    i.add_argument("--text", action="append", metavar="COL",
+                   help="keep column COL as text (documents, hashed by a pipeline's HashingVectorizer); repeatable")
+    i.add_argument("--n-features", metavar="N",
+                   help="store the --text columns hashed to N features (e.g. 2**20): a sparse dataset")
     i.add_argument("--max-levels", type=int, metavar="N",
                    help="most levels a categorical column may have (default 100,000)")
     i.add_argument("--overwrite", action="store_true", help="replace a dataset this project wrote at DEST")

@@ -44,6 +44,7 @@ from ._kmeans_kernels import (
     candidate_block,
     combine_candidates,
     combine_lloyd,
+    dense_rows,
     lloyd_block,
     nearest,
     sq_distances,
@@ -52,12 +53,14 @@ from ._moments import check_sample_weight
 from ._repr import FittedSummaryMixin
 from .passes import one_pass
 from .validation import (
+    SparseInputMixin,
     as_dask_array,
     check_array,
     check_is_fitted,
     check_n_features,
     check_predict_input,
     finite_blocks,
+    in_memory,
     restored_state_problem,
 )
 
@@ -73,7 +76,7 @@ PERSIST_FRACTION = 0.25
 PLUSPLUS_SAMPLE = 10_000
 
 
-class KMeans(CentreWeights, FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
+class KMeans(CentreWeights, SparseInputMixin, FittedSummaryMixin, ClusterMixin, TransformerMixin, BaseEstimator):
     """K-means clustering of data larger than memory, with scikit-learn's conventions.
 
     Parameters
@@ -126,6 +129,7 @@ class KMeans(CentreWeights, FittedSummaryMixin, ClusterMixin, TransformerMixin, 
         self.oversampling_factor = oversampling_factor
         self.init_rounds = init_rounds
 
+
     def _fitted_summary(self) -> list[tuple[str, Any]]:
         return [("clusters", self.n_clusters), ("inertia", float(self.inertia_)), ("Lloyd iterations", self.n_iter_)]
 
@@ -134,7 +138,7 @@ class KMeans(CentreWeights, FittedSummaryMixin, ClusterMixin, TransformerMixin, 
         """Cluster ``X`` (numpy, dask, xarray, zarr, or a dataset path/name); ``y`` is not used."""
         Xn = check_array(X, "X", ndim=2) if _in_memory(X) else None
         _check_feature_names(self, X, reset=True)
-        dX = as_dask_array(X if Xn is None else Xn, "X", ndim=2)
+        dX = as_dask_array(X if Xn is None else Xn, "X", ndim=2, accept_sparse=True)  # sparse: dense centres
         w = check_sample_weight(sample_weight, dX)
         n, d = dX.shape
         k = self.n_clusters
@@ -184,9 +188,9 @@ class KMeans(CentreWeights, FittedSummaryMixin, ClusterMixin, TransformerMixin, 
     def predict(self, X: Any) -> Any:
         """Index of the nearest centre of every row: numpy for numpy input, a lazy dask array otherwise."""
         check_is_fitted(self, "cluster_centers_")
-        if _in_memory(X):
-            return nearest(check_predict_input(self, X), self.cluster_centers_)[0]
-        dX = as_dask_array(X, "X", ndim=2)
+        if in_memory(X):
+            return nearest(check_predict_input(self, X, accept_sparse=True), self.cluster_centers_)[0]
+        dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
         return self._predict_dask(dX)
 
@@ -197,9 +201,9 @@ class KMeans(CentreWeights, FittedSummaryMixin, ClusterMixin, TransformerMixin, 
     def transform(self, X: Any) -> Any:
         """Euclidean distances to the ``k`` centres (n, k): numpy for numpy input, lazy dask otherwise."""
         check_is_fitted(self, "cluster_centers_")
-        if _in_memory(X):
-            return np.sqrt(sq_distances(check_predict_input(self, X), self.cluster_centers_))
-        dX = as_dask_array(X, "X", ndim=2)
+        if in_memory(X):
+            return np.sqrt(sq_distances(check_predict_input(self, X, accept_sparse=True), self.cluster_centers_))
+        dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
         return da.map_blocks(_distances_block, finite_blocks(dX, "X"), self.cluster_centers_,
                              chunks=(dX.chunks[0], (self.n_clusters,)), dtype=np.float64,
@@ -208,7 +212,8 @@ class KMeans(CentreWeights, FittedSummaryMixin, ClusterMixin, TransformerMixin, 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Minus the (weighted) sum of squared distances of ``X`` to the nearest centres, in one pass."""
         check_is_fitted(self, "cluster_centers_")
-        dX = as_dask_array(check_predict_input(self, X) if _in_memory(X) else X, "X", ndim=2)
+        dX = as_dask_array(check_predict_input(self, X, accept_sparse=True) if in_memory(X) else X, "X", ndim=2,
+                           accept_sparse=True)
         check_n_features(self, dX.shape[1])
         w = check_sample_weight(sample_weight, dX)
         return -_pass(lloyd_block, combine_lloyd, dX, w, centers=self.cluster_centers_, n_far=0,
@@ -246,11 +251,11 @@ def _check_init(init: Any, k: int, d: int) -> np.ndarray:
 
 
 def _labels_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
-    return nearest(np.asarray(x, dtype=np.float64), C)[0]
+    return nearest(x if hasattr(x, "indptr") else np.asarray(x, dtype=np.float64), C)[0]
 
 
 def _distances_block(x: np.ndarray, C: np.ndarray) -> np.ndarray:
-    return np.sqrt(sq_distances(np.asarray(x, dtype=np.float64), C))
+    return np.sqrt(sq_distances(x if hasattr(x, "indptr") else np.asarray(x, dtype=np.float64), C))
 
 
 def _pass(kernel: Any, combine: Any, dX: da.Array, w: da.Array | None, **kwargs: Any) -> Any:
@@ -317,7 +322,7 @@ def reduce_candidates(dX: da.Array, cands: np.ndarray, weights: np.ndarray, k: i
     if np.count_nonzero(weights) <= k:  # as many candidates as clusters: every distinct row is a centre
         distinct = np.unique(cands[weights > 0], axis=0)
         extra = np.sort(rng.choice(dX.shape[0], k - len(distinct), replace=False))
-        return np.vstack([distinct, np.asarray(dX[extra].compute(), dtype=np.float64)]) if len(extra) else distinct
+        return np.vstack([distinct, dense_rows(dX[extra].compute())]) if len(extra) else distinct
     C0 = kmeans_plusplus(cands, k, sample_weight=weights, random_state=rng)[0]
     km = SkKMeans(k, init=C0, n_init=1, max_iter=CANDIDATE_ITER, random_state=rng)
     return km.fit(cands, sample_weight=weights).cluster_centers_

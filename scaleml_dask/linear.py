@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import dask.array as da
@@ -32,7 +32,17 @@ from ._deployable import LinearWeights
 from ._moments import AUTO_TOL, check_sample_weight, fit_moments, last_reused, moments
 from ._repr import FittedSummaryMixin
 from ._tsqr import EPS, Moments
-from .validation import as_dask_array, check_is_fitted, check_n_features, check_predict_input, check_X_y, finite_blocks
+from .validation import (
+    SparseInputMixin,
+    as_dask_array,
+    check_is_fitted,
+    check_n_features,
+    check_predict_input,
+    check_X_y,
+    finite_blocks,
+    in_memory,
+    is_sparse,
+)
 
 #: A column whose R diagonal is below this fraction of its (centered) norm is a linear combination of
 #: the others (by QR); the normal equations resolve only sqrt(eps) of it.
@@ -81,17 +91,21 @@ class _LinearBase(LinearWeights, FittedSummaryMixin, RegressorMixin, BaseEstimat
         return self
 
     def predict(self, X: Any) -> Any:
-        """Predictions ``X @ coef_ + intercept_``: numpy for numpy input, a lazy dask array otherwise."""
+        """Predictions ``X @ coef_ + intercept_``: numpy for in-memory input (numpy, scipy.sparse), a lazy dask
+        array otherwise."""
         check_is_fitted(self, "coef_")
-        if _in_memory(X):
-            return check_predict_input(self, X) @ self.coef_ + self.intercept_
-        dX = as_dask_array(X, "X", ndim=2)
+        if in_memory(X):
+            return np.asarray(check_predict_input(self, X, accept_sparse=True) @ self.coef_) + self.intercept_
+        dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
+        if is_sparse(dX):
+            return dX.map_blocks(_sparse_predict, self.coef_, self.intercept_, drop_axis=1, dtype=np.float64,
+                                 meta=np.empty((0,)))
         return finite_blocks(dX.astype(np.float64), "X") @ self.coef_ + self.intercept_
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Coefficient of determination R² of the predictions (as scikit-learn), in one pass."""
-        dX, dy = check_X_y(X, y)
+        dX, dy = check_X_y(X, y, accept_sparse=True)
         w = check_sample_weight(sample_weight, dX)
         resid = dy.astype(np.float64) - self.predict(dX)
         both = da.stack([resid, dy.astype(np.float64)], axis=1)
@@ -213,11 +227,17 @@ class LinearRegression(_LinearBase):
         return est
 
 
-class Ridge(_LinearBase):
+class Ridge(SparseInputMixin, _LinearBase):
     """Ridge regression ``min ||y - X b - b0||² + alpha ||b||²`` (weighted), from the same single pass.
 
     The penalty is applied to the small R factor (``sqrt(alpha) I`` rows appended), so the result matches
     scikit-learn's ``Ridge`` (intercept unpenalized, sample weights as there) without a second pass.
+
+    Where a ``p × p`` factor is out of reach (``_ridge``): ``solver="dual"`` solves the ``n × n`` system of wide
+    dense data (p > n; two passes over column panels), ``solver="cg"`` runs conjugate gradients on sparse (or any)
+    data, one pass per iteration, to a residual ``tol`` times the right-hand side (``n_iter_`` passes after the
+    first). ``"auto"`` takes ``"cg"`` for sparse input and ``"dual"`` for dense input with more columns than rows
+    (at most ``pca.DUAL_MAX_SAMPLES`` rows; ``"cg"`` beyond).
 
     Examples
     --------
@@ -231,13 +251,56 @@ class Ridge(_LinearBase):
     _min_samples_per_parameter = False
     _parameter_constraints: ClassVar[dict] = {
         **_LinearBase._parameter_constraints,
+        "solver": [StrOptions({"auto", "tsqr", "gram", "dual", "cg"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, alpha: float = 1.0, fit_intercept: bool = True, solver: str = "auto") -> None:
+    def __init__(self, alpha: float = 1.0, fit_intercept: bool = True, solver: str = "auto", tol: float = 1e-10,
+                 max_iter: int = 1000) -> None:
         self.alpha = alpha
         self.fit_intercept = fit_intercept
         self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+
+
+    def _fitted_summary(self) -> list[tuple[str, Any]]:
+        if self.solver_ in ("dual", "cg"):
+            rows = [("samples", self.n_samples_), ("features", self.n_features_in_), ("solver used", self.solver_)]
+            return rows + ([("CG iterations", self.n_iter_)] if self.solver_ == "cg" else [])
+        return super()._fitted_summary()
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> Ridge:
+        """Fit from one pass (``tsqr`` / ``gram``), two (``dual``) or one per CG iteration (``cg``)."""
+        from ._ridge import ridge_cg, ridge_dual
+
+        dX, dy = check_X_y(X, y, accept_sparse=True)
+        n, d = dX.shape
+        solver = self.solver
+        sparse = is_sparse(dX)
+        if sparse and solver in ("tsqr", "gram"):
+            raise TypeError(f"X is sparse: solver={solver!r} needs dense data; use solver='cg' (or 'auto')")
+        if solver == "auto":
+            from .pca import DUAL_MAX_SAMPLES
+
+            solver = "cg" if sparse or (d > n > DUAL_MAX_SAMPLES) else "dual" if d > n else "auto"
+        self.n_iter_ = None
+        if solver not in ("dual", "cg"):
+            return super().fit(dX, dy, sample_weight)
+        w = check_sample_weight(sample_weight, dX)
+        if solver == "cg":
+            self.coef_, self.intercept_, self.n_iter_ = ridge_cg(dX, dy, w, alpha=float(self.alpha), tol=self.tol,
+                                                                 max_iter=self.max_iter,
+                                                                 fit_intercept=bool(self.fit_intercept))
+        else:
+            weights = None if w is None else np.asarray(w.compute(), dtype=np.float64)
+            self.coef_, self.intercept_ = ridge_dual(dX, dy, weights, alpha=float(self.alpha),
+                                                     fit_intercept=bool(self.fit_intercept))
+        self.n_features_in_, self.n_samples_, self.solver_ = d, n, solver
+        return self
 
     def _set_fitted(self, R: np.ndarray, m: Moments) -> None:
         d = R.shape[0] - 1
@@ -264,9 +327,11 @@ class Ridge(_LinearBase):
         return est
 
 
-def _in_memory(X: Any) -> bool:
-    """Whether ``X`` is in-memory input (numpy, list, pandas), answered in memory by ``predict``."""
-    return isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc")
+def _sparse_predict(x: Any, coef: np.ndarray, intercept: float) -> np.ndarray:
+    from ._checks import assert_finite_rows
+
+    assert_finite_rows(x, "X", -1, 0)
+    return np.asarray(x @ coef).reshape(-1) + intercept
 
 
 def _copy_fitted(src: _LinearBase, est: Any) -> None:

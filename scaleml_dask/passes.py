@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     import dask.array as da
     from dask.delayed import Delayed
 
-__all__ = ["derived", "map_row_chunks", "one_pass", "reduce_here", "row_index", "row_offsets", "tree_reduce"]
+__all__ = ["derived", "fold_row_chunks", "map_row_chunks", "one_pass", "reduce_here", "row_index", "row_offsets",
+           "tree_reduce"]
 
 
 def row_offsets(chunks: Sequence[int]) -> np.ndarray:
@@ -63,10 +64,11 @@ class _Derivation:
     """``fn(*blocks, **kwargs)``: the callable a ``derived`` array's graph holds (so the entry of ``_DERIVED``
     lives exactly as long as some graph uses it)."""
 
-    __slots__ = ("__weakref__", "arrays", "fn", "kwargs")
+    __slots__ = ("__name__", "__weakref__", "arrays", "fn", "kwargs")
 
     def __init__(self, fn: Callable, arrays: tuple, kwargs: dict) -> None:
         self.fn, self.arrays, self.kwargs = fn, arrays, kwargs
+        self.__name__ = getattr(fn, "__name__", "derived")  # how dask names the array
 
     def __call__(self, *blocks: Any) -> Any:
         return self.fn(*blocks, **self.kwargs)
@@ -219,6 +221,52 @@ def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, chain: st
     keyword ``name`` is chunk i - 1's result (chunk 0's is ``kwargs[name]``), so chunk i runs after chunk i - 1.
     """
     import dask
+
+    plan, columns, starts, name = _row_inputs(func, arrays, kwargs, unique)
+    call = dask.delayed(_on_rows, pure=True)
+    if chain is None:
+        return [call(func, i, int(r), kwargs, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}")
+                for i, r in enumerate(starts)]
+    out: list[Delayed] = []
+    for i, r in enumerate(starts):
+        link = {**kwargs, chain: out[-1]} if out else kwargs
+        out.append(call(func, i, int(r), link, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}"))
+    return out
+
+
+def fold_row_chunks(func: Callable, *arrays: Any, group: int, **kwargs: Any) -> list[Delayed]:
+    """One ``dask.delayed`` per ``group`` consecutive row chunks, folding ``func`` over them in one task:
+    ``acc = func(*blocks_i, acc=acc, chunk_index=i, row_start=r_i, **kwargs)`` from ``acc=None``, each chunk read
+    (and transformed) inside the task as in ``map_row_chunks``. For kernels whose per-chunk result is larger than
+    a chunk (a sketch of every feature: ``decomposition.TruncatedSVD``): one such result per group, not per
+    chunk. The groups depend on ``group`` only, so the result does not depend on the number of workers."""
+    import dask
+
+    plan, columns, starts, name = _row_inputs(func, arrays, kwargs, False)
+    call = dask.delayed(_on_row_group, pure=True)
+    out = []
+    for g, lo in enumerate(range(0, len(starts), group)):
+        idx = list(range(lo, min(lo + group, len(starts))))
+        out.append(call(func, idx, [int(starts[i]) for i in idx], kwargs, plan, *([c[i] for i in idx] for c in columns),
+                        dask_key_name=f"{name}-g{group}-{g}"))
+    return out
+
+
+def _on_row_group(func: Callable, indices: list[int], row_starts: list[int], kwargs: dict, plan: _Plan,
+                  *columns: list) -> Any:
+    """The task of ``fold_row_chunks``: read, transform and fold its chunks one after the other."""
+    acc = None
+    for k, (index, row_start) in enumerate(zip(indices, row_starts)):
+        inputs = [c[k] for c in columns]
+        blocks = [None if p is None else _build(p, inputs, index) for p in plan.args]
+        acc = func(*blocks, acc=acc, chunk_index=index, row_start=row_start, **kwargs)
+    return acc
+
+
+def _row_inputs(func: Callable, arrays: tuple, kwargs: dict, unique: bool) -> tuple[_Plan, list[list], list[int], str]:
+    """What the tasks of a pass over ``arrays`` take: the plan rebuilding each kernel argument, one list of
+    per-chunk inputs per leaf array, the chunks' first rows and the pass's name (deterministic unless ``unique``)."""
+    import dask
     from dask.base import tokenize
 
     arrays = tuple(None if a is None else _as_dask(a) for a in arrays)
@@ -247,16 +295,7 @@ def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, chain: st
                for s, _ in leaves]
     token = tokenize(func, [s if s is not None else a.name for s, a in leaves], _plan_token(plan), kwargs,
                      uuid.uuid4().hex if unique else None)
-    name = f"{getattr(func, '__name__', 'rows').strip('_')}-{token}"
-    call = dask.delayed(_on_rows, pure=True)
-    if chain is None:
-        return [call(func, i, int(r), kwargs, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}")
-                for i, r in enumerate(starts)]
-    out: list[Delayed] = []
-    for i, r in enumerate(starts):
-        link = {**kwargs, chain: out[-1]} if out else kwargs
-        out.append(call(func, i, int(r), link, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}"))
-    return out
+    return plan, columns, starts, f"{getattr(func, '__name__', 'rows').strip('_')}-{token}"
 
 
 def _plan_token(plan: _Plan) -> Any:

@@ -1,4 +1,5 @@
-"""Out-of-core PCA: the mean and the SVD from one pass (TSQR), or a randomized range finder for wide data.
+"""Out-of-core PCA: the mean and the SVD from one pass (TSQR), the n × n Gram of the rows for wide data, or a
+randomized range finder when both sides are large (and for sparse input, centred implicitly).
 
 The R factor of the centered ``X`` (what ``LinearRegression`` reduces for ``[X | y]``, by the same kernel and
 tree reduction: ``_moments.fit_moments``) has the same singular values and right singular vectors as ``X``
@@ -8,6 +9,12 @@ factor of its Gram matrix when the error bound of that shortcut (which, for PCA,
 is below 1e-12, and picks ``"randomized"`` for wide data (more than 1,000 features and few components),
 where the ``d x d`` factor would not fit comfortably: power iterations with oversampling as scikit-learn,
 one pass over ``X`` per iteration (the first also gives the mean).
+
+For wide data (p ≫ n, n at most ``DUAL_MAX_SAMPLES``), ``"dual"`` (what ``"auto"`` picks there) computes the
+column-centred Gram of the rows ``Xc Xc'`` (n × n) in one pass over column panels (``_dual``), its eigenvectors
+``U`` and values ``S²``, and the components ``Xc' U S⁻¹`` in a second pass: exact, every component, memory of
+one panel and one ``n × n`` matrix per task (scikit-learn's PCA on the same data holds ``X`` and its SVD).
+Sparse input is centred implicitly by the randomized solver (``X Z - 1 m'Z``): it never becomes dense.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._deployable import ComponentWeights
+from ._dual import gram_of_rows, map_panels
 from ._moments import fit_moments, last_reused
 from ._repr import FittedSummaryMixin
 from ._tsqr import RangeMoments, block_range, combine_range
 from .passes import map_row_chunks, one_pass
 from .validation import (
+    SparseInputMixin,
     as_dask_array,
     assert_finite,
     check_array,
@@ -39,20 +48,26 @@ from .validation import (
     check_predict_input,
     check_X_y,
     finite_blocks,
+    in_memory,
+    is_sparse,
     take_y,
 )
 
 #: Error bound below which ``solver="auto"`` accepts a chunk's Gram matrix (variances to ~1e-12).
 PCA_TOL = 1e-12
+#: ``solver="auto"`` takes the dual (n × n Gram of the rows) for data with more columns than rows and at most this
+#: many rows (its Gram: 512 MB); randomized beyond.
+DUAL_MAX_SAMPLES = 8192
 
 
-class PCA(ComponentWeights, FittedSummaryMixin, TransformerMixin, BaseEstimator):
+class PCA(ComponentWeights, SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseEstimator):
     """Principal component analysis of data larger than memory, with scikit-learn's conventions.
 
     Parameters
     ----------
     n_components : number of components (default ``min(n_samples, n_features)``).
-    solver : ``"auto"``, ``"tsqr"`` (exact, one pass) or ``"randomized"`` (wide data).
+    solver : ``"auto"``, ``"tsqr"`` (exact, one pass), ``"dual"`` (exact, p ≫ n: the n × n Gram of the rows, two
+        passes) or ``"randomized"`` (both sides large, or sparse input).
     whiten : scale the projections to unit variance.
     iterated_power, n_oversamples, random_state : of the randomized solver (scikit-learn's meaning).
 
@@ -73,7 +88,7 @@ class PCA(ComponentWeights, FittedSummaryMixin, TransformerMixin, BaseEstimator)
 
     _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
-        "solver": [StrOptions({"auto", "tsqr", "randomized"})],
+        "solver": [StrOptions({"auto", "tsqr", "dual", "randomized"})],
         "whiten": ["boolean"],
         "iterated_power": [Interval(Integral, 0, None, closed="left")],
         "n_oversamples": [Interval(Integral, 0, None, closed="left")],
@@ -89,6 +104,7 @@ class PCA(ComponentWeights, FittedSummaryMixin, TransformerMixin, BaseEstimator)
         self.n_oversamples = n_oversamples
         self.random_state = random_state
 
+
     def _fitted_summary(self) -> list[tuple[str, Any]]:
         return [("samples", self.n_samples_), ("components", self.n_components_),
                 ("explained variance ratio", float(self.explained_variance_ratio_.sum())),
@@ -97,19 +113,31 @@ class PCA(ComponentWeights, FittedSummaryMixin, TransformerMixin, BaseEstimator)
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> PCA:
         """Fit on ``X`` (numpy, dask, xarray, zarr, or a dataset path/name); ``y`` is not used."""
-        dX = as_dask_array(X, "X", ndim=2)
+        dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         n, d = dX.shape
         k = min(n, d) if self.n_components is None else self.n_components
         if k > min(n, d):
             raise ValueError(f"n_components={self.n_components!r} must be between 1 and "
                              f"min(n_samples, n_features) = min({n}, {d}) = {min(n, d)}")
+        sparse = is_sparse(dX)
         solver = self.solver
+        if sparse and solver in ("tsqr", "dual"):
+            raise TypeError(f"X is sparse: solver={solver!r} needs dense data; use solver='randomized' (or 'auto'), "
+                            "which centres sparse data implicitly, or sm.TruncatedSVD (no centring)")
         if solver == "auto":
-            solver = "randomized" if d > 1000 and k <= d // 4 else "auto"
+            if sparse:
+                solver = "randomized"
+            elif d > n and n <= DUAL_MAX_SAMPLES:
+                solver = "dual"
+            else:
+                solver = "randomized" if d > 1000 and k <= d // 4 else "auto"
         self.statistics_reused_ = False  # inside sm.reuse_statistics(): PCA(k) of every k from one pass
         if solver == "randomized":
             S, Vt, mean, total = self._randomized(dX, k)
             self.solver_ = "randomized"
+        elif solver == "dual":
+            S, Vt, mean, total = _dual_pca(dX, k)
+            self.solver_ = "dual"
         else:
             R, m, self.solver_ = fit_moments(dX, None, None, center=True, solver=solver, tol=PCA_TOL,
                                              scale=False)
@@ -145,10 +173,14 @@ class PCA(ComponentWeights, FittedSummaryMixin, TransformerMixin, BaseEstimator)
         """Projections on the components: numpy for numpy input, a lazy dask array otherwise."""
         check_is_fitted(self, "components_")
         W = self._projection()
-        if isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc"):
-            return (check_predict_input(self, X) - self.mean_) @ W
-        dX = as_dask_array(X, "X", ndim=2)
+        if in_memory(X):
+            Xc = check_predict_input(self, X, accept_sparse=True)
+            return np.asarray(Xc @ W) - self.mean_ @ W if is_sparse(Xc) else (Xc - self.mean_) @ W
+        dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
+        if is_sparse(dX):  # centred implicitly: X W - m'W
+            return dX.map_blocks(_centred_product, W, self.mean_ @ W, chunks=(dX.chunks[0], (W.shape[1],)),
+                                 dtype=np.float64, meta=np.empty((0, 0)))
         return (finite_blocks(dX.astype(np.float64), "X") - self.mean_) @ W
 
     def _projection(self) -> np.ndarray:
@@ -197,6 +229,25 @@ class PCA(ComponentWeights, FittedSummaryMixin, TransformerMixin, BaseEstimator)
                                                         chunk_rows=rows)):
                 w.record(digests)
         return Path(path)
+
+
+def _dual_pca(dX: da.Array, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """PCA of wide data from the n × n Gram of the centred rows (one pass over column panels), its eigenvectors,
+    and the components ``Xc' U S⁻¹`` (a second pass)."""
+    g = gram_of_rows(dX)
+    n = dX.shape[0]
+    evals, U = np.linalg.eigh(g.K)
+    order = np.argsort(evals)[::-1][:k]
+    S = np.sqrt(np.maximum(evals[order], 0.0))
+    U = U[:, order]
+    keep = S > S[0] * 1e-12 * n if len(S) and S[0] > 0 else np.zeros(len(S), bool)
+    inv = np.where(keep, 1.0 / np.where(keep, S, 1.0), 0.0)
+    Vt = map_panels(dX, U * inv).T
+    return S, Vt, g.mean, float(g.ss.sum()) / max(n - 1, 1)
+
+
+def _centred_product(x: Any, W: np.ndarray, mW: np.ndarray) -> np.ndarray:
+    return np.asarray(x @ W) - mW
 
 
 def _range_pass(dX: da.Array, Z: np.ndarray) -> RangeMoments:

@@ -39,6 +39,7 @@ from .preprocessing._base import (
     Piece,
     TableNode,
     TableTransformer,
+    categorical_sources,
     derived_transform,
     fit_node,
     onnx_numbers,
@@ -201,7 +202,7 @@ class Pipeline(TableNode, _SkPipeline):
     def _table_fit(self, states: list[ColumnState]) -> list[ColumnState]:
         out = _Chain(self._head(True))._table_fit(states)
         self._n_out = len(out)
-        self._categorical_out = [s.source or s.name for s in out if s.kind == "categorical"]
+        self._categorical_out = categorical_sources(out)
         return out
 
     def _table_apply(self, pieces: list[Piece]) -> list[Piece]:

@@ -5,6 +5,10 @@ names of datasets. Shapes, dtypes and lengths are checked here, once, at the pub
 inf are checked *inside* the pass that does the work (``finite_blocks``), so validation never costs an
 extra read of the data. "Fitted" is scikit-learn's notion (``NotFittedError``, ``check_is_fitted``).
 
+Sparse input (``scipy.sparse`` matrices or arrays, dask arrays of ``scipy.sparse`` chunks, sparse datasets) is
+accepted only where the caller says so (``accept_sparse=True``) and becomes a dask array of ``csr_matrix`` row
+chunks; elsewhere it is refused with a ``TypeError`` naming the way on (TruncatedSVD, a random projection).
+
 Conversions (documented, tested in tests/test_estimator_inputs.py): any numeric or bool dtype is accepted and
 read as stored; the kernels compute in float64 inside each block (float16 / int / bool included). ``y`` is
 rechunked to ``X``'s row chunks when they differ; a column-vector ``y`` becomes 1-d with a
@@ -26,14 +30,50 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from ._checks import assert_finite, checked_weights, nonfinite_error
+from ._checks import assert_finite, assert_finite_rows, checked_weights, csr_block, nonfinite_error
 
 if TYPE_CHECKING:  # importing dask.array is slow; in-memory callers (small t-SNE) never need it
     import dask.array as da
 
-__all__ = ["NotFittedError", "as_dask_array", "assert_finite", "check_array", "check_is_fitted", "check_learned",
-           "check_n_features", "check_predict_input", "check_X_y", "checked_weights", "finite_blocks",
-           "nonfinite_error", "restored_state_problem", "take_y"]
+__all__ = ["NotFittedError", "as_dask_array", "assert_finite", "assert_finite_rows", "check_array", "check_is_fitted",
+           "check_learned", "check_n_features", "check_predict_input", "check_X_y", "checked_weights", "finite_blocks",
+           "in_memory", "is_sparse", "SparseInputMixin", "nonfinite_error", "restored_state_problem", "sparse_refused",
+           "take_y"]
+
+
+def is_sparse(X: Any) -> bool:
+    """Whether ``X`` is sparse: a ``scipy.sparse`` matrix or array, or a dask array (or an xarray variable over
+    one) whose chunks are ``scipy.sparse``."""
+    if type(X).__module__.startswith("scipy.sparse"):
+        return True
+    xr = sys.modules.get("xarray")
+    if xr is not None and isinstance(X, xr.DataArray):
+        X = X.data
+    meta = getattr(X, "_meta", None)
+    return meta is not None and type(meta).__module__.startswith("scipy.sparse")
+
+
+class SparseInputMixin:
+    """Marks an estimator that takes sparse input (scikit-learn's ``input_tags.sparse``, which its checks test)."""
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def in_memory(X: Any) -> bool:
+    """Whether ``X`` is in-memory input (numpy, list, tuple, pandas, scipy.sparse), which ``predict`` /
+    ``transform`` answer in memory, not as a lazy dask array."""
+    return isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc") or type(X).__module__.startswith(
+        "scipy.sparse")
+
+
+def sparse_refused(name: str = "X") -> TypeError:
+    """The error of an estimator that needs dense input and was given sparse input: it names the ways on."""
+    return TypeError(f"{name} is sparse, but this estimator needs dense data: reduce it first with sm.TruncatedSVD "
+                     "or a random projection (sm.random_projection.SparseRandomProjection), or, if it fits in "
+                     "memory, densify it with .toarray()")
 
 
 def check_learned(learner: Any, attribute: str) -> None:
@@ -87,11 +127,13 @@ def as_dask_array(
     ndim: int | None = None,
     numeric: bool = True,
     chunk_rows: int | None = None,
+    accept_sparse: bool = False,
 ) -> da.Array:
     """Return ``X`` as a dask array chunked along rows only, after checking its shape and dtype.
 
     ``name`` is used in every error message. Paths and catalog names open the dataset and take its
-    variable ``name`` (``X`` or ``y``). Arrays chunked along both axes are rechunked to whole rows.
+    variable ``name`` (``X`` or ``y``). Arrays chunked along both axes are rechunked to whole rows. Sparse input
+    becomes a dask array of ``csr_matrix`` row chunks if ``accept_sparse``, else a ``TypeError`` (``sparse_refused``).
     """
     import dask.array as da
 
@@ -123,6 +165,11 @@ def as_dask_array(
         from .io.read import dask_array
 
         X = dask_array(X, name=name)
+    if is_sparse(X):
+        if not accept_sparse:
+            raise sparse_refused(name)
+        if not isinstance(X, da.Array):
+            return _sparse_dask(check_array(X, name, ndim=ndim, numeric=numeric, accept_sparse=True), chunk_rows)
     if not isinstance(X, da.Array):
         X = check_array(X, name, ndim=ndim, numeric=numeric)
         from .io.store import chunk_rows_for
@@ -137,11 +184,35 @@ def as_dask_array(
     return X
 
 
-def check_array(X: Any, name: str = "X", *, ndim: int | None = None, numeric: bool = True) -> np.ndarray:
-    """In-memory ``X`` (numpy, list, pandas) as a numpy array, checked by scikit-learn's ``check_array`` (its
-    messages for sparse, complex, object, empty and 1-d-instead-of-2-d input) and then as ``as_dask_array``
-    checks dask input. NaN / inf are left to the pass that uses the data."""
+def _sparse_dask(X: Any, chunk_rows: int | None) -> da.Array:
+    """A checked in-memory CSR matrix as a dask array of ``csr_matrix`` row chunks of about ``TARGET_CHUNK_NNZ``."""
+    import dask.array as da
+    import scipy.sparse as sp
+
+    from .io.sparse import chunk_rows_for_nnz
+
+    rows = chunk_rows or chunk_rows_for_nnz(X.nnz / max(1, X.shape[0]))
+    return da.from_array(X, chunks=(rows, X.shape[1]), asarray=False, meta=sp.csr_matrix((0, 0), dtype=X.dtype))
+
+
+def check_array(X: Any, name: str = "X", *, ndim: int | None = None, numeric: bool = True,
+                accept_sparse: bool = False) -> Any:
+    """In-memory ``X`` (numpy, list, pandas; scipy.sparse if ``accept_sparse``) as a numpy array (a canonical
+    ``csr_matrix``), checked by scikit-learn's ``check_array`` (its messages for complex, object, empty and
+    1-d-instead-of-2-d input) and then as ``as_dask_array`` checks dask input. NaN / inf are left to the pass that
+    uses the data."""
     from sklearn.utils.validation import check_array as sk_check_array
+
+    if is_sparse(X):
+        if not accept_sparse:
+            raise sparse_refused(name)
+        if ndim is not None and ndim != 2:
+            _check_shape_and_dtype(X, name, ndim, False)
+        X = sk_check_array(X, accept_sparse="csr", dtype="numeric" if numeric else None, ensure_all_finite=False,
+                           input_name=name, accept_large_sparse=True)
+        X = csr_block(X, X.dtype)
+        _check_shape_and_dtype(X, name, ndim, numeric)
+        return X
 
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas
         _check_frame_columns(X)
@@ -195,7 +266,7 @@ def _check_shape_and_dtype(X: Any, name: str, ndim: int | None, numeric: bool) -
         raise ValueError(f"{name} has 0 samples")
 
 
-def check_X_y(X: Any, y: Any, *, y_numeric: bool = True) -> tuple[da.Array, da.Array]:
+def check_X_y(X: Any, y: Any, *, y_numeric: bool = True, accept_sparse: bool = False) -> tuple[da.Array, da.Array]:
     """Check ``X`` (2-d) and ``y`` (1-d) together; ``y`` is rechunked to ``X``'s row chunks.
 
     If ``X`` is a dataset (xarray, path or catalog name) and ``y`` is None, ``y`` is taken from it.
@@ -207,7 +278,7 @@ def check_X_y(X: Any, y: Any, *, y_numeric: bool = True) -> tuple[da.Array, da.A
         if y is None:
             raise ValueError("this estimator requires y to be passed, but the target y is None"
                              + (" (and the dataset has no variable 'y')" if _is_dataset(X) else ""))
-    dX = as_dask_array(X, "X", ndim=2)
+    dX = as_dask_array(X, "X", ndim=2, accept_sparse=accept_sparse)
     dy = as_dask_array(y, "y", numeric=y_numeric)
     if dy.ndim == 2 and dy.shape[1] == 1:
         import warnings
@@ -245,12 +316,13 @@ def take_y(X: Any) -> Any:
     return None
 
 
-def check_predict_input(estimator: Any, X: np.ndarray | Any) -> np.ndarray:
-    """In-memory input of ``predict`` / ``transform``: a 2-d float64 array of the fitted width, finite."""
-    X = check_array(X, "X", ndim=2)
+def check_predict_input(estimator: Any, X: np.ndarray | Any, *, accept_sparse: bool = False) -> Any:
+    """In-memory input of ``predict`` / ``transform``: a 2-d float64 array (a ``csr_matrix`` for sparse input, if
+    ``accept_sparse``) of the fitted width, finite."""
+    X = check_array(X, "X", ndim=2, accept_sparse=accept_sparse)
     check_n_features(estimator, X.shape[1])
     X = X.astype(np.float64, copy=False)
-    assert_finite(X, "X", 0, 0)
+    assert_finite_rows(X, "X", 0, 0)
     return X
 
 
@@ -265,9 +337,9 @@ def check_n_features(estimator: Any, n_features: int) -> None:
 def _finite_block(block: np.ndarray, name: str, block_info: dict | None = None) -> np.ndarray:
     info = (block_info or {}).get(0)
     if info is not None:
-        assert_finite(block, name, info["chunk-location"][0], info["array-location"][0][0])
+        assert_finite_rows(block, name, info["chunk-location"][0], info["array-location"][0][0])
     else:
-        assert_finite(block, name, -1, 0)
+        assert_finite_rows(block, name, -1, 0)
     return block
 
 
@@ -279,4 +351,4 @@ def finite_blocks(X: da.Array, name: str = "X") -> da.Array:
     """
     import dask.array as da
 
-    return da.map_blocks(_finite_block, X, name, dtype=X.dtype, meta=np.empty((0,) * X.ndim, dtype=X.dtype))
+    return da.map_blocks(_finite_block, X, name, dtype=X.dtype, meta=X._meta)

@@ -95,9 +95,9 @@ def _imports_anywhere(path: Path) -> set[str]:
 
 #: Block kernels: pure functions on numpy blocks, below the pass driver and everything else.
 KERNELS = ("_checks.py", "_math.py", "_optim.py", "_tsqr.py", "_kmeans_kernels.py", "sgd/_kernels.py", "sgd/_blocks.py",
-           "online/_status.py", "online/_linear_kernels.py", "online/_rls_kernels.py", "online/_kmeans_kernels.py",
-           "online/_drift_kernels.py", "preprocessing/_kernels.py", "_folds.py", "_cv_kernels.py", "_scratch.py",
-           "metrics/_states.py",
+           "sgd/_sparse.py", "online/_status.py", "online/_linear_kernels.py", "online/_rls_kernels.py",
+           "online/_kmeans_kernels.py", "online/_drift_kernels.py", "feature_extraction/_hashing.py", "_sketch.py",
+           "preprocessing/_kernels.py", "_folds.py", "_cv_kernels.py", "_scratch.py", "metrics/_states.py",
            "model_selection/_fused_kernels.py")
 _KERNEL_MODULES = tuple(f"{PACKAGE}.{k[:-3].replace('/', '.')}" for k in KERNELS)
 

@@ -19,7 +19,7 @@ def _figures(nb) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, figures", [("explore", 6), ("deploy", 1)])
+@pytest.mark.parametrize("name, figures", [("explore", 6), ("deploy", 1), ("text", 2)])
 def test_notebook_runs_and_draws(name, figures, tmp_path, monkeypatch):
     (tmp_path / "cat.yaml").write_text(TINY_CATALOG)
     monkeypatch.setenv("SCALEML_CATALOG", str(tmp_path / "cat.yaml"))

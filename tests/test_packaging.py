@@ -143,7 +143,7 @@ def test_wheel_runs_catalog_demo_and_workflows_from_an_empty_directory(installed
             p.wait(timeout=30)
     bad = subprocess.run([scaleml, "run", "nope"], capture_output=True, text=True, cwd=work, env=env, timeout=60)
     assert bad.returncode != 0
-    assert ("known workflows: deploy, dr, kmeans, online, pca, pipeline, regression, selection, sgd, tables, tsne"
+    assert ("known workflows: deploy, dr, kmeans, online, pca, pipeline, regression, selection, sgd, tables, text, tsne"
             in bad.stderr)
 
 

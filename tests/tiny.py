@@ -15,6 +15,10 @@ TINY_CATALOG = """datasets:
   demo-drift-small:
     path: d.zarr
     generator: {name: drift, n_samples: 20000, n_features: 4, change_at: 10000, chunk_rows: 5000, seed: 3}
+  demo-text-small:
+    path: t
+    generator: {name: text, n_docs: 6000, chunk_rows: 2000, n_classes: 4, vocabulary: 3000, topic_words: 50,
+                topic_rate: 0.1, seed: 4}
   demo-table-small:
     path: t.zarr
     generator: {name: table, n_samples: 6000, n_numeric: 3, levels: [4, 30], chunk_rows: 2000, seed: 4}

@@ -27,15 +27,19 @@ from ..preprocessing._base import (
     OneHot,
     OnnxPiece,
     Piece,
+    StateList,
     TableNode,
+    WideStates,
     as_affine,
+    categorical_sources,
     fit_node,
     onnx_numbers,
     transform_node,
 )
 
 #: Kind names a column selector takes (besides pandas' ``select_dtypes`` values), as pandas dtypes.
-_KIND_DTYPES = {"numeric": "number", "categorical": "category", "boolean": "bool", "datetime": "datetime"}
+_KIND_DTYPES = {"numeric": "number", "categorical": "category", "boolean": "bool", "datetime": "datetime",
+                "text": "object"}
 
 
 class make_column_selector(_SkColumnSelector):  # noqa: N801 - scikit-learn's name
@@ -78,6 +82,10 @@ class _Passthrough(TableNode):
 
     def _table_fit(self, states: list[ColumnState]) -> list[ColumnState]:
         for s in states:
+            if s.kind == "text":
+                raise TableInputError(f"column {s.source or s.name!r} is text and is passed through ({self.role}): "
+                                      "hash it (scaleml_dask.feature_extraction.text.HashingVectorizer)",
+                                      column=s.source or s.name)
             if s.kind == "categorical":
                 raise TableInputError(f"column {s.source or s.name!r} is categorical and is passed through "
                                       f"({self.role}): encode it (OneHotEncoder, OrdinalEncoder)",
@@ -204,24 +212,30 @@ class ColumnTransformer(TableNode, TransformerMixin, _BaseComposition):
                 continue
             weight = (self.transformer_weights or {}).get(name)
             states_out = node._table_fit([by_name[c] for c in cols])
+            wide = isinstance(states_out, WideStates)  # hashed text: its states stay one segment
             if weight is not None:
-                states_out = [ColumnState(s.name, s.kind, s.summary.affine(weight, 0.0), s.levels, s.source)
-                              for s in states_out]
+                states_out = states_out.scaled(weight) if wide else [
+                    ColumnState(s.name, s.kind, s.summary.affine(weight, 0.0), s.levels, s.source) for s in states_out]
             sparse = node._table_sparse()
             sparse_any |= sparse
             rows = states[0].summary.n if states else 0
-            nnz += sum(_ones(s) for s in states_out) if sparse else rows * len(states_out)
-            out += [ColumnState(s.name, s.kind, s.summary, s.levels, s.source) for s in states_out]
+            if wide:  # sparse by construction (a document has far fewer tokens than 2**k columns)
+                out.append(states_out)
+            else:
+                nnz += sum(_ones(s) for s in states_out) if sparse else rows * len(states_out)
+                out += [ColumnState(s.name, s.kind, s.summary, s.levels, s.source) for s in states_out]
             indices[name] = slice(start, start + len(states_out))
             start += len(states_out)
             self._fitted_branches.append((name, node, [self._positions[c] for c in cols], weight, len(states_out)))
-            fitted.append((name, "passthrough" if isinstance(node, _Passthrough) else node, cols))
+            fitted.append((name, "passthrough" if isinstance(node, _Passthrough) else getattr(node, "vectorizer", node),
+                           cols))
         self.transformers_ = [t for t in fitted if t[0] != "remainder" or t[2]]
         self.output_indices_ = indices
         total = (states[0].summary.n if states else 0) * start
         self.sparse_output_ = bool(sparse_any and total and nnz / total < self.sparse_threshold)
         self._n_out = start
-        self._categorical_out = [s.source or s.name for s in out if s.kind == "categorical"]
+        out = StateList(out) if any(isinstance(p, WideStates) for p in out) else out
+        self._categorical_out = categorical_sources(out)
         return out
 
     def _table_apply(self, pieces: list[Piece]) -> list[Piece]:
@@ -230,7 +244,8 @@ class ColumnTransformer(TableNode, TransformerMixin, _BaseComposition):
             got = node._table_apply([pieces[p] for p in positions])
             if weight is not None:
                 got = [OneHot(p.index, p.width, p.value * weight) if isinstance(p, OneHot)
-                       else as_affine([p])[0].then(0.0, weight, 0.0) for p in got]
+                       else p * weight if hasattr(p, "tocsr") else as_affine([p])[0].then(0.0, weight, 0.0)
+                       for p in got]
             out += got
         return out
 
@@ -295,6 +310,8 @@ def _node(name: str, trans: Any) -> TableNode | None:
             return _Passthrough("remainder='passthrough'" if name == "remainder" else f"transformer {name!r}")
         raise ValueError(f"ColumnTransformer: transformer {name!r} is {trans!r}; expected an estimator, 'drop' or "
                          "'passthrough'")
+    if not isinstance(trans, TableNode) and hasattr(trans, "_as_table_node"):  # HashingVectorizer
+        return trans._as_table_node()
     if not isinstance(trans, TableNode):
         raise TypeError(f"ColumnTransformer: transformer {name!r} ({type(trans).__module__}.{type(trans).__name__}) is "
                         "not a table transformer: use those of scaleml_dask.preprocessing (or a scaleml_dask "

@@ -1,5 +1,7 @@
 """Smaller models at a measured cost: int8 / float16 quantization and magnitude pruning of the weights.
 
+Held-out rows may be a CSR matrix (a model over 2**20 hashed text features): they stay sparse, never densified.
+
 Every supported model is a linear map of its input: ``scores = x @ W + b`` with ``W`` of shape
 ``(n_features, n_outputs)`` — ``coef_`` (LinearRegression, Ridge, RidgeCV), the weights of the SGD models (one column
 per output; the intercept ``b`` stays float64), ``components_.T`` for PCA (applied to ``x - mean_``, divided by
@@ -168,10 +170,10 @@ def prediction_bound(quantized: Any, X: np.ndarray) -> np.ndarray:
     kind = _kind(quantized)
     if not spec:
         raise ValueError(f"this {type(quantized).__name__} was not quantized (no quantization_)")
-    X = np.asarray(X, dtype=np.float64)
+    X = _rows(X)
     if kind == "centred":
         X = X - quantized.mean_
-    ax = np.abs(X)
+    ax = abs(X)
     W = weights(quantized)
     first = next(iter(spec.values()))
     if kind == "distances":  # the move of each centre bounds the change of every distance to it
@@ -179,12 +181,12 @@ def prediction_bound(quantized: Any, X: np.ndarray) -> np.ndarray:
             move = first["scale"].reshape(-1) / 2.0 * np.sqrt(W.shape[0])
         else:
             move = np.sqrt(((2.0**-11 * np.abs(W) + 2.0**-25) ** 2).sum(axis=0))
-        return np.broadcast_to(move * (1.0 + 1e-12), (len(X), W.shape[1])).copy()
+        return np.broadcast_to(move * (1.0 + 1e-12), (X.shape[0], W.shape[1])).copy()
     if first["dtype"] == "int8":
         scale = first["scale"].reshape(1, -1)  # (the first path declared holds the per-output scales)
-        bound = ax.sum(axis=1, keepdims=True) * (scale / 2.0)
+        bound = np.asarray(ax.sum(axis=1)).reshape(-1, 1) * (scale / 2.0)
     else:
-        bound = ax @ (2.0**-11 * np.abs(W) + 2.0**-25)
+        bound = np.asarray(ax @ (2.0**-11 * np.abs(W) + 2.0**-25))
     if kind == "centred" and quantized.whiten:
         bound = bound / np.sqrt(quantized.explained_variance_)
     return bound * (1.0 + 1e-12)  # the product q * s is itself rounded: one ulp per weight
@@ -307,7 +309,7 @@ def report(before: Any, after: Any, X_val: Any = None, y_val: Any = None, *, met
         "weight_bytes_before": _weight_bytes(before),
         "weight_bytes_after": _weight_bytes(after),
         "compared_output": output,
-        "n_rows": int(len(X)),
+        "n_rows": int(X.shape[0]),
         "data": "X_val" if X_val is not None else "1,000 standard normal rows (no X_val given)",
         "max_abs_diff": float(diff.max(initial=0.0)),
         "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
@@ -327,15 +329,22 @@ def _held_out(model: Any, X_val: Any, y_val: Any, *, need_y: bool) -> tuple[np.n
     d = model.n_features_in_
     if X_val is None:
         return np.random.default_rng(0).standard_normal((1000, d)), None
-    X = np.asarray(X_val.compute() if hasattr(X_val, "compute") else X_val, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != d or len(X) == 0:
+    X = _rows(X_val.compute() if hasattr(X_val, "compute") else X_val)
+    if X.ndim != 2 or X.shape[1] != d or X.shape[0] == 0:
         raise ValueError(f"X_val must be a non-empty (n, {d}) array; got shape {X.shape}")
     y = None if y_val is None else np.asarray(y_val.compute() if hasattr(y_val, "compute") else y_val)
-    if y is not None and y.shape != (len(X),):
-        raise ValueError(f"y_val must have one value per row of X_val ({len(X)}); got shape {y.shape}")
+    if y is not None and y.shape != (X.shape[0],):
+        raise ValueError(f"y_val must have one value per row of X_val ({X.shape[0]}); got shape {y.shape}")
     if need_y and y is None and _kind(model) not in ("centred", "distances"):
         raise ValueError(f"y_val is required to measure a {type(model).__name__}'s held-out metric")
     return X, y
+
+
+def _rows(X: Any) -> Any:
+    """Held-out rows as float64: a CSR matrix stays sparse (hashed text: 2**20 columns), the rest numpy."""
+    if hasattr(X, "tocsr"):
+        return X.tocsr().astype(np.float64)
+    return np.asarray(X, dtype=np.float64)
 
 
 def _primary(model: Any) -> str:
@@ -398,7 +407,7 @@ def _latency(model: Any, output: str, X: np.ndarray, repeats: int = 5) -> float:
         t0 = time.perf_counter()
         _outputs_of(model, output, X)
         best = min(best, time.perf_counter() - t0)
-    return best * 1e3 * 1000.0 / len(X)
+    return best * 1e3 * 1000.0 / X.shape[0]
 
 
 def _weight_bytes(model: Any) -> int:

@@ -61,14 +61,16 @@ def _score(model: Any, dataset: Any, out: str | os.PathLike, source: str | None,
 
     from ..io.store import DatasetWriter
     from ..passes import map_row_chunks
-    from ..validation import as_dask_array
+    from ..validation import as_dask_array, is_sparse, sparse_refused
     from .registry import RegistryError, class_name
 
     if hasattr(model, "_table_needs") and hasattr(model, "preprocess"):  # a pipeline of raw columns
         scored, X = model, model.preprocess(dataset)  # each chunk preprocessed inside its scoring task
         model = model._final_estimator
     else:
-        scored, X = model, as_dask_array(dataset, "X", ndim=2)
+        scored, X = model, as_dask_array(dataset, "X", ndim=2, accept_sparse=True)
+    if is_sparse(X) and not _takes_sparse(model):
+        raise sparse_refused(f"dataset {source or 'X'}")
     d = getattr(model, "n_features_in_", None)
     if d is None:
         raise ValueError(f"a {type(model).__name__} has no outputs to score (not a fitted model?)")
@@ -157,7 +159,7 @@ def _plan(model: Any, transform: bool = True) -> tuple[str, str | None]:
 def _score_rows(model: Any, plan: tuple[str, str | None], X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     x_out, y_out = plan
     Z = model.decision_function(X) if x_out == "decision_function" else _outputs.apply(model, x_out, X)
-    Z = np.asarray(Z, dtype=np.float64).reshape(len(X), -1)
+    Z = np.asarray(Z, dtype=np.float64).reshape(X.shape[0], -1)
     return Z, None if y_out is None else _outputs.apply(model, y_out, X)
 
 
@@ -178,8 +180,16 @@ def score_block(X: np.ndarray, *, chunk_index: int, row_start: int, model: Any, 
     """Score one chunk and write it (runs on a worker); returns (rows written, the written chunks' checksums)."""
     from ..io.store import write_chunk
 
-    Z, y = _score_rows(model, plan, np.asarray(X, dtype=np.float64))
+    Z, y = _score_rows(model, plan, X.astype(np.float64) if hasattr(X, "indptr") else np.asarray(X, dtype=np.float64))
     return len(Z), write_chunk(tmp_path, chunk_index, Z, y, chunk_rows)
+
+
+def _takes_sparse(model: Any) -> bool:
+    """Whether the model says (in its scikit-learn tags) that it takes sparse input."""
+    try:
+        return bool(model.__sklearn_tags__().input_tags.sparse)
+    except AttributeError:
+        return False
 
 
 def _current_client() -> Any:

@@ -30,9 +30,9 @@ class IngestError(ValueError):
 
 
 def ways_out_too_diverse(column: str) -> list[str]:
-    """What a user can do with a column too diverse to be a category. (Feature hashing of text would be one
-    more: a "text" kind, ``kinds={column: "text"}``.)"""
+    """What a user can do with a column too diverse to be a category."""
     return [f"drop it (drop=[{column!r}], --drop {column})",
+            f"keep it as text, to be hashed (text=[{column!r}], --text {column})",
             f"declare it categorical if it is one (kinds={{{column!r}: 'categorical'}}, --kind {column}=categorical)"]
 
 
@@ -178,6 +178,19 @@ class ColumnEncoder:
             except (ValueError, TypeError, OverflowError):
                 return i, v
         return 0, "?"  # pragma: no cover - the whole array failed to parse but no value does alone
+
+    def _text(self, values: Any, locate: Callable[[int], str]) -> np.ndarray:
+        """Documents as an object array of ``str``; a missing one is stored as the empty document (counted)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.types as pt
+
+        if pt.is_dictionary(values.type):
+            values = values.dictionary_decode()
+        if not (pt.is_string(values.type) or pt.is_large_string(values.type)):
+            values = values.cast(pa.string())  # a column declared text: its values' text
+        self.n_missing += values.null_count
+        return np.asarray(pc.fill_null(values, "").to_numpy(zero_copy_only=False), dtype=object)
 
     def _categorical(self, values: Any, locate: Callable[[int], str]) -> np.ndarray:
         import pyarrow as pa

@@ -30,16 +30,19 @@ import yaml
 import zarr
 
 from .read import dask_array, verify_array
+from .sparse import is_sparse_group, sparse_dask_array, verify_sparse
 from .store import MANIFEST, IntegrityError
 from .synthetic import GENERATORS
+from .synthetic_text import TEXT_META, read_text_meta
 from .table import column_info, is_table, layout, open_layout_errors
+from .text import is_text_dataset, open_text
 
 CATALOG_ENV = "SCALEML_CATALOG"
 DATA_ENV = "SCALEML_DATA"
 BUILTIN_CATALOG = Path(__file__).with_name("demo_catalog.yaml")
 _lock = threading.Lock()
 #: Files whose bytes say what opening a local store gives: zarr's metadata (v3 and v2) and the manifests.
-_METADATA_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata", MANIFEST)
+_METADATA_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata", MANIFEST, TEXT_META)
 #: Stores opened lately: (absolute path, label) -> (their metadata files' bytes, the Dataset), so that a fit
 #: given a path does not open its store again (benchmarks/README.md, "Growth").
 _OPENED: OrderedDict[tuple[str, str], tuple[tuple, xr.Dataset]] = OrderedDict()
@@ -235,7 +238,13 @@ def _copy(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _open(path: str, label: str) -> xr.Dataset:
-    """The store at ``path`` as a checked Dataset whose variables read through ``io.read``."""
+    """The store at ``path`` as a checked Dataset whose variables read through ``io.read`` (a generated text
+    dataset, Parquet files of documents, as ``text(sample)`` and ``y(sample)``: ``io.text.open_text``)."""
+    if is_text_dataset(path):
+        meta = read_text_meta(path)
+        ds = open_text(path, text=meta["text_column"], target=meta["target_column"], label=label)
+        ds.attrs.update({k: v for k, v in meta.items() if k not in ds.attrs})  # the planted truth
+        return ds
     try:
         ds = xr.open_zarr(path, consolidated=False, chunks={})
         group = zarr.open_group(path, mode="r")
@@ -247,6 +256,9 @@ def _open(path: str, label: str) -> xr.Dataset:
             raise ValueError(problems[0])
         ds = ds[layout(ds)["columns"]]  # the file's column order
     else:
+        if "X" not in ds and "X" in group and is_sparse_group(group["X"]):  # a CSR matrix per row chunk
+            ds["X"] = xr.DataArray(sparse_dask_array(group["X"], label=label), dims=("sample", "feature"),
+                                   attrs={"format": "csr", "nnz": int(group["X"].attrs["nnz"])})
         _check(ds, label)
     for name in list(ds.data_vars):
         if name in group.array_keys() and _undecoded(ds[name], group[name]):
@@ -266,7 +278,8 @@ def _metadata(path: str) -> tuple | None:
     except OSError:
         return None
     found = []
-    for sub in ("", *arrays):
+    nested = [f"{a}/{e.name}" for a in arrays for e in _subdirs(os.path.join(path, a))]  # a sparse X's arrays
+    for sub in ("", *arrays, *nested):
         for name in _METADATA_FILES:
             try:
                 with open(os.path.join(path, sub, name), "rb") as f:
@@ -274,6 +287,14 @@ def _metadata(path: str) -> tuple | None:
             except OSError:
                 continue
     return tuple(found)
+
+
+def _subdirs(path: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(path) as entries:
+            return sorted((e for e in entries if e.is_dir()), key=lambda e: e.name)
+    except OSError:
+        return []
 
 
 def verify_dataset(name_or_path: str | os.PathLike, *,
@@ -294,6 +315,11 @@ def verify_dataset(name_or_path: str | os.PathLike, *,
 
 def _verify_group(group: zarr.Group, label: str) -> tuple[int, list[str]]:
     total, problems = 0, []
+    for name in sorted(group.group_keys()):
+        if is_sparse_group(group[name]):
+            n, p = verify_sparse(group[name], label=label, name=name)
+            total += n
+            problems += p
     for name in sorted(group.array_keys()):
         n, p = verify_array(group[name], label=label, name=name)
         total += n
@@ -326,6 +352,12 @@ def describe(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike | No
     """A small JSON-able summary of a dataset: shape, chunks, dtype, size, attributes, and each column's kind,
     missing count and number of levels."""
     ds = open_dataset(name_or_path, catalog=catalog)
+    if "X" not in ds and "text" in ds:  # documents (Parquet files): their size on disk, no feature count
+        t = ds["text"].data
+        return {"name": ds.attrs.get("name"), "n_samples": int(t.shape[0]), "n_features": None, "dtype": "text",
+                "chunk_rows": int(max(t.chunks[0])), "n_chunks": len(t.chunks[0]),
+                "nbytes": int(sum(os.path.getsize(f) for f in ds.attrs.get("files", []))), "has_y": "y" in ds,
+                "codec": "parquet", "generator": ds.attrs.get("generator")}
     if is_table(ds):
         first = ds[layout(ds)["columns"][0]].data
         return {"name": ds.attrs.get("name"), "layout": "table", "n_samples": int(first.shape[0]),
@@ -333,8 +365,14 @@ def describe(name_or_path: str | os.PathLike, *, catalog: str | os.PathLike | No
                 "nbytes": int(ds.nbytes), "target": layout(ds).get("target"), "codec": ds.attrs.get("codec"),
                 "generator": ds.attrs.get("generator"), "columns": column_info(ds)}
     X = ds["X"]
+    sparse = not isinstance(X.data._meta, np.ndarray)
+    nbytes = int(X.nbytes) if not sparse else int(X.attrs["nnz"]) * (X.dtype.itemsize + 4) + 4 * int(X.shape[0])
     out = {"name": ds.attrs.get("name"), "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
            "dtype": str(X.dtype), "chunk_rows": int(X.data.chunks[0][0]), "n_chunks": len(X.data.chunks[0]),
-           "nbytes": int(X.nbytes + (ds["y"].nbytes if "y" in ds else 0)), "has_y": "y" in ds,
-           "codec": ds.attrs.get("codec"), "generator": ds.attrs.get("generator"), "columns": column_info(ds)}
+           "nbytes": nbytes + (int(ds["y"].nbytes) if "y" in ds else 0), "has_y": "y" in ds,
+           "codec": ds.attrs.get("codec"), "generator": ds.attrs.get("generator")}
+    if sparse:  # hashed features: no list of a million columns
+        out.update(format="csr", nnz=int(X.attrs["nnz"]), density=int(X.attrs["nnz"]) / max(1, X.size))
+    else:
+        out["columns"] = column_info(ds)
     return out

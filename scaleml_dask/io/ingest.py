@@ -58,6 +58,7 @@ def ingest(
     na: str | float = "keep",
     kinds: Mapping[str, str] | None = None,
     max_levels: int = MAX_LEVELS,
+    text: Sequence[str] = (),
     progress: bool = False,
     overwrite: bool = False,
 ) -> Path:
@@ -66,23 +67,15 @@ def ingest(
     ``target`` names the column that becomes ``y`` (a matrix store) or the table's target; ``drop`` the columns
     left out. ``kinds`` declares columns' kinds (``{"zip": "categorical"}``), ``max_levels`` caps a category's
     levels, ``na`` is the missing-value policy (module docstring). Rows are chunked only, near 64 MB per chunk
-    by default. For ``.npy``, ``target`` may be a column index.
+    by default. For ``.npy``, ``target`` may be a column index. ``text`` names columns kept as documents (the
+    table's ``text`` kind: hashed by a pipeline's ``HashingVectorizer`` inside the consuming task;
+    ``feature_extraction.text.ingest_hashed`` stores them hashed instead).
     A dataset already at ``dest`` is replaced only with ``overwrite=True``, and only if this project wrote it;
     anything else there (a folder of yours, a file) is refused by name and left untouched.
     """
     source, dest = Path(source), Path(dest)
-    if not source.exists():
-        raise IngestError(f"{source}: no such file")
-    policy = _na_policy(na)
-    name = source.name.lower()
-    if name.endswith(".npy"):
-        reader: Any = _NpyReader(source, target)
-    elif name.endswith((".csv", ".csv.gz", ".txt", ".txt.gz", ".tsv", ".tsv.gz")):
-        reader = _CsvReader(source, target, drop, policy, kinds)
-    elif name.endswith((".parquet", ".pq")):
-        reader = _ParquetReader(source, target, drop, policy, kinds)
-    else:
-        raise IngestError(f"{source}: unknown file type; expected .csv, .csv.gz, .parquet or .npy")
+    policy = na_policy(na)
+    reader = open_reader(source, target=target, drop=drop, policy=policy, kinds=kinds, text=text)
     claim(dest, "dataset", overwrite=overwrite)  # refused before any work (the writer claims it again)
     bar = _progress_bar(reader.size_bytes, f"ingest {source.name}") if progress else None
     try:
@@ -94,6 +87,47 @@ def ingest(
         if bar is not None:
             bar.close()
     return dest
+
+
+def open_reader(source: Path, *, target: Any, drop: Sequence[str], policy: str | float,
+                kinds: Mapping[str, str] | None, text: Sequence[str] = ()) -> Any:
+    """The reader of ``source`` by its file type (CSV, Parquet, ``.npy``), with ``text`` columns declared text."""
+    if not source.exists():
+        raise IngestError(f"{source}: no such file")
+    kinds = dict(kinds or {})
+    for c in text:
+        if kinds.get(c, "text") != "text":
+            raise IngestError(f"{source}: column {c!r} is declared {kinds[c]} and text")
+        kinds[c] = "text"
+    name = source.name.lower()
+    if name.endswith(".npy"):
+        if text:
+            raise IngestError(f"{source}: a .npy file holds numbers, no text column ({list(text)})")
+        return _NpyReader(source, target)
+    if name.endswith((".csv", ".csv.gz", ".txt", ".txt.gz", ".tsv", ".tsv.gz")):
+        return _CsvReader(source, target, drop, policy, kinds)
+    if name.endswith((".parquet", ".pq")):
+        return _ParquetReader(source, target, drop, policy, kinds)
+    raise IngestError(f"{source}: unknown file type; expected .csv, .csv.gz, .parquet or .npy")
+
+
+def encoded_chunks(reader: Any, rows: int, policy: str | float, max_levels: int = MAX_LEVELS
+                   ) -> tuple[dict[str, ColumnEncoder], Iterator[tuple[np.ndarray, ...]]]:
+    """The columns' encoders and the stored values of ``reader.used`` in chunks of ``rows`` rows (the last
+    shorter): what ``ingest`` writes, for writers of other layouts (hashed text)."""
+    kinds = reader.kinds
+    fill = policy if isinstance(policy, float) else None
+    encoders = {c: ColumnEncoder(c, kinds[c], max_levels=max_levels, fill=fill, inferred=c not in reader.declared)
+                for c in reader.used}
+
+    def encoded(rows: int) -> Iterator[tuple[np.ndarray, ...]]:
+        for table, locate in reader.tables(rows):
+            try:
+                yield tuple(encoders[c].encode(table.column(c), locate) for c in reader.used)
+            except IngestError as exc:
+                raise IngestError(f"{reader.path}: {exc}") from None
+
+    return encoders, _rechunk(encoded(rows), rows)
 
 
 def _write_matrix(reader: Any, blocks: Callable[[int], Iterator[tuple]], dest: Path, chunk_rows: int | None,
@@ -120,21 +154,14 @@ def _write_columns(reader: Any, dest: Path, chunk_rows: int | None, codec: str |
                    policy: str | float, max_levels: int, overwrite: bool) -> None:
     """Encode the reader's columns by kind and write a matrix store (all numbers / booleans) or a table."""
     kinds = reader.kinds
-    fill = policy if isinstance(policy, float) else None
-    encoders = {c: ColumnEncoder(c, kinds[c], max_levels=max_levels, fill=fill, inferred=c not in reader.declared)
-                for c in reader.used}
-
-    def encoded(rows: int) -> Iterator[tuple[np.ndarray, ...]]:
-        for table, locate in reader.tables(rows):
-            try:
-                yield tuple(encoders[c].encode(table.column(c), locate) for c in reader.used)
-            except IngestError as exc:
-                raise IngestError(f"{reader.path}: {exc}") from None
-
     used_kinds = [kinds[c] for c in reader.used]
     if all(k in ("numeric", "boolean") for k in used_kinds):
+        encoders: dict[str, ColumnEncoder] = {}
+
         def blocks(rows: int) -> Iterator[tuple]:
-            for cols in encoded(rows):
+            found, chunks = encoded_chunks(reader, rows, policy, max_levels)
+            encoders.update(found)
+            for cols in chunks:
                 X = np.empty((len(cols[0]), len(reader.features)))
                 for j, c in enumerate(reader.features):
                     X[:, j] = canonical(kinds[c], cols[j])
@@ -154,7 +181,8 @@ def _write_columns(reader: Any, dest: Path, chunk_rows: int | None, codec: str |
     with TableWriter(dest, columns, chunk_rows=rows, target=reader.target, attrs={"source": str(reader.path)},
                      codec=codec, overwrite=overwrite) as writer:
         n_rows = 0
-        for cols in _rechunk(encoded(rows), rows):
+        encoders, chunks = encoded_chunks(reader, rows, policy, max_levels)
+        for cols in chunks:
             writer.append_columns(dict(zip(reader.used, cols)))
             n_rows += len(cols[0])
             if bar is not None:
@@ -196,7 +224,7 @@ def _rechunk(blocks: Iterator[tuple[np.ndarray | None, ...]], rows: int) -> Iter
         yield tuple(None if parts[0] is None else np.concatenate(parts) for parts in zip(*held))
 
 
-def _na_policy(na: str | float) -> str | float:
+def na_policy(na: str | float) -> str | float:
     """``"keep"``, ``"error"`` or the number that fills missing numeric values (CLI strings accepted)."""
     if isinstance(na, str) and na.strip().lower() in ("keep", "error"):
         return na.strip().lower()
@@ -322,7 +350,8 @@ class _CsvReader:
     def _arrow_types(self, kinds: Mapping[str, str | None]) -> dict[str, Any]:
         import pyarrow as pa
 
-        types = {"numeric": pa.float64(), "boolean": pa.bool_(), "categorical": pa.string(), "datetime": pa.string()}
+        types = {"numeric": pa.float64(), "boolean": pa.bool_(), "categorical": pa.string(), "datetime": pa.string(),
+                 "text": pa.string()}
         return {c: types[k] for c, k in kinds.items() if k is not None}
 
     def tables(self, rows: int) -> Iterator[tuple[Any, Callable[[int], str]]]:

@@ -263,15 +263,18 @@ _SOURCES: weakref.WeakValueDictionary[str, ZarrChunks] = weakref.WeakValueDictio
 
 def row_source(X: da.Array) -> ZarrChunks | None:
     """The reader whose ``read_rows`` gives ``X``'s row chunks, if ``X`` is a plain read through ``dask_array``
-    (or that read with its column chunks merged by ``rechunk``) chunked along rows as the store; else None."""
+    (or that read with its column chunks merged by ``rechunk``) chunked along rows as the store; else None.
+    Other readers (``io.sparse.CSRChunks``, ``io.text.TextChunks``) register in ``_SOURCES`` the same way."""
     layers = X.__dask_graph__().layers
     sources = [_SOURCES[name] for name in layers if name in _SOURCES]
     if len(sources) != 1 or any(name not in _SOURCES and not name.startswith("rechunk-") for name in layers):
         return None
     src = sources[0]
     rows = src.chunks[0]
-    if (src.ndim not in (1, 2) or X.shape != src.shape or X.dtype != src.dtype
-            or X.chunks[0] != tuple(min(rows, src.shape[0] - s) for s in range(0, src.shape[0], rows))):
+    expected = getattr(src, "row_chunks", None)  # a source of unequal chunks (Parquet row groups) lists them
+    if expected is None:
+        expected = tuple(min(rows, src.shape[0] - s) for s in range(0, src.shape[0], rows))
+    if src.ndim not in (1, 2) or X.shape != src.shape or X.dtype != src.dtype or X.chunks[0] != expected:
         return None
     return src
 

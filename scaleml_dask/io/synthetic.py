@@ -22,6 +22,7 @@ import numpy as np
 
 from .._math import sigmoid
 from .store import DatasetWriter, chunk_rows_for, write_chunk
+from .synthetic_text import make_text
 
 
 def _chunk_rng(seed: int, index: int) -> np.random.Generator:
@@ -382,5 +383,6 @@ GENERATORS: dict[str, Callable[..., Path]] = {
     "logistic": make_logistic,
     "mixture": make_mixture,
     "drift": make_drift,
+    "text": make_text,
     "table": make_table,
 }

@@ -64,11 +64,14 @@ from .store import EVERY_CHUNK, DatasetWriter, chunk_digests, chunk_rows_for
 #: The group attribute that marks a table, and its format.
 LAYOUT_ATTR = "scaleml_table"
 TABLE_FORMAT = 1
-#: Column kinds. (A "text" kind for feature hashing would be added here, with its dtype and canonical form.)
-KINDS = ("numeric", "boolean", "categorical", "datetime")
-#: Stored dtype of each kind.
+#: Column kinds.
+KINDS = ("numeric", "boolean", "categorical", "datetime", "text")
+#: Stored dtype of each kind (text: zarr's variable-length UTF-8 strings, numpy ``StringDType`` when read; as
+#: Python strings, an object array, in the canonical form).
 DTYPES = {"numeric": np.dtype(np.float64), "boolean": np.dtype(np.int8), "categorical": np.dtype(np.int32),
-          "datetime": np.dtype(np.float64)}
+          "datetime": np.dtype(np.float64), "text": np.dtype(object)}
+#: Bytes a text value is counted as when a table's chunk rows are chosen (a short document).
+TEXT_ROW_BYTES = 512
 #: A missing categorical or boolean value; never a level's code.
 MISSING_CODE = -1
 #: A level outside the fitted levels, in the canonical form only (never stored).
@@ -98,7 +101,7 @@ def check_column_name(name: str, where: str = "") -> None:
 
 def row_bytes(kinds: Sequence[str]) -> int:
     """Bytes of one row of columns of these kinds, as stored."""
-    return int(sum(DTYPES[k].itemsize for k in kinds)) or 1
+    return int(sum(TEXT_ROW_BYTES if k == "text" else DTYPES[k].itemsize for k in kinds)) or 1
 
 
 def table_chunk_rows(kinds: Sequence[str]) -> int:
@@ -142,6 +145,11 @@ class TableWriter(DatasetWriter):
         """One 1-d array per column (its kind's dtype, missing as NaN or the missing code) and the layout."""
         for name, kind in self.columns:
             dtype = DTYPES[kind]
+            if kind == "text":  # variable-length UTF-8 (zarr's own codec: a missing document is stored as "")
+                a = g.create_array(name, shape=(self._n_samples,), chunks=(self.chunk_rows,), dtype=str,
+                                   dimension_names=("sample",), fill_value="")
+                a.attrs.update(_kind_attrs(kind))
+                continue
             a = g.create_array(name, shape=(self._n_samples,), chunks=(self.chunk_rows,), dtype=dtype,
                                compressors=comp, dimension_names=("sample",),
                                fill_value=np.nan if dtype.kind == "f" else MISSING_CODE)
@@ -161,12 +169,13 @@ class TableWriter(DatasetWriter):
         if len(lengths) != 1:
             raise ValueError(f"columns of different lengths appended: {sorted(lengths)}")
         n = lengths.pop()
-        if self._codec == "none" and self._rows % self.chunk_rows == 0 and n <= self.chunk_rows:
+        if (self._codec == "none" and self._rows % self.chunk_rows == 0 and n <= self.chunk_rows
+                and all(k != "text" for _, k in self.columns)):
             self._raw_append(columns, n)
             return
         self._sync_shapes()
         for name, kind in self.columns:
-            values = np.asarray(columns[name], dtype=DTYPES[kind])
+            values = np.asarray(columns[name], dtype=DTYPES[kind] if kind != "text" else str)
             self.group[name].with_config(EVERY_CHUNK).append(values, axis=0)
         self._rows += n
         complete = self._rows // self.chunk_rows
@@ -246,6 +255,9 @@ class TableWriter(DatasetWriter):
         total = 0
         for start in range(0, n, self.chunk_rows):
             block = a[start:start + self.chunk_rows]
+            if kind == "text":
+                total += int((block == "").sum())
+                continue
             total += int(np.isnan(block).sum() if block.dtype.kind == "f" else (block == MISSING_CODE).sum())
         return total
 
@@ -330,6 +342,11 @@ _IMPUTE_HINT = ("impute them first, e.g. make_pipeline(make_column_transformer((
 def unprepared_error(name: str, kind: str, n_missing: int | None, n_levels: int | None = None) -> TableError | None:
     """The error for column ``name`` handed to an estimator as it is stored, or None if it can be used (a
     number or a boolean without missing values; a date-time counts as seconds since the epoch)."""
+    if kind == "text":
+        return TableError(f"column {name!r} is text: an estimator does not fit on documents; hash it first, e.g. "
+                          f"make_pipeline(make_column_transformer((HashingVectorizer(), {name!r}), "
+                          "remainder='passthrough'), estimator) (scaleml_dask.feature_extraction.text), or store it "
+                          f"hashed (scaleml ingest --text {name} --n-features 2**20)", column=name)
     if kind == "categorical":
         levels = f" ({n_levels:,} levels)" if n_levels is not None else ""
         return TableError(f"column {name!r} is categorical{levels}: an estimator does not fit on category codes; "
@@ -384,9 +401,11 @@ def check_variable(var: Any) -> None:
 
 def canonical(kind: str, block: np.ndarray) -> np.ndarray:
     """A stored block of a column of ``kind`` in the canonical form: float64 with NaN for missing (booleans as
-    0 / 1), categorical codes as stored."""
+    0 / 1), categorical codes as stored, text as an object array of strings."""
     if kind == "categorical":
         return block
+    if kind == "text":
+        return block if block.dtype == object else block.astype(object)
     if kind == "boolean":
         out = block.astype(np.float64)
         out[block == MISSING_CODE] = np.nan
@@ -450,7 +469,7 @@ def open_layout_errors(ds: Any, label: str) -> list[str]:
             problems.append(f"dataset {label!r}: column {name!r} has dims {v.dims}; expected ('sample',)")
         elif kind not in KINDS:
             problems.append(f"dataset {label!r}: column {name!r} has unknown kind {kind!r}")
-        elif v.dtype != DTYPES[kind]:
+        elif v.dtype != DTYPES[kind] and not (kind == "text" and v.dtype.kind in "OTU"):
             problems.append(f"dataset {label!r}: column {name!r} ({kind}) has dtype {v.dtype}; expected "
                             f"{DTYPES[kind]}")
         elif kind == "categorical" and not (isinstance(v.attrs.get("levels"), list)

@@ -125,6 +125,24 @@ def _row_status(X, i) -> int:
     return j if j >= 0 else DIVERGED
 
 
+@njit(cache=True, inline="always")
+def _mean_gradient_step(buf, grad, gsum, n, d):
+    """One optimizer step on the batch mean of the summed gradient ``grad`` (intercept: ``gsum``) plus L2."""
+    w = buf[B_HEAD:B_HEAD + d]
+    grad[d] = gsum
+    l2 = buf[HP_L2]
+    for j in range(d):
+        grad[j] = grad[j] / n + l2 * w[j]
+    grad[d] /= n
+    opt, lr = int(buf[HP_OPT]), buf[HP_LR]
+    c1, c2 = _count_step(buf)
+    for j in range(d):
+        _step(buf, j, grad[j], opt, lr, c1, c2)
+    if buf[HP_INTERCEPT] != 0.0:
+        _step(buf, d, grad[d], opt, lr, c1, c2)
+    buf[B_SEEN] += n
+
+
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def linear_learn_many(buf: np.ndarray, X: np.ndarray, y) -> tuple[int, int]:
     """One optimizer step on the batch's mean gradient, in a single pass over ``X`` (each row is read once:
@@ -181,16 +199,40 @@ def linear_learn_many(buf: np.ndarray, X: np.ndarray, y) -> tuple[int, int]:
         if loss == LOSS_SQUARED and first_nonfinite(X[m]) >= 0:  # the row's own NaN / inf is named first
             return first_nonfinite(X[m]), m
         return (BAD_TARGET if loss == LOSS_SQUARED else BAD_LABEL), m
-    grad[d] = gsum
-    l2 = buf[HP_L2]
-    for j in range(d):
-        grad[j] = grad[j] / n + l2 * w[j]
-    grad[d] /= n
-    opt, lr = int(buf[HP_OPT]), buf[HP_LR]
-    c1, c2 = _count_step(buf)
-    for j in range(d):
-        _step(buf, j, grad[j], opt, lr, c1, c2)
-    if buf[HP_INTERCEPT] != 0.0:
-        _step(buf, d, grad[d], opt, lr, c1, c2)
-    buf[B_SEEN] += n
+    _mean_gradient_step(buf, grad, gsum, n, d)
+    return OK, -1
+
+
+@njit(cache=True)
+def linear_learn_many_csr(buf: np.ndarray, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray,
+                          d: int, y) -> tuple[int, int]:
+    """``linear_learn_many`` on a CSR batch (``d`` columns): the margins and the mean gradient touch only the
+    non-zeros; the step is the dense one (the L2 term and the adaptive rules change every weight)."""
+    if buf[B_STALE] != 0.0:
+        return STALE, -1
+    if d != int(buf[B_D]):
+        return BAD_LENGTH, -1
+    n = indptr.shape[0] - 1
+    loss = int(buf[HP_LOSS])
+    m = _first_bad_target(y, loss)
+    w = buf[B_HEAD:B_HEAD + d]
+    b = buf[B_HEAD + d]
+    grad = np.zeros(d + 1)
+    gsum = 0.0
+    for i in range(m):
+        z = b
+        for k in range(indptr[i], indptr[i + 1]):
+            z += w[indices[k]] * data[k]
+        if not math.isfinite(z):
+            for k in range(indptr[i], indptr[i + 1]):
+                if not math.isfinite(data[k]):
+                    return indices[k], i
+            return DIVERGED, i
+        g = _dloss(loss, z, float(y[i]))
+        for k in range(indptr[i], indptr[i + 1]):
+            grad[indices[k]] += g * data[k]
+        gsum += g
+    if m < n:
+        return (BAD_TARGET if loss == LOSS_SQUARED else BAD_LABEL), m
+    _mean_gradient_step(buf, grad, gsum, n, d)
     return OK, -1

@@ -20,9 +20,17 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import ClassifierTags, RegressorTags
 
+from .._checks import csr_block
 from .._math import sigmoid
 from .._repr import FittedSummaryMixin
-from ..validation import check_learned, check_n_features, nonfinite_error, restored_state_problem
+from ..validation import (
+    check_learned,
+    check_n_features,
+    is_sparse,
+    nonfinite_error,
+    restored_state_problem,
+    sparse_refused,
+)
 from ._status import BAD_LABEL, BAD_LENGTH, BAD_TARGET
 
 #: Target types a kernel takes as they are (numba types int64 and float64; str is refused by its typing, named by
@@ -169,6 +177,8 @@ class OnlineLearner(FittedSummaryMixin, OnlineEstimator):
 
     def _check_row(self, x: Any, learn: bool = False) -> np.ndarray:
         """``x`` as a float row of the learned width; the first row to learn sets the width up."""
+        if is_sparse(x):
+            raise sparse_refused("x")
         if type(x) is not np.ndarray or x.dtype != np.float64:
             x = self._as_float(x, "x")
         if x.ndim != 1:
@@ -179,6 +189,8 @@ class OnlineLearner(FittedSummaryMixin, OnlineEstimator):
 
     def _check_batch(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         """``X`` (and ``y`` when learning) checked; the first batch to learn sets the width up."""
+        if is_sparse(X):
+            raise sparse_refused("X")
         X = self._as_float(X, "X")
         if X.ndim != 2:
             raise ValueError(f"X must be a 2-d array (n_samples, n_features); got shape {X.shape}")
@@ -253,12 +265,21 @@ class OnlineLearner(FittedSummaryMixin, OnlineEstimator):
 
     # --------------------------------------------------------------------------------------- predictions
 
+    def _sparse_batch(self, X: Any, learn: bool = False) -> Any:
+        """A sparse batch as a canonical CSR matrix of float64 (int32 indices) of the learned width."""
+        X = csr_block(X)
+        self._check_started(X.shape[1], learn)
+        check_n_features(self, X.shape[1])
+        return X
+
     def _decision_many(self, X: Any) -> np.ndarray:
-        X, _ = self._check_batch(X)
+        X = self._sparse_batch(X) if is_sparse(X) else self._check_batch(X)[0]
         w = self._weights()
         return X @ w[:-1] + w[-1]
 
     def _decision_one(self, x: Any) -> float:
+        if is_sparse(x):
+            return float(self._decision_many(x)[0])
         x = self._check_row(x)
         w = self._weights()
         return float(x @ w[:-1]) + float(w[-1])

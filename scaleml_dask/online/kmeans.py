@@ -29,7 +29,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._deployable import CentreWeights
 from .._kmeans_kernels import nearest, sq_distances
-from ..validation import NotFittedError, check_n_features, nonfinite_error
+from ..validation import NotFittedError, check_n_features, is_sparse, nonfinite_error, sparse_refused
 from ._kmeans_kernels import P_REASSIGNED, P_SEEN, P_SINCE, P_STEPS, kmeans_learn_many, kmeans_learn_one
 from ._status import BAD_LENGTH, OK
 from .base import OnlineEstimator
@@ -185,6 +185,8 @@ class MiniBatchKMeans(CentreWeights, OnlineEstimator):
         return _numeric(x, "x", 1, "a 1-d row (n_features,)")
 
     def _batch(self, X: Any) -> np.ndarray:
+        if is_sparse(X):
+            raise sparse_refused("X")
         return _numeric(X, "X", 2, "a 2-d array (n_samples, n_features)")
 
     def _check_width(self, d: int) -> None:

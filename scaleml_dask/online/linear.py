@@ -15,7 +15,7 @@ import numpy as np
 from numba.core.errors import TypingError
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..validation import check_learned, nonfinite_error
+from ..validation import check_learned, is_sparse, nonfinite_error
 from ._linear_kernels import (
     B_D,
     B_HEAD,
@@ -38,6 +38,7 @@ from ._linear_kernels import (
     OPT_ADAM,
     OPT_SGD,
     linear_learn_many,
+    linear_learn_many_csr,
     linear_learn_one,
     make_buffer,
 )
@@ -168,6 +169,8 @@ class _GradientLinear(OnlineLearner):
 
     def learn_one(self, x: Any, y: Any) -> None:
         """One optimizer step on one row ``x`` (1-d NumPy array) with target ``y`` (checks are compiled in)."""
+        if is_sparse(x):  # a one-row CSR matrix: one step on it is learn_many of that row
+            return self._learn_many_csr(x, np.array([y]))
         if type(x) is not np.ndarray or x.dtype is not _F8:
             x = self._as_float(x, "x")
         if type(y) not in KERNEL_TARGETS:
@@ -193,7 +196,10 @@ class _GradientLinear(OnlineLearner):
 
     def learn_many(self, X: Any, y: Any) -> None:
         """One optimizer step on the mean gradient of the batch (River's ``learn_many`` semantics), computed
-        in one compiled pass over ``X``; the checks ride along and only a failure takes the slow path."""
+        in one compiled pass over ``X`` (a CSR batch: over its non-zeros); the checks ride along and only a
+        failure takes the slow path."""
+        if is_sparse(X):
+            return self._learn_many_csr(X, y)
         X = self._as_float(X, "X")  # C-ordered float64 arrays as they are: no copy
         if X.ndim != 2 or not self._started() or np.ndim(y) != 1:
             X, y = self._check_batch(X, y)  # first batch, or a clear error
@@ -219,6 +225,25 @@ class _GradientLinear(OnlineLearner):
             raise nonfinite_error("X", X, self._in_batch(len(X)))
         if status in (BAD_LABEL, BAD_TARGET):
             self._targets(given, len(X))  # raises, naming the row
+        raise FloatingPointError(f"{type(self).__name__} weights are no longer finite; {self._divergence_hint}")
+
+
+    def _learn_many_csr(self, X: Any, y: Any) -> None:
+        X = self._sparse_batch(X, learn=True)
+        y = self._targets(y, X.shape[0]) if np.ndim(y) == 1 and len(y) == X.shape[0] else self._check_batch(
+            np.empty((X.shape[0], X.shape[1])), y)[1]
+        if X.shape[0] == 0:
+            return
+        args = (X.data, X.indices, X.indptr, X.shape[1], y)
+        status, row = linear_learn_many_csr(self._buf, *args)
+        if status == STALE:
+            self._apply_hyperparameters()
+            status, row = linear_learn_many_csr(self._buf, *args)
+        if status == OK:
+            return
+        if status >= 0:
+            raise ValueError(f"X contains {'NaN' if np.isnan(X[row, status]) else 'inf'} {self._in_batch(X.shape[0])}, "
+                             f"first at row {self.n_seen_ + row}, column {status}")
         raise FloatingPointError(f"{type(self).__name__} weights are no longer finite; {self._divergence_hint}")
 
 

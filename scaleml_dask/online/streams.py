@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, validate_params
 
 from ..passes import map_row_chunks
+from ..sgd._blocks import stack_rows
 
 
 class BatchStream:
@@ -38,7 +39,7 @@ class BatchStream:
         self.bytes_held = 0
         self.max_bytes_held = 0
         row_bytes = X.dtype.itemsize * X.shape[1] + (y.dtype.itemsize if y is not None else 0)
-        self.chunk_bytes = [int(r) * row_bytes for r in X.chunks[0]]
+        self.chunk_bytes = [int(r) * row_bytes for r in X.chunks[0]]  # (sparse: an upper bound)
         self._chunks = map_row_chunks(_pair, X, y)  # a chunk of a store is read inside its task
 
     def __len__(self) -> int:
@@ -69,10 +70,11 @@ class BatchStream:
                     Xc = self._concat(rest_X, Xc)
                     yc = None if yc is None else np.concatenate([rest_y, yc])
                 self._hold(self._nbytes(Xc) + (yc.nbytes if yc is not None else 0) + ahead)
-                stop = len(Xc) - len(Xc) % bs if i + 1 < n_chunks else len(Xc)
+                n = Xc.shape[0]
+                stop = n - n % bs if i + 1 < n_chunks else n
                 for s in range(0, stop, bs):
                     yield Xc[s:s + bs], (None if yc is None else yc[s:s + bs])
-                rest_X = Xc[stop:] if stop < len(Xc) else None
+                rest_X = Xc[stop:] if stop < n else None
                 rest_y = None if (yc is None or rest_X is None) else yc[stop:]
                 del Xc, yc
         self._hold(0)
@@ -80,11 +82,12 @@ class BatchStream:
 
     @staticmethod
     def _concat(a: Any, b: Any) -> Any:
-        return np.concatenate([a, b])
+        return stack_rows([a, b])
 
     @staticmethod
     def _nbytes(a: Any) -> int:
-        return a.nbytes
+        """Bytes of a dense block, or of a CSR block's three arrays."""
+        return a.nbytes if isinstance(a, np.ndarray) else a.data.nbytes + a.indices.nbytes + a.indptr.nbytes
 
 
 class TableBatchStream(BatchStream):
@@ -194,5 +197,6 @@ def iter_batches(ds: Any, batch_size: int = 1000, *, prefetch: bool = True,
         if is_table(ds):
             return TableBatchStream(ds, int(batch_size), prefetch, scheduler)
         X, y = ds, take_y(ds)
-    X, y = check_X_y(X, y) if y is not None else (as_dask_array(X, "X", ndim=2), None)
+    X, y = check_X_y(X, y, accept_sparse=True) if y is not None else (as_dask_array(X, "X", ndim=2,
+                                                                                      accept_sparse=True), None)
     return BatchStream(X, y, int(batch_size), prefetch, scheduler)

@@ -136,6 +136,8 @@ def _merge_values(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndar
 def summarize(values: np.ndarray, kind: str, needs: frozenset[str], n_levels: int, name: str) -> Summary:
     """The summary of one canonical block of a column (``needs``: "values", "sketch")."""
     n = len(values)
+    if kind == "text":  # documents: only how many are missing (stored as the empty document)
+        return Summary(n, int((values == "").sum()) if n else 0)
     if kind == "categorical":
         present = values[values >= 0]
         counts = np.bincount(present, minlength=n_levels).astype(np.int64)
@@ -292,7 +294,12 @@ class OneHot:
         return list(out)
 
 
-Piece = np.ndarray | Affine | Codes | OneHot
+Piece = np.ndarray | Affine | Codes | OneHot  # or a scipy.sparse CSR block of many columns (hashed text)
+
+
+def _is_block(p: Any) -> bool:
+    """Whether piece ``p`` is a CSR block of columns (``HashingVectorizer``'s output)."""
+    return hasattr(p, "tocsr")
 
 
 @dataclass(frozen=True)
@@ -329,14 +336,69 @@ def onnx_affine(g: Any, pieces: Sequence[OnnxPiece], c: np.ndarray, a: np.ndarra
 
 
 def piece_width(p: Piece) -> int:
-    return p.width if isinstance(p, OneHot) else 1
+    return p.width if isinstance(p, OneHot) else p.shape[1] if _is_block(p) else 1
+
+
+class WideStates(Sequence):
+    """The states of a node's ``width`` output columns that are all alike (hashed features ``prefix0``,
+    ``prefix1``...), made one at a time on demand: a million of them are never all held."""
+
+    def __init__(self, prefix: str, width: int, summary: Summary, source: str) -> None:
+        self.prefix, self.width, self.summary, self.source = prefix, int(width), summary, source
+
+    def __len__(self) -> int:
+        return self.width
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.width))]
+        if not -self.width <= i < self.width:
+            raise IndexError(i)
+        return ColumnState(f"{self.prefix}{i % self.width}", "numeric", self.summary, None, self.source)
+
+    def scaled(self, weight: float) -> WideStates:
+        return WideStates(self.prefix, self.width, self.summary.affine(weight, 0.0), self.source)
+
+
+class StateList(Sequence):
+    """Output states of a composition: plain states and ``WideStates`` segments side by side, without expanding
+    the segments."""
+
+    def __init__(self, parts: Sequence[Any]) -> None:
+        self.parts = list(parts)  # ColumnState or WideStates
+        self._ends = np.cumsum([len(p) if isinstance(p, WideStates) else 1 for p in self.parts], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = i + len(self) if i < 0 else i
+        k = int(np.searchsorted(self._ends, i, side="right"))
+        part = self.parts[k]
+        return part[i - (int(self._ends[k - 1]) if k else 0)] if isinstance(part, WideStates) else part
+
+    def categorical_sources(self) -> list[str]:
+        return [p.source or p.name for p in self.parts if isinstance(p, ColumnState) and p.kind == "categorical"]
+
+
+def categorical_sources(states: Sequence[ColumnState]) -> list[str]:
+    """The input columns of the output states that are still categories (what a numeric step refuses)."""
+    if isinstance(states, WideStates):
+        return []
+    if isinstance(states, StateList):
+        return states.categorical_sources()
+    return [s.source or s.name for s in states if s.kind == "categorical"]
 
 
 def as_floats(pieces: Sequence[Piece]) -> list[np.ndarray]:
     """Pieces as float columns (one-hot groups expanded, affine columns computed)."""
     out: list[np.ndarray] = []
     for p in pieces:
-        if isinstance(p, OneHot):
+        if _is_block(p):
+            out += list(np.asarray(p.toarray(), dtype=np.float64).T)
+        elif isinstance(p, OneHot):
             out += p.dense()
         elif isinstance(p, Codes):
             raise TypeError("categorical codes reached a numeric step")
@@ -351,7 +413,7 @@ def as_affine(pieces: Sequence[Piece]) -> list[Affine]:
     for p in pieces:
         if isinstance(p, Affine):
             out.append(p)
-        elif isinstance(p, (OneHot, Codes)):
+        elif isinstance(p, (OneHot, Codes)) or _is_block(p):
             out += [Affine(x) for x in as_floats([p])]
         else:
             out.append(Affine(p))
@@ -360,6 +422,8 @@ def as_affine(pieces: Sequence[Piece]) -> list[Affine]:
 
 def assemble(pieces: Sequence[Piece], n: int, sparse: bool, dtype: Any = np.float64) -> Any:
     """Pieces side by side: a C-ordered float block, or a CSR matrix (``sparse``)."""
+    if any(_is_block(p) for p in pieces):
+        return _assemble_blocks(pieces, n, sparse, dtype)
     width = sum(piece_width(p) for p in pieces)
     if any(isinstance(p, Codes) for p in pieces):  # categories out of a standalone transformer: as text
         return np.column_stack([p.text() if isinstance(p, Codes) else np.asarray(p, dtype=object)
@@ -392,6 +456,27 @@ def assemble(pieces: Sequence[Piece], n: int, sparse: bool, dtype: Any = np.floa
     return out if np.dtype(dtype) == np.float64 else out.astype(dtype)
 
 
+def _assemble_blocks(pieces: Sequence[Piece], n: int, sparse: bool, dtype: Any) -> Any:
+    """``assemble`` of pieces among which CSR blocks: the runs of other pieces assembled as CSR, then all stacked."""
+    import scipy.sparse as sp
+
+    parts, run = [], []
+    for p in list(pieces) + [None]:
+        if p is None or _is_block(p):
+            if run:
+                parts.append(assemble(run, n, True, dtype))
+                run = []
+            if p is not None:
+                parts.append(sp.csr_matrix(p, dtype=dtype))
+        else:
+            run.append(p)
+    out = parts[0] if len(parts) == 1 else sp.hstack(parts, format="csr", dtype=dtype)
+    if sparse:
+        return out
+    check_dense_width(out.shape[1], n, "the assembled output")
+    return out.toarray()
+
+
 #: Per thread: the last dense block ``assemble`` wrote, with its layout and one-hot cells.
 _BLOCKS = threading.local()
 
@@ -420,6 +505,9 @@ _NO_CELLS, _NO_OFFSETS = np.empty((0, 0), np.int64), np.empty(0, np.int64)
 def as_text(pieces: Sequence[Piece]) -> list[Piece]:
     out: list[Piece] = []
     for p in pieces:
+        if _is_block(p):
+            out += as_floats([p])
+            continue
         out += p.dense() if isinstance(p, OneHot) else [p.values() if isinstance(p, Affine) else p]
     return out
 
@@ -492,7 +580,7 @@ class TableTransformer(TableNode, TransformerMixin, BaseEstimator):
         self.input_schema_ = InputSchema([Column(s.name, s.kind, s.dtype, s.levels) for s in states])
         out = self._fit_columns(states)
         self._n_out = len(out)
-        self._categorical_out = [s.source or s.name for s in out if s.kind == "categorical"]
+        self._categorical_out = categorical_sources(out)
         return out
 
     def _fit_columns(self, states: list[ColumnState]) -> list[ColumnState]:
@@ -622,7 +710,7 @@ def derived_transform(node: TableNode, table: Table, schema: InputSchema, sparse
     rows = max(table.row_chunks)
     if not sparse:
         check_dense_width(out_width, rows, f"the output of {estimator}")
-    meta = _sparse_meta(out_width) if sparse and then is None else None
+    meta = None if not sparse else _sparse_meta(out_width) if then is None else _meta_after(then, node_width(node))
     fn = _transform_chunk if then is None else _transform_then
     kwargs = {"node": node, "reader": reader, "names": names, "schema": schema, "sparse": sparse}
     if then is not None:
@@ -643,6 +731,15 @@ def _sparse_meta(width: int) -> Any:
     import scipy.sparse as sp
 
     return sp.csr_matrix((0, width))
+
+
+def _meta_after(then: Any, width: int) -> Any:
+    """The type ``then`` makes of a sparse block (an empty one of it), or None for numpy: tf-idf keeps CSR."""
+    try:
+        out = then(_sparse_meta(width))
+    except Exception:  # a step that cannot take an empty block: its output is taken to be dense
+        return None
+    return out[:0] if hasattr(out, "tocsr") else None
 
 
 def _in_memory(X: Any) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import assert_finite
+from .._checks import assert_finite, assert_finite_rows, csr_block
 from ._kernels import (
     batch_gradient,
     compress_with_feedback,
@@ -79,11 +79,11 @@ class Part:
 
     @property
     def n_train(self) -> int:
-        return len(self.X) - (self.val_hi - self.val_lo)
+        return self.X.shape[0] - (self.val_hi - self.val_lo)
 
     @property
     def start(self) -> int:
-        return self.val_hi % len(self.X)
+        return self.val_hi % self.X.shape[0]
 
     def gradient(self, W: np.ndarray, seed: int, step: int, problem: Problem) -> tuple[np.ndarray, int]:
         """Mean gradient of mini-batch ``step`` of the epoch with seed ``seed`` at ``W``, and its rows."""
@@ -130,18 +130,35 @@ def checked_targets(y: np.ndarray, index: int, row0: int, classes: np.ndarray | 
     return T
 
 
+def as_block(X: Any) -> Any:
+    """A block as the kernels take it: C-contiguous float64, or a canonical CSR matrix (float64 values, int32
+    indices) for a sparse block."""
+    if not hasattr(X, "indptr") and not hasattr(X, "tocsr"):
+        return np.ascontiguousarray(X, dtype=np.float64)
+    return csr_block(X)
+
+
+def stack_rows(blocks: list) -> Any:
+    """Row blocks (numpy or CSR) one under the other."""
+    if blocks and hasattr(blocks[0], "indptr"):
+        import scipy.sparse as sp
+
+        return sp.vstack(blocks, format="csr")
+    return np.concatenate(blocks)
+
+
 def split_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: int, problem: Problem,
                 check_train: bool = True) -> Part:
     """Check one block, encode its targets and split off its held-out rows. With ``check_train=False``
     only the held-out rows of X are checked here: the caller checks the training rows in the pass that
     reads them (``local_epochs`` reports non-finite margins)."""
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    X = as_block(X)
     y = np.asarray(y).ravel()
-    lo, hi = problem.holdout(chunk_index, len(X))
+    lo, hi = problem.holdout(chunk_index, X.shape[0])
     if check_train:
-        assert_finite(X, "X", chunk_index, row_start)
+        assert_finite_rows(X, "X", chunk_index, row_start)
     else:
-        assert_finite(X[lo:hi], "X", chunk_index, row_start + lo)
+        assert_finite_rows(X[lo:hi], "X", chunk_index, row_start + lo)
     return Part(chunk_index, X, checked_targets(y, chunk_index, row_start, problem.classes), lo, hi)
 
 

@@ -105,7 +105,8 @@ def decision(W: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 def mean_loss(W: np.ndarray, X: np.ndarray, T: np.ndarray, loss: str) -> float:
     """Mean per-sample loss (no penalty); NaN for an empty set."""
-    if len(X) == 0:
+    n = X.shape[0]
+    if n == 0:
         return math.nan
     Z = decision(W, X)
     if loss == "squared":
@@ -114,7 +115,7 @@ def mean_loss(W: np.ndarray, X: np.ndarray, T: np.ndarray, loss: str) -> float:
         L = np.logaddexp(0.0, Z) - T * Z
     else:  # hinge on labels in {-1, +1}
         L = np.maximum(1.0 - (2.0 * T - 1.0) * Z, 0.0)
-    return float(L.sum() / len(X))
+    return float(L.sum() / n)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -150,6 +151,31 @@ def epoch_plan(seed: int, block: int, n_train: int, batch_size: int) -> tuple[in
 # ------------------------------------------------------------------------------------------------------
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def ring_row(v, offset, start, n_train, n):  # pragma: no cover - compiled
+    """Row of the block holding ring row ``v`` of an epoch rotated by ``offset`` (the ring starts at ``start``)."""
+    i = v + offset
+    if i >= n_train:
+        i -= n_train
+    i += start
+    if i >= n:
+        i -= n
+    return i
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def loss_gradient(z, t, loss_code):  # pragma: no cover - compiled
+    """d loss / d margin ``z`` for target ``t`` (squared, log loss without overflow, hinge on labels {-1, +1})."""
+    if loss_code == 0:
+        return z - t
+    if loss_code == 1:
+        if z > 0:
+            return 1.0 / (1.0 + math.exp(-z)) - t
+        e = math.exp(z)
+        return e / (1.0 + e) - t
+    return (1.0 - 2.0 * t) if (2.0 * t - 1.0) * z < 1.0 else 0.0
+
+
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _grad_batch(Wt, X, T, lo, hi, offset, start, n_train, loss_code, Gt):  # pragma: no cover - compiled
     """Add the summed gradient of ring rows ``lo..hi-1`` (rotated by ``offset``) to ``Gt``; reads the
@@ -158,29 +184,14 @@ def _grad_batch(Wt, X, T, lo, hi, offset, start, n_train, loss_code, Gt):  # pra
     n, d = X.shape
     finite = True
     for v in range(lo, hi):
-        i = v + offset
-        if i >= n_train:
-            i -= n_train
-        i += start
-        if i >= n:
-            i -= n
+        i = ring_row(v, offset, start, n_train, n)
         for c in range(Wt.shape[0]):
             z = Wt[c, d]
             for j in range(d):
                 z += X[i, j] * Wt[c, j]
             if not math.isfinite(z):
                 finite = False
-            t = T[i, c]
-            if loss_code == 0:
-                g = z - t
-            elif loss_code == 1:
-                if z > 0:
-                    g = 1.0 / (1.0 + math.exp(-z)) - t
-                else:
-                    e = math.exp(z)
-                    g = e / (1.0 + e) - t
-            else:
-                g = (1.0 - 2.0 * t) if (2.0 * t - 1.0) * z < 1.0 else 0.0
+            g = loss_gradient(z, T[i, c], loss_code)
             if g != 0.0:
                 for j in range(d):
                     Gt[c, j] += g * X[i, j]
@@ -252,7 +263,12 @@ def batch_gradient(W: np.ndarray, X: np.ndarray, T: np.ndarray, *, start: int, n
     lo = int(order[step]) * batch_size
     hi = min(lo + batch_size, n_train)
     Gt = np.zeros((W.shape[1], W.shape[0]))
-    _grad_batch(_transposed(W), X, T, lo, hi, offset, start, n_train, _LOSS_CODE[loss], Gt)
+    if hasattr(X, "indptr"):  # a CSR block: the kernel that touches only its non-zeros
+        from ._sparse import csr_parts, grad_batch_csr
+
+        grad_batch_csr(_transposed(W), *csr_parts(X), T, lo, hi, offset, start, n_train, _LOSS_CODE[loss], Gt, 1.0)
+    else:
+        _grad_batch(_transposed(W), X, T, lo, hi, offset, start, n_train, _LOSS_CODE[loss], Gt)
     Gt /= hi - lo
     if not fit_intercept:
         Gt[:, -1] = 0.0
@@ -305,9 +321,13 @@ def local_epochs(W: np.ndarray, X: np.ndarray, T: np.ndarray, *, start: int, n_t
     orders = np.stack([order for _, order in plans])
     Wt = _transposed(W)
     moments = _moments(init_optimizer(schedule, W.shape))
-    finite = _local_kernel(Wt, X, T, start, n_train, offsets, orders, batch_size, _LOSS_CODE[loss],
-                           fit_intercept, _PENALTY_CODE[penalty], alpha, _SCHEDULE_CODE[schedule], eta0, power_t,
-                           t0, *moments)
+    kernel, data = _local_kernel, (X,)
+    if hasattr(X, "indptr"):  # a CSR block: O(nnz) steps where the rule allows (sgd._sparse)
+        from ._sparse import csr_parts, local_kernel_csr
+
+        kernel, data = local_kernel_csr, csr_parts(X)
+    finite = kernel(Wt, *data, T, start, n_train, offsets, orders, batch_size, _LOSS_CODE[loss], fit_intercept,
+                    _PENALTY_CODE[penalty], alpha, _SCHEDULE_CODE[schedule], eta0, power_t, t0, *moments)
     return Wt.T.copy(), orders.size, finite
 
 

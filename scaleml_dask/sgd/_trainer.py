@@ -30,6 +30,7 @@ from ._blocks import (
     hosts_server,
     local_block,
     split_block,
+    stack_rows,
     sync_gradients,
 )
 from ._kernels import decompress, mean_loss, message_nbytes, n_batches
@@ -180,7 +181,7 @@ class Trainer:
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def _loss(self, W: np.ndarray) -> float:
-        if self.X_val is None or len(self.X_val) == 0:
+        if self.X_val is None or self.X_val.shape[0] == 0:
             return math.nan
         return mean_loss(W, self.X_val, self.T_val, self.config.problem.loss)
 
@@ -214,7 +215,7 @@ class Trainer:
         held-out loss passes ``DIVERGENCE_FACTOR`` times its value at the start of the fit."""
         st, cfg = self.st, self.config
         loss, first = st.curve[-1][3], st.curve[0][3]
-        held_out = self.X_val is not None and len(self.X_val) > 0  # else the loss is NaN by construction
+        held_out = self.X_val is not None and self.X_val.shape[0] > 0  # else the loss is NaN by construction
         if not np.isfinite(st.W).all() or (math.isinf(loss) or (math.isnan(loss) and held_out)):
             raise DivergenceError(f"SGD ({cfg.mode} mode) diverged in epoch {st.epoch}: the weights (held-out loss "
                                   f"{loss:.4g}) are no longer finite; lower eta0, use learning_rate='adam' or "
@@ -245,7 +246,8 @@ class Trainer:
         _raise_first_error(parts)
         if self.X_val is None:  # from the split blocks, on the workers holding them
             held = client.map(held_out_rows, parts, pure=False)
-            self.X_val, self.T_val = (np.concatenate(a) for a in zip(*client.gather(held)))
+            Xs, Ts = zip(*client.gather(held))
+            self.X_val, self.T_val = stack_rows(list(Xs)), np.concatenate(Ts)
             del held  # releases the held-out rows on the workers
         sizes = [n - (hi - lo) for i, n in enumerate(dX.chunks[0]) for lo, hi in [problem.holdout(i, n)]]
         try:
@@ -405,7 +407,7 @@ class Trainer:
                                                        t0=float(st.opt["t"]), problem=problem,
                                                        with_val=with_val))
                 if with_val:
-                    self.X_val = np.concatenate([r[3] for r in results])
+                    self.X_val = stack_rows([r[3] for r in results])
                     self.T_val = np.concatenate([r[4] for r in results])
                 if first and not st.curve:
                     self.record(at_start=True)

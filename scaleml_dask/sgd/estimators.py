@@ -20,15 +20,18 @@ from .._math import sigmoid
 from .._repr import FittedSummaryMixin
 from ..checkpoint import Checkpointer, fingerprint
 from ..validation import (
+    SparseInputMixin,
     as_dask_array,
     check_is_fitted,
     check_n_features,
     check_predict_input,
     check_X_y,
+    in_memory,
+    is_sparse,
     nonfinite_error,
     restored_state_problem,
 )
-from ._blocks import Problem, checked_targets
+from ._blocks import Problem, as_block, checked_targets
 from ._kernels import COMPRESSIONS, PENALTIES, SCHEDULES, decision, init_optimizer
 from ._trainer import TrainConfig, Trainer, TrainState
 
@@ -41,7 +44,7 @@ def _positive_int(low: int = 1) -> list:
     return [Interval(Integral, low, None, closed="left")]
 
 
-class _BaseSGD(SGDWeights, FittedSummaryMixin, BaseEstimator):
+class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
     """Shared machinery of ``SGDRegressor`` and ``SGDClassifier`` (see ``scaleml_dask.sgd``)."""
 
     _parameter_constraints: dict = {
@@ -106,12 +109,11 @@ class _BaseSGD(SGDWeights, FittedSummaryMixin, BaseEstimator):
     def _validation(self, validation_data: Any, classes: np.ndarray | None, n_features: int) -> tuple | None:
         if validation_data is None:
             return None
-        Xv, yv = (np.asarray(a.compute() if hasattr(a, "compute") else a) for a in
-                  check_X_y(*validation_data))
+        Xv, yv = check_X_y(*validation_data, accept_sparse=True)
+        Xv, yv = as_block(Xv.compute()), np.asarray(yv.compute())
         if Xv.shape[1] != n_features:
             raise ValueError(f"validation_data X has {Xv.shape[1]} features; the training X has {n_features}")
-        Xv = Xv.astype(np.float64)
-        _check_finite(Xv, "X", "in validation_data")
+        _check_finite(Xv.data if is_sparse(Xv) else Xv, "X", "in validation_data")
         return Xv, checked_targets(yv, 0, 0, classes)
 
     def _checkpoint_config(self, dX: da.Array, classes: np.ndarray | None) -> dict[str, Any]:
@@ -128,7 +130,7 @@ class _BaseSGD(SGDWeights, FittedSummaryMixin, BaseEstimator):
         ``validation_data``: optional ``(X_val, y_val)`` for the held-out loss; without it a seeded
         ``validation_fraction`` of every block is held out.
         """
-        dX, dy = check_X_y(X, y, y_numeric=True)
+        dX, dy = check_X_y(X, y, y_numeric=True, accept_sparse=True)
         classes = self._fit_classes(dy)
         validation = self._validation(validation_data, classes, dX.shape[1])
         config = self._config(classes, 0.0 if validation is not None else self.validation_fraction)
@@ -146,7 +148,7 @@ class _BaseSGD(SGDWeights, FittedSummaryMixin, BaseEstimator):
         return self
 
     def _partial_fit(self, X: Any, y: Any, classes: Any) -> _BaseSGD:
-        dX, dy = check_X_y(X, y, y_numeric=True)
+        dX, dy = check_X_y(X, y, y_numeric=True, accept_sparse=True)
         if hasattr(self, "coef_"):
             check_n_features(self, dX.shape[1])
             known = getattr(self, "classes_", None)
@@ -228,12 +230,13 @@ class _BaseSGD(SGDWeights, FittedSummaryMixin, BaseEstimator):
         """Linear scores (n, n_outputs): numpy for in-memory input, dask otherwise."""
         check_is_fitted(self, "coef_")
         W = self._state.W
-        if not isinstance(X, (np.ndarray, list, tuple)):
-            dX = as_dask_array(X, "X", ndim=2)
+        if not in_memory(X):
+            dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
             check_n_features(self, dX.shape[1])
             return dX.map_blocks(_decision_block, W, dtype=np.float64, chunks=(dX.chunks[0], (W.shape[1],)),
                                  meta=np.empty((0, 0)))
-        return decision(W, check_predict_input(self, X))
+        return decision(W, check_predict_input(self, X, accept_sparse=True))
+
 
 
 def _check_finite(a: np.ndarray, name: str, where: str) -> None:

@@ -17,7 +17,15 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from .._repr import FittedSummaryMixin
 from .._stages import Stages
 from ..config import use_passive_openmp
-from ..validation import as_dask_array, assert_finite, check_array, check_is_fitted, finite_blocks
+from ..validation import (
+    SparseInputMixin,
+    as_dask_array,
+    assert_finite,
+    check_array,
+    check_is_fitted,
+    finite_blocks,
+    is_sparse,
+)
 from . import affinity, initialization, locality, neighbors, optimize
 
 if TYPE_CHECKING:  # small numpy inputs never import dask.array (a noticeable share of a small fit)
@@ -37,7 +45,7 @@ LOCAL_MAX_FEATURES = 1_000
 LOCALITY_MIN_SAMPLES = 200_000
 
 
-class TSNE(FittedSummaryMixin, BaseEstimator):
+class TSNE(SparseInputMixin, FittedSummaryMixin, BaseEstimator):
     """t-SNE embedding in 2-d of data that may be larger than memory, in O(n·k) memory.
 
     Input wider than ``n_pca_components`` columns is first reduced out-of-core by ``sm.PCA`` to a
@@ -88,7 +96,8 @@ class TSNE(FittedSummaryMixin, BaseEstimator):
     neighbors_recall_ : share of the true k nearest neighbours found (1.0 for exact search; for pynndescent
         estimated by exact search for 200 sampled rows).
     labels_ : the dataset's ``y`` (or the ``y`` given to ``fit``), if any; written by ``to_zarr``.
-    pca_ : the fitted ``sm.PCA`` when the input was reduced out-of-core, else None (also for small
+    pca_ : the fitted ``sm.PCA`` when the input was reduced out-of-core (``sm.TruncatedSVD`` for sparse input:
+        hashed text goes to ``n_pca_components`` dimensions without being densified), else None (also for small
         numpy input, which is projected in memory).
     timings_ : seconds spent in each stage. From ``LOCALITY_MIN_SAMPLES`` rows on, a "reorder" stage sorts
         the rows by k-means cell so that the optimisation reads neighbours from cache; the embedding and
@@ -195,6 +204,13 @@ class TSNE(FittedSummaryMixin, BaseEstimator):
         """One pass: the float32 (n, <= n_pca_components) input (and the labels) in memory."""
         import dask
 
+        if is_sparse(dX):  # sparse or very wide text: TruncatedSVD to n_pca_components, never densified
+            from ..decomposition import TruncatedSVD
+
+            svd = TruncatedSVD(n_components=int(min(self.n_pca_components, dX.shape[1] - 1)),
+                               random_state=self.random_state).fit(dX)
+            dX = svd.transform(dX)
+            self.pca_ = svd
         dX = finite_blocks(dX, "X")
         if dX.shape[1] > self.n_pca_components:
             from ..pca import PCA
@@ -238,6 +254,7 @@ class TSNE(FittedSummaryMixin, BaseEstimator):
                 ("neighbours", f"{self.n_neighbors_} ({self.neighbors_method_}, recall {self.neighbors_recall_:.3f})"),
                 ("repulsion", self.negative_gradient_method_), ("seconds", round(sum(self.timings_.values()), 2))]
 
+
     # -- public -----------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> TSNE:
@@ -250,7 +267,7 @@ class TSNE(FittedSummaryMixin, BaseEstimator):
             X = check_array(X, "X", ndim=2)
             labels = None if y is None else check_array(y, "y", ndim=1, numeric=False)
         else:
-            X, labels = as_dask_array(X, "X", ndim=2), _labels(X, y)
+            X, labels = as_dask_array(X, "X", ndim=2, accept_sparse=True), _labels(X, y)
         if labels is not None and labels.shape[0] != X.shape[0]:
             raise ValueError(f"X and y have different lengths: X has {X.shape[0]} rows, y has {labels.shape[0]}")
         self._check_params(X.shape[0])

@@ -360,11 +360,12 @@ def candidate_block(x: np.ndarray, w: np.ndarray | None, *, ell: float, rounds: 
     ``(seed, chunk_index)``, so the candidates do not depend on which worker runs the block."""
     x, w = _checked(x, w, chunk_index, row_start)
     rng = np.random.default_rng([seed, max(chunk_index, 0)])
-    if len(x) > SEED_ROWS:
-        rows = np.sort(rng.choice(len(x), SEED_ROWS, replace=False))
+    n = x.shape[0]  # (a CSR block has no len)
+    if n > SEED_ROWS:
+        rows = np.sort(rng.choice(n, SEED_ROWS, replace=False))
         ws = None if w is None else w[rows]
         part = seed_candidates(x[rows], ws, ell, rounds, rng)
-        total = float(len(x) if w is None else w.sum())
+        total = float(n if w is None else w.sum())
         sampled = float(SEED_ROWS if ws is None else ws.sum())
         if sampled > 0:  # the sample's weights stand for the block's
             _nonfinite(x, float(np.sum(x)), chunk_index, row_start)  # the rows the sample left out too

@@ -330,21 +330,6 @@ def tree_reduce(parts: Sequence[Any], combine: Callable[[list], Any], split_ever
     return _tree_levels(parts, combine, split_every, 1)[0]
 
 
-def broadcast(value: Any) -> Any:
-    """A large read-only input of every task of a pass (e.g. a ``p × l`` sketch basis): scattered once to every
-    worker when a dask.distributed client is current — not embedded in the graph, which the scheduler would
-    receive, hold and forward — else a delayed of it."""
-    import dask
-
-    try:
-        from distributed import default_client
-
-        client = default_client()
-    except (ImportError, ValueError):  # no distributed client: the local scheduler shares memory
-        return dask.delayed(value, pure=True)
-    return client.scatter(value, broadcast=True, hash=True)
-
-
 def reduce_here(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:
     """``dask.compute(tree_reduce(parts, combine, split_every))[0]``, with the tree's last ``combine`` run in
     this process: the same tree and the same answer, but its (at most ``split_every``) inputs come back from

@@ -394,8 +394,12 @@ def test_mutated_versions_are_refused_or_load_identical_never_crash(loader, vers
 @pytest.mark.skipif("SCALEML_FUZZ_EXAMPLES" not in os.environ, reason="a long fuzz run, on demand: "
                     "SCALEML_FUZZ_EXAMPLES=5000 pytest tests/test_registry_fuzz.py -k many_more -s")
 def test_mutated_versions_many_more(loader, versions):
-    seen = run_fuzz(loader, versions, int(os.environ["SCALEML_FUZZ_EXAMPLES"]))
+    n = int(os.environ["SCALEML_FUZZ_EXAMPLES"])
+    seen = run_fuzz(loader, versions, n)
     print(_summary(seen))
+    outcomes = collections.Counter(o for (o, _, _), k in seen.items() for _ in range(k))
+    assert set(outcomes) <= {"refused", "loaded", "loaded, then failed"}, _summary(seen)  # never a crash
+    assert outcomes["refused"] > n // 10 and outcomes["loaded"] > 0, _summary(seen)  # and it went deep
 
 
 def test_a_crash_in_the_loader_is_seen_as_a_failed_example(tmp_path):

@@ -55,7 +55,9 @@ OPTIONS = [
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
 def test_equal_to_scikit_learn_on_real_text(real_text, options):
     docs, _ = real_text
-    _same(HashingVectorizer(**options).transform(docs), SkHashingVectorizer(**options).transform(docs))
+    got, want = HashingVectorizer(**options).transform(docs), SkHashingVectorizer(**options).transform(docs)
+    assert got.shape == (len(docs), options.get("n_features", 2**20)) and got.nnz > len(docs)  # hashed to something
+    _same(got, want)
 
 
 def test_input_kinds_and_errors(real_text):

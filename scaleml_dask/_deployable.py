@@ -136,6 +136,13 @@ class SGDWeights:
             declared["coef_"] = (_scaled(scale, lambda s: s.T), 0)
         return declared
 
+    def _scorer(self) -> Any:
+        """The callable giving the scores ``x @ W + b`` from the weights as compressed (int8 codes, pruned
+        non-zeros: ``scaleml_dask._compact_weights``), or float64."""
+        from ._compact_weights import scorer
+
+        return scorer(self._state.W, (self.__dict__.get("quantization_") or {}).get("_state.W"))
+
     def _onnx_graph(self, g: Any, X: str) -> None:
         """Scores ``S = x @ coef_.T + intercept_``; a classifier's ``predict`` the class of ``S > 0`` (two
         classes) or of ``argmax S``, and for ``log_loss`` ``predict_proba`` as the estimator computes it."""

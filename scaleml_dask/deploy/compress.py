@@ -29,7 +29,12 @@ distance: ``<= ‖2^-11 |c_k| + 2^-25‖``). Weights beyond the float16 range (6
 
 **Pruning** zeroes the ``fraction`` of weights with the smallest magnitude (over the whole ``W``); with
 ``tolerance=`` it finds by bisection the largest number of weights whose removal keeps the held-out metric
-within ``tolerance`` of the original. Zeros compress: the registry's ``.npz`` is deflated.
+within ``tolerance`` of the original. When that is smaller, the registry stores the weights sparse (the
+non-zeros and their positions: ``quantization_`` dtype ``"sparse"``).
+
+An SGD model scores in the form its weights are stored: int8 codes by an int8 gather kernel (the weights of a
+2**20-feature model are 1 MiB instead of 8 MiB, so a CSR batch's gathers stay in cache), pruned weights from
+their non-zeros (``scaleml_dask._compact_weights``); the other models score with the float64 weights.
 
 Both return ``(new_model, report)``; the report measures on the held-out rows: bytes on disk before/after
 (both saved to a temporary registry: the whole version, where fit statistics such as ``cov_params_`` stay
@@ -62,6 +67,7 @@ import numpy as np
 from . import outputs as _outputs
 
 METHODS = ("int8", "float16")
+_SPARSE_BYTES = 12  # a pruned weight stored sparse: its float64 value and int32 position
 _F16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -168,8 +174,8 @@ def prediction_bound(quantized: Any, X: np.ndarray) -> np.ndarray:
         return prediction_bound(quantized._final_estimator, _dense(quantized.preprocess(X)))
     spec = getattr(quantized, "quantization_", None)
     kind = _kind(quantized)
-    if not spec:
-        raise ValueError(f"this {type(quantized).__name__} was not quantized (no quantization_)")
+    if not spec or next(iter(spec.values()))["dtype"] not in METHODS:
+        raise ValueError(f"this {type(quantized).__name__} was not quantized (no int8 / float16 quantization_)")
     X = _rows(X)
     if kind == "centred":
         X = X - quantized.mean_
@@ -210,7 +216,8 @@ def prune(model: Any, fraction: float | None = None, *, tolerance: float | None 
         Wk = W.copy().reshape(-1)
         Wk[order[:k]] = 0.0
         new = copy.deepcopy(model)
-        _set_weights(new, Wk.reshape(W.shape), None)
+        stored_sparse = (W.size - k) * _SPARSE_BYTES < W.size * 8  # the non-zeros and their positions
+        _set_weights(new, Wk.reshape(W.shape), {"dtype": "sparse", "scale": None} if stored_sparse else None)
         return new
 
     if fraction is not None:
@@ -416,6 +423,8 @@ def _weight_bytes(model: Any) -> int:
     spec = next(iter((getattr(model, "quantization_", None) or {"": {"dtype": "float64"}}).values()))
     if spec["dtype"] == "int8":
         return W.size + 8 * W.shape[1]
+    if spec["dtype"] == "sparse":
+        return np.count_nonzero(W) * _SPARSE_BYTES
     return W.size * (2 if spec["dtype"] == "float16" else 8)
 
 

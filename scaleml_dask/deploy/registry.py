@@ -24,7 +24,7 @@ existing version fails and the save takes the next number). ``"latest"`` is the 
                     ``data=`` in one pass when given (prediction = the main output's first column), else
                     what the model itself knows (``n_samples_``, PCA's ``mean_``), null otherwise
     metrics, versions {python, numpy, scikit-learn, dask, scaleml_dask}, created (UTC, ISO 8601), notes
-    compression     null, or {path: "int8" | "float16"} for arrays stored compressed
+    compression     null, or {path: "int8" | "float16" | "sparse"} for arrays stored compressed
     state           the fitted attributes: the instance's ``__dict__`` minus the hyperparameters and a
                     clusterer's ``labels_`` (the training rows' labels, not part of the model), encoded
     files           {"arrays.npz": {sha256, bytes}}
@@ -60,7 +60,10 @@ Compressed arrays (``scaleml_dask.deploy.compress``) are declared by the model's
 attribute ``{path: {"dtype": "int8", "scale": array, "tail": k} | {"dtype": "float16", "tail": k}}``:
 the leading rows are stored as int8 (with ``scale`` broadcast over them) or float16, the last ``tail``
 rows (e.g. an intercept row) in float64, and ``load_model`` dequantizes them to float64, bitwise equal to
-the in-memory compressed model.
+the in-memory compressed model. Pruned arrays (``{"dtype": "sparse", "tail": k}``) are stored as their
+non-zero values (float64, C order) with ``decode.index`` naming their flat positions (int32 / int64, strictly
+increasing, inside ``decode.shape``, checked before they are scattered; the dense size counts against the
+limits).
 
 >>> import tempfile, numpy as np
 >>> from scaleml_dask import LinearRegression
@@ -108,6 +111,8 @@ ARRAYS = "arrays.npz"
 CLASSES = tuple(_loadable.CLASSES)
 #: attributes whose last axis is the feature axis
 _WIDTH_ATTRS = ("coef_", "components_", "mean_", "cluster_centers_")
+#: how a compressed array may be stored (``deploy.compress``): int8 codes, float16, or its non-zeros
+_ENCODINGS = ("int8", "float16", "sparse")
 #: fitted attributes that describe the training rows rather than the model (n-sized, lazy for dask input)
 _NOT_SAVED = ("labels_",)
 
@@ -434,6 +439,12 @@ class _Encoder:
         if tail:
             decode["tail"] = f"{name}.tail"
             self._store(decode["tail"], a[len(a) - tail:], arrays, meta)
+        if spec["dtype"] == "sparse":  # the non-zeros in C order, and their flat positions
+            flat = head.reshape(-1)
+            index = np.flatnonzero(flat).astype(np.int32 if flat.size < 2**31 else np.int64)
+            decode.update(index=f"{name}.index", shape=list(head.shape))
+            self._store(decode["index"], index, arrays, meta)
+            return flat[index], decode
         if spec["dtype"] == "float16":
             q = head.astype(np.float16)
             exact = np.array_equal(q.astype(np.float64), head)
@@ -750,8 +761,8 @@ def _check_document(meta: Any, where: Path, limits: Limits) -> dict[str, dict]:
     _check_training(meta.get("training"), d, fail)
     compression = meta.get("compression")
     if compression is not None and not (type(compression) is dict
-                                        and all(v in ("int8", "float16") for v in compression.values())):
-        raise fail("compression", "must be null or map arrays to 'int8' / 'float16'")
+                                        and all(v in _ENCODINGS for v in compression.values())):
+        raise fail("compression", "must be null or map arrays to 'int8' / 'float16' / 'sparse'")
     files = meta["files"]
     if type(files) is not dict or not files:
         raise fail("files", "must map file names to {sha256, bytes}")
@@ -812,9 +823,15 @@ def _check_arrays(meta: dict, files: dict, fail: Any, limits: Limits) -> dict[st
         total += math.prod(shape) * dt.itemsize
         decode = info.get("decode")
         if decode is not None and not (
-                type(decode) is dict and decode.get("dtype") in ("int8", "float16")
-                and all(decode.get(k) is None or _key_of(decode[k], arrays) for k in ("scale", "tail"))):
-            raise fail(f"arrays.{name}.decode", "must be {dtype: int8 | float16, scale, tail: stored arrays}")
+                type(decode) is dict and decode.get("dtype") in _ENCODINGS
+                and all(decode.get(k) is None or _key_of(decode[k], arrays) for k in ("scale", "tail", "index"))):
+            raise fail(f"arrays.{name}.decode", "must be {dtype: int8 | float16 | sparse, scale, tail, index: "
+                                                "stored arrays}")
+        if decode is not None and decode["dtype"] == "sparse":  # what it inflates to counts against the limit
+            dense = _shape(decode.get("shape"))
+            if dense is None or not len(dense) or decode.get("index") is None:
+                raise fail(f"arrays.{name}.decode", "a sparse array needs its index array and its dense shape")
+            total += math.prod(dense) * 8
     checked = {}
     for name, info in views.items():
         if name in arrays or type(info) is not dict or not _key_of(info.get("of"), arrays) \
@@ -873,7 +890,9 @@ def _decompress(arrays: dict[str, np.ndarray], name: str, decode: dict, where: P
     head, scale, tail = arrays[name], decode.get("scale"), decode.get("tail")
     kind = decode["dtype"]
     problem = None
-    if head.ndim < 1 or head.dtype.kind != ("i" if kind == "int8" else "f") or head.dtype.itemsize != (
+    if kind == "sparse":
+        head, problem = _scatter(head, arrays[decode["index"]], tuple(decode["shape"]))
+    elif head.ndim < 1 or head.dtype.kind != ("i" if kind == "int8" else "f") or head.dtype.itemsize != (
             1 if kind == "int8" else 2):
         problem = f"is {head.dtype.str}{list(head.shape)}, not {kind} rows"
     elif kind == "int8" and (scale is None or arrays[scale].dtype != np.float64
@@ -883,10 +902,25 @@ def _decompress(arrays: dict[str, np.ndarray], name: str, decode: dict, where: P
         problem = f"has a tail {arrays[tail].dtype.str}{list(arrays[tail].shape)} unlike its rows"
     if problem:
         raise _error(where, f"cannot decompress array {name!r}: it {problem}")
-    out = head.astype(np.float64)
+    out = head.astype(np.float64, copy=kind != "sparse")
     if kind == "int8":
         out *= arrays[scale]
     return np.concatenate([out, arrays[tail]]) if tail is not None else out
+
+
+def _scatter(values: np.ndarray, index: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, str | None]:
+    """The dense float64 array of ``shape`` holding ``values`` at the flat positions ``index`` (strictly
+    increasing, inside the array), zeros elsewhere; or the problem with them."""
+    size = math.prod(shape)
+    if values.dtype != np.float64 or values.ndim != 1:
+        return values, f"stores {values.dtype.str}{list(values.shape)} non-zeros, not float64 values"
+    if index.dtype.kind != "i" or index.dtype.itemsize not in (4, 8) or index.shape != values.shape:
+        return values, f"has an index {index.dtype.str}{list(index.shape)}, not one int32 / int64 per value"
+    if len(index) and (index[0] < 0 or index[-1] >= size or not np.all(index[1:] > index[:-1])):
+        return values, f"has index positions that are not increasing inside its {size} values"
+    out = np.zeros(size)
+    out[index] = values
+    return out.reshape(shape), None
 
 
 def _broadcasts_onto(scale: np.ndarray, head: np.ndarray) -> bool:

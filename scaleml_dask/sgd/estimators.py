@@ -32,7 +32,7 @@ from ..validation import (
     restored_state_problem,
 )
 from ._blocks import Problem, as_block, checked_targets
-from ._kernels import COMPRESSIONS, PENALTIES, SCHEDULES, decision, init_optimizer
+from ._kernels import COMPRESSIONS, PENALTIES, SCHEDULES, init_optimizer
 from ._trainer import TrainConfig, Trainer, TrainState
 
 log = logging.getLogger("scaleml_dask.sgd")
@@ -229,13 +229,13 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
     def _scores(self, X: Any) -> Any:
         """Linear scores (n, n_outputs): numpy for in-memory input, dask otherwise."""
         check_is_fitted(self, "coef_")
-        W = self._state.W
+        score = self._scorer()  # float64, or the compressed weights as stored (int8 codes, pruned non-zeros)
         if not in_memory(X):
             dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
             check_n_features(self, dX.shape[1])
-            return dX.map_blocks(_decision_block, W, dtype=np.float64, chunks=(dX.chunks[0], (W.shape[1],)),
-                                 meta=np.empty((0, 0)))
-        return decision(W, check_predict_input(self, X, accept_sparse=True))
+            return dX.map_blocks(_decision_block, score, dtype=np.float64,
+                                 chunks=(dX.chunks[0], (self._state.W.shape[1],)), meta=np.empty((0, 0)))
+        return score(check_predict_input(self, X, accept_sparse=True))
 
 
 
@@ -244,8 +244,8 @@ def _check_finite(a: np.ndarray, name: str, where: str) -> None:
         raise nonfinite_error(name, a, where)
 
 
-def _decision_block(X: np.ndarray, W: np.ndarray) -> np.ndarray:
-    return decision(W, X)
+def _decision_block(X: np.ndarray, score: Any) -> np.ndarray:
+    return score(X)
 
 
 def _take(index: np.ndarray, classes: np.ndarray) -> np.ndarray:

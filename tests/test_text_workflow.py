@@ -30,3 +30,9 @@ def test_text_workflow_reports_classifier_and_map(tmp_path, monkeypatch, client)
     assert 0 < svd["explained variance"] < 1
     assert (run_dir / "text_tsne.png").stat().st_size > 5000
     assert "text_tsne.png" in (run_dir / "report.html").read_text()
+    rows = next(s for s in doc["sections"] if s["title"].startswith("Text: compression"))["table"]
+    by = {r["method"]: r for r in rows}
+    assert [r["method"][:5] for r in rows] == ["origi", "int8", "float", "prune", "prune", "prune"]
+    assert by["int8"]["bytes"] < by["original"]["bytes"] and by["int8"]["weight_bytes"] == 4 * (65536 + 8)  # 4 topics
+    assert rows[-1]["bytes"] < rows[-2]["bytes"] < rows[-3]["bytes"] < by["original"]["bytes"]  # stored sparse
+    assert (run_dir / "text_tradeoff.png").stat().st_size > 5000

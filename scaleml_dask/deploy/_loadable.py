@@ -42,6 +42,10 @@ CLASSES: dict[str, tuple[str, str]] = {
     "scaleml_dask.preprocessing.OneHotEncoder": ("scaleml_dask.preprocessing", "OneHotEncoder"),
     "scaleml_dask.preprocessing.OrdinalEncoder": ("scaleml_dask.preprocessing", "OrdinalEncoder"),
     "scaleml_dask.compose.ColumnTransformer": ("scaleml_dask.compose", "ColumnTransformer"),
+    "scaleml_dask.feature_extraction.text.HashingVectorizer": ("scaleml_dask.feature_extraction.text",
+                                                               "HashingVectorizer"),
+    "scaleml_dask.feature_extraction.text.TfidfTransformer": ("scaleml_dask.feature_extraction.text",
+                                                              "TfidfTransformer"),
     "scaleml_dask.pipeline.Pipeline": ("scaleml_dask.pipeline", "Pipeline"),
 }
 
@@ -52,6 +56,8 @@ VALUES: dict[str, tuple[str, str]] = {
     "scaleml_dask.compose._column_transformer._Passthrough": ("scaleml_dask.compose._column_transformer",
                                                               "_Passthrough"),
     "scaleml_dask.compose.make_column_selector": ("scaleml_dask.compose", "make_column_selector"),
+    "scaleml_dask.feature_extraction._table.HashedColumn": ("scaleml_dask.feature_extraction._table",
+                                                            "HashedColumn"),
 }
 
 #: The dataclasses a model's state may hold (``{"$dataclass": name, "fields": ...}``).

@@ -1,7 +1,7 @@
 """Raw rows for a model of raw columns (a pipeline): V2 inputs one per column, MLServer's pandas-codec request, V1
 records -> the columns the pipeline takes; and the columns a model's metadata declares.
 
-Each column has one V2 datatype (``datatype_of``): ``BYTES`` for a category (and a date-time, as ISO 8601 text; its
+Each column has one V2 datatype (``datatype_of``): ``BYTES`` for a category or a document (text) (and a date-time, as ISO 8601 text; its
 seconds since the epoch are taken as FP64 / INT64 too), ``BOOL`` for a boolean, ``FP64`` for a number (``INT64``
 where it was fitted on integers); FP32 and INT32 are taken for numbers too, and ``null`` is a missing value
 anywhere. MLServer's pandas-codec request (``parameters.content_type = "pd"``, inputs with ``parameters.content_type =
@@ -27,7 +27,7 @@ import numpy as np
 from ._errors import BadRequest, TooLarge, Unprocessable
 
 #: The datatypes each kind of column takes.
-_ACCEPTED = {"categorical": ("BYTES",), "boolean": ("BOOL",), "numeric": ("FP64", "FP32", "INT64", "INT32"),
+_ACCEPTED = {"categorical": ("BYTES",), "text": ("BYTES",), "boolean": ("BOOL",), "numeric": ("FP64", "FP32", "INT64", "INT32"),
              "datetime": ("BYTES", "FP64", "INT64")}
 _INT_RANGES = {"INT32": 2**31, "INT64": 2**63}
 
@@ -36,7 +36,7 @@ def datatype_of(column: Any) -> str:
     """The V2 datatype a column of the schema is declared with."""
     if column.kind == "numeric":
         return "INT64" if str(column.dtype).startswith(("int", "uint")) else "FP64"
-    return {"categorical": "BYTES", "boolean": "BOOL", "datetime": "BYTES"}[column.kind]
+    return {"categorical": "BYTES", "text": "BYTES", "boolean": "BOOL", "datetime": "BYTES"}[column.kind]
 
 
 def input_specs(schema: Any) -> list[dict]:

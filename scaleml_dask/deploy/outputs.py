@@ -36,11 +36,12 @@ def _method(model: Any, output: str) -> Any:
 
 def probe_input(model: Any) -> Any:
     """One row ``model`` takes: zeros for a model of numbers; for a model of raw columns (``input_schema_``: a
-    pipeline, a table transformer) a one-row dict — 0 for numbers and date-times, false, the first level."""
+    pipeline, a table transformer) a one-row dict — 0 for numbers and date-times, false, the first level, the
+    empty document."""
     schema = getattr(model, "input_schema_", None) if hasattr(model, "_table_needs") else None
     if schema is None:
         return np.zeros((1, int(model.n_features_in_)))
-    first = {"numeric": 0.0, "datetime": 0.0, "boolean": False}
+    first = {"numeric": 0.0, "datetime": 0.0, "boolean": False, "text": ""}
     return {c.name: [c.levels[0] if c.kind == "categorical" else first[c.kind]] for c in schema}
 
 

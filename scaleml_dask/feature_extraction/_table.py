@@ -60,6 +60,26 @@ class HashedColumn(TableNode):
     def _table_sparse(self) -> bool:
         return True
 
+    def _saved_state(self) -> dict[str, Any]:
+        """What the model registry stores of the node: its vectorizer (stateless: its parameters are all there
+        is), and whether it was fitted; ``_from_saved_state`` rebuilds the rest from them."""
+        return {"vectorizer": self.vectorizer, "fitted": hasattr(self, "_spec")}
+
+    @classmethod
+    def _from_saved_state(cls, state: Mapping[str, Any]) -> HashedColumn:
+        from .text import HashingVectorizer
+
+        if set(state) != {"vectorizer", "fitted"} or type(state["vectorizer"]) is not HashingVectorizer \
+                or type(state["fitted"]) is not bool:
+            raise ValueError("a hashed column is {vectorizer: a HashingVectorizer, fitted: a boolean}")
+        node = cls(state["vectorizer"])
+        if state["fitted"]:
+            node.vectorizer.fit([])  # checks the parameters
+            node._spec = node.vectorizer._spec()
+            node._n_out = int(node.vectorizer.n_features)
+            node._categorical_out = []
+        return node
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         raise AttributeError("HashingVectorizer has no feature names: its columns are hash buckets")
 

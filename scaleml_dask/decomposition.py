@@ -38,7 +38,7 @@ from sklearn.utils._param_validation import Interval
 
 from ._repr import FittedSummaryMixin
 from ._sketch import Sketch, combine_sketches, sketch_block
-from .passes import fold_row_chunks, reduce_here
+from .passes import broadcast, fold_row_chunks, reduce_here
 from .pca import _flip_signs
 from .validation import (
     SparseInputMixin,
@@ -171,9 +171,10 @@ def _fold(dX: da.Array, l: int) -> int:
 def _sketch_pass(dX: da.Array, C: np.ndarray, M: np.ndarray | None, group: int, *, moments: bool) -> Sketch:
     """One pass with the sketch ``Z = C M``: every chunk read once, folded ``group`` at a time, the groups' sketches
     combined by a tree. ``Z`` itself is never formed: a chunk computes ``(X C) M``."""
-    parts = fold_row_chunks(sketch_block, dX, group=group, Z=dask.delayed(C, pure=True),
-                            M=None if M is None else dask.delayed(M, pure=True), moments=moments)
-    return reduce_here(parts, combine_sketches, split_every=2 if group > 1 else 8)
+    with broadcast(C) as Z:  # p × l: scattered to the workers for the pass, not sent inside its graph
+        parts = fold_row_chunks(sketch_block, dX, group=group, Z=Z,
+                                M=None if M is None else dask.delayed(M, pure=True), moments=moments)
+        return reduce_here(parts, combine_sketches, split_every=2 if group > 1 else 8)
 
 
 def _orthonormalizer(s: Sketch) -> tuple[np.ndarray, np.ndarray]:

@@ -34,10 +34,11 @@ may select rows (``row_chunks=``): that is how a split of the rows (``model_sele
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -328,6 +329,35 @@ def _common_rows(arrays: Sequence[da.Array]) -> tuple[int, ...]:
 def tree_reduce(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:
     """Combine delayed ``parts`` by a fixed tree of ``combine`` calls (deterministic given the parts)."""
     return _tree_levels(parts, combine, split_every, 1)[0]
+
+
+@contextlib.contextmanager
+def broadcast(value: Any) -> Iterator[Any]:
+    """A large read-only input of every task of a pass (TruncatedSVD's ``p × l`` sketch basis), for the duration
+    of the ``with`` block: scattered to every worker when the current scheduler is a dask.distributed client —
+    not embedded in the graph, which the scheduler would receive, hold and forward — else a delayed of it.
+
+    The scattered copy has a key of its own (``hash=False``), held until the block ends: a content-hashed key
+    is shared by identical values of other passes and fits, and one of them releasing it while another's graph
+    still needs it failed tasks with "Missing dependency".
+    """
+    import dask
+    from dask.base import get_scheduler
+
+    client = None
+    if "distributed" in sys.modules:
+        from distributed import default_client
+
+        with contextlib.suppress(ValueError):
+            client = default_client()
+    if client is None or get_scheduler() != client.get:  # the local schedulers share memory
+        yield dask.delayed(value, pure=True)
+        return
+    future = client.scatter(value, broadcast=True, hash=False)
+    try:
+        yield future
+    finally:
+        future.release()
 
 
 def reduce_here(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:

@@ -261,7 +261,7 @@ def tradeoff(model: Any, X_val: Any, y_val: Any = None, *,
     primary = _primary(model)
     runs = [("int8", quantize(model, "int8", X_val=X_val, y_val=y_val)[1]),
             ("float16", quantize(model, "float16", X_val=X_val, y_val=y_val)[1])]
-    runs += [(f"prune {100 * f:.3g}%", prune(model, f, X_val=X_val, y_val=y_val)[1]) for f in fractions]
+    runs += [(f"prune {100 * f:.4g}%", prune(model, f, X_val=X_val, y_val=y_val)[1]) for f in fractions]
     first = runs[0][1]
     rows = [{"method": "original", "bytes": first["bytes_before"], "size_ratio": 1.0,
              "weight_bytes": first["weight_bytes_before"], "max_abs_diff": 0.0,

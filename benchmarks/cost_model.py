@@ -47,8 +47,10 @@ Per method (``predict``; ``fixed_s[method]`` measured):
   host's CPU per step under its quota);
 - SGD async: as sync up to the steps; then every block pushes ⌈S / p⌉ times (p gradients each, two actor calls
   of α), its worker's blocks one after another, against the parameter server's serial ρ per push:
-  ``epoch = max(⌈C / (P T)⌉ ⌈S / p⌉ (2 α + p t_g), C ⌈S / p⌉ ρ)``, α the mean of a call to a server on the
-  same worker (α_local, 1 block in P) and on another (α_remote);
+  ``epoch = max(⌈C / (P T)⌉ ⌈S / p⌉ (2 α + p t_g), C ⌈S / p⌉ ρ, (C ρ + ⌈C / P⌉ p t_g) ⌈S / p⌉ / q_s)``, α the
+  mean of a call to a server on the same worker (α_local, 1 block in P) and on another (α_remote); the last term
+  is the server's host, where the server's pushes and that host's own gradients share its CPU (q_s: its quota,
+  else T + 1 cores);
 - search (the fused search of ``model_selection``: N candidates × k folds, R rounds of local SGD): R + 1 passes
   (the last one scores only), every chunk's N k weight changes to the client (s = N k (d + 1) 8), t_k the
   fused task's time per chunk (``kernel_s["search"]``, measured for the benchmark's N k, averaged over its
@@ -258,6 +260,11 @@ def _async_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     f = cl.slowdown
     terms = {"workers": math.ceil(C / (P * T)) * pushes * (2 * call + w.push_every * t_g * f),
              "server": C * pushes * k.async_server_s * f}
+    # the server is an actor on one of the workers: its thread and that host's pushing tasks share the host's
+    # CPU (a quota of q cores, else a core per thread and one for the actor), so there their work adds up
+    capacity = min(cl.worker_cpus, T + 1) if cl.worker_cpus else T + 1
+    terms["server host"] = (C * pushes * k.async_server_s
+                            + math.ceil(C / P) * pushes * w.push_every * t_g) / capacity
     cores = _cores(cl, k)
     if cores is not None:
         terms["cpu"] = C * pushes * (w.push_every * t_g + k.async_server_s + 2 * k.worker_task_s) / min(

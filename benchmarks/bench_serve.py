@@ -216,6 +216,16 @@ def _best(results: dict, key: tuple, r: dict) -> None:
         results[key] = r
 
 
+def _measure(best: dict, key: tuple, url: str, body: bytes, seconds: float, max_requests: int) -> None:
+    """One cell after a second of warm-up, printed, the best of its rounds kept in ``best``."""
+    server, cell, batching = key
+    load(url, body, 1.0, max_requests)  # warm-up
+    r = load(url, body, seconds, max_requests)
+    print(f"{server:8} batching={'on ' if batching else 'off'} {cell:7} {r['rps']:9.0f} req/s p50 {r['p50']:6.2f} "
+          f"ms p99 {r['p99']:6.2f} ms errors {r['errors']}", flush=True)
+    _best(best, key, r)
+
+
 def compare(seconds: float, max_requests: int, rounds: int) -> list[dict]:
     """Both servers up at once (idle between cells); cells round robin, ``rounds`` times, best kept."""
     model, X = fit_model()
@@ -240,12 +250,7 @@ def compare(seconds: float, max_requests: int, rounds: int) -> list[dict]:
                                 continue  # MLServer has no V1 endpoint
                             path = "/v1/models/reg:predict" if cell.startswith("v1") else "/v2/models/reg/infer"
                             url = f"http://127.0.0.1:{ports[server]}{path}"
-                            load(url, body, 1.0, max_requests)  # warm-up
-                            r = load(url, body, seconds, max_requests)
-                            print(f"{server:8} batching={'on ' if batching else 'off'} {cell:7} {r['rps']:9.0f} "
-                                  f"req/s p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms errors {r['errors']}",
-                                  flush=True)
-                            _best(best, (server, cell, batching), r)
+                            _measure(best, (server, cell, batching), url, body, seconds, max_requests)
             finally:
                 for proc in procs.values():
                     stop(proc)
@@ -373,12 +378,7 @@ def compare_tables(seconds: float, max_requests: int, rounds: int) -> list[dict]
                     for cell, body in payloads.items():
                         for server in procs:
                             url = f"http://127.0.0.1:{ports[server]}/v2/models/tables/infer"
-                            load(url, body, 1.0, max_requests)  # warm-up
-                            r = load(url, body, seconds, max_requests)
-                            print(f"{server:8} batching={'on ' if batching else 'off'} {cell:7} {r['rps']:9.0f} "
-                                  f"req/s p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms errors {r['errors']}",
-                                  flush=True)
-                            _best(best, (server, cell, batching), r)
+                            _measure(best, (server, cell, batching), url, body, seconds, max_requests)
             finally:
                 for proc in procs.values():
                     stop(proc)

@@ -354,6 +354,11 @@ def main(argv=None) -> None:
     _write(rows, args)
 
 
+def _loss(by: dict, name: str) -> float:
+    loss = by.get(name, {}).get("log loss")
+    return np.nan if loss is None else loss
+
+
 def _write(rows: list[dict], args) -> None:
     by = {r["contender"]: r for r in rows}
 
@@ -379,8 +384,8 @@ def _write(rows: list[dict], args) -> None:
             "scikit-learn: load CSV + fit") / seconds("ours: ingest + fit"),
         "scikit-learn (Parquet load + fit) / ours (fit) [target > 1]": seconds(
             "scikit-learn: load PARQUET + fit") / fit,
-        "log loss ours - scikit-learn [target |.| <= 0.002]": by.get("ours: ingest + fit", {}).get(
-            "log loss", np.nan) - by.get("scikit-learn: load CSV + fit", {}).get("log loss", np.nan),
+        "log loss ours - scikit-learn [target |.| <= 0.002]": _loss(by, "ours: ingest + fit")
+        - _loss(by, "scikit-learn: load CSV + fit"),
     }
     lines = [f"{args.n:,} rows, {N_NUMERIC} numbers (5 % missing), categories of {', '.join(map(str, LEVELS))} levels; "
              f"max_categories={args.max_categories}, {args.epochs} epochs; 2 worker processes x 1 thread "

@@ -1,9 +1,10 @@
 """Raw rows for a model of raw columns (a pipeline): V2 inputs one per column, MLServer's pandas-codec request, V1
 records -> the columns the pipeline takes; and the columns a model's metadata declares.
 
-Each column has one V2 datatype (``datatype_of``): ``BYTES`` for a category or a document (text) (and a date-time, as ISO 8601 text; its
-seconds since the epoch are taken as FP64 / INT64 too), ``BOOL`` for a boolean, ``FP64`` for a number (``INT64``
-where it was fitted on integers); FP32 and INT32 are taken for numbers too, and ``null`` is a missing value
+Each column has one V2 datatype (``datatype_of``): ``BYTES`` for a category, a document (a text column) and a
+date-time (as ISO 8601 text; its seconds since the epoch are taken as FP64 / INT64 too), ``BOOL`` for a boolean,
+``FP64`` for a number (``INT64`` where it was fitted on integers); FP32 and INT32 are taken for numbers too, and
+``null`` is a missing value
 anywhere. MLServer's pandas-codec request (``parameters.content_type = "pd"``, inputs with ``parameters.content_type =
 "str"``) is this form. A missing column, an input that is no column, a value of the wrong type or rows of
 different counts are refused naming the column (:class:`Unprocessable`, :class:`BadRequest`), before the model is
@@ -27,8 +28,8 @@ import numpy as np
 from ._errors import BadRequest, TooLarge, Unprocessable
 
 #: The datatypes each kind of column takes.
-_ACCEPTED = {"categorical": ("BYTES",), "text": ("BYTES",), "boolean": ("BOOL",), "numeric": ("FP64", "FP32", "INT64", "INT32"),
-             "datetime": ("BYTES", "FP64", "INT64")}
+_ACCEPTED = {"categorical": ("BYTES",), "text": ("BYTES",), "boolean": ("BOOL",),
+             "numeric": ("FP64", "FP32", "INT64", "INT32"), "datetime": ("BYTES", "FP64", "INT64")}
 _INT_RANGES = {"INT32": 2**31, "INT64": 2**63}
 #: The Python types of values each datatype takes without a further check (integers are range-checked).
 _PLAIN = {"BYTES": frozenset({str, type(None)}), "BOOL": frozenset({bool, type(None)}),

@@ -94,3 +94,19 @@ def test_a_document_of_the_wrong_type_is_a_4xx_naming_the_column(served):
         assert 400 <= r.status_code < 500 and "review" in r.text
         good = [{"name": col, "shape": [1], "datatype": "BYTES", "data": values[:1]} for col, values in rows.items()]
         assert c.post("/v2/models/tfidf/infer", json={"inputs": good}).status_code == 200  # still served
+
+
+def test_a_text_pipeline_quantizes_on_sparse_rows_and_saves_int8(served, tmp_path):
+    """int8 of the final estimator, measured on the raw rows hashed to CSR (never densified), saved and loaded."""
+    from scaleml_dask._compact_weights import Int8Weights
+    from scaleml_dask.deploy.compress import prediction_bound, quantize
+
+    _, pipes, _, rows = served
+    pipe = pipes["tfidf"]
+    q, rep = quantize(pipe, "int8", X_val=rows)
+    assert rep["n_rows"] == 6 and isinstance(q._final_estimator._scorer(), Int8Weights)
+    bound = prediction_bound(q, rows).max()
+    diff = np.abs(q.decision_function(rows) - pipe.decision_function(rows)).max()
+    assert 0 < diff <= bound
+    loaded = load_model(save_model(q, tmp_path / "q").parent)
+    np.testing.assert_allclose(loaded.decision_function(rows), q.decision_function(rows), rtol=0, atol=1e-12)

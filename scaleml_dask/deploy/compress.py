@@ -112,7 +112,7 @@ def _on_final(act: Callable, model: Any, X_val: Any, y_val: Any, **kwargs: Any) 
     takes (and labels as its codes); the pipeline returned holds the new estimator, the report's bytes are the
     whole pipeline's."""
     final = model._final_estimator
-    Xp = None if X_val is None else _dense(model.preprocess(X_val))
+    Xp = None if X_val is None else _computed(model.preprocess(X_val))
     yp = None if y_val is None else _encoded_target(model, y_val)
     new_final, rep = act(final, X_val=Xp, y_val=yp, **kwargs)
     new = copy.deepcopy(model)
@@ -121,9 +121,9 @@ def _on_final(act: Callable, model: Any, X_val: Any, y_val: Any, **kwargs: Any) 
     return new, rep
 
 
-def _dense(X: Any) -> np.ndarray:
-    X = X.compute() if hasattr(X, "compute") else X
-    return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+def _computed(X: Any) -> Any:
+    """Preprocessed rows in memory: a CSR matrix stays sparse (a text pipeline's 2**20 hashed columns)."""
+    return _rows(X.compute() if hasattr(X, "compute") else X)
 
 
 def _encoded_target(model: Any, y: Any) -> np.ndarray:
@@ -171,7 +171,7 @@ def prediction_bound(quantized: Any, X: np.ndarray) -> np.ndarray:
     clusterers' distances).
     """
     if _pipeline(quantized):
-        return prediction_bound(quantized._final_estimator, _dense(quantized.preprocess(X)))
+        return prediction_bound(quantized._final_estimator, _computed(quantized.preprocess(X)))
     spec = getattr(quantized, "quantization_", None)
     kind = _kind(quantized)
     if not spec or next(iter(spec.values()))["dtype"] not in METHODS:

@@ -1,0 +1,183 @@
+"""Searches and cross-validation over a pipeline that starts from raw table columns.
+
+A table (an ingested store — its ``xarray.Dataset``, path or catalog name — or a pandas DataFrame / dict of
+columns in memory) is not a numeric matrix: it holds categories and missing values that only the pipeline's
+preprocessing turns into numbers. So the search does not check it as a matrix; it splits the *table*:
+
+- each split's training rows are a ``Table`` whose every column is a ``select_rows`` selection of the stored
+  column (made inside the task that reads the chunk, no copy; numpy rows in memory), with the target selected
+  the same way, and the candidate's pipeline is fitted on it as a user would fit it — its preprocessing
+  (imputers, scalers, encoders: one statistics pass) sees that split's training rows only, never its test rows;
+- every fitted pipeline is scored on its split's test rows in **one** pass over the table
+  (``score_table_pass``): each chunk is read once, brought to the canonical form once, and each model's
+  preprocessing and final estimator answer on their part's rows inside that task.
+
+Targets are numbers throughout (a categorical target by its codes, labels given as strings by their sorted
+levels), so stratification and the scorers see what the final estimator predicts; the fold pipelines and the
+refit decode their predictions to the original labels as a plain fit does.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._folds import TRAIN
+
+__all__ = ["decoded", "fit_rows", "score_table_pass", "table_input", "table_rows", "table_target"]
+
+
+def table_input(estimator: Any, X: Any) -> Any:
+    """``X`` as a ``_tabular.Table`` when ``estimator`` is a pipeline of this project (it takes raw columns) and
+    ``X`` is a table — a pandas DataFrame, a dict of columns, an ingested table's Dataset, path or catalog name —
+    else None (``X`` is then checked as a matrix)."""
+    from .._tabular import as_table
+    from ..pipeline import Pipeline
+
+    if not isinstance(estimator, Pipeline):
+        return None
+    if isinstance(X, (str, Path)):
+        from ..io.catalog import open_dataset
+
+        X = open_dataset(X)
+    from ..io.table import is_table
+
+    in_memory = not hasattr(X, "tocsr") and (hasattr(X, "iloc") or isinstance(X, dict))
+    return as_table(X) if in_memory or is_table(X) else None
+
+
+def table_target(table: Any, y: Any) -> tuple[Any, np.ndarray | None]:
+    """The target as numbers, row-chunked as the table (dask for a stored table, numpy in memory), and the
+    levels its codes stand for (None for numeric targets): ``y`` (labels that are not numbers by their sorted
+    levels, as ``Pipeline`` encodes them), or the table's own target (a categorical one by its codes)."""
+    import dask.array as da
+
+    from .._tabular import target_values
+
+    levels = None
+    if y is None:
+        values = target_values(table)
+        if values is None:
+            return None, None
+        col = table.target_column
+        if col is not None and col.kind == "categorical":
+            levels = np.array(col.levels, dtype=object)
+        elif col is not None and col.kind == "boolean":
+            levels = np.array([False, True], dtype=object)
+    elif hasattr(y, "dask"):
+        values = y
+    else:
+        values = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+        if values.dtype.kind in "OUSb" or str(getattr(y, "dtype", "")) == "category":
+            import pandas as pd
+
+            codes, found = pd.factorize(pd.Series(values), sort=True)
+            levels = np.asarray(found, dtype=object)
+            values = np.where(codes < 0, np.nan, codes.astype(np.float64))
+    values = getattr(values, "data", values)  # an xarray variable
+    if len(values) != table.n_rows:
+        raise ValueError(f"X and y have different lengths: X has {table.n_rows} rows, y has {len(values)}")
+    if values.ndim != 1:
+        raise ValueError(f"y must be a 1-d array (n_samples,); got shape {values.shape}")
+    chunks = (table.row_chunks,)
+    if not hasattr(values, "dask"):
+        return da.from_array(np.asarray(values, dtype=np.float64), chunks=chunks), levels
+    return (values if values.chunks[0] == table.row_chunks else values.rechunk(chunks)), levels
+
+
+def table_rows(table: Any, dy: Any, plan: Any, split: int, code: int, counts: np.ndarray | None,
+               keep_target: bool) -> Any:
+    """The rows of ``table`` that are ``code`` in ``split`` of ``plan``, as a ``Table``: stored columns as
+    ``select_rows`` selections (no copy), in-memory columns as numpy rows. ``keep_target``: select the table's
+    own target too (the pipeline then takes it, and its levels, as a plain fit does)."""
+    from .._tabular import Canonical, Table
+    from ._split import select_rows
+
+    if not table.lazy:
+        y = None if dy is None else np.asarray(dy.compute() if hasattr(dy, "dask") else dy)
+        keep = plan.memberships(np.arange(table.n_rows), y)[split] == code
+        data = Canonical({n: v[keep] for n, v in table.data.columns.items()}, int(keep.sum()),
+                         dict(table.data.unknown))
+        target = None if table.target is None or not keep_target else np.asarray(table.target)[keep]
+        return Table(table.schema, data=data, target=target, target_column=table.target_column,
+                     n_missing=table.n_missing)
+
+    def take(a: Any) -> Any:
+        return select_rows(a, plan, split, code, y=dy, counts=counts)
+
+    target = take(table.target) if keep_target and table.target is not None else None
+    return Table(table.schema, arrays=[take(a) for a in table.arrays], where=table.where, target=target,
+                 target_column=table.target_column, n_missing=table.n_missing)
+
+
+def score_table_pass(table: Any, dy: Any, jobs: list[tuple[Any, Any]], scorers: list, plan: Any) -> list[list]:
+    """One pass over ``table``: the merged state of every scorer for every ``(pipeline, part)`` job, as
+    ``[job][scorer]`` (``metrics._scorer.score_pass``'s layout; ``part`` is None or ``(split, code)``). Each
+    chunk is read and made canonical once; each pipeline's preprocessing and final estimator answer on its
+    part's rows there. The final estimator is asked directly, so its answers are in the target's numbers."""
+    from ..metrics._scorer import merge_scores
+    from ..passes import one_pass
+
+    names = table.schema.names
+    kwargs = {"schema": table.schema, "jobs": list(jobs), "scorers": list(scorers), "plan": plan}
+    if not table.lazy:
+        y = np.asarray(dy.compute() if hasattr(dy, "dask") else dy)
+        return _score_canonical(table.data, y, chunk_index=0, row_start=0, **kwargs)
+    sources, _ = table.sources(names)
+    reader = table.reader(names, table.schema)
+    return one_pass(_score_table_chunk, functools.partial(merge_scores, scorers=list(scorers)), *sources, dy,
+                    reader=reader, n_sources=len(sources), **kwargs)
+
+
+def _score_table_chunk(*blocks: np.ndarray, chunk_index: int, row_start: int, reader: Any, n_sources: int,
+                       **kwargs: Any) -> list:
+    return _score_canonical(reader(blocks[:n_sources]), np.asarray(blocks[n_sources]).ravel(),
+                            chunk_index=chunk_index, row_start=row_start, **kwargs)
+
+
+def _score_canonical(c: Any, y: np.ndarray, *, chunk_index: int, row_start: int, schema: Any, jobs: list,
+                     scorers: list, plan: Any) -> list:
+    """The states of ``jobs`` on canonical columns ``c`` (a chunk, or a whole table in memory)."""
+    from .._tabular import Canonical, Table
+    from ..metrics._scorer import score_rows
+
+    parts: dict[Any, tuple] = {None: (c, y)}
+    M = None
+    for _, key in jobs:
+        if key is None or key in parts:
+            continue
+        if M is None:
+            M = plan.memberships(np.arange(row_start, row_start + c.n), y)
+        keep = M[key[0]] == key[1]
+        parts[key] = (Canonical({n: v[keep] for n, v in c.columns.items()}, int(keep.sum()), c.unknown), y[keep])
+    out = []
+    for model, key in jobs:
+        rows, ys = parts[key]
+        if rows.n == 0:
+            out.append([None] * len(scorers))
+            continue
+        Xt = model.preprocess(Table(schema, data=rows))
+        out += score_rows([(model._final_estimator, 0)], {0: (Xt, ys, None)}, scorers)
+    return out
+
+
+def fit_rows(ctx: Any, sub: Any, est: Any, split: int) -> None:
+    """Fit the pipeline ``est`` on ``split``'s training rows of ``ctx.table`` (``sub.plan``'s split)."""
+    own = ctx.y is None  # the table's own target: the pipeline takes it, and its levels, from the table
+    X_train = table_rows(ctx.table, ctx.dy, sub.plan, split, TRAIN, sub.split_counts(), keep_target=own)
+    if own or ctx.dy is None:
+        est.fit(X_train)
+    else:
+        y_train = sub.rows(ctx.dy, split, TRAIN)
+        est.fit(X_train, y_train if ctx.table.lazy else np.asarray(y_train.compute()))
+        est._target_levels = ctx.levels  # decode its predictions as a fit on the labels would
+
+
+def decoded(codes: Any, levels: np.ndarray | None) -> Any:
+    """Target codes as the labels they stand for (numpy), or the codes themselves for a numeric target."""
+    if levels is None:
+        return codes
+    return levels[np.asarray(codes.compute() if hasattr(codes, "dask") else codes).astype(np.int64)]

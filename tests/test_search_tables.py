@@ -145,3 +145,40 @@ def test_train_test_split_of_a_stored_table_and_labels_as_strings(table):
     search = GridSearchCV(pipeline.make_pipeline(_pre(OURS), sgd), {"sgdclassifier__alpha": [1e-4, 1e-2]}, cv=cv).fit(
         X, words)
     assert search.score(X, words) == pytest.approx(accuracy_score(words, search.predict(X)), abs=1e-12)
+
+
+def test_the_fused_search_trains_a_table_pipelines_candidates_in_shared_reads(table):
+    """SGD candidates after the table preprocessing, on the store: one read of each column chunk per round plus
+    the scoring pass; each fold's preprocessing fitted on its training rows once; every candidate x fold equal
+    to the plain pipeline fitted on that fold's rows (1e-10), and the scores to the generic path's."""
+    from sklearn.base import clone
+
+    from scaleml_dask._folds import TRAIN
+    from scaleml_dask._tabular import as_table
+    from scaleml_dask.io import read
+    from scaleml_dask.model_selection._tables import table_rows
+
+    _, store = table
+    sgd = sm.SGDRegressor(mode="local", rounds=2, batch_size=40, eta0=0.005, random_state=1)
+    pipe = pipeline.make_pipeline(_pre(OURS), sgd)
+    grid = {"sgdregressor__alpha": [1e-4, 1e-2], "sgdregressor__penalty": ["l2", "l1"]}
+    cv = KFold(3, random_state=5)
+    before = sum(read.reads.values())
+    fused = GridSearchCV(pipe, grid, cv=cv, refit=False).fit(store)
+    n_chunks, n_columns = -(-N // CHUNK), 4  # price, qty, region, city (and the target in the fused passes)
+    assert fused.passes_ == 3  # two rounds and the scoring pass
+    assert sum(read.reads.values()) - before == n_chunks * ((n_columns + 1) * 3 + n_columns * 3)  # + stats a fold
+    t = as_table(store)
+    dy = sm.open_dataset(store)["y"].data
+    plan = cv.make_plan(N, t.row_chunks, dy)
+    counts = plan.chunk_counts(t.row_chunks, dy)
+    for c, params in enumerate(fused.cv_results_["params"]):
+        for s, model in enumerate(fused.cv_estimators_[c]):
+            plain = clone(pipe).set_params(**params).fit(table_rows(t, dy, plan, s, TRAIN, counts, keep_target=True))
+            np.testing.assert_allclose(model[-1].coef_, plain[-1].coef_, rtol=0, atol=1e-10)
+            np.testing.assert_allclose(model[0].named_transformers_["pipeline-1"][-1].mean_,
+                                       plain[0].named_transformers_["pipeline-1"][-1].mean_, rtol=1e-13)
+    generic = GridSearchCV(pipe, {**grid, ENCODER: [None]}, cv=cv, refit=False).fit(store)
+    assert generic.passes_ is None
+    np.testing.assert_allclose(fused.cv_results_["split1_test_score"], generic.cv_results_["split1_test_score"],
+                               rtol=1e-9)

@@ -61,6 +61,14 @@ class Context:
             self.counts = self.plan.chunk_counts(self.row_chunks, self.dy)
         return self.counts
 
+    def fused_data(self) -> tuple[Any, Any]:
+        """What a fused driver reads: ``(dX, dy)``, or ``(table, dy)`` for a table pipeline."""
+        return (self.dX if self.table is None else self.table), self.dy
+
+    def fused_options(self) -> dict:
+        """The fused driver's options for a table pipeline (what its target's codes stand for)."""
+        return {} if self.table is None else {"levels": self.levels}
+
     def rows(self, a: Any, split: int, code: int) -> Any:
         """The rows of ``a`` (``dX`` / ``dy``) that are ``code`` in ``split``: a selection, no copy."""
         return select_rows(a, self.plan, split, code, y=self.dy, counts=self.split_counts())
@@ -126,8 +134,9 @@ def evaluate(ctx: Context, estimator: Any, candidates: list[dict], *, return_tra
     from ._fused_online import online_fusable, online_learner
 
     online = online_learner(estimator)
-    reason = ("no y" if ctx.dy is None else "a table pipeline" if ctx.table is not None else
-              online_fusable(estimator) if online else fusable(estimator, candidates))
+    reason = ("no y" if ctx.dy is None else "a table in memory" if ctx.table is not None and not ctx.table.lazy
+              else "an online learner on a table" if ctx.table is not None and online
+              else online_fusable(estimator) if online else fusable(estimator, candidates))
     if reason is None and not all(isinstance(s, Scorer) for s in ctx.scorers.values()):
         reason = "a scorer is a callable"
     if reason is None:
@@ -151,8 +160,8 @@ def evaluate_fused(ctx: Context, estimator: Any, candidates: list[dict], *, retu
         stop = np.ones(len(candidates), dtype=np.int64)
     else:
         cls = fused_driver(estimator, candidates)
-        f = cls(estimator, candidates, ctx.dX, ctx.dy, ctx.plan, ctx.scorers, classes=ctx.classes,
-                divergence_bound=divergence_bound, return_train_score=return_train_score)
+        f = cls(estimator, candidates, *ctx.fused_data(), ctx.plan, ctx.scorers, classes=ctx.classes,
+                divergence_bound=divergence_bound, return_train_score=return_train_score, **ctx.fused_options())
         stop = np.array([e._n_epochs for e in f.estimators], dtype=np.int64)
     t0 = time.perf_counter()
     f.run(stop)

@@ -12,6 +12,11 @@ preprocessing turns into numbers. So the search does not check it as a matrix; i
   (``score_table_pass``): each chunk is read once, brought to the canonical form once, and each model's
   preprocessing and final estimator answer on their part's rows inside that task.
 
+When only the final SGD step's parameters are searched on a stored table, the fused search (``_fused``) reads it:
+each split's preprocessing is fitted once on its training rows, and each pass's task reads the chunk of every
+column once (``TableChunks``), makes it canonical and transforms it by each split's fitted preprocessing before
+the candidates train and are scored on it.
+
 Targets are numbers throughout (a categorical target by its codes, labels given as strings by their sorted
 levels), so stratification and the scorers see what the final estimator predicts; the fold pipelines and the
 refit decode their predictions to the original labels as a plain fit does.
@@ -20,6 +25,7 @@ refit decode their predictions to the original labels as a plain fit does.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,7 @@ import numpy as np
 
 from .._folds import TRAIN
 
-__all__ = ["decoded", "fit_rows", "score_table_pass", "table_input", "table_rows", "table_target"]
+__all__ = ["TableChunks", "decoded", "fit_rows", "score_table_pass", "table_input", "table_rows", "table_target"]
 
 
 def table_input(estimator: Any, X: Any) -> Any:
@@ -181,3 +187,54 @@ def decoded(codes: Any, levels: np.ndarray | None) -> Any:
     if levels is None:
         return codes
     return levels[np.asarray(codes.compute() if hasattr(codes, "dask") else codes).astype(np.int64)]
+
+
+@dataclass(frozen=True)
+class TableChunks:
+    """How the fused search (``_fused``) reads a stored table in each chunk's task: the ``reader`` that makes the
+    blocks of the table's source arrays (``sources``) canonical columns; and how it makes the fitted splits'
+    pipelines (``levels``: what the target's codes stand for). It holds no dask array (it travels in the task)."""
+
+    reader: Any
+    schema: Any
+    levels: Any = None
+
+    @classmethod
+    def of(cls, X: Any, levels: np.ndarray | None = None) -> TableChunks | None:
+        from .._tabular import Table
+
+        if not isinstance(X, Table):
+            return None
+        if not X.lazy:
+            raise ValueError("the fused search reads stored tables; a table in memory takes the generic path")
+        return cls(X.reader(X.schema.names, X.schema), X.schema, levels)
+
+    @staticmethod
+    def sources(X: Any) -> tuple:
+        """The dask arrays of the stored table ``X``, in the order the reader takes their blocks."""
+        return tuple(X.sources(X.schema.names)[0])
+
+    def rows(self, blocks: Any) -> Any:
+        """A chunk's source blocks as an in-memory table (what a fitted pipeline transforms)."""
+        from .._tabular import Table
+
+        return Table(self.schema, data=self.reader(blocks))
+
+    def fit_preprocessing(self, steps: list, table: Any, dy: Any, y_train: Any, plan: Any, split: int,
+                          counts: np.ndarray) -> Any:
+        """A pipeline's steps before the last, fitted on ``split``'s training rows of ``table`` (``y_train``: their
+        targets, for a step that takes them)."""
+        from sklearn.base import clone
+
+        from ..pipeline import Pipeline
+
+        X_train = table_rows(table, dy, plan, split, TRAIN, counts, keep_target=False)
+        return Pipeline([(n, clone(t)) for n, t in steps]).fit(X_train, y_train)
+
+    def pipeline(self, pre: Any, name: str, est: Any) -> Any:
+        """A split's fitted preprocessing and fitted final step as one fitted pipeline."""
+        from ..pipeline import Pipeline
+
+        out = Pipeline([*pre.steps, (name, est)])
+        out._target_levels = self.levels
+        return out

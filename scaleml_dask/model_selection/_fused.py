@@ -39,10 +39,12 @@ import numpy as np
 
 from .._checks import assert_finite
 from .._folds import TEST, TRAIN
+from .._scratch import scratch
 from ..metrics._scorer import Scorer, merge_scores, score_rows
 from ..sgd._blocks import checked_targets
 from ..sgd._kernels import _PENALTY_CODE, _SCHEDULE_CODE, epoch_plan, holdout_range
 from ._fused_kernels import fused_epochs, loss_code, member_losses
+from ._split import chunk_memberships
 
 log = logging.getLogger("scaleml_dask.model_selection")
 
@@ -154,7 +156,7 @@ def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _P
     raw = blocks[0] if spec.table is None else spec.table.rows(blocks[:-1])
     y = np.asarray(blocks[-1]).ravel()
     T = checked_targets(y, chunk_index, row_start, spec.classes)
-    M = spec.plan.memberships(np.arange(row_start, row_start + len(y)), y)
+    M = chunk_memberships(spec.plan, row_start, y)
     views: dict[int, np.ndarray] = {}
 
     def features(split: int) -> np.ndarray:
@@ -179,9 +181,10 @@ def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _P
         lo, hi = holdout_range(g.seed, block, n_s, g.validation_fraction)
         if k in spec.loss_groups:
             val = rows_s[lo:hi]
-            assert_finite(X[val], "X", chunk_index, row_start)
+            Xv = X[val]
+            assert_finite(Xv, "X", chunk_index, row_start)
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging member's loss: reported, not warned
-                out["val_loss"][k] = member_losses(X[val], T[val], spec.W[:, g.members], gr.tcol, g.loss)
+                out["val_loss"][k] = member_losses(Xv, T[val], spec.W[:, g.members], gr.tcol, g.loss)
             out["val_rows"][k] = hi - lo
         if not trains:
             continue
@@ -223,16 +226,19 @@ def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np
     rows, margins, counts = {}, {}, {}
     for (split, code), members in parts.items():
         keep = np.flatnonzero(M[split] == code)
-        Xs = features(split).take(keep, axis=0)
-        if code == TEST:
-            assert_finite(Xs, "X", chunk_index, row_start)
-        rows[(split, code)] = (Xs, y[keep], T[keep])
+        F = features(split)
+        # the part's rows and margins in buffers the thread keeps (``_scratch``: no fresh mmap per chunk)
+        Xs = np.take(F, keep, axis=0, out=scratch("fused-score-rows", (len(keep), F.shape[1])))
+        rows[(split, code)] = (Xs, y[keep], T[keep])  # Xs: its length only, once the margins are made
         cols = np.concatenate([spec.jobs[j][0].columns for j in members])
-        S = Xs @ spec.W[:-1, cols] + spec.W[-1, cols]  # every candidate in one product
+        S = np.matmul(Xs, spec.W[:-1, cols], out=scratch(f"fused-score-{split}-{code}", (len(keep), len(cols))))
+        S += spec.W[-1, cols]  # every candidate in one product
+        if code == TEST and not np.isfinite(S).all():  # a NaN / inf row (named), or a diverged candidate's margins
+            assert_finite(Xs, "X", chunk_index, row_start)
         if labels and T.shape[1] == 1:  # two classes: every candidate's confusion counts at once
             truth = T[keep, 0]
             positive = S > 0
-            predicted = positive.sum(axis=0).astype(np.float64)
+            predicted = np.count_nonzero(positive, axis=0).astype(np.float64)
             hits = truth @ positive
             n1 = float(truth.sum())
             both = np.stack([[len(keep) - n1 - (predicted - hits), predicted - hits], [n1 - hits, hits]])

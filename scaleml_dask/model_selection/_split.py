@@ -26,6 +26,8 @@ True
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -86,6 +88,34 @@ class SplitPlan:
         first = np.zeros(len(uniq), dtype=np.int64)
         first[index[::-1]] = np.arange(len(index))[::-1]
         return index.astype(np.int64), M[:, first].T.copy()
+
+
+#: Bytes of chunk memberships a process keeps between passes (``chunk_memberships``).
+MEMBERSHIP_CACHE_BYTES = 64 * 2**20
+_kept: OrderedDict = OrderedDict()
+_kept_lock = threading.Lock()
+
+
+def chunk_memberships(plan: SplitPlan, row_start: int, y: np.ndarray) -> np.ndarray:
+    """``plan.memberships`` of the chunk of ``len(y)`` rows at ``row_start`` (read-only), kept by the process
+    (least recently used first out, ``MEMBERSHIP_CACHE_BYTES``): a search reads the same chunks pass after pass,
+    and a chunk's memberships are the same each time — they depend on the plan (its token), the rows and, for a
+    stratified plan, the labels the plan was made from."""
+    from dask.base import tokenize
+
+    key = (tokenize(plan), int(row_start), len(y))
+    with _kept_lock:
+        M = _kept.get(key)
+        if M is not None:
+            _kept.move_to_end(key)
+            return M
+    M = plan.memberships(np.arange(row_start, row_start + len(y)), y)
+    M.flags.writeable = False
+    with _kept_lock:
+        _kept[key] = M
+        while sum(m.nbytes for m in _kept.values()) > MEMBERSHIP_CACHE_BYTES and len(_kept) > 1:
+            _kept.popitem(last=False)
+    return M
 
 
 @dataclass(frozen=True, eq=False)

@@ -229,12 +229,13 @@ def calibrate(args: argparse.Namespace) -> Constants:
                     comb["moments" if key == "regression" else key] = statistics.median(dur[prefix])
         # sync SGD: one epoch's time from fits of 1 and 2 epochs (the persist pass cancels out); ψ is what a
         # step costs beyond its blocks' gradients
-        sync = {}
+        sync, sync_cpu = {}, {}
         for epochs in (1, 2, 1, 2):
             with get_task_stream() as ts:
-                t = time.perf_counter()
-                sm.SGDClassifier(classes=[0.0, 1.0], random_state=0, **{**SGD["sgd-sync"], "epochs": epochs}).fit(path)
-                sync.setdefault(epochs, []).append(time.perf_counter() - t)
+                r = Meter(nc)(lambda e=epochs: sm.SGDClassifier(classes=[0.0, 1.0], random_state=0,
+                                                                **{**SGD["sgd-sync"], "epochs": e}).fit(path))
+                sync.setdefault(epochs, []).append(r["seconds"])
+                sync_cpu.setdefault(epochs, []).append(r["cpu"]["w0"])
             dur = _durations(ts.data)
             kernel["split"] = statistics.median(dur["split_block"])
         chunks = -(-rows // CHUNK)
@@ -242,6 +243,8 @@ def calibrate(args: argparse.Namespace) -> Constants:
         kernel["sgd_grad"] = statistics.median(dur["sync_gradients"]) / chunks
         epoch = min(sync[2]) - min(sync[1])
         step = epoch / steps - chunks * kernel["sgd_grad"]
+        # the worker's CPU per step beyond its blocks' gradients (the weights in, the gradients out)
+        sync_task = (min(sync_cpu[2]) - min(sync_cpu[1])) / steps - chunks * kernel["sgd_grad"]
         # the client's reduction of the k-means|| candidates, per candidate
         cands = 1 + 2 * 20 * 5
         rng = np.random.default_rng(0)
@@ -277,7 +280,7 @@ def calibrate(args: argparse.Namespace) -> Constants:
     return Constants(kernel_s=kernel, combine_s=comb, fixed_s=fixed, worker_task_s=worker,
                      scheduler_task_s=sched, client_task_s=client, step_s=max(step, 0.0),
                      link_efficiency=statistics.mean(rates.values()), async_call_s=call, async_local_call_s=local,
-                     async_server_s=push + worker, kmeans_client_s=kmeans_client,
+                     async_server_s=push + worker, kmeans_client_s=kmeans_client, sync_task_s=max(sync_task, worker),
                      cores=float(os.cpu_count() or 1), notes=notes)
 
 

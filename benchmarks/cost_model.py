@@ -21,7 +21,9 @@ client, which cannot overlap:
 - storage   = C b / P / S                         chunk bytes read over the network from shared storage
 
 A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) stretches its threads' CPU work by
-f = max(1, T / q): t_k, t_c and ω are multiplied by f in ``compute``, and P T / f replaces P T in ``cpu``.
+f = max(1, T / q): t_k, t_c and ω are multiplied by f in ``compute``, and P T / f replaces P T in ``cpu``; and
+a fit takes at least its busiest host's CPU seconds over its quota, min(q, T) (``host CPU``: a P-th of the
+workers' CPU seconds, ``worker_cpu``, plus the parameter server's if it is there).
 - tail      = n s / (e R)                         the parts that reach the client: the tree's last level
                                                   (n = min(C, 8)), or every chunk's (n = C: SGD local)
 
@@ -43,12 +45,14 @@ Per method (``predict``; ``fixed_s[method]`` measured):
 - SGD sync: the persisting pass (``split_block``), the held-out rows to the client, then
   S = ⌈r (1 − v) / B⌉ steps per epoch, each
   ``max(ψ + (Q − 1)(σ + γ), ψ + ⌈C / Q⌉ t_g, quota, cpu)`` for Q busy threads (ψ: a step's round trip with
-  one trivial task, t_g: one block's mini-batch gradient; quota = f (⌈Q / P⌉ ω + ⌈C / Q⌉ t_g), the busiest
-  host's CPU per step under its quota);
+  one trivial task, t_g: one block's mini-batch gradient; quota = f (⌈Q / P⌉ ω_s + ⌈C / Q⌉ t_g), the busiest
+  host's CPU per step under its quota, ω_s a step task's worker CPU besides its gradients: the weights in, the
+  gradients out);
 - SGD async: as sync up to the steps; then every block pushes ⌈S / p⌉ times (p gradients each, two actor calls
   of α), its worker's blocks one after another, against the parameter server's serial ρ per push:
   ``epoch = max(⌈C / (P T)⌉ ⌈S / p⌉ (2 α + p t_g), C ⌈S / p⌉ ρ)``, α the mean of a call to a server on the
-  same worker (α_local, 1 block in P) and on another (α_remote);
+  same worker (α_local, 1 block in P) and on another (α_remote); under a quota the server's host is the busiest
+  (``host CPU``: its share of the workers' work plus every push's ρ);
 - search (the fused search of ``model_selection``: N candidates × k folds, R rounds of local SGD): R + 1 passes
   (the last one scores only), every chunk's N k weight changes to the client (s = N k (d + 1) 8), t_k the
   fused task's time per chunk (``kernel_s["search"]``, measured for the benchmark's N k, averaged over its
@@ -87,8 +91,13 @@ class Constants:
     async_local_call_s: float          # α_local: the same, the actor on the calling task's own worker
     async_server_s: float              # ρ: the parameter server's CPU per push
     kmeans_client_s: float             # κ_c: client seconds per k-means|| candidate (weighted k-means++ and Lloyd)
+    sync_task_s: float | None = None   # ω_s: worker CPU per sync step's task besides its gradients (None: ω)
     cores: float | None = None         # CPUs the cluster's processes share (None: enough for every process)
     notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sync_task(self) -> float:
+        return self.worker_task_s if self.sync_task_s is None else self.sync_task_s
 
     @classmethod
     def load(cls, path: Path = CONSTANTS) -> Constants:
@@ -220,8 +229,12 @@ def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     else:
         raise ValueError(f"method {w.method!r}: expected one of {METHODS}")
     out = dict(work)
+    if cl.worker_cpus:  # under a quota, the busiest host's CPU work cannot take less than it over its quota
+        server = w.epochs * C * math.ceil(_steps(w) / w.push_every) * k.async_server_s if (
+            w.method == "sgd-async") else 0.0  # the parameter server's pushes, all on one host
+        out["host CPU"] = ((worker_cpu(w, cl, k) - server) / cl.workers + server) / min(cl.worker_cpus, cl.threads)
     out["fixed"] = k.fixed_s[w.fixed or w.method]
-    out["total"] = work["total"] + out["fixed"]
+    out["total"] = max(work["total"], out.get("host CPU", 0.0)) + out["fixed"]
     return out
 
 
@@ -239,10 +252,10 @@ def _sync_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
              "compute": k.step_s + math.ceil(C / Q) * t_g,
              "network": k.step_s + 2 * (w.features + 1) * 8 / _rate(cl, k)}
     if cl.slowdown > 1:  # the busiest worker's CPU per step, stretched by its quota
-        terms["quota"] = (k.worker_task_s * math.ceil(Q / cl.workers) + math.ceil(C / Q) * t_g) * cl.slowdown
+        terms["quota"] = (k.sync_task * math.ceil(Q / cl.workers) + math.ceil(C / Q) * t_g) * cl.slowdown
     cores = _cores(cl, k)
     if cores is not None:
-        terms["cpu"] = (Q * (per_task + k.worker_task_s) + C * t_g) / min(cores, min(Q, cl.worker_cores) + 2)
+        terms["cpu"] = (Q * (per_task + k.sync_task) + C * t_g) / min(cores, min(Q, cl.worker_cores) + 2)
     step = max(terms.values())
     S = _steps(w) - 1
     out = {name: S * v for name, v in terms.items()}
@@ -294,7 +307,7 @@ def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
     steps = _steps(w) - 1
     if w.method == "sgd-sync":
         tasks = min(C, cl.workers * cl.threads)  # per step
-        return pass_("split", tree=False) + w.epochs * steps * (C * k.kernel_s["sgd_grad"] + tasks * omega)
+        return pass_("split", tree=False) + w.epochs * steps * (C * k.kernel_s["sgd_grad"] + tasks * k.sync_task)
     pushes = math.ceil(_steps(w) / w.push_every)
     return pass_("split", tree=False) + w.epochs * C * pushes * (
         w.push_every * k.kernel_s["sgd_grad"] + 2 * omega + k.async_server_s)
@@ -305,7 +318,8 @@ def under_load(k: Constants, factor: float) -> Constants:
     constants of a run whose workers' CPU per task was ``factor`` × the calibration's (a loaded machine)."""
     return Constants(**{**asdict(k), "kernel_s": {n: v * factor for n, v in k.kernel_s.items()},
                         "combine_s": {n: v * factor for n, v in k.combine_s.items()},
-                        "worker_task_s": k.worker_task_s * factor, "async_server_s": k.async_server_s * factor})
+                        "worker_task_s": k.worker_task_s * factor, "async_server_s": k.async_server_s * factor,
+                        "sync_task_s": k.sync_task * factor})
 
 
 def dominant(terms: dict[str, float]) -> str:

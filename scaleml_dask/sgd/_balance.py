@@ -2,16 +2,18 @@
 
 A sync step sends one task to every worker that holds blocks (it computes their mini-batch gradients) and
 waits for all of them, so the step takes as long as the slowest worker. Each worker ``w`` is modelled by what it
-was measured to cost: a fixed time per task ``a_w`` (its round trip: its link's latency, a throttled CPU's wait
-for its quota, the task's overhead) and a time per block ``c_w`` (one mini-batch gradient). A step with ``n_w``
-blocks on each worker takes ``max_w (a_w + n_w c_w)`` over the workers with blocks. A worker whose fixed time is
-an outlier — more than ``OUTLIER`` times the lower median of all workers' and at least ``OUTLIER_FLOOR_S``
-above it — is a straggler and gets no blocks: the step no longer waits for it at all. Every other worker keeps
-at least one block (so that noise in the timings never concentrates the work on fewer workers), and the
-remaining blocks go, one at a time, to the worker whose step would end earliest with it, which minimises the
-maximum (blocks cost the same on one worker). The estimates are medians of each worker's last ``WINDOW``
-tasks, robust to a single slow step. (One task per worker, not per thread: a step's gradients take far less
-than a task's round trip, so more tasks would cost more than they save.)
+was measured to cost: a fixed time per task ``a_w`` (its round trip up to its gradients at the client: its link's
+latency, a throttled CPU's wait for its quota, the task's overhead) and a time per block ``c_w`` (one mini-batch
+gradient). A step with ``n_w`` blocks on each worker takes ``max_w (a_w + n_w c_w)`` over the workers with
+blocks. Blocks go, one at a time, to the worker whose step would end earliest with it, which minimises that
+maximum for a given set of workers (blocks cost the same on one worker). A worker takes part only if the step
+is shorter with it: the plans on the ``k`` workers of least fixed time are compared for every ``k``, and one on
+fewer workers is chosen only when it is at least ``DROP_GAIN`` shorter — so a straggler (a throttled CPU, or a
+slow link whose round trip outweighs the gradients it would compute) gets no blocks and the step no longer waits
+for it, while noise in the timings of equal workers never concentrates the work on fewer of them. The estimates
+are medians of each worker's last ``WINDOW`` tasks, robust to a single slow step. (One task per worker, not per
+thread: a step's gradients take far less than a task's round trip, so more tasks would cost more than they
+save.)
 
 Moving a block copies it to its new worker (dask fetches the persisted block for the task), once; a new plan is
 adopted only when the step time it saves over the steps left in the fit outweighs its copies (at an assumed
@@ -34,9 +36,8 @@ from collections.abc import Iterable
 
 #: Tasks per worker whose median gives its estimates of ``a_w`` and ``c_w``.
 WINDOW = 9
-#: A worker whose fixed time exceeds this many times the lower median (and by ``OUTLIER_FLOOR_S``) gets no blocks.
-OUTLIER = 2.0
-OUTLIER_FLOOR_S = 0.002
+#: A plan on fewer workers is chosen only if its step is at least this fraction shorter than on more.
+DROP_GAIN = 0.15
 #: A new plan is adopted only if it shortens the predicted step by at least this fraction.
 MIN_GAIN = 0.15
 #: The rate at which moving a block is assumed to cost (bytes/s) in the move-or-not decision.
@@ -46,16 +47,29 @@ ENABLED = True
 
 
 def assign_blocks(costs: dict[str, tuple[float, float]], n_blocks: int) -> dict[str, int]:
-    """How many blocks each worker gets: ``costs[w] = (a, c)``; none for a straggler, at least one for every
-    other worker (while blocks last), the rest minimising ``max(a + n c)`` (greedy, one block at a time to the
-    worker that would finish it earliest: optimal for equal blocks). Ties go to the worker listed first."""
-    ref = statistics.median_low(a for a, _ in costs.values()) if costs else 0.0
-    kept = [w for w, (a, _) in costs.items() if not (a > OUTLIER * ref and a - ref > OUTLIER_FLOOR_S)]
-    counts = dict.fromkeys(costs, 0)
-    for w in kept[:n_blocks]:
-        counts[w] = 1
+    """How many blocks each worker gets: ``costs[w] = (a, c)``. For each ``k``, the ``k`` workers of least fixed
+    time each get one block (while blocks last) and the rest go greedily to the worker that would finish it
+    earliest (optimal for equal blocks); the plan on fewer workers wins only if ``DROP_GAIN`` shorter. Ties go to
+    the worker listed first."""
     order = {w: i for i, w in enumerate(costs)}
-    heap = [(costs[w][0] + (counts[w] + 1) * costs[w][1], order[w], w) for w in kept]
+    fastest = sorted(costs, key=lambda w: (costs[w][0], order[w]))
+    best: dict[str, int] = {}
+    best_time = math.inf
+    for k in range(len(fastest), 0, -1):
+        counts = _greedy({w: costs[w] for w in fastest[:k]}, n_blocks, order)
+        t = step_time(costs, counts)
+        if t < (1 - DROP_GAIN) * best_time:
+            best, best_time = counts, t
+    return {**dict.fromkeys(costs, 0), **best}
+
+
+def _greedy(costs: dict[str, tuple[float, float]], n_blocks: int, order: dict[str, int]) -> dict[str, int]:
+    """One block for each worker of ``costs`` (while blocks last), then each next block to the worker whose step
+    would end earliest with it."""
+    counts = dict.fromkeys(costs, 0)
+    for w in list(costs)[:n_blocks]:
+        counts[w] = 1
+    heap = [(a + (counts[w] + 1) * c, order[w], w) for w, (a, c) in costs.items()]
     heapq.heapify(heap)
     for _ in range(n_blocks - sum(counts.values())):
         _, i, w = heapq.heappop(heap)

@@ -278,8 +278,12 @@ class Trainer:
                 futures = [client.submit(sync_gradients, st.W, seed, step, problem, *(parts[i] for i in blocks),
                                          workers=addr and [addr], allow_other_workers=addr is not None,
                                          pure=False) for addr, blocks in tasks]
-                round_trip = {f.key: time.perf_counter() - t0 for f in as_completed(futures)}
-                replies = client.gather(futures)
+                # a worker's round trip ends when its gradients are here, as the step waits for them: a slow
+                # link delays the fetch of the result, not only the task's completion
+                round_trip, reply_of = {}, {}
+                for f, reply in as_completed(futures, with_results=True):
+                    round_trip[f.key], reply_of[f.key] = time.perf_counter() - t0, reply
+                replies = [reply_of[f.key] for f in futures]
                 by_block = {i: reply for (_, active), (_, _, msgs) in zip(tasks, replies)
                             for i, reply in zip(active, msgs)}
                 results = [by_block[i] for i in sorted(by_block)]  # sum in block order: grouping-independent

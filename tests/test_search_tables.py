@@ -122,8 +122,8 @@ def test_search_on_the_stored_table_and_no_leakage(table):
 
 
 def test_train_test_split_of_a_stored_table_and_labels_as_strings(table):
-    """train_test_split of the store gives the rows scikit-learn's ShuffleSplit gives (a pipeline fitted on them
-    predicts as scikit-learn's); labels given as strings come back as strings from every fold model and the
+    """train_test_split of the store (and of the DataFrame) gives the rows ShuffleSplit gives (a pipeline fitted on
+    them predicts as scikit-learn's); labels given as strings come back as strings from every fold model and the
     refit, and the scores are those of their predictions."""
     df, store = table
     X, y = df.drop(columns=["y", "label"]), df["y"]
@@ -133,6 +133,9 @@ def test_train_test_split_of_a_stored_table_and_labels_as_strings(table):
     ours = pipeline.make_pipeline(_pre(OURS), sm.Ridge()).fit(train)
     ref = sklearn.pipeline.make_pipeline(_pre(SK), sklearn.linear_model.Ridge()).fit(X.iloc[tr], y.iloc[tr])
     np.testing.assert_allclose(ours.predict(test).compute(), ref.predict(X.iloc[te]), rtol=1e-9)
+    X_train, X_test = train_test_split(X, test_size=0.25, random_state=3)  # pandas in, pandas out
+    assert X_test.index.tolist() == te.tolist() and X_train.index.tolist() == tr.tolist()
+    assert X_train.dtypes.equals(X.dtypes)
 
     words = np.where(df["label"] == 1, "buy", "pass").astype(object)
     sgd = sm.SGDClassifier(mode="local", rounds=2, batch_size=50, random_state=0)

@@ -605,7 +605,8 @@ def train_test_split(*arrays: Any, test_size: Any = None, train_size: Any = None
     ``arrays``: numpy, dask or xarray arrays with the same number of rows (returned as ``[a_train, a_test,
     b_train, b_test, ...]``), or one dataset — an xarray Dataset, a path or a catalog name — returned as
     ``[train, test]`` Datasets whose variables along ``sample`` are selected. Dask and dataset results are lazy
-    selections made inside the task that reads each chunk; numpy in, numpy out. ``stratify``: labels (an array)
+    selections made inside the task that reads each chunk; numpy in, numpy out; pandas in, pandas out (a table
+    in memory a pipeline takes). ``stratify``: labels (an array)
     or, for a dataset, the name of its variable (e.g. ``"y"``). ``shuffle=False`` keeps the last rows for test.
 
     >>> X = np.arange(20).reshape(10, 2); y = np.arange(10)
@@ -645,9 +646,16 @@ def train_test_split(*arrays: Any, test_size: Any = None, train_size: Any = None
         return [_select_dataset(dataset, plan, code, stratify) for code in (TRAIN, TEST)]
     out = []
     counts = plan.chunk_counts(chunks, stratify) if chunks is not None else None
+    memberships = None
     for a in arrays:
         if _n_rows(a) != n:
             raise ValueError(f"Found input variables with inconsistent numbers of samples: [{n}, {_n_rows(a)}]")
+        if hasattr(a, "iloc"):  # pandas in, pandas out (its index and column types kept), as scikit-learn does
+            if memberships is None:
+                labels = None if stratify is None else np.asarray(getattr(stratify, "compute", lambda: stratify)())
+                memberships = plan.memberships(np.arange(n), None if labels is None else labels.ravel())
+            out += [a.iloc[np.flatnonzero(memberships[0] == code)] for code in (TRAIN, TEST)]
+            continue
         a = getattr(a, "data", a) if not isinstance(a, np.ndarray) else a
         if hasattr(a, "dask") and chunks is not None and a.chunks[0] != chunks:
             a = a.rechunk((chunks,) + a.chunks[1:])

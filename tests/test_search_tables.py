@@ -152,8 +152,9 @@ def test_train_test_split_of_a_stored_table_and_labels_as_strings(table):
 
 def test_the_fused_search_trains_a_table_pipelines_candidates_in_shared_reads(table):
     """SGD candidates after the table preprocessing, on the store: one read of each column chunk per round plus
-    the scoring pass; each fold's preprocessing fitted on its training rows once; every candidate x fold equal
-    to the plain pipeline fitted on that fold's rows (1e-10), and the scores to the generic path's."""
+    the scoring pass; each fold's preprocessing fitted on its training rows, every fold's statistics from one
+    pass; every candidate x fold equal to the plain pipeline fitted on that fold's rows (1e-10), and the scores
+    to the generic path's (whose fits also take their statistics from one pass: counted)."""
     from sklearn.base import clone
 
     from scaleml_dask._folds import TRAIN
@@ -170,7 +171,8 @@ def test_the_fused_search_trains_a_table_pipelines_candidates_in_shared_reads(ta
     fused = GridSearchCV(pipe, grid, cv=cv, refit=False).fit(store)
     n_chunks, n_columns = -(-N // CHUNK), 4  # price, qty, region, city (and the target in the fused passes)
     assert fused.passes_ == 3  # two rounds and the scoring pass
-    assert sum(read.reads.values()) - before == n_chunks * ((n_columns + 1) * 3 + n_columns * 3)  # + stats a fold
+    # 3 passes over the columns and the target, and one statistics pass for every fold's preprocessing
+    assert sum(read.reads.values()) - before == n_chunks * ((n_columns + 1) * 3 + n_columns)
     t = as_table(store)
     dy = sm.open_dataset(store)["y"].data
     plan = cv.make_plan(N, t.row_chunks, dy)
@@ -181,7 +183,10 @@ def test_the_fused_search_trains_a_table_pipelines_candidates_in_shared_reads(ta
             np.testing.assert_allclose(model[-1].coef_, plain[-1].coef_, rtol=0, atol=1e-10)
             np.testing.assert_allclose(model[0].named_transformers_["pipeline-1"][-1].mean_,
                                        plain[0].named_transformers_["pipeline-1"][-1].mean_, rtol=1e-13)
+    before = sum(read.reads.values())
     generic = GridSearchCV(pipe, {**grid, ENCODER: [None]}, cv=cv, refit=False).fit(store)
     assert generic.passes_ is None
+    # one statistics pass for the 12 fits' preprocessing, each fit's 2 rounds, one scoring pass
+    assert sum(read.reads.values()) - before == n_chunks * (n_columns + 12 * 2 * (n_columns + 1) + n_columns + 1)
     np.testing.assert_allclose(fused.cv_results_["split1_test_score"], generic.cv_results_["split1_test_score"],
                                rtol=1e-9)

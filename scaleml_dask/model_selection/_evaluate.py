@@ -26,7 +26,16 @@ from sklearn.base import clone, is_classifier
 from .._folds import TEST, TRAIN
 from ..metrics._scorer import Scorer, check_scoring, score_pass
 from ._split import SplitPlan, check_cv, class_counts, select_rows
-from ._tables import decoded, fit_rows, score_table_pass, table_input, table_rows, table_target
+from ._tables import (
+    decoded,
+    fit_rows,
+    own_target,
+    score_table_pass,
+    split_statistics,
+    table_input,
+    table_rows,
+    table_target,
+)
 
 log = logging.getLogger("scaleml_dask.model_selection")
 
@@ -230,11 +239,16 @@ def evaluate_generic(ctx: Context, estimator: Any, candidates: list[dict], *, re
     sub = ctx if plan is ctx.plan else Context(ctx.X, ctx.y, ctx.dX, ctx.dy, plan, ctx.scorers, ctx.classes,
                                                table=ctx.table, levels=ctx.levels)
     from .._moments import reuse_statistics
+    from ..preprocessing._base import given_summaries
 
-    with reuse_statistics():  # candidates that differ only after one moments pass share it, per split
+    trains, given = [], {}
+    if ctx.table is not None and candidates:  # every split's training statistics in one pass
+        trains, given = split_statistics(clone(estimator).set_params(**candidates[0]), ctx.table, ctx.dy, plan,
+                                         sub.split_counts(), own_target(ctx))
+    with reuse_statistics(), given_summaries(given):  # shared passes: one moments pass, the statistics pass
         for c, params in enumerate(candidates):
             for s in range(S):
-                _fit_one(ctx, sub, estimator, params, c, s, ev, models, error_score)
+                _fit_one(ctx, sub, estimator, params, c, s, ev, models, error_score, trains)
     reused = [[getattr(m, "statistics_reused_", None) for m in row] for row in models]
     if any(r is not None for row in reused for r in row):
         ev.extra["statistics_reused"] = np.array([sum(bool(r) for r in row) for row in reused], dtype=np.int64)
@@ -245,9 +259,9 @@ def evaluate_generic(ctx: Context, estimator: Any, candidates: list[dict], *, re
 
 
 def _fit_one(ctx: Context, sub: Context, estimator: Any, params: dict, c: int, s: int, ev: Evaluation,
-             models: list, error_score: Any) -> None:
-    """Fit candidate ``c`` on split ``s``'s training rows; a failed fit scores ``error_score`` (a diverged one is
-    reported as such)."""
+             models: list, error_score: Any, trains: list) -> None:
+    """Fit candidate ``c`` on split ``s``'s training rows (``trains[s]`` for a table); a failed fit scores
+    ``error_score`` (a diverged one is reported as such)."""
     from ._fused_online import StreamFitted, online_learner
 
     est = clone(estimator).set_params(**params)
@@ -256,7 +270,7 @@ def _fit_one(ctx: Context, sub: Context, estimator: Any, params: dict, c: int, s
     t0 = time.perf_counter()
     try:
         if ctx.table is not None:
-            fit_rows(ctx, sub, est, s)
+            fit_rows(ctx, sub, est, s, trains[s])
         else:
             X_train = sub.rows(ctx.dX, s, TRAIN)
             y_train = None if ctx.dy is None else sub.rows(ctx.dy, s, TRAIN)

@@ -351,15 +351,13 @@ class FusedSGD:
         from ._split import select_rows
 
         counts = self.plan.chunk_counts(self.row_chunks, self.dy)
+        if self.table is not None:  # the table's columns: this project's pipeline, on each split's rows
+            return self.table.fit_preprocessing(steps, self.dX, self.dy, self.plan, counts)
         fitted = []
         with reuse_statistics():
             for s in range(self.plan.n_splits):
-                y_train = select_rows(self.dy, self.plan, s, TRAIN, y=self.dy, counts=counts)
-                if self.table is not None:  # the table's columns: this project's pipeline, on the split's rows
-                    fitted.append(self.table.fit_preprocessing(steps, self.dX, self.dy, y_train, self.plan, s,
-                                                                counts))
-                    continue
-                X_train = select_rows(self.dX, self.plan, s, TRAIN, y=self.dy, counts=counts)
+                X_train, y_train = (select_rows(a, self.plan, s, TRAIN, y=self.dy, counts=counts)
+                                    for a in (self.dX, self.dy))
                 fitted.append(Pipeline([(n, clone(t)) for n, t in steps]).fit(X_train, y_train))
         return tuple(fitted)
 

@@ -33,7 +33,8 @@ import numpy as np
 
 from .._folds import TRAIN
 
-__all__ = ["TableChunks", "decoded", "fit_rows", "score_table_pass", "table_input", "table_rows", "table_target"]
+__all__ = ["TableChunks", "decoded", "fit_rows", "own_target", "score_table_pass", "split_statistics", "table_input",
+           "table_rows", "table_target"]
 
 
 def table_input(estimator: Any, X: Any) -> Any:
@@ -170,16 +171,20 @@ def _score_canonical(c: Any, y: np.ndarray, *, chunk_index: int, row_start: int,
     return out
 
 
-def fit_rows(ctx: Any, sub: Any, est: Any, split: int) -> None:
-    """Fit the pipeline ``est`` on ``split``'s training rows of ``ctx.table`` (``sub.plan``'s split)."""
-    own = ctx.y is None  # the table's own target: the pipeline takes it, and its levels, from the table
-    X_train = table_rows(ctx.table, ctx.dy, sub.plan, split, TRAIN, sub.split_counts(), keep_target=own)
-    if own or ctx.dy is None:
+def fit_rows(ctx: Any, sub: Any, est: Any, split: int, X_train: Any) -> None:
+    """Fit the pipeline ``est`` on ``split``'s training rows ``X_train`` of ``ctx.table`` (``sub.plan``'s split;
+    the table's own target among them when ``ctx.y`` is None: ``own_target``)."""
+    if own_target(ctx) or ctx.dy is None:
         est.fit(X_train)
     else:
         y_train = sub.rows(ctx.dy, split, TRAIN)
         est.fit(X_train, y_train if ctx.table.lazy else np.asarray(y_train.compute()))
         est._target_levels = ctx.levels  # decode its predictions as a fit on the labels would
+
+
+def own_target(ctx: Any) -> bool:
+    """Whether the pipelines take the table's own target (and its levels) from the table, as a plain fit does."""
+    return ctx.y is None
 
 
 def decoded(codes: Any, levels: np.ndarray | None) -> Any:
@@ -220,16 +225,21 @@ class TableChunks:
 
         return Table(self.schema, data=self.reader(blocks))
 
-    def fit_preprocessing(self, steps: list, table: Any, dy: Any, y_train: Any, plan: Any, split: int,
-                          counts: np.ndarray) -> Any:
-        """A pipeline's steps before the last, fitted on ``split``'s training rows of ``table`` (``y_train``: their
-        targets, for a step that takes them)."""
+    @staticmethod
+    def fit_preprocessing(steps: list, table: Any, dy: Any, plan: Any, counts: np.ndarray) -> tuple:
+        """A pipeline's steps before the last, fitted on each split's training rows of ``table`` (with their
+        targets, for a step that takes them), every split's statistics from one pass (``split_statistics``).)"""
         from sklearn.base import clone
 
         from ..pipeline import Pipeline
+        from ..preprocessing._base import given_summaries
+        from ._split import select_rows
 
-        X_train = table_rows(table, dy, plan, split, TRAIN, counts, keep_target=False)
-        return Pipeline([(n, clone(t)) for n, t in steps]).fit(X_train, y_train)
+        pre = Pipeline([(n, clone(t)) for n, t in steps])
+        trains, given = split_statistics(pre, table, dy, plan, counts, keep_target=False)
+        with given_summaries(given):
+            return tuple(clone(pre).fit(X_train, select_rows(dy, plan, s, TRAIN, y=dy, counts=counts))
+                         for s, X_train in enumerate(trains))
 
     def pipeline(self, pre: Any, name: str, est: Any) -> Any:
         """A split's fitted preprocessing and fitted final step as one fitted pipeline."""
@@ -238,3 +248,54 @@ class TableChunks:
         out = Pipeline([*pre.steps, (name, est)])
         out._target_levels = self.levels
         return out
+
+
+def split_statistics(estimator: Any, table: Any, dy: Any, plan: Any, counts: np.ndarray,
+                     keep_target: bool) -> tuple[list, dict]:
+    """Every split's training rows of ``table`` (``table_rows``) and, for a stored table, the statistics the
+    pipeline ``estimator``'s preprocessing asks of them — every split's in **one** pass, each chunk's training
+    rows of every split summarised in the task that reads it — keyed for ``preprocessing._base.given_summaries``
+    (a pipeline fitted on a split's table inside that block makes no statistics pass of its own)."""
+    from ..passes import one_pass
+    from ..pipeline import _Chain
+    from ..preprocessing._base import needs_key
+
+    trains = [table_rows(table, dy, plan, s, TRAIN, counts, keep_target) for s in range(plan.n_splits)]
+    head = estimator._head(with_final=estimator._is_chain())
+    if not head or not table.lazy:
+        return trains, {}
+    needs = _Chain(head)._table_needs(table.schema)
+    names = [n for n in table.schema.names if n in needs]
+    if not names:
+        return trains, {}
+    frozen = {n: frozenset(needs[n]) for n in names}
+    levels = {n: len(table.schema[n].levels) for n in names if table.schema[n].kind == "categorical"}
+    sources, _ = table.sources(names)
+    per_split = one_pass(_split_stats_block, _merge_splits, *sources, dy if plan.needs_y else None,
+                         reader=table.reader(names, table.schema), n_sources=len(sources), needs=frozen,
+                         n_levels=levels, plan=plan)
+    return trains, {needs_key(t, needs): summaries for t, summaries in zip(trains, per_split)}
+
+
+def _split_stats_block(*blocks: np.ndarray, chunk_index: int, row_start: int, reader: Any, n_sources: int,
+                       needs: dict, n_levels: dict, plan: Any) -> list[dict]:
+    """A chunk's column summaries over each split's training rows (``preprocessing._base._stats_block`` per
+    split)."""
+    from ..preprocessing._base import summarize
+    from ._split import chunk_memberships
+
+    c = reader(blocks[:n_sources])
+    y = blocks[n_sources]
+    M = chunk_memberships(plan, row_start, np.zeros(c.n) if y is None else np.asarray(y).ravel())
+    out = []
+    for s in range(plan.n_splits):
+        keep = M[s] == TRAIN
+        out.append({name: summarize(c.columns[name][keep], kind, needs[name], n_levels.get(name, 0), name)
+                    for name, (_, kind) in reader.where.items()})
+    return out
+
+
+def _merge_splits(parts: list[list[dict]]) -> list[dict]:
+    from ..preprocessing._base import merge_summaries
+
+    return [merge_summaries([p[s] for p in parts]) for s in range(len(parts[0]))]

@@ -190,3 +190,30 @@ def test_the_fused_search_trains_a_table_pipelines_candidates_in_shared_reads(ta
     assert sum(read.reads.values()) - before == n_chunks * (n_columns + 12 * 2 * (n_columns + 1) + n_columns + 1)
     np.testing.assert_allclose(fused.cv_results_["split1_test_score"], generic.cv_results_["split1_test_score"],
                                rtol=1e-9)
+
+
+def _worker_reads(client) -> int:
+    from scaleml_dask.io import read
+
+    return sum(sum(c.values()) for c in client.run(lambda: dict(read.reads)).values())
+
+
+def test_table_searches_on_the_cluster_equal_the_threaded_ones(client, table):
+    """The fused and the generic table search run on worker processes (their readers, fitted pipelines and
+    per-split statistics pickled to the workers) and give the threaded scheduler's numbers; the workers read."""
+    import dask
+
+    _, store = table
+    sgd = sm.SGDRegressor(mode="local", rounds=1, batch_size=40, eta0=0.005, random_state=1)
+    pipe = pipeline.make_pipeline(_pre(OURS), sgd)
+    grids = [{"sgdregressor__alpha": [1e-4, 1e-2]}, {"sgdregressor__alpha": [1e-4], ENCODER: [2, None]}]
+    reads = _worker_reads(client)
+    on_cluster = [GridSearchCV(pipe, g, cv=KFold(3, random_state=6)).fit(store) for g in grids]
+    assert _worker_reads(client) > reads
+    with dask.config.set(scheduler="threads"):
+        threaded = [GridSearchCV(pipe, g, cv=KFold(3, random_state=6)).fit(store) for g in grids]
+    assert on_cluster[0].passes_ == 2 and on_cluster[1].passes_ is None
+    for a, b in zip(on_cluster, threaded):
+        np.testing.assert_allclose(a.cv_results_["split2_test_score"], b.cv_results_["split2_test_score"],
+                                   rtol=1e-12)
+        assert a.best_params_ == b.best_params_

@@ -349,7 +349,7 @@ def test_fit_resumes_after_the_process_is_killed(client, logistic_data, tmp_path
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cmd = [sys.executable, str(script), str(ck), str(out)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
+    deadline = time.time() + 300  # the script's imports and cluster start take long on a busy machine
     while not list(ck.glob("ckpt-*.npz")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -357,7 +357,7 @@ def test_fit_resumes_after_the_process_is_killed(client, logistic_data, tmp_path
     assert proc.returncode == -signal.SIGKILL and not out.exists()
     done = sorted(ck.glob("ckpt-*.npz"))
     assert done and done[-1].name < "ckpt-00000004.npz"
-    second = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, timeout=120, check=True)
+    second = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, timeout=400, check=True)
     epochs = [int(line.split()[1]) for line in second.stdout.splitlines() if line.startswith("epoch")]
     assert epochs and epochs[0] > 1 and epochs[-1] == 4  # resumed, not restarted
     full = SGDClassifier(mode="sync", epochs=4, batch_size=2000).fit(dX, dy)

@@ -127,6 +127,12 @@ class ColumnEncoder:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise IngestError(f"column {self.name!r} ({values.type}) cannot be read as numbers: {exc}") from None
         out = np.array(out, dtype=np.float64)  # writable, owned
+        infinite = np.flatnonzero(np.isinf(out))
+        if infinite.size:  # "inf", or a number past float64's range such as 1e999: no estimator can use it
+            i = int(infinite[0])
+            raise IngestError(f"column {self.name!r}, {locate(i)}: {out[i]} is not a finite number "
+                              f"({infinite.size} such value(s) in this piece); fix the source, or drop the column "
+                              f"(--drop {self.name})")
         missing = np.isnan(out)
         if missing.any():
             if self.fill is not None:

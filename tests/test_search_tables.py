@@ -47,12 +47,12 @@ def _frame(n: int, seed: int) -> pd.DataFrame:
                          "y": signal + rng.normal(size=n), "label": (signal + rng.logistic(size=n) > 0).astype(int)})
 
 
-def _pre(m):
+def _pre(m, sparse=False):
     return m.make_column_transformer(
         (m.make_pipeline(m.SimpleImputer(), m.StandardScaler()), ["price", "qty"]),
         (m.make_pipeline(m.SimpleImputer(strategy="most_frequent"),
-                         m.OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False)),
-         ["region", "city"]))
+                         m.OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=sparse)),
+         ["region", "city"]), sparse_threshold=0.9)
 
 
 SK = SimpleNamespace(make_column_transformer=sklearn.compose.make_column_transformer,
@@ -140,7 +140,8 @@ def test_train_test_split_of_a_stored_table_and_labels_as_strings(table):
     words = np.where(df["label"] == 1, "buy", "pass").astype(object)
     sgd = sm.SGDClassifier(mode="local", rounds=2, batch_size=50, random_state=0)
     cv = StratifiedKFold(3, random_state=4)
-    res = cross_validate(pipeline.make_pipeline(_pre(OURS), sgd), X, words, cv=cv, return_estimator=True)
+    res = cross_validate(pipeline.make_pipeline(_pre(OURS, sparse=True), sgd), X, words, cv=cv,
+                         return_estimator=True)  # the encoder's output sparse
     for (_, te), est, score in zip(cv.split(X, words), res["estimator"], res["test_score"]):
         predicted = est.predict(X.iloc[te])
         assert set(predicted) <= {"buy", "pass"}

@@ -149,7 +149,7 @@ def _score_canonical(c: Any, y: np.ndarray, *, chunk_index: int, row_start: int,
                      scorers: list, plan: Any) -> list:
     """The states of ``jobs`` on canonical columns ``c`` (a chunk, or a whole table in memory)."""
     from .._tabular import Canonical, Table
-    from ..metrics._scorer import score_rows
+    from ..metrics._scorer import _response
 
     parts: dict[Any, tuple] = {None: (c, y)}
     M = None
@@ -166,8 +166,9 @@ def _score_canonical(c: Any, y: np.ndarray, *, chunk_index: int, row_start: int,
         if rows.n == 0:
             out.append([None] * len(scorers))
             continue
-        Xt = model.preprocess(Table(schema, data=rows))
-        out += score_rows([(model._final_estimator, 0)], {0: (Xt, ys, None)}, scorers)
+        Xt = model.preprocess(Table(schema, data=rows))  # dense, or CSR as the preprocessing gives it
+        cache: dict = {}
+        out.append([sc.state(ys, _response(model._final_estimator, sc.response, Xt, cache), None) for sc in scorers])
     return out
 
 

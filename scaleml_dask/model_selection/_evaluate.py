@@ -9,6 +9,9 @@
   on each split's training rows — a ``passes.derived`` selection, no copy — and then every fitted model is scored
   on its split's test rows with every scorer in **one** pass (``metrics._scorer.score_pass``). Callable scorers
   (and ``score`` of estimators that are neither classifiers nor regressors) take a pass of their own per model.
+
+A pipeline of this project given a table (a stored table, a DataFrame) takes either path on the table itself
+(``_tables``): each split's rows are a table of selections, its preprocessing fitted on them only.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ uvloop 0.23). It serves ``model.to_sklearn()`` saved with joblib, its format.
 
 ``--tables`` serves a pipeline of raw columns (one-hot, impute, scale, a boolean passed through, Ridge) against
 MLServer serving the same scikit-learn pipeline, fitted on the same rows (predictions equal to 1e-9; every answer
-checked before the load): the same MLServer pandas-codec request bodies of 1 and 100 rows to both.
+checked before the load): the same MLServer pandas-codec request bodies of 1 and 100 rows to both, adaptive batching
+off and on.
 
 ``--frameworks`` measures the transport choice instead: the same dataplane behind this plain ASGI app and
 behind Starlette, and JSON decoding/encoding with the standard library, orjson and msgspec.
@@ -215,6 +216,16 @@ def _best(results: dict, key: tuple, r: dict) -> None:
         results[key] = r
 
 
+def _measure(best: dict, key: tuple, url: str, body: bytes, seconds: float, max_requests: int) -> None:
+    """One cell after a second of warm-up, printed, the best of its rounds kept in ``best``."""
+    server, cell, batching = key
+    load(url, body, 1.0, max_requests)  # warm-up
+    r = load(url, body, seconds, max_requests)
+    print(f"{server:8} batching={'on ' if batching else 'off'} {cell:7} {r['rps']:9.0f} req/s p50 {r['p50']:6.2f} "
+          f"ms p99 {r['p99']:6.2f} ms errors {r['errors']}", flush=True)
+    _best(best, key, r)
+
+
 def compare(seconds: float, max_requests: int, rounds: int) -> list[dict]:
     """Both servers up at once (idle between cells); cells round robin, ``rounds`` times, best kept."""
     model, X = fit_model()
@@ -239,12 +250,7 @@ def compare(seconds: float, max_requests: int, rounds: int) -> list[dict]:
                                 continue  # MLServer has no V1 endpoint
                             path = "/v1/models/reg:predict" if cell.startswith("v1") else "/v2/models/reg/infer"
                             url = f"http://127.0.0.1:{ports[server]}{path}"
-                            load(url, body, 1.0, max_requests)  # warm-up
-                            r = load(url, body, seconds, max_requests)
-                            print(f"{server:8} batching={'on ' if batching else 'off'} {cell:7} {r['rps']:9.0f} "
-                                  f"req/s p50 {r['p50']:6.2f} ms p99 {r['p99']:6.2f} ms errors {r['errors']}",
-                                  flush=True)
-                            _best(best, (server, cell, batching), r)
+                            _measure(best, (server, cell, batching), url, body, seconds, max_requests)
             finally:
                 for proc in procs.values():
                     stop(proc)
@@ -345,7 +351,8 @@ def check_answers(url: str, body: bytes, expected: np.ndarray) -> None:
 
 def compare_tables(seconds: float, max_requests: int, rounds: int) -> list[dict]:
     """Raw rows: `scaleml serve` of the pipeline against MLServer serving scikit-learn's, both up at once, the same
-    pandas-codec bodies, cells round robin ``rounds`` times, best kept; every answer checked once first."""
+    pandas-codec bodies, adaptive batching off then on (both servers), cells round robin ``rounds`` times, best
+    kept; every answer checked once first."""
     from scaleml_dask.deploy.registry import save_model
 
     ours, theirs, frame = table_pipelines()
@@ -354,41 +361,41 @@ def compare_tables(seconds: float, max_requests: int, rounds: int) -> list[dict]
     best: dict[tuple, dict] = {}
     with tempfile.TemporaryDirectory(dir=DATA) as tmp:
         save_model(ours, Path(tmp) / "scaleml" / "tables", data=frame)
-        ports = {"scaleml": free_port(), "mlserver": free_port()}
-        procs = {"scaleml": start_scaleml(Path(tmp) / "scaleml" / "tables", ports["scaleml"], False),
-                 "mlserver": start_mlserver(theirs, Path(tmp) / "mlserver", ports["mlserver"], False, "tables")}
-        try:
-            for server, proc in procs.items():
-                wait_ready(ports[server], proc)
-            for cell, body in payloads.items():
-                n = int(cell.split("-")[1])
-                for server in procs:
-                    check_answers(f"http://127.0.0.1:{ports[server]}/v2/models/tables/infer", body,
-                                  theirs.predict(rows.iloc[:n]))
-            for _ in range(rounds):
+        for batching in (False, True):
+            ports = {"scaleml": free_port(), "mlserver": free_port()}
+            procs = {"scaleml": start_scaleml(Path(tmp) / "scaleml" / "tables", ports["scaleml"], batching),
+                     "mlserver": start_mlserver(theirs, Path(tmp) / f"mlserver-{batching}", ports["mlserver"],
+                                                batching, "tables")}
+            try:
+                for server, proc in procs.items():
+                    wait_ready(ports[server], proc)
                 for cell, body in payloads.items():
+                    n = int(cell.split("-")[1])
                     for server in procs:
-                        url = f"http://127.0.0.1:{ports[server]}/v2/models/tables/infer"
-                        load(url, body, 1.0, max_requests)  # warm-up
-                        r = load(url, body, seconds, max_requests)
-                        print(f"{server:8} {cell:7} {r['rps']:9.0f} req/s p50 {r['p50']:6.2f} ms p99 "
-                              f"{r['p99']:6.2f} ms errors {r['errors']}", flush=True)
-                        _best(best, (server, cell, False), r)
-        finally:
-            for proc in procs.values():
-                stop(proc)
+                        check_answers(f"http://127.0.0.1:{ports[server]}/v2/models/tables/infer", body,
+                                      theirs.predict(rows.iloc[:n]))
+                for _ in range(rounds):
+                    for cell, body in payloads.items():
+                        for server in procs:
+                            url = f"http://127.0.0.1:{ports[server]}/v2/models/tables/infer"
+                            _measure(best, (server, cell, batching), url, body, seconds, max_requests)
+            finally:
+                for proc in procs.values():
+                    stop(proc)
     return [{"server": k[0], "cell": k[1], "batching": k[2], **r} for k, r in best.items()]
 
 
 def tables_table(rows: list[dict]) -> str:
-    by = {(r["server"], r["cell"]): r for r in rows}
-    lines = ["| raw rows (pandas-codec request) | scaleml req/s | p50 / p99 ms | errors | MLServer req/s | "
-             "p50 / p99 ms | errors | req/s ratio | p99 ratio (ours / theirs) |", "|---" * 9 + "|"]
-    for cell, label in (("pd-1", "1 row"), ("pd-100", "100 rows")):
-        ours, theirs = by[("scaleml", cell)], by[("mlserver", cell)]
-        lines.append(f"| {label} | {ours['rps']:,.0f} | {ours['p50']:.2f} / {ours['p99']:.2f} | {ours['errors']} | "
-                     f"{theirs['rps']:,.0f} | {theirs['p50']:.2f} / {theirs['p99']:.2f} | {theirs['errors']} | "
-                     f"**{ours['rps'] / theirs['rps']:.2f}×** | {ours['p99'] / theirs['p99']:.2f} |")
+    by = {(r["server"], r["cell"], r["batching"]): r for r in rows}
+    lines = ["| raw rows (pandas-codec request) | batching | scaleml req/s | p50 / p99 ms | errors | MLServer req/s | "
+             "p50 / p99 ms | errors | req/s ratio | p99 ratio (ours / theirs) |", "|---" * 10 + "|"]
+    for batching in (False, True):
+        for cell, label in (("pd-1", "1 row"), ("pd-100", "100 rows")):
+            ours, theirs = by[("scaleml", cell, batching)], by[("mlserver", cell, batching)]
+            lines.append(f"| {label} | {'on' if batching else 'off'} | {ours['rps']:,.0f} | {ours['p50']:.2f} / "
+                         f"{ours['p99']:.2f} | {ours['errors']} | {theirs['rps']:,.0f} | {theirs['p50']:.2f} / "
+                         f"{theirs['p99']:.2f} | {theirs['errors']} | **{ours['rps'] / theirs['rps']:.2f}×** | "
+                         f"{ours['p99'] / theirs['p99']:.2f} |")
     return "\n".join(lines)
 
 

@@ -160,7 +160,8 @@ class InputSchema:
                 raise TableInputError(f"column {name!r} is missing (the input columns are {self.names})",
                                       column=name)
             values = frame[name]
-            few = n <= FEW_ROWS and not _is_categorical_series(values)
+            # a served request's Python lists (any length) and a few rows: converted value by value
+            few = type(values) is list or n <= FEW_ROWS and not _is_categorical_series(values)
             if col.kind == "categorical":
                 out[name], unknown[name] = (_few_codes(name, values, self._index(name)) if few
                                             else _codes(name, values, col.levels))
@@ -243,7 +244,12 @@ def _missing(v: Any) -> bool:
 
 
 def _few_floats(name: str, kind: str, values: Any) -> np.ndarray:
-    """``_floats`` for a few rows, value by value."""
+    """``_floats`` for a few rows, value by value (numbers and nulls: numpy's conversion at once, as ``float``)."""
+    if type(values) is list and _types(values) <= (_NUMBER_TYPES if kind == "numeric" else _BOOLEAN_TYPES):
+        try:
+            return np.array(values, dtype=np.float64)  # None -> NaN
+        except OverflowError:
+            pass  # an integer beyond float64: named below
     out = np.empty(len(values))
     for i, v in enumerate(_items(values)):
         if _missing(v):
@@ -263,8 +269,8 @@ def _few_floats(name: str, kind: str, values: Any) -> np.ndarray:
         else:
             try:
                 out[i] = float(v)
-            except (TypeError, ValueError):
-                raise TableInputError(f"column {name!r}: {v!r} is not a number", column=name) from None
+            except (TypeError, ValueError, OverflowError):
+                raise TableInputError(f"column {name!r}: {v!r:.60} is not a number", column=name) from None
     return out
 
 
@@ -290,8 +296,24 @@ def _seconds_of(name: str, v: Any) -> float:
     return t.timestamp()
 
 
+#: Python types a served column of numbers holds (null: None).
+_NUMBER_TYPES = frozenset({int, float, type(None)})
+_BOOLEAN_TYPES = frozenset({bool, type(None)})
+#: A code ``_few_codes``'s lookup gives a value that is not a known level (then read value by value).
+_NOT_FOUND = np.iinfo(np.int32).min
+
+
+def _types(values: list) -> set:
+    return set(map(type, values))
+
+
 def _few_codes(name: str, values: Any, index: dict[str, int]) -> tuple[np.ndarray, list[str]]:
-    """``_codes`` for a few rows, value by value."""
+    """``_codes`` for a few rows, value by value (known levels and nulls: one lookup each, at once)."""
+    if type(values) is list:
+        codes = np.array([index.get(v, _NOT_FOUND) if type(v) is str else
+                          (MISSING_CODE if v is None else _NOT_FOUND) for v in values], dtype=np.int32)
+        if not (codes == _NOT_FOUND).any():
+            return codes, []
     codes = np.empty(len(values), dtype=np.int32)
     unknown: list[str] = []
     for i, v in enumerate(_items(values)):

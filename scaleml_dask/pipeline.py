@@ -34,6 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._tabular import InputSchema, Table, TableInputError, as_table, refuse_unprepared, target_values
 from .preprocessing._base import (
+    TABLE_BLOCKS,
     ColumnState,
     OnnxPiece,
     Piece,
@@ -276,7 +277,7 @@ class Pipeline(TableNode, _SkPipeline):
         rest = self._rest(head, with_final=True)
         result = None
         for k, step in enumerate(rest):
-            Xt = self._features(table, head, rest[:k], step)
+            Xt = self._features(table, head, rest[:k], step, fitting=True)
             kwargs = routed.get(self._name_of(step), {})
             if _online(step):
                 self._learn_stream(step, Xt, target)
@@ -344,9 +345,10 @@ class Pipeline(TableNode, _SkPipeline):
             step.learn_many(Xb, yb)
 
     # -- the features each step sees -----------------------------------------------------------------------
-    def _features(self, X: Any, head: list[TableNode], before: list[Any], step: Any) -> Any:
+    def _features(self, X: Any, head: list[TableNode], before: list[Any], step: Any, fitting: bool = False) -> Any:
         """What ``step`` gets: ``X`` through the head and the fitted steps ``before``, dense unless ``step`` takes
-        sparse input; numpy for raw values, a ``passes.derived`` dask array for stored data."""
+        sparse input; numpy for raw values, a ``passes.derived`` dask array for stored data (``fitting`` an
+        estimator that takes table blocks, SGD's local epochs: chunks of its parts, ``TableBlock``)."""
         consumer = before[0] if before else step
         what = f"the preprocessing of {type(step).__name__}" if not _skip(step) else "the pipeline's output"
         if not head:
@@ -355,6 +357,8 @@ class Pipeline(TableNode, _SkPipeline):
         sparse = chain._table_sparse() and (_skip(consumer) or _accepts_sparse(consumer))
         then = _Then(before) if before else None
         if isinstance(X, Table) and X.lazy:
+            if fitting and not before and getattr(step, "_takes_table_blocks", lambda: False)():
+                sparse = TABLE_BLOCKS  # the chunks reach the estimator's kernel as their parts, dense or sparse
             width = chain._n_out
             for b in before:
                 width = _width_after(b, width)

@@ -65,7 +65,9 @@ def test_a_worker_quota_stretches_the_workers_cpu_work_and_bounds_the_cpus_they_
     assert t["compute"] == pytest.approx(4 * (0.1 + 0.002) * 4)  # a quarter of a core: 4x the time
     cpu = (16 * 0.102 + 2 * (0.01 + 0.002) + 18 * 0.0015) / 2  # 4 x 0.25 worker CPUs + 2: the 2 cores bound
     assert t["cpu"] == pytest.approx(cpu)
-    assert dominant(t) == "compute"
+    # the hosts' CPU seconds (chunk tasks and combines) over their quotas: a little more than the chain of chunks
+    assert t["host CPU"] == pytest.approx((16 * 0.102 + 2 * 0.012) / (4 * 0.25))
+    assert dominant(t) == "host CPU" and t["total"] == pytest.approx(t["host CPU"] + t["fixed"])
     # a sync step waits for the busiest host's CPU: its gradients and its task, stretched 4x
     s = Workload("sgd-sync", 8 * 250_000, 32, batch_size=2000)
     sync = predict(s, Cluster(4, link_bps=1e9, cores=16, worker_cpus=0.25), K)

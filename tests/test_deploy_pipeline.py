@@ -198,3 +198,9 @@ def test_onnx_encoders_imputers_unknown_levels(table):
                            sm.LinearRegression()).fit(frame, table[1])
     with pytest.raises(Exception, match="Unknown Category"):  # handle_unknown="error": the ONNX-ML operator refuses
         _session(strict).run(["predict"], onnx_inputs(strict, pd.DataFrame({"region": ["atlantis"]})))
+    lenient = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["region"]),
+                                                    remainder="drop"), sm.LinearRegression()).fit(frame, table[1])
+    unseen = pd.DataFrame({"region": ["atlantis", frame["region"].dropna().iloc[0]]})
+    got = _session(lenient).run(["predict"], onnx_inputs(lenient, unseen))[0]
+    assert lenient[:-1].transform(unseen)[0].sum() == 0  # the unknown level encodes as zeros, the known one not
+    np.testing.assert_allclose(got, [lenient[-1].intercept_, lenient.predict(unseen)[1]], rtol=1e-12)

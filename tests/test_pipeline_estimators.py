@@ -97,6 +97,44 @@ def test_each_chunk_is_transformed_inside_the_estimators_tasks(client, store, re
         np.testing.assert_allclose(pipe.predict(path).compute(), ref.predict(X).compute(), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("params", [
+    {"learning_rate": "constant", "penalty": "l2", "alpha": 1e-3},  # lazy regularisation: O(nnz) steps
+    {"learning_rate": "invscaling", "penalty": None, "validation_fraction": 0.1},
+    {"learning_rate": "adagrad", "penalty": "l1", "alpha": 1e-4}], ids=["constant-l2", "invscaling-val", "adagrad-l1"])
+def test_sgd_local_folds_the_preprocessing_into_its_kernel(store, monkeypatch, params):
+    """Local SGD takes each stored chunk as its parts (imputed and scaled numbers, one-hot codes) and makes the rows
+    inside the kernel (``local_kernel_table``): equal to SGD on the chunks' CSR blocks to 1e-10, for every rule."""
+    import dask
+    import scipy.sparse as sp
+
+    from scaleml_dask.sgd import _sparse
+
+    calls = Counter()
+
+    def counted(name):
+        kernel = getattr(_sparse, name)
+
+        def wrapper(*args):
+            calls[name] += 1
+            return kernel(*args)
+        return wrapper
+
+    for name in ("local_kernel_table", "local_kernel_csr"):
+        monkeypatch.setattr(_sparse, name, counted(name))
+    make = lambda: sm.SGDClassifier(mode="local", rounds=2, batch_size=150, eta0=0.05, random_state=3,  # noqa: E731
+                                    **params)
+    with dask.config.set(scheduler="sync"):  # in this process, so the kernels' calls are counted
+        pipe = make_pipeline(_pre(), make()).fit(store)
+        assert calls == {"local_kernel_table": 2 * N_CHUNKS}  # every chunk of both rounds, no CSR block
+        Xt = pipe[:-1].transform(store)  # the same rows as CSR blocks: the unfolded path
+        Xt = Xt.map_blocks(sp.csr_matrix, meta=sp.csr_matrix((0, Xt.shape[1])))
+        ref = make().fit(Xt, sm.open_dataset(store)["y"].data)
+    assert calls["local_kernel_csr"] == 2 * N_CHUNKS
+    np.testing.assert_allclose(pipe[-1].coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(pipe[-1].intercept_, ref.intercept_, rtol=1e-10, atol=1e-12)
+    assert np.abs(ref.coef_).max() > 0.01  # it learned something
+
+
 def test_linear_regression_on_full_one_hot_predicts_as_scikit_learn(store):
     """drop=None with an intercept: X is exactly rank deficient; the minimum-norm solution, as scikit-learn."""
     from sklearn.compose import make_column_transformer as sk_ct

@@ -153,3 +153,51 @@ def test_drift_monitoring_watches_the_numeric_columns(served):
     assert {re.search(r'feature="([^"]+)"', m).group(1) for m in features} == {"price", "qty", "member"}
     n_missing = int(frame.head(200)["price"].isna().sum())  # rows with a missing price are not monitored
     assert seen - seen0 == 200 - n_missing and skipped - skipped0 == 100 + n_missing
+
+
+def test_concurrent_raw_row_requests_are_batched_each_answered_with_its_own_rows(served, tmp_path):
+    """Under --max-batch-size, raw-row requests (V2 columns, pandas codec, V1 records) coalesce into one model call
+    as numeric ones do; a request the encoder refuses (an unknown level) fails alone, the others of its batch are
+    answered."""
+    import asyncio
+
+    from test_serve import metric_samples, running, total
+
+    from scaleml_dask.deploy.serve import make_app
+
+    proc, base, metrics_port, pipes, rows, frame = served
+    reg = pipes["table-reg"]
+    save_model(reg, tmp_path / "table-reg", data=frame)
+    parts = [frame.iloc[i:i + 3].astype(object) for i in range(0, 60, 3)]  # 20 requests of 3 rows
+    bad = parts[7].copy()
+    bad.iloc[1, 0] = "atlantis"
+    forms = [lambda p: ("/v2/models/table-reg/infer", {"inputs": _v2_columns(p, reg)}),
+             lambda p: ("/v2/models/table-reg/infer", _pandas_codec(p)),
+             lambda p: ("/v1/models/table-reg:predict",
+                        {"instances": [{k: _plain(v) for k, v in r.items()} for r in p.to_dict("records")]})]
+
+    async def burst(url, frames):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            return await asyncio.gather(*[c.post(path, json=body) for path, body in
+                                          (forms[i % 3](p) for i, p in enumerate(frames))])
+
+    def answer(r):
+        return r.json()["outputs"][0]["data"] if "outputs" in r.json() else r.json()["predictions"]
+
+    app = make_app([tmp_path / "table-reg"], max_batch_size=1000, max_batch_time_ms=300)
+    with running(app) as client:
+        first = asyncio.run(burst(str(client.base_url), parts))
+        calls = total(metric_samples(client.get("/metrics").text), "scaleml_batch_rows_count", model="table-reg")
+        second = asyncio.run(burst(str(client.base_url), [*parts[:7], bad, *parts[8:]]))
+        s = metric_samples(client.get("/metrics").text)
+    for i, (r, p) in enumerate(zip(first, parts)):
+        assert r.status_code == 200, (i, r.text)
+        np.testing.assert_allclose(answer(r), reg.predict(p), rtol=1e-12)  # its own rows, not a neighbour's
+    assert total(s, "scaleml_batch_rows_sum", model="table-reg") == 2 * 60
+    assert calls < 20 and total(s, "scaleml_batch_rows_count", model="table-reg") - calls < 20  # batches formed
+    for i, (r, p) in enumerate(zip(second, parts)):
+        if i == 7:
+            assert r.status_code == 422 and "column 'region': unknown category 'atlantis'" in r.json()["error"]
+        else:
+            assert r.status_code == 200, (i, r.text)
+            np.testing.assert_allclose(answer(r), reg.predict(p), rtol=1e-12)

@@ -25,6 +25,7 @@ def test_tables_workflow_reports_each_stage(tmp_path, monkeypatch, client):
     titles = [s["title"] for s in doc["sections"]]
     assert titles[:3] == ["Tables: CSV -> ingest -> pipeline -> evaluate -> save", "Tables: held-out raw rows",
                           "Tables: the ingested columns"]
+    assert doc["sections"][0]["text"].endswith("then served raw rows.")  # worded from what happened
     measures = {r["measure"]: r["value"] for r in doc["sections"][1]["table"]}
     assert measures["held-out rows"] == 2000  # the last chunk of the tiny demo-table-small
     assert measures["accuracy"] > measures["planted model's accuracy"] - 0.08  # the planted model is the best

@@ -202,6 +202,8 @@ def run(config: dict, client, report) -> dict:
              {"step": "   of which the statistics pass (every transformer)", "seconds": stats_s,
               "rows / s": n / stats_s}]
     width = len(pipe[:-1].get_feature_names_out())
+    served, note = serve(saved, pipe, test_csv, config)
+    then = "then served raw rows" if served else "serving skipped (see below)"
     report.add_section(
         "Tables: CSV -> ingest -> pipeline -> evaluate -> save",
         text=(f"{n:,} rows of a mixed CSV ({train_csv.stat().st_size / 1e6:,.0f} MB: numbers with "
@@ -211,13 +213,12 @@ def run(config: dict, client, report) -> dict:
               f"grouped ({width} features), SGDClassifier. The "
               "preprocessing reads the data once for every transformer's statistics; each chunk is then transformed "
               "inside the classifier's tasks. Evaluated on held-out raw rows (a DataFrame, as a served request) "
-              f"against the planted model. Saved to the registry ({Path(saved['path']).name}), then served."),
+              f"against the planted model. Saved to the registry ({Path(saved['path']).name}), {then}."),
         table=steps, figures=[figure])
     report.add_section("Tables: held-out raw rows", text="The planted model's accuracy is the best achievable.",
                        table=[{"measure": k, "value": v} for k, v in metrics.items()])
     report.add_section("Tables: the ingested columns", text="What `scaleml catalog show` lists for the store.",
                        table=columns)
-    served, note = serve(saved, pipe, test_csv, config)
     report.add_section("Tables: serving raw rows", text=note, table=served or None)
     return {"ingest_seconds": ingest_s, "fit_seconds": fit_s, "statistics_seconds": stats_s, "features": width,
             **metrics, "saved": saved.get("saved", False), "served": served}

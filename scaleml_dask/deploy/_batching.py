@@ -5,6 +5,10 @@ rows; a short-lived task gathers what arrives within ``max_batch_time`` seconds 
 ``max_batch_size`` rows), awaits the model once on the stacked rows (``fn`` is a coroutine function: the
 call runs in the inference threads) and hands each caller its slice. The task exits when the queue is
 empty, so an idle or replaced model holds no task.
+
+Rows are a numeric matrix or, for a model of raw columns, ``{column: list of values}`` (a batch: each column's
+lists joined). When a batch of several requests fails (say one request holds a level the encoder refuses), each
+request is computed alone, so every caller gets its own answer or its own error.
 """
 
 from __future__ import annotations
@@ -25,17 +29,17 @@ class AdaptiveBatcher:
         self.max_batch_size = int(max_batch_size)
         self.max_batch_time = float(max_batch_time)
         self.on_batch = on_batch
-        self._queue: list[tuple[np.ndarray, asyncio.Future]] = []
+        self._queue: list[tuple[Any, asyncio.Future]] = []
         self._rows = 0
         self._more: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
 
-    async def submit(self, X: np.ndarray) -> dict[str, np.ndarray]:
+    async def submit(self, X: Any) -> dict[str, np.ndarray]:
         """The model's outputs for the rows of ``X``, computed together with concurrent submissions."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.append((X, future))
-        self._rows += len(X)
+        self._rows += _n_rows(X)
         if self._task is None:
             self._more = asyncio.Event()
             self._task = loop.create_task(self._run())
@@ -56,12 +60,12 @@ class AdaptiveBatcher:
             except TimeoutError:
                 return
 
-    def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+    def _take(self) -> list[tuple[Any, asyncio.Future]]:
         taken, rows = [], 0
-        while self._queue and (not taken or rows + len(self._queue[0][0]) <= self.max_batch_size):
+        while self._queue and (not taken or rows + _n_rows(self._queue[0][0]) <= self.max_batch_size):
             item = self._queue.pop(0)
             taken.append(item)
-            rows += len(item[0])
+            rows += _n_rows(item[0])
         self._rows -= rows
         return taken
 
@@ -70,21 +74,46 @@ class AdaptiveBatcher:
             while self._queue:
                 await self._gather()
                 batch = self._take()
-                X = batch[0][0] if len(batch) == 1 else np.concatenate([x for x, _ in batch])
+                X = batch[0][0] if len(batch) == 1 else _stack([x for x, _ in batch])
                 if self.on_batch is not None:
-                    self.on_batch(len(X))
+                    self.on_batch(_n_rows(X))
                 try:
                     out = await self.fn(X)
-                except Exception as exc:  # the callers get the model's error, each
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                except Exception as exc:
+                    if len(batch) == 1:  # the caller gets the model's error
+                        if not batch[0][1].done():
+                            batch[0][1].set_exception(exc)
+                        continue
+                    for x, future in batch:  # each request alone: its own answer or its own error
+                        await self._alone(x, future)
                     continue
                 start = 0
                 for x, future in batch:
-                    stop = start + len(x)
+                    stop = start + _n_rows(x)
                     if not future.done():
                         future.set_result({k: v[start:stop] for k, v in out.items()})
                     start = stop
         finally:
             self._task = None
+
+    async def _alone(self, X: Any, future: asyncio.Future) -> None:
+        try:
+            out = await self.fn(X)
+        except Exception as exc:  # noqa: BLE001 - handed to its caller
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(out)
+
+
+def _n_rows(X: Any) -> int:
+    """Rows of a matrix or of ``{column: values}``."""
+    return len(next(iter(X.values()))) if isinstance(X, dict) else len(X)
+
+
+def _stack(parts: list) -> Any:
+    """Requests' rows as one batch: matrices stacked, or each column's values joined."""
+    if isinstance(parts[0], dict):
+        return {name: [v for p in parts for v in p[name]] for name in parts[0]}
+    return np.concatenate(parts)

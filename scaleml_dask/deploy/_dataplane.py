@@ -131,7 +131,7 @@ class DataPlane:
         rows = len(next(iter(X.values()))) if table else len(X)
         self._check_response_size(model, rows, outputs)
         key = tuple(o for o in model.outputs if o in outputs)  # one batcher per subset of the model's outputs
-        if self.max_batch_size and not table:
+        if self.max_batch_size:
             batcher = model.batchers.get(key)
             if batcher is None:
                 batcher = model.batchers[key] = AdaptiveBatcher(

@@ -30,6 +30,9 @@ from ._errors import BadRequest, TooLarge, Unprocessable
 _ACCEPTED = {"categorical": ("BYTES",), "boolean": ("BOOL",), "numeric": ("FP64", "FP32", "INT64", "INT32"),
              "datetime": ("BYTES", "FP64", "INT64")}
 _INT_RANGES = {"INT32": 2**31, "INT64": 2**63}
+#: The Python types of values each datatype takes without a further check (integers are range-checked).
+_PLAIN = {"BYTES": frozenset({str, type(None)}), "BOOL": frozenset({bool, type(None)}),
+          "FP64": frozenset({int, float, type(None)}), "FP32": frozenset({int, float, type(None)})}
 
 
 def datatype_of(column: Any) -> str:
@@ -52,6 +55,9 @@ def input_specs(schema: Any) -> list[dict]:
 
 def _values(name: str, datatype: str, data: list) -> list:
     """Check the values of column ``name`` sent as ``datatype`` (null: missing); the values as a list."""
+    types = set(map(type, data))
+    if types <= _PLAIN.get(datatype, frozenset()):  # every value of the datatype or null: checked at once
+        return data
     what = f"column {name!r}"
     for v in data:
         if v is None:

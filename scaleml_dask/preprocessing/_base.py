@@ -470,15 +470,44 @@ def assemble(pieces: Sequence[Piece], n: int, sparse: bool, dtype: Any = np.floa
     value = np.array([cols[k].value for k in hot], dtype=np.float64)
     dense_pos = np.array([pos[k] for k in dense], dtype=np.int64)
     if sparse:
-        import scipy.sparse as sp
-
         order = np.array([dense.index(k) if k in dense else len(dense) + hot.index(k) for k in range(len(cols))],
                          dtype=np.int64)
-        data, indices, indptr = fill_csr(X, c, a, b, missing, dense_pos, H, offset, value, order)
-        return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=(n, width))
+        block = TableBlock((X, c, a, b, missing, dense_pos, H, offset, value, order), (n, width))
+        if sparse == TABLE_BLOCKS and np.dtype(dtype) == np.float64:
+            return block
+        return block.tocsr(dtype)
     out, stale, stale_offset = _dense_block(n, width, dense_pos, H, offset)
     fill_dense(out, X, c, a, b, missing, dense_pos, H, offset, value, stale, stale_offset)
     return out if np.dtype(dtype) == np.float64 else out.astype(dtype)
+
+
+#: ``assemble``'s ``sparse`` for a consumer that takes ``TableBlock`` (SGD's local epochs): the rows as their parts.
+TABLE_BLOCKS = "table"
+
+
+@dataclass(frozen=True)
+class TableBlock:
+    """A chunk's transformed rows kept as ``fill_csr``'s inputs (affine columns, one-hot codes), not written out:
+    SGD's local epochs read them row by row inside the kernel (``sgd._sparse.local_kernel_table``), touching only
+    the non-zeros; ``tocsr`` and row slices give the same rows as the CSR path."""
+
+    table_parts: tuple
+    shape: tuple[int, int]
+
+    def tocsr(self, dtype: Any = np.float64) -> Any:
+        import scipy.sparse as sp
+
+        data, indices, indptr = fill_csr(*self.table_parts)
+        return sp.csr_matrix((data.astype(dtype, copy=False), indices, indptr), shape=self.shape)
+
+    def __getitem__(self, rows: slice) -> Any:
+        """Rows ``rows`` (a slice) as CSR."""
+        X, c, a, b, missing, pos, H, offset, value, order = self.table_parts
+        lo, hi, _ = rows.indices(self.shape[0])
+        hi = max(lo, hi)
+        part = (np.ascontiguousarray(X[:, lo:hi]), c, a, b, missing, pos, np.ascontiguousarray(H[:, lo:hi]),
+                offset, value, order)
+        return TableBlock(part, (hi - lo, self.shape[1])).tocsr()
 
 
 def _assemble_blocks(pieces: Sequence[Piece], n: int, sparse: bool, dtype: Any) -> Any:

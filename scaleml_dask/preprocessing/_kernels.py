@@ -58,24 +58,34 @@ def fill_csr(X: np.ndarray, c: np.ndarray, a: np.ndarray, b: np.ndarray, missing
     nnz = 0
     indptr[0] = 0
     for i in range(n):
-        for t in order:
-            if t < k:
-                x = X[t, i]
-                v = missing[t] if x != x else (x - c[t]) * a[t] + b[t]
-                col = pos[t]
-            else:
-                g = t - k
-                h = H[g, i]
-                if h < 0:
-                    continue
-                v = value[g]
-                col = offset[g] + h
-            if v != 0.0:
-                data[nnz] = v
-                indices[nnz] = col
-                nnz += 1
+        nnz = fill_row(i, X, c, a, b, missing, pos, H, offset, value, order, data, indices, nnz)
         indptr[i + 1] = nnz
     return data[:nnz], indices[:nnz], indptr
+
+
+@njit(cache=True, nogil=True, inline="always")
+def fill_row(i: int, X: np.ndarray, c: np.ndarray, a: np.ndarray, b: np.ndarray, missing: np.ndarray,
+             pos: np.ndarray, H: np.ndarray, offset: np.ndarray, value: np.ndarray, order: np.ndarray,
+             data: np.ndarray, indices: np.ndarray, nnz: int) -> int:
+    """Row ``i``'s non-zeros (``fill_csr``'s) written at ``data[nnz:]`` / ``indices[nnz:]``; the new ``nnz``."""
+    k = X.shape[0]
+    for t in order:
+        if t < k:
+            x = X[t, i]
+            v = missing[t] if x != x else (x - c[t]) * a[t] + b[t]
+            col = pos[t]
+        else:
+            g = t - k
+            h = H[g, i]
+            if h < 0:
+                continue
+            v = value[g]
+            col = offset[g] + h
+        if v != 0.0:
+            data[nnz] = v
+            indices[nnz] = col
+            nnz += 1
+    return nnz
 
 
 @njit(cache=True, nogil=True)

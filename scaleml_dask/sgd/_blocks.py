@@ -133,6 +133,8 @@ def checked_targets(y: np.ndarray, index: int, row0: int, classes: np.ndarray | 
 def as_block(X: Any) -> Any:
     """A block as the kernels take it: C-contiguous float64, or a canonical CSR matrix (float64 values, int32
     indices) for a sparse block."""
+    if hasattr(X, "table_parts"):  # a pipeline's table chunk as its parts (local epochs take it as it is)
+        return X
     if not hasattr(X, "indptr") and not hasattr(X, "tocsr"):
         return np.ascontiguousarray(X, dtype=np.float64)
     return csr_block(X)
@@ -200,7 +202,8 @@ def local_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: in
                                         fit_intercept=problem.fit_intercept, schedule=problem.schedule,
                                         eta0=problem.eta0, power_t=problem.power_t, t0=t0)
     if not finite:  # NaN / inf in a training row (or diverged weights: then this finds nothing)
-        assert_finite(part.X, "X", chunk_index, row_start)
+        assert_finite_rows(part.X.tocsr() if hasattr(part.X, "table_parts") else part.X, "X", chunk_index,
+                           row_start)
     val = held_out_rows(part) if with_val else (None, None)
     return (send(W_new - W, problem, chunk_index), part.n_train, steps, *val)
 

@@ -326,6 +326,10 @@ def local_epochs(W: np.ndarray, X: np.ndarray, T: np.ndarray, *, start: int, n_t
         from ._sparse import csr_parts, local_kernel_csr
 
         kernel, data = local_kernel_csr, csr_parts(X)
+    elif hasattr(X, "table_parts"):  # a table chunk as its parts: rows made mini-batch by mini-batch (sgd._sparse)
+        from ._sparse import local_kernel_table
+
+        kernel, data = local_kernel_table, X.table_parts
     finite = kernel(Wt, *data, T, start, n_train, offsets, orders, batch_size, _LOSS_CODE[loss], fit_intercept,
                     _PENALTY_CODE[penalty], alpha, _SCHEDULE_CODE[schedule], eta0, power_t, t0, *moments)
     return Wt.T.copy(), orders.size, finite

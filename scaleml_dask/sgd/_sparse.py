@@ -20,6 +20,7 @@ import math
 import numba
 import numpy as np
 
+from ..preprocessing._kernels import fill_row
 from ._kernels import _update, loss_gradient, ring_row
 
 #: The scale of the lazily regularised weights is folded back into them below this.
@@ -120,6 +121,44 @@ def local_kernel_csr(Wt, data, indices, indptr, T, start, n_train, offsets, orde
         for c in range(n_out):
             for j in range(d):
                 Wt[c, j] *= scale
+    return finite
+
+
+@numba.njit(cache=True, nogil=True)
+def local_kernel_table(Wt, X, c, a, b, missing, pos, H, offset, value, order, T, start, n_train, offsets, orders,
+                       batch_size, loss_code, fit_intercept, penalty_code, alpha, schedule_code, eta0, power_t, t0, m,
+                       v, g2):  # pragma: no cover - compiled
+    """``local_kernel_csr`` on a table chunk given as its parts (``preprocessing._base.TableBlock``): each
+    mini-batch's rows are made in a small buffer (``fill_row``: imputed and scaled numbers, one-hot offsets, only
+    the non-zeros) and stepped by ``local_kernel_csr`` — no CSR copy of the chunk is written. Equal to the CSR
+    path up to the rounding of folding the lazy scale back after every step (``tests/test_pipeline_estimators``)."""
+    n = X.shape[1] if X.shape[0] else H.shape[1]
+    width = X.shape[0] + H.shape[0]
+    data = np.empty(batch_size * width)
+    indices = np.empty(batch_size * width, dtype=np.int32)
+    indptr = np.empty(batch_size + 1, dtype=np.int64)
+    Tb = np.empty((batch_size, T.shape[1]))
+    one_epoch, one_batch = np.zeros(1, dtype=np.int64), np.zeros((1, 1), dtype=np.int64)
+    t = t0
+    finite = True
+    indptr[0] = 0
+    for e in range(orders.shape[0]):
+        for step in range(orders.shape[1]):
+            lo = orders[e, step] * batch_size
+            hi = min(lo + batch_size, n_train)
+            nnz = 0
+            for u in range(lo, hi):
+                i = ring_row(u, offsets[e], start, n_train, n)
+                nnz = fill_row(i, X, c, a, b, missing, pos, H, offset, value, order, data, indices, nnz)
+                indptr[u - lo + 1] = nnz
+                Tb[u - lo] = T[i]
+            rows = hi - lo
+            ok = local_kernel_csr(Wt, data, indices, indptr[:rows + 1], Tb[:rows], 0, rows, one_epoch, one_batch,
+                                  rows, loss_code, fit_intercept, penalty_code, alpha, schedule_code, eta0, power_t,
+                                  t, m, v, g2)
+            t += 1.0
+            if e == 0 and not ok:
+                finite = False
     return finite
 
 

@@ -75,6 +75,11 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         for name in self._get_param_names():
             setattr(self, name, arguments[name])
 
+    def _takes_table_blocks(self) -> bool:
+        """A pipeline may hand the local epochs its stored chunks as table parts (``sgd._sparse.local_kernel_table``:
+        the preprocessing folded into the kernel); the other modes keep each chunk's CSR block."""
+        return self.mode == "local"
+
     @property
     def _n_epochs(self) -> int:
         """Epochs (sync, async) or rounds (local) that ``fit`` runs."""

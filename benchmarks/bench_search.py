@@ -200,6 +200,7 @@ def _timed(fn) -> float:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="500,000 rows: a smoke run, not a measurement")
+    ap.add_argument("--rows", type=int, default=5_000_000, help="rows of the store (chunks of 250,000)")
     ap.add_argument("--candidates", default="16,64")
     ap.add_argument("--rounds", type=int, default=2, help="epochs (rounds) per candidate")
     ap.add_argument("--batch-size", type=int, default=1000)
@@ -215,7 +216,7 @@ def main(argv=None) -> None:
 
     from scaleml_dask.io.synthetic import logistic_chunk
 
-    n, chunk = (500_000, 50_000) if args.quick else (5_000_000, 250_000)
+    n, chunk = (500_000, 50_000) if args.quick else (args.rows, 250_000)
     DATA.mkdir(parents=True, exist_ok=True)
     tables: dict[str, list[dict]] = {}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,

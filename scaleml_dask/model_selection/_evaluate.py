@@ -9,6 +9,9 @@
   on each split's training rows — a ``passes.derived`` selection, no copy — and then every fitted model is scored
   on its split's test rows with every scorer in **one** pass (``metrics._scorer.score_pass``). Callable scorers
   (and ``score`` of estimators that are neither classifiers nor regressors) take a pass of their own per model.
+
+A pipeline of this project given a table (a stored table, a DataFrame) takes either path on the table itself
+(``_tables``): each split's rows are a table of selections, its preprocessing fitted on them only.
 """
 
 from __future__ import annotations
@@ -26,6 +29,16 @@ from sklearn.base import clone, is_classifier
 from .._folds import TEST, TRAIN
 from ..metrics._scorer import Scorer, check_scoring, score_pass
 from ._split import SplitPlan, check_cv, class_counts, select_rows
+from ._tables import (
+    decoded,
+    fit_rows,
+    own_target,
+    score_table_pass,
+    split_statistics,
+    table_input,
+    table_rows,
+    table_target,
+)
 
 log = logging.getLogger("scaleml_dask.model_selection")
 
@@ -43,12 +56,34 @@ class Context:
     classes: np.ndarray | None
     counts: np.ndarray | None = None  # plan.chunk_counts for dX's chunks
     batch_size: int = 1000  # online learners: rows per learn_many (the search's fit parameter)
+    table: Any = None  # a table a pipeline takes (``_tables``; dX is then None)
+    levels: np.ndarray | None = None  # what the codes of a table search's target stand for
+
+    @property
+    def row_chunks(self) -> tuple[int, ...]:
+        return tuple(self.table.row_chunks) if self.table is not None else tuple(self.dX.chunks[0])
+
+    @property
+    def n_rows(self) -> int:
+        return int(sum(self.row_chunks))
+
+    def split_counts(self) -> np.ndarray:
+        """``plan.chunk_counts`` of the data's row chunks (computed once)."""
+        if self.counts is None:
+            self.counts = self.plan.chunk_counts(self.row_chunks, self.dy)
+        return self.counts
+
+    def fused_data(self) -> tuple[Any, Any]:
+        """What a fused driver reads: ``(dX, dy)``, or ``(table, dy)`` for a table pipeline."""
+        return (self.dX if self.table is None else self.table), self.dy
+
+    def fused_options(self) -> dict:
+        """The fused driver's options for a table pipeline (what its target's codes stand for)."""
+        return {} if self.table is None else {"levels": self.levels}
 
     def rows(self, a: Any, split: int, code: int) -> Any:
         """The rows of ``a`` (``dX`` / ``dy``) that are ``code`` in ``split``: a selection, no copy."""
-        if self.counts is None:
-            self.counts = self.plan.chunk_counts(self.dX.chunks[0], self.dy)
-        return select_rows(a, self.plan, split, code, y=self.dy, counts=self.counts)
+        return select_rows(a, self.plan, split, code, y=self.dy, counts=self.split_counts())
 
 
 def prepare(estimator: Any, X: Any, y: Any, cv: Any, scoring: Any, batch_size: int | None = None) -> Context:
@@ -64,12 +99,17 @@ def prepare(estimator: Any, X: Any, y: Any, cv: Any, scoring: Any, batch_size: i
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
 
-    if y is None and take_y(X) is None:
+    table, levels = table_input(estimator, X), None
+    if table is not None:
+        dX = None
+        dy, levels = table_target(table, y)
+    elif y is None and take_y(X) is None:
         dX, dy = as_dask_array(X, "X", ndim=2), None
     else:
         dX, dy = check_X_y(X, y, y_numeric=not is_classifier(estimator))
     classifier = is_classifier(estimator) and dy is not None
-    plan = check_cv(cv, dy, classifier=classifier).make_plan(int(dX.shape[0]), dX.chunks[0], dy)
+    n, chunks = (table.n_rows, table.row_chunks) if table is not None else (int(dX.shape[0]), dX.chunks[0])
+    plan = check_cv(cv, dy, classifier=classifier).make_plan(n, chunks, dy)
     classes = None
     if classifier:
         declared = getattr(estimator, "classes", None)
@@ -78,7 +118,7 @@ def prepare(estimator: Any, X: Any, y: Any, cv: Any, scoring: Any, batch_size: i
     if online_learner(estimator) and classifier:
         classes = np.array([0, 1])  # the online classifiers learn labels 0/1 (checked as each chunk is read)
     return Context(X, y, dX, dy, plan, check_scoring(estimator, scoring), classes,
-                   batch_size=BATCH_SIZE if batch_size is None else int(batch_size))
+                   batch_size=BATCH_SIZE if batch_size is None else int(batch_size), table=table, levels=levels)
 
 
 @dataclass
@@ -106,7 +146,9 @@ def evaluate(ctx: Context, estimator: Any, candidates: list[dict], *, return_tra
     from ._fused_online import online_fusable, online_learner
 
     online = online_learner(estimator)
-    reason = ("no y" if ctx.dy is None else online_fusable(estimator) if online else fusable(estimator, candidates))
+    reason = ("no y" if ctx.dy is None else "a table in memory" if ctx.table is not None and not ctx.table.lazy
+              else "an online learner on a table" if ctx.table is not None and online
+              else online_fusable(estimator) if online else fusable(estimator, candidates))
     if reason is None and not all(isinstance(s, Scorer) for s in ctx.scorers.values()):
         reason = "a scorer is a callable"
     if reason is None:
@@ -130,8 +172,8 @@ def evaluate_fused(ctx: Context, estimator: Any, candidates: list[dict], *, retu
         stop = np.ones(len(candidates), dtype=np.int64)
     else:
         cls = fused_driver(estimator, candidates)
-        f = cls(estimator, candidates, ctx.dX, ctx.dy, ctx.plan, ctx.scorers, classes=ctx.classes,
-                divergence_bound=divergence_bound, return_train_score=return_train_score)
+        f = cls(estimator, candidates, *ctx.fused_data(), ctx.plan, ctx.scorers, classes=ctx.classes,
+                divergence_bound=divergence_bound, return_train_score=return_train_score, **ctx.fused_options())
         stop = np.array([e._n_epochs for e in f.estimators], dtype=np.int64)
     t0 = time.perf_counter()
     f.run(stop)
@@ -197,13 +239,19 @@ def evaluate_generic(ctx: Context, estimator: Any, candidates: list[dict], *, re
     ev.score_time = np.zeros((N, S))
     ev.diverged = [None] * N
     models: list[list[Any]] = [[None] * S for _ in range(N)]
-    sub = ctx if plan is ctx.plan else Context(ctx.X, ctx.y, ctx.dX, ctx.dy, plan, ctx.scorers, ctx.classes)
+    sub = ctx if plan is ctx.plan else Context(ctx.X, ctx.y, ctx.dX, ctx.dy, plan, ctx.scorers, ctx.classes,
+                                               table=ctx.table, levels=ctx.levels)
     from .._moments import reuse_statistics
+    from ..preprocessing._base import given_summaries
 
-    with reuse_statistics():  # candidates that differ only after one moments pass share it, per split
+    trains, given = [], {}
+    if ctx.table is not None and candidates:  # every split's training statistics in one pass
+        trains, given = split_statistics(clone(estimator).set_params(**candidates[0]), ctx.table, ctx.dy, plan,
+                                         sub.split_counts(), own_target(ctx))
+    with reuse_statistics(), given_summaries(given):  # shared passes: one moments pass, the statistics pass
         for c, params in enumerate(candidates):
             for s in range(S):
-                _fit_one(ctx, sub, estimator, params, c, s, ev, models, error_score)
+                _fit_one(ctx, sub, estimator, params, c, s, ev, models, error_score, trains)
     reused = [[getattr(m, "statistics_reused_", None) for m in row] for row in models]
     if any(r is not None for row in reused for r in row):
         ev.extra["statistics_reused"] = np.array([sum(bool(r) for r in row) for row in reused], dtype=np.int64)
@@ -214,19 +262,22 @@ def evaluate_generic(ctx: Context, estimator: Any, candidates: list[dict], *, re
 
 
 def _fit_one(ctx: Context, sub: Context, estimator: Any, params: dict, c: int, s: int, ev: Evaluation,
-             models: list, error_score: Any) -> None:
-    """Fit candidate ``c`` on split ``s``'s training rows; a failed fit scores ``error_score`` (a diverged one is
-    reported as such)."""
+             models: list, error_score: Any, trains: list) -> None:
+    """Fit candidate ``c`` on split ``s``'s training rows (``trains[s]`` for a table); a failed fit scores
+    ``error_score`` (a diverged one is reported as such)."""
     from ._fused_online import StreamFitted, online_learner
 
     est = clone(estimator).set_params(**params)
     if online_learner(est):
         est = StreamFitted(est, ctx.batch_size)
-    X_train = sub.rows(ctx.dX, s, TRAIN)
-    y_train = None if ctx.dy is None else sub.rows(ctx.dy, s, TRAIN)
     t0 = time.perf_counter()
     try:
-        est.fit(X_train) if y_train is None else est.fit(X_train, y_train)
+        if ctx.table is not None:
+            fit_rows(ctx, sub, est, s, trains[s])
+        else:
+            X_train = sub.rows(ctx.dX, s, TRAIN)
+            y_train = None if ctx.dy is None else sub.rows(ctx.dy, s, TRAIN)
+            est.fit(X_train) if y_train is None else est.fit(X_train, y_train)
     except Exception as exc:  # noqa: BLE001 - scikit-learn's error_score contract
         if isinstance(error_score, str) and error_score == "raise":
             raise
@@ -254,8 +305,9 @@ def _score_generic(ctx: Context, sub: Context, plan: SplitPlan, ev: Evaluation, 
     keys = [(c, s, code) for c in range(N) for s in range(S) for code in codes if models[c][s] is not None]
     if one_pass and keys and ctx.dy is not None:
         t0 = time.perf_counter()
-        states = score_pass(ctx.dX, ctx.dy, [(models[c][s], (s, code)) for c, s, code in keys],
-                            list(one_pass.values()), plan=plan)
+        jobs = [(models[c][s], (s, code)) for c, s, code in keys]
+        states = (score_table_pass(ctx.table, ctx.dy, jobs, list(one_pass.values()), plan) if ctx.table is not None
+                  else score_pass(ctx.dX, ctx.dy, jobs, list(one_pass.values()), plan=plan))
         per = (time.perf_counter() - t0) / len({(c, s) for c, s, _ in keys})
         for (c, s, code), row in zip(keys, states):
             ev.score_time[c, s] = per
@@ -268,8 +320,12 @@ def _score_generic(ctx: Context, sub: Context, plan: SplitPlan, ev: Evaluation, 
         if name in one_pass:
             continue
         for c, s, code in keys:
-            X_part = sub.rows(ctx.dX, s, code)
-            y_part = None if ctx.dy is None else sub.rows(ctx.dy, s, code)
+            if ctx.table is not None:  # the part as a table, its labels as the pipeline predicts them
+                X_part = table_rows(ctx.table, ctx.dy, plan, s, code, sub.split_counts(), keep_target=False)
+                y_part = None if ctx.dy is None else decoded(sub.rows(ctx.dy, s, code), ctx.levels)
+            else:
+                X_part = sub.rows(ctx.dX, s, code)
+                y_part = None if ctx.dy is None else sub.rows(ctx.dy, s, code)
             t0 = time.perf_counter()
             value = float(fn(models[c][s], X_part, y_part))
             ev.score_time[c, s] += time.perf_counter() - t0

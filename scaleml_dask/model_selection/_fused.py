@@ -39,10 +39,12 @@ import numpy as np
 
 from .._checks import assert_finite
 from .._folds import TEST, TRAIN
+from .._scratch import scratch
 from ..metrics._scorer import Scorer, merge_scores, score_rows
 from ..sgd._blocks import checked_targets
 from ..sgd._kernels import _PENALTY_CODE, _SCHEDULE_CODE, epoch_plan, holdout_range
 from ._fused_kernels import fused_epochs, loss_code, member_losses
+from ._split import chunk_memberships
 
 log = logging.getLogger("scaleml_dask.model_selection")
 
@@ -145,21 +147,23 @@ class _Pass:
     jobs: tuple  # (model, (split, code)) scored on the rows of that part
     scorers: tuple
     transforms: tuple | None = None  # per split: the fitted preprocessing of a pipeline, or None
+    table: Any = None  # a table's chunk: (reader, number of source blocks, schema) (``_tables.TableChunks``)
 
 
-def _fused_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: int, spec: _Pass) -> dict:
-    """One chunk of a fused pass: score, measure the held-out loss, train every group's members one round."""
-    raw = X
-    y = np.asarray(y).ravel()
+def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _Pass) -> dict:
+    """One chunk of a fused pass: score, measure the held-out loss, train every group's members one round.
+    ``blocks``: the chunk of X and of y, or of a table's source arrays and of y (``spec.table``)."""
+    raw = blocks[0] if spec.table is None else spec.table.rows(blocks[:-1])
+    y = np.asarray(blocks[-1]).ravel()
     T = checked_targets(y, chunk_index, row_start, spec.classes)
-    M = spec.plan.memberships(np.arange(row_start, row_start + len(X)), y)
+    M = chunk_memberships(spec.plan, row_start, y)
     views: dict[int, np.ndarray] = {}
 
     def features(split: int) -> np.ndarray:
         """The chunk as the split's final step sees it: transformed by that split's fitted preprocessing."""
         if split not in views:
             Z = raw if spec.transforms is None else spec.transforms[split].transform(raw)
-            views[split] = np.ascontiguousarray(Z, dtype=np.float64)
+            views[split] = np.ascontiguousarray(Z.toarray() if hasattr(Z, "toarray") else Z, dtype=np.float64)
         return views[split]
 
     out: dict[str, Any] = {"n_train": {}, "steps": {}, "val_loss": {}, "val_rows": {}}
@@ -177,9 +181,10 @@ def _fused_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: i
         lo, hi = holdout_range(g.seed, block, n_s, g.validation_fraction)
         if k in spec.loss_groups:
             val = rows_s[lo:hi]
-            assert_finite(X[val], "X", chunk_index, row_start)
+            Xv = X[val]
+            assert_finite(Xv, "X", chunk_index, row_start)
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging member's loss: reported, not warned
-                out["val_loss"][k] = member_losses(X[val], T[val], spec.W[:, g.members], gr.tcol, g.loss)
+                out["val_loss"][k] = member_losses(Xv, T[val], spec.W[:, g.members], gr.tcol, g.loss)
             out["val_rows"][k] = hi - lo
         if not trains:
             continue
@@ -221,16 +226,19 @@ def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np
     rows, margins, counts = {}, {}, {}
     for (split, code), members in parts.items():
         keep = np.flatnonzero(M[split] == code)
-        Xs = features(split).take(keep, axis=0)
-        if code == TEST:
-            assert_finite(Xs, "X", chunk_index, row_start)
-        rows[(split, code)] = (Xs, y[keep], T[keep])
+        F = features(split)
+        # the part's rows and margins in buffers the thread keeps (``_scratch``: no fresh mmap per chunk)
+        Xs = np.take(F, keep, axis=0, out=scratch("fused-score-rows", (len(keep), F.shape[1])))
+        rows[(split, code)] = (Xs, y[keep], T[keep])  # Xs: its length only, once the margins are made
         cols = np.concatenate([spec.jobs[j][0].columns for j in members])
-        S = Xs @ spec.W[:-1, cols] + spec.W[-1, cols]  # every candidate in one product
+        S = np.matmul(Xs, spec.W[:-1, cols], out=scratch(f"fused-score-{split}-{code}", (len(keep), len(cols))))
+        S += spec.W[-1, cols]  # every candidate in one product
+        if code == TEST and not np.isfinite(S).all():  # a NaN / inf row (named), or a diverged candidate's margins
+            assert_finite(Xs, "X", chunk_index, row_start)
         if labels and T.shape[1] == 1:  # two classes: every candidate's confusion counts at once
             truth = T[keep, 0]
             positive = S > 0
-            predicted = positive.sum(axis=0).astype(np.float64)
+            predicted = np.count_nonzero(positive, axis=0).astype(np.float64)
             hits = truth @ positive
             n1 = float(truth.sum())
             both = np.stack([[len(keep) - n1 - (predicted - hits), predicted - hits], [n1 - hits, hits]])
@@ -282,11 +290,16 @@ class FusedSGD:
 
     def __init__(self, estimator: Any, candidates: Sequence[dict], dX: Any, dy: Any, plan: Any,
                  scorers: dict[str, Scorer], *, classes: np.ndarray | None, divergence_bound: float = 10.0,
-                 return_train_score: bool = False, rounds: Sequence[Sequence[int]] | None = None) -> None:
+                 return_train_score: bool = False, rounds: Sequence[Sequence[int]] | None = None,
+                 levels: np.ndarray | None = None) -> None:
         from sklearn.base import clone
 
+        from ._tables import TableChunks
+
         self.dX, self.dy, self.plan = dX, dy, plan
-        self.n_chunks = len(dX.chunks[0])
+        self.table = TableChunks.of(dX, levels)  # a stored table a pipeline takes (``levels``: its target's)
+        self.row_chunks = tuple(dX.row_chunks) if self.table is not None else tuple(dX.chunks[0])
+        self.n_chunks = len(self.row_chunks)
         self.round_chunks = None if rounds is None else [tuple(int(i) for i in r) for r in rounds]
         self.scorer_names, self.scorers = list(scorers), tuple(scorers.values())
         self.classes = classes
@@ -296,8 +309,9 @@ class FusedSGD:
         self.estimators = [clone(final).set_params(**p) for p in stripped]
         self.results = [CandidateResult(dict(p)) for p in candidates]
         self.transforms = None if prefix is None else self._fit_preprocessing(prefix)
-        d = int(dX.shape[1]) if self.transforms is None else \
-            int(self.transforms[0].transform(np.zeros((1, int(dX.shape[1])))).shape[1])
+        d = (int(dX.shape[1]) if self.transforms is None else len(self.transforms[0].get_feature_names_out())
+             if self.table is not None else
+             int(self.transforms[0].transform(np.zeros((1, int(dX.shape[1])))).shape[1]))
         self.n_out = 1 if classes is None or len(classes) == 2 else len(classes)
         S, K, N = plan.n_splits, self.n_out, len(candidates)
         self.S = S
@@ -336,7 +350,9 @@ class FusedSGD:
         from .._moments import reuse_statistics
         from ._split import select_rows
 
-        counts = self.plan.chunk_counts(self.dX.chunks[0], self.dy)
+        counts = self.plan.chunk_counts(self.row_chunks, self.dy)
+        if self.table is not None:  # the table's columns: this project's pipeline, on each split's rows
+            return self.table.fit_preprocessing(steps, self.dX, self.dy, self.plan, counts)
         fitted = []
         with reuse_statistics():
             for s in range(self.plan.n_splits):
@@ -419,9 +435,10 @@ class FusedSGD:
         jobs = score_jobs(keys, S, K, self.classes, [e.loss for e in self.estimators])
         W_in = self.W.copy()
         spec = _Pass(self.plan, self.classes, W_in, tuple(groups), tuple(loss_groups), jobs, self.scorers,
-                     self.transforms)
+                     self.transforms, self.table)
         t0 = time.perf_counter()
-        every = map_row_chunks(_fused_block, self.dX, self.dy, unique=True, spec=spec)
+        X = (self.dX,) if self.table is None else self.table.sources(self.dX)
+        every = map_row_chunks(_fused_block, *X, self.dy, unique=True, spec=spec)
         parts = [every[i] for i in read]
         blocks, states = compute_pass(parts, self.scorers if jobs else None)
         self.pass_times_.append(time.perf_counter() - t0)
@@ -540,6 +557,8 @@ class FusedSGD:
         out = [self.model(c, s, res.weights[s], res.t[s], res.evaluated_at) for s in range(self.S)]
         if self.transforms is None:
             return out
+        if self.table is not None:
+            return [self.table.pipeline(pre, self.final_name, est) for pre, est in zip(self.transforms, out)]
         return [Pipeline([*pre.steps, (self.final_name, est)]) for pre, est in zip(self.transforms, out)]
 
 

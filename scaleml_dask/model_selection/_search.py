@@ -87,6 +87,8 @@ class _BaseSearchCV(MetaEstimatorMixin, BaseEstimator):
             t0 = time.perf_counter()
             if online_learner(est):
                 learn_rows(est, ctx.dX, ctx.dy, ctx.batch_size)
+            elif ctx.table is not None:  # the pipeline on the table as given (its target and levels)
+                est.fit(X) if y is None else est.fit(X, y)
             else:
                 est.fit(X) if ctx.dy is None else est.fit(ctx.dX, ctx.dy)
             self.refit_time_ = time.perf_counter() - t0
@@ -147,7 +149,9 @@ class _BaseSearchCV(MetaEstimatorMixin, BaseEstimator):
     def score(self, X: Any, y: Any = None) -> float:
         """The refit metric of the best estimator on ``X`` (one pass)."""
         from ..metrics._scorer import Scorer, score_pass
+        from ..pipeline import _encode_levels
         from ..validation import check_X_y
+        from ._tables import score_table_pass, table_input, table_target
 
         scorer = self.scorer_[self._refit_metric()] if self.multimetric_ else self.scorer_
         if not isinstance(scorer, Scorer):
@@ -155,6 +159,12 @@ class _BaseSearchCV(MetaEstimatorMixin, BaseEstimator):
         from ._fused_online import StreamFitted, online_learner
 
         best = self._best()
+        table = table_input(best, X)
+        if table is not None:
+            dy, _ = table_target(table, y if y is None or getattr(best, "_target_levels", None) is None else
+                                 _encode_levels(y, best._target_levels))
+            (row,) = score_table_pass(table, dy, [(best, None)], [scorer], None)
+            return scorer.value(row[0])
         dX, dy = check_X_y(X, y, y_numeric=False)
         (row,) = score_pass(dX, dy, [(StreamFitted(best, 1) if online_learner(best) else best, None)], [scorer])
         return scorer.value(row[0])
@@ -384,15 +394,15 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
                              f"{type(est).__name__}")
         _, final, name, _ = final_step(est)
         rounds_params = {f"{name}__{p}" if name else p for p in ("rounds", "epochs")}
-        fused = (fusable(est, [{}]) is None and ctx.dy is not None
+        fused = (fusable(est, [{}]) is None and ctx.dy is not None and (ctx.table is None or ctx.table.lazy)
                  and all(hasattr(s, "response") for s in ctx.scorers.values())
                  and (self.resource == "n_samples" or self.resource in rounds_params))
         per_round = _samples_per_round(ctx, final) if fused else 1
         sync = fused and final.mode == "sync"
         if self.resource == "n_samples":  # fused: whole chunks (sync: epochs), so the smallest rung is one of them
-            smallest = (per_round if sync else max(1, per_round // len(ctx.dX.chunks[0]))) if fused else \
+            smallest = (per_round if sync else max(1, per_round // len(ctx.row_chunks))) if fused else \
                 2 * ctx.plan.n_splits * (len(ctx.classes) if ctx.classes is not None else 1)
-            auto_max = final._n_epochs * per_round if fused else int(ctx.dX.shape[0])
+            auto_max = final._n_epochs * per_round if fused else ctx.n_rows
         else:
             smallest, auto_max = 1, int(est.get_params()[self.resource])
         max_r = auto_max if self.max_resources == "auto" else int(self.max_resources)
@@ -431,8 +441,9 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
             seen = [r * unit for r in rounds]
         rung_of = {r: i for i, r in enumerate(rounds)}
         entered = [list(range(len(candidates)))] + [[] for _ in rounds[1:]]
-        f = driver(self.estimator, candidates, ctx.dX, ctx.dy, ctx.plan, ctx.scorers, classes=ctx.classes,
-                   divergence_bound=self.divergence_bound, return_train_score=self.return_train_score, **options)
+        f = driver(self.estimator, candidates, *ctx.fused_data(), ctx.plan, ctx.scorers, classes=ctx.classes,
+                   divergence_bound=self.divergence_bound, return_train_score=self.return_train_score, **options,
+                   **ctx.fused_options())
 
         def keep(scored: list[int], rung: int) -> list[int]:
             i = rung_of[rung]
@@ -506,9 +517,7 @@ def _samples_per_round(ctx: Context, est: Any) -> int:
     """Training rows seen per round by a candidate on one split (the mean over splits), times local epochs."""
     from .._folds import TRAIN
 
-    if ctx.counts is None:
-        ctx.counts = ctx.plan.chunk_counts(ctx.dX.chunks[0], ctx.dy)
-    per_split = ctx.counts[:, :, TRAIN].sum(axis=0).mean()
+    per_split = ctx.split_counts()[:, :, TRAIN].sum(axis=0).mean()
     epochs = est.local_epochs if est.mode == "local" else 1
     return max(1, int(round(per_split * (1 - est.validation_fraction) * epochs)))
 
@@ -524,9 +533,7 @@ def _sample_rounds(ctx: Context, est: Any, resources: list[int], random_state: A
     from .._folds import TRAIN
     from ._split import _seed
 
-    if ctx.counts is None:
-        ctx.counts = ctx.plan.chunk_counts(ctx.dX.chunks[0], ctx.dy)
-    train = ctx.counts[:, :, TRAIN]
+    train = ctx.split_counts()[:, :, TRAIN]
     held = np.array([[round(est.validation_fraction * n) if est.validation_fraction > 0 else 0 for n in row]
                      for row in train])
     per_chunk = (train - held).mean(axis=1) * est.local_epochs

@@ -26,6 +26,8 @@ True
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -86,6 +88,34 @@ class SplitPlan:
         first = np.zeros(len(uniq), dtype=np.int64)
         first[index[::-1]] = np.arange(len(index))[::-1]
         return index.astype(np.int64), M[:, first].T.copy()
+
+
+#: Bytes of chunk memberships a process keeps between passes (``chunk_memberships``).
+MEMBERSHIP_CACHE_BYTES = 64 * 2**20
+_kept: OrderedDict = OrderedDict()
+_kept_lock = threading.Lock()
+
+
+def chunk_memberships(plan: SplitPlan, row_start: int, y: np.ndarray) -> np.ndarray:
+    """``plan.memberships`` of the chunk of ``len(y)`` rows at ``row_start`` (read-only), kept by the process
+    (least recently used first out, ``MEMBERSHIP_CACHE_BYTES``): a search reads the same chunks pass after pass,
+    and a chunk's memberships are the same each time — they depend on the plan (its token), the rows and, for a
+    stratified plan, the labels the plan was made from."""
+    from dask.base import tokenize
+
+    key = (tokenize(plan), int(row_start), len(y))
+    with _kept_lock:
+        M = _kept.get(key)
+        if M is not None:
+            _kept.move_to_end(key)
+            return M
+    M = plan.memberships(np.arange(row_start, row_start + len(y)), y)
+    M.flags.writeable = False
+    with _kept_lock:
+        _kept[key] = M
+        while sum(m.nbytes for m in _kept.values()) > MEMBERSHIP_CACHE_BYTES and len(_kept) > 1:
+            _kept.popitem(last=False)
+    return M
 
 
 @dataclass(frozen=True, eq=False)
@@ -575,7 +605,8 @@ def train_test_split(*arrays: Any, test_size: Any = None, train_size: Any = None
     ``arrays``: numpy, dask or xarray arrays with the same number of rows (returned as ``[a_train, a_test,
     b_train, b_test, ...]``), or one dataset — an xarray Dataset, a path or a catalog name — returned as
     ``[train, test]`` Datasets whose variables along ``sample`` are selected. Dask and dataset results are lazy
-    selections made inside the task that reads each chunk; numpy in, numpy out. ``stratify``: labels (an array)
+    selections made inside the task that reads each chunk; numpy in, numpy out; pandas in, pandas out (a table
+    in memory a pipeline takes). ``stratify``: labels (an array)
     or, for a dataset, the name of its variable (e.g. ``"y"``). ``shuffle=False`` keeps the last rows for test.
 
     >>> X = np.arange(20).reshape(10, 2); y = np.arange(10)
@@ -615,9 +646,16 @@ def train_test_split(*arrays: Any, test_size: Any = None, train_size: Any = None
         return [_select_dataset(dataset, plan, code, stratify) for code in (TRAIN, TEST)]
     out = []
     counts = plan.chunk_counts(chunks, stratify) if chunks is not None else None
+    memberships = None
     for a in arrays:
         if _n_rows(a) != n:
             raise ValueError(f"Found input variables with inconsistent numbers of samples: [{n}, {_n_rows(a)}]")
+        if hasattr(a, "iloc"):  # pandas in, pandas out (its index and column types kept), as scikit-learn does
+            if memberships is None:
+                labels = None if stratify is None else np.asarray(getattr(stratify, "compute", lambda: stratify)())
+                memberships = plan.memberships(np.arange(n), None if labels is None else labels.ravel())
+            out += [a.iloc[np.flatnonzero(memberships[0] == code)] for code in (TRAIN, TEST)]
+            continue
         a = getattr(a, "data", a) if not isinstance(a, np.ndarray) else a
         if hasattr(a, "dask") and chunks is not None and a.chunks[0] != chunks:
             a = a.rechunk((chunks,) + a.chunks[1:])

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -185,11 +186,35 @@ def _stats_block(*blocks: np.ndarray, chunk_index: int, row_start: int, reader: 
             for name, (_, kind) in reader.where.items()}
 
 
+_given = threading.local()
+
+
+def needs_key(table: Table, needs: Mapping[str, set[str]]) -> tuple:
+    """What ``given_summaries`` keys a table's summaries by: the table object and the statistics asked."""
+    return id(table), tuple((n, frozenset(needs[n])) for n in table.schema.names if n in needs)
+
+
+@contextmanager
+def given_summaries(summaries: Mapping[tuple, dict[str, Summary]]) -> Iterator[None]:
+    """Inside the block (this thread), ``gather`` hands back ``summaries[needs_key(table, needs)]`` instead of
+    making a pass: a cross-validation computes every split's training statistics in one pass
+    (``model_selection._tables``). The caller keeps the keyed tables alive."""
+    before = getattr(_given, "summaries", None)
+    _given.summaries = summaries
+    try:
+        yield
+    finally:
+        _given.summaries = before
+
+
 def gather(table: Table, needs: Mapping[str, set[str]]) -> dict[str, Summary]:
     """Every summary ``needs`` names (column -> statistics beyond the basic ones), in one pass over ``table``."""
     names = [n for n in table.schema.names if n in needs]
     if not names:
         return {}
+    given = getattr(_given, "summaries", None)
+    if given is not None and needs_key(table, needs) in given:
+        return given[needs_key(table, needs)]
     frozen = {n: frozenset(needs[n]) for n in names}
     levels = {n: len(table.schema[n].levels) for n in names if table.schema[n].kind == "categorical"}
     if not table.lazy:

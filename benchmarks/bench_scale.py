@@ -25,7 +25,7 @@ wall time does not). What they cannot: speed-up past 2, or the scheduler as a bo
 workers; those rows of the README come from the model alone (``cost_model.project``), its constants measured
 here.
 
-    python benchmarks/bench_scale.py --calibrate [--calibrate-search]
+    python benchmarks/bench_scale.py --calibrate [--calibrate-search] [--calibrate-quota --worker-cpus 0.2]
     python benchmarks/bench_scale.py [--quick] [--links 1gbit,100mbit] [--workers 1,2,4,8] [--repeat 2]
     python benchmarks/bench_scale.py --straggler [--quota 0.25]
 
@@ -302,6 +302,26 @@ def calibrate_search(args: argparse.Namespace, k: Constants) -> Constants:
                         "fixed_s": {**k.fixed_s, "search": fixed}, "notes": notes})
 
 
+def calibrate_quota(args: argparse.Namespace, k: Constants) -> Constants:
+    """φ, added to ``k``: a worker's CPU seconds for the same fits under a quota of ``--worker-cpus`` over
+    without one (regression, KMeans, SGD local and sync on the calibration store; the median of their ratios)."""
+    ratios = []
+    with NetCluster(1, rate=None) as nc, nc.client.as_current():
+        nc.client.run(warm)
+        path = store(args.calib_rows, client=nc.client)
+        methods = ("regression", "kmeans", "sgd-local", "sgd-sync")
+        for m in methods:
+            fit(m, path)
+        free = {m: min(Meter(nc)(lambda a=m: fit(a, path))["cpu"]["w0"] for _ in range(3)) for m in methods}
+        nc.workers[0].cgroup.set_cpu_quota(args.worker_cpus or 0.2)
+        for m in methods:
+            ratios.append(min(Meter(nc)(lambda a=m: fit(a, path))["cpu"]["w0"] for _ in range(3)) / free[m])
+    notes = {**k.notes, "quota": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, quota "
+                                 f"{args.worker_cpus or 0.2} core, ratios {[round(r, 3) for r in ratios]}, "
+                                 f"{args.conditions}"}
+    return Constants(**{**asdict(k), "quota_cpu_factor": statistics.median(ratios), "notes": notes})
+
+
 def _actor_calls(server: Any, n: int) -> float:
     """Mean round trip of ``n`` pulls from this worker to the actor."""
     server.pull().result()
@@ -474,6 +494,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calibrate", action="store_true", help="measure the cost model's constants")
     ap.add_argument("--calibrate-search", action="store_true", help="measure the search's constants only")
+    ap.add_argument("--calibrate-quota", action="store_true",
+                    help="measure φ only: a worker's CPU per fit under --worker-cpus over without a quota")
     ap.add_argument("--straggler", action="store_true", help="the straggler / uneven-worker table")
     ap.add_argument("--quick", action="store_true", help="small sizes, 1 and 2 workers (a smoke run)")
     ap.add_argument("--links", default="1gbit,100mbit")
@@ -504,6 +526,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.rows, args.rows_per_worker, args.calib_rows, args.repeat = 1_000_000, 500_000, 1_000_000, 1
         args.workers, args.wide_rows = [w for w in args.workers if w <= 2], 128_000
+    if args.calibrate_quota:
+        k = calibrate_quota(args, Constants.load())
+        k.save()
+        print(json.dumps(asdict(k), indent=1))
+        return
     if args.calibrate or args.calibrate_search:
         k = calibrate_search(args, Constants.load()) if args.calibrate_search else calibrate(args)
         k.save()

@@ -20,10 +20,11 @@ client, which cannot overlap:
               leaving its chunk tasks, or arriving at its combines (8 inputs each, all but 1/P from elsewhere)
 - storage   = C b / P / S                         chunk bytes read over the network from shared storage
 
-A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) stretches its threads' CPU work by
-f = max(1, T / q): t_k, t_c and ω are multiplied by f in ``compute``, and P T / f replaces P T in ``cpu``; and
-a fit takes at least its busiest host's CPU seconds over its quota, min(q, T) (``host CPU``: a P-th of the
-workers' CPU seconds, ``worker_cpu``, plus the parameter server's if it is there).
+A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) makes every worker-side CPU constant φ times
+larger (measured: a throttled task is descheduled each quota period and finds its caches cold) and stretches
+its threads' CPU work by f = max(1, T / q): t_k, t_c and ω are multiplied by f in ``compute``, and P T / f
+replaces P T in ``cpu``; and a fit takes at least its busiest host's CPU seconds over its quota, min(q, T)
+(``host CPU``: a P-th of the workers' CPU seconds, ``worker_cpu``, plus the parameter server's if it is there).
 - tail      = n s / (e R)                         the parts that reach the client: the tree's last level
                                                   (n = min(C, 8)), or every chunk's (n = C: SGD local)
 
@@ -92,6 +93,7 @@ class Constants:
     async_server_s: float              # ρ: the parameter server's CPU per push
     kmeans_client_s: float             # κ_c: client seconds per k-means|| candidate (weighted k-means++ and Lloyd)
     sync_task_s: float | None = None   # ω_s: worker CPU per sync step's task besides its gradients (None: ω)
+    quota_cpu_factor: float = 1.0      # φ: a worker's CPU per task under a CPU quota below a core / without one
     cores: float | None = None         # CPUs the cluster's processes share (None: enough for every process)
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -204,6 +206,7 @@ def one_pass(w: Workload, cl: Cluster, k: Constants, kernel: str, part_bytes: fl
 def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     """The predicted wall time of fitting ``w`` on ``cl`` (``total``), its ``fixed`` part and its terms (summed
     over passes and steps)."""
+    k = _under_quota(k, cl)
     d, C = w.features, w.chunks
     if w.method in ("regression", "pca"):
         work = one_pass(w, cl, k, "moments", (d + 2) ** 2 * 8)
@@ -290,6 +293,7 @@ def _plus(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
     """The CPU seconds all workers spend on ``w`` by the model (kernels, combines, per-task work, the server)."""
+    k = _under_quota(k, cl)
     C, m = w.chunks, _combines(w.chunks)
     omega = k.worker_task_s
 
@@ -313,13 +317,21 @@ def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
         w.push_every * k.kernel_s["sgd_grad"] + 2 * omega + k.async_server_s)
 
 
+def _under_quota(k: Constants, cl: Cluster) -> Constants:
+    """``k`` for workers throttled by a CPU quota below a core per thread: every worker-side constant times φ
+    (a throttled task is descheduled each quota period and finds its caches cold: it costs more CPU)."""
+    if cl.slowdown <= 1 or k.quota_cpu_factor == 1:
+        return k
+    return under_load(k, k.quota_cpu_factor)
+
+
 def under_load(k: Constants, factor: float) -> Constants:
     """``k`` with every worker-side CPU constant (kernels, combines, ω, the server's ρ) times ``factor``: the
     constants of a run whose workers' CPU per task was ``factor`` × the calibration's (a loaded machine)."""
     return Constants(**{**asdict(k), "kernel_s": {n: v * factor for n, v in k.kernel_s.items()},
                         "combine_s": {n: v * factor for n, v in k.combine_s.items()},
                         "worker_task_s": k.worker_task_s * factor, "async_server_s": k.async_server_s * factor,
-                        "sync_task_s": k.sync_task * factor})
+                        "sync_task_s": k.sync_task * factor, "quota_cpu_factor": 1.0})
 
 
 def dominant(terms: dict[str, float]) -> str:

@@ -74,6 +74,17 @@ def test_a_worker_quota_stretches_the_workers_cpu_work_and_bounds_the_cpus_they_
     assert sync["quota"] == pytest.approx(123 * (0.002 + 2 * 0.001) * 4)
 
 
+def test_a_quota_makes_every_worker_side_constant_phi_times_larger_and_nothing_else():
+    from dataclasses import replace
+
+    w = Workload("regression", 16 * 250_000, 32)
+    slow = replace(K, quota_cpu_factor=1.5)
+    throttled, free = Cluster(4, link_bps=1e9, worker_cpus=0.25), Cluster(4, link_bps=1e9)
+    assert predict(w, throttled, slow)["compute"] == pytest.approx(4 * 1.5 * (0.1 + 0.002) * 4)
+    assert predict(w, throttled, slow)["scheduler"] == predict(w, throttled, K)["scheduler"]
+    assert predict(w, free, slow) == predict(w, free, K)  # a core per thread: no quota, no φ
+
+
 def test_a_fused_search_is_its_rounds_and_a_scoring_pass_each_chunk_reporting_to_the_client():
     k = Constants(**{**K.__dict__, "kernel_s": {**K.kernel_s, "search": 0.5}, "fixed_s": {"search": 0.4}})
     w = Workload("search", 8 * 250_000, 32, candidates=16, folds=3, epochs=2)

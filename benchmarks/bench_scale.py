@@ -60,6 +60,7 @@ from cost_model import (  # noqa: E402
     predict,
     project,
     under_load,
+    under_quota,
     worker_cpu,
 )
 
@@ -544,7 +545,7 @@ def main(argv: list[str] | None = None) -> None:
             cl = Cluster(r["workers"], link_bps=parse_rate(r["link"]), worker_cpus=r.get("worker CPUs"))
             t = predict(w, cl, kr)
             load = r["worker CPU s (mean)"] * r["workers"] / worker_cpu(w, cl, kr)
-            t2 = predict(w, cl, under_load(kr, load))
+            t2 = predict(w, cl, under_load(under_quota(kr, cl), load))  # φ is in the calibration's CPU
             r.update({"predicted": t["total"], "pred / meas": t["total"] / r["seconds"], "dominant": dominant(t),
                       "CPU / calibrated": load, "predicted at run's CPU": t2["total"],
                       "pred / meas at run's CPU": t2["total"] / r["seconds"], "dominant at run's CPU": dominant(t2)})

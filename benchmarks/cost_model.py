@@ -206,7 +206,7 @@ def one_pass(w: Workload, cl: Cluster, k: Constants, kernel: str, part_bytes: fl
 def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     """The predicted wall time of fitting ``w`` on ``cl`` (``total``), its ``fixed`` part and its terms (summed
     over passes and steps)."""
-    k = _under_quota(k, cl)
+    k = under_quota(k, cl)
     d, C = w.features, w.chunks
     if w.method in ("regression", "pca"):
         work = one_pass(w, cl, k, "moments", (d + 2) ** 2 * 8)
@@ -293,7 +293,7 @@ def _plus(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
     """The CPU seconds all workers spend on ``w`` by the model (kernels, combines, per-task work, the server)."""
-    k = _under_quota(k, cl)
+    k = under_quota(k, cl)
     C, m = w.chunks, _combines(w.chunks)
     omega = k.worker_task_s
 
@@ -317,7 +317,7 @@ def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
         w.push_every * k.kernel_s["sgd_grad"] + 2 * omega + k.async_server_s)
 
 
-def _under_quota(k: Constants, cl: Cluster) -> Constants:
+def under_quota(k: Constants, cl: Cluster) -> Constants:
     """``k`` for workers throttled by a CPU quota below a core per thread: every worker-side constant times φ
     (a throttled task is descheduled each quota period and finds its caches cold: it costs more CPU)."""
     if cl.slowdown <= 1 or k.quota_cpu_factor == 1:

@@ -17,7 +17,11 @@ save.)
 
 Moving a block copies it to its new worker (dask fetches the persisted block for the task), once; a new plan is
 adopted only when the step time it saves over the steps left in the fit outweighs its copies (at an assumed
-``MOVE_BYTES_PER_S``), and when it saves at least ``MIN_GAIN`` of the step. The gradient of a step is the sum
+``MOVE_BYTES_PER_S``), and when it saves at least ``MIN_GAIN`` of the step. The model is linear in the blocks,
+and a worker need not be (a CPU quota throttles a task that outruns its share of each quota period), so a new
+plan is a trial: once ``WINDOW`` steps have run on it, their median time is compared with that of the steps
+before it, and a plan that did not make steps shorter is undone (its blocks go back where copies of them still
+are) and no other is tried in that fit. The gradient of a step is the sum
 of the blocks' gradients in block order wherever they were computed, so the weights are bitwise those of the
 unbalanced fit: balancing changes the time of a step, never its result.
 
@@ -112,6 +116,9 @@ class Balancer:
             self.plan.setdefault(min(holders[b], default=None), []).append(b)
         self.moved_bytes = 0
         self._seen: dict[str, collections.deque] = {}
+        self._steps: collections.deque = collections.deque(maxlen=WINDOW)
+        self._trial: tuple[dict, float] | None = None  # the plan before the one on trial, its median step
+        self.frozen = False  # a trial failed: the plan stays as it is for the rest of the fit
 
     def observe(self, worker: str, round_trip: float, compute: float, blocks: int) -> None:
         """One task's measurement: its round trip seen by the client, its compute time, its blocks."""
@@ -119,10 +126,24 @@ class Balancer:
         seen.append((max(round_trip - compute, 0.0), compute / max(blocks, 1)))
         self.costs[worker] = (statistics.median(a for a, _ in seen), statistics.median(c for _, c in seen))
 
+    def observe_step(self, seconds: float) -> None:
+        """A whole step's time, from its tasks' submission to its last gradients at the client."""
+        self._steps.append(seconds)
+
     def rebalance(self, steps_left: int, holders: dict[int, set[str]]) -> bool:
-        """Adopt a better plan if it pays for its copies over ``steps_left`` steps; True if the plan changed."""
-        if not ENABLED or None in self.plan:
+        """Adopt a better plan if it pays for its copies over ``steps_left`` steps, or undo a plan on trial that
+        did not shorten the steps; True if the plan changed."""
+        if not ENABLED or self.frozen or None in self.plan:
             return False  # a lost block without a holder yet: the trainer starts a new plan when it is back
+        if self._trial is not None:
+            if len(self._steps) < WINDOW:
+                return False
+            before, before_step = self._trial
+            self._trial = None
+            if statistics.median(self._steps) < before_step:
+                return False  # the trial made steps shorter: kept
+            self.plan, self.frozen = {**dict.fromkeys(self.plan, []), **before}, True
+            return True
         if any(bs and len(self._seen.get(w, ())) < WINDOW for w, bs in self.plan.items()) or \
                 not all(math.isfinite(a + c) for a, c in self.costs.values()):
             return False  # wait until every worker with blocks has been measured enough
@@ -136,6 +157,9 @@ class Balancer:
         moved = sum(self.block_bytes[b] for w, bs in plan.items() for b in bs if w not in holders.get(b, ()))
         if (now - new) * steps_left < moved / MOVE_BYTES_PER_S:
             return False
+        if len(self._steps) == WINDOW:  # on trial against the steps measured before it
+            self._trial = (self.plan, statistics.median(self._steps))
+            self._steps.clear()
         self.plan, self.moved_bytes = plan, self.moved_bytes + moved
         return True
 

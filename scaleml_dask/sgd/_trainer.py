@@ -284,6 +284,7 @@ class Trainer:
                 for f, reply in as_completed(futures, with_results=True):
                     round_trip[f.key], reply_of[f.key] = time.perf_counter() - t0, reply
                 replies = [reply_of[f.key] for f in futures]
+                balancer.observe_step(time.perf_counter() - t0)
                 by_block = {i: reply for (_, active), (_, _, msgs) in zip(tasks, replies)
                             for i, reply in zip(active, msgs)}
                 results = [by_block[i] for i in sorted(by_block)]  # sum in block order: grouping-independent
@@ -300,8 +301,9 @@ class Trainer:
                     balancer = _balancer(client, parts, sizes, width)  # a worker was lost: start again
                 elif (step + 1) % every == 0 and balancer.rebalance(
                         steps - step - 1 + (target - st.epoch - 1) * steps, _holders(client, parts)):
-                    log.info("sync SGD: blocks per worker now %s (%.1f MB copied so far)",
-                             {w: len(bs) for w, bs in balancer.plan.items()}, balancer.moved_bytes / 1e6)
+                    log.info("sync SGD: blocks per worker now %s (%.1f MB copied so far)%s",
+                             {w: len(bs) for w, bs in balancer.plan.items()}, balancer.moved_bytes / 1e6,
+                             ": the last plan did not shorten the steps, undone" if balancer.frozen else "")
                 if (step + 1) % every == 0 and step + 1 < steps:
                     self.record()
             if self.end_epoch():

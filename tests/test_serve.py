@@ -365,6 +365,41 @@ def test_adaptive_batching_coalesces_concurrent_requests(repo, data):
     assert total(s, "scaleml_batch_rows_count", model="sgd-clf") < 48  # fewer model calls than requests
 
 
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_batches_in_flight_up_to_the_inference_threads_each_caller_its_rows(concurrency):
+    from scaleml_dask.deploy._batching import AdaptiveBatcher
+
+    async def scenario():
+        release, calls = asyncio.Event(), []
+
+        async def model(X):
+            calls.append(len(X))
+            await release.wait()  # the first batch stays in flight until released
+            return {"y": np.asarray(X) * 10}
+
+        batcher = AdaptiveBatcher(model, max_batch_size=4, max_batch_time=0.001, concurrency=concurrency)
+        first = asyncio.ensure_future(batcher.submit(np.array([[1.0]])))
+        while not calls:
+            await asyncio.sleep(0)
+        second = asyncio.ensure_future(batcher.submit(np.array([[2.0], [3.0]])))
+        for _ in range(200):  # the second batch's gathering time (1 ms) several times over
+            await asyncio.sleep(0.001)
+            if len(calls) == 2:
+                break
+        in_flight = list(calls)  # the window: the first batch not yet answered
+        release.set()
+        a, b = await first, await second
+        await asyncio.sleep(0.05)  # the batcher's task ends after its last batch
+        return in_flight, a, b, batcher._task
+
+    in_flight, a, b, task = asyncio.run(scenario())
+    # one thread: the second request waits for the first batch; two: it is computed while the first is in flight
+    assert in_flight == ([1] if concurrency == 1 else [1, 2])
+    np.testing.assert_array_equal(a["y"], [[10.0]])
+    np.testing.assert_array_equal(b["y"], [[20.0], [30.0]])
+    assert task is None  # nothing left running once every batch was answered
+
+
 def _corrupt_version(staging: Path, model, served: Path, version: int) -> None:
     """Save ``model`` elsewhere, flip a byte of its arrays, and move it in as ``served/version`` at once."""
     path = save_model(model, staging)

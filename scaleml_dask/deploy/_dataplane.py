@@ -136,7 +136,8 @@ class DataPlane:
             if batcher is None:
                 batcher = model.batchers[key] = AdaptiveBatcher(
                     lambda Xb: self.pool.run(model.compute, Xb, key), self.max_batch_size, self.max_batch_time,
-                    on_batch=None if self.on_batch is None else (lambda n: self.on_batch(model, n)))
+                    on_batch=None if self.on_batch is None else (lambda n: self.on_batch(model, n)),
+                    concurrency=self.pool.threads)
             out = await batcher.submit(X)
         else:
             out = await self.pool.run(model.compute, X, key)

@@ -19,11 +19,12 @@ Moving a block copies it to its new worker (dask fetches the persisted block for
 adopted only when the step time it saves over the steps left in the fit outweighs its copies (at an assumed
 ``MOVE_BYTES_PER_S``), and when it saves at least ``MIN_GAIN`` of the step. The model is linear in the blocks,
 and a worker need not be (a CPU quota throttles a task that outruns its share of each quota period), so a new
-plan is a trial: once ``WINDOW`` steps have run on it, their median time is compared with that of the steps
-before it, and a plan that did not make steps shorter is undone (its blocks go back where copies of them still
-are) and no other is tried in that fit. The gradient of a step is the sum
-of the blocks' gradients in block order wherever they were computed, so the weights are bitwise those of the
-unbalanced fit: balancing changes the time of a step, never its result.
+plan is a trial: once ``WINDOW`` steps have run on it, their mean time is compared with that of the steps
+before it (the mean, not the median: under a CPU quota most steps run at full speed and every few wait out the
+rest of a quota period, and the waits are what the plan changes), and a plan that did not make steps shorter
+is undone (its blocks go back where copies of them still are) and no other is tried in that fit. The gradient
+of a step is the sum of the blocks' gradients in block order wherever they were computed, so the weights are
+bitwise those of the unbalanced fit: balancing changes the time of a step, never its result.
 
 >>> plan = assign_blocks({"a": (0.01, 0.002), "b": (0.01, 0.008)}, 10)
 >>> plan["a"], plan["b"]
@@ -117,7 +118,7 @@ class Balancer:
         self.moved_bytes = 0
         self._seen: dict[str, collections.deque] = {}
         self._steps: collections.deque = collections.deque(maxlen=WINDOW)
-        self._trial: tuple[dict, float] | None = None  # the plan before the one on trial, its median step
+        self._trial: tuple[dict, float] | None = None  # the plan before the one on trial, its mean step
         self.frozen = False  # a trial failed: the plan stays as it is for the rest of the fit
 
     def observe(self, worker: str, round_trip: float, compute: float, blocks: int) -> None:
@@ -140,7 +141,7 @@ class Balancer:
                 return False
             before, before_step = self._trial
             self._trial = None
-            if statistics.median(self._steps) < before_step:
+            if statistics.fmean(self._steps) < before_step:
                 return False  # the trial made steps shorter: kept
             self.plan, self.frozen = {**dict.fromkeys(self.plan, []), **before}, True
             return True
@@ -158,7 +159,7 @@ class Balancer:
         if (now - new) * steps_left < moved / MOVE_BYTES_PER_S:
             return False
         if len(self._steps) == WINDOW:  # on trial against the steps measured before it
-            self._trial = (self.plan, statistics.median(self._steps))
+            self._trial = (self.plan, statistics.fmean(self._steps))
             self._steps.clear()
         self.plan, self.moved_bytes = plan, self.moved_bytes + moved
         return True

@@ -34,7 +34,8 @@ class AdaptiveBatcher:
         self.on_batch = on_batch
         self._queue: list[tuple[Any, asyncio.Future]] = []
         self._rows = 0
-        self._more: asyncio.Event | None = None
+        self._more: asyncio.Event | None = None  # set when a request arrives
+        self._full: asyncio.Event | None = None  # set when the queue holds a full batch
         self._task: asyncio.Task | None = None
 
     async def submit(self, X: Any) -> dict[str, np.ndarray]:
@@ -44,24 +45,24 @@ class AdaptiveBatcher:
         self._queue.append((X, future))
         self._rows += _n_rows(X)
         if self._task is None:
-            self._more = asyncio.Event()
+            self._more, self._full = asyncio.Event(), asyncio.Event()
             self._task = loop.create_task(self._run())
         else:
             self._more.set()
+            if self._rows >= self.max_batch_size:
+                self._full.set()
         return await future
 
     async def _gather(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_batch_time
-        while self._rows < self.max_batch_size:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            self._more.clear()
-            try:
-                await asyncio.wait_for(self._more.wait(), remaining)
-            except TimeoutError:
-                return
+        """Until the queue holds a full batch or ``max_batch_time`` has passed: one wake-up per batch, not one
+        per arriving request (the event loop that waits here also parses every request)."""
+        if self._rows >= self.max_batch_size:
+            return
+        self._full.clear()
+        try:
+            await asyncio.wait_for(self._full.wait(), self.max_batch_time)
+        except TimeoutError:
+            return
 
     def _take(self) -> list[tuple[Any, asyncio.Future]]:
         taken, rows = [], 0

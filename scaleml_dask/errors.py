@@ -27,6 +27,21 @@ def _os_error(exc: OSError) -> str:
     return str(exc)
 
 
+#: The optional extra that installs each optional dependency (``pyproject.toml``): a command that needs one a
+#: plain install lacks is a setup to complete, not a bug.
+EXTRAS = {"orjson": "serve", "uvicorn": "serve", "httptools": "serve", "uvloop": "serve",
+          "prometheus_client": "serve", "httpx": "serve", "pynndescent": "tsne", "dask_kubernetes": "k8s",
+          "onnx": "onnx", "onnxruntime": "onnx"}
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+    top = (exc.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    return (f"this needs {top!r}, an optional dependency not installed: "
+            f"pip install 'scaleml-dask[{EXTRAS[top]}]'")
+
+
 #: Exceptions that are a user's mistake, and how each reads on stderr (first match wins). The library's
 #: ValueErrors (CatalogError, IngestError, ConfigError, CheckpointMismatchError, bad input data) already name the
 #: offending dataset, file, line or chunk; ConnectionError (``connect``) names the scheduler and the timeout.
@@ -39,6 +54,8 @@ USER_ERRORS: tuple[tuple[type[BaseException], Callable[[BaseException], str]], .
 
 def user_error_message(exc: BaseException) -> str | None:
     """The one line shown for ``exc`` if it is a user's mistake, else None (a bug: show the traceback)."""
+    if isinstance(exc, ModuleNotFoundError):
+        return _missing_extra(exc)  # any other missing module is a broken install: keep its traceback
     for kind, message in USER_ERRORS:
         if isinstance(exc, kind):
             return " ".join(message(exc).split()) or type(exc).__name__

@@ -167,6 +167,17 @@ def test_permission_denied_on_the_output(tmp_path):
                    match=rf"^scaleml ingest: permission denied: {dest}$")
 
 
+def test_a_command_needing_an_extra_a_plain_install_lacks_says_which(tmp_path):
+    # as after `pip install scaleml-dask` without [serve]: importing orjson fails as a missing module does
+    (tmp_path / "shadow").mkdir()
+    (tmp_path / "shadow" / "orjson.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'orjson'\", name='orjson')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), os.environ.get("PYTHONPATH", "")])}
+    assert_refused("serve", str(tmp_path), env=env,
+                   match=r"^scaleml serve: this needs 'orjson', an optional dependency not installed: "
+                         r"pip install 'scaleml-dask\[serve\]'$")
+
+
 def test_debug_shows_the_traceback():
     out = scaleml("catalog", "show", "nope", "--debug", check=False)
     assert out.returncode == 1 and "Traceback" in out.stderr and "CatalogError" in out.stderr

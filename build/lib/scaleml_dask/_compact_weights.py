@@ -1,0 +1,139 @@
+"""Linear scores ``X @ W + b`` computed from a compressed weight matrix in its compressed form.
+
+A model over 2**20 hashed text features has an 8 MiB float64 weight vector; scoring a batch of CSR rows
+gathers one weight per non-zero, so what decides the speed is how much of the weights the gathers touch stay
+in cache. ``Int8Weights`` keeps the int8 codes ``q`` (1 MiB) and computes ``score_k = s_k Σ_j x_j q_jk + b_k``
+over each row's non-zeros. ``SparseWeights`` scores dense rows of a pruned model from the kept columns only
+(O(n m) for m kept weights instead of O(n p)); CSR rows it scores by the float64 gather, because a lookup of
+the kept weights (a bitmap of the features with a rank per 64-bit word, LLVM's popcount) measured slower on
+hashed text than the gather it replaces: the documents' frequent words hit the kept weights too often for its
+branch to be predicted (``benchmarks/bench_compress.py``). Both are equal to the float64 product with the
+dequantized / pruned weights to rounding (tested to 1e-12).
+
+The kernels index with unsigned integers: numba checks a signed index for a negative value (wrap-around) on
+every access, which made an earlier int8 gather twice as slow as scipy's float64 product; with unsigned
+indices the int8 gather is as fast as scipy's where the touched weights fit in cache and faster where they do
+not (``benchmarks/bench_compress.py``).
+
+``scorer(W, spec)`` gives the scoring callable of a weight matrix ``W`` (its last row the intercept) declared
+compressed by ``spec`` (the ``quantization_`` entry of ``deploy.compress``), built once per ``W``.
+
+>>> import numpy as np, scipy.sparse as sp
+>>> W = np.array([[0.5], [0.0], [-1.0], [0.25]])             # 3 weights and the intercept 0.25
+>>> X = sp.csr_matrix(np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]]))
+>>> SparseWeights.of(W)(X).ravel().tolist(), Int8Weights.of(W, np.array([[0.25]]))(X).ravel().tolist()
+([0.75, -2.75], [0.75, -2.75])
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from numba import uint64
+
+
+@dataclass(frozen=True)
+class DenseWeights:
+    """Plain float64 weights: ``X @ W[:-1] + W[-1]``."""
+
+    W: np.ndarray
+
+    def __call__(self, X: Any) -> np.ndarray:
+        return np.asarray(X @ self.W[:-1] + self.W[-1])
+
+
+@dataclass(frozen=True)
+class Int8Weights:
+    """int8 codes ``q`` (p, k) with per-output scales ``s`` (k,) and the float64 intercept ``b`` (k,)."""
+
+    q: np.ndarray
+    scale: np.ndarray
+    b: np.ndarray
+
+    @classmethod
+    def of(cls, W: np.ndarray, scale: np.ndarray) -> Int8Weights | None:
+        """The int8 form of ``W`` (rows = features, then the intercept) whose weights are ``q * scale``; None if
+        they are not (the weights changed after quantization)."""
+        s = np.asarray(scale, dtype=np.float64).reshape(-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.rint(W[:-1] / s)
+        if not (np.all(np.abs(r) <= 127) and np.array_equal(r * s, W[:-1])):
+            return None
+        return cls(np.ascontiguousarray(r, dtype=np.int8), s, W[-1].copy())
+
+    def __call__(self, X: Any) -> np.ndarray:
+        if sp.issparse(X):
+            X = X.tocsr()
+            out = np.empty((X.shape[0], self.q.shape[1]))
+            _csr_gather(X.data, X.indices, X.indptr, self.q, out)
+        else:
+            out = np.asarray(X) @ self.q.astype(np.float64)
+        out *= self.scale
+        out += self.b
+        return out
+
+
+@dataclass(frozen=True)
+class SparseWeights:
+    """The non-zero rows ``V`` (m, k) of a pruned ``W`` at features ``rows`` (m,), and the intercept ``b``:
+    dense rows are scored from their kept columns only, CSR rows by the float64 gather from ``W``."""
+
+    rows: np.ndarray
+    V: np.ndarray
+    W: np.ndarray
+
+    @classmethod
+    def of(cls, W: np.ndarray) -> SparseWeights:
+        rows = np.flatnonzero(np.any(W[:-1] != 0, axis=1))
+        return cls(rows, np.ascontiguousarray(W[rows]), W)
+
+    def __call__(self, X: Any) -> np.ndarray:
+        if sp.issparse(X):
+            return np.asarray(X @ self.W[:-1] + self.W[-1])
+        return np.asarray(X)[:, self.rows] @ self.V + self.W[-1]
+
+
+_BUILT: dict[int, tuple[weakref.ref, Any]] = {}
+
+
+def scorer(W: np.ndarray, spec: dict | None) -> DenseWeights | Int8Weights | SparseWeights:
+    """The scoring callable of ``W`` as ``spec`` declares it stored (``{"dtype": "int8", "scale": ...}``,
+    ``{"dtype": "sparse"}``, else float64), built once per weight array."""
+    kind = None if spec is None else spec.get("dtype")
+    if kind not in ("int8", "sparse"):
+        return DenseWeights(W)
+    known = _BUILT.get(id(W))
+    if known is not None and known[0]() is W:
+        return known[1]
+    if kind == "int8":
+        built = Int8Weights.of(W, spec["scale"])
+    else:
+        built = SparseWeights.of(W)
+    built = built if built is not None else DenseWeights(W)
+    _BUILT[id(W)] = (weakref.ref(W, functools.partial(_forget, id(W))), built)
+    return built
+
+
+def _forget(key: int, ref: weakref.ref) -> None:
+    """Drop what was built for a weight array that no longer exists (not a later array given its id)."""
+    built = _BUILT  # None while the interpreter shuts down
+    if built is not None and built.get(key, (None,))[0] is ref:
+        del built[key]
+
+
+@numba.njit(cache=True, nogil=True)
+def _csr_gather(data, indices, indptr, table, out):  # pragma: no cover - compiled
+    """``out[i, c] = Σ_p data[p] table[indices[p], c]`` over row ``i``'s non-zeros (``table`` int8 or float)."""
+    k = table.shape[1]
+    for i in range(out.shape[0]):
+        for c in range(k):
+            acc = 0.0
+            for p in range(uint64(indptr[i]), uint64(indptr[i + 1])):
+                acc += data[p] * table[uint64(indices[p]), c]
+            out[i, c] = acc

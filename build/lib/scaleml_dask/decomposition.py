@@ -1,0 +1,202 @@
+"""Out-of-core truncated SVD of dense or sparse data: a randomized range finder, one pass per power iteration.
+
+``TruncatedSVD`` is scikit-learn's (same parameters, attributes and sign convention) for data larger than memory,
+dense or ``scipy.sparse`` (text hashed to 2**20 features: ``feature_extraction.text``). Each pass reads every row
+chunk once and computes, for the current ``Z`` (p × l, ``l = n_components + n_oversamples``), ``Y = X Z``, the R
+factor of ``Y`` and ``C = X' Y`` (``_sketch``): that is ``X' Q = C R⁻¹`` for the orthonormal ``Q = Y R⁻¹`` without
+ever forming the ``n × l`` matrix ``Q``. The next ``Z`` is an orthonormal basis of ``X' Q``, kept as ``C M`` with
+an ``l × l`` matrix ``M`` (the chunks compute ``(X C) M``): between passes only ``C'C`` touches a ``p × l``
+matrix, never a QR or an SVD of one (with 2**20 hashed features those cost the client more than the pass). After
+``n_iter`` power iterations (``n_iter + 1`` passes; the first also sums the columns for the variances) the
+singular values and the components of the small ``Q' X`` follow the same way. No centering: sparse data stay
+sparse.
+
+Memory per worker: one chunk, ``Z`` and one ``p × l`` sum, never ``p²`` and never ``n × l``. When ``p × l`` is
+larger than a chunk, a task folds several consecutive chunks into one sum (``passes.fold_row_chunks``), so the
+pass holds few sums whatever the number of chunks.
+
+>>> import numpy as np, scipy.sparse as sp
+>>> X = sp.random(400, 60, density=0.1, format="csr", random_state=0)  # a flat spectrum: the hard case
+>>> svd = TruncatedSVD(n_components=3, n_iter=20, n_oversamples=20, random_state=0).fit(X)
+>>> exact = np.linalg.svd(X.toarray(), compute_uv=False)[:3]
+>>> bool(np.allclose(svd.singular_values_, exact, rtol=1e-9)), svd.transform(X).shape
+(True, (400, 3))
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+from typing import Any, ClassVar
+
+import dask
+import dask.array as da
+import numpy as np
+from scipy.linalg.blas import dsyrk
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+
+from ._repr import FittedSummaryMixin
+from ._sketch import Sketch, combine_sketches, sketch_block
+from .passes import broadcast, fold_row_chunks, reduce_here
+from .pca import _flip_signs
+from .validation import (
+    SparseInputMixin,
+    as_dask_array,
+    check_array,
+    check_is_fitted,
+    check_n_features,
+    check_predict_input,
+    in_memory,
+)
+
+#: A task folds chunks until it has read about this many times the bytes of its ``p × l`` sum (so the sums a pass
+#: holds and sends are a fraction of the data read).
+FOLD_RATIO = 4
+
+
+class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseEstimator):
+    """Truncated SVD (latent semantic analysis on text) of data larger than memory, dense or sparse.
+
+    Parameters
+    ----------
+    n_components : components to keep (< n_features).
+    n_iter : power iterations (each one pass over the data; ``n_iter + 1`` passes in all).
+    n_oversamples : extra columns of the sketch (``l = n_components + n_oversamples``): more give more accurate
+        small components for the same passes. The defaults are scikit-learn's; on a flat spectrum (hashed text)
+        singular values to ~1e-6 need more of both (benchmarks/README.md, "Sparse").
+    random_state : seed of the Gaussian starting sketch.
+
+    Attributes
+    ----------
+    components_ (n_components, n_features), singular_values_, explained_variance_ (variance of each projected
+    column, as scikit-learn), explained_variance_ratio_ (over the total variance of the columns of X),
+    n_features_in_, n_samples_, n_passes_. Signs follow scikit-learn (the largest loading of each component is
+    positive).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(300, 5)) @ np.diag([5.0, 3.0, 1.0, 0.1, 0.1])
+    >>> s = TruncatedSVD(n_components=2, random_state=0).fit(X)
+    >>> np.round(s.explained_variance_ratio_, 3).tolist()
+    [0.703, 0.267]
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_oversamples": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, n_components: int = 2, *, n_iter: int = 5, n_oversamples: int = 10,
+                 random_state: Any = None) -> None:
+        self.n_components = n_components
+        self.n_iter = n_iter
+        self.n_oversamples = n_oversamples
+        self.random_state = random_state
+
+
+    def _fitted_summary(self) -> list[tuple[str, Any]]:
+        return [("samples", self.n_samples_), ("components", self.n_components),
+                ("explained variance ratio", float(self.explained_variance_ratio_.sum())), ("passes", self.n_passes_)]
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any = None) -> TruncatedSVD:
+        """Fit on ``X`` (numpy, scipy.sparse, dask, xarray, zarr, or a dataset path/name); ``y`` is not used."""
+        dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
+        n, p = dX.shape
+        k = self.n_components
+        if k >= p:
+            raise ValueError(f"n_components={k} must be strictly less than n_features={p} (use PCA for a full "
+                             "decomposition)")
+        l = min(k + self.n_oversamples, p)
+        rng = check_random_state(self.random_state)
+        C, M = rng.standard_normal((p, l)), None  # the sketch of a pass is Z = C M (M = None: Z = C)
+        group = _fold(dX, l)
+        for it in range(self.n_iter + 1):
+            s = _sketch_pass(dX, C, M, group, moments=it == 0)
+            if it == 0:
+                sums, sumsq = s.sums, s.sumsq
+            C, M, S = s.c, *_orthonormalizer(s)  # X' Q = C R⁺, and Z = C M its orthonormal basis
+        Vt = _flip_signs((C @ M[:, :k]).T)  # the right singular vectors of Q' X (rows)
+        S = S[:k]
+        mean = sums / n
+        self.components_ = Vt
+        self.singular_values_ = S
+        self.explained_variance_ = np.maximum(S**2 / n - (Vt @ mean) ** 2, 0.0)
+        total = float(np.sum(np.maximum(sumsq / n - mean**2, 0.0)))
+        self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else np.zeros(k)
+        self.n_features_in_, self.n_samples_, self.n_passes_ = p, n, self.n_iter + 1
+        return self
+
+    def transform(self, X: Any) -> Any:
+        """``X @ components_.T``: numpy for in-memory input (numpy or scipy.sparse), a lazy dask array otherwise."""
+        check_is_fitted(self, "components_")
+        V = self.components_.T
+        if in_memory(X):
+            return np.asarray(check_predict_input(self, X, accept_sparse=True) @ V)
+        dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
+        check_n_features(self, dX.shape[1])
+        return dX.map_blocks(_project_block, V, chunks=(dX.chunks[0], (V.shape[1],)), dtype=np.float64,
+                             meta=np.empty((0, 0)))
+
+    def fit_transform(self, X: Any, y: Any = None) -> Any:
+        """``fit(X).transform(X)`` (one more pass)."""
+        return self.fit(X).transform(X)
+
+    def inverse_transform(self, Z: Any) -> Any:
+        """Back to feature space: ``Z @ components_`` (numpy, or lazy dask for dask input)."""
+        check_is_fitted(self, "components_")
+        Z = check_array(Z, "Z", ndim=2) if in_memory(Z) else as_dask_array(Z, "Z", ndim=2)
+        if Z.shape[1] != self.n_components:
+            raise ValueError(f"Z has {Z.shape[1]} columns, but TruncatedSVD has {self.n_components} components")
+        return Z @ self.components_
+
+
+def _fold(dX: da.Array, l: int) -> int:
+    """Chunks a task folds: enough that it reads ``FOLD_RATIO`` times the bytes of its ``p × l`` sum (one chunk
+    a task when a chunk is that large already), spread evenly over the groups that makes."""
+    p = dX.shape[1]
+    n_chunks = len(dX.chunks[0])
+    sparse = not isinstance(dX._meta, np.ndarray)
+    # non-zeros are unknown before reading: a sparse chunk counts as 64 MB (the target size of a stored one)
+    chunk_bytes = 64 * 2**20 if sparse else max(dX.chunks[0]) * p * dX.dtype.itemsize
+    group = max(1, int(np.ceil(FOLD_RATIO * p * l * 8 / max(chunk_bytes, 1))))
+    n_groups = -(-n_chunks // group)
+    return -(-n_chunks // n_groups)
+
+
+def _sketch_pass(dX: da.Array, C: np.ndarray, M: np.ndarray | None, group: int, *, moments: bool) -> Sketch:
+    """One pass with the sketch ``Z = C M``: every chunk read once, folded ``group`` at a time, the groups' sketches
+    combined by a tree. ``Z`` itself is never formed: a chunk computes ``(X C) M``."""
+    with broadcast(C) as Z:  # p × l: scattered to the workers for the pass, not sent inside its graph
+        parts = fold_row_chunks(sketch_block, dX, group=group, Z=Z,
+                                M=None if M is None else dask.delayed(M, pure=True), moments=moments)
+        return reduce_here(parts, combine_sketches, split_every=2 if group > 1 else 8)
+
+
+def _orthonormalizer(s: Sketch) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, S)`` with ``C M`` an orthonormal basis of ``B' = X' Q = C R⁺`` (``Q = Y R⁺`` orthonormal on the range
+    of ``Y``), ordered by the singular values ``S`` of ``B``, from ``l × l`` algebra only: the eigenvectors ``V``
+    and values ``S²`` of ``B B' = R⁺' (C'C) R⁺`` give ``M = R⁺ V S⁻¹``. The one ``p × l`` operation is ``C'C``
+    (a product, not a QR of the tall matrix). The Gram squares the condition of ``B``, which costs the singular
+    values ``ε (s₁ / s_i)²`` of relative accuracy: 1e-12 for a spread of 100. Directions ``Y`` or ``B`` do not
+    reach (a rank below ``l``) get zero columns rather than a division by ~0."""
+    U, sv, Vt = np.linalg.svd(s.r)
+    keep = sv > sv[0] * 1e-12 * len(sv) if sv.size and sv[0] > 0 else np.zeros(len(sv), bool)
+    R_pinv = (Vt.T * np.where(keep, 1.0 / np.where(keep, sv, 1.0), 0.0)) @ U.T
+    CtC = dsyrk(1.0, s.c, trans=1)  # the upper triangle of C'C (numpy's C.T @ C is ~20x slower at 2**20 x 110)
+    CtC = np.triu(CtC) + np.triu(CtC, 1).T
+    G = R_pinv.T @ CtC @ R_pinv
+    evals, V = np.linalg.eigh((G + G.T) / 2)
+    order = np.argsort(evals)[::-1]
+    evals, V = np.maximum(evals[order], 0.0), V[:, order]
+    S = np.sqrt(evals)
+    ok = S > (S[0] if S.size else 0.0) * 1e-10
+    return R_pinv @ (V * np.where(ok, 1.0 / np.where(ok, S, 1.0), 0.0)), S
+
+
+def _project_block(x: Any, V: np.ndarray) -> np.ndarray:
+    return np.asarray(x @ V)

@@ -1,0 +1,1 @@
+"""Feature extraction: text to sparse features (``text``)."""

@@ -1,0 +1,389 @@
+"""The one-pass driver: read a row chunk, transform it, run the kernel, tree-reduce — each chunk in one task.
+
+Every estimator's pass goes through here. ``map_row_chunks`` makes one task per row chunk that
+
+1. reads its rows itself when they come from a store (``io.read``: no read task, no transfer between workers,
+   no extra copy),
+2. applies the per-chunk transforms of ``derived`` arrays (a pipeline's preprocessing) to them inside the same
+   task, so no transformed copy is ever written or held, and
+3. runs the block kernel on the result: ``kernel(*blocks, chunk_index=i, row_start=r, **kwargs)``;
+
+``tree_reduce`` / ``reduce_here`` combine the kernels' results by a fixed tree (deterministic whatever the
+number of workers), and ``one_pass`` is the two together in one ``dask.compute``. Kernels are pure functions on
+numpy blocks and depend on nothing above them (``_checks`` for their NaN / weight checks).
+
+Keys: ``map_row_chunks`` names its tasks by a deterministic token of the kernel, the data and the arguments;
+``one_pass`` (what a fit runs) adds a fresh token, so that a pass is always computed: two identical graphs
+submitted close together would otherwise share keys, and dask.distributed may hand the second the first's
+results while they are still held (a fit "timed" at a fraction of a scan). Reuse of statistics across fits is
+deliberate where it exists (``_moments.reuse_statistics``), never a side effect of key names.
+
+``row_index(X)`` is the global row index of ``X``'s rows, made inside the consuming task; a ``derived`` array
+may select rows (``row_chunks=``): that is how a split of the rows (``model_selection``) costs no copy.
+
+>>> import dask, numpy as np
+>>> from scaleml_dask.validation import as_dask_array
+>>> X = as_dask_array(np.arange(10.0).reshape(5, 2), chunk_rows=2)
+>>> def first_row(b, *, chunk_index, row_start): return row_start, b[0].tolist()
+>>> dask.compute(*map_row_chunks(first_row, X))
+((0, [0.0, 1.0]), (2, [4.0, 5.0]), (4, [8.0, 9.0]))
+>>> twice = derived(lambda b: 2 * b, X, n_columns=2)          # transformed inside the consuming task
+>>> one_pass(lambda b, *, chunk_index, row_start: b.sum(axis=0), sum, twice).tolist()
+[40.0, 50.0]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import uuid
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import dask.array as da
+    from dask.delayed import Delayed
+
+__all__ = ["derived", "fold_row_chunks", "map_row_chunks", "one_pass", "reduce_here", "row_index", "row_offsets",
+           "tree_reduce"]
+
+
+def row_offsets(chunks: Sequence[int]) -> np.ndarray:
+    """Starting row of each chunk."""
+    return np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------------------
+# per-chunk transforms
+# ------------------------------------------------------------------------------------------------------
+
+
+class _Derivation:
+    """``fn(*blocks, **kwargs)``: the callable a ``derived`` array's graph holds (so the entry of ``_DERIVED``
+    lives exactly as long as some graph uses it)."""
+
+    __slots__ = ("__name__", "__weakref__", "arrays", "fn", "kwargs")
+
+    def __init__(self, fn: Callable, arrays: tuple, kwargs: dict) -> None:
+        self.fn, self.arrays, self.kwargs = fn, arrays, kwargs
+        self.__name__ = getattr(fn, "__name__", "derived")  # how dask names the array
+
+    def __call__(self, *blocks: Any) -> Any:
+        return self.fn(*blocks, **self.kwargs)
+
+    def __dask_tokenize__(self) -> tuple:
+        from dask.base import tokenize
+
+        return ("derivation", tokenize(self.fn, self.kwargs), tuple(a.name for a in self.arrays))
+
+
+#: The derivation behind each array ``derived`` made, by the array's name.
+_DERIVED: weakref.WeakValueDictionary[str, _Derivation] = weakref.WeakValueDictionary()
+
+
+def derived(fn: Callable, *arrays: da.Array, n_columns: int | None = None, dtype: Any = np.float64,
+            row_chunks: Sequence[int] | None = None, meta: Any = None, **kwargs: Any) -> da.Array:
+    """A row-chunked dask array whose row chunk ``i`` is ``fn(*blocks_i, **kwargs)``.
+
+    ``arrays`` (1-d or 2-d, one column chunk, identical row chunks) are the inputs; the result has
+    ``n_columns`` columns (None: 1-d), and the inputs' row chunks unless ``row_chunks`` gives the rows ``fn``
+    keeps of each chunk (a selection of rows). It is an ordinary dask array — anything can compute, slice or
+    map it — but ``map_row_chunks`` recognises it and runs ``fn`` inside the consuming task, right after the
+    inputs' rows are read: a pipeline's preprocessing costs no task, no transfer and no stored copy of its own.
+    ``meta`` is an empty block of the type ``fn`` returns when it is not numpy (a ``scipy.sparse`` matrix).
+    """
+    import dask.array as da
+
+    arrays = tuple(_as_dask(a) for a in arrays)
+    rows = _common_rows(arrays)
+    d = _Derivation(fn, arrays, kwargs)
+    pairs: list[Any] = []
+    for k, a in enumerate(arrays):
+        pairs += [a, "i" if a.ndim == 1 else f"i{k}"]
+    out_ind = "i" if n_columns is None else "ij"
+    new_axes = {} if n_columns is None else {"j": n_columns}
+    meta = np.empty((0,) * len(out_ind), dtype=dtype) if meta is None else meta
+    if row_chunks is not None:
+        row_chunks = tuple(int(r) for r in row_chunks)
+        if len(row_chunks) != len(rows):
+            raise ValueError(f"derived: {len(row_chunks)} row chunks given for inputs of {len(rows)}")
+    from dask.base import tokenize
+
+    # named explicitly: dask would take the callable's repr, which holds its memory address (so the same
+    # transform of the same data would get another name each time)
+    name = f"{getattr(fn, '__name__', 'derived').strip('_')}-{tokenize(d, n_columns, dtype, row_chunks)}"
+    out = da.blockwise(d, out_ind, *pairs, new_axes=new_axes, concatenate=True, dtype=dtype, meta=meta,
+                       adjust_chunks=None if row_chunks is None else {"i": row_chunks}, name=name)
+    if out.chunks[0] != (rows if row_chunks is None else row_chunks):  # a guard for the contract above
+        raise ValueError("derived: the output's row chunks differ from its inputs'")
+    _DERIVED[out.name] = d
+    return out
+
+
+class _RowIndex:
+    """Array-like of the global row indices ``0..n-1`` chunked as given: ``read_rows(i)`` makes row chunk ``i``
+    (nothing is read), ``[slice]`` serves dask's getter when the array is computed by its own graph."""
+
+    __slots__ = ("__weakref__", "chunks", "starts")
+
+    def __init__(self, chunks: tuple[int, ...]) -> None:
+        self.chunks = chunks
+        self.starts = np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
+
+    shape = property(lambda self: (int(self.starts[-1]),))
+    dtype = np.dtype(np.int64)
+    ndim = 1
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.arange(int(self.starts[-1]), dtype=np.int64)[key]
+
+    def read_rows(self, index: int) -> np.ndarray:
+        return np.arange(self.starts[index], self.starts[index + 1], dtype=np.int64)
+
+    def for_rows(self, index: int) -> _RowIndex:
+        return self
+
+    def __dask_tokenize__(self) -> tuple:
+        return ("row-index", self.chunks)
+
+
+#: The source behind each array ``row_index`` made, by the array's name.
+_ROW_INDEX: weakref.WeakValueDictionary[str, _RowIndex] = weakref.WeakValueDictionary()
+
+
+def row_index(X: Any) -> da.Array:
+    """The global row index of ``X``'s rows (int64, 1-d, ``X``'s row chunks). Inside a ``map_row_chunks`` task
+    (also as the input of a ``derived`` array) its block is made there, from the chunk's row range."""
+    import dask.array as da
+    from dask.base import tokenize
+
+    chunks = tuple(int(c) for c in _as_dask(X).chunks[0])
+    src = _RowIndex(chunks)
+    arr = da.from_array(src, chunks=(chunks,), inline_array=True, asarray=False, lock=False,
+                        name=f"row-index-{tokenize(src)}", meta=np.empty(0, dtype=np.int64))
+    _ROW_INDEX[arr.name] = src
+    return arr
+
+
+# ------------------------------------------------------------------------------------------------------
+# the per-chunk task
+# ------------------------------------------------------------------------------------------------------
+
+
+class _Rows:
+    """Marks a task input as "read row chunk ``index`` of ``src`` here" (a plain object, so that dask passes
+    it to the task as it is)."""
+
+    __slots__ = ("src",)
+
+    def __init__(self, src: Any) -> None:
+        self.src = src
+
+
+class _Plan:
+    """How the task rebuilds each kernel argument from its flat inputs: ``("leaf", k)`` takes input ``k``,
+    ``("apply", derivation, [plans])`` applies a derivation to the arguments its plans build."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, args: list) -> None:
+        self.args = args
+
+
+def _build(plan: Any, inputs: Sequence[Any], index: int) -> Any:
+    if plan[0] == "leaf":
+        x = inputs[plan[1]]
+        return x.src.read_rows(index) if isinstance(x, _Rows) else x
+    return plan[1](*(_build(p, inputs, index) for p in plan[2]))
+
+
+def _on_rows(func: Callable, index: int, row_start: int, kwargs: dict, plan: _Plan, *inputs: Any) -> Any:
+    """The task: read the rows it consumes, apply the transforms, run ``func``."""
+    blocks = [None if p is None else _build(p, inputs, index) for p in plan.args]
+    return func(*blocks, chunk_index=index, row_start=row_start, **kwargs)
+
+
+def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, chain: str | None = None,
+                   **kwargs: Any) -> list[Delayed]:
+    """One ``dask.delayed`` per row chunk ``i``: ``func(*blocks_i, chunk_index=i, row_start=r_i, **kwargs)``.
+
+    ``arrays`` are row-chunked dask arrays (or xarray variables, or None, passed through as None) with
+    identical row chunks. A block of an array read from a store by this project's reader (``io.read``:
+    ``open_dataset``, ``as_dask_array`` of a zarr array or path, also after merging its column chunks) is read
+    inside the task that consumes it; a ``derived`` array is computed there from its inputs' blocks, read the
+    same way. Any other dask array falls back to its own graph for the block (optimized jointly with the other
+    fallbacks, so shared keys stay shared). Keys are deterministic and named after ``func``
+    (``block_moments-<token>-<i>`` on the dashboard); ``unique=True`` makes them this call's own.
+
+    ``chain="name"`` makes the tasks a chain, for learners whose state passes from chunk to chunk: chunk i's
+    keyword ``name`` is chunk i - 1's result (chunk 0's is ``kwargs[name]``), so chunk i runs after chunk i - 1.
+    """
+    import dask
+
+    plan, columns, starts, name = _row_inputs(func, arrays, kwargs, unique)
+    call = dask.delayed(_on_rows, pure=True)
+    if chain is None:
+        return [call(func, i, int(r), kwargs, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}")
+                for i, r in enumerate(starts)]
+    out: list[Delayed] = []
+    for i, r in enumerate(starts):
+        link = {**kwargs, chain: out[-1]} if out else kwargs
+        out.append(call(func, i, int(r), link, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}"))
+    return out
+
+
+def fold_row_chunks(func: Callable, *arrays: Any, group: int, **kwargs: Any) -> list[Delayed]:
+    """One ``dask.delayed`` per ``group`` consecutive row chunks, folding ``func`` over them in one task:
+    ``acc = func(*blocks_i, acc=acc, chunk_index=i, row_start=r_i, **kwargs)`` from ``acc=None``, each chunk read
+    (and transformed) inside the task as in ``map_row_chunks``. For kernels whose per-chunk result is larger than
+    a chunk (a sketch of every feature: ``decomposition.TruncatedSVD``): one such result per group, not per
+    chunk. The groups depend on ``group`` only, so the result does not depend on the number of workers."""
+    import dask
+
+    plan, columns, starts, name = _row_inputs(func, arrays, kwargs, False)
+    call = dask.delayed(_on_row_group, pure=True)
+    out = []
+    for g, lo in enumerate(range(0, len(starts), group)):
+        idx = list(range(lo, min(lo + group, len(starts))))
+        out.append(call(func, idx, [int(starts[i]) for i in idx], kwargs, plan, *([c[i] for i in idx] for c in columns),
+                        dask_key_name=f"{name}-g{group}-{g}"))
+    return out
+
+
+def _on_row_group(func: Callable, indices: list[int], row_starts: list[int], kwargs: dict, plan: _Plan,
+                  *columns: list) -> Any:
+    """The task of ``fold_row_chunks``: read, transform and fold its chunks one after the other."""
+    acc = None
+    for k, (index, row_start) in enumerate(zip(indices, row_starts)):
+        inputs = [c[k] for c in columns]
+        blocks = [None if p is None else _build(p, inputs, index) for p in plan.args]
+        acc = func(*blocks, acc=acc, chunk_index=index, row_start=row_start, **kwargs)
+    return acc
+
+
+def _row_inputs(func: Callable, arrays: tuple, kwargs: dict, unique: bool) -> tuple[_Plan, list[list], list[int], str]:
+    """What the tasks of a pass over ``arrays`` take: the plan rebuilding each kernel argument, one list of
+    per-chunk inputs per leaf array, the chunks' first rows and the pass's name (deterministic unless ``unique``)."""
+    import dask
+    from dask.base import tokenize
+
+    arrays = tuple(None if a is None else _as_dask(a) for a in arrays)
+    present = [a for a in arrays if a is not None]
+    if not present:
+        raise ValueError("map_row_chunks needs at least one array")
+    rows = _common_rows(present)
+    starts = row_offsets(rows).tolist()
+    leaves: list[tuple[Any, Any]] = []  # (source or None, array)
+
+    def plan_of(a: Any) -> Any:
+        if a is None:
+            return None
+        d = _DERIVED.get(a.name)  # a name is the array's content: any slice or map of it has another
+        if d is not None:
+            return ("apply", d, [plan_of(b) for b in d.arrays])
+        from .io.read import row_source
+
+        leaves.append((_ROW_INDEX.get(a.name) or row_source(a), a))
+        return ("leaf", len(leaves) - 1)
+
+    plan = _Plan([plan_of(a) for a in arrays])
+    others = [a.rechunk({1: -1}) if a.ndim == 2 and len(a.chunks[1]) > 1 else a for s, a in leaves if s is None]
+    blocks = iter([b.to_delayed(optimize_graph=False).ravel() for b in dask.optimize(*others)] if others else [])
+    columns = [[_Rows(s.for_rows(i)) for i in range(len(starts))] if s is not None else list(next(blocks))
+               for s, _ in leaves]
+    token = tokenize(func, [s if s is not None else a.name for s, a in leaves], _plan_token(plan), kwargs,
+                     uuid.uuid4().hex if unique else None)
+    return plan, columns, starts, f"{getattr(func, '__name__', 'rows').strip('_')}-{token}"
+
+
+def _plan_token(plan: _Plan) -> Any:
+    def token(p: Any) -> Any:
+        if p is None or p[0] == "leaf":
+            return p
+        return ("apply", p[1].__dask_tokenize__(), [token(q) for q in p[2]])
+
+    return [token(p) for p in plan.args]
+
+
+def _as_dask(a: Any) -> da.Array:
+    xr = sys.modules.get("xarray")
+    return a.data if xr is not None and isinstance(a, xr.DataArray) else a
+
+
+def _common_rows(arrays: Sequence[da.Array]) -> tuple[int, ...]:
+    rows = arrays[0].chunks[0]
+    for a in arrays[1:]:
+        if a.chunks[0] != rows:
+            raise ValueError(f"map_row_chunks: the arrays have different row chunks ({rows} and {a.chunks[0]})")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------
+# reduction
+# ------------------------------------------------------------------------------------------------------
+
+
+def tree_reduce(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:
+    """Combine delayed ``parts`` by a fixed tree of ``combine`` calls (deterministic given the parts)."""
+    return _tree_levels(parts, combine, split_every, 1)[0]
+
+
+@contextlib.contextmanager
+def broadcast(value: Any) -> Iterator[Any]:
+    """A large read-only input of every task of a pass (TruncatedSVD's ``p × l`` sketch basis), for the duration
+    of the ``with`` block: scattered to every worker when the current scheduler is a dask.distributed client —
+    not embedded in the graph, which the scheduler would receive, hold and forward — else a delayed of it.
+
+    The scattered copy has a key of its own (``hash=False``), held until the block ends: a content-hashed key
+    is shared by identical values of other passes and fits, and one of them releasing it while another's graph
+    still needs it failed tasks with "Missing dependency".
+    """
+    import dask
+    from dask.base import get_scheduler
+
+    client = None
+    if "distributed" in sys.modules:
+        from distributed import default_client
+
+        with contextlib.suppress(ValueError):
+            client = default_client()
+    if client is None or get_scheduler() != client.get:  # the local schedulers share memory
+        yield dask.delayed(value, pure=True)
+        return
+    future = client.scatter(value, broadcast=True, hash=False)
+    try:
+        yield future
+    finally:
+        future.release()
+
+
+def reduce_here(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:
+    """``dask.compute(tree_reduce(parts, combine, split_every))[0]``, with the tree's last ``combine`` run in
+    this process: the same tree and the same answer, but its (at most ``split_every``) inputs come back from
+    the one ``dask.compute`` instead of costing a task more, a transfer between workers and a scheduler
+    round trip, the fixed cost that small fits pay (benchmarks/README.md, "Growth")."""
+    import dask
+
+    values = dask.compute(*_tree_levels(parts, combine, split_every, split_every))
+    return values[0] if len(values) == 1 else combine(list(values))
+
+
+def one_pass(kernel: Callable, combine: Callable[[list], Any], *arrays: Any, split_every: int = 8,
+             **kwargs: Any) -> Any:
+    """One pass: ``kernel`` on every row chunk (``map_row_chunks``), reduced by ``combine`` (``reduce_here``),
+    under keys of its own: the pass is computed, never handed an identical earlier graph's results."""
+    return reduce_here(map_row_chunks(kernel, *arrays, unique=True, **kwargs), combine, split_every)
+
+
+def _tree_levels(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int, until: int) -> list:
+    """The levels of the tree of ``tree_reduce`` built until at most ``until`` delayed parts are left."""
+    import dask
+
+    parts = list(parts)
+    while len(parts) > until:
+        parts = [dask.delayed(combine, pure=True)(parts[i:i + split_every])
+                 for i in range(0, len(parts), split_every)]
+    return parts

@@ -176,19 +176,63 @@ def test_every_statistic_in_one_pass_read_once_per_chunk(client, data):
     np.testing.assert_allclose(ct.transform(train.head(50))[:, :want.shape[1]], want, rtol=1e-12)
 
 
-def test_median_sketch_keeps_its_rank_bound(rng):
+def test_median_sketch_keeps_its_bounds(rng):
+    """On a store-sized column (not exact at this size) the median is within its value bound of numpy's and its
+    true rank within its rank bound of the middle."""
     import dask.array as da
 
     n = 400_000
     x = rng.lognormal(0, 2, n)
     x[rng.random(n) < 0.1] = np.nan
     imp = OURS.SimpleImputer(strategy="median").fit(da.from_array(x[:, None], chunks=(10_000, 1)))
-    m, err = imp.statistics_[0], imp.median_rank_error_[0]
+    m, err, value_err = imp.statistics_[0], imp.median_rank_error_[0], imp.median_error_[0]
     obs = x[~np.isnan(x)]
     half = len(obs) / 2
-    assert 0 < err <= len(obs) / 1000
+    assert 0 < err <= len(obs) / 1000 and 0 < value_err < 1e-3
     assert (obs < m).sum() <= half + err and (obs <= m).sum() >= half - err
-    assert abs(m - np.median(obs)) > 0  # not exact at this size: the bound is what holds
+    assert 0 < abs(m - np.median(obs)) <= value_err  # not exact at this size: the bound is what holds
+
+
+@pytest.mark.parametrize("planted", ["offset normal", "both signs", "heavy tail", "integers", "tiny scale",
+                                     "zeros"])
+def test_median_sketch_within_its_bound_of_numpy_and_the_same_whatever_the_chunking(rng, planted):
+    from scaleml_dask.preprocessing._sketch import QuantileSketch
+
+    n = 120_000
+    x = {"offset normal": rng.normal(1e4, 3.0, n), "both signs": rng.standard_normal(n) * 5 - 1,
+         "heavy tail": rng.standard_cauchy(n), "integers": rng.integers(-20, 40, n).astype(float),
+         "tiny scale": rng.lognormal(-30, 1, n), "zeros": np.where(rng.random(n) < 0.6, 0.0, rng.random(n))}[planted]
+    x[rng.random(n) < 0.05] = np.nan
+    obs = x[~np.isnan(x)]
+    sketches = []
+    for cuts in ([0, n], [0, 30_000, 60_000, 90_000, n], [0, 7, 1000, 5000, 77_777, 77_790, n]):
+        parts = [QuantileSketch.of(x[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+        sketches.append(QuantileSketch.merge(parts[::-1]) if len(parts) < 5 else
+                        QuantileSketch.merge([QuantileSketch.merge(parts[:3]), QuantileSketch.merge(parts[3:])]))
+    assert all(s == sketches[0] for s in sketches)  # bit for bit, whatever the chunking and merge order
+    s = sketches[0]
+    m, (value_err, rank_err) = s.median(), s.median_error()
+    exact = np.median(obs)
+    assert s.r >= 7 and abs(m - exact) <= value_err <= 2.0 ** -s.r * max(abs(exact), 2.0 ** -16)  # a bin's width
+    assert (obs < m).sum() <= len(obs) / 2 + rank_err and (obs <= m).sum() >= len(obs) / 2 - rank_err
+    if planted in ("integers", "zeros"):
+        assert m == np.median(obs) and value_err == 0  # every value its own bin near the middle
+    small = x[:3001]
+    assert QuantileSketch.merge([QuantileSketch.of(small[:1000]), QuantileSketch.of(small[1000:])]).median() == \
+        np.nanmedian(small)  # at most 4,096 values: exact
+
+
+def test_median_sketch_through_scaling_and_imputation():
+    """A scaled column's sketch (read through the affine map), then filled: the median of ``a·x + b`` with the
+    missing values imputed, exact for few values."""
+    from scaleml_dask.preprocessing._base import of_values, summarize
+
+    x = np.array([4.0, np.nan, 1.0, 9.0, np.nan, 2.0, 7.0])
+    s = summarize(x, "numeric", frozenset({"sketch"}), 0, "x")
+    assert s.affine(-2.0, 1.0).quantile(0.5) == np.median(-2 * x[~np.isnan(x)] + 1)
+    filled = s.affine(-2.0, 1.0).filled(100.0)
+    assert filled.quantile(0.5) == np.median(np.where(np.isnan(x), 100.0, -2 * x + 1))
+    assert of_values(np.array([3.0, 1.0]), np.array([2, 1])).quantile(0.5) == 3.0
 
 
 def test_raw_rows_refused_by_column_and_parameters_follow_scikit_learn(data):

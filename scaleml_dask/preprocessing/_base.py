@@ -88,7 +88,12 @@ class Summary:
     def quantile(self, q: float) -> float:
         """A quantile of the observed values: exact from ``values``, else from the sketch."""
         if self.values is not None:
-            return QuantileSketch.of_counts(*self.values).quantile(q)
+            values, counts = self.values
+            cum = np.cumsum(counts)
+            at = q * (cum[-1] - 1)
+            i = int(np.floor(at))
+            v0, v1 = values[np.searchsorted(cum, [i, min(i + 1, cum[-1] - 1)], side="right")]
+            return float(v0 + (at - i) * (v1 - v0))
         if self.sketch is None:
             raise RuntimeError("a quantile was asked of a column summarised without a sketch")
         return self.sketch.quantile(q)
@@ -145,14 +150,12 @@ def summarize(values: np.ndarray, kind: str, needs: frozenset[str], n_levels: in
         return Summary(n, n - len(present), counts=counts)
     c, mean, m2, lo, hi = moments(values)
     summary = Summary(n, n - c, float(mean), float(m2), float(lo), float(hi))
-    if needs:
-        obs = values[~np.isnan(values)] if c < n else values
     if "values" in needs:
-        v, counts = np.unique(obs, return_counts=True)
+        v, counts = np.unique(values[~np.isnan(values)] if c < n else values, return_counts=True)
         _check_values(name, len(v))
         summary = replace(summary, values=(v, counts.astype(np.int64)))
     if "sketch" in needs:
-        summary = replace(summary, sketch=QuantileSketch.of(obs))
+        summary = replace(summary, sketch=QuantileSketch.of(values, c, lo, hi))
     return summary
 
 

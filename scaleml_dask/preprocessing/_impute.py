@@ -89,7 +89,8 @@ class SimpleImputer(TableTransformer):
             fills.append(self._fill_code(s, stat))
             out.append(self._imputed_state(s, fills[-1], stat))
         self.statistics_ = np.array(stats, dtype=object if any(isinstance(v, str) for v in stats) else np.float64)
-        self.median_rank_error_ = np.array(errors)
+        self.median_error_ = np.array([e[0] for e in errors], dtype=np.float64)
+        self.median_rank_error_ = np.array([e[1] for e in errors], dtype=np.int64)
         self._keep, self._fills = keep, fills
         self.indicator_features_ = np.array([j for j, s in enumerate(states) if s.summary.n_missing > 0]
                                             if self.add_indicator else [], dtype=np.int64)
@@ -103,30 +104,29 @@ class SimpleImputer(TableTransformer):
     def _default_fill(self, s: ColumnState) -> Any:
         return "missing_value" if s.kind == "categorical" else 0
 
-    def _statistic(self, s: ColumnState) -> tuple[Any, float]:
-        """The column's statistic (NaN for a column with no value) and the median's rank error bound."""
+    def _statistic(self, s: ColumnState) -> tuple[Any, tuple[float, int]]:
+        """The column's statistic (NaN for a column with no value), and the median's error bounds (value, rank)."""
         m = s.summary
         if self.strategy == "constant":
             fill = self._default_fill(s) if self.fill_value is None else self.fill_value
             if s.kind == "categorical":
-                return str(fill), 0.0
+                return str(fill), (0.0, 0)
             if not isinstance(fill, (Real, np.number)) or isinstance(fill, (bool, np.bool_)):
                 raise ValueError(f"SimpleImputer: fill_value={fill!r} is invalid for column {s.source or s.name!r}: "
                                  "expected a numerical value when imputing numerical data")
-            return float(fill), 0.0
+            return float(fill), (0.0, 0)
         if self.strategy in ("mean", "median"):
             require_kind("SimpleImputer", s, NUMBERS,
                          f"strategy={self.strategy!r} needs numbers: use 'most_frequent' or 'constant'")
         if m.count == 0:
-            return np.nan, 0.0
+            return np.nan, (0.0, 0)
         if self.strategy == "mean":
-            return float(m.mean), 0.0
+            return float(m.mean), (0.0, 0)
         if self.strategy == "median":
-            exact = m.values is not None or m.sketch.error == 0
-            return m.quantile(0.5), 0.0 if exact else float(m.sketch.error)
+            return m.quantile(0.5), (0.0, 0) if m.values is not None else m.sketch.median_error()
         if s.kind == "categorical":
             order = np.lexsort((np.array(s.levels, dtype=object).astype(str), -m.counts))  # ties: smallest level
-            return s.levels[order[0]], 0.0
+            return s.levels[order[0]], (0.0, 0)
         values, counts = m.values
         return float(values[np.argmax(counts)]), 0.0  # values sorted: ties give the smallest
 

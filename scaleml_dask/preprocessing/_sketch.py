@@ -1,29 +1,33 @@
-"""A mergeable quantile sketch for one-pass medians, with a deterministic error bound it carries along.
+"""A mergeable quantile sketch for one-pass medians: a histogram on a fixed grid of the floats, the same whatever
+the chunking, with its error bounds.
 
-A sketch is a sorted list of weighted points and ``error``, a bound on how far its rank estimate
-``R̂(x) = Σ{wᵢ : vᵢ ≤ x}`` can be from the true rank ``R(x) = #{values ≤ x}``, for every ``x``:
+The grid is the floats' own: at resolution ``r`` a value ``x`` with ``|x| ≥ 2^-16`` falls in the bin of its sign,
+its binary exponent and the top ``r`` bits of its mantissa (``[2^e (1 + k 2^-r), 2^e (1 + (k+1) 2^-r))``, of
+relative width ``2^-r``); below ``2^-16`` the bins are of equal width, ``2^(-16-r)``. A bin keeps its count and
+the least and greatest value in it. No value is sorted: a chunk's sketch is two compiled passes over its values
+(the moments' pass gives the range; then the counts), a bin's key computed from the value's bits.
 
-- a chunk's sketch holds every value (weight 1, error 0) when it has at most ``size`` of them; otherwise its
-  sorted values are cut into ``size`` consecutive buckets of (nearly) equal count, each kept as its largest value
-  with the bucket's count as weight: ``R̂`` then misses at most the one bucket that straddles ``x``, so the
-  error is at most the largest bucket, ``⌈n / size⌉``;
-- merging sketches adds their points (errors add: ``R̂`` and ``R`` are sums over the parts), and compresses the
-  union back to ``size`` buckets the same way when it holds more, which adds at most its largest bucket.
+The resolution is the largest ``r ≤ 52`` at which the bins between the least and the greatest value number fewer
+than ``BINS`` (any resolution when there are at most ``EXACT`` values). That depends on the values only, not on
+how they were split: a chunk's resolution is never below the whole column's (its range is inside the column's),
+and merging coarsens to the whole's (a bin at ``r - 1`` is two bins at ``r``). The final sketch is the histogram
+of the column at that resolution: **the same, bit for bit, whatever the chunking and the order of merging.**
 
-In a pass over ``n`` values in ``n_chunks`` chunks, tree-reduced ``split_every`` at a time (``passes.tree_reduce``;
-each node merges its parts at once), a value passes through at most ``L + 1`` compressions (its chunk's, then one
-per level, ``L = ⌈log_split_every(n_chunks)⌉``), each adding at most ``W/size + w_max`` for the ``W`` values of the
-node compressed and its heaviest point, so the error of the final sketch is at most about
-``(L + 1) · n / size + 2 · n_chunks`` ranks: ``n / 700`` for 40 chunks of 10,000 values (measured: ``n / 1100``).
-``error`` records the bound actually reached (tests check
-the true rank of every median against it), and data of at most ``size`` values give exact medians (numpy's: the
-mean of the two middle values for an even count).
+The median read from it is exact (numpy's: the mean of the two middle values) when each of its two middle
+values' bins holds one distinct value — always for at most ``EXACT`` values above ``2^-16`` in magnitude, or at
+resolution 52. Otherwise each middle value is interpolated in its bin between the bin's least and greatest value,
+so ``|median - exact median| ≤ value_error`` (the width ``max - min`` of the widest of those bins, at most
+``2^-r · max(|median|, 2^-16)``) and the true rank of the median is within ``rank_error`` (their counts) of the
+middle. A column of one sign within one octave gets ``r ≥ 13`` (bins of relative width ``2^-13``), a column from
+``-1`` to ``1`` ``r = 8`` (finer near zero); a bin holds about ``n · density · width`` values.
 
 >>> import numpy as np
->>> x = np.random.default_rng(0).standard_normal(100_000)
+>>> x = np.random.default_rng(0).standard_normal(100_000) + 3
 >>> s = QuantileSketch.merge([QuantileSketch.of(x[i:i + 10_000]) for i in range(0, 100_000, 10_000)])
->>> m = s.median(); rank = int((x <= m).sum())
->>> s.error < 100, abs(rank - 50_000) <= s.error
+>>> s == QuantileSketch.merge([QuantileSketch.of(x[:50_000]), QuantileSketch.of(x[50_000:])])
+True
+>>> m, (value_error, rank_error) = s.median(), s.median_error()
+>>> bool(abs(m - np.median(x)) <= value_error < 0.01), rank_error < 500
 (True, True)
 >>> QuantileSketch.of(np.array([3.0, 1.0, 4.0, 2.0])).median()
 2.5
@@ -32,97 +36,232 @@ mean of the two middle values for an even count).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
-#: Points a sketch keeps (buckets).
-SIZE = 4096
+#: Bins a sketch spans at most (between its least and greatest value), unless it holds at most ``EXACT`` values.
+BINS = 1 << 14
+#: Values a sketch may hold at any resolution (their bins are found by sorting them: few).
+EXACT = 4096
+#: The finest resolution: every float of magnitude at least ``2^E_LIN`` its own bin.
+R_MAX = 52
+#: Below ``2^E_LIN`` in magnitude the bins are of equal width (``2^(E_LIN - r)``), above of equal relative width.
+E_LIN = -16
 
 
-@dataclass(frozen=True)
+@njit(cache=True, nogil=True)
+def _key(v: float, bits: np.int64, r: int) -> np.int64:  # pragma: no cover - compiled
+    """The bin of ``v`` (``bits``: its bits) at resolution ``r``, ordered as the values are: ``±g`` with ``g`` the
+    exponent and the top ``r`` mantissa bits from ``2^E_LIN`` up, ``⌊|v| / 2^(E_LIN - r)⌋`` below."""
+    g = ((bits & 0x7FFFFFFFFFFFFFFF) >> (52 - r)) - ((1023 + E_LIN - 1) << r)
+    if g < (1 << r):
+        g = np.int64(abs(v) * 2.0 ** (r - E_LIN))
+    sign = bits >> 63
+    return (g ^ sign) - sign
+
+
+@njit(cache=True, nogil=True)
+def _coarse(key: np.int64, shift: int) -> np.int64:  # pragma: no cover - compiled
+    return -((-key) >> shift) if key < 0 else key >> shift
+
+
+@njit(cache=True, nogil=True)
+def _resolution(k_lo: np.int64, k_hi: np.int64, r: int, bins: int) -> int:  # pragma: no cover - compiled
+    """The largest resolution ``≤ r`` (keys given at ``r``) at which ``k_lo..k_hi`` spans fewer than ``bins``."""
+    while r > 0 and k_hi - k_lo >= bins:
+        r -= 1
+        k_lo, k_hi = _coarse(k_lo, 1), _coarse(k_hi, 1)
+    return r
+
+
+@njit(cache=True, nogil=True)
+def _empty_bins(span: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Per bin its count, least and greatest value, side by side (one cache line per value added)."""
+    acc = np.empty((span, 3))
+    for j in range(span):
+        acc[j, 0] = 0.0
+        acc[j, 1] = np.inf
+        acc[j, 2] = -np.inf
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def _histogram(x: np.ndarray, bits: np.ndarray, ends: np.ndarray, bins: int) -> tuple:  # pragma: no cover
+    """The bins of the non-NaN values of ``x`` (``bits``: its int64 view; ``ends``: its least and greatest value)
+    at the finest resolution where they span fewer than ``bins``: (resolution, first key, per bin count, least and
+    greatest value)."""
+    lo, hi = ends[0], ends[1]
+    lo_bits, hi_bits = ends.view(np.int64)[0], ends.view(np.int64)[1]
+    r = _resolution(_key(lo, lo_bits, R_MAX), _key(hi, hi_bits, R_MAX), R_MAX, bins)
+    k0 = _key(lo, lo_bits, r)
+    acc = _empty_bins(_key(hi, hi_bits, r) - k0 + 1)
+    for i in range(x.shape[0]):
+        v = x[i]
+        if v == v:
+            j = _key(v, bits[i], r) - k0
+            acc[j, 0] += 1.0
+            acc[j, 1] = min(acc[j, 1], v)
+            acc[j, 2] = max(acc[j, 2], v)
+    return r, k0, acc
+
+
+@njit(cache=True, nogil=True)
+def _gathered(index: np.ndarray, counts: np.ndarray, least: np.ndarray, greatest: np.ndarray,
+              span: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Bins (``index``: their place among ``span``) added up: merging sketches."""
+    acc = _empty_bins(span)
+    for i in range(index.shape[0]):
+        j = index[i]
+        acc[j, 0] += counts[i]
+        acc[j, 1] = min(acc[j, 1], least[i])
+        acc[j, 2] = max(acc[j, 2], greatest[i])
+    return acc
+
+
+def _keys(values: np.ndarray, r: int) -> np.ndarray:
+    """``_key`` of each value, vectorised (the few values of a small sketch, or a rekeyed one's bounds)."""
+    x = np.ascontiguousarray(values, dtype=np.float64)
+    bits = x.view(np.int64)
+    g = ((bits & 0x7FFFFFFFFFFFFFFF) >> (52 - r)) - ((1023 + E_LIN - 1) << r)
+    g = np.where(g < (1 << r), (np.minimum(np.abs(x), 2.0 ** E_LIN) * 2.0 ** (r - E_LIN)).astype(np.int64), g)
+    sign = bits >> 63
+    return (g ^ sign) - sign
+
+
+def _coarsened(keys: np.ndarray, shift: int) -> np.ndarray:
+    return np.where(keys < 0, -((-keys) >> shift), keys >> shift)
+
+
+@dataclass(frozen=True, eq=False)
 class QuantileSketch:
-    """Sorted ``values`` with ``weights`` (counts), total ``n``, and the rank ``error`` bound (module docstring)."""
+    """The histogram (module docstring) at resolution ``r``: occupied bins ``keys`` in order, their ``counts``,
+    ``least`` and ``greatest`` values; read through the affine map ``a·x + b`` (``affine``)."""
 
-    values: np.ndarray
-    weights: np.ndarray
-    error: float = 0.0
-    size: int = SIZE
+    r: int
+    keys: np.ndarray
+    counts: np.ndarray
+    least: np.ndarray
+    greatest: np.ndarray
+    a: float = 1.0
+    b: float = 0.0
+    _cum: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_cum", np.cumsum(self.counts))
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, QuantileSketch) and (self.r, self.a, self.b) == (other.r, other.a, other.b)
+                and all(np.array_equal(getattr(self, f), getattr(other, f))
+                        for f in ("keys", "counts", "least", "greatest")))
 
     @property
-    def n(self) -> float:
-        return float(self.weights.sum())
+    def n(self) -> int:
+        return int(self._cum[-1]) if len(self._cum) else 0
 
     @classmethod
-    def of(cls, x: np.ndarray, size: int = SIZE) -> QuantileSketch:
-        """The sketch of the (finite) values ``x``."""
-        v = np.sort(np.asarray(x, dtype=np.float64))
-        if len(v) <= size:
-            return cls(v, np.ones(len(v)), 0.0, size)
-        # unit weights: bucket b ends at index ⌈(b + 1) n / size⌉ - 1, no cumulated weights to search
-        ends = np.ceil(np.arange(1, size + 1) * (len(v) / size)).astype(np.int64) - 1
-        ends = ends[np.r_[True, ends[1:] != ends[:-1]]]  # non-decreasing: drop the repeats
-        bucket = np.diff(np.concatenate([[-1], ends])).astype(np.float64)
-        return cls(v[ends], bucket, float(bucket.max()), size)
+    def of(cls, x: np.ndarray, count: int | None = None, lo: float | None = None,
+           hi: float | None = None) -> QuantileSketch:
+        """The sketch of the non-NaN values of ``x`` (``count``, ``lo``, ``hi``: how many, their least and
+        greatest, when known)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if count is None:
+            count = int(np.count_nonzero(~np.isnan(x)))
+        if count <= EXACT:
+            obs = x[~np.isnan(x)] if count < len(x) else x
+            return cls._of_points(obs, np.ones(len(obs), np.int64))
+        if lo is None:
+            lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        return cls._of_bins(*_histogram(x, x.view(np.int64), np.array([lo, hi]), BINS))
 
     @classmethod
-    def of_counts(cls, values: np.ndarray, counts: np.ndarray, size: int = SIZE) -> QuantileSketch:
-        """The exact sketch of ``values`` repeated ``counts`` times (distinct values, any order)."""
-        order = np.argsort(values, kind="stable")
-        keep = np.asarray(counts, dtype=np.float64)[order] > 0
-        return cls(np.asarray(values, np.float64)[order][keep], np.asarray(counts, np.float64)[order][keep], 0.0,
-                   size)._compressed()
+    def of_counts(cls, values: np.ndarray, counts: np.ndarray) -> QuantileSketch:
+        """The sketch of ``values`` repeated ``counts`` times (any order)."""
+        values, counts = np.asarray(values, np.float64), np.asarray(counts, np.int64)
+        keep = counts > 0
+        return cls._of_points(values[keep], counts[keep])
+
+    @classmethod
+    def _of_points(cls, values: np.ndarray, counts: np.ndarray) -> QuantileSketch:
+        """Points at the finest resolution, then as coarse as ``merge``'s rule makes a sketch of this size."""
+        return cls._binned(R_MAX, _keys(values, R_MAX), counts, values, values)
+
+    @classmethod
+    def _binned(cls, r: int, keys: np.ndarray, counts: np.ndarray, least: np.ndarray,
+                greatest: np.ndarray) -> QuantileSketch:
+        """Bins (keys at ``r``, any order, repeats allowed) at the finest resolution ``≤ r`` the rule allows."""
+        if counts.sum() <= EXACT:
+            u, inverse = np.unique(keys, return_inverse=True)
+            out_least, out_greatest = np.full(len(u), np.inf), np.full(len(u), -np.inf)
+            np.minimum.at(out_least, inverse, least)
+            np.maximum.at(out_greatest, inverse, greatest)
+            return cls(r, u, np.bincount(inverse, weights=counts, minlength=len(u)).astype(np.int64), out_least,
+                       out_greatest)
+        r2 = _resolution(keys.min(), keys.max(), r, BINS)
+        keys = _coarsened(keys, r - r2)
+        k0 = int(keys.min())
+        return cls._of_bins(r2, k0, _gathered(keys - k0, counts, least, greatest, int(keys.max()) - k0 + 1))
+
+    @classmethod
+    def _of_bins(cls, r: int, k0: int, acc: np.ndarray) -> QuantileSketch:
+        used = np.flatnonzero(acc[:, 0])
+        return cls(int(r), used + k0, acc[used, 0].astype(np.int64), acc[used, 1], acc[used, 2])
 
     @classmethod
     def merge(cls, parts: Sequence[QuantileSketch]) -> QuantileSketch:
-        """The sketch of the union of the parts' values."""
-        parts = list(parts)
-        v = np.concatenate([p.values for p in parts])
-        w = np.concatenate([p.weights for p in parts])
-        order = np.argsort(v, kind="stable")
-        return cls(v[order], w[order], float(sum(p.error for p in parts)), parts[0].size)._compressed()
+        """The sketch of the union of the parts' values (read through the first part's affine map)."""
+        first = parts[0]
+        parts = [p if (p.a, p.b) == (first.a, first.b) else p._rekeyed(first.a, first.b) for p in parts]
+        r = min(p.r for p in parts)
+        merged = cls._binned(r, np.concatenate([_coarsened(p.keys, p.r - r) for p in parts]),
+                             np.concatenate([p.counts for p in parts]), np.concatenate([p.least for p in parts]),
+                             np.concatenate([p.greatest for p in parts]))
+        return merged if (first.a, first.b) == (1.0, 0.0) else merged._through(first.a, first.b)
+
+    def _through(self, a: float, b: float) -> QuantileSketch:
+        return QuantileSketch(self.r, self.keys, self.counts, self.least, self.greatest, a, b)
+
+    def _rekeyed(self, a: float, b: float) -> QuantileSketch:
+        """This sketch's values as seen through ``a·x + b`` instead (exact up to rounding), binned afresh at the
+        finest resolution where each bin still falls in one."""
+        x0, x1 = (self.a * self.least + self.b - b) / a, (self.a * self.greatest + self.b - b) / a
+        x0, x1 = np.minimum(x0, x1), np.maximum(x0, x1)
+        r = R_MAX
+        while r > 0 and np.any(_keys(x0, r) != _keys(x1, r)):
+            r -= 1
+        return QuantileSketch._binned(r, _keys(x0, r), self.counts, x0, x1)._through(a, b)
 
     def affine(self, a: float, b: float) -> QuantileSketch:
-        """The sketch of ``a·x + b`` (a > 0 keeps the order; a < 0 reverses it, with the bucket values then
-        their smallest instead of largest: the bound grows by the largest weight)."""
-        if a >= 0:
-            return QuantileSketch(a * self.values + b, self.weights, self.error, self.size)
-        return QuantileSketch((a * self.values + b)[::-1], self.weights[::-1],
-                              self.error + float(self.weights.max(initial=0.0)), self.size)
+        """The sketch of ``a·x + b``."""
+        return self._through(a * self.a, a * self.b + b)
 
-    def with_value(self, value: float, count: float) -> QuantileSketch:
-        """The sketch with ``count`` more values equal to ``value`` (an imputation)."""
-        if count <= 0:
-            return self
-        return QuantileSketch.merge([self, QuantileSketch(np.array([float(value)]), np.array([float(count)]), 0.0,
-                                                          self.size)])
+    def _order_statistic(self, i: int) -> tuple[float, int]:
+        """The ``i``-th smallest value (0-based) of the stored values, interpolated in its bin, and the bin."""
+        j = int(np.searchsorted(self._cum, i, side="right"))
+        lo, hi, c = self.least[j], self.greatest[j], int(self.counts[j])
+        if lo == hi:
+            return float(lo), j
+        return float(lo + (hi - lo) * (i - (self._cum[j] - c)) / (c - 1)), j
 
     def quantile(self, q: float) -> float:
-        """The value at rank ``q·n``: numpy's linear interpolation when exact (every value kept), else the first
-        point whose cumulated weight reaches ``q·n``."""
-        if len(self.values) == 0:
+        """The value at rank ``q·(n - 1)`` (numpy's linear interpolation), through the affine map."""
+        if self.n == 0:
             return np.nan
-        if self.error == 0 and np.all(self.weights == 1):
-            return float(np.quantile(self.values, q))
-        cum = np.cumsum(self.weights)
-        i = int(np.searchsorted(cum, q * cum[-1], side="left"))
-        if self.error == 0 and q == 0.5 and cum[-1] % 2 == 0 and i < len(cum) and cum[i] == q * cum[-1]:
-            return float((self.values[i] + self.values[min(i + 1, len(cum) - 1)]) / 2)  # exact even count
-        return float(self.values[min(i, len(self.values) - 1)])
+        at = (q if self.a >= 0 else 1 - q) * (self.n - 1)
+        i = int(np.floor(at))
+        v0 = self._order_statistic(i)[0]
+        v = v0 if at == i else v0 + (at - i) * (self._order_statistic(i + 1)[0] - v0)
+        return float(self.a * v + self.b)
 
     def median(self) -> float:
         return self.quantile(0.5)
 
-    def _compressed(self) -> QuantileSketch:
-        if len(self.values) <= self.size:
-            return self
-        cum = np.cumsum(self.weights)
-        total = cum[-1]
-        # bucket b ends at the last point whose cumulated weight is <= (b + 1) * total / size
-        ends = np.minimum(np.searchsorted(cum, np.arange(1, self.size + 1) * (total / self.size), side="right") - 1,
-                          len(cum) - 1)
-        ends = ends[(ends >= 0) & np.r_[True, ends[1:] != ends[:-1]]]  # sorted already: drop the repeats
-        if ends[-1] != len(cum) - 1:
-            ends = np.append(ends, len(cum) - 1)
-        bucket = np.diff(np.concatenate([[0.0], cum[ends]]))
-        return QuantileSketch(self.values[ends], bucket, self.error + float(bucket.max()), self.size)
+    def median_error(self) -> tuple[float, int]:
+        """Bounds on the median's distance to the exact one: in value, and in rank (module docstring)."""
+        if self.n == 0:
+            return 0.0, 0
+        bins = [j for j in {self._order_statistic((self.n - 1) // 2)[1], self._order_statistic(self.n // 2)[1]}
+                if self.least[j] < self.greatest[j]]
+        return (abs(self.a) * max((float(self.greatest[j] - self.least[j]) for j in bins), default=0.0),
+                int(sum(self.counts[j] for j in bins)))

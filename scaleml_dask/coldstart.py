@@ -138,12 +138,15 @@ def _minibatch_kmeans() -> None:
 
 def _table_transforms() -> None:
     from .preprocessing import _kernels as k
+    from .preprocessing._sketch import QuantileSketch
 
     X, H = np.array([[1.0, np.nan]]), np.array([[0, -1]])
     one, idx = np.ones(1), np.zeros(1, dtype=np.int64)
     k.fill_dense(np.zeros((2, 3)), X, one, one, one, one, idx, H, idx + 1, one, H, idx + 1)
     k.fill_csr(X, one, one, one, one, idx, H, idx + 1, one, np.array([0, 1]))
-    k.moments(X[0])
+    k.second_moment(X[0], k.first_moments(X[0])[1])
+    many = QuantileSketch.of(np.arange(5000.0))  # above EXACT: the compiled histogram, and its merge
+    QuantileSketch.merge([many, many])
 
 
 _TSNE_MODULES = ("scaleml_dask.tsne.affinity", "scaleml_dask.tsne.optimize")
@@ -162,7 +165,8 @@ FAMILIES: dict[str, tuple[Callable[[], None], tuple[str, ...]]] = {
     "optimizers": (_optimizers, ("scaleml_dask._optim",)),
     "k-means Lloyd": (_kmeans, ("scaleml_dask._kmeans_kernels",)),
     "MiniBatchKMeans": (_minibatch_kmeans, ("scaleml_dask.online._kmeans_kernels",)),
-    "table transforms": (_table_transforms, ("scaleml_dask.preprocessing._kernels",)),
+    "table transforms": (_table_transforms, ("scaleml_dask.preprocessing._kernels",
+                                             "scaleml_dask.preprocessing._sketch")),
 }
 
 

@@ -233,6 +233,10 @@ def test_median_sketch_through_scaling_and_imputation():
     filled = s.affine(-2.0, 1.0).filled(100.0)
     assert filled.quantile(0.5) == np.median(np.where(np.isnan(x), 100.0, -2 * x + 1))
     assert of_values(np.array([3.0, 1.0]), np.array([2, 1])).quantile(0.5) == 3.0
+    big = np.random.default_rng(1).normal(5.0, 2.0, 10_000)
+    big[::7] = np.nan
+    with_sketch, alone = (summarize(big, "numeric", frozenset(w), 0, "x") for w in ({"sketch"}, set()))
+    assert with_sketch.m2 == alone.m2 and with_sketch.sketch.r < 52  # its squared deviations fused in: same bits
 
 
 def test_raw_rows_refused_by_column_and_parameters_follow_scikit_learn(data):

@@ -29,8 +29,8 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from .._tabular import Canonical, Column, InputSchema, Table, TableInputError, as_table
-from ._kernels import fill_csr, fill_dense, moments
-from ._sketch import QuantileSketch
+from ._kernels import fill_csr, fill_dense, first_moments, second_moment
+from ._sketch import EXACT, QuantileSketch
 
 #: Most distinct values of a numeric column an encoder or ``most_frequent`` counts exactly.
 MAX_VALUES = 10_000
@@ -148,14 +148,20 @@ def summarize(values: np.ndarray, kind: str, needs: frozenset[str], n_levels: in
         present = values[values >= 0]
         counts = np.bincount(present, minlength=n_levels).astype(np.int64)
         return Summary(n, n - len(present), counts=counts)
-    c, mean, m2, lo, hi = moments(values)
-    summary = Summary(n, n - c, float(mean), float(m2), float(lo), float(hi))
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    c, mean, lo, hi = first_moments(values)
+    sketch = None
+    if "sketch" in needs and c > EXACT:  # the moments' second pass and the sketch's in one
+        sketch, m2 = QuantileSketch.with_moments(values, mean, lo, hi)
+    else:
+        m2 = second_moment(values, mean) if c else 0.0
+        if "sketch" in needs:
+            sketch = QuantileSketch.of_points(values, c)
+    summary = Summary(n, n - c, float(mean), float(m2), float(lo), float(hi), sketch=sketch)
     if "values" in needs:
         v, counts = np.unique(values[~np.isnan(values)] if c < n else values, return_counts=True)
         _check_values(name, len(v))
         summary = replace(summary, values=(v, counts.astype(np.int64)))
-    if "sketch" in needs:
-        summary = replace(summary, sketch=QuantileSketch.of(values, c, lo, hi))
     return summary
 
 
@@ -463,12 +469,14 @@ def assemble(pieces: Sequence[Piece], n: int, sparse: bool, dtype: Any = np.floa
         j += piece_width(p)
     dense = [k for k, p in enumerate(cols) if isinstance(p, Affine)]
     hot = [k for k, p in enumerate(cols) if isinstance(p, OneHot)]
-    X = np.stack([cols[k].x for k in dense]) if dense else np.empty((0, n))
+    X = np.stack([cols[k].x for k in dense], out=_scratch("X", (len(dense), n), np.float64)) if dense else \
+        np.empty((0, n))
     c = np.array([cols[k].c for k in dense], dtype=np.float64)
     a = np.array([cols[k].a for k in dense], dtype=np.float64)
     b = np.array([cols[k].b for k in dense], dtype=np.float64)
     missing = np.array([cols[k].missing for k in dense], dtype=np.float64)
-    H = np.stack([cols[k].index for k in hot]).astype(np.int64, copy=False) if hot else np.empty((0, n), np.int64)
+    H = np.stack([cols[k].index for k in hot], out=_scratch("H", (len(hot), n), np.int64)) if hot else \
+        np.empty((0, n), np.int64)
     offset = np.array([pos[k] for k in hot], dtype=np.int64)
     value = np.array([cols[k].value for k in hot], dtype=np.float64)
     dense_pos = np.array([pos[k] for k in dense], dtype=np.int64)
@@ -557,6 +565,21 @@ def _dense_block(n: int, width: int, pos: np.ndarray, H: np.ndarray,
 
 
 _NO_CELLS, _NO_OFFSETS = np.empty((0, 0), np.int64), np.empty(0, np.int64)
+
+#: Per thread: the last buffers ``assemble`` stacked a chunk's columns in.
+_SCRATCH = threading.local()
+
+
+def _scratch(slot: str, shape: tuple[int, int], dtype: Any) -> np.ndarray:
+    """A buffer to stack a chunk's columns in: this thread's last one of ``slot`` when it has the shape and
+    nothing but this cache holds it any more (the consumer of the block it went into returned it, keeping no
+    view), else a new one. As ``_dense_block``: a new array costs its page faults at every chunk, more than the
+    stacking (``TableBlock``s go to SGD's local epochs: every chunk, every epoch)."""
+    buf = getattr(_SCRATCH, slot, None)
+    if buf is None or buf.shape != shape or buf.dtype != dtype or sys.getrefcount(buf) > 3:  # here, cache, argument
+        buf = np.empty(shape, dtype)
+        setattr(_SCRATCH, slot, buf)
+    return buf
 
 
 def as_text(pieces: Sequence[Piece]) -> list[Piece]:

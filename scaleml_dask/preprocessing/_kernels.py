@@ -12,8 +12,9 @@ groups. Written column by column, a C-ordered block of a few hundred columns cos
 ...            np.array([1]), np.array([1.0]), np.empty((0, 2), np.int64), np.empty(0, np.int64))
 >>> out.tolist()
 [[3.0, 0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]]
->>> moments(np.array([1.0, np.nan, 3.0]))
-(2, 2.0, 2.0, 1.0, 3.0)
+>>> x = np.array([1.0, np.nan, 3.0])
+>>> first_moments(x), second_moment(x, 2.0)
+((2, 2.0, 1.0, 3.0), 2.0)
 """
 
 from __future__ import annotations
@@ -89,9 +90,10 @@ def fill_row(i: int, X: np.ndarray, c: np.ndarray, a: np.ndarray, b: np.ndarray,
 
 
 @njit(cache=True, nogil=True)
-def moments(x: np.ndarray) -> tuple:
-    """``(count, mean, m2, min, max)`` of the non-NaN values of ``x`` (``m2``: the sum of squared deviations from
-    the mean of a first pass; both sums compensated (Neumaier), so as accurate as numpy's pairwise ones)."""
+def first_moments(x: np.ndarray) -> tuple:
+    """``(count, mean, min, max)`` of the non-NaN values of ``x``, the sum compensated (Neumaier): as accurate as
+    numpy's pairwise one. The squared deviations from this mean are a second pass (``second_moment``, or fused
+    with the median sketch's: ``_sketch.QuantileSketch.with_moments``)."""
     count = 0
     total = 0.0
     carry = 0.0
@@ -108,14 +110,25 @@ def moments(x: np.ndarray) -> tuple:
             if v > hi:
                 hi = v
     if count == 0:
-        return 0, np.nan, 0.0, np.nan, np.nan
-    mean = (total + carry) / count
+        return 0, np.nan, np.nan, np.nan
+    return count, (total + carry) / count, lo, hi
+
+
+@njit(cache=True, nogil=True, inline="always")
+def add_square(m2: float, carry: float, v: float, mean: float) -> tuple:
+    """``m2 + (v - mean)²``, compensated (Neumaier): the running ``(m2, carry)``."""
+    d = (v - mean) * (v - mean)
+    t = m2 + d
+    carry += (m2 - t) + d if m2 >= d else (d - t) + m2
+    return t, carry
+
+
+@njit(cache=True, nogil=True)
+def second_moment(x: np.ndarray, mean: float) -> float:
+    """The sum of squared deviations of the non-NaN values of ``x`` from ``mean``, compensated (Neumaier)."""
     m2 = 0.0
     carry = 0.0
     for v in x:
         if v == v:
-            d = (v - mean) * (v - mean)
-            t = m2 + d
-            carry += (m2 - t) + d if m2 >= d else (d - t) + m2
-            m2 = t
-    return count, mean, m2 + carry, lo, hi
+            m2, carry = add_square(m2, carry, v, mean)
+    return m2 + carry

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from ._kernels import add_square, first_moments
+
 #: Bins a sketch spans at most (between its least and greatest value), unless it holds at most ``EXACT`` values.
 BINS = 1 << 14
 #: Values a sketch may hold at any resolution (their bins are found by sorting them: few).
@@ -88,23 +90,49 @@ def _empty_bins(span: int) -> np.ndarray:  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _histogram(x: np.ndarray, bits: np.ndarray, ends: np.ndarray, bins: int) -> tuple:  # pragma: no cover
-    """The bins of the non-NaN values of ``x`` (``bits``: its int64 view; ``ends``: its least and greatest value)
-    at the finest resolution where they span fewer than ``bins``: (resolution, first key, per bin count, least and
-    greatest value)."""
-    lo, hi = ends[0], ends[1]
-    lo_bits, hi_bits = ends.view(np.int64)[0], ends.view(np.int64)[1]
-    r = _resolution(_key(lo, lo_bits, R_MAX), _key(hi, hi_bits, R_MAX), R_MAX, bins)
-    k0 = _key(lo, lo_bits, r)
-    acc = _empty_bins(_key(hi, hi_bits, r) - k0 + 1)
+def _histogram(x: np.ndarray, lo: float, hi: float, mean: float, bins: int) -> tuple:  # pragma: no cover
+    """The bins of the non-NaN values of ``x`` (``lo``, ``hi``, ``mean``: their least, greatest and mean) at the
+    finest resolution where they span fewer than ``bins``, and in the same pass their squared deviations from the
+    mean (as ``_kernels.moments``, to the bit): (resolution, keys, counts, least, greatest, m2)."""
+    bits = x.view(np.int64)
+    ends = np.array([lo, hi])
+    ends_bits = ends.view(np.int64)
+    r = _resolution(_key(lo, ends_bits[0], R_MAX), _key(hi, ends_bits[1], R_MAX), R_MAX, bins)
+    k0 = _key(lo, ends_bits[0], r)
+    acc = _empty_bins(_key(hi, ends_bits[1], r) - k0 + 1)
+    m2 = 0.0
+    carry = 0.0
     for i in range(x.shape[0]):
         v = x[i]
         if v == v:
+            m2, carry = add_square(m2, carry, v, mean)
             j = _key(v, bits[i], r) - k0
             acc[j, 0] += 1.0
             acc[j, 1] = min(acc[j, 1], v)
             acc[j, 2] = max(acc[j, 2], v)
-    return r, k0, acc
+    return (r, *_occupied(acc, k0), m2 + carry)
+
+
+@njit(cache=True, nogil=True)
+def _occupied(acc: np.ndarray, k0: np.int64) -> tuple:  # pragma: no cover - compiled
+    """The occupied bins of ``acc`` (the first at key ``k0``): keys, counts, least and greatest values."""
+    n = 0
+    for j in range(acc.shape[0]):
+        if acc[j, 0] > 0:
+            n += 1
+    keys = np.empty(n, np.int64)
+    counts = np.empty(n, np.int64)
+    least = np.empty(n)
+    greatest = np.empty(n)
+    n = 0
+    for j in range(acc.shape[0]):
+        if acc[j, 0] > 0:
+            keys[n] = k0 + j
+            counts[n] = np.int64(acc[j, 0])
+            least[n] = acc[j, 1]
+            greatest[n] = acc[j, 2]
+            n += 1
+    return keys, counts, least, greatest
 
 
 @njit(cache=True, nogil=True)
@@ -161,19 +189,25 @@ class QuantileSketch:
         return int(self._cum[-1]) if len(self._cum) else 0
 
     @classmethod
-    def of(cls, x: np.ndarray, count: int | None = None, lo: float | None = None,
-           hi: float | None = None) -> QuantileSketch:
-        """The sketch of the non-NaN values of ``x`` (``count``, ``lo``, ``hi``: how many, their least and
-        greatest, when known)."""
+    def of(cls, x: np.ndarray) -> QuantileSketch:
+        """The sketch of the non-NaN values of ``x``."""
         x = np.ascontiguousarray(x, dtype=np.float64)
-        if count is None:
-            count = int(np.count_nonzero(~np.isnan(x)))
-        if count <= EXACT:
-            obs = x[~np.isnan(x)] if count < len(x) else x
-            return cls._of_points(obs, np.ones(len(obs), np.int64))
-        if lo is None:
-            lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
-        return cls._of_bins(*_histogram(x, x.view(np.int64), np.array([lo, hi]), BINS))
+        count, mean, lo, hi = first_moments(x)
+        return cls.of_points(x, count) if count <= EXACT else cls.with_moments(x, mean, lo, hi)[0]
+
+    @classmethod
+    def of_points(cls, x: np.ndarray, count: int) -> QuantileSketch:
+        """The sketch of the ``count`` (few) non-NaN values of ``x``: every one kept."""
+        obs = x[~np.isnan(x)] if count < len(x) else x
+        return cls._of_points(obs, np.ones(len(obs), np.int64))
+
+    @classmethod
+    def with_moments(cls, x: np.ndarray, mean: float, lo: float, hi: float) -> tuple[QuantileSketch, float]:
+        """The sketch of the more than ``EXACT`` non-NaN values of ``x`` (contiguous float64; their ``mean``,
+        least and greatest from ``_kernels.first_moments``) and their squared deviations from the mean (equal to
+        ``_kernels.moments``'), in one pass."""
+        r, keys, counts, least, greatest, m2 = _histogram(x, lo, hi, mean, BINS)
+        return cls(int(r), keys, counts, least, greatest), float(m2)
 
     @classmethod
     def of_counts(cls, values: np.ndarray, counts: np.ndarray) -> QuantileSketch:
@@ -200,13 +234,8 @@ class QuantileSketch:
                        out_greatest)
         r2 = _resolution(keys.min(), keys.max(), r, BINS)
         keys = _coarsened(keys, r - r2)
-        k0 = int(keys.min())
-        return cls._of_bins(r2, k0, _gathered(keys - k0, counts, least, greatest, int(keys.max()) - k0 + 1))
-
-    @classmethod
-    def _of_bins(cls, r: int, k0: int, acc: np.ndarray) -> QuantileSketch:
-        used = np.flatnonzero(acc[:, 0])
-        return cls(int(r), used + k0, acc[used, 0].astype(np.int64), acc[used, 1], acc[used, 2])
+        k0 = keys.min()
+        return cls(r2, *_occupied(_gathered(keys - k0, counts, least, greatest, int(keys.max() - k0) + 1), k0))
 
     @classmethod
     def merge(cls, parts: Sequence[QuantileSketch]) -> QuantileSketch:

@@ -24,17 +24,19 @@ class SimpleImputer(TableTransformer):
     ``"constant"`` (``fill_value``), as scikit-learn's.
 
     Means come from the pass's exact moments, the most frequent value from exact counts (ties: the smallest,
-    as scikit-learn), and the median from a mergeable quantile sketch (``_sketch.QuantileSketch``) in the same one
-    pass: exact up to 4,096 values, otherwise a value whose rank is within ``median_rank_error_`` of the middle
-    (at most about ``(L + 1) n / 4096 + 2 n_chunks`` for a pass tree-reduced in ``L`` levels: ``n / 700`` for 40
-    chunks of 10,000 values).
+    as scikit-learn), and the median from a mergeable quantile sketch (``_sketch.QuantileSketch``: a histogram on
+    the floats' own grid, the same whatever the chunking) in the same one pass: exact up to 4,096 values (and
+    whenever the middle values' bins hold one distinct value each), otherwise within ``median_error_`` of numpy's
+    median (a bin's width, at most ``2^-r`` of it, ``r ≥ 8`` for a column spanning ``-1..1``, ``r ≥ 13`` within
+    one octave) and of rank within ``median_rank_error_`` of the middle (the values in those bins).
     Categorical columns take ``"most_frequent"`` or ``"constant"`` (default fill ``"missing_value"``, a new level
     if it is not one). A column with no value in fit is dropped from the output unless ``keep_empty_features``;
     ``add_indicator`` appends a 0 / 1 column ``missingindicator_<name>`` per column that had missing values in fit.
     ``missing_values`` is NaN: missing values are what ingest stored as missing (NaN, None and empty fields).
     ``copy`` has no effect (a transform never modifies its input).
 
-    Attributes: ``statistics_``, ``median_rank_error_`` (per column, 0 where exact or not a median),
+    Attributes: ``statistics_``, ``median_error_`` and ``median_rank_error_`` (per column, 0 where exact or not a
+    median),
     ``indicator_features_`` (indices of the columns given an indicator), ``n_features_in_``, ``feature_names_in_``,
     ``input_schema_``.
 

@@ -130,7 +130,7 @@ class SimpleImputer(TableTransformer):
             order = np.lexsort((np.array(s.levels, dtype=object).astype(str), -m.counts))  # ties: smallest level
             return s.levels[order[0]], (0.0, 0)
         values, counts = m.values
-        return float(values[np.argmax(counts)]), 0.0  # values sorted: ties give the smallest
+        return float(values[np.argmax(counts)]), (0.0, 0)  # values sorted: ties give the smallest
 
     def _fill_code(self, s: ColumnState, stat: Any) -> Any:
         """What replaces a missing value: a number, or a category's code (a new level's if it is not one)."""

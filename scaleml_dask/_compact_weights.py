@@ -8,9 +8,10 @@ over each row's non-zeros. ``SparseWeights`` scores dense rows of a pruned model
 default. Its branch-free lookup of the kept weights (a bitmap of the features with a uint32 rank per 64-bit
 word and LLVM's popcount: ~200 KiB + 8 m bytes touched instead of 8 MiB) is faster only where the batch's
 features are spread over all 2**20 (the dense ``W`` out of cache); on held-out hashed text, whose frequent words
-keep the touched part of ``W`` in cache, it does twice the work per non-zero and measured about 2x slower than
-the gather (``benchmarks/bench_compress.py``), so it is chosen with ``SparseWeights.of(W, csr_kernel="masked")``,
-not by default. Both are equal to the float64 product with the
+keep the touched part of ``W`` in cache, it measured about 2x slower than the gather: LLVM compiles it without a
+branch (``bzhi``, ``popcnt``, ``bt`` + ``cmov``), but that is three dependent loads and ~15 instructions per
+non-zero against the gather's one load (``benchmarks/bench_compress.py``). So it is chosen with
+``SparseWeights.of(W, csr_kernel="masked")``, not by default. Both are equal to the float64 product with the
 dequantized / pruned weights to rounding (tested to 1e-12).
 
 The kernels index with unsigned integers: numba checks a signed index for a negative value (wrap-around) on

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import logging
 import os
@@ -305,22 +306,25 @@ def calibrate_search(args: argparse.Namespace, k: Constants) -> Constants:
 
 def calibrate_quota(args: argparse.Namespace, k: Constants) -> Constants:
     """φ, added to ``k``: a worker's CPU seconds for the same fits under a quota of ``--worker-cpus`` over
-    without one (regression, KMeans, SGD local and sync on the calibration store; the median of their ratios)."""
-    ratios = []
+    without one (regression, KMeans, SGD local and sync on the calibration store; the median of their ratios),
+    and the wide PCA's own φ (PCA on a calibration store of ``--wide-features`` columns, 4 chunks)."""
     with NetCluster(1, rate=None) as nc, nc.client.as_current():
         nc.client.run(warm)
         path = store(args.calib_rows, client=nc.client)
-        methods = ("regression", "kmeans", "sgd-local", "sgd-sync")
-        for m in methods:
-            fit(m, path)
-        free = {m: min(Meter(nc)(lambda a=m: fit(a, path))["cpu"]["w0"] for _ in range(3)) for m in methods}
+        wide = store(4 * args.wide_chunk, args.wide_features, args.wide_chunk, client=nc.client)
+        fits = {m: functools.partial(fit, m, path) for m in ("regression", "kmeans", "sgd-local", "sgd-sync")}
+        fits["pca-wide"] = functools.partial(fit, "pca", wide)
+        for f in fits.values():
+            f()
+        free = {m: min(Meter(nc)(f)["cpu"]["w0"] for _ in range(3)) for m, f in fits.items()}
         nc.workers[0].cgroup.set_cpu_quota(args.worker_cpus or 0.2)
-        for m in methods:
-            ratios.append(min(Meter(nc)(lambda a=m: fit(a, path))["cpu"]["w0"] for _ in range(3)) / free[m])
+        ratio = {m: min(Meter(nc)(f)["cpu"]["w0"] for _ in range(3)) / free[m] for m, f in fits.items()}
+    wide_ratio = ratio.pop("pca-wide")
     notes = {**k.notes, "quota": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, quota "
-                                 f"{args.worker_cpus or 0.2} core, ratios {[round(r, 3) for r in ratios]}, "
-                                 f"{args.conditions}"}
-    return Constants(**{**asdict(k), "quota_cpu_factor": statistics.median(ratios), "notes": notes})
+                                 f"{args.worker_cpus or 0.2} core, ratios {[round(r, 3) for r in ratio.values()]}, "
+                                 f"wide {wide_ratio:.3f}, {args.conditions}"}
+    return Constants(**{**asdict(k), "quota_cpu_factor": statistics.median(ratio.values()),
+                        "quota_cpu_factor_wide": wide_ratio, "notes": notes})
 
 
 def _actor_calls(server: Any, n: int) -> float:
@@ -390,11 +394,12 @@ def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
 
 
 def _for(row: dict, k: Constants) -> Constants:
-    """The constants for a row: the wide PCA's kernel is ``moments_wide``."""
+    """The constants for a row: the wide PCA's kernel is ``moments_wide``, with its own φ."""
     if row["method"] != "pca-wide":
         return k
     return Constants(**{**asdict(k), "kernel_s": {**k.kernel_s, "moments": k.kernel_s["moments_wide"]},
-                        "combine_s": {**k.combine_s, "moments": k.combine_s.get("moments_wide", 0.0)}})
+                        "combine_s": {**k.combine_s, "moments": k.combine_s.get("moments_wide", 0.0)},
+                        "quota_cpu_factor": k.quota_cpu_factor_wide or k.quota_cpu_factor})
 
 
 def markdown(rows: list[dict], columns: list[str]) -> str:

@@ -14,7 +14,8 @@ uvloop 0.23). It serves ``model.to_sklearn()`` saved with joblib, its format.
 ``--tables`` serves a pipeline of raw columns (one-hot, impute, scale, a boolean passed through, Ridge) against
 MLServer serving the same scikit-learn pipeline, fitted on the same rows (predictions equal to 1e-9; every answer
 checked before the load): the same MLServer pandas-codec request bodies of 1 and 100 rows to both, adaptive batching
-off and on.
+off and on; beside them the floor of any Python server here, uvicorn (as ours is run) reading each body and
+answering a fixed response (``floor_app``), under the same load generator.
 
 ``--frameworks`` measures the transport choice instead: the same dataplane behind this plain ASGI app and
 behind Starlette, and JSON decoding/encoding with the standard library, orjson and msgspec.
@@ -53,6 +54,9 @@ DATA = Path(__file__).resolve().parent / "data"
 MLSERVER_VENV = DATA / "mlserver-venv"
 D = 10
 CONNECTIONS = 16
+#: what the floor server answers: a one-row V2 response
+FLOOR_RESPONSE = (b'{"model_name":"tables","id":"","outputs":[{"name":"predict","shape":[1,1],"datatype":"FP64",'
+                  b'"data":[0.5]}]}')
 
 
 def free_port() -> int:
@@ -133,6 +137,28 @@ def start_mlserver(model, root: Path, port: int, batching: bool, name: str = "re
     env = {**os.environ, "PATH": f"{python.parent}:{os.environ['PATH']}"}
     return subprocess.Popen([str(python.parent / "mlserver"), "start", str(root)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env, cwd=root)
+
+
+def floor_app(response: bytes):
+    """The floor of any Python model server on this machine: uvicorn (httptools, uvloop, as ``scaleml serve``)
+    reading each request's body and answering a fixed V2 response — no decoding, no model."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(response)).encode())]
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": response})
+
+    return app
+
+
+def start_floor(port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, "--floor", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -362,16 +388,17 @@ def compare_tables(seconds: float, max_requests: int, rounds: int) -> list[dict]
     with tempfile.TemporaryDirectory(dir=DATA) as tmp:
         save_model(ours, Path(tmp) / "scaleml" / "tables", data=frame)
         for batching in (False, True):
-            ports = {"scaleml": free_port(), "mlserver": free_port()}
+            ports = {"scaleml": free_port(), "mlserver": free_port(), "floor": free_port()}
             procs = {"scaleml": start_scaleml(Path(tmp) / "scaleml" / "tables", ports["scaleml"], batching),
                      "mlserver": start_mlserver(theirs, Path(tmp) / f"mlserver-{batching}", ports["mlserver"],
-                                                batching, "tables")}
+                                                batching, "tables"),
+                     "floor": start_floor(ports["floor"])}
             try:
                 for server, proc in procs.items():
                     wait_ready(ports[server], proc)
                 for cell, body in payloads.items():
                     n = int(cell.split("-")[1])
-                    for server in procs:
+                    for server in ("scaleml", "mlserver"):
                         check_answers(f"http://127.0.0.1:{ports[server]}/v2/models/tables/infer", body,
                                       theirs.predict(rows.iloc[:n]))
                 for _ in range(rounds):
@@ -388,14 +415,17 @@ def compare_tables(seconds: float, max_requests: int, rounds: int) -> list[dict]
 def tables_table(rows: list[dict]) -> str:
     by = {(r["server"], r["cell"], r["batching"]): r for r in rows}
     lines = ["| raw rows (pandas-codec request) | batching | scaleml req/s | p50 / p99 ms | errors | MLServer req/s | "
-             "p50 / p99 ms | errors | req/s ratio | p99 ratio (ours / theirs) |", "|---" * 10 + "|"]
+             "p50 / p99 ms | errors | req/s ratio | p99 ratio (ours / theirs) | floor req/s | ours / floor | "
+             "MLServer / floor |", "|---" * 13 + "|"]
     for batching in (False, True):
         for cell, label in (("pd-1", "1 row"), ("pd-100", "100 rows")):
             ours, theirs = by[("scaleml", cell, batching)], by[("mlserver", cell, batching)]
+            floor = max(by[("floor", cell, b)]["rps"] for b in (False, True))
             lines.append(f"| {label} | {'on' if batching else 'off'} | {ours['rps']:,.0f} | {ours['p50']:.2f} / "
                          f"{ours['p99']:.2f} | {ours['errors']} | {theirs['rps']:,.0f} | {theirs['p50']:.2f} / "
                          f"{theirs['p99']:.2f} | {theirs['errors']} | **{ours['rps'] / theirs['rps']:.2f}×** | "
-                         f"{ours['p99'] / theirs['p99']:.2f} |")
+                         f"{ours['p99'] / theirs['p99']:.2f} | {floor:,.0f} | {ours['rps'] / floor:.2f} | "
+                         f"{theirs['rps'] / floor:.2f} |")
     return "\n".join(lines)
 
 
@@ -716,7 +746,14 @@ def main() -> None:
     ap.add_argument("--sample", type=float, default=10.0, help="seconds between samples (default: %(default)s)")
     ap.add_argument("--client", help=argparse.SUPPRESS)  # internal: the asyncio load generator process
     ap.add_argument("--starlette", nargs=2, help=argparse.SUPPRESS)  # internal: the Starlette variant
+    ap.add_argument("--floor", type=int, help=argparse.SUPPRESS)  # internal: the floor server on this port
     args = ap.parse_args()
+    if args.floor:
+        import uvicorn
+
+        uvicorn.run(floor_app(FLOOR_RESPONSE), host="127.0.0.1", port=args.floor, log_level="warning",
+                    access_log=False, http="httptools", loop="auto")
+        return
     if args.client:
         body = sys.stdin.buffer.read()
         print(json.dumps(asyncio.run(_asyncio_load(args.client, body, args.seconds, args.max_requests))))

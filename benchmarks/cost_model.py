@@ -21,7 +21,8 @@ client, which cannot overlap:
 - storage   = C b / P / S                         chunk bytes read over the network from shared storage
 
 A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) makes every worker-side CPU constant φ times
-larger (measured: a throttled task is descheduled each quota period and finds its caches cold) and stretches
+larger (measured: a throttled task is descheduled each quota period and finds its caches cold; the wide PCA's
+kernel, a 256-column Gram of a 65 MB chunk, has its own φ: it loses more to a cold cache) and stretches
 its threads' CPU work by f = max(1, T / q): t_k, t_c and ω are multiplied by f in ``compute``, and P T / f
 replaces P T in ``cpu``; and a fit takes at least its busiest host's CPU seconds over its quota, min(q, T)
 (``host CPU``: a P-th of the workers' CPU seconds, ``worker_cpu``, plus the parameter server's if it is there).
@@ -94,6 +95,7 @@ class Constants:
     kmeans_client_s: float             # κ_c: client seconds per k-means|| candidate (weighted k-means++ and Lloyd)
     sync_task_s: float | None = None   # ω_s: worker CPU per sync step's task besides its gradients (None: ω)
     quota_cpu_factor: float = 1.0      # φ: a worker's CPU per task under a CPU quota below a core / without one
+    quota_cpu_factor_wide: float | None = None  # φ of the wide PCA's kernel (None: φ)
     cores: float | None = None         # CPUs the cluster's processes share (None: enough for every process)
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -331,7 +333,8 @@ def under_load(k: Constants, factor: float) -> Constants:
     return Constants(**{**asdict(k), "kernel_s": {n: v * factor for n, v in k.kernel_s.items()},
                         "combine_s": {n: v * factor for n, v in k.combine_s.items()},
                         "worker_task_s": k.worker_task_s * factor, "async_server_s": k.async_server_s * factor,
-                        "sync_task_s": k.sync_task * factor, "quota_cpu_factor": 1.0})
+                        "sync_task_s": k.sync_task * factor, "quota_cpu_factor": 1.0,
+                        "quota_cpu_factor_wide": None})
 
 
 def dominant(terms: dict[str, float]) -> str:

@@ -19,12 +19,15 @@
 Every contender runs on the same LocalCluster of 2 worker processes × 1 thread (scikit-learn: this process); peak
 memory per worker is sampled every 0.2 s. Printed: seconds, ratios, accuracy / relative error, peak MB.
 
-    python benchmarks/bench_sparse.py [--quick] [--docs 10000000] [--svd-docs 200000] [--svd-store-docs 1000000]
+    python benchmarks/bench_sparse.py [--quick] [--docs 10000000] [--svd-docs 50000] [--svd-store-docs 200000]
                                       [--parts sgd,svd,pca] [--rounds 1] [--local-epochs 8]
 
 Disk: the generated Parquet text is ~185 MB per million documents (10,000,000 + 200,000 held out: ~1.9 GB); the
-hashed sparse store of the whole-matrix SVD ~1 GB per million (hence its own ``--svd-store-docs``, default
-1,000,000); the wide store 3.2 GB at 2,000 × 200,000.
+hashed sparse store of the whole-matrix SVD ~1 GB per million (hence its own ``--svd-store-docs``); the wide
+store 3.2 GB at 2,000 × 200,000. Time: every pass of TruncatedSVD(100) moves and sums a ``2**20 × 200`` basis
+(1.6 GB) whatever the documents, so the SVD defaults (2,000 documents against ARPACK, 50,000 against the peers,
+200,000 for the whole store) are sized for the svd and pca parts together to take about 15 minutes on a quiet
+2-core machine (benchmarks/README.md); the 10,000,000 documents are the SGD part's.
 """
 
 from __future__ import annotations
@@ -330,12 +333,13 @@ def wide_pca(n: int, p: int, k: int, client) -> list[dict]:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="200,000 documents, 20,000 for the SVD subset, 300 x 20,000")
+    ap.add_argument("--quick", action="store_true",
+                    help="200,000 documents, 20 components, 20,000 for the SVD subset, 300 x 20,000")
     ap.add_argument("--docs", type=int, default=10_000_000)
     ap.add_argument("--heldout", type=int, default=200_000)
-    ap.add_argument("--svd-exact-docs", type=int, default=5_000, help="documents of the ARPACK (exact) comparison")
-    ap.add_argument("--svd-docs", type=int, default=200_000, help="documents of the speed comparison with the peers")
-    ap.add_argument("--svd-store-docs", type=int, default=1_000_000,
+    ap.add_argument("--svd-exact-docs", type=int, default=2_000, help="documents of the ARPACK (exact) comparison")
+    ap.add_argument("--svd-docs", type=int, default=50_000, help="documents of the speed comparison with the peers")
+    ap.add_argument("--svd-store-docs", type=int, default=200_000,
                     help="documents of the whole-matrix TruncatedSVD (hashed and stored once: ~1 GB per million)")
     ap.add_argument("--components", type=int, default=100)
     ap.add_argument("--svd-iter", type=int, default=12)

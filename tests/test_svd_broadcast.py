@@ -68,8 +68,9 @@ def _own_graph_bytes(result, *inputs) -> int:
 
 
 def test_lazy_transforms_ship_their_matrix_once_not_in_the_graph(client, wide):
-    """transform / inverse_transform of TruncatedSVD, PCA and a random projection stay lazy, with graphs far
-    smaller than the matrices they multiply by, and equal the in-memory results after the estimator is gone."""
+    """transform / inverse_transform of TruncatedSVD, PCA and a random projection (and the lazy scores of SGD and
+    k-means) stay lazy, with graphs far smaller than the matrices they multiply by, and equal the in-memory
+    results after the estimator is gone."""
     A, dX = wide
     svd = sm.TruncatedSVD(2, n_iter=1, random_state=0).fit(dX)
     dD = dask.array.random.default_rng(1).normal(3.0, 1.0, size=(120, 20_000), chunks=(40, 8_000))  # + panels
@@ -77,12 +78,17 @@ def test_lazy_transforms_ship_their_matrix_once_not_in_the_graph(client, wide):
     pca = sm.PCA(3).fit(D)
     rp = SparseRandomProjection(50, dense_output=True, random_state=0).fit(dX)
     Z = as_dask_array(np.random.default_rng(2).normal(size=(90, 3)), chunk_rows=30)
+    y = (np.asarray(A[:, ::7].sum(axis=1)).ravel() > np.median(np.asarray(A[:, ::7].sum(axis=1)))).astype(float)
+    sgd = sm.SGDClassifier(mode="local", rounds=1, validation_fraction=0.0, random_state=0).fit(A, y)
+    km = sm.KMeans(2, random_state=0).fit(D)
     cases = [(svd.transform(dX), svd.transform(A), dX, svd.components_.nbytes),
              (svd.inverse_transform(Z[:, :2]), svd.inverse_transform(Z[:, :2].compute()), Z, svd.components_.nbytes),
              (pca.transform(dD), pca.transform(D), dD, pca.components_.nbytes),
              (pca.inverse_transform(Z), pca.inverse_transform(Z.compute()), Z, pca.components_.nbytes),
-             (rp.transform(dX), rp.transform(A), dX, rp.components_.data.nbytes)]
-    del svd, pca, rp
+             (rp.transform(dX), rp.transform(A), dX, rp.components_.data.nbytes),
+             (sgd.decision_function(dX), sgd.decision_function(A), dX, sgd.coef_.nbytes),
+             (km.transform(dD), km.transform(D), dD, km.cluster_centers_.nbytes)]
+    del svd, pca, rp, sgd, km
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*Sending large graph.*")
         for lazy, expected, source, matrix_bytes in cases:

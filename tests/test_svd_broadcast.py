@@ -80,7 +80,7 @@ def test_lazy_transforms_ship_their_matrix_once_not_in_the_graph(client, wide):
     Z = as_dask_array(np.random.default_rng(2).normal(size=(90, 3)), chunk_rows=30)
     y = (np.asarray(A[:, ::7].sum(axis=1)).ravel() > np.median(np.asarray(A[:, ::7].sum(axis=1)))).astype(float)
     sgd = sm.SGDClassifier(mode="local", rounds=1, validation_fraction=0.0, random_state=0).fit(A, y)
-    km = sm.KMeans(2, random_state=0).fit(D)
+    km = sm.KMeans(2, random_state=0).fit(dD)
     cases = [(svd.transform(dX), svd.transform(A), dX, svd.components_.nbytes),
              (svd.inverse_transform(Z[:, :2]), svd.inverse_transform(Z[:, :2].compute()), Z, svd.components_.nbytes),
              (pca.transform(dD), pca.transform(D), dD, pca.components_.nbytes),

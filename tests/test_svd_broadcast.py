@@ -75,7 +75,7 @@ def test_lazy_transforms_ship_their_matrix_once_not_in_the_graph(client, wide):
     svd = sm.TruncatedSVD(2, n_iter=1, random_state=0).fit(dX)
     dD = dask.array.random.default_rng(1).normal(3.0, 1.0, size=(120, 20_000), chunks=(40, 8_000))  # + panels
     D = dD.compute()
-    pca = sm.PCA(3).fit(D)
+    pca = sm.PCA(3).fit(dD)
     rp = SparseRandomProjection(50, dense_output=True, random_state=0).fit(dX)
     Z = as_dask_array(np.random.default_rng(2).normal(size=(90, 3)), chunk_rows=30)
     y = (np.asarray(A[:, ::7].sum(axis=1)).ravel() > np.median(np.asarray(A[:, ::7].sum(axis=1)))).astype(float)

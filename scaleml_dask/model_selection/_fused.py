@@ -43,7 +43,7 @@ from .._scratch import scratch
 from ..metrics._scorer import Scorer, merge_scores, score_rows
 from ..sgd._blocks import checked_targets
 from ..sgd._kernels import _PENALTY_CODE, _SCHEDULE_CODE, epoch_plan, holdout_range
-from ._fused_kernels import fused_epochs, loss_code, member_losses
+from ._fused_kernels import fused_epochs, label_counts, loss_code, member_losses
 from ._split import chunk_memberships
 
 log = logging.getLogger("scaleml_dask.model_selection")
@@ -215,7 +215,8 @@ def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np
                  row_start: int) -> list:
     """The scorers' states of every (candidate, split) job on the chunk's rows of its part: every candidate's
     margins in one product per part; label metrics counted straight from the margins' classes and the encoded
-    targets (no label arrays), the others through the scorers (``metrics._scorer.score_rows``)."""
+    targets (no label arrays), the others through the scorers (``metrics._scorer.score_rows``). With two classes
+    and label metrics only, the counts come from the rows in place (``label_counts``): no copy, no margins."""
     from ..metrics._states import Confusion
 
     parts: dict[tuple, list[int]] = {}
@@ -223,44 +224,64 @@ def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np
         parts.setdefault(key, []).append(j)
     labels = [k for k, sc in enumerate(spec.scorers) if sc.kind == "labels" and spec.classes is not None]
     others = [k for k in range(len(spec.scorers)) if k not in labels]
+    two = labels and T.shape[1] == 1
     rows, margins, counts = {}, {}, {}
     for (split, code), members in parts.items():
         keep = np.flatnonzero(M[split] == code)
         F = features(split)
-        # the part's rows and margins in buffers the thread keeps (``_scratch``: no fresh mmap per chunk)
-        Xs = np.take(F, keep, axis=0, out=scratch("fused-score-rows", (len(keep), F.shape[1])))
-        rows[(split, code)] = (Xs, y[keep], T[keep])  # Xs: its length only, once the margins are made
         cols = np.concatenate([spec.jobs[j][0].columns for j in members])
-        S = np.matmul(Xs, spec.W[:-1, cols], out=scratch(f"fused-score-{split}-{code}", (len(keep), len(cols))))
-        S += spec.W[-1, cols]  # every candidate in one product
-        if code == TEST and not np.isfinite(S).all():  # a NaN / inf row (named), or a diverged candidate's margins
-            assert_finite(Xs, "X", chunk_index, row_start)
-        if labels and T.shape[1] == 1:  # two classes: every candidate's confusion counts at once
-            truth = T[keep, 0]
-            positive = S > 0
-            predicted = np.count_nonzero(positive, axis=0).astype(np.float64)
-            hits = truth @ positive
-            n1 = float(truth.sum())
+        if two:  # two classes: every candidate's confusion counts at once
+            if others:
+                Xs, S = _part_margins(spec, F, keep, cols, split, code)
+                finite = code != TEST or np.isfinite(S).all()
+                positive = S > 0
+                predicted = np.count_nonzero(positive, axis=0).astype(np.float64)
+                hits = T[keep, 0] @ positive
+            else:  # labels only: counted from the rows in place (no copy of them, no margins)
+                Xs, S = None, None
+                predicted, hits = np.zeros(len(cols)), np.zeros(len(cols))
+                Wc = np.ascontiguousarray(spec.W[:, cols])
+                finite = label_counts(F, keep, Wc, T, predicted, hits) or code != TEST
+            n1 = float(T[keep, 0].sum())
             both = np.stack([[len(keep) - n1 - (predicted - hits), predicted - hits], [n1 - hits, hits]])
-        at = 0
-        for i, j in enumerate(members):
-            width = len(spec.jobs[j][0].columns)
-            margins[j] = S[:, at:at + width]
-            at += width
-            if labels and T.shape[1] == 1:
+            for i, j in enumerate(members):
                 counts[j] = both[:, :, i]
+        else:
+            Xs, S = _part_margins(spec, F, keep, cols, split, code)
+            finite = code != TEST or np.isfinite(S).all()
+        if not finite:  # a NaN / inf row (named), or a diverged candidate's margins
+            assert_finite(F[keep] if Xs is None else Xs, "X", chunk_index, row_start)
+        rows[(split, code)] = (Xs, y[keep], T[keep])
+        if S is not None:
+            at = 0
+            for j in members:
+                width = len(spec.jobs[j][0].columns)
+                margins[j] = S[:, at:at + width]
+                at += width
     out = []
     for j, (job, key) in enumerate(spec.jobs):
         Xs, ys, Ts = rows[key]
-        model = job.with_scores(margins[j])
-        states = dict(zip(others, score_rows([(model, key)], {key: (Xs, ys, None)},
-                                             [spec.scorers[k] for k in others])[0] if others else []))
+        states = {}
+        if others:
+            model = job.with_scores(margins[j])
+            states = dict(zip(others, score_rows([(model, key)], {key: (Xs, ys, None)},
+                                                 [spec.scorers[k] for k in others])[0]))
         if labels:
-            c = counts[j] if j in counts else model.confusion(Ts)
+            c = counts[j] if j in counts else job.with_scores(margins[j]).confusion(Ts)
             for k in labels:
                 states[k] = None if len(ys) == 0 else Confusion(spec.classes, c)
         out.append([states[k] for k in range(len(spec.scorers))])
     return out
+
+
+def _part_margins(spec: _Pass, F: np.ndarray, keep: np.ndarray, cols: np.ndarray, split: int,
+                  code: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part's rows and the margins of members ``cols`` on them, every candidate in one product, in buffers the
+    thread keeps (``_scratch``: no fresh mmap per chunk)."""
+    Xs = np.take(F, keep, axis=0, out=scratch("fused-score-rows", (len(keep), F.shape[1])))
+    S = np.matmul(Xs, spec.W[:-1, cols], out=scratch(f"fused-score-{split}-{code}", (len(keep), len(cols))))
+    S += spec.W[-1, cols]
+    return Xs, S
 
 
 @dataclass

@@ -34,6 +34,8 @@ _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _LOSS_CODE = {"squared": 0, "log_loss": 1, "hinge": 2}
+#: Rows per tile of ``label_counts`` (its rows and margins stay in the L1 / L2 cache).
+_TILE = 256
 
 
 @njit(cache=True, inline="always")
@@ -55,19 +57,24 @@ def _exp_poly(r):  # pragma: no cover - compiled
     return p * r + 1.0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _exp_parts(x):  # pragma: no cover - compiled
+    """``exp(x) = p * 2**k`` for ``x <= 0`` (clamped at -708: below, exp is under 3e-308 either way), by range
+    reduction ``x = k ln2 + r``: returns ``p`` and the exponent bits of ``2**k``."""
+    xq = x if x > -708.0 else -708.0
+    k = np.floor(xq * _LOG2E + 0.5)
+    r = (xq - k * _LN2_HI) - k * _LN2_LO
+    return _exp_poly(r), (np.int64(k) + 1023) << 52
+
+
 @njit(cache=True, nogil=True)
 def _exp_nonpositive_into(x, out, bits):  # pragma: no cover - compiled
-    """``out = exp(x)`` for ``x <= 0`` (clamped at -708: below, exp is under 3e-308 either way), by range
-    reduction ``x = k ln2 + r`` and ``2**k`` written as the exponent bits (``bits`` is ``out``'s int64 view's
-    scratch): loops without calls, so that they vectorise."""
+    """``out = exp(x)`` for ``x <= 0`` (``bits``: int64 scratch of ``x``'s length): ``p`` and the bits of ``2**k``
+    (``_exp_parts``) in one loop, their product in another — loops without calls, so that they vectorise."""
     n = x.shape[0]
-    scale = bits.view(np.float64)
     for q in range(n):
-        xq = max(x[q], -708.0)
-        k = math.floor(xq * _LOG2E + 0.5)
-        r = (xq - k * _LN2_HI) - k * _LN2_LO
-        out[q] = _exp_poly(r)
-        bits[q] = (np.int64(k) + 1023) << 52
+        out[q], bits[q] = _exp_parts(x[q])
+    scale = bits.view(np.float64)
     for q in range(n):
         out[q] *= scale[q]
 
@@ -107,38 +114,41 @@ def _nonfinite_margins(Z, active, Xb1):  # pragma: no cover - compiled
     return -1
 
 
-@njit(cache=True, nogil=True)
-def _residuals(Z, Tb, tcol, loss_code, E, ex, bits, Tm):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _residuals(Z, Tb, tcol, loss_code, E, ex, bits):  # pragma: no cover - compiled
     """``E[q, c] = dloss/dz`` of member ``c`` on batch row ``q`` at margin ``Z[q, c]``, as
-    ``sgd._kernels._grad_batch`` computes it (``ex``, ``bits``, ``Tm``: scratch of ``Z``'s size). The target of a
-    row is read once when there is one target column (two classes, regression); the loops are split by loss, so
-    that each vectorises."""
+    ``sgd._kernels._grad_batch`` computes it (``ex``, ``bits``: scratch of ``Z``'s size). Each loop is free of
+    calls and branches the compiler cannot turn into selects (``error_model="numpy"``: a division is not checked
+    for zero), so that it vectorises: ``exp(-|z|)`` in two loops (``_exp_nonpositive_into``'s), the derivative
+    in a third, the target of a row read once when there is one target column (two classes, regression)."""
     b, M = Z.shape
     n = b * M
-    zf, ef, xf, T = Z.ravel(), E.ravel(), ex.ravel()[:n], Tm.ravel()[:n]
-    if Tb.shape[1] == 1:
-        for q in range(b):
-            t = Tb[q, 0]
-            for c in range(M):
-                T[q * M + c] = t
-    else:
-        for q in range(b):
-            for c in range(M):
-                T[q * M + c] = Tb[q, tcol[c]]
+    zf, ef, xf, bf = Z.ravel(), E.ravel(), ex.ravel()[:n], bits[:n]
     if loss_code == 1:
         for i in range(n):
-            xf[i] = -abs(zf[i])
-        _exp_nonpositive_into(xf, ef, bits[:n])
+            xf[i], bf[i] = _exp_parts(-abs(zf[i]))
+        scale = bf.view(np.float64)
         for i in range(n):
-            e = ef[i]
-            ef[i] = (1.0 if zf[i] > 0 else e) / (1.0 + e) - T[i]
+            e = xf[i] * scale[i]
+            ef[i] = (1.0 if zf[i] > 0 else e) / (1.0 + e)
+        if Tb.shape[1] == 1:
+            for q in range(b):
+                t = Tb[q, 0]
+                for c in range(M):
+                    ef[q * M + c] -= t
+        else:
+            for q in range(b):
+                for c in range(M):
+                    ef[q * M + c] -= Tb[q, tcol[c]]
     elif loss_code == 0:
-        for i in range(n):
-            ef[i] = zf[i] - T[i]
+        for q in range(b):
+            for c in range(M):
+                ef[q * M + c] = zf[q * M + c] - Tb[q, tcol[c]]
     else:
-        for i in range(n):
-            t = T[i]
-            ef[i] = (1.0 - 2.0 * t) if (2.0 * t - 1.0) * zf[i] < 1.0 else 0.0
+        for q in range(b):
+            for c in range(M):
+                t = Tb[q, tcol[c]]
+                ef[q * M + c] = (1.0 - 2.0 * t) if (2.0 * t - 1.0) * zf[q * M + c] < 1.0 else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -163,7 +173,7 @@ def _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb):  # pragma:
 
 
 @njit(cache=True, nogil=True)
-def _batch_gradient(Xb1, Tb, b, tcol, loss_code, W, active, Z, E, ex, bits, Tm, G):  # pragma: no cover
+def _batch_gradient(Xb1, Tb, b, tcol, loss_code, W, active, Z, E, ex, bits, G):  # pragma: no cover
     """Summed gradient ``G = Xb1' E`` (the intercept's in the last row, from the ones column) of every member at
     the margins ``Z = Xb1 W`` of the first ``b`` rows: two BLAS products and the loss derivatives between them.
     Returns -1, or the batch row holding a NaN / inf (members whose margins overflowed are switched off)."""
@@ -174,7 +184,7 @@ def _batch_gradient(Xb1, Tb, b, tcol, loss_code, W, active, Z, E, ex, bits, Tm, 
         bad = _nonfinite_margins(Zb, active, Xb)
         if bad >= 0:
             return bad
-    _residuals(Zb, Tb[:b], tcol, loss_code, E[:b], ex, bits, Tm)
+    _residuals(Zb, Tb[:b], tcol, loss_code, E[:b], ex, bits)
     np.dot(Xb.T, E[:b], G)
     return -1
 
@@ -222,7 +232,6 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
     Z = np.empty((batch_size, M))
     E = np.empty((batch_size, M))
     ex = np.empty((batch_size, M))
-    Tm = np.empty((batch_size, M))
     bits = np.empty(batch_size * M, dtype=np.int64)
     G = np.empty((d + 1, M))
     t = t0
@@ -232,7 +241,7 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
             lo = orders[e_, k] * batch_size
             b = min(lo + batch_size, n_train) - lo
             _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb)
-            bad = _batch_gradient(Xb1, Tb, b, tcol, loss_code, W, active, Z, E, ex, bits, Tm, G)
+            bad = _batch_gradient(Xb1, Tb, b, tcol, loss_code, W, active, Z, E, ex, bits, G)
             if bad >= 0:
                 i = lo + bad + offset
                 i = i - n_train if i >= n_train else i
@@ -241,6 +250,37 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
             t += 1.0
             members_step(W, G, b, fit_intercept, penalty, alpha, schedule, eta0, power_t, t, m, v, g2, active)
     return orders.size, -1
+
+
+@njit(cache=True, nogil=True)
+def label_counts(X, keep, W, T, predicted, hits):  # pragma: no cover - compiled
+    """Two classes: add to ``predicted[c]`` the rows ``keep`` of ``X`` that member ``c`` (``W`` ``(d + 1, n)``,
+    intercept last) predicts positive, and to ``hits[c]`` those of them whose target ``T[r, 0]`` is 1 — every
+    candidate's confusion counts with no copy of the rows and no matrix of margins: the rows go through a tile
+    of ``_TILE`` that stays in cache, its margins one BLAS product. Returns whether every margin was finite."""
+    d = X.shape[1]
+    n = W.shape[1]
+    tile = np.empty((_TILE, d + 1))
+    tile[:, d] = 1.0
+    Z = np.empty((_TILE, n))
+    ok = 0.0
+    for lo in range(0, keep.shape[0], _TILE):
+        b = min(_TILE, keep.shape[0] - lo)
+        for q in range(b):
+            r = keep[lo + q]
+            for j in range(d):
+                tile[q, j] = X[r, j]
+        Zb = Z[:b]
+        np.dot(tile[:b], W, Zb)
+        for q in range(b):
+            t = T[keep[lo + q], 0]
+            for c in range(n):
+                z = Zb[q, c]
+                ok += z - z  # 0 for a finite margin, NaN otherwise
+                p = 1.0 if z > 0 else 0.0
+                predicted[c] += p
+                hits[c] += p * t
+    return ok == 0.0
 
 
 def member_losses(X: np.ndarray, T: np.ndarray, W: np.ndarray, tcol: np.ndarray, loss: str) -> np.ndarray:

@@ -129,10 +129,10 @@ def _step_gradients(W: np.ndarray, groups: tuple, step: int, *parts: SyncPart) -
             _gather(part.X, part.T, part.rows[g], part.start(g), len(part.rows[g]), n_train, offset, lo, b, Xb1,
                     Tb)
             Wg = np.ascontiguousarray(W[:, cols])
-            Z, E, ex, Tm = (np.empty((b, M)) for _ in range(4))
+            Z, E, ex = (np.empty((b, M)) for _ in range(3))
             G = np.empty((d + 1, M))
             active = np.ones(M, dtype=bool)
-            _batch_gradient(Xb1, Tb, b, tcol, code, Wg, active, Z, E, ex, np.empty(b * M, dtype=np.int64), Tm, G)
+            _batch_gradient(Xb1, Tb, b, tcol, code, Wg, active, Z, E, ex, np.empty(b * M, dtype=np.int64), G)
             G[:, ~active] = np.nan  # margins overflowed (the rows were checked when read): the member diverged
             per.append((G, b))
         out.append(per)

@@ -25,8 +25,8 @@ memory per worker is sampled every 0.2 s. Printed: seconds, ratios, accuracy / r
 Disk: the generated Parquet text is ~185 MB per million documents (10,000,000 + 200,000 held out: ~1.9 GB); the
 hashed sparse store of the whole-matrix SVD ~1 GB per million (hence its own ``--svd-store-docs``); the wide
 store 3.2 GB at 2,000 × 200,000. Time: every pass of TruncatedSVD(100) moves and sums a ``2**20 × 200`` basis
-(1.6 GB) whatever the documents, so the SVD defaults (2,000 documents against ARPACK, 50,000 against the peers,
-200,000 for the whole store) are sized for the svd and pca parts together to take about 15 minutes on a quiet
+(1.6 GB) whatever the documents (~130 s a fit here), so the SVD defaults (2,000 documents against ARPACK, 50,000
+against the peers, 200,000 for the whole store) keep the svd and pca parts together near 15–20 minutes on a quiet
 2-core machine (benchmarks/README.md); the 10,000,000 documents are the SGD part's.
 """
 

@@ -5,8 +5,10 @@ features; its float64, float16, int8 and pruned versions (keeping a half, a tent
 the training documents touched) are saved to a registry and measured on held-out CSR batches of ``--batch``
 documents. Beside them, the scoring kernels on the same batches: scipy's float64 CSR product (the floor a
 float64 model pays), the int8 gather kernel (``scaleml_dask._compact_weights``), the same int8 gather with
-numba's signed indices (the earlier kernel, with a wrap-around check on every index) — and all three again on
-a batch whose features are spread uniformly over the 2**20 (weights out of cache: what int8 is for).
+numba's signed indices (the earlier kernel, with a wrap-around check on every index), and for the model pruned
+to a half, a tenth and a hundredth of its touched weights the float64 gather from the dense ``W`` against the
+bitmap + rank lookup of the kept weights (``SparseWeights``) — and all of them again on a batch whose features
+are spread uniformly over the 2**20 (weights out of cache: what int8 and the lookup are for).
 
     python benchmarks/bench_compress.py [--quick] [--docs 200000] [--batch 1000]
 """
@@ -22,7 +24,7 @@ import scipy.sparse as sp
 from bench_regression import print_table
 
 import scaleml_dask as sm
-from scaleml_dask._compact_weights import Int8Weights
+from scaleml_dask._compact_weights import Int8Weights, SparseWeights
 from scaleml_dask.deploy.compress import tradeoff
 from scaleml_dask.feature_extraction.text import HashingVectorizer
 from scaleml_dask.io.synthetic_text import TextModel
@@ -54,15 +56,28 @@ def kernels(model, batches: dict[str, sp.csr_matrix]) -> list[dict]:
     scale = np.abs(W[:-1]).max(axis=0, keepdims=True) / 127.0
     Wq = np.vstack([np.clip(np.rint(W[:-1] / scale), -127, 127) * scale, W[-1:]])
     int8 = Int8Weights.of(Wq, scale)
+    touched = np.flatnonzero(W[:-1, 0])
+    pruned = {}
+    for share, parts in (("1/2", 2), ("1/10", 10), ("1/100", 100)):
+        keep = touched[np.argsort(-np.abs(W[touched, 0]))[: len(touched) // parts]]
+        Wp = np.zeros_like(W)
+        Wp[keep], Wp[-1] = W[keep], W[-1]
+        pruned[share] = SparseWeights.of(Wp, csr_kernel="masked")
     rows = []
     for label, X in batches.items():
         out = np.empty((X.shape[0], 1))
         _signed_gather(X.data, X.indices, X.indptr, int8.q, out)
         base = best_ms(lambda X=X: X @ Wq[:-1] + Wq[-1])
-        for name, fn in (("scipy float64 CSR product", lambda X=X: X @ Wq[:-1] + Wq[-1]),
-                         ("int8 gather (unsigned indices)", lambda X=X: int8(X)),
-                         ("int8 gather (signed indices: the earlier kernel)",
-                          lambda X=X, out=out: _signed_gather(X.data, X.indices, X.indptr, int8.q, out))):
+        cases = [("scipy float64 CSR product", lambda X=X: X @ Wq[:-1] + Wq[-1]),
+                 ("int8 gather (unsigned indices)", lambda X=X: int8(X)),
+                 ("int8 gather (signed indices: the earlier kernel)",
+                  lambda X=X, out=out: _signed_gather(X.data, X.indices, X.indptr, int8.q, out))]
+        for share, sw in pruned.items():
+            cases += [(f"pruned to {share} of the touched: float64 gather from the dense W",
+                       lambda X=X, sw=sw: X @ sw.W[:-1] + sw.W[-1]),
+                      (f"pruned to {share} of the touched: bitmap + rank lookup of the kept weights",
+                       lambda X=X, sw=sw: sw(X))]
+        for name, fn in cases:
             ms = best_ms(fn)
             rows.append({"method": f"{label}: {name}", "ms / batch": ms, "x scipy": base / ms})
     return rows

@@ -7,7 +7,8 @@
    (and, beside it, reading + hashing: what any hashing-trick learner must do). Accuracy on 200,000 held-out
    documents of the same planted model (its Bayes accuracy printed beside). Target: ≥ 3× scikit-learn's loop at
    equal held-out accuracy (±0.002).
-2. **TruncatedSVD(100)** of that hashed matrix (stored once as a sparse dataset: ``write_sparse``): accuracy on the
+2. **TruncatedSVD(100)** of the first ``--svd-store-docs`` of those documents hashed (stored once as a sparse
+   dataset: ``write_sparse``): accuracy on the
    first ``--svd-exact-docs`` documents against scikit-learn's ARPACK (exact; it takes minutes from a few thousand
    documents at 2**20 features); speed on the first ``--svd-docs`` against dask-ml's ``TruncatedSVD`` and
    scikit-learn's randomized one in memory (same iterations and oversampling); then the whole matrix. Targets:
@@ -18,8 +19,15 @@
 Every contender runs on the same LocalCluster of 2 worker processes × 1 thread (scikit-learn: this process); peak
 memory per worker is sampled every 0.2 s. Printed: seconds, ratios, accuracy / relative error, peak MB.
 
-    python benchmarks/bench_sparse.py [--quick] [--docs 10000000] [--svd-docs 200000] [--parts sgd,svd,pca]
-                                      [--rounds 1] [--local-epochs 8]
+    python benchmarks/bench_sparse.py [--quick] [--docs 10000000] [--svd-docs 50000] [--svd-store-docs 200000]
+                                      [--parts sgd,svd,pca] [--rounds 1] [--local-epochs 8]
+
+Disk: the generated Parquet text is ~185 MB per million documents (10,000,000 + 200,000 held out: ~1.9 GB); the
+hashed sparse store of the whole-matrix SVD ~1 GB per million (hence its own ``--svd-store-docs``); the wide
+store 3.2 GB at 2,000 × 200,000. Time: every pass of TruncatedSVD(100) moves and sums a ``2**20 × 200`` basis
+(1.6 GB) whatever the documents (~130 s a fit here), so the SVD defaults (2,000 documents against ARPACK, 50,000
+against the peers, 200,000 for the whole store) keep the svd and pca parts together near 15–20 minutes on a quiet
+2-core machine (benchmarks/README.md); the 10,000,000 documents are the SGD part's.
 """
 
 from __future__ import annotations
@@ -264,7 +272,9 @@ def svd(n_docs: int, n_exact: int, n_speed: int, k: int, client, n_iter: int, ov
                           note=f"the hashed store written once in {write_s:.0f} s" if write_s else ""))
     print_table(f"TruncatedSVD({k}) of hashed text ({N_FEATURES:,} features; n_iter={n_iter}, n_oversamples="
                 f"{oversamples} for ours and the peers' randomized runs on the speed subset); rel err = max |s / "
-                "s_ARPACK - 1|; 'x scaleml' = seconds / ours on the same documents", rows,
+                "s_ARPACK - 1|; 'x scaleml' = seconds / ours on the same documents; our memory per worker is bounded "
+                f"by a chunk, the basis Z and one sum, both p × l = {N_FEATURES * (k + oversamples) * 8 / 2**20:,.0f} "
+                "MB (never p², never n × l)", rows,
                 ["seconds", "x scaleml", "rel err", "passes", "peak MB / worker", "note"])
     return rows
 
@@ -323,11 +333,14 @@ def wide_pca(n: int, p: int, k: int, client) -> list[dict]:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="200,000 documents, 20,000 for the SVD subset, 300 x 20,000")
+    ap.add_argument("--quick", action="store_true",
+                    help="200,000 documents, 20 components, 20,000 for the SVD subset, 300 x 20,000")
     ap.add_argument("--docs", type=int, default=10_000_000)
     ap.add_argument("--heldout", type=int, default=200_000)
-    ap.add_argument("--svd-exact-docs", type=int, default=5_000, help="documents of the ARPACK (exact) comparison")
-    ap.add_argument("--svd-docs", type=int, default=200_000, help="documents of the speed comparison with the peers")
+    ap.add_argument("--svd-exact-docs", type=int, default=2_000, help="documents of the ARPACK (exact) comparison")
+    ap.add_argument("--svd-docs", type=int, default=50_000, help="documents of the speed comparison with the peers")
+    ap.add_argument("--svd-store-docs", type=int, default=200_000,
+                    help="documents of the whole-matrix TruncatedSVD (hashed and stored once: ~1 GB per million)")
     ap.add_argument("--components", type=int, default=100)
     ap.add_argument("--svd-iter", type=int, default=12)
     ap.add_argument("--svd-oversamples", type=int, default=100)
@@ -338,20 +351,28 @@ def main(argv=None) -> dict:
     ap.add_argument("--parts", default="sgd,svd,pca")
     args = ap.parse_args(argv)
     if args.quick:
-        args.docs, args.heldout, args.svd_exact_docs, args.svd_docs, args.components, args.wide = (
-            200_000, 20_000, 2_000, 20_000, 20, "300,20000")
+        args.docs, args.heldout, args.svd_exact_docs, args.svd_docs, args.svd_store_docs, args.components, \
+            args.wide = 200_000, 20_000, 2_000, 20_000, 200_000, 20, "300,20000"
     parts = args.parts.split(",")
     out = {}
     with cluster_client() as client:
         if "sgd" in parts:
-            out["sgd"] = sgd(args.docs, args.heldout, client, args.rounds, args.local_epochs)
+            out["sgd"] = timed("sgd", sgd, args.docs, args.heldout, client, args.rounds, args.local_epochs)
         if "svd" in parts:
-            text_data(args.docs, args.heldout, client)
-            out["svd"] = svd(args.docs, args.svd_exact_docs, args.svd_docs, args.components, client, args.svd_iter,
-                             args.svd_oversamples)
+            text_data(args.svd_store_docs, args.heldout, client)
+            out["svd"] = timed("svd", svd, args.svd_store_docs, args.svd_exact_docs, args.svd_docs, args.components,
+                               client, args.svd_iter, args.svd_oversamples)
         if "pca" in parts:
             n, p = (int(v) for v in args.wide.split(","))
-            out["pca"] = wide_pca(n, p, 20, client)
+            out["pca"] = timed("pca", wide_pca, n, p, 20, client)
+    return out
+
+
+def timed(part: str, fn, *args):
+    """``fn(*args)``, printing how long the part took with its data preparation (for sizing a run)."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    print(f"part {part}: {time.perf_counter() - t0:.0f} s in all (data preparation included)", flush=True)
     return out
 
 

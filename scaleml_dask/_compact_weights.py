@@ -4,10 +4,14 @@ A model over 2**20 hashed text features has an 8 MiB float64 weight vector; scor
 gathers one weight per non-zero, so what decides the speed is how much of the weights the gathers touch stay
 in cache. ``Int8Weights`` keeps the int8 codes ``q`` (1 MiB) and computes ``score_k = s_k Σ_j x_j q_jk + b_k``
 over each row's non-zeros. ``SparseWeights`` scores dense rows of a pruned model from the kept columns only
-(O(n m) for m kept weights instead of O(n p)); CSR rows it scores by the float64 gather, because a lookup of
-the kept weights (a bitmap of the features with a rank per 64-bit word, LLVM's popcount) measured slower on
-hashed text than the gather it replaces: the documents' frequent words hit the kept weights too often for its
-branch to be predicted (``benchmarks/bench_compress.py``). Both are equal to the float64 product with the
+(O(n m) for m kept weights instead of O(n p)); CSR rows it scores by the float64 gather from the dense ``W`` by
+default. Its branch-free lookup of the kept weights (a bitmap of the features with a uint32 rank per 64-bit
+word and LLVM's popcount: ~200 KiB + 8 m bytes touched instead of 8 MiB) is faster only where the batch's
+features are spread over all 2**20 (the dense ``W`` out of cache); on held-out hashed text, whose frequent words
+keep the touched part of ``W`` in cache, it measured about 2x slower than the gather: LLVM compiles it without a
+branch (``bzhi``, ``popcnt``, ``bt`` + ``cmov``), but that is three dependent loads and ~15 instructions per
+non-zero against the gather's one load (``benchmarks/bench_compress.py``). So it is chosen with
+``SparseWeights.of(W, csr_kernel="masked")``, not by default. Both are equal to the float64 product with the
 dequantized / pruned weights to rounding (tested to 1e-12).
 
 The kernels index with unsigned integers: numba checks a signed index for a negative value (wrap-around) on
@@ -35,7 +39,11 @@ from typing import Any
 import numba
 import numpy as np
 import scipy.sparse as sp
-from numba import uint64
+from numba import types, uint64
+from numba.extending import intrinsic
+
+#: The kernel ``SparseWeights`` scores CSR rows with (see its docstring and benchmarks/bench_compress.py).
+CSR_KERNEL = "dense"
 
 
 @dataclass(frozen=True)
@@ -81,21 +89,46 @@ class Int8Weights:
 
 @dataclass(frozen=True)
 class SparseWeights:
-    """The non-zero rows ``V`` (m, k) of a pruned ``W`` at features ``rows`` (m,), and the intercept ``b``:
-    dense rows are scored from their kept columns only, CSR rows by the float64 gather from ``W``."""
+    """The non-zero rows ``V`` (m, k) of a pruned ``W`` at features ``rows`` (m,), and the intercept ``b``.
+
+    Dense rows are scored from their kept columns only. CSR rows are scored by a lookup that touches the kept
+    weights and a map of them, not the dense ``W``: ``words`` is a bitmap of the kept features (p / 8 bytes),
+    ``rank[w]`` the number of kept features before word ``w`` (uint32), ``values`` is ``V`` with a trailing zero
+    row; feature ``j`` has the value at ``rank[j >> 6] + popcount(word & (bit(j) - 1))`` if its bit is set, else
+    the zero row, selected without a branch (``_csr_masked_gather``). ``csr_kernel`` says which CSR kernel
+    ``__call__`` uses: ``"masked"`` (this lookup) or ``"dense"`` (the float64 gather from ``W``)."""
 
     rows: np.ndarray
     V: np.ndarray
     W: np.ndarray
+    words: np.ndarray
+    rank: np.ndarray
+    values: np.ndarray
+    csr_kernel: str = CSR_KERNEL
 
     @classmethod
-    def of(cls, W: np.ndarray) -> SparseWeights:
-        rows = np.flatnonzero(np.any(W[:-1] != 0, axis=1))
-        return cls(rows, np.ascontiguousarray(W[rows]), W)
+    def of(cls, W: np.ndarray, csr_kernel: str | None = None) -> SparseWeights:
+        keep = np.any(W[:-1] != 0, axis=1)
+        rows = np.flatnonzero(keep)
+        V = np.ascontiguousarray(W[rows])
+        bits = np.zeros(-(-keep.size // 64) * 64, dtype=bool)
+        bits[: keep.size] = keep
+        words = np.packbits(bits, bitorder="little").view("<u8")
+        counts = np.bitwise_count(words).astype(np.uint32)
+        rank = np.cumsum(counts, dtype=np.uint32) - counts
+        values = np.vstack([V[:, :], np.zeros((1, W.shape[1]))])
+        return cls(rows, V, W, np.ascontiguousarray(words, dtype=np.uint64), rank, values,
+                   csr_kernel or CSR_KERNEL)
 
     def __call__(self, X: Any) -> np.ndarray:
         if sp.issparse(X):
-            return np.asarray(X @ self.W[:-1] + self.W[-1])
+            if self.csr_kernel == "dense" or X.shape[1] != self.W.shape[0] - 1:  # a wrong width: scipy's error
+                return np.asarray(X @ self.W[:-1] + self.W[-1])
+            X = X.tocsr()
+            out = np.empty((X.shape[0], self.W.shape[1]))
+            _csr_masked_gather(X.data, X.indices, X.indptr, self.words, self.rank, self.values, out)
+            out += self.W[-1]
+            return out
         return np.asarray(X)[:, self.rows] @ self.V + self.W[-1]
 
 
@@ -136,4 +169,33 @@ def _csr_gather(data, indices, indptr, table, out):  # pragma: no cover - compil
             acc = 0.0
             for p in range(uint64(indptr[i]), uint64(indptr[i + 1])):
                 acc += data[p] * table[uint64(indices[p]), c]
+            out[i, c] = acc
+
+
+@intrinsic
+def _popcount(typingctx, x):  # pragma: no cover - compiled
+    """LLVM's ``ctpop`` of a uint64 (one instruction where the CPU has it)."""
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.uint64(types.uint64), codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def _csr_masked_gather(data, indices, indptr, words, rank, values, out):  # pragma: no cover - compiled
+    """``out[i, c] = Σ_p data[p] values[v(indices[p]), c]`` with ``v(j)`` the kept weight's row of feature ``j`` or the
+    trailing zero row, selected by a mask (no branch on whether ``j`` is kept)."""
+    k = values.shape[1]
+    zero = uint64(values.shape[0] - 1)
+    one = uint64(1)
+    for i in range(out.shape[0]):
+        for c in range(k):  # the lookup again per output: the sum stays in a register
+            acc = 0.0
+            for p in range(uint64(indptr[i]), uint64(indptr[i + 1])):
+                j = uint64(indices[p])
+                w = words[j >> uint64(6)]
+                b = j & uint64(63)
+                idx = uint64(rank[j >> uint64(6)]) + _popcount(w & ((one << b) - one))
+                mask = uint64(0) - ((w >> b) & one)  # all ones if j is kept, else 0
+                acc += data[p] * values[zero ^ ((idx ^ zero) & mask), c]
             out[i, c] = acc

@@ -36,6 +36,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
+from ._lazy_product import row_product
 from ._repr import FittedSummaryMixin
 from ._sketch import Sketch, combine_sketches, sketch_block
 from .passes import broadcast, fold_row_chunks, reduce_here
@@ -132,15 +133,15 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
         return self
 
     def transform(self, X: Any) -> Any:
-        """``X @ components_.T``: numpy for in-memory input (numpy or scipy.sparse), a lazy dask array otherwise."""
+        """``X @ components_.T``: numpy for in-memory input (numpy or scipy.sparse), a lazy dask array otherwise
+        (whose graph refers to ``components_`` scattered once to the workers, not embedded in it)."""
         check_is_fitted(self, "components_")
         V = self.components_.T
         if in_memory(X):
             return np.asarray(check_predict_input(self, X, accept_sparse=True) @ V)
         dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
-        return dX.map_blocks(_project_block, V, chunks=(dX.chunks[0], (V.shape[1],)), dtype=np.float64,
-                             meta=np.empty((0, 0)))
+        return row_product(dX, V)  # V shipped once per worker, not inside the lazy array's graph
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
         """``fit(X).transform(X)`` (one more pass)."""
@@ -152,7 +153,7 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
         Z = check_array(Z, "Z", ndim=2) if in_memory(Z) else as_dask_array(Z, "Z", ndim=2)
         if Z.shape[1] != self.n_components:
             raise ValueError(f"Z has {Z.shape[1]} columns, but TruncatedSVD has {self.n_components} components")
-        return Z @ self.components_
+        return Z @ self.components_ if in_memory(Z) else row_product(Z, self.components_)
 
 
 def _fold(dX: da.Array, l: int) -> int:
@@ -197,6 +198,3 @@ def _orthonormalizer(s: Sketch) -> tuple[np.ndarray, np.ndarray]:
     ok = S > (S[0] if S.size else 0.0) * 1e-10
     return R_pinv @ (V * np.where(ok, 1.0 / np.where(ok, S, 1.0), 0.0)), S
 
-
-def _project_block(x: Any, V: np.ndarray) -> np.ndarray:
-    return np.asarray(x @ V)

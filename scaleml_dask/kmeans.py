@@ -51,7 +51,7 @@ from ._kmeans_kernels import (
 )
 from ._moments import check_sample_weight
 from ._repr import FittedSummaryMixin
-from .passes import one_pass
+from .passes import one_pass, shared
 from .validation import (
     SparseInputMixin,
     as_dask_array,
@@ -195,7 +195,7 @@ class KMeans(CentreWeights, SparseInputMixin, FittedSummaryMixin, ClusterMixin, 
         return self._predict_dask(dX)
 
     def _predict_dask(self, dX: da.Array) -> da.Array:
-        return da.map_blocks(_labels_block, finite_blocks(dX, "X"), self.cluster_centers_, drop_axis=1,
+        return da.map_blocks(_labels_block, finite_blocks(dX, "X"), shared(self.cluster_centers_), drop_axis=1,
                              dtype=np.int64, meta=np.empty((0,), np.int64))
 
     def transform(self, X: Any) -> Any:
@@ -205,7 +205,7 @@ class KMeans(CentreWeights, SparseInputMixin, FittedSummaryMixin, ClusterMixin, 
             return np.sqrt(sq_distances(check_predict_input(self, X, accept_sparse=True), self.cluster_centers_))
         dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
-        return da.map_blocks(_distances_block, finite_blocks(dX, "X"), self.cluster_centers_,
+        return da.map_blocks(_distances_block, finite_blocks(dX, "X"), shared(self.cluster_centers_),
                              chunks=(dX.chunks[0], (self.n_clusters,)), dtype=np.float64,
                              meta=np.empty((0, 0), np.float64))
 

@@ -32,6 +32,7 @@ from ._deployable import LinearWeights
 from ._moments import AUTO_TOL, check_sample_weight, fit_moments, last_reused, moments
 from ._repr import FittedSummaryMixin
 from ._tsqr import EPS, Moments
+from .passes import shared
 from .validation import (
     SparseInputMixin,
     as_dask_array,
@@ -99,8 +100,8 @@ class _LinearBase(LinearWeights, FittedSummaryMixin, RegressorMixin, BaseEstimat
         dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
         if is_sparse(dX):
-            return dX.map_blocks(_sparse_predict, self.coef_, self.intercept_, drop_axis=1, dtype=np.float64,
-                                 meta=np.empty((0,)))
+            return dX.map_blocks(_sparse_predict, shared(self.coef_), self.intercept_, drop_axis=1,  # once per worker
+                                 dtype=np.float64, meta=np.empty((0,)))
         return finite_blocks(dX.astype(np.float64), "X") @ self.coef_ + self.intercept_
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:

@@ -342,15 +342,9 @@ def broadcast(value: Any) -> Iterator[Any]:
     still needs it failed tasks with "Missing dependency".
     """
     import dask
-    from dask.base import get_scheduler
 
-    client = None
-    if "distributed" in sys.modules:
-        from distributed import default_client
-
-        with contextlib.suppress(ValueError):
-            client = default_client()
-    if client is None or get_scheduler() != client.get:  # the local schedulers share memory
+    client = _distributed_client()
+    if client is None:  # the local schedulers share memory
         yield dask.delayed(value, pure=True)
         return
     future = client.scatter(value, broadcast=True, hash=False)
@@ -358,6 +352,34 @@ def broadcast(value: Any) -> Iterator[Any]:
         yield future
     finally:
         future.release()
+
+
+def shared(value: Any) -> Any:
+    """A large read-only input of a *lazy* result (``TruncatedSVD.transform``'s ``p × k`` matrix), for as long as
+    that result exists: a future of it scattered once to every worker when the current scheduler is a
+    dask.distributed client — the lazy array's graph then holds its key, not its bytes, and the copy is released
+    with the last array that refers to it — else a delayed of it (the local schedulers share memory). Own key
+    (``hash=False``), for the reason given in ``broadcast``."""
+    import dask
+
+    client = _distributed_client()
+    if client is None:
+        return dask.delayed(value, pure=True)
+    return client.scatter(value, broadcast=True, hash=False)
+
+
+def _distributed_client() -> Any:
+    """The dask.distributed client that ``dask.compute`` would use now, or None."""
+    if "distributed" not in sys.modules:
+        return None
+    from dask.base import get_scheduler
+    from distributed import default_client
+
+    try:
+        client = default_client()
+    except ValueError:
+        return None
+    return client if get_scheduler() == client.get else None
 
 
 def reduce_here(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:

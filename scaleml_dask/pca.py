@@ -34,10 +34,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._deployable import ComponentWeights
 from ._dual import gram_of_rows, map_panels
+from ._lazy_product import row_product
 from ._moments import fit_moments, last_reused
 from ._repr import FittedSummaryMixin
 from ._tsqr import RangeMoments, block_range, combine_range
-from .passes import map_row_chunks, one_pass
+from .passes import broadcast, map_row_chunks, one_pass
 from .validation import (
     SparseInputMixin,
     as_dask_array,
@@ -178,10 +179,8 @@ class PCA(ComponentWeights, SparseInputMixin, FittedSummaryMixin, TransformerMix
             return np.asarray(Xc @ W) - self.mean_ @ W if is_sparse(Xc) else (Xc - self.mean_) @ W
         dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
-        if is_sparse(dX):  # centred implicitly: X W - m'W
-            return dX.map_blocks(_centred_product, W, self.mean_ @ W, chunks=(dX.chunks[0], (W.shape[1],)),
-                                 dtype=np.float64, meta=np.empty((0, 0)))
-        return (finite_blocks(dX.astype(np.float64), "X") - self.mean_) @ W
+        # W and the mean shipped once per worker, not inside the lazy array's graph; sparse X centred implicitly
+        return row_product(dX if is_sparse(dX) else finite_blocks(dX, "X"), W, center=self.mean_)
 
     def _projection(self) -> np.ndarray:
         """The (n_features, n_components) matrix ``transform`` multiplies the centered rows by."""
@@ -195,7 +194,7 @@ class PCA(ComponentWeights, SparseInputMixin, FittedSummaryMixin, TransformerMix
         if Z.shape[1] != self.n_components_:
             raise ValueError(f"Z has {Z.shape[1]} columns, but {type(self).__name__} has {self.n_components_} "
                              "components")
-        return Z @ H + self.mean_
+        return Z @ H + self.mean_ if isinstance(Z, np.ndarray) else row_product(Z, H, offset=self.mean_)
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
         """``fit(X).transform(X)``."""
@@ -223,10 +222,10 @@ class PCA(ComponentWeights, SparseInputMixin, FittedSummaryMixin, TransformerMix
                  "whiten": bool(self.whiten)}
         with DatasetWriter(path, self.n_components_, n_samples=dX.shape[0], chunk_rows=rows,
                            y_dtype=None if dy is None else dy.dtype, attrs=attrs, codec=codec, overwrite=overwrite,
-                           feature_names=[f"pc{i}" for i in range(self.n_components_)]) as w:
-            for digests in dask.compute(*map_row_chunks(write_projection, dX, dy, mean=self.mean_,
-                                                        W=self._projection(), tmp_path=str(w.tmp_path),
-                                                        chunk_rows=rows)):
+                           feature_names=[f"pc{i}" for i in range(self.n_components_)]) as w, \
+                broadcast(self.mean_) as mean, broadcast(self._projection()) as W:  # once per worker
+            for digests in dask.compute(*map_row_chunks(write_projection, dX, dy, mean=mean, W=W,
+                                                        tmp_path=str(w.tmp_path), chunk_rows=rows)):
                 w.record(digests)
         return Path(path)
 
@@ -246,13 +245,10 @@ def _dual_pca(dX: da.Array, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return S, Vt, g.mean, float(g.ss.sum()) / max(n - 1, 1)
 
 
-def _centred_product(x: Any, W: np.ndarray, mW: np.ndarray) -> np.ndarray:
-    return np.asarray(x @ W) - mW
-
-
 def _range_pass(dX: da.Array, Z: np.ndarray) -> RangeMoments:
     """One pass: the range moments of ``Y = Xc Z``, reduced by the same deterministic tree as ``moments``."""
-    return one_pass(block_range, combine_range, dX, Z=dask.delayed(Z, pure=True))
+    with broadcast(Z) as Zb:  # p × l: scattered to the workers for the pass, not sent inside its graph
+        return one_pass(block_range, combine_range, dX, Z=Zb)
 
 
 def write_projection(X: np.ndarray, y: np.ndarray | None, *, chunk_index: int, row_start: int, mean: np.ndarray,

@@ -28,6 +28,7 @@ from sklearn.random_projection import GaussianRandomProjection as _SkGaussian
 from sklearn.random_projection import SparseRandomProjection as _SkSparse
 from sklearn.random_projection import johnson_lindenstrauss_min_dim
 
+from .passes import shared
 from .validation import as_dask_array, check_is_fitted, check_n_features, in_memory, is_sparse
 
 __all__ = ["GaussianRandomProjection", "SparseRandomProjection", "johnson_lindenstrauss_min_dim"]
@@ -71,8 +72,9 @@ class _OutOfCore:
         dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
         probe = super().transform(_one_row(dX))
-        return dX.map_blocks(_project_block, self, chunks=(dX.chunks[0], (self.n_components_,)), dtype=probe.dtype,
-                             meta=probe[:0])
+        # the fitted matrix shipped once per worker, not inside the lazy array's graph
+        return dX.map_blocks(_project_block, shared(self), chunks=(dX.chunks[0], (self.n_components_,)),
+                             dtype=probe.dtype, meta=probe[:0])
 
 
 def _one_row(dX: Any) -> Any:

@@ -127,3 +127,25 @@ def test_small_model_compression_still_works(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), pruned.predict(X))
     rows = tradeoff(model, X, y, fractions=(0.5, 0.9))
     assert [r["method"] for r in rows] == ["original", "int8", "float16", "prune 50%", "prune 90%"]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("m", [0, 1, 5000, P], ids=["m=0", "m=1", "m=5000", "m=p"])
+def test_the_masked_lookup_equals_the_dense_product(k, m):
+    """The bitmap + rank lookup of the kept weights: every kept feature (the last one, p - 1, included) finds its
+    weight, every other one the zero slot; empty rows score the intercept."""
+    rng = np.random.default_rng(m + k)
+    W = np.zeros((P + 1, k))
+    kept = np.arange(P) if m == P else np.r_[rng.choice(P - 1, max(m - 1, 0), replace=False), P - 1][:m]
+    W[kept] = rng.normal(size=(len(kept), k))
+    W[-1] = rng.normal(size=k)
+    X = sp.random(60, P, density=3e-4, format="csr", random_state=m, dtype=np.float64)
+    X = sp.vstack([X, sp.csr_matrix(([2.0, -1.0], ([0, 0], [P - 1, kept[0] if m else 7])), shape=(1, P)),
+                   sp.csr_matrix((1, P))], format="csr")
+    sw = SparseWeights.of(W, csr_kernel="masked")
+    assert sw.values.shape == (m + 1, k) and not sw.values[-1].any()  # the kept weights and the zero slot
+    ref = np.asarray(X @ W[:-1] + W[-1])
+    np.testing.assert_allclose(sw(X), ref, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(sw(X)[-1], W[-1])
+    np.testing.assert_allclose(SparseWeights.of(W)(X), ref, rtol=0, atol=1e-12)
+    assert int(np.bitwise_count(sw.words).sum()) == m and sw.rank[-1] + np.bitwise_count(sw.words[-1]) == m

@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 
 from ..checkpoint import Checkpointer
-from ..passes import map_row_chunks
+from ..passes import broadcast, map_row_chunks
 from ._balance import Balancer
 from ._blocks import (
     SERVER_TIMEOUT_S,
@@ -409,9 +409,10 @@ class Trainer:
             while st.epoch < target:
                 seeds = [st.next_seed() for _ in range(cfg.local_epochs)]
                 with_val = first and self.X_val is None
-                results = dask.compute(*map_row_chunks(local_block, dX, dy, W=st.W, seeds=seeds,
-                                                       t0=float(st.opt["t"]), problem=problem,
-                                                       with_val=with_val))
+                with broadcast(st.W) as W:  # once per worker, not once per chunk's task inside the graph
+                    results = dask.compute(*map_row_chunks(local_block, dX, dy, W=W, seeds=seeds,
+                                                           t0=float(st.opt["t"]), problem=problem,
+                                                           with_val=with_val))
                 if with_val:
                     self.X_val = stack_rows([r[3] for r in results])
                     self.T_val = np.concatenate([r[4] for r in results])

@@ -19,6 +19,7 @@ from .._deployable import SGDWeights
 from .._math import sigmoid
 from .._repr import FittedSummaryMixin
 from ..checkpoint import Checkpointer, fingerprint
+from ..passes import shared
 from ..validation import (
     SparseInputMixin,
     as_dask_array,
@@ -238,7 +239,7 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         if not in_memory(X):
             dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
             check_n_features(self, dX.shape[1])
-            return dX.map_blocks(_decision_block, score, dtype=np.float64,
+            return dX.map_blocks(_decision_block, shared(score), dtype=np.float64,  # weights once per worker
                                  chunks=(dX.chunks[0], (self._state.W.shape[1],)), meta=np.empty((0, 0)))
         return score(check_predict_input(self, X, accept_sparse=True))
 

@@ -3,8 +3,9 @@
 One run, both servers on 127.0.0.1, one at a time, the load generator in a separate process: ``wrk``
 (1 thread, 16 connections, bounded by ``--seconds`` per cell) where installed, else an asyncio client here
 (bounded by time and by ``--max-requests``). Cells: single-row V2 infer, 100-row V2 infer, V1 predict (ours
-only: MLServer speaks V2), each with adaptive batching off and on. Reports req/s, p50/p99 latency and errors
-per cell, and the ratios ours / MLServer.
+only: MLServer speaks V2), each with adaptive batching off and on (64 requests and 1 ms for MLServer, whose
+``max_batch_size`` counts requests; 6,400 rows — 64 of the largest request — and 1 ms for ours, which counts
+rows). Reports req/s, p50/p99 latency and errors per cell, and the ratios ours / MLServer.
 
 MLServer 1.7 pins starlette < 0.47 and fastapi 0.115, which conflict with this project's pins, so it runs
 from its own venv, made on first use: ``benchmarks/data/mlserver-venv`` (``mlserver==1.7.1``,
@@ -14,7 +15,8 @@ uvloop 0.23). It serves ``model.to_sklearn()`` saved with joblib, its format.
 ``--tables`` serves a pipeline of raw columns (one-hot, impute, scale, a boolean passed through, Ridge) against
 MLServer serving the same scikit-learn pipeline, fitted on the same rows (predictions equal to 1e-9; every answer
 checked before the load): the same MLServer pandas-codec request bodies of 1 and 100 rows to both, adaptive batching
-off and on; beside them the floor of any Python server here, uvicorn (as ours is run) reading each body and
+off and on (MLServer's ``max_batch_size`` 64 counts requests, ours rows: ours is given 64 requests of the largest
+cell, 6,400 rows); beside them the floor of any Python server here, uvicorn (as ours is run) reading each body and
 answering a fixed response (``floor_app``), under the same load generator.
 
 ``--frameworks`` measures the transport choice instead: the same dataplane behind this plain ASGI app and
@@ -110,11 +112,13 @@ def wait_ready(port: int, proc: subprocess.Popen, seconds: float = 120) -> None:
     raise RuntimeError(f"server on {port} not ready after {seconds} s")
 
 
-def start_scaleml(model_dir: Path, port: int, batching: bool) -> subprocess.Popen:
+def start_scaleml(model_dir: Path, port: int, batching: bool, batch_rows: int = 64) -> subprocess.Popen:
+    """``scaleml serve``; with batching, up to ``batch_rows`` rows a call (MLServer's ``max_batch_size`` counts
+    requests, ours rows) and 1 ms, as MLServer is given."""
     exe = shutil.which("scaleml", path=str(Path(sys.executable).parent)) or "scaleml"
     cmd = [exe, "serve", str(model_dir), "--port", str(port)]
     if batching:
-        cmd += ["--max-batch-size", "64", "--max-batch-time-ms", "1"]
+        cmd += ["--max-batch-size", str(batch_rows), "--max-batch-time-ms", "1"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -263,7 +267,7 @@ def compare(seconds: float, max_requests: int, rounds: int) -> list[dict]:
         save_model(model, Path(tmp) / "scaleml" / "reg", data=X)
         for batching in (False, True):
             ports = {"scaleml": free_port(), "mlserver": free_port()}
-            procs = {"scaleml": start_scaleml(Path(tmp) / "scaleml" / "reg", ports["scaleml"], batching),
+            procs = {"scaleml": start_scaleml(Path(tmp) / "scaleml" / "reg", ports["scaleml"], batching, 6400),
                      "mlserver": start_mlserver(model, Path(tmp) / f"mlserver-{batching}", ports["mlserver"],
                                                 batching)}
             try:
@@ -389,7 +393,9 @@ def compare_tables(seconds: float, max_requests: int, rounds: int) -> list[dict]
         save_model(ours, Path(tmp) / "scaleml" / "tables", data=frame)
         for batching in (False, True):
             ports = {"scaleml": free_port(), "mlserver": free_port(), "floor": free_port()}
-            procs = {"scaleml": start_scaleml(Path(tmp) / "scaleml" / "tables", ports["scaleml"], batching),
+            # MLServer batches up to 64 requests, ours up to as many rows: 64 of the largest request
+            procs = {"scaleml": start_scaleml(Path(tmp) / "scaleml" / "tables", ports["scaleml"], batching,
+                                              64 * max(int(c.split("-")[1]) for c in payloads)),
                      "mlserver": start_mlserver(theirs, Path(tmp) / f"mlserver-{batching}", ports["mlserver"],
                                                 batching, "tables"),
                      "floor": start_floor(ports["floor"])}

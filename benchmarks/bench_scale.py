@@ -307,22 +307,29 @@ def calibrate_search(args: argparse.Namespace, k: Constants) -> Constants:
 def calibrate_quota(args: argparse.Namespace, k: Constants) -> Constants:
     """φ, added to ``k``: a worker's CPU seconds for the same fits under a quota of ``--worker-cpus`` over
     without one (regression, KMeans, SGD local and sync on the calibration store; the median of their ratios),
-    and the wide PCA's own φ (PCA on a calibration store of ``--wide-features`` columns, 4 chunks)."""
+    and the wide PCA's own φ (PCA on a calibration store of ``--wide-features`` columns, 4 chunks). Noted beside
+    them, not used: the wide kernel by the worker's CPU seconds (PCA on 16 wide chunks minus 4, over the 12
+    between) against its task duration, the check that a wide chunk costs no CPU outside its task."""
     with NetCluster(1, rate=None) as nc, nc.client.as_current():
         nc.client.run(warm)
         path = store(args.calib_rows, client=nc.client)
         wide = store(4 * args.wide_chunk, args.wide_features, args.wide_chunk, client=nc.client)
+        wide16 = store(16 * args.wide_chunk, args.wide_features, args.wide_chunk, client=nc.client)
         fits = {m: functools.partial(fit, m, path) for m in ("regression", "kmeans", "sgd-local", "sgd-sync")}
         fits["pca-wide"] = functools.partial(fit, "pca", wide)
+        fits["pca-wide-16"] = functools.partial(fit, "pca", wide16)
         for f in fits.values():
             f()
         free = {m: min(Meter(nc)(f)["cpu"]["w0"] for _ in range(3)) for m, f in fits.items()}
+        wide_cpu = (free.pop("pca-wide-16") - free["pca-wide"]) / 12 - k.worker_task_s
+        fits.pop("pca-wide-16")
         nc.workers[0].cgroup.set_cpu_quota(args.worker_cpus or 0.2)
         ratio = {m: min(Meter(nc)(f)["cpu"]["w0"] for _ in range(3)) / free[m] for m, f in fits.items()}
     wide_ratio = ratio.pop("pca-wide")
     notes = {**k.notes, "quota": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, quota "
                                  f"{args.worker_cpus or 0.2} core, ratios {[round(r, 3) for r in ratio.values()]}, "
-                                 f"wide {wide_ratio:.3f}, {args.conditions}"}
+                                 f"wide {wide_ratio:.3f}; wide kernel by CPU {wide_cpu * 1e3:.1f} ms (by task "
+                                 f"duration {k.kernel_s['moments_wide'] * 1e3:.1f} ms), {args.conditions}"}
     return Constants(**{**asdict(k), "quota_cpu_factor": statistics.median(ratio.values()),
                         "quota_cpu_factor_wide": wide_ratio, "notes": notes})
 

@@ -42,8 +42,8 @@ Per method (``predict``; ``fixed_s[method]`` measured):
   candidates (κ_c per candidate; the tree's combines summarise past 200,000, their cost not modelled); data
   that fit in a quarter of the workers' memory are first persisted, which maps the page cache (its round trip
   is in the fixed cost);
-- SGD local: one pass per round, every chunk's result to the client (its weight change, and in the first
-  round its held-out rows, a fraction v of its rows);
+- SGD local: one pass per round, the chunks' weight changes summed by the tree (s = (d + 1) 8), and in the
+  first round every chunk's held-out rows (a fraction v of its rows) carried up it to the client;
 - SGD sync: the persisting pass (``split_block``), the held-out rows to the client, then
   S = ⌈r (1 − v) / B⌉ steps per epoch, each
   ``max(ψ + (Q − 1)(σ + γ), ψ + ⌈C / Q⌉ t_g, quota, cpu)`` for Q busy threads (ψ: a step's round trip with
@@ -213,9 +213,8 @@ def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     if w.method in ("regression", "pca"):
         work = one_pass(w, cl, k, "moments", (d + 2) ** 2 * 8)
     elif w.method == "sgd-local":
-        part = (d + 1) * 8 + w.validation_fraction * w.chunk_rows * (d + 1) * 8
-        work = one_pass(w, cl, k, "sgd_local", part, tree=False)
-        work = _plus(work, _times(one_pass(w, cl, k, "sgd_local", (d + 1) * 8, tree=False), w.epochs - 1))
+        work = _times(one_pass(w, cl, k, "sgd_local", (d + 1) * 8), w.epochs)
+        work["total"] += C * w.validation_fraction * w.chunk_rows * (d + 1) * 8 / _rate(cl, k)
     elif w.method == "kmeans":
         cand = 1 + 2 * w.k * w.init_rounds
         reaching = min(cand * C, MAX_CANDIDATES)  # the tree summarises past its limit (``_kmeans_kernels``)
@@ -305,7 +304,7 @@ def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
     if w.method in ("regression", "pca"):
         return pass_("moments")
     if w.method == "sgd-local":
-        return w.epochs * pass_("sgd_local", tree=False)
+        return w.epochs * pass_("sgd_local")
     if w.method == "kmeans":
         return pass_("kmeans_init") + w.lloyd_iter * pass_("lloyd")
     if w.method == "search":

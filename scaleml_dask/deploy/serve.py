@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -59,6 +60,10 @@ _JSON = [(b"content-type", b"application/json")]
 _ANSWERS = frozenset({"infer", "v1_predict"})
 _NO_MODEL = ("", "", "")
 #: The request headers the server reads (ASGI gives names in lower case).
+#: The GIL switch interval of a serving process: the event loop, which parses and answers every request, waits at
+#: most this long for the GIL behind an inference thread's model call (Python's default, 5 ms, put the answers'
+#: 99th percentile at several times the median under load: ``benchmarks/bench_serve.py``).
+SWITCH_INTERVAL_S = 0.0005
 _WANTED = frozenset({b"authorization", b"content-length", b"content-encoding", b"x-variant", b"x-routing-key"})
 
 
@@ -486,6 +491,7 @@ def serve(directories: Sequence[str | os.PathLike], *, host: str = "127.0.0.1", 
     limits = (limits or DEFAULT).replace(max_rows=options.pop("max_rows", None),
                                          max_body_bytes=options.pop("max_body_bytes", None))
     app = make_app(directories, token=secret, limits=limits, **options)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     sockets = [_listen(host, port)]
     if metrics_port is not None:
         sockets.append(_listen(host, metrics_port))

@@ -208,6 +208,39 @@ def local_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: in
     return (send(W_new - W, problem, chunk_index), part.n_train, steps, *val)
 
 
+@dataclass(frozen=True)
+class LocalSum:
+    """Local-mode round results summed over chunks (:func:`sum_local`): ``weighted`` = Σ n_i ΔW_i, ``rows`` =
+    Σ n_i, the most ``steps`` of a chunk, the messages' ``nbytes``, the ``chunks`` summed, and each chunk's
+    held-out rows ``val`` (first round only), in chunk order."""
+
+    weighted: np.ndarray
+    rows: int
+    steps: int
+    nbytes: int
+    chunks: int
+    val: tuple
+
+
+def sum_local(parts: list, shape: tuple[int, ...]) -> LocalSum:
+    """Sum ``local_block`` results (or partial sums of them): a round's weight changes are tree-reduced on the
+    workers, so a worker holds a fan-in of them, never one per chunk (a 2**20-feature model's change is 8 MiB)."""
+    weighted, rows, steps, nbytes, chunks, val = None, 0, 0, 0, 0, ()
+    for p in parts:
+        fresh = not isinstance(p, LocalSum)
+        if fresh:
+            msg, n, k, *v = p
+            p = LocalSum(decompress(msg, shape) * n, int(n), int(k), message_nbytes(msg), 1,
+                         () if v[0] is None else (tuple(v),))
+        if weighted is None:  # summed into in place: a new array, never another task's result
+            weighted = p.weighted if fresh else p.weighted.copy()
+        else:
+            weighted += p.weighted
+        rows, steps, nbytes, chunks = rows + p.rows, max(steps, p.steps), nbytes + p.nbytes, chunks + p.chunks
+        val += p.val
+    return LocalSum(weighted, rows, steps, nbytes, chunks, val)
+
+
 # ------------------------------------------------------------------------------------------------------
 # Async mode
 # ------------------------------------------------------------------------------------------------------

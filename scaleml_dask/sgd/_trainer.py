@@ -6,6 +6,7 @@ The trainer knows nothing of the estimator: ``fit`` builds the config once from 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -13,15 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 
 from ..checkpoint import Checkpointer
-from ..passes import broadcast, map_row_chunks
+from ..passes import broadcast, map_row_chunks, reduce_here
 from ._balance import Balancer
 from ._blocks import (
     SERVER_TIMEOUT_S,
+    LocalSum,
     ParameterServer,
     Problem,
     async_partition,
@@ -31,6 +32,7 @@ from ._blocks import (
     local_block,
     split_block,
     stack_rows,
+    sum_local,
     sync_gradients,
 )
 from ._kernels import decompress, mean_loss, message_nbytes, n_batches
@@ -410,21 +412,21 @@ class Trainer:
                 seeds = [st.next_seed() for _ in range(cfg.local_epochs)]
                 with_val = first and self.X_val is None
                 with broadcast(st.W) as W:  # once per worker, not once per chunk's task inside the graph
-                    results = dask.compute(*map_row_chunks(local_block, dX, dy, W=W, seeds=seeds,
-                                                           t0=float(st.opt["t"]), problem=problem,
-                                                           with_val=with_val))
+                    total = reduce_here(map_row_chunks(local_block, dX, dy, W=W, seeds=seeds,
+                                                       t0=float(st.opt["t"]), problem=problem, with_val=with_val),
+                                        functools.partial(sum_local, shape=st.W.shape))
+                if not isinstance(total, LocalSum):  # one chunk: nothing was summed
+                    total = sum_local([total], st.W.shape)
                 if with_val:
-                    self.X_val = stack_rows([r[3] for r in results])
-                    self.T_val = np.concatenate([r[4] for r in results])
+                    self.X_val = stack_rows([v[0] for v in total.val])
+                    self.T_val = np.concatenate([v[1] for v in total.val])
                 if first and not st.curve:
                     self.record(at_start=True)
                 first = False
-                rows = np.array([r[1] for r in results], dtype=np.float64)
-                delta = sum(n * decompress(r[0], st.W.shape) for n, r in zip(rows, results)) / rows.sum()
-                st.W = st.W + delta
-                st.opt["t"] += max(r[2] for r in results)
-                st.bytes += len(results) * st.W.nbytes + sum(message_nbytes(r[0]) for r in results)
-                st.samples += int(rows.sum()) * cfg.local_epochs
+                st.W = st.W + total.weighted / total.rows
+                st.opt["t"] += total.steps
+                st.bytes += total.chunks * st.W.nbytes + total.nbytes
+                st.samples += total.rows * cfg.local_epochs
                 st.rounds += 1
                 if self.end_epoch():
                     return

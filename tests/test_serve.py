@@ -525,3 +525,41 @@ def test_scaleml_serve_bad_arguments_one_line_no_traceback(tmp_path):
         r = subprocess.run([exe, "serve", *args], capture_output=True, text=True, timeout=60)
         assert r.returncode != 0 and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and "scaleml serve:" in r.stderr
+
+
+def test_a_call_cheaper_than_a_thread_hand_off_runs_on_the_loop_and_a_slow_one_never_does(tmp_path, monkeypatch):
+    """A model's first calls go to the inference threads (the first, cold, is not averaged); once its calls are
+    measured cheaper than ``INLINE_BELOW_S`` they run on the event loop (only the first two waited in the pool's
+    queue); a model whose calls take longer stays in the threads, every call."""
+    from scaleml_dask.deploy import _models
+
+    X, y, _, _ = small_data()
+    save_model(sm.LinearRegression().fit(X, y), tmp_path / "reg")
+    body = {"inputs": [{"name": "input-0", "shape": [2, X.shape[1]], "datatype": "FP64",
+                        "data": X[:2].ravel().tolist()}]}
+
+    def queued(client) -> float:
+        return next(s.value for f in text_string_to_metric_families(client.get("/metrics").text)
+                    for s in f.samples if s.name == "scaleml_queue_duration_seconds_count")
+
+    app = make_app([tmp_path / "reg"])
+    with running(app) as client:
+        for _ in range(5):
+            assert client.post("/v2/models/reg/infer", json=body).status_code == 200
+        model = app.registry.get("reg")
+        assert model.call_s < _models.INLINE_BELOW_S and model.cheap(2)
+        assert queued(client) == 2  # the first two calls only
+
+    slow_compute = _models.ServedModel.compute
+
+    def slow(self, X, outputs):
+        time.sleep(2 * _models.INLINE_BELOW_S)
+        return slow_compute(self, X, outputs)
+
+    monkeypatch.setattr(_models.ServedModel, "compute", slow)
+    app = make_app([tmp_path / "reg"])
+    with running(app) as client:
+        for _ in range(4):
+            assert client.post("/v2/models/reg/infer", json=body).status_code == 200
+        assert not app.registry.get("reg").cheap(2)
+        assert queued(client) == 4  # every call in the threads

@@ -139,8 +139,8 @@ class DataPlane:
                     on_batch=None if self.on_batch is None else (lambda n: self.on_batch(model, n)),
                     concurrency=self.pool.threads)
             out = await batcher.submit(X)
-        else:
-            out = await self.pool.run(model.compute, X, key)
+        else:  # a call cheaper than a hand-off to a thread runs on the event loop
+            out = model.timed_compute(X, key) if model.cheap(rows) else await self.pool.run(model.timed_compute, X, key)
             if self.on_batch is not None:
                 self.on_batch(model, rows)
         if model.monitor is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ import numpy as np
 from ._codecs import datatype_of
 from ._errors import NotFound, NotReady, Unprocessable
 from .outputs import apply, probe_input
+
+#: A model call expected to take less than this runs on the event loop: handing it to an inference thread costs
+#: more than the call (a one-row linear model: ~0.02 ms of work, a thread hand-off and GIL switch around it);
+#: the bound is the serving process's GIL switch interval (``serve.SWITCH_INTERVAL_S``), the longest the loop
+#: already waits behind a thread. Throughput on one-row requests: ``benchmarks/README.md``, model serving.
+INLINE_BELOW_S = 0.0005
 
 log = logging.getLogger("scaleml_dask.serve")
 
@@ -48,6 +55,9 @@ class ServedModel:
     schema: Any = None  # a model of raw columns (a pipeline): its input schema; rows are given by column
     monitored: list = field(default_factory=list)  # the columns of numbers its drift monitor watches
     in_flight: int = 0  # requests holding this model (on the event loop's thread)
+    call_s: float = float("inf")  # recent calls' seconds (an exponential average; inf: none measured yet)
+    call_rows: float = 1.0  # and their rows
+    calls: int = 0  # calls measured (the first, a cold one, is not averaged)
 
     @property
     def labels(self) -> tuple[str, str, str]:
@@ -61,6 +71,26 @@ class ServedModel:
         """Values per row of ``output``."""
         shape = next(s["shape"] for s in self.output_specs if s["name"] == output)
         return int(np.prod(shape[1:], dtype=np.int64))
+
+    def cheap(self, rows: int) -> bool:
+        """Whether a call on ``rows`` rows is expected to take less than ``INLINE_BELOW_S`` (from the recent
+        calls, scaled by rows; never before two calls were measured, so a slow model's first calls are never
+        inline)."""
+        return self.call_s * max(1.0, rows / self.call_rows) < INLINE_BELOW_S
+
+    def timed_compute(self, X: Any, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """:meth:`compute`, its duration and rows folded into ``call_s`` / ``call_rows`` (also when it fails)."""
+        start = time.perf_counter()
+        try:
+            return self.compute(X, outputs)
+        finally:
+            seconds = time.perf_counter() - start
+            rows = max(1, len(next(iter(X.values()))) if isinstance(X, dict) else len(X))
+            self.calls += 1  # the first call is cold (first-use costs, not what a call costs): not averaged
+            if self.calls == 2:
+                self.call_s, self.call_rows = seconds, float(rows)
+            elif self.calls > 2:
+                self.call_s, self.call_rows = 0.8 * self.call_s + 0.2 * seconds, 0.8 * self.call_rows + 0.2 * rows
 
     def compute(self, X: Any, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
         """The requested outputs on the checked rows ``X`` (an overflow is refused by name after the call,

@@ -1,6 +1,7 @@
 """Inference off the event loop: a bounded pool of threads with a bounded queue in front of it.
 
-Model calls run in ``threads`` threads, so a large batch never stalls the event loop (other requests are
+Model calls run in ``threads`` threads (all but those measured cheaper than the hand-off:
+``_models.ServedModel.cheap``), so a large batch never stalls the event loop (other requests are
 read, routed and answered meanwhile; numpy releases the GIL in its kernels). At most ``max_queue`` calls wait
 for a thread; past that a request is refused at once (:class:`Overloaded`: 503 with ``Retry-After``) instead
 of queueing without bound. The time a call waited and each refusal are reported to callbacks (metrics), and

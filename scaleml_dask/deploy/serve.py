@@ -11,8 +11,9 @@ compared as bytes, and required to bind anything but loopback (unless ``insecure
 :mod:`.limits` checked before the work it bounds (body and header bytes before parsing, rows before decoding,
 the response's size before the model runs); deadlines for headers, body and idle connections; a bounded
 number of connections; model calls in a bounded pool of threads off the event loop (503 with ``Retry-After``
-when its queue is full); models loaded only from JSON + ``.npz`` (never pickle); error messages that name no
-server path. Liveness fails when the app cannot serve (its watcher stopped, or every inference thread is stuck).
+when its queue is full), except those measured cheaper than the hand-off (``_models.INLINE_BELOW_S``); models
+loaded only from JSON + ``.npz`` (never pickle); error messages that name no server path. Liveness fails when
+the app cannot serve (its watcher stopped, or every inference thread is stuck).
 Metrics may have a port of their own (``metrics_port``: ``/metrics`` only, without the token, for a scraper).
 """
 

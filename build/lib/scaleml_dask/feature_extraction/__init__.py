@@ -1,1 +1,0 @@
-"""Feature extraction: text to sparse features (``text``)."""

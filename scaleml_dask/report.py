@@ -49,6 +49,8 @@ def _jsonable(value: Any) -> Any:
 def _fmt(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         v = float(value)
+        if v != v:  # not applicable or not available (a diverged candidate's score): a dash, not "nan"
+            return "—"
         if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e6):
             return f"{v:.3e}"
         return f"{v:.4g}"

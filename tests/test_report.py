@@ -19,6 +19,7 @@ def test_report_html_and_json(tmp_path):
     html = rep.write().read_text()
     assert "<h1>t&lt;1&gt;</h1>" in html and "<h2>A &amp; B</h2>" in html and "<p>second</p>" in html
     assert "<td>1.500e-09</td>" in html and "<img src='fig.png'" in html
+    assert "<td>—</td>" in html and "nan" not in html  # a missing value reads as a dash in the page
     doc = json.loads((tmp_path / "r" / "report.json").read_text())
     assert doc["sections"][0]["table"][1]["v"] is None and doc["sections"][0]["data"] == {"k": [1, 2]}
 

@@ -196,6 +196,10 @@ class QuantileSketch:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_cum", np.cumsum(self.counts))
 
+    def __reduce__(self) -> tuple:
+        """Pickled without the cumulative counts (made again): a chunk's sketches travel to the pass's merges."""
+        return QuantileSketch, (self.r, self.keys, self.counts, self.least, self.greatest, self.a, self.b)
+
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, QuantileSketch) and (self.r, self.a, self.b) == (other.r, other.a, other.b)
                 and all(np.array_equal(getattr(self, f), getattr(other, f))

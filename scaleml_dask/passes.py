@@ -68,24 +68,34 @@ class _Derivation:
 
     Every task of a pass holds the same derivation — for a pipeline its fitted preprocessing, hundreds of kB —
     and dask.distributed pickles each task's inputs apart (the scheduler, for each task it sends) and a worker
-    unpickles them per task. So a derivation pickles as the bytes of ``(fn, kwargs)``, made once, and a process
-    unpickles given bytes once (``_restore``): per task the bytes are only copied. The input arrays stay behind
-    (a task calls the function only)."""
+    unpickles them per task. So a derivation pickles as the bytes of ``(fn, kwargs)``, made once per pass (a pass
+    over it starts afresh, ``refresh``: a transformer refitted in place since is pickled as it is now), and a
+    process unpickles given bytes once (``_restore``): per task the bytes are only copied. The input arrays stay
+    behind (a task calls the function only)."""
 
-    __slots__ = ("__name__", "__weakref__", "_pickled", "arrays", "fn", "kwargs")
+    __slots__ = ("__name__", "__weakref__", "_pickled", "_token", "arrays", "fn", "kwargs")
 
     def __init__(self, fn: Callable, arrays: tuple, kwargs: dict) -> None:
         self.fn, self.arrays, self.kwargs = fn, arrays, kwargs
         self.__name__ = getattr(fn, "__name__", "derived")  # how dask names the array
         self._pickled: tuple[bytes, bytes] | None = None
+        self._token: tuple | None = None
 
     def __call__(self, *blocks: Any) -> Any:
         return self.fn(*blocks, **self.kwargs)
 
-    def __dask_tokenize__(self) -> tuple:
-        from dask.base import tokenize
+    def refresh(self) -> _Derivation:
+        """Forget the token and the bytes made so far (a pass over the derivation starts with this)."""
+        self._pickled = self._token = None
+        return self
 
-        return ("derivation", tokenize(self.fn, self.kwargs), tuple(a.name for a in self.arrays))
+    def __dask_tokenize__(self) -> tuple:
+        """Made once per pass (a fitted transform's token pickles it; the pass asks for it more than once)."""
+        if self._token is None:
+            from dask.base import tokenize
+
+            self._token = ("derivation", tokenize(self.fn, self.kwargs), tuple(a.name for a in self.arrays))
+        return self._token
 
     def __reduce__(self) -> tuple:
         if self._pickled is None:
@@ -110,7 +120,7 @@ def _restore(digest: bytes, payload: bytes) -> _Derivation:
 
         fn, kwargs = pickle.loads(payload)
         d = _Derivation(fn, (), kwargs)
-        d._pickled = (digest, payload)
+        d._pickled, d._token = (digest, payload), ("derivation", digest.hex())
         while len(_RESTORED) >= 8:
             _RESTORED.pop(next(iter(_RESTORED)), None)
         _RESTORED[digest] = d
@@ -320,7 +330,7 @@ def _row_inputs(func: Callable, arrays: tuple, kwargs: dict, unique: bool) -> tu
             return None
         d = _DERIVED.get(a.name)  # a name is the array's content: any slice or map of it has another
         if d is not None:
-            return ("apply", d, [plan_of(b) for b in d.arrays])
+            return ("apply", d.refresh(), [plan_of(b) for b in d.arrays])
         from .io.read import row_source
 
         leaves.append((_ROW_INDEX.get(a.name) or row_source(a), a))

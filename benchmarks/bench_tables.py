@@ -309,6 +309,7 @@ def _dask_ml(files, args, test) -> list[dict]:
 
 
 def main(argv=None) -> None:
+    global DATA
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="500,000 rows")
     ap.add_argument("--epochs", type=int, default=2)
@@ -319,7 +320,6 @@ def main(argv=None) -> None:
     ap.add_argument("--data", type=Path, help=f"the directory of the files and stores (default {DATA})")
     args = ap.parse_args(argv)
     if args.data is not None:
-        global DATA
         DATA = args.data
     args.n, args.chunk = (500_000, 50_000) if args.quick else (5_000_000, 250_000)
     n_test = 50_000 if args.quick else 500_000

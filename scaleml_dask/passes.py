@@ -462,20 +462,26 @@ def _tree_levels(parts: Sequence[Any], combine: Callable[[list], Any], split_eve
 # distinct values found by an earlier pass
 # ------------------------------------------------------------------------------------------------------
 
-_distinct = threading.local()
-
-
 @contextlib.contextmanager
-def given_distinct(values: dict[str, np.ndarray]) -> Iterator[None]:
-    """Inside the block (this thread), ``distinct_values`` of an array named in ``values`` (by its dask name)
-    hands back ``values[name]`` instead of making a pass: a pipeline finds its target's classes in its statistics
-    pass, and the classifier at its end makes no class pass of its own."""
-    before = getattr(_distinct, "values", None)
-    _distinct.values = values
+def thread_value(slot: threading.local, value: Any) -> Iterator[None]:
+    """``slot.value`` is ``value`` inside the block (in this thread), what it was before after it: results an
+    earlier pass found, handed to the code that would otherwise make a pass for them."""
+    before = getattr(slot, "value", None)
+    slot.value = value
     try:
         yield
     finally:
-        _distinct.values = before
+        slot.value = before
+
+
+_distinct = threading.local()
+
+
+def given_distinct(values: dict[str, np.ndarray]) -> contextlib.AbstractContextManager:
+    """Inside the block (this thread), ``distinct_values`` of an array named in ``values`` (by its dask name)
+    hands back ``values[name]`` instead of making a pass: a pipeline finds its target's classes in its statistics
+    pass, and the classifier at its end makes no class pass of its own."""
+    return thread_value(_distinct, values)
 
 
 def distinct_values(a: da.Array) -> np.ndarray:
@@ -483,7 +489,7 @@ def distinct_values(a: da.Array) -> np.ndarray:
     pass found them (``given_distinct``)."""
     import dask.array as da
 
-    given = getattr(_distinct, "values", None)
+    given = getattr(_distinct, "value", None)
     if given is not None and a.name in given:
         return given[a.name]
     return np.unique(da.unique(a).compute())

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,6 +29,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from .._tabular import Canonical, Column, InputSchema, Table, TableInputError, as_table
+from ..passes import thread_value
 from ._kernels import fill_csr, fill_dense, first_moments, level_counts, second_moment
 from ._sketch import EXACT, QuantileSketch
 
@@ -220,17 +221,11 @@ def needs_key(table: Table, needs: Mapping[str, set[str]]) -> tuple:
     return id(table), tuple((n, frozenset(needs[n])) for n in table.schema.names if n in needs)
 
 
-@contextmanager
-def given_summaries(summaries: Mapping[tuple, dict[str, Summary]]) -> Iterator[None]:
+def given_summaries(summaries: Mapping[tuple, dict[str, Summary]]) -> AbstractContextManager:
     """Inside the block (this thread), ``gather`` hands back ``summaries[needs_key(table, needs)]`` instead of
     making a pass: a cross-validation computes every split's training statistics in one pass
     (``model_selection._tables``). The caller keeps the keyed tables alive."""
-    before = getattr(_given, "summaries", None)
-    _given.summaries = summaries
-    try:
-        yield
-    finally:
-        _given.summaries = before
+    return thread_value(_given, summaries)
 
 
 def gather(table: Table, needs: Mapping[str, set[str]], target: Any = None) -> dict[str, Summary]:
@@ -240,7 +235,7 @@ def gather(table: Table, needs: Mapping[str, set[str]], target: Any = None) -> d
     names = [n for n in table.schema.names if n in needs]
     if not names:
         return {}
-    given = getattr(_given, "summaries", None)
+    given = getattr(_given, "value", None)
     if given is not None and needs_key(table, needs) in given:
         return given[needs_key(table, needs)]
     frozen = {n: frozenset(needs[n]) for n in names}

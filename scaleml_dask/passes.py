@@ -110,20 +110,25 @@ class _Derivation:
 
 #: The derivations this process unpickled, by the digest of their bytes (the last few: a pass uses one or two).
 _RESTORED: dict[bytes, _Derivation] = {}
+#: At most this many bytes of pickled derivations kept in ``_RESTORED`` (beyond the newest one).
+_RESTORED_BYTES = 64 << 20
+_restored_lock = threading.Lock()
 
 
 def _restore(digest: bytes, payload: bytes) -> _Derivation:
     """The derivation pickled as ``payload``: unpickled once per process, then shared by the tasks holding it."""
-    d = _RESTORED.get(digest)
-    if d is None:
-        import pickle
+    with _restored_lock:
+        d = _RESTORED.get(digest)
+        if d is None:
+            import pickle
 
-        fn, kwargs = pickle.loads(payload)
-        d = _Derivation(fn, (), kwargs)
-        d._pickled, d._token = (digest, payload), ("derivation", digest.hex())
-        while len(_RESTORED) >= 8:
-            _RESTORED.pop(next(iter(_RESTORED)), None)
-        _RESTORED[digest] = d
+            fn, kwargs = pickle.loads(payload)
+            d = _Derivation(fn, (), kwargs)
+            d._pickled, d._token = (digest, payload), ("derivation", digest.hex())
+            while _RESTORED and (len(_RESTORED) >= 8 or sum(len(e._pickled[1]) for e in _RESTORED.values())
+                                 + len(payload) > _RESTORED_BYTES):
+                _RESTORED.pop(next(iter(_RESTORED)))
+            _RESTORED[digest] = d
     return d
 
 

@@ -45,6 +45,7 @@ from ..sgd._kernels import _BETA1, _BETA2, step_coordinate, step_rate
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
+_TAIL = 700.0  # exp(-700) < 1e-304: the sigmoid's tails are taken as 0 and 1 beyond
 _EXPONENT = 0x7FF0000000000000  # the exponent bits of a float64: all set for inf and NaN only
 _LOSS_CODE = {"squared": 0, "log_loss": 1, "hinge": 2}
 #: The largest product ``rows × members × coefficients`` of a panel: OpenBLAS multiplies matrices up to this size
@@ -118,13 +119,17 @@ def exp_nonpositive(x: np.ndarray) -> np.ndarray:
 def _sigmoid_into(z, s):  # pragma: no cover - compiled
     """``s = 1 / (1 + exp(-z))`` of every entry, formed as ``sgd._kernels.loss_gradient`` forms it (``exp`` of
     ``-|z|`` only: no overflow), in one loop free of calls and of branches the compiler cannot turn into
-    selects (``error_model="numpy"``: a division is not checked for zero), so that it vectorises. Returns
-    whether every ``z`` is finite (the largest exponent field seen, an integer max: a reduction that vectorises)."""
+    selects (``error_model="numpy"``: a division is not checked for zero), so that it vectorises. Past
+    ``|z| = _TAIL`` the sigmoid is exactly 0 or 1 (off by less than 1e-304 — and no subnormal number reaches
+    the gradient's product, where each costs a microcode assist: a diverging member's margins are huge).
+    Returns whether every ``z`` is finite (the largest exponent field seen, an integer max: a reduction that
+    vectorises)."""
     top = 0
     for i in range(z.shape[0]):
         v = z[i]
         top = max(top, _as_bits(v) & _EXPONENT)
-        e = _exp_nonpositive(-abs(v))
+        a = abs(v)
+        e = _exp_nonpositive(-a) if a < _TAIL else 0.0
         s[i] = (1.0 if v > 0 else e) / (1.0 + e)
     return top != _EXPONENT
 

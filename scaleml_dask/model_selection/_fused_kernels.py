@@ -37,10 +37,11 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._optim import adagrad_direction, adam_direction, bias_corrections
-from ..sgd._kernels import _BETA1, _BETA2, step_coordinate, step_rate
+from ..sgd._kernels import _BETA1, _BETA2, ring_row, step_coordinate, step_rate
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
@@ -52,6 +53,8 @@ _LOSS_CODE = {"squared": 0, "log_loss": 1, "hinge": 2}
 #: with its small-matrix kernels (no packing), several times faster per member at the batch sizes of SGD
 #: (``benchmarks/README.md``, model selection).
 _SMALL_GEMM = 1_000_000
+#: Rows a gather asks the CPU for ahead of the one it copies (``_prefetch``).
+_AHEAD = 16
 #: Rows per tile of ``label_counts`` (its rows and margins stay in the L1 / L2 cache).
 _TILE = 256
 
@@ -70,6 +73,24 @@ def _as_bits(typingctx, x):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.IntType(64))
     return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, X, r, j):
+    """Ask the CPU to bring the cache line of ``X[r, j]`` in (LLVM's ``prefetch``: no effect on results). The
+    rows a mini-batch gathers are a run of one fold's rows of the chunk, with gaps: the hardware prefetcher starts
+    over at every page, so the kernels ask for rows a few ahead."""
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], args[2]], wraparound=False)
+        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32]),
+                                            "llvm.prefetch.p0i8")
+        builder.call(fn, [i8p, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # read, keep, data
+        return context.get_dummy_value()
+    return types.none(X, types.intp, types.intp), codegen
 
 
 @njit(cache=True, inline="always")
@@ -179,13 +200,11 @@ def _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb, GT):  # pra
     K = T.shape[1]
     GT[:] = 0.0
     for q in range(b):
-        i = lo + q + offset
-        if i >= n_train:
-            i -= n_train
-        i += start
-        if i >= n_s:
-            i -= n_s
-        r = rows[i]
+        if q + _AHEAD < b:
+            p = rows[ring_row(lo + q + _AHEAD, offset, start, n_train, n_s)]
+            _prefetch(X, p, 0)
+            _prefetch(X, p, d - 1)
+        r = rows[ring_row(lo + q, offset, start, n_train, n_s)]
         for k in range(K):
             t = T[r, k]
             Tb[q, k] = t
@@ -378,6 +397,9 @@ def label_counts(X, keep, W, T, predicted, hits):  # pragma: no cover - compiled
     for lo in range(0, keep.shape[0], _TILE):
         b = min(_TILE, keep.shape[0] - lo)
         for q in range(b):
+            if lo + q + _AHEAD < keep.shape[0]:
+                _prefetch(X, keep[lo + q + _AHEAD], 0)
+                _prefetch(X, keep[lo + q + _AHEAD], d - 1)
             r = keep[lo + q]
             t[q] = T[r, 0]
             for j in range(d):

@@ -28,6 +28,7 @@ its scores are NaN, never averaged into results.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -150,9 +151,31 @@ class _Pass:
     table: Any = None  # a table's chunk: (reader, number of source blocks, schema) (``_tables.TableChunks``)
 
 
-def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _Pass) -> dict:
+class _AsIs:
+    """A task argument dask passes on as it is: a dataclass would be unpacked and tokenized field by field for
+    every chunk's task (a fused pass's keys are its own anyway: ``map_row_chunks(unique=True)``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __dask_tokenize__(self) -> tuple:
+        return ("fused-pass", id(self))
+
+
+def fused_pass(spec: _Pass, *arrays: Any) -> list:
+    """The tasks of one fused pass over ``arrays`` (the chunks of X, or of a table's sources, then of y): one
+    ``_fused_block`` per chunk."""
+    from ..passes import map_row_chunks
+
+    return map_row_chunks(_fused_block, *arrays, unique=True, spec=_AsIs(spec))
+
+
+def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _AsIs) -> dict:
     """One chunk of a fused pass: score, measure the held-out loss, train every group's members one round.
     ``blocks``: the chunk of X and of y, or of a table's source arrays and of y (``spec.table``)."""
+    spec = spec.value
     raw = blocks[0] if spec.table is None else spec.table.rows(blocks[:-1])
     y = np.asarray(blocks[-1]).ravel()
     T = checked_targets(y, chunk_index, row_start, spec.classes)
@@ -341,8 +364,8 @@ class FusedSGD:
         self.groups: list[_Group] = []
         self.group_of = np.zeros((N, S), dtype=np.int64)
         keys: dict[tuple, list[int]] = {}
-        for c, est in enumerate(self.estimators):
-            p = est.get_params()
+        self.params = [est.get_params() for est in self.estimators]  # (get_params walks the signature each time)
+        for c, p in enumerate(self.params):
             for s in range(S):
                 key = (s, *(p[name] for name in GROUP_PARAMS))
                 keys.setdefault(key, []).append(c)
@@ -387,7 +410,7 @@ class FusedSGD:
         S, K = self.S, self.n_out
         cand = g.members // (S * K)
         tcol = g.members % K
-        ps = [self.estimators[c].get_params() for c in cand]
+        ps = [self.params[c] for c in cand]
         return {"tcol": tcol.astype(np.int64),
                 "fit_intercept": np.array([bool(p["fit_intercept"]) for p in ps]),
                 "penalty": np.array([_PENALTY_CODE[p["penalty"]] for p in ps], dtype=np.int64),
@@ -415,12 +438,11 @@ class FusedSGD:
               rounds: int | None = None) -> Any:
         """A fitted estimator of candidate ``c`` on split ``s``: what the plain estimator holds after ``rounds``
         rounds with weights ``W`` and step counter ``t`` (default: the current ones)."""
-        from sklearn.base import clone
 
         S, K = self.S, self.n_out
         cols = slice(c * S * K + s * K, c * S * K + (s + 1) * K)
         rounds = int(self.done[c]) if rounds is None else rounds
-        est = clone(self.estimators[c])
+        est = copy.deepcopy(self.estimators[c])  # a clone: the template is never fitted (and clone costs more)
         state = est._fresh_state(self.W.shape[0] - 1, self.classes)
         state.W = (self.W[:, cols] if W is None else W).copy()
         state.opt["t"] = np.array(self.t[self.group_of[c, s]][rounds] if t is None else t)
@@ -433,8 +455,6 @@ class FusedSGD:
         """Train candidates ``train`` one round and score candidates ``scoring`` at their current weights, in one
         pass. Returns the scored jobs ``(c, s, code)``, their merged states and the weights the pass started
         from."""
-        from ..passes import map_row_chunks
-
         S, K = self.S, self.n_out
         groups, loss_groups = [], []
         for k, g in enumerate(self.groups):
@@ -459,7 +479,7 @@ class FusedSGD:
                      self.transforms, self.table)
         t0 = time.perf_counter()
         X = (self.dX,) if self.table is None else self.table.sources(self.dX)
-        every = map_row_chunks(_fused_block, *X, self.dy, unique=True, spec=spec)
+        every = fused_pass(spec, *X, self.dy)
         parts = [every[i] for i in read]
         blocks, states = compute_pass(parts, self.scorers if jobs else None)
         self.pass_times_.append(time.perf_counter() - t0)

@@ -4,15 +4,25 @@ a chunk, each member exactly as the plain local-mode estimator would train it on
 A *member* is one output column of one candidate on one split. Members of a *group* (same split, seed, batch
 size, epochs per round, held-out fraction and loss) see the same rows in the same order — the training ring and
 mini-batch plan of ``sgd._kernels`` on the split's training rows of the chunk — so one mini-batch serves them
-all: its rows are gathered once, the margins of every member are one matrix product ``Xb @ W`` (BLAS), the loss
-derivatives one vectorised loop, the gradients ``Xb' E`` another product, and each member then takes the plain
-estimator's own update (``sgd._kernels._update``: its penalty, learning rate and schedule). Weights are a
-``(d + 1, M)`` block (intercept last row), members side by side.
+all: its rows are gathered once, and per batch
 
-What differs from the plain kernel is only the order of floating-point sums inside a margin and a gradient (BLAS
-instead of a sequential loop) and an ``exp`` evaluated by a vectorisable polynomial (within an ulp of libm's): the
-weights agree to ~1e-13 (tests: 1e-10). A member whose weights stop being finite is switched off at once (its
-column is left as it was); a non-finite margin from finite weights means a NaN / inf row, reported to the caller.
+1. the margins of every member are one matrix product ``Xb @ W`` (BLAS; ``Xb`` holds a ones column, so the
+   intercepts come with it);
+2. the log loss's ``sigmoid(z)`` of every member-row in one flat loop the compiler vectorises (``exp`` by a
+   polynomial, its ``2**k`` by a bit cast), which also finds a non-finite margin (an integer max of the
+   exponent bits); squared loss needs no loop (``dloss/dz = z - t``), hinge one per member-row;
+3. the gradients are one product ``Xb' S`` minus the targets' part ``Xb' T``, summed once for every member as
+   the rows are gathered (``dloss/dz = s - t`` for log and squared loss: ``Xb' (S - t) = Xb' S - Xb' t``);
+4. each member takes the plain estimator's own step (``sgd._kernels.step_coordinate``: its penalty, learning
+   rate, schedule and optimizer memory, the same arithmetic coordinate by coordinate).
+
+Weights are a ``(d + 1, M)`` block (intercept last row), members side by side; the kernel works on the active
+members only (a member that diverges leaves the products at once).
+
+What differs from the plain kernel is only the order of floating-point sums inside a margin and a gradient (BLAS,
+and the targets' part summed apart) and an ``exp`` evaluated by a vectorisable polynomial (within an ulp of
+libm's): the weights agree to ~1e-13 (tests: 1e-10). A member whose weights stop being finite is switched off at
+once; a non-finite margin from finite weights means a NaN / inf row, reported to the caller.
 
 >>> import numpy as np
 >>> z = np.array([-700.0, -2.0, 0.0, 0.5, 3.0])
@@ -25,17 +35,62 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .._optim import adagrad_direction, adam_direction, bias_corrections
-from ..sgd._kernels import _update
+from ..sgd._kernels import _BETA1, _BETA2, ring_row, step_coordinate, step_rate
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
+_TAIL = 700.0  # exp(-700) < 1e-304: the sigmoid's tails are taken as 0 and 1 beyond
+_EXPONENT = 0x7FF0000000000000  # the exponent bits of a float64: all set for inf and NaN only
 _LOSS_CODE = {"squared": 0, "log_loss": 1, "hinge": 2}
+#: The largest product ``rows × members × coefficients`` of a panel: OpenBLAS multiplies matrices up to this size
+#: with its small-matrix kernels (no packing), several times faster per member at the batch sizes of SGD
+#: (``benchmarks/README.md``, model selection).
+_SMALL_GEMM = 1_000_000
+#: Rows a gather asks the CPU for ahead of the one it copies (``_prefetch``).
+_AHEAD = 16
 #: Rows per tile of ``label_counts`` (its rows and margins stay in the L1 / L2 cache).
 _TILE = 256
+
+
+@intrinsic
+def _as_float(typingctx, bits):
+    """The float64 whose bits are the int64 ``bits`` (a bit cast in registers: unlike a view, it vectorises)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _as_bits(typingctx, x):
+    """The bits of the float64 ``x`` as an int64."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, X, r, j):
+    """Ask the CPU to bring the cache line of ``X[r, j]`` in (LLVM's ``prefetch``: no effect on results). The
+    rows a mini-batch gathers are a run of one fold's rows of the chunk, with gaps: the hardware prefetcher starts
+    over at every page, so the kernels ask for rows a few ahead."""
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], args[2]], wraparound=False)
+        i8p = builder.bitcast(ptr, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32]),
+                                            "llvm.prefetch.p0i8")
+        builder.call(fn, [i8p, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # read, keep, data
+        return context.get_dummy_value()
+    return types.none(X, types.intp, types.intp), codegen
 
 
 @njit(cache=True, inline="always")
@@ -58,44 +113,65 @@ def _exp_poly(r):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _exp_parts(x):  # pragma: no cover - compiled
-    """``exp(x) = p * 2**k`` for ``x <= 0`` (clamped at -708: below, exp is under 3e-308 either way), by range
-    reduction ``x = k ln2 + r``: returns ``p`` and the exponent bits of ``2**k``."""
+def _exp_nonpositive(x):  # pragma: no cover - compiled
+    """``exp(x)`` for ``x <= 0`` (clamped at -708: below, exp is under 3e-308 either way) by range reduction
+    ``x = k ln2 + r``: the polynomial of ``r`` times ``2**k``, made from its exponent bits."""
     xq = x if x > -708.0 else -708.0
     k = np.floor(xq * _LOG2E + 0.5)
     r = (xq - k * _LN2_HI) - k * _LN2_LO
-    return _exp_poly(r), (np.int64(k) + 1023) << 52
+    return _exp_poly(r) * _as_float((np.int64(k) + 1023) << 52)
 
 
-@njit(cache=True, nogil=True)
-def _exp_nonpositive_into(x, out, bits):  # pragma: no cover - compiled
-    """``out = exp(x)`` for ``x <= 0`` (``bits``: int64 scratch of ``x``'s length): ``p`` and the bits of ``2**k``
-    (``_exp_parts``) in one loop, their product in another — loops without calls, so that they vectorise."""
-    n = x.shape[0]
-    for q in range(n):
-        out[q], bits[q] = _exp_parts(x[q])
-    scale = bits.view(np.float64)
-    for q in range(n):
-        out[q] *= scale[q]
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _exp_nonpositive_into(x, out):  # pragma: no cover - compiled
+    for i in range(x.shape[0]):
+        out[i] = _exp_nonpositive(x[i])
 
 
 def exp_nonpositive(x: np.ndarray) -> np.ndarray:
     """``exp(x)`` of non-positive ``x`` by the kernels' vectorisable evaluation (for tests and doctests)."""
     x = np.ascontiguousarray(x, dtype=np.float64)
     out = np.empty_like(x)
-    _exp_nonpositive_into(x, out, np.empty(len(x), dtype=np.int64))
+    _exp_nonpositive_into(x, out)
     return out
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _sigmoid_into(z, s):  # pragma: no cover - compiled
+    """``s = 1 / (1 + exp(-z))`` of every entry, formed as ``sgd._kernels.loss_gradient`` forms it (``exp`` of
+    ``-|z|`` only: no overflow), in one loop free of calls and of branches the compiler cannot turn into
+    selects (``error_model="numpy"``: a division is not checked for zero), so that it vectorises. Past
+    ``|z| = _TAIL`` the sigmoid is exactly 0 or 1 (off by less than 1e-304 — and no subnormal number reaches
+    the gradient's product, where each costs a microcode assist: a diverging member's margins are huge).
+    Returns whether every ``z`` is finite (the largest exponent field seen, an integer max: a reduction that
+    vectorises)."""
+    top = 0
+    for i in range(z.shape[0]):
+        v = z[i]
+        top = max(top, _as_bits(v) & _EXPONENT)
+        a = abs(v)
+        e = _exp_nonpositive(-a) if a < _TAIL else 0.0
+        s[i] = (1.0 if v > 0 else e) / (1.0 + e)
+    return top != _EXPONENT
+
+
 @njit(cache=True, nogil=True)
-def _finite(Z):  # pragma: no cover - compiled
-    """Whether every entry of ``Z`` is finite (no branch: the loop vectorises)."""
-    ok = 0.0
+def _all_finite(z):  # pragma: no cover - compiled
+    """Whether every entry of the flat ``z`` is finite (an integer max of the exponent fields: it vectorises)."""
+    top = 0
+    for i in range(z.shape[0]):
+        top = max(top, _as_bits(z[i]) & _EXPONENT)
+    return top != _EXPONENT
+
+
+@njit(cache=True, nogil=True)
+def _hinge_into(Z, Tb, tcol, E):  # pragma: no cover - compiled
+    """``E[q, c]`` = the hinge loss's subgradient of member ``c`` on batch row ``q`` (labels in {-1, +1}), as
+    ``sgd._kernels.loss_gradient``."""
     for q in range(Z.shape[0]):
         for c in range(Z.shape[1]):
-            z = Z[q, c]
-            ok += z - z  # 0 for finite z, NaN otherwise
-    return ok == 0.0
+            t = Tb[q, tcol[c]]
+            E[q, c] = (1.0 - 2.0 * t) if (2.0 * t - 1.0) * Z[q, c] < 1.0 else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -114,78 +190,57 @@ def _nonfinite_margins(Z, active, Xb1):  # pragma: no cover - compiled
     return -1
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _residuals(Z, Tb, tcol, loss_code, E, ex, bits):  # pragma: no cover - compiled
-    """``E[q, c] = dloss/dz`` of member ``c`` on batch row ``q`` at margin ``Z[q, c]``, as
-    ``sgd._kernels._grad_batch`` computes it (``ex``, ``bits``: scratch of ``Z``'s size). Each loop is free of
-    calls and branches the compiler cannot turn into selects (``error_model="numpy"``: a division is not checked
-    for zero), so that it vectorises: ``exp(-|z|)`` in two loops (``_exp_nonpositive_into``'s), the derivative
-    in a third, the target of a row read once when there is one target column (two classes, regression)."""
-    b, M = Z.shape
-    n = b * M
-    zf, ef, xf, bf = Z.ravel(), E.ravel(), ex.ravel()[:n], bits[:n]
-    if loss_code == 1:
-        for i in range(n):
-            xf[i], bf[i] = _exp_parts(-abs(zf[i]))
-        scale = bf.view(np.float64)
-        for i in range(n):
-            e = xf[i] * scale[i]
-            ef[i] = (1.0 if zf[i] > 0 else e) / (1.0 + e)
-        if Tb.shape[1] == 1:
-            for q in range(b):
-                t = Tb[q, 0]
-                for c in range(M):
-                    ef[q * M + c] -= t
-        else:
-            for q in range(b):
-                for c in range(M):
-                    ef[q * M + c] -= Tb[q, tcol[c]]
-    elif loss_code == 0:
-        for q in range(b):
-            for c in range(M):
-                ef[q * M + c] = zf[q * M + c] - Tb[q, tcol[c]]
-    else:
-        for q in range(b):
-            for c in range(M):
-                t = Tb[q, tcol[c]]
-                ef[q * M + c] = (1.0 - 2.0 * t) if (2.0 * t - 1.0) * zf[q * M + c] < 1.0 else 0.0
-
-
 @njit(cache=True, nogil=True)
-def _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb):  # pragma: no cover - compiled
+def _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb, GT):  # pragma: no cover - compiled
     """Ring rows ``lo .. lo + b - 1`` rotated by ``offset`` (the ring of ``n_train`` rows starts at ``start`` of the
     ``n_s`` rows that ``rows`` maps to rows of ``X``): features into ``Xb1[:, :d]`` (its last column holds ones),
-    targets into ``Tb``."""
+    targets into ``Tb``, and the targets' part of every gradient ``GT = Xb1' Tb`` ``(d + 1, K)`` summed as the rows
+    pass (while each row is in cache)."""
     d = X.shape[1]
     K = T.shape[1]
+    GT[:] = 0.0
     for q in range(b):
-        i = lo + q + offset
-        if i >= n_train:
-            i -= n_train
-        i += start
-        if i >= n_s:
-            i -= n_s
-        r = rows[i]
+        if q + _AHEAD < b:
+            p = rows[ring_row(lo + q + _AHEAD, offset, start, n_train, n_s)]
+            _prefetch(X, p, 0)
+            _prefetch(X, p, d - 1)
+        r = rows[ring_row(lo + q, offset, start, n_train, n_s)]
+        for k in range(K):
+            t = T[r, k]
+            Tb[q, k] = t
+            for j in range(d):
+                GT[k, j] += t * X[r, j]
+            GT[k, d] += t
         for j in range(d):
             Xb1[q, j] = X[r, j]
-        for j in range(K):
-            Tb[q, j] = T[r, j]
 
 
 @njit(cache=True, nogil=True)
-def _batch_gradient(Xb1, Tb, b, tcol, loss_code, W, active, Z, E, ex, bits, G):  # pragma: no cover
-    """Summed gradient ``G = Xb1' E`` (the intercept's in the last row, from the ones column) of every member at
-    the margins ``Z = Xb1 W`` of the first ``b`` rows: two BLAS products and the loss derivatives between them.
+def _batch_gradient(Xb1, Tb, GT, tcol, loss_code, W, active, Z, S, G):  # pragma: no cover - compiled
+    """Summed gradient ``G`` ``(d + 1, M)`` (the intercept's in the last row, from the ones column) of every member
+    on the batch ``Xb1`` ``(b, d + 1)`` / ``Tb`` ``(b, K)`` at the margins ``Z = Xb1 W`` (``Z``, ``S``: ``(b, M)``
+    scratch): for log and squared loss ``Xb1' S`` minus the targets' part ``GT[tcol]`` (``GT = Tb' Xb1``
+    ``(K, d + 1)``, from ``_gather``; ``S`` the sigmoids, or the margins themselves), for hinge ``Xb1' E``.
     Returns -1, or the batch row holding a NaN / inf (members whose margins overflowed are switched off)."""
-    Xb = Xb1[:b]
-    Zb = Z[:b]
-    np.dot(Xb, W, Zb)
-    if not _finite(Zb):
-        bad = _nonfinite_margins(Zb, active, Xb)
+    np.dot(Xb1, W, Z)
+    if loss_code == 1:
+        finite = _sigmoid_into(Z.ravel(), S.ravel())
+        R = S
+    else:
+        finite = _all_finite(Z.ravel())
+        R = Z
+        if loss_code == 2:
+            _hinge_into(Z, Tb, tcol, S)
+            R = S
+    if not finite:
+        bad = _nonfinite_margins(Z, active, Xb1)
         if bad >= 0:
             return bad
-    _residuals(Zb, Tb[:b], tcol, loss_code, E[:b], ex, bits)
-    np.dot(Xb.T, E[:b], G)
+    np.dot(Xb1.T, R, G)
+    if loss_code != 2:
+        for j in range(G.shape[0]):
+            for c in range(G.shape[1]):
+                G[j, c] -= GT[tcol[c], j]
     return -1
 
 
@@ -193,22 +248,75 @@ def _batch_gradient(Xb1, Tb, b, tcol, loss_code, W, active, Z, E, ex, bits, G): 
 def members_step(W, G, rows, fit_intercept, penalty, alpha, schedule, eta0, power_t, t, m, v, g2,
                  active):  # pragma: no cover - compiled
     """Every active member's step ``t`` along its mean gradient ``G[:, c] / rows`` (the intercept's zeroed without
-    ``fit_intercept``) plus its penalty, by its own schedule: ``sgd._kernels._update``, in place. A member whose
-    weights stop being finite is switched off."""
+    ``fit_intercept``) plus its penalty, by its own schedule — the plain estimator's arithmetic
+    (``sgd._kernels._update``), coordinate by coordinate, in place; optimizer memory ``m``, ``v``, ``g2``
+    ``(M, d + 1)``. A member whose weights stop being finite is switched off."""
     d = W.shape[0] - 1
-    Wt, Gt = W.T, G.T
+    c1, c2 = bias_corrections(t, _BETA1, _BETA2)
     for c in range(W.shape[1]):
         if not active[c]:
             continue
-        for j in range(d):
-            G[j, c] /= rows
-        G[d, c] = G[d, c] / rows if fit_intercept[c] else 0.0
-        _update(Wt[c:c + 1], Gt[c:c + 1], penalty[c], alpha[c], schedule[c], eta0[c], power_t[c], t,
-                m[c:c + 1], v[c:c + 1], g2[c:c + 1])
+        rate = step_rate(schedule[c], eta0[c], power_t[c], t)
+        ok = 0.0
         for j in range(d + 1):
-            if not math.isfinite(W[j, c]):
-                active[c] = False
-                break
+            g = G[j, c] / rows if j < d or fit_intercept[c] else 0.0
+            w, m[c, j], v[c, j], g2[c, j] = step_coordinate(W[j, c], g, j < d, penalty[c], alpha[c], schedule[c],
+                                                            rate, c1, c2, m[c, j], v[c, j], g2[c, j])
+            W[j, c] = w
+            ok += w - w  # 0 for finite weights, NaN otherwise
+        if ok != 0.0:
+            active[c] = False
+
+
+@njit(cache=True, nogil=True)
+def panel_width(n_members, batch_size, n_coef):  # pragma: no cover - compiled
+    """Members per panel: 16, or 8 / 4 for fewer members (a panel is padded to its width) or when a panel of 16
+    would pass ``_SMALL_GEMM``."""
+    w = 16
+    while w > 4 and (n_members <= w // 2 or batch_size * w * n_coef > _SMALL_GEMM):
+        w //= 2
+    return w
+
+
+@njit(cache=True, nogil=True)
+def _compact(W, cols, w, tcol, fit_intercept, penalty, alpha, schedule, eta0, power_t, m, v, g2):  # pragma: no cover
+    """The members ``cols`` in panels of ``w`` side by side: weights ``(panels, d + 1, w)``, then per member (the
+    last panel padded with members that never train: zero weights, switched off) the parameters and optimizer
+    memory in ``fused_epochs``'s order, and which members train."""
+    n = cols.shape[0]
+    P = -(-n // w)
+    Wp = np.zeros((P, W.shape[0], w))
+    tc = np.zeros(P * w, dtype=tcol.dtype)
+    fi = np.zeros(P * w, dtype=np.bool_)
+    pen = np.zeros(P * w, dtype=penalty.dtype)
+    al = np.zeros(P * w)
+    sch = np.zeros(P * w, dtype=schedule.dtype)
+    e0 = np.zeros(P * w)
+    pt = np.zeros(P * w)
+    mc, vc, gc = np.zeros((P * w, m.shape[1])), np.zeros((P * w, v.shape[1])), np.zeros((P * w, g2.shape[1]))
+    on = np.zeros(P * w, dtype=np.bool_)
+    for a in range(n):
+        c = cols[a]
+        for j in range(W.shape[0]):
+            Wp[a // w, j, a % w] = W[j, c]
+        tc[a], fi[a], pen[a], al[a], sch[a] = tcol[c], fit_intercept[c], penalty[c], alpha[c], schedule[c]
+        e0[a], pt[a] = eta0[c], power_t[c]
+        mc[a], vc[a], gc[a] = m[c], v[c], g2[c]
+        on[a] = True
+    return Wp, tc, fi, pen, al, sch, e0, pt, mc, vc, gc, on
+
+
+@njit(cache=True, nogil=True)
+def _release(W, cols, Wp, m, v, g2, mc, vc, gc):  # pragma: no cover - compiled
+    """Write the members ``cols`` back from their panels."""
+    w = Wp.shape[2]
+    for a in range(cols.shape[0]):
+        c = cols[a]
+        for j in range(W.shape[0]):
+            W[j, c] = Wp[a // w, j, a % w]
+        m[c] = mc[a]
+        v[c] = vc[a]
+        g2[c] = gc[a]
 
 
 @njit(cache=True, nogil=True)
@@ -221,34 +329,54 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
     ``sgd._kernels.local_epochs`` for these rows. ``W`` ``(d + 1, M)``; per member its target column ``tcol``,
     ``fit_intercept``, ``penalty`` / ``schedule`` codes, ``alpha``, ``eta0``, ``power_t``; optimizer memory
     ``m``, ``v``, ``g2`` ``(M, d + 1)``; ``active`` members train (cleared when a member diverges).
-    Returns ``(steps, bad)``: steps taken, and -1 or the row of ``X`` holding a NaN / inf."""
+
+    The active members are worked on in compact panels (``panel_width``: the products BLAS takes fastest),
+    rebuilt when a member is switched off, so that a diverged member costs nothing more. Returns ``(steps,
+    bad)``: steps taken, and -1 or the row of ``X`` holding a NaN / inf."""
     n_s = rows.shape[0]
     d = X.shape[1]
-    M = W.shape[1]
     K = T.shape[1]
     Xb1 = np.empty((batch_size, d + 1))
     Xb1[:, d] = 1.0
     Tb = np.empty((batch_size, K))
-    Z = np.empty((batch_size, M))
-    E = np.empty((batch_size, M))
-    ex = np.empty((batch_size, M))
-    bits = np.empty(batch_size * M, dtype=np.int64)
-    G = np.empty((d + 1, M))
+    GT = np.empty((K, d + 1))
+    cols = np.flatnonzero(active)
+    w = panel_width(cols.shape[0], batch_size, d + 1)
+    Wp, tc, fi, pen, al, sch, e0, pt, mc, vc, gc, on = _compact(W, cols, w, tcol, fit_intercept, penalty, alpha,
+                                                                schedule, eta0, power_t, m, v, g2)
+    Z = np.empty(batch_size * w)
+    S = np.empty(batch_size * w)
+    G = np.empty((d + 1, w))
     t = t0
     for e_ in range(orders.shape[0]):
         offset = offsets[e_]
         for k in range(orders.shape[1]):
+            if cols.shape[0] == 0:
+                return orders.size, -1
             lo = orders[e_, k] * batch_size
             b = min(lo + batch_size, n_train) - lo
-            _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb)
-            bad = _batch_gradient(Xb1, Tb, b, tcol, loss_code, W, active, Z, E, ex, bits, G)
-            if bad >= 0:
-                i = lo + bad + offset
-                i = i - n_train if i >= n_train else i
-                i += start
-                return 0, rows[i - n_s if i >= n_s else i]
+            _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb, GT)
             t += 1.0
-            members_step(W, G, b, fit_intercept, penalty, alpha, schedule, eta0, power_t, t, m, v, g2, active)
+            for p in range(Wp.shape[0]):
+                at = slice(p * w, (p + 1) * w)
+                bad = _batch_gradient(Xb1[:b], Tb[:b], GT, tc[at], loss_code, Wp[p], on[at],
+                                      Z[:b * w].reshape((b, w)), S[:b * w].reshape((b, w)), G)
+                if bad >= 0:
+                    i = lo + bad + offset
+                    i = i - n_train if i >= n_train else i
+                    i += start
+                    return 0, rows[i - n_s if i >= n_s else i]
+                members_step(Wp[p], G, b, fi[at], pen[at], al[at], sch[at], e0[at], pt[at], t, mc[at], vc[at],
+                             gc[at], on[at])
+            if not on[:cols.shape[0]].all():  # members diverged: they leave the panels as they are
+                _release(W, cols, Wp, m, v, g2, mc, vc, gc)
+                active[cols[~on[:cols.shape[0]]]] = False
+                cols = cols[on[:cols.shape[0]]]
+                w = panel_width(cols.shape[0], batch_size, d + 1)
+                Wp, tc, fi, pen, al, sch, e0, pt, mc, vc, gc, on = _compact(W, cols, w, tcol, fit_intercept, penalty,
+                                                                            alpha, schedule, eta0, power_t, m, v, g2)
+                G = np.empty((d + 1, w))
+    _release(W, cols, Wp, m, v, g2, mc, vc, gc)
     return orders.size, -1
 
 
@@ -257,30 +385,39 @@ def label_counts(X, keep, W, T, predicted, hits):  # pragma: no cover - compiled
     """Two classes: add to ``predicted[c]`` the rows ``keep`` of ``X`` that member ``c`` (``W`` ``(d + 1, n)``,
     intercept last) predicts positive, and to ``hits[c]`` those of them whose target ``T[r, 0]`` is 1 — every
     candidate's confusion counts with no copy of the rows and no matrix of margins: the rows go through a tile
-    of ``_TILE`` that stays in cache, its margins one BLAS product. Returns whether every margin was finite."""
+    of ``_TILE`` that stays in cache, its margins one BLAS product, counted in a loop over the members that
+    vectorises (finiteness as the largest exponent field per member). Returns whether every margin was finite."""
     d = X.shape[1]
     n = W.shape[1]
     tile = np.empty((_TILE, d + 1))
     tile[:, d] = 1.0
     Z = np.empty((_TILE, n))
-    ok = 0.0
+    t = np.empty(_TILE)
+    top = np.zeros(n, dtype=np.int64)
     for lo in range(0, keep.shape[0], _TILE):
         b = min(_TILE, keep.shape[0] - lo)
         for q in range(b):
+            if lo + q + _AHEAD < keep.shape[0]:
+                _prefetch(X, keep[lo + q + _AHEAD], 0)
+                _prefetch(X, keep[lo + q + _AHEAD], d - 1)
             r = keep[lo + q]
+            t[q] = T[r, 0]
             for j in range(d):
                 tile[q, j] = X[r, j]
         Zb = Z[:b]
         np.dot(tile[:b], W, Zb)
         for q in range(b):
-            t = T[keep[lo + q], 0]
+            tq = t[q]
             for c in range(n):
                 z = Zb[q, c]
-                ok += z - z  # 0 for a finite margin, NaN otherwise
+                top[c] = max(top[c], _as_bits(z) & _EXPONENT)
                 p = 1.0 if z > 0 else 0.0
                 predicted[c] += p
-                hits[c] += p * t
-    return ok == 0.0
+                hits[c] += p * tq
+    for c in range(n):
+        if top[c] == _EXPONENT:
+            return False
+    return True
 
 
 def member_losses(X: np.ndarray, T: np.ndarray, W: np.ndarray, tcol: np.ndarray, loss: str) -> np.ndarray:

@@ -251,10 +251,9 @@ class FusedOnline:
         keys = score_keys(alive, S, self.return_train_score)
         losses = ["log_loss" if self.classifier else "squared"] * N  # responses: the sigmoid's probabilities
         jobs = score_jobs(keys, S, 1, self.classes, losses)
-        from ._fused import _fused_block
+        from ._fused import fused_pass
 
-        spec = _Pass(self.plan, self.classes, W, (), (), jobs, self.scorers)
-        parts = map_row_chunks(_fused_block, self.dX, self.dy, unique=True, spec=spec)
+        parts = fused_pass(_Pass(self.plan, self.classes, W, (), (), jobs, self.scorers), self.dX, self.dy)
         _, states = compute_pass(parts, self.scorers) if jobs else ([], [])
         self.passes_ += 1
         nan = [math.nan] * S

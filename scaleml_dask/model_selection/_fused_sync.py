@@ -126,13 +126,13 @@ def _step_gradients(W: np.ndarray, groups: tuple, step: int, *parts: SyncPart) -
             Xb1 = np.empty((b, d + 1))
             Xb1[:, d] = 1.0
             Tb = np.empty((b, part.T.shape[1]))
+            GT = np.empty((part.T.shape[1], d + 1))
             _gather(part.X, part.T, part.rows[g], part.start(g), len(part.rows[g]), n_train, offset, lo, b, Xb1,
-                    Tb)
+                    Tb, GT)
             Wg = np.ascontiguousarray(W[:, cols])
-            Z, E, ex = (np.empty((b, M)) for _ in range(3))
             G = np.empty((d + 1, M))
             active = np.ones(M, dtype=bool)
-            _batch_gradient(Xb1, Tb, b, tcol, code, Wg, active, Z, E, ex, np.empty(b * M, dtype=np.int64), G)
+            _batch_gradient(Xb1, Tb, GT, tcol, code, Wg, active, np.empty((b, M)), np.empty((b, M)), G)
             G[:, ~active] = np.nan  # margins overflowed (the rows were checked when read): the member diverged
             per.append((G, b))
         out.append(per)

@@ -199,29 +199,48 @@ def _grad_batch(Wt, X, T, lo, hi, offset, start, n_train, loss_code, Gt):  # pra
     return finite
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def step_coordinate(w, g, penalized, penalty_code, alpha, schedule_code, rate, c1, c2, m, v, g2):  # pragma: no cover
+    """One coordinate's step: the penalty's (sub)gradient added to ``g`` where ``penalized`` (not the intercept),
+    then the schedule's direction (AdaGrad, Adam: ``_optim``) times ``rate``. Returns ``(w, m, v, g2)``, the
+    optimizer memory as the schedule leaves it (the plain kernels and the fused search's share it)."""
+    if penalized:
+        if penalty_code == 1:
+            g += alpha * w
+        elif penalty_code == 2:
+            g += alpha * np.sign(w)
+    if schedule_code == 2:
+        g, g2 = adagrad_direction(g, g2, _EPS)
+    elif schedule_code == 3:
+        g, m, v = adam_direction(g, m, v, _BETA1, _BETA2, _EPS, c1, c2)
+    return w - rate * g, m, v, g2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def step_rate(schedule_code, eta0, power_t, t):  # pragma: no cover - compiled
+    """The step size of step ``t``: ``eta0 / t**power_t`` (invscaling) or ``eta0``."""
+    return eta0 / t**power_t if schedule_code == 1 else eta0
+
+
 @numba.njit(cache=True, nogil=True)
 def _update(Wt, Gt, penalty_code, alpha, schedule_code, eta0, power_t, t, m, v, g2):  # pragma: no cover
     """Add the penalty's (sub)gradient to ``Gt`` (not the intercept, the last column) and take step ``t``
-    of the schedule, in place (AdaGrad and Adam: the shared updates of ``_optim``)."""
+    of the schedule, in place (``step_coordinate``; ``m``, ``v``, ``g2``: the moments the schedule uses)."""
     d = Wt.shape[1] - 1
-    rate = eta0 / t**power_t if schedule_code == 1 else eta0
+    rate = step_rate(schedule_code, eta0, power_t, t)
     c1, c2 = bias_corrections(t, _BETA1, _BETA2)
     for c in range(Wt.shape[0]):
         for j in range(d + 1):
-            g = Gt[c, j]
-            if j < d:
-                if penalty_code == 1:
-                    g += alpha * Wt[c, j]
-                elif penalty_code == 2:
-                    g += alpha * np.sign(Wt[c, j])
+            mm = m[c, j] if schedule_code == 3 else 0.0
+            vv = v[c, j] if schedule_code == 3 else 0.0
+            gg = g2[c, j] if schedule_code == 2 else 0.0
+            Wt[c, j], mm, vv, gg = step_coordinate(Wt[c, j], Gt[c, j], j < d, penalty_code, alpha, schedule_code,
+                                                   rate, c1, c2, mm, vv, gg)
             if schedule_code == 2:
-                g, acc = adagrad_direction(g, g2[c, j], _EPS)
-                g2[c, j] = acc
+                g2[c, j] = gg
             elif schedule_code == 3:
-                g, m_cj, v_cj = adam_direction(g, m[c, j], v[c, j], _BETA1, _BETA2, _EPS, c1, c2)
-                m[c, j] = m_cj
-                v[c, j] = v_cj
-            Wt[c, j] -= rate * g
+                m[c, j] = mm
+                v[c, j] = vv
 
 
 @numba.njit(cache=True, nogil=True)

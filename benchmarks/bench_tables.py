@@ -29,6 +29,7 @@ Held-out log loss of every classifier on the same 500,000 raw rows. Targets (iss
 in-memory pipeline including its load, at held-out log loss within 0.002 of it.
 
     python benchmarks/bench_tables.py [--quick] [--epochs 2] [--max-categories 32] [--methods ...] [--out FILE]
+                                      [--data DIR]
 """
 
 from __future__ import annotations
@@ -308,6 +309,7 @@ def _dask_ml(files, args, test) -> list[dict]:
 
 
 def main(argv=None) -> None:
+    global DATA
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="500,000 rows")
     ap.add_argument("--epochs", type=int, default=2)
@@ -315,7 +317,10 @@ def main(argv=None) -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--repeat", type=int, default=3, help="rounds of our fit and the estimator alone; best kept")
     ap.add_argument("--out", help="also write the table as markdown to this file")
+    ap.add_argument("--data", type=Path, help=f"the directory of the files and stores (default {DATA})")
     args = ap.parse_args(argv)
+    if args.data is not None:
+        DATA = args.data
     args.n, args.chunk = (500_000, 50_000) if args.quick else (5_000_000, 250_000)
     n_test = 50_000 if args.quick else 500_000
     methods = args.methods.split(",")

@@ -146,6 +146,7 @@ def _table_transforms() -> None:
     k.fill_dense(np.zeros((2, 3)), X, one, one, one, one, idx, H, idx + 1, one, H, idx + 1)
     k.fill_csr(X, one, one, one, one, idx, H, idx + 1, one, np.array([0, 1]))
     k.second_moment(X[0], k.first_moments(X[0])[1])
+    k.level_counts(H[0].astype(np.int32), 1)  # a stored category's codes
     many = QuantileSketch.of(np.arange(5000.0))  # above EXACT: the compiled histogram, and its merge
     QuantileSketch.merge([many, many])
 

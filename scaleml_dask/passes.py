@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -47,8 +48,8 @@ if TYPE_CHECKING:
     import dask.array as da
     from dask.delayed import Delayed
 
-__all__ = ["derived", "fold_row_chunks", "map_row_chunks", "one_pass", "reduce_here", "row_index", "row_offsets",
-           "tree_reduce"]
+__all__ = ["derived", "distinct_values", "fold_row_chunks", "given_distinct", "map_row_chunks", "one_pass",
+           "reduce_here", "row_index", "row_offsets", "tree_reduce"]
 
 
 def row_offsets(chunks: Sequence[int]) -> np.ndarray:
@@ -63,21 +64,72 @@ def row_offsets(chunks: Sequence[int]) -> np.ndarray:
 
 class _Derivation:
     """``fn(*blocks, **kwargs)``: the callable a ``derived`` array's graph holds (so the entry of ``_DERIVED``
-    lives exactly as long as some graph uses it)."""
+    lives exactly as long as some graph uses it).
 
-    __slots__ = ("__name__", "__weakref__", "arrays", "fn", "kwargs")
+    Every task of a pass holds the same derivation — for a pipeline its fitted preprocessing, hundreds of kB —
+    and dask.distributed pickles each task's inputs apart (the scheduler, for each task it sends) and a worker
+    unpickles them per task. So a derivation pickles as the bytes of ``(fn, kwargs)``, made once per pass (a pass
+    over it starts afresh, ``refresh``: a transformer refitted in place since is pickled as it is now), and a
+    process unpickles given bytes once (``_restore``): per task the bytes are only copied. The input arrays stay
+    behind (a task calls the function only)."""
+
+    __slots__ = ("__name__", "__weakref__", "_pickled", "_token", "arrays", "fn", "kwargs")
 
     def __init__(self, fn: Callable, arrays: tuple, kwargs: dict) -> None:
         self.fn, self.arrays, self.kwargs = fn, arrays, kwargs
         self.__name__ = getattr(fn, "__name__", "derived")  # how dask names the array
+        self._pickled: tuple[bytes, bytes] | None = None
+        self._token: tuple | None = None
 
     def __call__(self, *blocks: Any) -> Any:
         return self.fn(*blocks, **self.kwargs)
 
-    def __dask_tokenize__(self) -> tuple:
-        from dask.base import tokenize
+    def refresh(self) -> _Derivation:
+        """Forget the token and the bytes made so far (a pass over the derivation starts with this)."""
+        self._pickled = self._token = None
+        return self
 
-        return ("derivation", tokenize(self.fn, self.kwargs), tuple(a.name for a in self.arrays))
+    def __dask_tokenize__(self) -> tuple:
+        """Made once per pass (a fitted transform's token pickles it; the pass asks for it more than once)."""
+        if self._token is None:
+            from dask.base import tokenize
+
+            self._token = ("derivation", tokenize(self.fn, self.kwargs), tuple(a.name for a in self.arrays))
+        return self._token
+
+    def __reduce__(self) -> tuple:
+        if self._pickled is None:
+            import hashlib
+
+            import cloudpickle
+
+            payload = cloudpickle.dumps((self.fn, self.kwargs), protocol=5)
+            self._pickled = (hashlib.blake2b(payload, digest_size=16).digest(), payload)
+        return _restore, self._pickled
+
+
+#: The derivations this process unpickled, by the digest of their bytes (the last few: a pass uses one or two).
+_RESTORED: dict[bytes, _Derivation] = {}
+#: At most this many bytes of pickled derivations kept in ``_RESTORED`` (beyond the newest one).
+_RESTORED_BYTES = 64 << 20
+_restored_lock = threading.Lock()
+
+
+def _restore(digest: bytes, payload: bytes) -> _Derivation:
+    """The derivation pickled as ``payload``: unpickled once per process, then shared by the tasks holding it."""
+    with _restored_lock:
+        d = _RESTORED.get(digest)
+        if d is None:
+            import pickle
+
+            fn, kwargs = pickle.loads(payload)
+            d = _Derivation(fn, (), kwargs)
+            d._pickled, d._token = (digest, payload), ("derivation", digest.hex())
+            while _RESTORED and (len(_RESTORED) >= 8 or sum(len(e._pickled[1]) for e in _RESTORED.values())
+                                 + len(payload) > _RESTORED_BYTES):
+                _RESTORED.pop(next(iter(_RESTORED)))
+            _RESTORED[digest] = d
+    return d
 
 
 #: The derivation behind each array ``derived`` made, by the array's name.
@@ -283,7 +335,7 @@ def _row_inputs(func: Callable, arrays: tuple, kwargs: dict, unique: bool) -> tu
             return None
         d = _DERIVED.get(a.name)  # a name is the array's content: any slice or map of it has another
         if d is not None:
-            return ("apply", d, [plan_of(b) for b in d.arrays])
+            return ("apply", d.refresh(), [plan_of(b) for b in d.arrays])
         from .io.read import row_source
 
         leaves.append((_ROW_INDEX.get(a.name) or row_source(a), a))
@@ -409,3 +461,40 @@ def _tree_levels(parts: Sequence[Any], combine: Callable[[list], Any], split_eve
         parts = [dask.delayed(combine, pure=True)(parts[i:i + split_every])
                  for i in range(0, len(parts), split_every)]
     return parts
+
+
+# ------------------------------------------------------------------------------------------------------
+# distinct values found by an earlier pass
+# ------------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def thread_value(slot: threading.local, value: Any) -> Iterator[None]:
+    """``slot.value`` is ``value`` inside the block (in this thread), what it was before after it: results an
+    earlier pass found, handed to the code that would otherwise make a pass for them."""
+    before = getattr(slot, "value", None)
+    slot.value = value
+    try:
+        yield
+    finally:
+        slot.value = before
+
+
+_distinct = threading.local()
+
+
+def given_distinct(values: dict[str, np.ndarray]) -> contextlib.AbstractContextManager:
+    """Inside the block (this thread), ``distinct_values`` of an array named in ``values`` (by its dask name)
+    hands back ``values[name]`` instead of making a pass: a pipeline finds its target's classes in its statistics
+    pass, and the classifier at its end makes no class pass of its own."""
+    return thread_value(_distinct, values)
+
+
+def distinct_values(a: da.Array) -> np.ndarray:
+    """The sorted distinct values of the dask array ``a`` (NaN last, once): a pass over it, unless an earlier
+    pass found them (``given_distinct``)."""
+    import dask.array as da
+
+    given = getattr(_distinct, "value", None)
+    if given is not None and a.name in given:
+        return given[a.name]
+    return np.unique(da.unique(a).compute())

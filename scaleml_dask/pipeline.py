@@ -25,7 +25,7 @@ import inspect
 from typing import Any
 
 import numpy as np
-from sklearn.base import _fit_context
+from sklearn.base import _fit_context, is_classifier
 from sklearn.pipeline import Pipeline as _SkPipeline
 from sklearn.pipeline import _final_estimator_has, _name_estimators
 from sklearn.utils import get_tags
@@ -33,6 +33,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ._tabular import InputSchema, Table, TableInputError, as_table, refuse_unprepared, target_values
+from .passes import given_distinct
 from .preprocessing._base import (
     TABLE_BLOCKS,
     ColumnState,
@@ -267,14 +268,32 @@ class Pipeline(TableNode, _SkPipeline):
         table = as_table(X)
         target = self._fit_target(table, y)
         head = self._head(with_final=self._is_chain())
+        labels = None
         if head:
-            fit_node(_Chain(head), table)
+            labels = fit_node(_Chain(head), table, self._labels_wanted(table, y, target))
             self._input_schema = None
         else:
             final = self._final_estimator
             refuse_unprepared(table, table.schema.names, type(final).__name__ if not _skip(final) else "Pipeline")
             self._input_schema = table.schema
         rest = self._rest(head, with_final=True)
+        with given_distinct({} if labels is None else {target.name: labels}):
+            return self._fit_rest(table, target, head, rest, routed, last)
+
+    def _labels_wanted(self, table: Table, y: Any, target: Any) -> Any:
+        """The target, when the statistics pass should find its distinct values: a stored table's own target and
+        a final classifier that would otherwise make a pass over it for its classes (``_fit_classes``)."""
+        final = self._final_estimator
+        if (y is not None or not table.lazy or not hasattr(target, "dask") or _skip(final)
+                or not (is_classifier(final) and hasattr(final, "_fit_classes"))
+                or getattr(final, "classes", None) is not None
+                or tuple(target.chunks[0]) != tuple(table.row_chunks)):
+            return None
+        return target
+
+    def _fit_rest(self, table: Table, target: Any, head: list[TableNode], rest: list[Any],
+                  routed: dict[str, dict[str, Any]], last: str) -> Any:
+        """Fit the steps after the preprocessing head, each on the output of the steps before it."""
         result = None
         for k, step in enumerate(rest):
             Xt = self._features(table, head, rest[:k], step, fitting=True)

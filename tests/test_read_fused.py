@@ -147,6 +147,41 @@ def _with_y(X, y):
     return np.column_stack([X, y])
 
 
+class _Shift:
+    """A transform whose state changes in place (as a transformer refitted)."""
+
+    def __init__(self, shift):
+        self.shift = shift
+
+    def __call__(self, X):
+        return X - self.shift
+
+
+def _apply(X, *, f):
+    return f(X)
+
+
+def test_a_derived_arrays_function_is_pickled_once_a_pass_and_unpickled_once_a_process(client, regression_store):
+    """Every task of a pass holds the derivation (a pipeline's fitted preprocessing, hundreds of kB): its bytes are
+    made once and a process unpickles them once; a pass after the transform changed in place pickles it anew."""
+    import pickle
+
+    from scaleml_dask.passes import _DERIVED, derived, one_pass
+
+    ds = sm.open_dataset(regression_store)
+    f = _Shift(1.0)
+    Z = derived(_apply, ds.X.data, n_columns=5, f=f)
+    d = _DERIVED[Z.name]
+    b = pickle.dumps(d)
+    assert pickle.dumps(d) == b
+    assert pickle.loads(b) is pickle.loads(b) is not d
+    Xn = ds.X.values
+    np.testing.assert_allclose(one_pass(_column_sums, sum, Z), (Xn - 1.0).sum(axis=0), rtol=1e-12)
+    f.shift = 3.0
+    np.testing.assert_allclose(one_pass(_column_sums, sum, Z), (Xn - 3.0).sum(axis=0), rtol=1e-12)
+    assert pickle.dumps(d) != b
+
+
 def test_a_derived_array_is_computed_inside_the_kernels_task(client, regression_store):
     """A per-chunk transform (``passes.derived``, how a pipeline's preprocessing runs) costs no task of its own:
     the kernel's task reads the store's rows, transforms them and runs the kernel; nested transforms too. The

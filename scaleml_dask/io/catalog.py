@@ -231,10 +231,24 @@ def _copy(ds: xr.Dataset) -> xr.Dataset:
     """A Dataset of its own over the same (immutable) dask arrays: attributes changed by the caller stay
     out of the cache."""
     out = ds.copy(deep=False)
-    out.attrs = copy.deepcopy(ds.attrs)
+    out.attrs = _copy_attrs(ds.attrs)
     for name in out.variables:
-        out[name].attrs = copy.deepcopy(ds[name].attrs)
+        out[name].attrs = _copy_attrs(ds[name].attrs)
     return out
+
+
+def _copy_attrs(value: Any) -> Any:
+    """A deep copy of attributes read from JSON (dicts, lists, strings, numbers; anything else by
+    ``copy.deepcopy``): a table's levels are thousands of strings, which ``copy.deepcopy`` visits one by one."""
+    if isinstance(value, dict):
+        return {k: _copy_attrs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if all(type(v) is str for v in value):
+            return list(value)
+        return [_copy_attrs(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return copy.deepcopy(value)
 
 
 def _open(path: str, label: str) -> xr.Dataset:

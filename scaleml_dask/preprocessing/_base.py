@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,7 +29,8 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from .._tabular import Canonical, Column, InputSchema, Table, TableInputError, as_table
-from ._kernels import fill_csr, fill_dense, first_moments, second_moment
+from ..passes import thread_value
+from ._kernels import fill_csr, fill_dense, first_moments, level_counts, second_moment
 from ._sketch import EXACT, QuantileSketch
 
 #: Most distinct values of a numeric column an encoder or ``most_frequent`` counts exactly.
@@ -145,9 +146,8 @@ def summarize(values: np.ndarray, kind: str, needs: frozenset[str], n_levels: in
     if kind == "text":  # documents: only how many are missing (stored as the empty document)
         return Summary(n, int((values == "").sum()) if n else 0)
     if kind == "categorical":
-        present = values[values >= 0]
-        counts = np.bincount(present, minlength=n_levels).astype(np.int64)
-        return Summary(n, n - len(present), counts=counts)
+        counts = level_counts(values, n_levels)
+        return Summary(n, n - int(counts.sum()), counts=counts)
     values = np.ascontiguousarray(values, dtype=np.float64)
     c, mean, lo, hi = first_moments(values)
     sketch = None
@@ -171,11 +171,25 @@ def _check_values(name: str, n: int) -> None:
                          "categories (bin it, or declare it categorical at ingest)")
 
 
+#: The key of the target's distinct values among the summaries of a statistics pass (``gather``'s ``target``).
+TARGET = ("target",)
+
+
+def distinct_labels(values: np.ndarray) -> np.ndarray | None:
+    """The sorted distinct values of a target block (NaN once, last), or None beyond ``MAX_VALUES`` of them (not
+    class labels: the estimator's own pass says so)."""
+    v = np.unique(values)
+    return v if len(v) <= MAX_VALUES else None
+
+
 def merge_summaries(parts: Sequence[dict[str, Summary]]) -> dict[str, Summary]:
     """The pass's combine: each column's summaries merged (their sketches all at once: one compression)."""
     out = {}
     for name in parts[0]:
         group = [p[name] for p in parts]
+        if name == TARGET:
+            out[name] = None if any(g is None for g in group) else distinct_labels(np.concatenate(group))
+            continue
         merged = group[0]
         for s in group[1:]:
             merged = replace(merged, sketch=None).merge(replace(s, sketch=None))
@@ -188,11 +202,15 @@ def merge_summaries(parts: Sequence[dict[str, Summary]]) -> dict[str, Summary]:
 
 
 def _stats_block(*blocks: np.ndarray, chunk_index: int, row_start: int, reader: Any,
-                 needs: dict[str, frozenset[str]], n_levels: dict[str, int]) -> dict[str, Summary]:
-    """The pass's kernel: the summaries of one chunk's columns."""
-    c = reader(blocks)
-    return {name: summarize(c.columns[name], kind, needs[name], n_levels.get(name, 0), name)
-            for name, (_, kind) in reader.where.items()}
+                 needs: dict[str, frozenset[str]], n_levels: dict[str, int], target: bool = False) -> dict:
+    """The pass's kernel: the summaries of one chunk's columns (and, ``target``, the distinct values of the
+    last block, the target's, under ``TARGET``)."""
+    c = reader(blocks[:-1] if target else blocks)
+    out: dict = {name: summarize(c.columns[name], kind, needs[name], n_levels.get(name, 0), name)
+                 for name, (_, kind) in reader.where.items()}
+    if target:
+        out[TARGET] = distinct_labels(np.asarray(blocks[-1]))
+    return out
 
 
 _given = threading.local()
@@ -203,25 +221,21 @@ def needs_key(table: Table, needs: Mapping[str, set[str]]) -> tuple:
     return id(table), tuple((n, frozenset(needs[n])) for n in table.schema.names if n in needs)
 
 
-@contextmanager
-def given_summaries(summaries: Mapping[tuple, dict[str, Summary]]) -> Iterator[None]:
+def given_summaries(summaries: Mapping[tuple, dict[str, Summary]]) -> AbstractContextManager:
     """Inside the block (this thread), ``gather`` hands back ``summaries[needs_key(table, needs)]`` instead of
     making a pass: a cross-validation computes every split's training statistics in one pass
     (``model_selection._tables``). The caller keeps the keyed tables alive."""
-    before = getattr(_given, "summaries", None)
-    _given.summaries = summaries
-    try:
-        yield
-    finally:
-        _given.summaries = before
+    return thread_value(_given, summaries)
 
 
-def gather(table: Table, needs: Mapping[str, set[str]]) -> dict[str, Summary]:
-    """Every summary ``needs`` names (column -> statistics beyond the basic ones), in one pass over ``table``."""
+def gather(table: Table, needs: Mapping[str, set[str]], target: Any = None) -> dict[str, Summary]:
+    """Every summary ``needs`` names (column -> statistics beyond the basic ones), in one pass over ``table``;
+    with ``target`` (a dask array of the table's rows: its target) also its distinct values, under ``TARGET``
+    (a classifier's classes, found in the same pass)."""
     names = [n for n in table.schema.names if n in needs]
     if not names:
         return {}
-    given = getattr(_given, "summaries", None)
+    given = getattr(_given, "value", None)
     if given is not None and needs_key(table, needs) in given:
         return given[needs_key(table, needs)]
     frozen = {n: frozenset(needs[n]) for n in names}
@@ -232,8 +246,9 @@ def gather(table: Table, needs: Mapping[str, set[str]]) -> dict[str, Summary]:
     from ..passes import one_pass
 
     sources, _ = table.sources(names)
-    return one_pass(_stats_block, merge_summaries, *sources, reader=table.reader(names, table.schema), needs=frozen,
-                    n_levels=levels)
+    extra = [] if target is None else [target]
+    return one_pass(_stats_block, merge_summaries, *sources, *extra, reader=table.reader(names, table.schema),
+                    needs=frozen, n_levels=levels, target=target is not None)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -706,11 +721,14 @@ def initial_states(table: Table, summaries: Mapping[str, Summary], names: Sequen
             for n in names]
 
 
-def fit_node(node: TableNode, table: Table) -> list[ColumnState]:
-    """Fit ``node`` on ``table`` from one statistics pass; the output columns' states."""
+def fit_node(node: TableNode, table: Table, target: Any = None) -> np.ndarray | None:
+    """Fit ``node`` on ``table`` from one statistics pass; the distinct values of ``target`` (a dask array of the
+    table's rows) found in the same pass, when asked and found (else None)."""
     needs = node._table_needs(table.schema)
-    summaries = gather(table, needs)
-    return node._table_fit(initial_states(table, summaries, [n for n in table.schema.names if n in needs]))
+    summaries = dict(gather(table, needs, target))
+    labels = summaries.pop(TARGET, None)
+    node._table_fit(initial_states(table, summaries, [n for n in table.schema.names if n in needs]))
+    return labels
 
 
 def pieces_of(c: Canonical, names: Sequence[str], schema: InputSchema) -> list[Piece]:

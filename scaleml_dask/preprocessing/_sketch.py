@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from ._kernels import add_square, first_moments
+from ._kernels import BLOCK, add_compensated, first_moments, square
 
 #: Bins a sketch spans at most (between its least and greatest value), unless it holds at most ``EXACT`` values.
 BINS = 1 << 14
@@ -89,27 +89,44 @@ def _empty_bins(span: int) -> np.ndarray:  # pragma: no cover - compiled
     return acc
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add_to_bin(acc: np.ndarray, j: np.int64, v: float) -> None:  # pragma: no cover - compiled
+    acc[j, 0] += 1.0
+    acc[j, 1] = min(acc[j, 1], v)
+    acc[j, 2] = max(acc[j, 2], v)
+
+
 @njit(cache=True, nogil=True)
 def _histogram(x: np.ndarray, lo: float, hi: float, mean: float, bins: int) -> tuple:  # pragma: no cover
     """The bins of the non-NaN values of ``x`` (``lo``, ``hi``, ``mean``: their least, greatest and mean) at the
     finest resolution where they span fewer than ``bins``, and in the same pass their squared deviations from the
-    mean (as ``_kernels.moments``, to the bit): (resolution, keys, counts, least, greatest, m2)."""
+    mean (as ``_kernels.second_moment``, to the bit: the same blocks, lanes and order): (resolution, keys, counts,
+    least, greatest, m2)."""
     bits = x.view(np.int64)
     ends = np.array([lo, hi])
     ends_bits = ends.view(np.int64)
     r = _resolution(_key(lo, ends_bits[0], R_MAX), _key(hi, ends_bits[1], R_MAX), R_MAX, bins)
     k0 = _key(lo, ends_bits[0], r)
     acc = _empty_bins(_key(hi, ends_bits[1], r) - k0 + 1)
+    n = x.shape[0]
+    m = n - n % BLOCK
     m2 = 0.0
     carry = 0.0
-    for i in range(x.shape[0]):
+    for i0 in range(0, m, BLOCK):
+        s0 = s1 = 0.0
+        for i in range(i0, i0 + BLOCK, 2):
+            for k in range(2):
+                v = x[i + k]
+                if v == v:
+                    _add_to_bin(acc, _key(v, bits[i + k], r) - k0, v)
+            s0 += square(x[i], mean)
+            s1 += square(x[i + 1], mean)
+        m2, carry = add_compensated(m2, carry, s0 + s1)
+    for i in range(m, n):
         v = x[i]
         if v == v:
-            m2, carry = add_square(m2, carry, v, mean)
-            j = _key(v, bits[i], r) - k0
-            acc[j, 0] += 1.0
-            acc[j, 1] = min(acc[j, 1], v)
-            acc[j, 2] = max(acc[j, 2], v)
+            m2, carry = add_compensated(m2, carry, square(v, mean))
+            _add_to_bin(acc, _key(v, bits[i], r) - k0, v)
     return (r, *_occupied(acc, k0), m2 + carry)
 
 
@@ -178,6 +195,10 @@ class QuantileSketch:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_cum", np.cumsum(self.counts))
+
+    def __reduce__(self) -> tuple:
+        """Pickled without the cumulative counts (made again): a chunk's sketches travel to the pass's merges."""
+        return QuantileSketch, (self.r, self.keys, self.counts, self.least, self.greatest, self.a, self.b)
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, QuantileSketch) and (self.r, self.a, self.b) == (other.r, other.a, other.b)

@@ -19,7 +19,7 @@ from .._deployable import SGDWeights
 from .._math import sigmoid
 from .._repr import FittedSummaryMixin
 from ..checkpoint import Checkpointer, fingerprint
-from ..passes import shared
+from ..passes import distinct_values, shared
 from ..validation import (
     SparseInputMixin,
     as_dask_array,
@@ -374,7 +374,7 @@ class SGDClassifier(ClassifierMixin, _BaseSGD):
     def _fit_classes(self, dy: da.Array) -> np.ndarray:
         if self.classes is not None:
             return self._declared(self.classes)
-        found = np.unique(da.unique(dy).compute())
+        found = distinct_values(dy)
         if np.issubdtype(found.dtype, np.floating) and np.isnan(found).any():
             raise ValueError("y contains NaN labels")
         if found.size < 2:

@@ -77,14 +77,15 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
     n_oversamples : extra columns of the sketch (``l = n_components + n_oversamples``): more give more accurate
         small components for the same passes. The defaults are scikit-learn's; on a flat spectrum (hashed text)
         singular values to ~1e-6 need more of both (benchmarks/README.md, "Sparse").
-    random_state : seed of the Gaussian starting sketch.
+    random_state : seed of the Gaussian test matrix (each chunk draws its columns' rows of it, keyed by column).
 
     Attributes
     ----------
     components_ (n_components, n_features), singular_values_, explained_variance_ (variance of each projected
     column, as scikit-learn), explained_variance_ratio_ (over the total variance of the columns of X),
-    n_features_in_, n_samples_, n_passes_. Signs follow scikit-learn (the largest loading of each component is
-    positive).
+    n_features_in_, n_samples_, n_passes_, n_active_features_ (the columns some sparse chunk stores a value in,
+    all of dense input: the space of the fit; the components are zero on the others). Signs follow scikit-learn
+    (the largest loading of each component is positive).
 
     Examples
     --------
@@ -151,13 +152,18 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
 
     def transform(self, X: Any) -> Any:
         """``X @ components_.T``: numpy for in-memory input (numpy or scipy.sparse), a lazy dask array otherwise
-        (whose graph refers to ``components_`` scattered once to the workers, not embedded in it)."""
+        (whose graph refers to ``components_`` scattered once to the workers, not embedded in it; for sparse input
+        only its columns that are not all zero — the active ones — of which the chunks take their columns)."""
         check_is_fitted(self, "components_")
         V = self.components_.T
         if in_memory(X):
             return np.asarray(check_predict_input(self, X, accept_sparse=True) @ V)
         dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
+        if not isinstance(dX._meta, np.ndarray) and len(dX.chunks[1]) == 1:  # sparse: ship the non-zero rows of V
+            used = np.flatnonzero(np.any(self.components_ != 0, axis=0))
+            if len(used) < V.shape[0] // 2:
+                return row_product(dX, V[used], columns=used)
         return row_product(dX, V)  # V shipped once per worker, not inside the lazy array's graph
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:

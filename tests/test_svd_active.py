@@ -57,6 +57,12 @@ def test_fit_is_the_svd_of_the_active_columns_whatever_the_chunking(hashed):
         np.testing.assert_allclose(f.singular_values_, fits[0].singular_values_, rtol=1e-12)
         np.testing.assert_allclose(f.components_, fits[0].components_, atol=1e-10)
     np.testing.assert_allclose(fits[0].transform(A), A @ fits[0].components_.T, rtol=1e-12)
+    dX = as_dask_array(A, accept_sparse=True, chunk_rows=250)
+    lazy = fits[0].transform(dX)  # ships the active rows of components_.T only
+    values = [getattr(v, "value", v) for v in dict(lazy.__dask_graph__()).values()]  # a task spec's DataNode
+    shapes = {v.shape for v in values if isinstance(v, np.ndarray)}
+    assert (len(active), 5) in shapes and (P, 5) not in shapes
+    np.testing.assert_allclose(lazy.compute(), A @ fits[0].components_.T, rtol=1e-12, atol=1e-12)
 
 
 def test_dense_input_equals_the_exact_svd():

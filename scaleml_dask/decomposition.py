@@ -138,7 +138,8 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
             s = _sketch_pass(dX, s.c, cols, M, group)
             M, S = _orthonormalizer(s)
         Vt = np.zeros((k, p))
-        Vt[:, active] = _flip_signs((s.c @ M[:, :k]).T)  # the right singular vectors of Q' X; zero off the active
+        if len(active):  # the right singular vectors of Q' X; zero off the active columns
+            Vt[:, active] = _flip_signs((s.c @ M[:, :k]).T)
         S = S[:k]
         mean = sums / n
         self.components_ = Vt
@@ -211,7 +212,9 @@ def _orthonormalizer(s: Sketch) -> tuple[np.ndarray, np.ndarray]:
     U, sv, Vt = np.linalg.svd(s.r)
     keep = sv > sv[0] * 1e-12 * len(sv) if sv.size and sv[0] > 0 else np.zeros(len(sv), bool)
     R_pinv = (Vt.T * np.where(keep, 1.0 / np.where(keep, sv, 1.0), 0.0)) @ U.T
-    CtC = dsyrk(1.0, s.c, trans=1)  # the upper triangle of C'C (numpy's C.T @ C is ~20x slower at 2**20 x 110)
+    l = s.c.shape[1]
+    # the upper triangle of C'C (numpy's C.T @ C is ~20x slower at 2**20 x 110); no active column: zero
+    CtC = dsyrk(1.0, s.c, trans=1) if len(s.c) else np.zeros((l, l))
     CtC = np.triu(CtC) + np.triu(CtC, 1).T
     G = R_pinv.T @ CtC @ R_pinv
     evals, V = np.linalg.eigh((G + G.T) / 2)

@@ -72,6 +72,11 @@ def test_dense_input_equals_the_exact_svd():
     assert f.n_active_features_ == 40
 
 
+def test_no_active_column_gives_zero_components():
+    f = sm.TruncatedSVD(2, random_state=0).fit(sp.csr_matrix((50, 30)))
+    assert f.n_active_features_ == 0 and not f.components_.any() and not f.singular_values_.any()
+
+
 def test_the_test_matrix_is_keyed_by_column():
     cols = np.array([3, 17, 2**20 - 1, 123_456])
     whole = gaussian_rows(7, np.arange(200_000), 9)

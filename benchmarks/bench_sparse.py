@@ -24,10 +24,12 @@ memory per worker is sampled every 0.2 s. Printed: seconds, ratios, accuracy / r
 
 Disk: the generated Parquet text is ~185 MB per million documents (10,000,000 + 200,000 held out: ~1.9 GB); the
 hashed sparse store of the whole-matrix SVD ~1 GB per million (hence its own ``--svd-store-docs``); the wide
-store 3.2 GB at 2,000 × 200,000. Time: every pass of TruncatedSVD(100) moves and sums a ``2**20 × 200`` basis
-(1.6 GB) whatever the documents (~130 s a fit here), so the SVD defaults (2,000 documents against ARPACK, 50,000
-against the peers, 200,000 for the whole store) keep the svd and pca parts together near 15–20 minutes on a quiet
-2-core machine (benchmarks/README.md); the 10,000,000 documents are the SGD part's.
+store 3.2 GB at 2,000 × 200,000. Time: TruncatedSVD works in the space of the columns the documents touch
+(~49,000 of the 2**20 here: the generator's vocabulary), so a pass costs about its two sparse products and a fit
+grows with the documents; scikit-learn's randomized solver in memory costs minutes at 50,000 documents (its
+power iterations normalise dense 2**20 × 200 matrices), ARPACK minutes from a few thousand documents — hence the
+SVD defaults (2,000 documents against ARPACK, 50,000 against the peers, 200,000 for the whole store); the
+10,000,000 documents are the SGD part's.
 """
 
 from __future__ import annotations
@@ -270,11 +272,13 @@ def svd(n_docs: int, n_exact: int, n_speed: int, k: int, client, n_iter: int, ov
     rows.append(_svd_rows(f"scaleml TruncatedSVD({k}), {n_docs:,} docs",
                           lambda: sm.TruncatedSVD(k, **params).fit(store), None, client, passes=n_iter + 1,
                           note=f"the hashed store written once in {write_s:.0f} s" if write_s else ""))
+    p_active = int(np.unique(X.blocks[0].compute().indices).size)  # the first chunk's share of the active columns
     print_table(f"TruncatedSVD({k}) of hashed text ({N_FEATURES:,} features; n_iter={n_iter}, n_oversamples="
                 f"{oversamples} for ours and the peers' randomized runs on the speed subset); rel err = max |s / "
                 "s_ARPACK - 1|; 'x scaleml' = seconds / ours on the same documents; our memory per worker is bounded "
-                f"by a chunk, the basis Z and one sum, both p × l = {N_FEATURES * (k + oversamples) * 8 / 2**20:,.0f} "
-                "MB (never p², never n × l)", rows,
+                f"by a chunk, the basis Z and one sum over the active columns p' (the first chunk alone touches "
+                f"{p_active:,}): p' × l = {p_active * (k + oversamples) * 8 / 2**20:,.0f} MB or more (never p × l = "
+                f"{N_FEATURES * (k + oversamples) * 8 / 2**20:,.0f} MB, never p², never n × l)", rows,
                 ["seconds", "x scaleml", "rel err", "passes", "peak MB / worker", "note"])
     return rows
 

@@ -28,10 +28,19 @@ from .passes import shared
 
 
 def row_product(dX: da.Array, W: np.ndarray, *, center: np.ndarray | None = None,
-                offset: np.ndarray | None = None) -> da.Array:
+                offset: np.ndarray | None = None, columns: np.ndarray | None = None) -> da.Array:
     """Lazy ``(dX - center) @ W + offset`` (float64, one row chunk per input row chunk; ``center`` of length
-    ``p``, ``offset`` of length ``k``), its constants sent as ``passes.shared`` inputs, not inside the graph."""
+    ``p``, ``offset`` of length ``k``), its constants sent as ``passes.shared`` inputs, not inside the graph.
+    ``columns`` (sorted, one column chunk, no ``center``): ``W`` holds only these rows, the others being zero —
+    ``dX[:, columns] @ W``, and only ``len(columns) × k`` is shipped (TruncatedSVD of hashed text)."""
     k = W.shape[1]
+    if columns is not None:
+        if center is not None or len(dX.chunks[1]) > 1:
+            raise ValueError("row_product: columns= takes one column chunk and no center")
+        return dX.map_blocks(_columns_product_block, shared(np.ascontiguousarray(W)),
+                             shared(np.asarray(columns, dtype=np.int64)),
+                             None if offset is None else shared(np.asarray(offset, dtype=np.float64)),
+                             chunks=(dX.chunks[0], (k,)), dtype=np.float64, meta=np.empty((0, 0)))
     edges = np.cumsum((0, *dX.chunks[1]))
     panels = []
     for j in range(len(dX.chunks[1])):
@@ -42,6 +51,11 @@ def row_product(dX: da.Array, W: np.ndarray, *, center: np.ndarray | None = None
         panels.append(block.map_blocks(_product_block, shared(np.ascontiguousarray(W[lo:hi])), c, o,
                                        chunks=(dX.chunks[0], (k,)), dtype=np.float64, meta=np.empty((0, 0))))
     return functools.reduce(operator.add, panels)
+
+
+def _columns_product_block(x: Any, W: np.ndarray, columns: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+    """``x[:, columns] @ W + offset`` of one block."""
+    return _product_block(x[:, columns], W, None, offset)
 
 
 def _product_block(x: Any, W: np.ndarray, center: np.ndarray | None, offset: np.ndarray | None) -> np.ndarray:

@@ -1,19 +1,29 @@
 """Out-of-core truncated SVD of dense or sparse data: a randomized range finder, one pass per power iteration.
 
 ``TruncatedSVD`` is scikit-learn's (same parameters, attributes and sign convention) for data larger than memory,
-dense or ``scipy.sparse`` (text hashed to 2**20 features: ``feature_extraction.text``). Each pass reads every row
-chunk once and computes, for the current ``Z`` (p × l, ``l = n_components + n_oversamples``), ``Y = X Z``, the R
-factor of ``Y`` and ``C = X' Y`` (``_sketch``): that is ``X' Q = C R⁻¹`` for the orthonormal ``Q = Y R⁻¹`` without
-ever forming the ``n × l`` matrix ``Q``. The next ``Z`` is an orthonormal basis of ``X' Q``, kept as ``C M`` with
-an ``l × l`` matrix ``M`` (the chunks compute ``(X C) M``): between passes only ``C'C`` touches a ``p × l``
-matrix, never a QR or an SVD of one (with 2**20 hashed features those cost the client more than the pass). After
-``n_iter`` power iterations (``n_iter + 1`` passes; the first also sums the columns for the variances) the
-singular values and the components of the small ``Q' X`` follow the same way. No centering: sparse data stay
-sparse.
+dense or ``scipy.sparse`` (text hashed to 2**20 features: ``feature_extraction.text``). It works in the space of
+the *active* columns, those holding a non-zero: a column no row touches contributes nothing to any product, so
+its component loadings are exactly zero, and hashed text touches a few tens of thousands of its 2**20 columns.
 
-Memory per worker: one chunk, ``Z`` and one ``p × l`` sum, never ``p²`` and never ``n × l``. When ``p × l`` is
-larger than a chunk, a task folds several consecutive chunks into one sum (``passes.fold_row_chunks``), so the
-pass holds few sums whatever the number of chunks.
+The first pass needs nothing from the client: each task draws the rows of the Gaussian test matrix ``Ω`` for the
+columns its chunk touches (``_sketch.gaussian_rows``: a counter-based generator keyed by the seed and the column,
+so every chunk draws the same row for a column) and returns a compact sketch over those columns; the tree that
+combines the sketches takes the union of their columns, the active set (``p'`` columns), along with the column
+sums for the variances. Each pass reads every row chunk once and computes, for the current ``Z``
+(``p' × l``, ``l = n_components + n_oversamples``), ``Y = X Z``, the R factor of ``Y`` and ``C = X' Y``
+(``_sketch``): that is ``X' Q = C R⁻¹`` for the orthonormal ``Q = Y R⁻¹`` without ever forming the ``n × l``
+matrix ``Q``. The next ``Z`` is an orthonormal basis of ``X' Q``, kept as ``C M`` with an ``l × l`` matrix ``M``
+(the chunks compute ``(X C) M``): between passes only ``C'C`` touches a ``p' × l`` matrix, never a QR or an SVD
+of one. This orthonormalises both sides exactly (the R of ``Y`` by TSQR, the basis of ``X' Q`` by the
+eigenvectors of its small Gram), where scikit-learn's ``randomized_range_finder`` only normalises with LU between
+its power iterations. After ``n_iter`` power iterations (``n_iter + 1`` passes) the singular values and the
+components of the small ``Q' X`` follow the same way, scattered back to the ``p`` columns. No centering: sparse
+data stay sparse.
+
+Memory per worker: one chunk, ``Z`` and one ``p' × l`` sum (and a ``p``-long int32 lookup while a sparse chunk's
+column indices are mapped to active positions), never ``p × l``, never ``p²`` and never ``n × l``. When the sum
+is much larger than a chunk, a task folds several consecutive chunks into one (``passes.fold_row_chunks``), so a
+pass holds at most a few times the bytes of sums it reads (``FOLD_RATIO``).
 
 >>> import numpy as np, scipy.sparse as sp
 >>> X = sp.random(400, 60, density=0.1, format="csr", random_state=0)  # a flat spectrum: the hard case
@@ -38,7 +48,7 @@ from sklearn.utils._param_validation import Interval
 
 from ._lazy_product import row_product
 from ._repr import FittedSummaryMixin
-from ._sketch import Sketch, combine_sketches, sketch_block
+from ._sketch import Sketch, combine_sketches, range_block, sketch_block
 from .passes import broadcast, fold_row_chunks, reduce_here
 from .pca import _flip_signs
 from .validation import (
@@ -51,9 +61,10 @@ from .validation import (
     in_memory,
 )
 
-#: A task folds chunks until it has read about this many times the bytes of its ``p × l`` sum (so the sums a pass
-#: holds and sends are a fraction of the data read).
-FOLD_RATIO = 4
+#: A task folds chunks until it has read about this many times the bytes of its ``p' × l`` sum: the sums a pass
+#: holds and sends are at most a few times the data it reads, and chunks about as large as a sum keep a task each
+#: (the workers run them in parallel).
+FOLD_RATIO = 0.25
 
 
 class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseEstimator):
@@ -66,14 +77,15 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
     n_oversamples : extra columns of the sketch (``l = n_components + n_oversamples``): more give more accurate
         small components for the same passes. The defaults are scikit-learn's; on a flat spectrum (hashed text)
         singular values to ~1e-6 need more of both (benchmarks/README.md, "Sparse").
-    random_state : seed of the Gaussian starting sketch.
+    random_state : seed of the Gaussian test matrix (each chunk draws its columns' rows of it, keyed by column).
 
     Attributes
     ----------
     components_ (n_components, n_features), singular_values_, explained_variance_ (variance of each projected
     column, as scikit-learn), explained_variance_ratio_ (over the total variance of the columns of X),
-    n_features_in_, n_samples_, n_passes_. Signs follow scikit-learn (the largest loading of each component is
-    positive).
+    n_features_in_, n_samples_, n_passes_, n_active_features_ (the columns some sparse chunk stores a value in,
+    all of dense input: the space of the fit; the components are zero on the others). Signs follow scikit-learn
+    (the largest loading of each component is positive).
 
     Examples
     --------
@@ -113,34 +125,46 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
             raise ValueError(f"n_components={k} must be strictly less than n_features={p} (use PCA for a full "
                              "decomposition)")
         l = min(k + self.n_oversamples, p)
-        rng = check_random_state(self.random_state)
-        C, M = rng.standard_normal((p, l)), None  # the sketch of a pass is Z = C M (M = None: Z = C)
-        group = _fold(dX, l)
-        for it in range(self.n_iter + 1):
-            s = _sketch_pass(dX, C, M, group, moments=it == 0)
-            if it == 0:
-                sums, sumsq = s.sums, s.sumsq
-            C, M, S = s.c, *_orthonormalizer(s)  # X' Q = C R⁺, and Z = C M its orthonormal basis
-        Vt = _flip_signs((C @ M[:, :k]).T)  # the right singular vectors of Q' X (rows)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        # pass 1: Ω drawn inside the tasks for the columns each chunk touches; its compact sketch names the active
+        # columns, the space of every later pass (the basis Z = C M is p' × l, p' the active columns)
+        s = reduce_here(fold_row_chunks(range_block, dX, group=1, seed=seed, l=l, moments=True), combine_sketches,
+                        split_every=4)
+        sums, sumsq, active = s.sums, s.sumsq, s.cols
+        cols = None if len(active) == p else active  # dense input (or every column touched): no remapping
+        group = _fold(dX, s.nnz, len(active), l)
+        M, S = _orthonormalizer(s)  # X' Q = C R⁺, and Z = C M its orthonormal basis
+        for _ in range(self.n_iter):
+            s = _sketch_pass(dX, s.c, cols, M, group)
+            M, S = _orthonormalizer(s)
+        Vt = np.zeros((k, p))
+        if len(active):  # the right singular vectors of Q' X; zero off the active columns
+            Vt[:, active] = _flip_signs((s.c @ M[:, :k]).T)
         S = S[:k]
         mean = sums / n
         self.components_ = Vt
         self.singular_values_ = S
-        self.explained_variance_ = np.maximum(S**2 / n - (Vt @ mean) ** 2, 0.0)
+        self.explained_variance_ = np.maximum(S**2 / n - (Vt[:, active] @ mean) ** 2, 0.0)
         total = float(np.sum(np.maximum(sumsq / n - mean**2, 0.0)))
         self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else np.zeros(k)
         self.n_features_in_, self.n_samples_, self.n_passes_ = p, n, self.n_iter + 1
+        self.n_active_features_ = len(active)
         return self
 
     def transform(self, X: Any) -> Any:
         """``X @ components_.T``: numpy for in-memory input (numpy or scipy.sparse), a lazy dask array otherwise
-        (whose graph refers to ``components_`` scattered once to the workers, not embedded in it)."""
+        (whose graph refers to ``components_`` scattered once to the workers, not embedded in it; for sparse input
+        only its columns that are not all zero — the active ones — of which the chunks take their columns)."""
         check_is_fitted(self, "components_")
         V = self.components_.T
         if in_memory(X):
             return np.asarray(check_predict_input(self, X, accept_sparse=True) @ V)
         dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
+        if not isinstance(dX._meta, np.ndarray) and len(dX.chunks[1]) == 1:  # sparse: ship the non-zero rows of V
+            used = np.flatnonzero(np.any(self.components_ != 0, axis=0))
+            if len(used) < V.shape[0] // 2:
+                return row_product(dX, V[used], columns=used)
         return row_product(dX, V)  # V shipped once per worker, not inside the lazy array's graph
 
     def fit_transform(self, X: Any, y: Any = None) -> Any:
@@ -156,26 +180,26 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
         return Z @ self.components_ if in_memory(Z) else row_product(Z, self.components_)
 
 
-def _fold(dX: da.Array, l: int) -> int:
-    """Chunks a task folds: enough that it reads ``FOLD_RATIO`` times the bytes of its ``p × l`` sum (one chunk
-    a task when a chunk is that large already), spread evenly over the groups that makes."""
-    p = dX.shape[1]
+def _fold(dX: da.Array, nnz: int, p_active: int, l: int) -> int:
+    """Chunks a task folds in the passes after the first: enough that it reads ``FOLD_RATIO`` times the bytes of
+    its ``p' × l`` sum (one chunk a task when a chunk is that large already; chunk bytes from the first pass's
+    count of stored values), spread evenly over the groups that makes."""
     n_chunks = len(dX.chunks[0])
     sparse = not isinstance(dX._meta, np.ndarray)
-    # non-zeros are unknown before reading: a sparse chunk counts as 64 MB (the target size of a stored one)
-    chunk_bytes = 64 * 2**20 if sparse else max(dX.chunks[0]) * p * dX.dtype.itemsize
-    group = max(1, int(np.ceil(FOLD_RATIO * p * l * 8 / max(chunk_bytes, 1))))
+    chunk_bytes = nnz * (dX.dtype.itemsize + (4 if sparse else 0)) / n_chunks
+    group = max(1, int(np.ceil(FOLD_RATIO * p_active * l * 8 / max(chunk_bytes, 1))))
     n_groups = -(-n_chunks // group)
     return -(-n_chunks // n_groups)
 
 
-def _sketch_pass(dX: da.Array, C: np.ndarray, M: np.ndarray | None, group: int, *, moments: bool) -> Sketch:
-    """One pass with the sketch ``Z = C M``: every chunk read once, folded ``group`` at a time, the groups' sketches
-    combined by a tree. ``Z`` itself is never formed: a chunk computes ``(X C) M``."""
-    with broadcast(C) as Z:  # p × l: scattered to the workers for the pass, not sent inside its graph
-        parts = fold_row_chunks(sketch_block, dX, group=group, Z=Z,
-                                M=None if M is None else dask.delayed(M, pure=True), moments=moments)
-        return reduce_here(parts, combine_sketches, split_every=2 if group > 1 else 8)
+def _sketch_pass(dX: da.Array, C: np.ndarray, cols: np.ndarray | None, M: np.ndarray, group: int) -> Sketch:
+    """One pass with the sketch ``Z = C M`` over the active columns ``cols`` (None: all): every chunk read once,
+    folded ``group`` at a time, the groups' sketches combined by a tree. ``Z`` itself is never formed: a chunk
+    computes ``(X C) M``."""
+    with broadcast(C) as Z:  # p' × l: scattered to the workers for the pass, not sent inside its graph
+        parts = fold_row_chunks(sketch_block, dX, group=group, Z=Z, cols=None if cols is None else
+                                dask.delayed(cols, pure=True), M=dask.delayed(M, pure=True))
+        return reduce_here(parts, combine_sketches, split_every=2 if group > 1 else 4)
 
 
 def _orthonormalizer(s: Sketch) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +212,9 @@ def _orthonormalizer(s: Sketch) -> tuple[np.ndarray, np.ndarray]:
     U, sv, Vt = np.linalg.svd(s.r)
     keep = sv > sv[0] * 1e-12 * len(sv) if sv.size and sv[0] > 0 else np.zeros(len(sv), bool)
     R_pinv = (Vt.T * np.where(keep, 1.0 / np.where(keep, sv, 1.0), 0.0)) @ U.T
-    CtC = dsyrk(1.0, s.c, trans=1)  # the upper triangle of C'C (numpy's C.T @ C is ~20x slower at 2**20 x 110)
+    l = s.c.shape[1]
+    # the upper triangle of C'C (numpy's C.T @ C is ~20x slower at 2**20 x 110); no active column: zero
+    CtC = dsyrk(1.0, s.c, trans=1) if len(s.c) else np.zeros((l, l))
     CtC = np.triu(CtC) + np.triu(CtC, 1).T
     G = R_pinv.T @ CtC @ R_pinv
     evals, V = np.linalg.eigh((G + G.T) / 2)

@@ -16,14 +16,15 @@ from scaleml_dask.passes import broadcast, fold_row_chunks, reduce_here
 from scaleml_dask.random_projection import SparseRandomProjection
 from scaleml_dask.validation import as_dask_array
 
-P = 2**17  # with l = 12, the basis is 12.6 MB: above the 10 MB at which distributed warns of a large graph
+P = 2**17  # with l = 12, a basis of all columns is 12.6 MB: above the 10 MB at which distributed warns of a large graph
 
 
 @pytest.fixture(scope="module")
 def wide():
     planted = np.r_[50.0, 30.0, np.geomspace(5, 1, 398)]  # singular values 50, 30, then 5 and below
     A = sp.csr_matrix((planted, (np.arange(400), np.arange(400) * 7)), shape=(400, P))
-    A = sp.csr_matrix(A + 0.1 * sp.random(400, P, density=2e-4, format="csr", random_state=0))
+    A = sp.csr_matrix(A + 0.1 * sp.random(400, P, density=8e-3, format="csr", random_state=0))
+    assert len(np.unique(A.indices)) * 12 * 8 > 11 * 2**20  # TruncatedSVD's basis of the active columns: > 11 MiB
     return A, as_dask_array(A, accept_sparse=True, chunk_rows=100)
 
 

@@ -15,12 +15,15 @@
    singular values within 1e-6 (relative) of ARPACK's, ≥ 3× faster than dask-ml.
 3. **Wide PCA** of a dense 2,000 × 200,000 store: this project's PCA (``auto`` → the n × n Gram of the rows; and
    randomized), scikit-learn in memory (full SVD: the reference; randomized), dask-ml's PCA.
+4. **Real text**: the ChatterBot corpus the package ``chatterbot-corpus`` ships (20,725 utterances, 28 languages,
+   in memory): hashing against scikit-learn's, language identification by SGD against scikit-learn's
+   SGDClassifier, TruncatedSVD(50) against ARPACK and scikit-learn's randomized solver.
 
 Every contender runs on the same LocalCluster of 2 worker processes × 1 thread (scikit-learn: this process); peak
 memory per worker is sampled every 0.2 s. Printed: seconds, ratios, accuracy / relative error, peak MB.
 
     python benchmarks/bench_sparse.py [--quick] [--docs 10000000] [--svd-docs 50000] [--svd-store-docs 200000]
-                                      [--parts sgd,svd,pca] [--rounds 1] [--local-epochs 8]
+                                      [--parts sgd,svd,pca,real] [--rounds 1] [--local-epochs 8]
 
 Disk: the generated Parquet text is ~185 MB per million documents (10,000,000 + 200,000 held out: ~1.9 GB); the
 hashed sparse store of the whole-matrix SVD ~1 GB per million (hence its own ``--svd-store-docs``); the wide

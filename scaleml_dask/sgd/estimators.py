@@ -270,7 +270,9 @@ _PARAMETERS = """
     fit_intercept : bool
         Learn the intercept (else it stays 0).
     learning_rate : "constant" | "invscaling" | "adagrad" | "adam"; eta0, power_t : float
-        Step ``eta0``, ``eta0 / t**power_t``, AdaGrad or Adam (Kingma & Ba) with base step ``eta0``.
+        Step ``eta0``, ``eta0 / t**power_t``, AdaGrad or Adam (Kingma & Ba) with base step ``eta0``. On sparse
+        input (hashed text) a step costs O(non-zeros of its rows) with ``constant`` / ``invscaling`` and the L2
+        penalty or none; AdaGrad, Adam and L1 change every coefficient at every step, O(n_features) a step.
     batch_size : int
         Rows per mini-batch of one block (sync: every partition contributes one per step).
     epochs : int

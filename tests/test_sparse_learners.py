@@ -57,6 +57,33 @@ def test_sparse_sgd_equals_dense_sgd_local(data, kw):
     np.testing.assert_allclose(clf[0].predict_proba(A), clf[1].predict_proba(D), rtol=1e-10)
 
 
+def test_a_local_round_sends_the_rows_a_chunk_touched(monkeypatch):
+    """Hashed text touches few of its columns per chunk: a local round's weight changes travel as their non-zero
+    rows (lossless), far fewer bytes than the dense matrix, and the fit is the one the dense messages give."""
+    from scaleml_dask.sgd import _kernels
+
+    rng = np.random.default_rng(0)
+    n, p, chunk = 2000, 1 << 16, 500
+    cols = (np.arange(n)[:, None] // chunk) * 4096 + rng.integers(0, 4096, (n, 6))  # chunk c: columns of block c
+    A = sp.csr_matrix((rng.random(n * 6), (np.repeat(np.arange(n), 6), cols.ravel())), shape=(n, p))
+    y = rng.integers(0, 3, n)
+    kw = {"mode": "local", "rounds": 2, "local_epochs": 1, "batch_size": 50, "learning_rate": "constant",
+          "eta0": 0.5, "penalty": None, "validation_fraction": 0.0}
+
+    def fit():
+        with dask.config.set(scheduler="synchronous"):
+            return sm.SGDClassifier(**kw).fit(as_dask_array(A, accept_sparse=True, chunk_rows=chunk), y)
+
+    rows = fit()
+    dense_bytes = (p + 1) * 3 * 8  # one chunk's dense message
+    monkeypatch.setattr(_kernels, "ROWS_AT", 1 << 62)  # every message dense
+    dense = fit()
+    assert dense.bytes_exchanged_ - rows.bytes_exchanged_ > 2 * 4 * 0.9 * dense_bytes  # 2 rounds x 4 chunks
+    np.testing.assert_array_equal(rows.coef_, dense.coef_)
+    np.testing.assert_array_equal(rows.intercept_, dense.intercept_)
+    assert np.count_nonzero(rows.coef_) > 1000  # it learned something
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_sparse_sgd_on_the_cluster(data, client, mode):

@@ -228,6 +228,12 @@ def sum_local(parts: list, shape: tuple[int, ...]) -> LocalSum:
     weighted, rows, steps, nbytes, chunks, val = None, 0, 0, 0, 0, ()
     for p in parts:
         fresh = not isinstance(p, LocalSum)
+        if fresh and weighted is not None and p[0][0] == "rows":  # a chunk's non-zero rows added where they go
+            msg, n, k, *v = p
+            weighted[msg[1]] += msg[2] * n
+            rows, steps, nbytes, chunks = rows + int(n), max(steps, int(k)), nbytes + message_nbytes(msg), chunks + 1
+            val += () if v[0] is None else (tuple(v),)
+            continue
         if fresh:
             msg, n, k, *v = p
             p = LocalSum(decompress(msg, shape) * n, int(n), int(k), message_nbytes(msg), 1,

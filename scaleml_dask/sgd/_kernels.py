@@ -359,9 +359,18 @@ def local_epochs(W: np.ndarray, X: np.ndarray, T: np.ndarray, *, start: int, n_t
 # ------------------------------------------------------------------------------------------------------
 
 
+#: A weight matrix (or change) at least this large is sent as its non-zero rows when fewer than half are non-zero.
+ROWS_AT = 1 << 16
+
+
 def compress(v: np.ndarray, method: str | None, fraction: float) -> tuple[Any, ...]:
-    """Encode ``v`` for sending: as is, as float16, or its top-k entries (int32 index, float32 value)."""
+    """Encode ``v`` for sending: as is (or, losslessly, its non-zero rows: the change a chunk of hashed text makes
+    touches the features its documents hold), as float16, or its top-k entries (int32 index, float32 value)."""
     if method is None:
+        if v.ndim == 2 and v.size >= ROWS_AT:
+            rows = np.flatnonzero(v.any(axis=1))
+            if 2 * len(rows) < v.shape[0]:
+                return ("rows", rows.astype(np.int32), v[rows])
         return ("raw", v)
     if method == "float16":
         return ("float16", v.astype(np.float16))
@@ -373,8 +382,8 @@ def compress(v: np.ndarray, method: str | None, fraction: float) -> tuple[Any, .
 
 def decompress(msg: tuple[Any, ...], shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of :func:`compress` (up to the precision it dropped)."""
-    if msg[0] == "topk":
-        out = np.zeros(int(np.prod(shape)))
+    if msg[0] in ("topk", "rows"):
+        out = np.zeros(int(np.prod(shape)) if msg[0] == "topk" else shape)
         out[msg[1]] = msg[2]
         return out.reshape(shape)
     return np.asarray(msg[1], dtype=np.float64).reshape(shape)

@@ -31,6 +31,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, NamedTuple
 
 import numba
@@ -38,6 +39,10 @@ import numpy as np
 
 from ._checks import assert_finite_rows, csr_block
 from ._tsqr import qr_r
+
+#: A block whose largest value times the largest of it and of ``X Z``, times its rows, stays below this cannot
+#: overflow float64 in its products (the sums of many such blocks neither): only above it are they checked.
+_OVERFLOW_BOUND = 1e300
 
 
 class Sketch(NamedTuple):
@@ -175,16 +180,24 @@ def sketch_block(X: Any, Z: np.ndarray, *, cols: np.ndarray | None = None, M: np
                      np.zeros(p) if moments else None, 0)
     c = acc.c
     sums, sumsq = acc.sums, acc.sumsq
-    if sparse:
-        _csr_t_times_dense_add(X.data, indices, X.indptr, Y, c)
-        if moments:
-            _bincount_add(sums, indices, X.data)
-            _bincount_add(sumsq, indices, X.data * X.data)
-    else:
-        c += X.T @ Y
-        if moments:
-            sums += X.sum(axis=0)
-            sumsq += np.einsum("ij,ij->j", X, X)
+    values = X.data if sparse else X
+    x_max = float(np.abs(values).max()) if values.size else 0.0
+    y_max = float(np.abs(Y).max()) if Y.size else 0.0
+    risky = x_max * max(x_max, y_max) * max(X.shape[0], 1) > _OVERFLOW_BOUND  # else no sum below can overflow
+    with np.errstate(over="ignore", invalid="ignore") if risky else contextlib.nullcontext():
+        if sparse:
+            _csr_t_times_dense_add(X.data, indices, X.indptr, Y, c)
+            if moments:
+                _bincount_add(sums, indices, X.data)
+                _bincount_add(sumsq, indices, X.data * X.data)
+        else:
+            c += X.T @ Y
+            if moments:
+                sums += X.sum(axis=0)
+                sumsq += np.einsum("ij,ij->j", X, X)
+    if risky and not (np.isfinite(c).all() and (sumsq is None or np.isfinite(sumsq).all())):
+        raise ValueError(f"X' X overflows float64 in chunk {chunk_index} (rows {row_start}-"
+                         f"{row_start + X.shape[0] - 1}; largest |value| {x_max:.3g}): scale X down")
     nnz = X.nnz if sparse else X.size
     return Sketch(acc.n + X.shape[0], acc.cols, c, qr_r(np.vstack([acc.r, qr_r(Y)])), sums, sumsq, acc.nnz + nnz)
 

@@ -59,6 +59,7 @@ from .validation import (
     check_n_features,
     check_predict_input,
     in_memory,
+    restored_state_problem,
 )
 
 #: A task folds chunks until it has read about this many times the bytes of its ``p' × l`` sum: the sums a pass
@@ -150,6 +151,15 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
         self.n_features_in_, self.n_samples_, self.n_passes_ = p, n, self.n_iter + 1
         self.n_active_features_ = len(active)
         return self
+
+    def _check_restored_state(self) -> str | None:
+        """What is wrong with components loaded from a registry (None if nothing): ``transform`` multiplies by
+        them as ``(n_components, n_features_in_)`` float64."""
+        d = self.__dict__.get("n_features_in_")
+        k = self.n_components
+        layout = [("components_", self.__dict__.get("components_"), np.float64, (k, d if type(d) is int else -1)),
+                  ("singular_values_", self.__dict__.get("singular_values_"), np.float64, (k,))]
+        return restored_state_problem(type(self).__name__, layout) if "components_" in self.__dict__ else None
 
     def transform(self, X: Any) -> Any:
         """``X @ components_.T``: numpy for in-memory input (numpy or scipy.sparse), a lazy dask array otherwise

@@ -360,3 +360,27 @@ def test_training_statistics_and_feature_names_from_a_dataset_path(tmp_path, dat
     first = model.transform(X)[:, 0]
     assert meta["training"]["prediction_mean"] == pytest.approx(first.mean(), abs=1e-12)
     assert meta["training"]["prediction_std"] == pytest.approx(first.std(), rel=1e-12)
+
+
+def test_truncated_svd_round_trips_and_its_restored_components_are_checked(tmp_path):
+    """TruncatedSVD of sparse rows saves without pickle and transforms identically once loaded; a resealed
+    metadata whose ``n_features_in_`` disagrees with ``components_`` is refused by the class's check."""
+    import scipy.sparse as sp
+
+    X = sp.random(200, 500, density=0.02, format="csr", random_state=0)
+    model = sm.TruncatedSVD(3, random_state=0).fit(X)
+    path = save_model(model, tmp_path / "svd")
+    loaded = load_model(tmp_path / "svd")
+    assert read_metadata(path.parent)["outputs"] == ["transform"]
+    assert loaded.get_params() == model.get_params() and loaded.n_active_features_ == model.n_active_features_
+    assert np.array_equal(loaded.transform(X), model.transform(X))
+    assert np.array_equal(loaded.transform(X.toarray()), model.transform(X.toarray()))
+
+    def wider(meta):
+        state = meta["state"]["$dict"]
+        state[[k for k, _ in state].index("n_features_in_")][1] = 501
+
+    _edit_metadata(path, wider)
+    with pytest.raises(RegistryError, match=r"TruncatedSVD state components_ is float64\[3, 500\] where this "
+                                            r"version's kernels need float64\[3, 501\]"):
+        load_model(tmp_path / "svd")

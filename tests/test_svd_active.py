@@ -5,6 +5,9 @@ that touches a column the first pass did not see is refused by name."""
 
 from __future__ import annotations
 
+import warnings
+
+import dask
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -94,3 +97,16 @@ def test_a_column_the_first_pass_did_not_see_is_refused_by_name(hashed):
     B[4, int(extra[0])] = 1.0
     with pytest.raises(ValueError, match=rf"chunk 2 has a non-zero at row 504, column {int(extra[0])}"):
         sketch_block(B.tocsr(), np.ones((len(active), 3)), cols=active, chunk_index=2, row_start=500)
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["csr", "dense"])
+def test_values_whose_products_overflow_are_refused_by_chunk(sparse):
+    """A value near float64's limit makes X' X overflow: a clear error naming the chunk, not a LinAlgError from
+    infinite sums (and no overflow warning on the way)."""
+    X = sp.random(300, 50, density=0.1, format="csr", random_state=0)
+    X.data[7] = 1e300
+    data = as_dask_array(X if sparse else X.toarray(), accept_sparse=True, chunk_rows=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with dask.config.set(scheduler="synchronous"), pytest.raises(ValueError, match=r"chunk 0 .*1e\+300.*scale X"):
+            sm.TruncatedSVD(3, random_state=0).fit(data)

@@ -26,6 +26,7 @@ CLASSES: dict[str, tuple[str, str]] = {
     "scaleml_dask.linear.Ridge": ("scaleml_dask.linear", "Ridge"),
     "scaleml_dask.linear_cv.RidgeCV": ("scaleml_dask.linear_cv", "RidgeCV"),
     "scaleml_dask.pca.PCA": ("scaleml_dask.pca", "PCA"),
+    "scaleml_dask.decomposition.TruncatedSVD": ("scaleml_dask.decomposition", "TruncatedSVD"),
     "scaleml_dask.sgd.SGDClassifier": ("scaleml_dask.sgd", "SGDClassifier"),
     "scaleml_dask.sgd.SGDRegressor": ("scaleml_dask.sgd", "SGDRegressor"),
     "scaleml_dask.kmeans.KMeans": ("scaleml_dask.kmeans", "KMeans"),

@@ -60,11 +60,11 @@ _JSON = [(b"content-type", b"application/json")]
 #: The endpoints whose responses are models' answers, bounded by ``Limits.max_response_bytes``.
 _ANSWERS = frozenset({"infer", "v1_predict"})
 _NO_MODEL = ("", "", "")
-#: The request headers the server reads (ASGI gives names in lower case).
 #: The GIL switch interval of a serving process: the event loop, which parses and answers every request, waits at
 #: most this long for the GIL behind an inference thread's model call (Python's default, 5 ms, put the answers'
 #: 99th percentile at several times the median under load: ``benchmarks/bench_serve.py``).
 SWITCH_INTERVAL_S = 0.0005
+#: The request headers the server reads (ASGI gives names in lower case).
 _WANTED = frozenset({b"authorization", b"content-length", b"content-encoding", b"x-variant", b"x-routing-key"})
 
 

@@ -438,7 +438,6 @@ class FusedSGD:
               rounds: int | None = None) -> Any:
         """A fitted estimator of candidate ``c`` on split ``s``: what the plain estimator holds after ``rounds``
         rounds with weights ``W`` and step counter ``t`` (default: the current ones)."""
-
         S, K = self.S, self.n_out
         cols = slice(c * S * K + s * K, c * S * K + (s + 1) * K)
         rounds = int(self.done[c]) if rounds is None else rounds

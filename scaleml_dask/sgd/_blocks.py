@@ -227,23 +227,23 @@ def sum_local(parts: list, shape: tuple[int, ...]) -> LocalSum:
     workers, so a worker holds a fan-in of them, never one per chunk (a 2**20-feature model's change is 8 MiB)."""
     weighted, rows, steps, nbytes, chunks, val = None, 0, 0, 0, 0, ()
     for p in parts:
-        fresh = not isinstance(p, LocalSum)
-        if fresh and weighted is not None and p[0][0] == "rows":  # a chunk's non-zero rows added where they go
-            msg, n, k, *v = p
-            weighted[msg[1]] += msg[2] * n
-            rows, steps, nbytes, chunks = rows + int(n), max(steps, int(k)), nbytes + message_nbytes(msg), chunks + 1
-            val += () if v[0] is None else (tuple(v),)
+        if isinstance(p, LocalSum):
+            if weighted is None:  # summed into in place: a new array, never another task's result
+                weighted = p.weighted.copy()
+            else:
+                weighted += p.weighted
+            rows, steps, nbytes, chunks = rows + p.rows, max(steps, p.steps), nbytes + p.nbytes, chunks + p.chunks
+            val += p.val
             continue
-        if fresh:
-            msg, n, k, *v = p
-            p = LocalSum(decompress(msg, shape) * n, int(n), int(k), message_nbytes(msg), 1,
-                         () if v[0] is None else (tuple(v),))
-        if weighted is None:  # summed into in place: a new array, never another task's result
-            weighted = p.weighted if fresh else p.weighted.copy()
+        msg, n, k, *v = p
+        if weighted is None:
+            weighted = decompress(msg, shape) * n
+        elif msg[0] == "rows":  # a chunk's non-zero rows, added where they go
+            weighted[msg[1]] += msg[2] * n
         else:
-            weighted += p.weighted
-        rows, steps, nbytes, chunks = rows + p.rows, max(steps, p.steps), nbytes + p.nbytes, chunks + p.chunks
-        val += p.val
+            weighted += decompress(msg, shape) * n
+        rows, steps, nbytes, chunks = rows + int(n), max(steps, int(k)), nbytes + message_nbytes(msg), chunks + 1
+        val += () if v[0] is None else (tuple(v),)
     return LocalSum(weighted, rows, steps, nbytes, chunks, val)
 
 

@@ -382,10 +382,14 @@ def compress(v: np.ndarray, method: str | None, fraction: float) -> tuple[Any, .
 
 def decompress(msg: tuple[Any, ...], shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of :func:`compress` (up to the precision it dropped)."""
-    if msg[0] in ("topk", "rows"):
-        out = np.zeros(int(np.prod(shape)) if msg[0] == "topk" else shape)
+    if msg[0] == "topk":
+        out = np.zeros(int(np.prod(shape)))
         out[msg[1]] = msg[2]
         return out.reshape(shape)
+    if msg[0] == "rows":
+        out = np.zeros(shape)
+        out[msg[1]] = msg[2]
+        return out
     return np.asarray(msg[1], dtype=np.float64).reshape(shape)
 
 

@@ -47,35 +47,77 @@ def _feistel(x, lo, lo_mask, hi_mask, keys):  # pragma: no cover - compiled
     return (high << lo) | low
 
 
-@njit(cache=True, nogil=True)
-def _permute(rows, n, bits, low_bits, keys, out):  # pragma: no cover - compiled
-    """``out[i] = perm(rows[i])``: the alternating Feistel network on ``bits`` bits (the low half ``low_bits``
-    of them), walked until below ``n`` (cycle walking). Every row's first pass is one branch-free loop
-    (vectorised); the rows that landed at or above ``n`` are gathered and walk on together, loop by loop."""
+@njit(cache=True, inline="always")
+def range_of(position, bounds):  # pragma: no cover - compiled
+    """The range holding ``position`` given the ranges' upper bounds (``fold_of`` of one position): a
+    branch-free count for a few ranges, a bisection for many."""
+    k = bounds.shape[0]
+    if k <= 16:
+        f = 0
+        for j in range(k - 1):
+            f += position >= bounds[j]
+        return f
+    lo, hi = 0, k - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if position >= bounds[mid]:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+_NO_BOUNDS = np.zeros(0, dtype=np.int64)
+#: Rows whose positions ``_permute`` computes together (its temporaries stay in L1).
+TILE = 1024
+
+
+@njit(cache=True, inline="always")
+def permute_tile(rows, t0, t1, offset, n, bits, low_bits, keys, x, pending, v):  # pragma: no cover - compiled
+    """``x[:t1 - t0] = perm(rows[t0:t1] + offset)``: the alternating Feistel network on ``bits`` bits (the low half
+    ``low_bits`` of them), walked until below ``n`` (cycle walking). Every row's first pass is one branch-free
+    loop (vectorised); the rows that landed at or above ``n`` are gathered (into ``v``) and walk on together,
+    loop by loop (``pending``, ``v``: ``TILE`` long)."""
     lo = np.uint64(low_bits)
     lo_mask = (np.uint64(1) << lo) - np.uint64(1)
     hi_mask = (np.uint64(1) << np.uint64(bits - low_bits)) - np.uint64(1)
     limit = np.uint64(n)
-    m = rows.shape[0]
-    x = np.empty(m, dtype=np.uint64)
+    m = t1 - t0
     for i in range(m):
-        x[i] = _feistel(np.uint64(rows[i]), lo, lo_mask, hi_mask, keys)
-    pending = np.empty(m, dtype=np.int64)
+        x[i] = _feistel(np.uint64(rows[t0 + i] + offset), lo, lo_mask, hi_mask, keys)
     k = 0
     for i in range(m):
-        out[i] = np.int64(x[i])
         pending[k] = i
         k += x[i] >= limit
     while k:
         for j in range(k):
-            x[j] = _feistel(np.uint64(out[pending[j]]), lo, lo_mask, hi_mask, keys)
+            v[j] = x[pending[j]]
+        for j in range(k):  # contiguous: vectorised as the first pass
+            v[j] = _feistel(v[j], lo, lo_mask, hi_mask, keys)
         left = 0
         for j in range(k):
             i = pending[j]
-            out[i] = np.int64(x[j])
+            x[i] = v[j]
             pending[left] = i
-            left += x[j] >= limit
+            left += v[j] >= limit
         k = left
+
+
+@njit(cache=True, nogil=True)
+def _permute(rows, n, bits, low_bits, keys, bounds, out):  # pragma: no cover - compiled
+    """``out[i] = perm(rows[i])`` — or, given ``bounds`` (non-empty), the range holding it — tile by tile."""
+    x, v = np.empty(TILE, dtype=np.uint64), np.empty(TILE, dtype=np.uint64)
+    pending = np.empty(TILE, dtype=np.int64)
+    m = rows.shape[0]
+    for t0 in range(0, m, TILE):
+        t1 = min(m, t0 + TILE)
+        permute_tile(rows, t0, t1, 0, n, bits, low_bits, keys, x, pending, v)
+        if bounds.shape[0]:
+            for i in range(t1 - t0):
+                out[t0 + i] = range_of(np.int64(x[i]), bounds)
+        else:
+            for i in range(t1 - t0):
+                out[t0 + i] = np.int64(x[i])
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,7 +140,16 @@ class Permutation:
         if self.keys is None:
             return rows.copy()
         out = np.empty(len(rows), dtype=np.int64)
-        _permute(rows, self.n, *self.bits, self.keys, out)
+        _permute(rows, self.n, *self.bits, self.keys, _NO_BOUNDS, out)
+        return out
+
+    def folds(self, rows: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        """``fold_of(self(rows), bounds)`` without the positions' array: each row's range in one kernel."""
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        if self.keys is None:
+            return fold_of(rows, bounds)
+        out = np.empty(len(rows), dtype=np.int64)
+        _permute(rows, self.n, *self.bits, self.keys, np.ascontiguousarray(bounds, dtype=np.int64), out)
         return out
 
     @property

@@ -33,8 +33,9 @@ def data():
 
 @pytest.mark.parametrize(("cv", "scoring", "weighted"),
                          [(KFold(5, random_state=0), None, False),
-                          (ShuffleSplit(4, test_size=0.3, random_state=1), "neg_mean_squared_error", True)],
-                         ids=["kfold-r2", "shuffle-mse-weighted"])
+                          (ShuffleSplit(4, test_size=0.3, random_state=1), "neg_mean_squared_error", True),
+                          (KFold(4, shuffle=False), "neg_root_mean_squared_error", False)],
+                         ids=["kfold-r2", "shuffle-mse-weighted", "contiguous-kfold-rmse"])
 def test_ridge_cv_equals_scikit_learns_on_the_same_splits(data, cv, scoring, weighted):
     X, y, w = data
     w = w if weighted else None

@@ -57,7 +57,8 @@ def pattern_moments(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, *, chunk
                     plan: Any, method: str, tol: float) -> dict[bytes, Moments]:
     """The moments of a chunk's rows grouped by their membership in every split of ``plan`` (pattern → moments);
     without a plan, one pattern: all rows. Unweighted float64 rows under ``auto`` / ``gram`` take the Gram of
-    each pattern from one pass over the block (``_cv_kernels``), without gathering them."""
+    each pattern from one pass over the block (``_cv_kernels``), without gathering them; for k folds each row's
+    fold is computed as the row is copied (``fold_grams``), so no fold array is made either."""
     X = np.asarray(X)
     y = np.asarray(y).ravel()
     common = dict(center=True, method=method, tol=tol, chunk_index=chunk_index, row_start=row_start)

@@ -48,6 +48,22 @@ def test_ridge_cv_equals_scikit_learns_on_the_same_splits(data, cv, scoring, wei
     assert ours.intercept_ == pytest.approx(ref.intercept_, rel=1e-10)
 
 
+def test_ill_conditioned_folds_fall_back_to_a_qr_of_their_own_rows():
+    """Two columns equal to 1e-9 of their scale: no fold's Gram is accurate enough, so each fold's rows of each
+    chunk are gathered (found again from the permutation) and factored by QR, in the same single pass."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1500, 1))
+    X = np.c_[x, x + 1e-6 * rng.normal(size=(1500, 1)), rng.normal(size=(1500, 2))] * 1e3 + 1e4
+    y = X @ [1.0, -1.0, 0.5, 0.2] + rng.normal(size=1500)
+    cv = KFold(5, random_state=0)
+    ours = RidgeCV(ALPHAS, cv=cv).fit(da.from_array(X, chunks=(333, 4)), y)
+    ref = SkRidgeCV(ALPHAS, cv=list(cv.split(X))).fit(X, y)
+    assert ours.solver_ == "tsqr" and ours.passes_ == 1
+    assert ours.alpha_ == ref.alpha_
+    assert ours.best_score_ == pytest.approx(ref.best_score_, rel=1e-10)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-7)
+
+
 def test_leave_one_out_equals_scikit_learns_default_and_gcv_its_closed_form(data):
     X, y, _ = data
     loo = RidgeCV(ALPHAS, cv="loo").fit(da.from_array(X, chunks=(400, 6)), y)

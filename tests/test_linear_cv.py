@@ -61,7 +61,8 @@ def test_ill_conditioned_folds_fall_back_to_a_qr_of_their_own_rows():
     assert ours.solver_ == "tsqr" and ours.passes_ == 1
     assert ours.alpha_ == ref.alpha_
     assert ours.best_score_ == pytest.approx(ref.best_score_, rel=1e-10)
-    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-7)
+    # normwise: the two near-equal columns' coefficients are as accurate as the data let either solver be
+    assert np.abs(ours.coef_ - ref.coef_).max() < 1e-8 * np.abs(ref.coef_).max()
 
 
 def test_leave_one_out_equals_scikit_learns_default_and_gcv_its_closed_form(data):

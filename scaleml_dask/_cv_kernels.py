@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-from ._folds import TILE, Permutation, permute_tile, range_of
+from ._folds import TILE, Permutation, permute_tile, range_of, round_tables
 from ._scratch import scratch
 
 #: Rows per buffer (as ``_tsqr.SUB_ROWS``: in cache, and enough rows for BLAS to run at speed).
@@ -62,7 +62,7 @@ def _fill(X, y, pattern, start, bufs, fill, counts):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True)
-def _fill_folds(X, y, row_start, n, bits, low_bits, keys, bounds, start, bufs, fill, counts, tile, x,
+def _fill_folds(X, y, row_start, n, bits, low_bits, keys, tables, bounds, start, bufs, fill, counts, tile, x,
                 pending, v):  # pragma: no cover - compiled
     """As ``_fill``, the pattern of row ``i`` being the fold of its position ``perm(row_start + i)`` (``keys``
     empty: the identity) among the ranges ending at ``bounds``. The folds of the ``TILE`` rows around ``i`` are
@@ -74,7 +74,7 @@ def _fill_folds(X, y, row_start, n, bits, low_bits, keys, bounds, start, bufs, f
         t1 = min(m, t0 + TILE)
         if tile[TILE] != t0:
             if keys.shape[0]:
-                permute_tile(_IOTA, 0, t1 - t0, row_start + t0, n, bits, low_bits, keys, x, pending, v)
+                permute_tile(_IOTA, 0, t1 - t0, row_start + t0, n, bits, low_bits, keys, tables, x, pending, v)
                 for r in range(t1 - t0):
                     tile[r] = range_of(np.int64(x[r]), bounds)
             else:
@@ -136,8 +136,10 @@ def fold_grams(X: np.ndarray, y: np.ndarray, row_start: int, perm: Permutation, 
     bounds = np.ascontiguousarray(bounds, dtype=np.int64)
     keys = np.zeros(0, dtype=np.uint64) if perm.keys is None else perm.keys
     bits, low_bits = perm.bits
+    tables = round_tables(bits, low_bits, keys) if len(keys) else np.zeros((4, 0), dtype=np.uint64)
     tile = np.full(TILE + 1, -1, dtype=np.int64)
     x, v, pending = np.empty(TILE, dtype=np.uint64), np.empty(TILE, dtype=np.uint64), np.empty(TILE, dtype=np.int64)
     return _grams(X, y, len(bounds), sub_rows,
                   lambda i, bufs, fill, counts: _fill_folds(X, y, int(row_start), perm.n, bits, low_bits, keys,
-                                                            bounds, i, bufs, fill, counts, tile, x, pending, v))
+                                                            tables, bounds, i, bufs, fill, counts, tile, x, pending,
+                                                            v))

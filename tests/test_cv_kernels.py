@@ -1,11 +1,13 @@
 """The k-fold kernels of ``RidgeCV``'s pass against plain numpy references.
 
 ``Permutation.folds`` (each row's fold from the seeded permutation, tile by tile in one kernel) equals the
-permutation's positions cut by ``np.searchsorted``, and the permutation itself is pinned to the values it had
-before the kernel was fused (a split must not change under anyone's feet). ``fold_grams`` (the fold computed inside
-the copy loop) equals the Gram of ``[X | y | 1]`` of each fold's rows taken with boolean masks — for a block of rows
-of only some folds, a block smaller than a tile and than a buffer, blocks that start mid-tile and fill many buffers,
-contiguous folds (``shuffle=False``) and more folds than the branch-free lookup takes.
+permutation's positions cut by ``np.searchsorted``; the permutation itself is pinned to the values it had before
+the kernel was fused (a split must not change under anyone's feet) and equals the network written out in plain
+Python integers, whether its rounds are looked up in tables (halves of up to 16 bits) or multiplied out.
+``fold_grams`` (the fold computed inside the copy loop) equals the Gram of ``[X | y | 1]`` of each fold's rows
+taken with boolean masks — for a block of rows of only some folds, a block smaller than a tile and than a buffer,
+blocks that start mid-tile and fill many buffers, contiguous folds (``shuffle=False``) and more folds than the
+branch-free lookup takes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,43 @@ def test_the_permutation_is_the_one_splits_were_made_with():
     assert hashlib.sha256(r.tobytes()).hexdigest()[:16] == "d4179eaa369dd96f"
     M = KFold(5, random_state=0).make_plan(100_003).memberships(np.arange(100_003))
     assert hashlib.sha256(M.tobytes()).hexdigest()[:16] == "7d33ec843fbb21bf"
+
+
+_M64 = (1 << 64) - 1
+
+
+def _perm_of(i: int, p: Permutation) -> int:
+    """``p(i)`` in plain Python integers: the 4-round network, hashes multiplied out, walked until below ``n``."""
+    bits, low = p.bits
+    lo_mask, hi_mask = (1 << low) - 1, (1 << (bits - low)) - 1
+    keys = [int(k) for k in p.keys]
+
+    def round_(v: int, key: int, mask: int) -> int:
+        h = ((v ^ key) * 0x9E3779B97F4A7C15) & _M64
+        h ^= h >> 29
+        h = (h * 0xBF58476D1CE4E5B9) & _M64
+        return (h ^ (h >> 32)) & mask
+
+    x = i
+    while True:
+        high, low_half = x >> low, x & lo_mask
+        low_half ^= round_(high, keys[0], lo_mask)
+        high ^= round_(low_half, keys[1], hi_mask)
+        low_half ^= round_(high, keys[2], lo_mask)
+        high ^= round_(low_half, keys[3], hi_mask)
+        x = (high << low) | low_half
+        if x < p.n:
+            return x
+
+
+@pytest.mark.parametrize("n", [5_000_000, 2**40 + 3], ids=["tabulated-rounds", "multiplied-rounds"])
+def test_the_permutation_equals_the_network_in_plain_python(n):
+    """Halves of up to 16 bits hash by table look-ups, wider ones by multiplies: both are the same network."""
+    p = Permutation.seeded(n, 11)
+    rows = np.r_[np.arange(0, 300), np.arange(n - 300, n), np.random.default_rng(0).integers(0, n, 400)]
+    np.testing.assert_array_equal(p(rows), [_perm_of(int(i), p) for i in rows])
+    bounds = fold_bounds(n, 5)
+    np.testing.assert_array_equal(p.folds(rows, bounds), _reference_folds(p, rows, bounds))
 
 
 @pytest.mark.parametrize("k", [5, 23])

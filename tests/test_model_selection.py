@@ -86,6 +86,16 @@ def test_splits_are_the_same_whatever_the_chunking_disjoint_and_covering(cv, lab
         assert (per_class.max(axis=0) - per_class.min(axis=0) <= 1).all()
 
 
+def test_kfold_counts_each_chunks_folds_as_its_memberships_do():
+    """``KFold`` counts a chunk's folds straight from the rows' positions (in threads past 2**20 rows): per chunk
+    and split, the counts of its memberships."""
+    from scaleml_dask.model_selection._split import SplitPlan
+
+    for n, chunks in ((1000, (137,) * 7 + (41,)), (2**20 + 5, (300_000,) * 3 + (2**20 - 899_995,))):
+        plan = KFold(3, random_state=5).make_plan(n, chunks)
+        np.testing.assert_array_equal(plan.chunk_counts(chunks), SplitPlan.chunk_counts(plan, chunks))
+
+
 def test_splits_are_the_same_on_the_cluster(client, labels):
     """The memberships computed in tasks on 2 worker processes equal those of the threaded scheduler."""
     plan = StratifiedKFold(3, random_state=7).make_plan(N, (400,) * 5 + (3,), da.from_array(labels, chunks=400))

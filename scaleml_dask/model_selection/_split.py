@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .._folds import NONE, TEST, TRAIN, Permutation, fold_bounds, fold_of
+from .._folds import NONE, TEST, TRAIN, Permutation, fold_bounds, fold_counts, fold_of
 
 __all__ = ["KFold", "ShuffleSplit", "SplitPlan", "StratifiedKFold", "StratifiedShuffleSplit", "check_cv",
            "class_counts", "select_rows", "train_test_split"]
@@ -90,32 +90,47 @@ class SplitPlan:
         return index.astype(np.int64), M[:, first].T.copy()
 
 
-#: Bytes of chunk memberships a process keeps between passes (``chunk_memberships``).
-MEMBERSHIP_CACHE_BYTES = 64 * 2**20
-_kept: OrderedDict = OrderedDict()
-_kept_lock = threading.Lock()
+class KeptArrays:
+    """Arrays a process keeps between the passes of a search, least recently used first out past ``budget``
+    bytes (thread-safe): what a pass derives from a chunk the same way each time it reads the chunk."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._arrays: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, make: Any) -> np.ndarray:
+        """The array kept under ``key``, or ``make()`` kept under it."""
+        with self._lock:
+            a = self._arrays.get(key)
+            if a is not None:
+                self._arrays.move_to_end(key)
+                return a
+        a = make()
+        with self._lock:
+            self._arrays[key] = a
+            while sum(v.nbytes for v in self._arrays.values()) > self.budget and len(self._arrays) > 1:
+                self._arrays.popitem(last=False)
+        return a
+
+
+#: Chunk memberships a process keeps between passes (``chunk_memberships``), at most 64 MiB.
+_MEMBERSHIPS = KeptArrays(64 * 2**20)
 
 
 def chunk_memberships(plan: SplitPlan, row_start: int, y: np.ndarray) -> np.ndarray:
     """``plan.memberships`` of the chunk of ``len(y)`` rows at ``row_start`` (read-only), kept by the process
-    (least recently used first out, ``MEMBERSHIP_CACHE_BYTES``): a search reads the same chunks pass after pass,
-    and a chunk's memberships are the same each time — they depend on the plan (its token), the rows and, for a
-    stratified plan, the labels the plan was made from."""
+    (``_MEMBERSHIPS``): a search reads the same chunks pass after pass, and a chunk's memberships are the same
+    each time — they depend on the plan (its token), the rows and, for a stratified plan, the labels the plan was
+    made from."""
     from dask.base import tokenize
 
-    key = (tokenize(plan), int(row_start), len(y))
-    with _kept_lock:
-        M = _kept.get(key)
-        if M is not None:
-            _kept.move_to_end(key)
-            return M
-    M = plan.memberships(np.arange(row_start, row_start + len(y)), y)
-    M.flags.writeable = False
-    with _kept_lock:
-        _kept[key] = M
-        while sum(m.nbytes for m in _kept.values()) > MEMBERSHIP_CACHE_BYTES and len(_kept) > 1:
-            _kept.popitem(last=False)
-    return M
+    def make() -> np.ndarray:
+        M = plan.memberships(np.arange(row_start, row_start + len(y)), y)
+        M.flags.writeable = False
+        return M
+
+    return _MEMBERSHIPS.get((tokenize(plan), int(row_start), len(y)), make)
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,6 +145,28 @@ class _KFoldPlan(SplitPlan):
     def patterns(self, rows: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         k = self.n_splits  # the pattern of a row is its test fold
         return fold_of(self.perm(rows), self.bounds), np.where(np.eye(k, dtype=bool), TEST, TRAIN).astype(np.int8)
+
+    def chunk_counts(self, chunks: Sequence[int], y: Any = None) -> np.ndarray:
+        """Each chunk's test rows per fold counted straight from their positions (``fold_counts``: no
+        memberships), the chunks in threads (the kernels release the GIL): a search plans its rounds from these
+        counts before its first pass, while the workers wait."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        starts = np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
+        out = np.zeros((len(chunks), self.n_splits, 3), dtype=np.int64)
+
+        def count(i: int) -> None:
+            tests = fold_counts(self.perm(np.arange(starts[i], starts[i + 1])), self.bounds)
+            out[i, :, TEST] = tests
+            out[i, :, TRAIN] = starts[i + 1] - starts[i] - tests
+
+        if starts[-1] < 2**20:  # a thread pool costs more than it saves
+            for i in range(len(chunks)):
+                count(i)
+        else:
+            with ThreadPoolExecutor(min(len(chunks), 4)) as pool:
+                list(pool.map(count, range(len(chunks))))
+        return out
 
 
 @dataclass(frozen=True, eq=False)

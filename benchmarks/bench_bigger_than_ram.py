@@ -21,7 +21,7 @@ seconds, peak RSS of the worker processes.
     python benchmarks/bench_bigger_than_ram.py [--quick] [--store-gb 16] [--worker-memory-gb 2] [--keep]
 
 Needs root (the harness). The store goes to ``benchmarks/data/`` and is deleted after the run unless
-``--keep``.
+``--keep``; a store already there (a ``--keep`` run's) is used and left.
 """
 
 from __future__ import annotations
@@ -133,8 +133,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     with NetCluster(args.workers, rate=None, memory_limit=mem, env={"PYTHONPATH": str(Path(__file__).parent)}) as nc:
         client = nc.client
         client.run(_warm)
+        made = not path.exists()  # a store this run did not make is not this run's to delete
         try:
-            if not path.exists():
+            if made:
                 t = time.perf_counter()
                 with client.as_current():
                     make_logistic(path, n, D, chunk_rows=CHUNK_ROWS, seed=5, client=client)
@@ -164,7 +165,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                                  "peak RSS GB": max(client.run(_peak_rss).values()) / 2**30, "note": note})
                     print(rows[-1], flush=True)
         finally:
-            if not args.keep:
+            if made and not args.keep:
                 shutil.rmtree(path, ignore_errors=True)
     return rows
 

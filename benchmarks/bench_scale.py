@@ -4,15 +4,18 @@ Every run is a cluster of ``cluster_net.NetCluster``: the scheduler and each wor
 links shaped by HTB (two rates: ``--links``, default 1gbit and 100mbit), the client one more host. Three parts:
 
 - ``--calibrate``: the cost model's constants (``cost_model.Constants``) measured on this machine — per-chunk
-  kernel times on one worker, the scheduler's / worker's / client's CPU per task from 1,000 trivial tasks, each
-  method's fixed cost (its fit of a one-chunk store), a sync step, an actor call between two workers, a
-  shaped link's throughput — written to
-  ``benchmarks/constants.json``;
+  kernel times on one worker (as the worker's CPU: each fit's task durations scaled by its CPU over them, from
+  fits of C chunks and fewer), the scheduler's / worker's / client's CPU per task from 1,000 trivial tasks, an
+  idle worker's own CPU, each method's fixed cost (its fit of a one-chunk store), a sync step, an actor call
+  between two workers, a shaped link's throughput, the speed probe (``reference``) — written to
+  ``benchmarks/constants.json``; ``--calibrate-quota`` adds φ, b and the CFS burst β under ``--worker-cpus``,
+  ``--calibrate-contention`` κ(n), the moments kernel's CPU with n = 1–8 quota'd worker hosts busy at once;
 - scaling (the default): strong (total rows fixed: ``--rows``) and weak (rows per worker fixed:
   ``--rows-per-worker``) runs with 1, 2, 4, 8 workers at each link rate, every worker host a CPU quota of
   ``--worker-cpus`` cores, for regression, PCA (tall, and wide: ``--wide-features`` columns, where the tree's
   partial results are large), KMeans, the three SGD modes and the fused search; measured wall time (best of
-  ``--repeat``) beside the model's prediction, per-worker CPU seconds and the scheduler's;
+  ``--repeat``) beside the model's prediction, per-worker CPU seconds and the scheduler's, and the speed probe
+  before each cell over the calibration's (this VM's CPU speed drifts over hours);
 - ``--straggler``: every host ``--worker-cpus`` per thread, then one worker's CPU quota cut to ``--quota``, or
   its link slowed by ``--straggler-ms``, and an uneven 1 / 2 / 4-thread cluster: every method
   (``--straggler-epochs`` epochs of SGD), with the seconds workers sat idle out of chunk tasks while another
@@ -25,7 +28,8 @@ wall time does not). What they cannot: speed-up past 2, or the scheduler as a bo
 workers; those rows of the README come from the model alone (``cost_model.project``), its constants measured
 here.
 
-    python benchmarks/bench_scale.py --calibrate [--calibrate-search] [--calibrate-quota --worker-cpus 0.2]
+    python benchmarks/bench_scale.py --calibrate; then --calibrate-quota --worker-cpus 0.2;
+    then --calibrate-contention --worker-cpus 0.2
     python benchmarks/bench_scale.py [--quick] [--links 1gbit,100mbit] [--workers 1,2,4,8] [--repeat 2]
     python benchmarks/bench_scale.py --straggler [--quota 0.25]
 
@@ -51,6 +55,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cost_model  # noqa: E402
 from bench_regression import DATA, print_table  # noqa: E402
 from cluster_net import NetCluster, link_test, parse_rate  # noqa: E402
 from cost_model import (  # noqa: E402
@@ -58,10 +63,10 @@ from cost_model import (  # noqa: E402
     Constants,
     Workload,
     dominant,
+    effective,
     predict,
     project,
     under_load,
-    under_quota,
     worker_cpu,
 )
 
@@ -175,6 +180,57 @@ def _durations(ts: list[dict]) -> dict[str, list[float]]:
 
 
 # -- calibration ------------------------------------------------------------------------------------------------
+def reference() -> dict[str, float]:
+    """The speed probe: CPU seconds of two fixed Grams on one BLAS thread in this process (the wide PCA's
+    32,000 × 258 and the tall one's 250,000 × 34; best of 3). Its ratio to the calibration's says whether this
+    VM runs at the speed it was calibrated at (its CPU speed drifts over hours: benchmarks/cost_model.md)."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    out = {}
+    with threadpool_limits(1):
+        for name, shape in (("wide", (32_000, 258)), ("tall", (250_000, 34))):
+            A = rng.normal(size=shape)
+            times = []
+            for _ in range(3):
+                t = time.thread_time()
+                A.T @ A
+                times.append(time.thread_time() - t)
+            out[name] = min(times)
+    return out
+
+
+def _spin(cpu: float) -> float:
+    """Wall seconds of ``cpu`` seconds of this thread's CPU work, started after 0.3 s idle (a fresh quota)."""
+    time.sleep(0.3)
+    t, c = time.perf_counter(), time.thread_time()
+    while time.thread_time() - c < cpu:
+        sum(range(1000))
+    return time.perf_counter() - t
+
+
+def _kernel_loop(path: str, seconds: float, start: float) -> list[float]:
+    """From wall clock ``start``, for ``seconds``: read a chunk of ``path`` from the page cache and form its Gram
+    (the moments kernel: ``_tsqr._raw_gram``), chunk after chunk; this process's CPU seconds per chunk."""
+    import zarr
+    from _floor import chunk_into_numpy
+
+    from scaleml_dask._tsqr import _raw_gram
+    from scaleml_dask.io import read
+
+    g = zarr.open_group(path, mode="r")
+    x, y = read.chunk_source(g["X"]), read.chunk_source(g["y"])
+    while time.time() < start:
+        time.sleep(0.005)
+    out, i = [], 0
+    while time.time() < start + seconds:
+        c = time.process_time()
+        _raw_gram(chunk_into_numpy(x, i % x.grid[0], "X"), chunk_into_numpy(y, i % x.grid[0], "y"))
+        out.append(time.process_time() - c)
+        i += 1
+    return out
+
+
 def calibrate(args: argparse.Namespace) -> Constants:
     """Every constant of the cost model, measured (module docstring)."""
     import dask
@@ -193,42 +249,53 @@ def calibrate(args: argparse.Namespace) -> Constants:
         warm()
         path = store(rows, client=c)
         wide = store(args.wide_rows, args.wide_features, args.wide_chunk, client=c)
-        # the fixed cost of each method: its whole fit on a one-chunk store (median of 5, after a first fit)
-        for method in ("regression", "pca", "kmeans", "sgd-local", "sgd-sync", "sgd-async", "search", "pca-wide"):
-            tiny = store(2000, args.wide_features if method == "pca-wide" else D, 2000, client=c)
-            base = method.replace("-wide", "")
-            fit(base, tiny)
-            fixed[method] = statistics.median(Meter(nc)(lambda q=tiny, b=base: fit(b, q))["seconds"]
-                                              for _ in range(5))
+        idle = _idle_cpu(nc)
+        fixed, fixed_worker = _fixed_costs(nc, args, idle)
         # the CPU per task of scheduler, worker and client
         m = 1000
         r = Meter(nc)(lambda: dask.compute(*[dask.delayed(_noop, pure=False)(i) for i in range(m)]))
         sched = r["cpu"]["sched"] / m
-        worker = r["cpu"]["w0"] / m
+        worker = (r["cpu"]["w0"] - idle * r["seconds"]) / m
         client = r["client cpu"] / m
-        # per-chunk kernel times (and combines), page cache warm: a pass first, then the timed one
-        for name, call in (("regression", lambda: sm.LinearRegression().fit(path)),
-                           ("wide", lambda: sm.PCA(n_components=8).fit(wide)),
-                           ("kmeans", lambda: sm.KMeans(20, max_iter=3, tol=0.0, random_state=0).fit(path)),
-                           ("sgd_local", lambda: fit("sgd-local", path)),
-                           ("search", lambda: fit("search", path))):
-            call()
-            with get_task_stream() as ts:
-                call()
-            dur = _durations(ts.data)
+        # per-chunk kernel times (and combines), page cache warm: a pass first, then the timed one; each fit on
+        # C chunks and on fewer, so that the task durations are turned into the worker's CPU the way it runs them:
+        # r = (its CPU less its idle background and ω per task, more chunks less fewer) / (the same of the
+        # durations), every kernel and combine of that fit r times its median duration
+        small, wide4 = store(2 * CHUNK, client=c), store(4 * args.wide_chunk, args.wide_features, args.wide_chunk,
+                                                          client=c)
+        ratios = {}
+        for name, call, big, few in (
+                ("regression", lambda q: sm.LinearRegression().fit(q), path, small),
+                ("wide", lambda q: sm.PCA(n_components=8).fit(q), wide, wide4),
+                ("kmeans", lambda q: sm.KMeans(20, max_iter=3, tol=0.0, random_state=0).fit(q), path, small),
+                ("sgd_local", lambda q: fit("sgd-local", q), path, small),
+                ("search", lambda q: fit("search", q), path, small)):
+            cpu_dur = []
+            for q in (big, few):
+                call(q)
+                with get_task_stream() as ts:
+                    r = Meter(nc)(functools.partial(call, q))
+                d = _durations(ts.data)
+                tasks = sum(len(v) for v in d.values())
+                cpu_dur.append((r["cpu"]["w0"] - idle * r["seconds"] - tasks * worker, sum(map(sum, d.values()))))
+                if q is big:
+                    dur = d
+            (cpu_b, dur_b), (cpu_s, dur_s) = cpu_dur
+            ratios[name] = ratio = (cpu_b - cpu_s) / (dur_b - dur_s)
             if name == "wide":
-                kernel["moments_wide"] = statistics.median(dur["block_moments"])
-                comb["moments_wide"] = statistics.median(dur.get("combine_moments", [0.0]))
+                kernel["moments_wide"] = ratio * statistics.median(dur["block_moments"])
+                comb["moments_wide"] = ratio * statistics.median(dur.get("combine_moments", [0.0]))
                 continue
             if name == "search":  # its passes differ (train and score, the last scores only): their mean
-                kernel["search"] = statistics.mean(dur[PREFIX["search"]])
+                kernel["search"] = ratio * statistics.mean(dur[PREFIX["search"]])
                 continue
             for key, prefix in PREFIX.items():
                 if prefix in dur and key != "search":
-                    kernel["moments" if key == "regression" else key] = statistics.median(dur[prefix])
+                    kernel["moments" if key == "regression" else key] = ratio * statistics.median(dur[prefix])
             for key, prefix in COMBINE.items():
                 if prefix in dur:
-                    comb["moments" if key == "regression" else key] = statistics.median(dur[prefix])
+                    comb["moments" if key == "regression" else key] = ratio * statistics.median(dur[prefix])
+        notes["cpu / duration"] = json.dumps({n: round(v, 3) for n, v in ratios.items()})
         # sync SGD: one epoch's time from fits of 1 and 2 epochs (the persist pass cancels out); ψ is what a
         # step costs beyond its blocks' gradients
         sync, sync_cpu = {}, {}
@@ -275,6 +342,7 @@ def calibrate(args: argparse.Namespace) -> Constants:
             nc.set_rate(None, rate)
             res = link_test(nc, nbytes=int(parse_rate(rate) / 8 * 2))
             rates[rate] = res["bits_per_s"] / parse_rate(rate)
+    probe = reference()
     notes["date"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     notes["conditions"] = args.conditions
     notes["link_efficiency"] = json.dumps(rates)
@@ -283,7 +351,38 @@ def calibrate(args: argparse.Namespace) -> Constants:
                      scheduler_task_s=sched, client_task_s=client, step_s=max(step, 0.0),
                      link_efficiency=statistics.mean(rates.values()), async_call_s=call, async_local_call_s=local,
                      async_server_s=push + worker, kmeans_client_s=kmeans_client, sync_task_s=max(sync_task, worker),
-                     cores=float(os.cpu_count() or 1), notes=notes)
+                     cores=float(os.cpu_count() or 1), reference_s=probe, worker_idle_cpu=idle,
+                     fixed_worker_s=fixed_worker, notes=notes)
+
+
+def _idle_cpu(nc: NetCluster, seconds: float = 5.0) -> float:
+    """b: worker 0's own CPU per second while idle (its event loop, heartbeats)."""
+    c0 = nc.cpu_seconds()["w0"]
+    time.sleep(seconds)
+    return (nc.cpu_seconds()["w0"] - c0) / seconds
+
+
+def _fixed_costs(nc: NetCluster, args: argparse.Namespace, idle: float) -> tuple[dict, dict]:
+    """Each method's fixed cost: its whole fit on a one-chunk store (median of 5, after a first fit), and the
+    worker CPU in it (less the idle background over the fit)."""
+    fixed, worker = {}, {}
+    for method in ("regression", "pca", "kmeans", "sgd-local", "sgd-sync", "sgd-async", "search", "pca-wide"):
+        tiny = store(2000, args.wide_features if method == "pca-wide" else D, 2000, client=nc.client)
+        base = method.replace("-wide", "")
+        fit(base, tiny)
+        runs = [Meter(nc)(functools.partial(fit, base, tiny)) for _ in range(5)]
+        fixed[method] = statistics.median(r["seconds"] for r in runs)
+        worker[method] = max(0.0, statistics.median(r["cpu"]["w0"] - idle * r["seconds"] for r in runs))
+    return fixed, worker
+
+
+def calibrate_fixed(args: argparse.Namespace, k: Constants) -> Constants:
+    """The fixed costs alone (wall and worker CPU), added to ``k``."""
+    with NetCluster(1, rate=None) as nc, nc.client.as_current():
+        nc.client.run(warm)
+        fixed, worker = _fixed_costs(nc, args, _idle_cpu(nc))
+    notes = {**k.notes, "fixed": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, {args.conditions}"}
+    return Constants(**{**asdict(k), "fixed_s": fixed, "fixed_worker_s": worker, "notes": notes})
 
 
 def calibrate_search(args: argparse.Namespace, k: Constants) -> Constants:
@@ -309,7 +408,11 @@ def calibrate_quota(args: argparse.Namespace, k: Constants) -> Constants:
     without one (regression, KMeans, SGD local and sync on the calibration store; the median of their ratios),
     and the wide PCA's own φ (PCA on a calibration store of ``--wide-features`` columns, 4 chunks). Noted beside
     them, not used: the wide kernel by the worker's CPU seconds (PCA on 16 wide chunks minus 4, over the 12
-    between) against its task duration, the check that a wide chunk costs no CPU outside its task."""
+    between) against its task duration, the check that a wide chunk costs no CPU outside its task. The CPU
+    compared is the tasks': the worker's less its idle background b (CPU per second of an idle worker, measured
+    first) over the fit's wall time. Then, under the quota, β: the median over busy stretches of c = 30–500 ms
+    of CPU, each after 0.3 s idle, of c / (q − b) less their wall time (CFS bandwidth control gives a host idle
+    for a period its whole quota at once: a short stretch runs unthrottled)."""
     with NetCluster(1, rate=None) as nc, nc.client.as_current():
         nc.client.run(warm)
         path = store(args.calib_rows, client=nc.client)
@@ -320,18 +423,66 @@ def calibrate_quota(args: argparse.Namespace, k: Constants) -> Constants:
         fits["pca-wide-16"] = functools.partial(fit, "pca", wide16)
         for f in fits.values():
             f()
-        free = {m: min(Meter(nc)(f)["cpu"]["w0"] for _ in range(3)) for m, f in fits.items()}
+        # b: an idle worker's own CPU per second (event loop, heartbeats), part of its quota the tasks lack
+        c0 = nc.cpu_seconds()["w0"]
+        time.sleep(5.0)
+        idle = (nc.cpu_seconds()["w0"] - c0) / 5.0
+
+        def tasks_cpu(f: Any) -> float:  # the worker's CPU for a fit less its idle background over the fit
+            r = Meter(nc)(f)
+            return r["cpu"]["w0"] - idle * r["seconds"]
+
+        free = {m: min(tasks_cpu(f) for _ in range(3)) for m, f in fits.items()}
         wide_cpu = (free.pop("pca-wide-16") - free["pca-wide"]) / 12 - k.worker_task_s
         fits.pop("pca-wide-16")
-        nc.workers[0].cgroup.set_cpu_quota(args.worker_cpus or 0.2)
-        ratio = {m: min(Meter(nc)(f)["cpu"]["w0"] for _ in range(3)) / free[m] for m, f in fits.items()}
+        q = args.worker_cpus or 0.2
+        nc.workers[0].cgroup.set_cpu_quota(q)
+        ratio = {m: min(tasks_cpu(f) for _ in range(3)) / free[m] for m, f in fits.items()}
+        # β: a busy stretch of c CPU seconds after an idle spell, against the linear stretch c / (q − b)
+        spins = [0.03, 0.06, 0.12, 0.25, 0.5] * 2
+        walls = [nc.client.submit(_spin, c, pure=False).result() for c in spins]
+        burst = statistics.median(c / (q - idle) - w for c, w in zip(spins, walls, strict=True))
     wide_ratio = ratio.pop("pca-wide")
     notes = {**k.notes, "quota": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, quota "
                                  f"{args.worker_cpus or 0.2} core, ratios {[round(r, 3) for r in ratio.values()]}, "
                                  f"wide {wide_ratio:.3f}; wide kernel by CPU {wide_cpu * 1e3:.1f} ms (by task "
                                  f"duration {k.kernel_s['moments_wide'] * 1e3:.1f} ms), {args.conditions}"}
+    notes["quota_burst"] = "CPU ms: wall ms " + ", ".join(f"{c * 1e3:.0f}: {w * 1e3:.0f}"
+                                                          for c, w in zip(spins, walls, strict=True))
     return Constants(**{**asdict(k), "quota_cpu_factor": statistics.median(ratio.values()),
-                        "quota_cpu_factor_wide": wide_ratio, "notes": notes})
+                        "quota_cpu_factor_wide": wide_ratio, "quota_burst_s": burst, "worker_idle_cpu": idle,
+                        "notes": notes})
+
+
+def calibrate_contention(args: argparse.Namespace, k: Constants) -> Constants:
+    """κ(n), added to ``k``: the worker's CPU per moments task (a chunk read from the page cache and its Gram)
+    with n = 1, 2, 4, 8 worker hosts of ``--worker-cpus`` each running it at once on this machine's shared
+    cores, over with one; for the tall chunks (250,000 × 32) and the wide (32,000 × 256). Independent of the
+    scaling runs: no fit, no scheduler work, only the kernel in quota'd worker processes."""
+    q = args.worker_cpus or 0.2
+    tall = store(4 * CHUNK)
+    wide = store(4 * args.wide_chunk, args.wide_features, args.wide_chunk)
+    out: dict[str, dict[str, float]] = {}
+    with NetCluster(8, rate=None, cpu_quota=dict.fromkeys(range(8), q)) as nc, nc.client.as_current():
+        c = nc.client
+        c.run(warm)
+        for name, path in (("tall", tall), ("wide", wide)):
+            per = {}
+            for n in (1, 2, 4, 8, 1):
+                start = time.time() + 1.0
+                futs = [c.submit(_kernel_loop, str(path), args.contention_seconds, start, pure=False,
+                                 workers=[nc.worker_address(i)]) for i in range(n)]
+                # the first iteration of each process warms it up (its first read, its caches)
+                per.setdefault(n, []).extend(x for f in futs for x in f.result()[1:])
+            base = statistics.median(per[1])
+            out[name] = {str(n): statistics.median(v) / base for n, v in per.items()}
+            out[name]["cpu per task at n = 1 (ms)"] = base * 1e3
+    notes = {**k.notes, "contention": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, quota {q} core "
+                                      f"per host, {args.contention_seconds:g} s per n, {json.dumps(out)}, "
+                                      f"{args.conditions}"}
+    strip = lambda d: {n: v for n, v in d.items() if n.isdigit()}  # noqa: E731
+    return Constants(**{**asdict(k), "contention": strip(out["tall"]), "contention_wide": strip(out["wide"]),
+                        "notes": notes})
 
 
 def _actor_calls(server: Any, n: int) -> float:
@@ -384,6 +535,7 @@ def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
                             return fit(a, q)
 
                         call()  # page cache warm, first-use costs paid
+                        probe = reference()
                         r = best_of(meter, call, args.repeat)
                         terms = predict(w, Cluster(p, link_bps=parse_rate(link), worker_cpus=args.worker_cpus),
                                         _for({"method": alg}, k))
@@ -395,9 +547,16 @@ def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
                                      "pred / meas": terms["total"] / r["seconds"], "dominant": dominant(terms),
                                      "worker CPU s (mean)": float(np.mean(workers)),
                                      "scheduler CPU s": r["cpu"].get("sched", float("nan")),
-                                     "client CPU s": r["client cpu"]})
+                                     "client CPU s": r["client cpu"], "probe": probe,
+                                     "probe / calibration": _probe_ratio(probe, k)})
                         print(rows[-1], flush=True)
     return rows
+
+
+def _probe_ratio(probe: dict[str, float], k: Constants) -> float:
+    """The speed probe now over at calibration (mean of its two kernels; NaN without a calibrated probe)."""
+    both = [probe[n] / k.reference_s[n] for n in probe if n in k.reference_s]
+    return float(np.mean(both)) if both else float("nan")
 
 
 def _for(row: dict, k: Constants) -> Constants:
@@ -406,7 +565,8 @@ def _for(row: dict, k: Constants) -> Constants:
         return k
     return Constants(**{**asdict(k), "kernel_s": {**k.kernel_s, "moments": k.kernel_s["moments_wide"]},
                         "combine_s": {**k.combine_s, "moments": k.combine_s.get("moments_wide", 0.0)},
-                        "quota_cpu_factor": k.quota_cpu_factor_wide or k.quota_cpu_factor})
+                        "quota_cpu_factor": k.quota_cpu_factor_wide or k.quota_cpu_factor,
+                        "contention": k.contention_wide or k.contention})
 
 
 def markdown(rows: list[dict], columns: list[str]) -> str:
@@ -492,6 +652,23 @@ def accuracy(rows: list[dict], column: str = "pred / meas") -> list[dict]:
     return out
 
 
+def accuracy_by_workers(rows: list[dict], column: str = "pred / meas") -> list[dict]:
+    """Per method and number of workers: runs within 25 % / runs."""
+    sizes = sorted({r["workers"] for r in rows})
+    out = []
+    for m in dict.fromkeys(r["method"] for r in rows):
+        row: dict[str, Any] = {"method": m}
+        for p in sizes:
+            x = [r[column] for r in rows if r["method"] == m and r["workers"] == p]
+            row[f"P = {p}"] = f"{sum(abs(v - 1) <= 0.25 for v in x)} / {len(x)}" if x else "—"
+        out.append(row)
+    total: dict[str, Any] = {"method": "all"}
+    for p in sizes:
+        x = [r[column] for r in rows if r["workers"] == p]
+        total[f"P = {p}"] = f"{sum(abs(v - 1) <= 0.25 for v in x)} / {len(x)}"
+    return [*out, total]
+
+
 def projections(k: Constants) -> None:
     """Each method from 1 to 1,000 workers (a core per worker thread, 10 Gbit/s links), by the model alone."""
     for w in (Workload("regression", 1_000_000_000, D), Workload("kmeans", 1_000_000_000, D),
@@ -509,6 +686,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calibrate-search", action="store_true", help="measure the search's constants only")
     ap.add_argument("--calibrate-quota", action="store_true",
                     help="measure φ only: a worker's CPU per fit under --worker-cpus over without a quota")
+    ap.add_argument("--calibrate-contention", action="store_true",
+                    help="measure κ(n) only: the moments kernel's CPU per task with n = 1..8 quota'd worker hosts "
+                         "(--worker-cpus) busy at once")
+    ap.add_argument("--contention-seconds", type=float, default=3.0)
+    ap.add_argument("--calibrate-fixed", action="store_true",
+                    help="measure each method's fixed cost only (its fit of a one-chunk store: wall, worker CPU)")
     ap.add_argument("--straggler", action="store_true", help="the straggler / uneven-worker table")
     ap.add_argument("--quick", action="store_true", help="small sizes, 1 and 2 workers (a smoke run)")
     ap.add_argument("--links", default="1gbit,100mbit")
@@ -531,6 +714,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", help="also write the rows as JSON here")
     ap.add_argument("--table", help="print the scaling table of rows saved by --out, predicted anew from "
                                     "constants.json (no runs)")
+    ap.add_argument("--constants", type=Path, default=None, help="with --table: predict from these constants")
     args = ap.parse_args(argv)
     logging.getLogger("distributed").setLevel(logging.ERROR)
     args.links = args.links.split(",")
@@ -539,8 +723,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.rows, args.rows_per_worker, args.calib_rows, args.repeat = 1_000_000, 500_000, 1_000_000, 1
         args.workers, args.wide_rows = [w for w in args.workers if w <= 2], 128_000
-    if args.calibrate_quota:
-        k = calibrate_quota(args, Constants.load())
+    if args.calibrate_quota or args.calibrate_contention or args.calibrate_fixed:
+        step = calibrate_quota if args.calibrate_quota else (
+            calibrate_contention if args.calibrate_contention else calibrate_fixed)
+        k = step(args, Constants.load())
         k.save()
         print(json.dumps(asdict(k), indent=1))
         return
@@ -550,23 +736,32 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(asdict(k), indent=1))
         return
     if args.table:
-        k = Constants.load()
+        k = Constants.load(args.constants or cost_model.CONSTANTS)
         rows = json.loads(Path(args.table).read_text())
         for r in rows:
             w, kr = Workload(**r["workload"]), _for(r, k)
             cl = Cluster(r["workers"], link_bps=parse_rate(r["link"]), worker_cpus=r.get("worker CPUs"))
             t = predict(w, cl, kr)
-            load = r["worker CPU s (mean)"] * r["workers"] / worker_cpu(w, cl, kr)
-            t2 = predict(w, cl, under_load(under_quota(kr, cl), load))  # φ is in the calibration's CPU
+            # the tasks' CPU (less each worker's idle background over the fit) over the model's
+            tasks = (r["worker CPU s (mean)"] - k.worker_idle_cpu * r["seconds"]) * r["workers"]
+            load = tasks / worker_cpu(w, cl, kr)
+            t2 = predict(w, cl, under_load(effective(kr, cl, w), load))  # φ and κ are in the run's CPU
             r.update({"predicted": t["total"], "pred / meas": t["total"] / r["seconds"], "dominant": dominant(t),
                       "CPU / calibrated": load, "predicted at run's CPU": t2["total"],
                       "pred / meas at run's CPU": t2["total"] / r["seconds"], "dominant at run's CPU": dominant(t2)})
+        for r in rows:
+            if "probe" in r:
+                r["probe / calibration"] = _probe_ratio(r["probe"], k)
         print(markdown(rows, ["method", "scaling", "workers", "link", "rows", "seconds", "predicted", "pred / meas",
                               "dominant", "CPU / calibrated", "predicted at run's CPU", "pred / meas at run's CPU",
-                              "dominant at run's CPU", "worker CPU s (mean)", "scheduler CPU s", "client CPU s"]))
+                              "dominant at run's CPU", "worker CPU s (mean)", "scheduler CPU s", "client CPU s",
+                              "probe / calibration"]))
         print()
         print(markdown(accuracy(rows), ["method", "runs", "within 25 %", "within 25 %, P ≤ 2", "median pred / meas",
                                         "worst pred / meas"]))
+        print()
+        by = accuracy_by_workers(rows)
+        print(markdown(by, list(by[0])))
         print()
         print(markdown(accuracy(rows, "pred / meas at run's CPU"), [
             "method", "runs", "within 25 %", "within 25 %, P ≤ 2", "median pred / meas", "worst pred / meas"]))

@@ -20,12 +20,19 @@ client, which cannot overlap:
               leaving its chunk tasks, or arriving at its combines (8 inputs each, all but 1/P from elsewhere)
 - storage   = C b / P / S                         chunk bytes read over the network from shared storage
 
-A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) makes every worker-side CPU constant φ times
-larger (measured: a throttled task is descheduled each quota period and finds its caches cold; the wide PCA's
-kernel, a 256-column Gram of a 65 MB chunk, has its own φ: it loses more to a cold cache) and stretches
-its threads' CPU work by f = max(1, T / q): t_k, t_c and ω are multiplied by f in ``compute``, and P T / f
-replaces P T in ``cpu``; and a fit takes at least its busiest host's CPU seconds over its quota, min(q, T)
-(``host CPU``: a P-th of the workers' CPU seconds, ``worker_cpu``, plus the parameter server's if it is there).
+A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) makes every worker-side CPU constant φ
+times larger (measured as the tasks' CPU, the idle background taken out: 0.99 on 2026-12-06, a quota does not
+make a task cost more; the wide PCA's kernel has its own φ) and stretches its threads' CPU work by
+f = max(1, T / (q − b)), b the CPU an idle worker process spends of its quota (event loop, heartbeats;
+measured): t_k, t_c and ω are stretched by f in ``compute``, and P T / f replaces P T in ``cpu``. A fit takes
+at least its busiest host's CPU seconds stretched so (``host CPU``: a P-th of the workers' CPU seconds,
+``worker_cpu``, plus the parameter server's if it is there). A busy stretch of c CPU seconds takes
+max(c, f c − β): CFS bandwidth control gives a host idle for a period its whole quota at once, so a short
+stretch runs unthrottled (β measured on spins of 30–500 ms after an idle spell); a fit is one stretch, and the
+worker CPU of its fixed cost (``fixed_worker_s``, measured unthrottled with it) joins it on one host. On worker
+hosts sharing the machine's cores (``cores``), every worker-side constant is also κ(n) times larger, n =
+min(P, C) hosts busy at once (the moments kernel's CPU per chunk with n quota'd hosts running it at once over
+with one, measured apart from any fit: ``--calibrate-contention``).
 - tail      = n s / (e R)                         the parts that reach the client: the tree's last level
                                                   (n = min(C, 8)), or every chunk's (n = C: SGD local)
 
@@ -96,6 +103,12 @@ class Constants:
     sync_task_s: float | None = None   # ω_s: worker CPU per sync step's task besides its gradients (None: ω)
     quota_cpu_factor: float = 1.0      # φ: a worker's CPU per task under a CPU quota below a core / without one
     quota_cpu_factor_wide: float | None = None  # φ of the wide PCA's kernel (None: φ)
+    quota_burst_s: float = 0.0         # β: wall a busy stretch on a quota'd host saves against the linear stretch
+    worker_idle_cpu: float = 0.0       # b: CPU seconds per second an idle worker process spends (its event loop)
+    contention: dict[str, float] = field(default_factory=dict)  # κ(n): CPU per task, n quota'd hosts busy / 1
+    contention_wide: dict[str, float] = field(default_factory=dict)  # κ(n) of the wide PCA's kernel
+    reference_s: dict[str, float] = field(default_factory=dict)  # the speed probe's kernels at calibration
+    fixed_worker_s: dict[str, float] = field(default_factory=dict)  # the worker CPU in ``fixed_s`` (one worker)
     cores: float | None = None         # CPUs the cluster's processes share (None: enough for every process)
     notes: dict[str, str] = field(default_factory=dict)
 
@@ -188,7 +201,7 @@ def one_pass(w: Workload, cl: Cluster, k: Constants, kernel: str, part_bytes: fl
     t_k, t_c = k.kernel_s[kernel], k.combine_s.get(kernel, 0.0)
     rate = _rate(cl, k)
     terms = {
-        "compute": math.ceil(C / (P * T)) * (t_k + k.worker_task_s) * cl.slowdown,
+        "compute": stretched(math.ceil(C / (P * T)) * (t_k + k.worker_task_s), quota_stretch(cl, k), k),
         "scheduler": (C + m) * k.scheduler_task_s,
         "client": (C + m) * k.client_task_s + client_extra,
         "network": (max(C / P, math.ceil(m / P) * FAN_IN * (P - 1) / P) * part_bytes / rate
@@ -208,7 +221,7 @@ def one_pass(w: Workload, cl: Cluster, k: Constants, kernel: str, part_bytes: fl
 def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     """The predicted wall time of fitting ``w`` on ``cl`` (``total``), its ``fixed`` part and its terms (summed
     over passes and steps)."""
-    k = under_quota(k, cl)
+    k = effective(k, cl, w)
     d, C = w.features, w.chunks
     if w.method in ("regression", "pca"):
         work = one_pass(w, cl, k, "moments", (d + 2) ** 2 * 8)
@@ -236,10 +249,21 @@ def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     if cl.worker_cpus:  # under a quota, the busiest host's CPU work cannot take less than it over its quota
         server = w.epochs * C * math.ceil(_steps(w) / w.push_every) * k.async_server_s if (
             w.method == "sgd-async") else 0.0  # the parameter server's pushes, all on one host
-        out["host CPU"] = ((worker_cpu(w, cl, k) - server) / cl.workers + server) / min(cl.worker_cpus, cl.threads)
+        host = (worker_cpu(w, cl, k) - server) / cl.workers + server
+        fw = k.fixed_worker_s.get(w.fixed or w.method, 0.0)  # the fixed cost's worker CPU: on one host
+        out["host CPU"] = stretched(host / cl.threads + fw, quota_stretch(cl, k), k) - fw
     out["fixed"] = k.fixed_s[w.fixed or w.method]
     out["total"] = max(work["total"], out.get("host CPU", 0.0)) + out["fixed"]
     return out
+
+
+def effective(k: Constants, cl: Cluster, w: Workload) -> Constants:
+    """``k`` as the workers of ``cl`` pay it fitting ``w``: φ under a quota, and on worker hosts sharing the
+    machine's cores, κ(n) for the n = min(P, C) hosts busy at once."""
+    k = under_quota(k, cl)
+    if _cores(cl, k) is None or not k.contention:
+        return k
+    return under_load(k, contention(k, min(cl.workers, w.chunks)))
 
 
 def _steps(w: Workload) -> int:
@@ -256,7 +280,7 @@ def _sync_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
              "compute": k.step_s + math.ceil(C / Q) * t_g,
              "network": k.step_s + 2 * (w.features + 1) * 8 / _rate(cl, k)}
     if cl.slowdown > 1:  # the busiest worker's CPU per step, stretched by its quota
-        terms["quota"] = (k.sync_task * math.ceil(Q / cl.workers) + math.ceil(C / Q) * t_g) * cl.slowdown
+        terms["quota"] = (k.sync_task * math.ceil(Q / cl.workers) + math.ceil(C / Q) * t_g) * quota_stretch(cl, k)
     cores = _cores(cl, k)
     if cores is not None:
         terms["cpu"] = (Q * (per_task + k.sync_task) + C * t_g) / min(cores, min(Q, cl.worker_cores) + 2)
@@ -272,7 +296,7 @@ def _async_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     pushes = math.ceil(_steps(w) / w.push_every)
     t_g = k.kernel_s["sgd_grad"]
     call = (k.async_local_call_s + (P - 1) * k.async_call_s) / P
-    f = cl.slowdown
+    f = quota_stretch(cl, k)
     terms = {"workers": math.ceil(C / (P * T)) * pushes * (2 * call + w.push_every * t_g * f),
              "server": C * pushes * k.async_server_s * f}
     cores = _cores(cl, k)
@@ -294,7 +318,7 @@ def _plus(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
     """The CPU seconds all workers spend on ``w`` by the model (kernels, combines, per-task work, the server)."""
-    k = under_quota(k, cl)
+    k = effective(k, cl, w)
     C, m = w.chunks, _combines(w.chunks)
     omega = k.worker_task_s
 
@@ -318,6 +342,38 @@ def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
         w.push_every * k.kernel_s["sgd_grad"] + 2 * omega + k.async_server_s)
 
 
+def contention(k: Constants, busy: int) -> float:
+    """κ(n): a task's CPU with ``busy`` quota'd worker hosts busy on the shared cores over with one
+    (``bench_scale.py --calibrate-contention``), linear between the measured n, constant past the last."""
+    if not k.contention or busy <= 1:
+        return 1.0
+    pts = sorted((int(n), v) for n, v in k.contention.items())
+    if busy >= pts[-1][0]:
+        return pts[-1][1]
+    for (n0, v0), (n1, v1) in zip(pts, pts[1:], strict=False):
+        if n0 <= busy <= n1:
+            return v0 + (v1 - v0) * (busy - n0) / (n1 - n0)
+    return 1.0
+
+
+def quota_stretch(cl: Cluster, k: Constants) -> float:
+    """f: how much longer a worker thread's CPU work takes under its host's quota q, of which the worker
+    process's own background (b, measured on an idle worker) is not the tasks': max(1, T / (q − b))."""
+    if cl.worker_cpus is None:
+        return 1.0
+    return max(1.0, cl.threads / max(cl.worker_cpus - k.worker_idle_cpu, 1e-3))
+
+
+def stretched(cpu: float, f: float, k: Constants) -> float:
+    """Wall time of ``cpu`` seconds of one thread's work stretched ``f`` times by its host's quota, less the
+    burst β of its busy stretch (CFS bandwidth control: a host idle for a period starts with its whole quota;
+    measured, ``--calibrate-quota``), never less than ``cpu`` itself. A fit is one stretch: its passes follow
+    each other within a period, so the quota refills only as it does for a busy host."""
+    if f <= 1:
+        return cpu
+    return max(cpu, cpu * f - k.quota_burst_s)
+
+
 def under_quota(k: Constants, cl: Cluster) -> Constants:
     """``k`` for workers throttled by a CPU quota below a core per thread: every worker-side constant times φ
     (a throttled task is descheduled each quota period and finds its caches cold: it costs more CPU)."""
@@ -328,12 +384,13 @@ def under_quota(k: Constants, cl: Cluster) -> Constants:
 
 def under_load(k: Constants, factor: float) -> Constants:
     """``k`` with every worker-side CPU constant (kernels, combines, ω, the server's ρ) times ``factor``: the
-    constants of a run whose workers' CPU per task was ``factor`` × the calibration's (a loaded machine)."""
+    constants of a run whose workers' CPU per task was ``factor`` × the calibration's (a loaded machine; φ and κ
+    are then in ``factor``)."""
     return Constants(**{**asdict(k), "kernel_s": {n: v * factor for n, v in k.kernel_s.items()},
                         "combine_s": {n: v * factor for n, v in k.combine_s.items()},
                         "worker_task_s": k.worker_task_s * factor, "async_server_s": k.async_server_s * factor,
                         "sync_task_s": k.sync_task * factor, "quota_cpu_factor": 1.0,
-                        "quota_cpu_factor_wide": None})
+                        "quota_cpu_factor_wide": None, "contention": {}, "contention_wide": {}})
 
 
 def dominant(terms: dict[str, float]) -> str:

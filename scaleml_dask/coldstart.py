@@ -147,8 +147,8 @@ def _table_transforms() -> None:
     k.fill_csr(X, one, one, one, one, idx, H, idx + 1, one, np.array([0, 1]))
     k.second_moment(X[0], k.first_moments(X[0])[1])
     k.level_counts(H[0].astype(np.int32), 1)  # a stored category's codes
-    many = QuantileSketch.of(np.arange(5000.0))  # above EXACT: the compiled histogram, and its merge
-    QuantileSketch.merge([many, many])
+    many = QuantileSketch.of(np.arange(5000.0))  # above EXACT: the compiled histogram, its merges, its bins' bounds
+    QuantileSketch.merge([many, QuantileSketch.of(np.arange(0.5, 3.0))]).median_error()
 
 
 _TSNE_MODULES = ("scaleml_dask.tsne.affinity", "scaleml_dask.tsne.optimize")

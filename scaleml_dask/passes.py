@@ -245,6 +245,47 @@ class _Plan:
         self.args = args
 
 
+class _Kwargs:
+    """A pass's keyword arguments holding no dask collection, as one opaque task input: dask walks every
+    argument of every task it is given (dicts, tuples, dataclasses, field by field: a stored table's reader takes
+    a millisecond), this once per pass (``_opaque``)."""
+
+    __slots__ = ("kwargs",)
+
+    def __init__(self, kwargs: dict) -> None:
+        self.kwargs = kwargs
+
+
+def _opaque(kwargs: dict) -> dict | _Kwargs:
+    """``kwargs`` wrapped in ``_Kwargs`` unless they hold what dask must see (a dependency)."""
+    return kwargs if _depends(kwargs) else _Kwargs(kwargs)
+
+
+def _depends(x: Any) -> bool:
+    """Whether ``x`` holds a dask collection or a distributed future, looked for where dask looks in a task's
+    arguments (containers, dataclasses' fields)."""
+    import dataclasses
+
+    from dask import is_dask_collection
+
+    if isinstance(x, (str, bytes, int, float, np.ndarray, np.generic)) or x is None:
+        return False
+    future = getattr(sys.modules.get("distributed"), "Future", None)
+    if is_dask_collection(x) or (future is not None and isinstance(x, future)):
+        return True
+    if isinstance(x, dict):
+        return any(_depends(v) for v in x.values())
+    if isinstance(x, (list, tuple, set, frozenset, slice)):
+        return any(_depends(v) for v in ((x.start, x.stop, x.step) if isinstance(x, slice) else x))
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return any(_depends(getattr(x, f.name)) for f in dataclasses.fields(x))
+    return False
+
+
+def _kwargs(kwargs: dict | _Kwargs) -> dict:
+    return kwargs.kwargs if isinstance(kwargs, _Kwargs) else kwargs
+
+
 def _build(plan: Any, inputs: Sequence[Any], index: int) -> Any:
     if plan[0] == "leaf":
         x = inputs[plan[1]]
@@ -252,10 +293,10 @@ def _build(plan: Any, inputs: Sequence[Any], index: int) -> Any:
     return plan[1](*(_build(p, inputs, index) for p in plan[2]))
 
 
-def _on_rows(func: Callable, index: int, row_start: int, kwargs: dict, plan: _Plan, *inputs: Any) -> Any:
+def _on_rows(func: Callable, index: int, row_start: int, kwargs: dict | _Kwargs, plan: _Plan, *inputs: Any) -> Any:
     """The task: read the rows it consumes, apply the transforms, run ``func``."""
     blocks = [None if p is None else _build(p, inputs, index) for p in plan.args]
-    return func(*blocks, chunk_index=index, row_start=row_start, **kwargs)
+    return func(*blocks, chunk_index=index, row_start=row_start, **_kwargs(kwargs))
 
 
 def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, chain: str | None = None,
@@ -278,7 +319,8 @@ def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, chain: st
     plan, columns, starts, name = _row_inputs(func, arrays, kwargs, unique)
     call = dask.delayed(_on_rows, pure=True)
     if chain is None:
-        return [call(func, i, int(r), kwargs, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}")
+        fixed = _opaque(kwargs)
+        return [call(func, i, int(r), fixed, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}")
                 for i, r in enumerate(starts)]
     out: list[Delayed] = []
     for i, r in enumerate(starts):
@@ -297,17 +339,19 @@ def fold_row_chunks(func: Callable, *arrays: Any, group: int, **kwargs: Any) -> 
 
     plan, columns, starts, name = _row_inputs(func, arrays, kwargs, False)
     call = dask.delayed(_on_row_group, pure=True)
+    fixed = _opaque(kwargs)
     out = []
     for g, lo in enumerate(range(0, len(starts), group)):
         idx = list(range(lo, min(lo + group, len(starts))))
-        out.append(call(func, idx, [int(starts[i]) for i in idx], kwargs, plan, *([c[i] for i in idx] for c in columns),
+        out.append(call(func, idx, [int(starts[i]) for i in idx], fixed, plan, *([c[i] for i in idx] for c in columns),
                         dask_key_name=f"{name}-g{group}-{g}"))
     return out
 
 
-def _on_row_group(func: Callable, indices: list[int], row_starts: list[int], kwargs: dict, plan: _Plan,
+def _on_row_group(func: Callable, indices: list[int], row_starts: list[int], kwargs: dict | _Kwargs, plan: _Plan,
                   *columns: list) -> Any:
     """The task of ``fold_row_chunks``: read, transform and fold its chunks one after the other."""
+    kwargs = _kwargs(kwargs)
     acc = None
     for k, (index, row_start) in enumerate(zip(indices, row_starts)):
         inputs = [c[k] for c in columns]

@@ -104,3 +104,40 @@ def test_the_workers_cpu_by_the_model_and_constants_under_load():
     slow = under_load(K, 2.0)  # every worker-side constant doubled: so is the busiest worker's chain
     assert predict(w, Cluster(4, cores=8), slow)["compute"] == pytest.approx(2 * 4 * 0.102)
     assert slow.scheduler_task_s == K.scheduler_task_s and slow.step_s == K.step_s
+
+
+def test_a_quota_leaves_the_tasks_its_share_less_the_idle_workers_own_and_a_short_stretch_runs_unthrottled():
+    from dataclasses import replace
+
+    from cost_model import quota_stretch, stretched
+
+    k = replace(K, worker_idle_cpu=0.05, quota_burst_s=0.08)
+    assert quota_stretch(Cluster(1, worker_cpus=0.25), k) == pytest.approx(1 / 0.2)  # b = 0.05 of the 0.25
+    assert quota_stretch(Cluster(1), k) == 1.0 and quota_stretch(Cluster(1, worker_cpus=4), k) == 1.0
+    assert stretched(0.01, 5.0, k) == 0.01  # within the quota a host gets at once: unthrottled
+    assert stretched(1.0, 5.0, k) == pytest.approx(5.0 - 0.08)
+    w = Workload("kmeans", 250_000, 32, lloyd_iter=3)  # one chunk, 4 passes: one stretch, one burst
+    t = predict(w, Cluster(1, link_bps=1e9, worker_cpus=0.25), k)
+    cpu = 4 * (0.1 + 0.002)
+    assert t["host CPU"] == pytest.approx(cpu * 5 - 0.08)
+    # the fixed cost's worker CPU joins the host's stretch (it is in the fixed cost unthrottled)
+    fk = replace(k, fixed_worker_s={"kmeans": 0.1})
+    t2 = predict(w, Cluster(1, link_bps=1e9, worker_cpus=0.25), fk)
+    assert t2["total"] == pytest.approx((cpu + 0.1) * 5 - 0.08 - 0.1 + 0.3)
+
+
+def test_contention_scales_the_workers_constants_by_the_busy_hosts_only_on_shared_cores():
+    from dataclasses import replace
+
+    from cost_model import contention, worker_cpu
+
+    k = replace(K, contention={"1": 1.0, "2": 1.1, "4": 1.3, "8": 1.5})
+    assert [contention(k, n) for n in (1, 2, 3, 8, 16)] == pytest.approx([1.0, 1.1, 1.2, 1.5, 1.5])
+    w = Workload("regression", 16 * 250_000, 32)
+    shared, alone = Cluster(4, link_bps=1e9), Cluster(4, link_bps=1e9, cores=None)
+    assert worker_cpu(w, shared, k) == pytest.approx(1.3 * worker_cpu(w, shared, K))  # K.cores = 2: shared
+    assert predict(w, replace(shared, cores=64), replace(k, cores=64))["compute"] == pytest.approx(
+        1.3 * 4 * 0.102)
+    assert predict(w, alone, replace(k, cores=None)) == predict(w, alone, replace(K, cores=None))
+    one = Workload("regression", 250_000, 32)  # one chunk keeps one host busy, whatever P
+    assert worker_cpu(one, shared, k) == pytest.approx(worker_cpu(one, shared, K))

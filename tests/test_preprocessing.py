@@ -222,6 +222,29 @@ def test_median_sketch_within_its_bound_of_numpy_and_the_same_whatever_the_chunk
         np.nanmedian(small)  # at most 4,096 values: exact
 
 
+def test_median_sketch_bins_hold_their_edge_or_their_bounds(rng):
+    """Beyond 4,096 values a bin keeps its count and whether every value in it is its edge (its bound nearest
+    zero): values with few significant bits give numpy's median exactly; values on their bins' edges in a chunk
+    of narrow range (a fine resolution) but off them at the merged, coarser one are marked so in the merge — the
+    sketch equal to the whole column's — and the median is then within a bin's width of numpy's."""
+    from scaleml_dask.preprocessing._sketch import EXACT, QuantileSketch
+
+    quarters = rng.integers(-400, 400, 50_000) / 4
+    narrow = 1 + rng.integers(0, 1024, 30_000) / 1024  # 10 significant bits, alone at r >= 10
+    mixed = np.concatenate([narrow, rng.integers(1, 10**6, 20_000).astype(float)])  # merged: r = 9
+    for x in (quarters, mixed):
+        whole = QuantileSketch.of(x)
+        parts = [QuantileSketch.of(x[i:i + 10_000]) for i in range(0, len(x), 10_000)]
+        assert QuantileSketch.merge(parts) == whole and whole.n > EXACT
+        m, (value_err, rank_err) = whole.median(), whole.median_error()
+        if x is quarters:
+            assert m == np.median(x) and (value_err, rank_err) == (0.0, 0)
+            continue
+        assert parts[0].r >= 10 and whole.r == 9 and parts[0].on_edge.all() and not whole.on_edge.all()
+        assert 0 < abs(m - np.median(x)) <= value_err <= 2.0 ** -whole.r * abs(m)
+        assert (x < m).sum() <= len(x) / 2 + rank_err and (x <= m).sum() >= len(x) / 2 - rank_err
+
+
 def test_median_sketch_through_scaling_and_imputation():
     """A scaled column's sketch (read through the affine map), then filled: the median of ``a·x + b`` with the
     missing values imputed, exact for few values."""

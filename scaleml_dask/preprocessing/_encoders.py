@@ -150,7 +150,7 @@ class _BaseEncoder(TableTransformer):
         """(categories in ``categories_`` order without missing, their counts, level -> category index)."""
         m = s.summary
         if s.kind == "categorical":
-            present = [i for i in range(len(s.levels)) if m.counts[i] > 0]
+            present = np.flatnonzero(m.counts > 0).tolist()
             if self.categories == "auto":
                 cats = sorted(s.levels[i] for i in present)
             else:
@@ -303,8 +303,8 @@ class OneHotEncoder(_BaseEncoder):
 
     def _outputs(self, j: int, s: ColumnState, cats: list[Any], grouped: np.ndarray, n_grouped: int,
                  infrequent: np.ndarray, missing_cat: int | None) -> tuple[np.ndarray, int, list[str]]:
-        labels_all = [_label(c) for c in cats] + (["nan"] if missing_cat is not None else [])
-        labels = [labels_all[k] for k in np.flatnonzero(~infrequent)] + ([INFREQUENT_NAME] if infrequent.any() else [])
+        labels = [_label(cats[k]) if k < len(cats) else "nan" for k in np.flatnonzero(~infrequent)] \
+            + ([INFREQUENT_NAME] if infrequent.any() else [])  # (the frequent categories' only: thousands of levels)
         drop = self._drop_group(j, s, cats, grouped, n_grouped, missing_cat)
         if drop is None:
             self._drop_positions.append(None)

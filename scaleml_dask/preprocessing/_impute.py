@@ -25,10 +25,12 @@ class SimpleImputer(TableTransformer):
 
     Means come from the pass's exact moments, the most frequent value from exact counts (ties: the smallest,
     as scikit-learn), and the median from a mergeable quantile sketch (``_sketch.QuantileSketch``: a histogram on
-    the floats' own grid, the same whatever the chunking) in the same one pass: exact up to 4,096 values (and
-    whenever the middle values' bins hold one distinct value each), otherwise within ``median_error_`` of numpy's
-    median (a bin's width, at most ``2^-r`` of it, ``r ≥ 8`` for a column spanning ``-1..1``, ``r ≥ 13`` within
-    one octave) and of rank within ``median_rank_error_`` of the middle (the values in those bins).
+    the floats' own grid, per bin a count and whether every value in it is the bin's edge, the same whatever the
+    chunking) in the same one pass: exact up to 4,096 values, and beyond whenever the middle values' bins hold
+    only their edge (integers, zeros, values of at most ``r`` significant bits); otherwise within
+    ``median_error_`` of numpy's median (the middle values' bins' width: at most ``2^-r · max(|median|, 2^-16)``,
+    twice that in the bin of zero; ``r ≥ 8`` for a column spanning ``-1..1``, ``r ≥ 13`` within one octave) and
+    of rank within ``median_rank_error_`` of the middle (the values in those bins).
     Categorical columns take ``"most_frequent"`` or ``"constant"`` (default fill ``"missing_value"``, a new level
     if it is not one). A column with no value in fit is dropped from the output unless ``keep_empty_features``;
     ``add_indicator`` appends a 0 / 1 column ``missingindicator_<name>`` per column that had missing values in fit.

@@ -23,10 +23,11 @@ fresh held-out set of 200,000 rows of the same planted model. Candidates: alpha 
   fit``): on a shared machine their ratio is steadier than the ratio of wall times.
 
 ``--ridge``: ``RidgeCV`` (5 folds × 50 alphas, one pass) against one ``LinearRegression`` fit and a scan, on a
-5,000,000 × 32 regression store. Prints the tables (``--out FILE`` writes them as markdown).
+5,000,000 × 32 regression store (``--ridge-only``: that table alone). Prints the tables (``--out FILE`` writes them
+as markdown).
 
     python benchmarks/bench_search.py [--quick] [--candidates 16,64] [--rounds 2] [--repeat 2] [--no-peers]
-        [--peers sklearn-random,sklearn-halving,dask-ml] [--ridge]
+        [--peers sklearn-random,sklearn-halving,dask-ml] [--ridge | --ridge-only]
 """
 
 from __future__ import annotations
@@ -223,11 +224,10 @@ def main(argv=None) -> None:
     ap.add_argument("--peers", default="sklearn-random,sklearn-halving,dask-ml",
                     help="which peers run (sklearn-random: RandomizedSearchCV, the slowest)")
     ap.add_argument("--ridge", action="store_true", help="also RidgeCV against LinearRegression")
+    ap.add_argument("--ridge-only", action="store_true", help="only RidgeCV against LinearRegression (no search)")
     ap.add_argument("--out", help="also write the tables as markdown to this file")
     args = ap.parse_args(argv)
     from distributed import Client, LocalCluster
-
-    from scaleml_dask.io.synthetic import logistic_chunk
 
     n, chunk = (500_000, 50_000) if args.quick else (args.rows, 250_000)
     DATA.mkdir(parents=True, exist_ok=True)
@@ -236,64 +236,72 @@ def main(argv=None) -> None:
                       memory_limit="8GiB") as cluster, Client(cluster) as client:
         client.run(_warm_worker)
         _warm_worker()
-        path = _store("logistic", n, chunk, client)
-        import scaleml_dask as sm
-
-        ds = sm.open_dataset(path)
-        coef, b0 = np.asarray(ds.attrs["coef"]), float(ds.attrs["intercept"])
-        Xt, yt = logistic_chunk(99, 0, 200_000, coef=coef, intercept=b0)
-        bayes = float((((Xt @ coef + b0) > 0) == (yt == 1)).mean())
-        _scan(ds.X.data, ds.y.data)  # the page cache warm for everyone
-        for N in [int(c) for c in args.candidates.split(",")]:
-            cands = candidates(N)
-            rows: list[dict] = []
-            best: dict[str, dict] = {}
-            for _ in range(args.repeat):
-                for name, fn in ((f"ours: GridSearchCV ({N} × {FOLDS}, fused)", lambda cands=cands: _ours(
-                                    path, cands, args.rounds, args.batch_size, Xt, yt, False)),
-                                 ("ours: HalvingRandomSearchCV (fused, n_samples)", lambda cands=cands: _ours(
-                                    path, cands, args.rounds, args.batch_size, Xt, yt, True))):
-                    r = fn()
-                    if name not in best or r["seconds"] < best[name]["seconds"]:
-                        best[name] = r
-                grid = best[f"ours: GridSearchCV ({N} × {FOLDS}, fused)"]
-                r = _plain(path, grid["passes"], args.batch_size, grid["best"], Xt, yt)
-                key = f"plain fit ({grid['passes']} rounds = the search's passes)"
-                if key not in best or r["seconds"] < best[key]["seconds"]:
-                    best[key] = r
-            rows += [{"contender": k, **v} for k, v in best.items()]
-            if not args.no_peers and str(N) in args.peers_at.split(","):
-                peers = (("sklearn-random", "scikit-learn RandomizedSearchCV (in memory, load included)",
-                          lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, False)),
-                         ("sklearn-halving", "scikit-learn HalvingRandomSearchCV (in memory, load included)",
-                          lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, True)),
-                         ("dask-ml", "dask-ml HyperbandSearchCV", lambda cands=cands: _dask_ml(path, cands, Xt, yt)))
-                for _, name, fn in (p for p in peers if p[0] in args.peers.split(",")):
-                    try:
-                        rows.append({"contender": name, **fn()})
-                    except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
-                        traceback.print_exc()
-                        rows.append({"contender": name, "failed": f"{type(exc).__name__}: {exc}"[:160]})
-            plain = next(r for r in rows if r["contender"].startswith("plain fit"))
-            sk = [r for r in rows if r["contender"].startswith("scikit-learn") and "seconds" in r]
-            for r in rows:
-                if "seconds" in r:
-                    r["× plain fit"] = r["seconds"] / plain["seconds"]
-                    if "CPU s" in r:
-                        r["CPU × plain fit"] = r["CPU s"] / plain["CPU s"]
-                    if sk:
-                        r["sklearn best / this"] = min(s["seconds"] for s in sk) / r["seconds"]
-                if "held-out accuracy" in r:
-                    r["Bayes − acc"] = bayes - r["held-out accuracy"]
-            title = f"{N} candidates × {FOLDS} folds, {n:,} × {D} rows, {args.rounds} epochs each"
-            tables[title] = rows
-            print(_table(title, rows), flush=True)
-        if args.ridge:
+        if not args.ridge_only:
+            _searches(args, client, n, chunk, tables)
+        if args.ridge or args.ridge_only:
             title = f"RidgeCV, {n:,} × {D} rows"
             tables[title] = _ridge(client, n, chunk, args.repeat)
             print(_table(title, tables[title]), flush=True)
     if args.out:
         Path(args.out).write_text("\n".join(_table(title, rows) for title, rows in tables.items()))
+
+
+def _searches(args, client, n: int, chunk: int, tables: dict) -> None:
+    """The search tables (one per candidate count) into ``tables``."""
+    from scaleml_dask.io.synthetic import logistic_chunk
+
+    path = _store("logistic", n, chunk, client)
+    import scaleml_dask as sm
+
+    ds = sm.open_dataset(path)
+    coef, b0 = np.asarray(ds.attrs["coef"]), float(ds.attrs["intercept"])
+    Xt, yt = logistic_chunk(99, 0, 200_000, coef=coef, intercept=b0)
+    bayes = float((((Xt @ coef + b0) > 0) == (yt == 1)).mean())
+    _scan(ds.X.data, ds.y.data)  # the page cache warm for everyone
+    for N in [int(c) for c in args.candidates.split(",")]:
+        cands = candidates(N)
+        rows: list[dict] = []
+        best: dict[str, dict] = {}
+        for _ in range(args.repeat):
+            for name, fn in ((f"ours: GridSearchCV ({N} × {FOLDS}, fused)", lambda cands=cands: _ours(
+                                path, cands, args.rounds, args.batch_size, Xt, yt, False)),
+                             ("ours: HalvingRandomSearchCV (fused, n_samples)", lambda cands=cands: _ours(
+                                path, cands, args.rounds, args.batch_size, Xt, yt, True))):
+                r = fn()
+                if name not in best or r["seconds"] < best[name]["seconds"]:
+                    best[name] = r
+            grid = best[f"ours: GridSearchCV ({N} × {FOLDS}, fused)"]
+            r = _plain(path, grid["passes"], args.batch_size, grid["best"], Xt, yt)
+            key = f"plain fit ({grid['passes']} rounds = the search's passes)"
+            if key not in best or r["seconds"] < best[key]["seconds"]:
+                best[key] = r
+        rows += [{"contender": k, **v} for k, v in best.items()]
+        if not args.no_peers and str(N) in args.peers_at.split(","):
+            peers = (("sklearn-random", "scikit-learn RandomizedSearchCV (in memory, load included)",
+                      lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, False)),
+                     ("sklearn-halving", "scikit-learn HalvingRandomSearchCV (in memory, load included)",
+                      lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, True)),
+                     ("dask-ml", "dask-ml HyperbandSearchCV", lambda cands=cands: _dask_ml(path, cands, Xt, yt)))
+            for _, name, fn in (p for p in peers if p[0] in args.peers.split(",")):
+                try:
+                    rows.append({"contender": name, **fn()})
+                except Exception as exc:  # noqa: BLE001 - a peer's failure is a result
+                    traceback.print_exc()
+                    rows.append({"contender": name, "failed": f"{type(exc).__name__}: {exc}"[:160]})
+        plain = next(r for r in rows if r["contender"].startswith("plain fit"))
+        sk = [r for r in rows if r["contender"].startswith("scikit-learn") and "seconds" in r]
+        for r in rows:
+            if "seconds" in r:
+                r["× plain fit"] = r["seconds"] / plain["seconds"]
+                if "CPU s" in r:
+                    r["CPU × plain fit"] = r["CPU s"] / plain["CPU s"]
+                if sk:
+                    r["sklearn best / this"] = min(s["seconds"] for s in sk) / r["seconds"]
+            if "held-out accuracy" in r:
+                r["Bayes − acc"] = bayes - r["held-out accuracy"]
+        title = f"{N} candidates × {FOLDS} folds, {n:,} × {D} rows, {args.rounds} epochs each"
+        tables[title] = rows
+        print(_table(title, rows), flush=True)
 
 
 def _fmt(v) -> str:

@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 
-from ._cv_kernels import pattern_grams
+from ._cv_kernels import fold_grams, pattern_grams
 from ._deployable import LinearWeights
 from ._folds import TEST, TRAIN
 from ._moments import AUTO_TOL, check_sample_weight
@@ -57,19 +57,27 @@ def pattern_moments(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, *, chunk
                     plan: Any, method: str, tol: float) -> dict[bytes, Moments]:
     """The moments of a chunk's rows grouped by their membership in every split of ``plan`` (pattern → moments);
     without a plan, one pattern: all rows. Unweighted float64 rows under ``auto`` / ``gram`` take the Gram of
-    each pattern from one pass over the block (``_cv_kernels``), without gathering them."""
+    each pattern from one pass over the block (``_cv_kernels``), without gathering them; for k folds each row's
+    fold is computed as the row is copied (``fold_grams``), so no fold array is made either."""
     X = np.asarray(X)
     y = np.asarray(y).ravel()
     common = dict(center=True, method=method, tol=tol, chunk_index=chunk_index, row_start=row_start)
     if plan is None:
         return {b"": block_moments(X, y, w, **common)}
     out = {}
+    rule = plan.fold_rule()
     if w is None and X.dtype == np.float64 and method in ("auto", "gram"):
-        index, patterns = plan.patterns(np.arange(row_start, row_start + len(X)), y)
-        grams, counts = pattern_grams(X, y, index, len(patterns))
+        if rule is None:
+            index, patterns = plan.patterns(np.arange(row_start, row_start + len(X)), y)
+            grams, counts = pattern_grams(X, y, index, len(patterns))
+            indices = _Index(lambda: index)
+        else:  # k folds: each row's fold computed as it is copied
+            _, patterns = plan.patterns(np.zeros(0, dtype=np.int64))
+            grams, counts = fold_grams(X, y, row_start, *rule)
+            indices = _Index(lambda: rule[0].folds(np.arange(row_start, row_start + len(X)), rule[1]))
         for p, key in enumerate(patterns):
             if counts[p]:
-                rows = _Rows(index, p)  # gathered only if a QR is needed
+                rows = _Rows(indices, p)  # gathered only if a QR is needed
                 out[key.tobytes()] = block_moments(_Lazy(X, rows, counts[p]), _Lazy(y, rows, counts[p]), None,
                                                    gram=grams[p], **common)
         return out
@@ -82,15 +90,27 @@ def pattern_moments(X: np.ndarray, y: np.ndarray, w: np.ndarray | None, *, chunk
     return out
 
 
+class _Index:
+    """The pattern of each row of a block, made (once) only when asked for."""
+
+    def __init__(self, make: Any) -> None:
+        self.make, self._index = make, None
+
+    def get(self) -> np.ndarray:
+        if self._index is None:
+            self._index = self.make()
+        return self._index
+
+
 class _Rows:
     """The indices of pattern ``p``'s rows, found only when asked for."""
 
-    def __init__(self, index: np.ndarray, p: int) -> None:
+    def __init__(self, index: _Index, p: int) -> None:
         self.index, self.p, self._rows = index, p, None
 
     def get(self) -> np.ndarray:
         if self._rows is None:
-            self._rows = np.flatnonzero(self.index == self.p)
+            self._rows = np.flatnonzero(self.index.get() == self.p)
         return self._rows
 
 

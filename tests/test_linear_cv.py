@@ -33,8 +33,9 @@ def data():
 
 @pytest.mark.parametrize(("cv", "scoring", "weighted"),
                          [(KFold(5, random_state=0), None, False),
-                          (ShuffleSplit(4, test_size=0.3, random_state=1), "neg_mean_squared_error", True)],
-                         ids=["kfold-r2", "shuffle-mse-weighted"])
+                          (ShuffleSplit(4, test_size=0.3, random_state=1), "neg_mean_squared_error", True),
+                          (KFold(4, shuffle=False), "neg_root_mean_squared_error", False)],
+                         ids=["kfold-r2", "shuffle-mse-weighted", "contiguous-kfold-rmse"])
 def test_ridge_cv_equals_scikit_learns_on_the_same_splits(data, cv, scoring, weighted):
     X, y, w = data
     w = w if weighted else None
@@ -45,6 +46,23 @@ def test_ridge_cv_equals_scikit_learns_on_the_same_splits(data, cv, scoring, wei
     assert ours.best_score_ == pytest.approx(ref.best_score_, rel=1e-10)
     np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-9)
     assert ours.intercept_ == pytest.approx(ref.intercept_, rel=1e-10)
+
+
+def test_ill_conditioned_folds_fall_back_to_a_qr_of_their_own_rows():
+    """Two columns equal to 1e-9 of their scale: no fold's Gram is accurate enough, so each fold's rows of each
+    chunk are gathered (found again from the permutation) and factored by QR, in the same single pass."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1500, 1))
+    X = np.c_[x, x + 1e-6 * rng.normal(size=(1500, 1)), rng.normal(size=(1500, 2))] * 1e3 + 1e4
+    y = X @ [1.0, -1.0, 0.5, 0.2] + rng.normal(size=1500)
+    cv = KFold(5, random_state=0)
+    ours = RidgeCV(ALPHAS, cv=cv).fit(da.from_array(X, chunks=(333, 4)), y)
+    ref = SkRidgeCV(ALPHAS, cv=list(cv.split(X))).fit(X, y)
+    assert ours.solver_ == "tsqr" and ours.passes_ == 1
+    assert ours.alpha_ == ref.alpha_
+    assert ours.best_score_ == pytest.approx(ref.best_score_, rel=1e-10)
+    # normwise: the two near-equal columns' coefficients are as accurate as the data let either solver be
+    assert np.abs(ours.coef_ - ref.coef_).max() < 1e-8 * np.abs(ref.coef_).max()
 
 
 def test_leave_one_out_equals_scikit_learns_default_and_gcv_its_closed_form(data):

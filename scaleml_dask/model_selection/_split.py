@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .._folds import NONE, TEST, TRAIN, Permutation, fold_bounds, fold_counts, fold_of
+from .._folds import NONE, TEST, TRAIN, Permutation, fold_bounds, fold_counts
 
 __all__ = ["KFold", "ShuffleSplit", "SplitPlan", "StratifiedKFold", "StratifiedShuffleSplit", "check_cv",
            "class_counts", "select_rows", "train_test_split"]
@@ -89,6 +89,11 @@ class SplitPlan:
         first[index[::-1]] = np.arange(len(index))[::-1]
         return index.astype(np.int64), M[:, first].T.copy()
 
+    def fold_rule(self) -> tuple[Permutation, np.ndarray] | None:
+        """``(perm, bounds)`` when a row's pattern is its test fold ``perm.folds(rows, bounds)`` and the patterns
+        are the same for every block (k folds): a kernel can then compute it row by row; None otherwise."""
+        return None
+
 
 class KeptArrays:
     """Arrays a process keeps between the passes of a search, least recently used first out past ``budget``
@@ -139,12 +144,15 @@ class _KFoldPlan(SplitPlan):
     bounds: np.ndarray = field(default=None)
 
     def memberships(self, rows: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-        f = fold_of(self.perm(rows), self.bounds)
+        f = self.perm.folds(rows, self.bounds)
         return np.where(f[None, :] == np.arange(self.n_splits)[:, None], TEST, TRAIN).astype(np.int8)
 
     def patterns(self, rows: np.ndarray, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         k = self.n_splits  # the pattern of a row is its test fold
-        return fold_of(self.perm(rows), self.bounds), np.where(np.eye(k, dtype=bool), TEST, TRAIN).astype(np.int8)
+        return self.perm.folds(rows, self.bounds), np.where(np.eye(k, dtype=bool), TEST, TRAIN).astype(np.int8)
+
+    def fold_rule(self) -> tuple[Permutation, np.ndarray]:
+        return self.perm, self.bounds
 
     def chunk_counts(self, chunks: Sequence[int], y: Any = None) -> np.ndarray:
         """Each chunk's test rows per fold counted straight from their positions (``fold_counts``: no
@@ -228,7 +236,7 @@ class _StratifiedPlan(SplitPlan):
 
     def _of_class(self, c: int, ranks: np.ndarray) -> np.ndarray:
         if self.kfold:
-            f = fold_of(self.perms[c](ranks), self.bounds[c])
+            f = self.perms[c].folds(ranks, self.bounds[c])
             return np.where(f[None, :] == np.arange(self.n_splits)[:, None], TEST, TRAIN)
         n_test, n_train = self.bounds[c]
         out = np.empty((self.n_splits, len(ranks)), dtype=np.int8)

@@ -222,18 +222,3 @@ def fold_bounds(n: int, k: int, rotate: int = 0) -> np.ndarray:
 def fold_of(positions: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """The range (fold) each position falls in, given the ranges' upper bounds."""
     return np.searchsorted(bounds, positions, side="right").astype(np.int64)
-
-
-@njit(cache=True, nogil=True)
-def fold_counts(positions, bounds):  # pragma: no cover - compiled
-    """How many ``positions`` fall in each range (fold) — ``np.bincount(fold_of(positions, bounds))`` in one
-    loop, with no array of folds (positions below ``bounds[-1]``)."""
-    k = bounds.shape[0]
-    out = np.zeros(k, dtype=np.int64)
-    for i in range(positions.shape[0]):
-        v = positions[i]
-        f = 0
-        while f < k - 1 and v >= bounds[f]:
-            f += 1
-        out[f] += 1
-    return out

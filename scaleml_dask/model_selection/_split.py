@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .._folds import NONE, TEST, TRAIN, Permutation, fold_bounds, fold_counts
+from .._folds import NONE, TEST, TRAIN, Permutation, fold_bounds
 
 __all__ = ["KFold", "ShuffleSplit", "SplitPlan", "StratifiedKFold", "StratifiedShuffleSplit", "check_cv",
            "class_counts", "select_rows", "train_test_split"]
@@ -155,7 +155,7 @@ class _KFoldPlan(SplitPlan):
         return self.perm, self.bounds
 
     def chunk_counts(self, chunks: Sequence[int], y: Any = None) -> np.ndarray:
-        """Each chunk's test rows per fold counted straight from their positions (``fold_counts``: no
+        """Each chunk's test rows per fold counted straight from their folds (``Permutation.folds``: no
         memberships), the chunks in threads (the kernels release the GIL): a search plans its rounds from these
         counts before its first pass, while the workers wait."""
         from concurrent.futures import ThreadPoolExecutor
@@ -164,7 +164,8 @@ class _KFoldPlan(SplitPlan):
         out = np.zeros((len(chunks), self.n_splits, 3), dtype=np.int64)
 
         def count(i: int) -> None:
-            tests = fold_counts(self.perm(np.arange(starts[i], starts[i + 1])), self.bounds)
+            tests = np.bincount(self.perm.folds(np.arange(starts[i], starts[i + 1]), self.bounds),
+                                minlength=self.n_splits)
             out[i, :, TEST] = tests
             out[i, :, TRAIN] = starts[i + 1] - starts[i] - tests
 

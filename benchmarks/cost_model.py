@@ -33,8 +33,11 @@ worker CPU of its fixed cost (``fixed_worker_s``, measured unthrottled with it) 
 hosts sharing the machine's cores (``cores``), every worker-side constant is also κ(n) times larger, n =
 min(P, C) hosts busy at once (the moments kernel's CPU per chunk with n quota'd hosts running it at once over
 with one, measured apart from any fit: ``--calibrate-contention``).
-- tail      = n s / (e R)                         the parts that reach the client: the tree's last level
-                                                  (n = min(C, 8)), or every chunk's (n = C: SGD local)
+- tail      = h n s / (e R)                       the parts that reach the client: the tree's last level
+                                                  (n = min(C, 8)), or every chunk's (n = C: the search)
+  h = 2 links crossed: a client outside the cluster gathers through the scheduler (distributed's default when
+  ``direct_to_workers`` is unset: worker → scheduler, then scheduler → client, each message whole before it is
+  sent on); the held-out rows a first round of SGD carries to the client (C v r (d + 1) 8 bytes) cross both too.
 
 C chunks of r rows and b bytes, m combine tasks (fan-in 8, the last combine on the client), P workers of T
 threads, t_k / t_c the chunk / combine task's time on one core (read from the page cache + kernel), ω / σ / γ
@@ -81,6 +84,7 @@ from pathlib import Path
 
 CONSTANTS = Path(__file__).with_name("constants.json")
 FAN_IN = 8
+GATHER_HOPS = 2  # links a result crosses to a client outside the cluster: worker -> scheduler -> client
 MAX_CANDIDATES = 200_000  # k-means||: the most candidates a combine passes on (``MAX_CANDIDATE_ROWS``)
 
 
@@ -213,7 +217,7 @@ def one_pass(w: Workload, cl: Cluster, k: Constants, kernel: str, part_bytes: fl
         cpu = C * (t_k + k.worker_task_s) + m * (t_c + k.worker_task_s) + (C + m) * (
             k.scheduler_task_s + k.client_task_s) + client_extra
         terms["cpu"] = cpu / min(cores, cl.worker_cores + 2)
-    tail = (min(C, FAN_IN) if tree else C) * part_bytes / rate
+    tail = GATHER_HOPS * (min(C, FAN_IN) if tree else C) * part_bytes / rate
     terms["total"] = max(terms.values()) + tail
     return terms
 
@@ -227,7 +231,7 @@ def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
         work = one_pass(w, cl, k, "moments", (d + 2) ** 2 * 8)
     elif w.method == "sgd-local":
         work = _times(one_pass(w, cl, k, "sgd_local", (d + 1) * 8), w.epochs)
-        work["total"] += C * w.validation_fraction * w.chunk_rows * (d + 1) * 8 / _rate(cl, k)
+        work["total"] += GATHER_HOPS * C * w.validation_fraction * w.chunk_rows * (d + 1) * 8 / _rate(cl, k)
     elif w.method == "kmeans":
         cand = 1 + 2 * w.k * w.init_rounds
         reaching = min(cand * C, MAX_CANDIDATES)  # the tree summarises past its limit (``_kmeans_kernels``)
@@ -240,7 +244,7 @@ def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
         work = _times(one_pass(w, cl, k, "search", part, tree=False), w.epochs + 1)
     elif w.method in ("sgd-sync", "sgd-async"):
         work = one_pass(w, cl, k, "split", 0.0, tree=False)
-        work["total"] += C * w.validation_fraction * w.chunk_rows * (d + 1) * 8 / _rate(cl, k)
+        work["total"] += GATHER_HOPS * C * w.validation_fraction * w.chunk_rows * (d + 1) * 8 / _rate(cl, k)
         epoch = _sync_epoch(w, cl, k) if w.method == "sgd-sync" else _async_epoch(w, cl, k)
         work = _plus(work, _times(epoch, w.epochs))
     else:

@@ -222,6 +222,22 @@ def test_median_sketch_within_its_bound_of_numpy_and_the_same_whatever_the_chunk
         np.nanmedian(small)  # at most 4,096 values: exact
 
 
+def test_median_sketch_of_values_near_the_float64_limits(rng):
+    """Keys of ±1e308 differ by more than 2**63: the sketch still finds a resolution (it once failed with
+    "negative dimensions"), the median within its bound of numpy's, one chunk or many."""
+    from scaleml_dask.preprocessing._sketch import QuantileSketch
+
+    x = rng.choice([-1.0, 1.0], 60_001) * rng.uniform(1e307, np.finfo(float).max, 60_001)
+    one, many = QuantileSketch.of(x), QuantileSketch.merge([QuantileSketch.of(x[i:i + 7000]) for i in
+                                                             range(0, len(x), 7000)])
+    assert one == many
+    m, (value_err, rank_err) = one.median(), one.median_error()
+    assert np.isfinite(m) and abs(m - np.median(x)) <= value_err
+    assert (x < m).sum() <= len(x) / 2 + rank_err and (x <= m).sum() >= len(x) / 2 - rank_err
+    frame = pd.DataFrame({"a": [1e308, -1e308, 1e308, np.nan, 5.0] * 1000})  # few values: exact
+    assert OURS.SimpleImputer(strategy="median").fit(frame).statistics_[0] == np.nanmedian(frame["a"])
+
+
 def test_median_sketch_bins_hold_their_edge_or_their_bounds(rng):
     """Beyond 4,096 values a bin keeps its count and whether every value in it is its edge (its bound nearest
     zero): values with few significant bits give numpy's median exactly; values on their bins' edges in a chunk

@@ -84,7 +84,7 @@ def _coarse(key: np.int64, shift: int) -> np.int64:  # pragma: no cover - compil
 @njit(cache=True, nogil=True)
 def _resolution(k_lo: np.int64, k_hi: np.int64, r: int, bins: int) -> int:  # pragma: no cover - compiled
     """The largest resolution ``≤ r`` (keys given at ``r``) at which ``k_lo..k_hi`` spans fewer than ``bins``."""
-    while r > 0 and k_hi - k_lo >= bins:
+    while r > 0 and k_hi > k_lo + (bins - 1):  # not ``k_hi - k_lo``: keys of ±1e308 differ by more than 2^63
         r -= 1
         k_lo, k_hi = _coarse(k_lo, 1), _coarse(k_hi, 1)
     return r

@@ -167,8 +167,8 @@ def ridge_path(m: Moments, alphas: np.ndarray, fit_intercept: bool) -> tuple[np.
     d = R.shape[0] - 1
     U, s, Vt = np.linalg.svd(R[:d, :d])
     proj = U.T @ R[:d, d]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shrink = s[None, :] / (s[None, :] ** 2 + np.asarray(alphas)[:, None])
+    with np.errstate(divide="ignore", invalid="ignore"):  # s / (s² + alpha), without squaring s (1e200 overflows)
+        shrink = 1.0 / (s[None, :] + np.asarray(alphas)[:, None] / s[None, :])
     shrink = np.where(np.isfinite(shrink), shrink, 0.0)
     coef = (shrink * proj[None, :]) @ Vt
     intercept = m.mean[d] - coef @ m.mean[:d] if fit_intercept else np.zeros(len(alphas))

@@ -65,6 +65,20 @@ def test_ill_conditioned_folds_fall_back_to_a_qr_of_their_own_rows():
     assert np.abs(ours.coef_ - ref.coef_).max() < 1e-8 * np.abs(ref.coef_).max()
 
 
+@pytest.mark.parametrize("scale", [1e150, 1e300])
+def test_values_whose_squares_overflow_give_the_least_squares_path_not_zeros(scale):
+    """X of 1e150–1e300: the Grams overflow (the folds fall back to QR) and so would the squared singular values of
+    the path; the alphas are then negligible, so every fold's fit is least squares — once zeros with a score of 0."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1500, 4))
+    y = X @ [1.0, 2.0, 3.0, 4.0] + rng.normal(size=1500)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ours = RidgeCV(ALPHAS, cv=KFold(5, random_state=0)).fit(da.from_array(X * scale, chunks=(500, 4)), y)
+    ols = np.linalg.lstsq(np.c_[X, np.ones(len(X))], y, rcond=None)[0][:4]
+    np.testing.assert_allclose(ours.coef_ * scale, ols, rtol=1e-9)
+    assert ours.best_score_ > 0.9
+
+
 def test_leave_one_out_equals_scikit_learns_default_and_gcv_its_closed_form(data):
     X, y, _ = data
     loo = RidgeCV(ALPHAS, cv="loo").fit(da.from_array(X, chunks=(400, 6)), y)

@@ -238,6 +238,18 @@ def test_median_sketch_of_values_near_the_float64_limits(rng):
     assert OURS.SimpleImputer(strategy="median").fit(frame).statistics_[0] == np.nanmedian(frame["a"])
 
 
+def test_statistics_float64_cannot_hold_are_refused_by_column():
+    """Values near ±1.8e308: a variance, a range or a mean past float64 is refused naming the column (once NaN
+    scales and NaN outputs an estimator then blamed on the data); a mean float64 can hold is still exact."""
+    frame = pd.DataFrame({"ok": [1.0, 2.0, 3.0] * 3, "big": [1e308, -1e308, 2.0] * 3})
+    for t, what in ((OURS.StandardScaler(), "mean and variance"), (OURS.MinMaxScaler(), "range")):
+        with pytest.raises(TableInputError, match=f"the {what} of column 'big' overflows float64"):
+            t.fit(frame)
+    assert OURS.SimpleImputer().fit(frame).statistics_[1] == pytest.approx(6.0 / 9, rel=1e-15)
+    with pytest.raises(TableInputError, match="the mean of column 'big' overflows"):
+        OURS.SimpleImputer().fit(frame.assign(big=[1e308, 1e308, 2.0] * 3))
+
+
 def test_median_sketch_bins_hold_their_edge_or_their_bounds(rng):
     """Beyond 4,096 values a bin keeps its count and whether every value in it is its edge (its bound nearest
     zero): values with few significant bits give numpy's median exactly; values on their bins' edges in a chunk

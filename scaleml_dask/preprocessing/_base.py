@@ -845,6 +845,16 @@ def _in_memory(X: Any) -> bool:
                                         or (isinstance(X, list) and bool(X) and isinstance(X[0], Mapping)))
 
 
+def require_finite(transformer: str, state: ColumnState, what: str, *values: float) -> None:
+    """Refuse a statistic of an observed column that float64 cannot hold (a mean of values near ±1.8e308, their
+    variance, their range), naming the column, rather than fit on NaN / inf."""
+    if state.summary.count and not np.all(np.isfinite(values)):
+        big = max(abs(state.summary.min), abs(state.summary.max))
+        raise TableInputError(f"{transformer}: the {what} of column {state.source or state.name!r} overflows float64 "
+                              f"(values up to {big:.3g} in magnitude): scale the column down",
+                              column=state.source or state.name)
+
+
 def require_kind(transformer: str, state: ColumnState, kinds: Sequence[str], fix: str) -> None:
     """Refuse an input column of a kind the transformer cannot take, naming it."""
     if state.kind not in kinds:

@@ -16,6 +16,7 @@ from ._base import (
     as_affine,
     as_floats,
     onnx_affine,
+    require_finite,
     require_kind,
 )
 
@@ -56,6 +57,7 @@ class StandardScaler(TableTransformer):
     def _fit_columns(self, states: list[ColumnState]) -> list[ColumnState]:
         for s in states:
             require_kind("StandardScaler", s, NUMBERS, _FIX)
+            require_finite("StandardScaler", s, "mean and variance", s.summary.mean, s.summary.var)
         mean = np.array([s.summary.mean for s in states])
         var = np.array([s.summary.var for s in states])
         self.n_samples_seen_ = _seen(states)
@@ -107,6 +109,7 @@ class MinMaxScaler(TableTransformer):
                              f"{self.feature_range!r}.")
         for s in states:
             require_kind("MinMaxScaler", s, NUMBERS, _FIX)
+            require_finite("MinMaxScaler", s, "range", s.summary.max - s.summary.min)
         self.data_min_ = np.array([s.summary.min for s in states])
         self.data_max_ = np.array([s.summary.max for s in states])
         self.data_range_ = self.data_max_ - self.data_min_

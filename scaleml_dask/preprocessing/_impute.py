@@ -8,7 +8,17 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.utils._param_validation import MissingValues, StrOptions
 
-from ._base import Codes, ColumnState, OnnxPiece, Piece, TableTransformer, as_affine, of_values, require_kind
+from ._base import (
+    Codes,
+    ColumnState,
+    OnnxPiece,
+    Piece,
+    TableTransformer,
+    as_affine,
+    of_values,
+    require_finite,
+    require_kind,
+)
 from ._data import NUMBERS
 
 
@@ -125,6 +135,7 @@ class SimpleImputer(TableTransformer):
         if m.count == 0:
             return np.nan, (0.0, 0)
         if self.strategy == "mean":
+            require_finite("SimpleImputer", s, "mean", m.mean)
             return float(m.mean), (0.0, 0)
         if self.strategy == "median":
             return m.quantile(0.5), (0.0, 0) if m.values is not None else m.sketch.median_error()

@@ -32,7 +32,8 @@ from numba import njit
 from ._folds import TILE, Permutation, permute_tile, range_of, round_tables
 from ._scratch import scratch
 
-#: Rows per buffer (as ``_tsqr.SUB_ROWS``: in cache, and enough rows for BLAS to run at speed).
+#: Rows per fold's buffer: the k buffers stay in cache together, each full one enough rows for one SYRK at
+#: speed (fewer than ``_tsqr.SUB_ROWS``, which has one buffer; the RidgeCV table of benchmarks/README.md).
 SUB_ROWS = 1000
 _IOTA = np.arange(TILE, dtype=np.int64)
 

@@ -247,8 +247,8 @@ class _Plan:
 
 class _Kwargs:
     """A pass's keyword arguments holding no dask collection, as one opaque task input: dask walks every
-    argument of every task it is given (dicts, tuples, dataclasses, field by field: a stored table's reader takes
-    a millisecond), this once per pass (``_opaque``)."""
+    argument of every task it is given (dicts, tuples, dataclasses, field by field: a stored table's reader is
+    slow to walk, benchmarks/README.md "Tables"), this once per pass (``_opaque``)."""
 
     __slots__ = ("kwargs",)
 

@@ -32,7 +32,6 @@ import copy
 import logging
 import math
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +45,7 @@ from ..metrics._scorer import Scorer, merge_scores, score_rows
 from ..sgd._blocks import checked_targets
 from ..sgd._kernels import _PENALTY_CODE, _SCHEDULE_CODE, epoch_plan, holdout_range
 from ._fused_kernels import fused_epochs, label_counts, loss_code, member_losses
-from ._split import KeptArrays, chunk_memberships
+from ._split import chunk_memberships
 
 log = logging.getLogger("scaleml_dask.model_selection")
 
@@ -150,20 +149,6 @@ class _Pass:
     scorers: tuple
     transforms: tuple | None = None  # per split: the fitted preprocessing of a pipeline, or None
     table: Any = None  # a table's chunk: (reader, number of source blocks, schema) (``_tables.TableChunks``)
-    key: str = ""  # the search's own token: its workers keep each chunk's encoded targets under it (``_targets``)
-
-
-class _AsIs:
-    """A task argument dask passes on as it is: a dataclass would be unpacked and tokenized field by field for
-    every chunk's task (a fused pass's keys are its own anyway: ``map_row_chunks(unique=True)``)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __dask_tokenize__(self) -> tuple:
-        return ("fused-pass", id(self))
 
 
 def fused_pass(spec: _Pass, *arrays: Any) -> list:
@@ -171,16 +156,15 @@ def fused_pass(spec: _Pass, *arrays: Any) -> list:
     ``_fused_block`` per chunk."""
     from ..passes import map_row_chunks
 
-    return map_row_chunks(_fused_block, *arrays, unique=True, spec=_AsIs(spec))
+    return map_row_chunks(_fused_block, *arrays, unique=True, spec=spec)  # passed to every task as is
 
 
-def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _AsIs) -> dict:
+def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _Pass) -> dict:
     """One chunk of a fused pass: score, measure the held-out loss, train every group's members one round.
     ``blocks``: the chunk of X and of y, or of a table's source arrays and of y (``spec.table``)."""
-    spec = spec.value
     raw = blocks[0] if spec.table is None else spec.table.rows(blocks[:-1])
     y = np.asarray(blocks[-1]).ravel()
-    T = _targets(spec, y, chunk_index, row_start)
+    T = checked_targets(y, chunk_index, row_start, spec.classes)
     M = chunk_memberships(spec.plan, row_start, y)
     views: dict[int, np.ndarray] = {}
 
@@ -234,20 +218,6 @@ def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _A
     out["delta"] = delta
     out["active"] = active
     return out
-
-
-#: Encoded targets a worker process keeps between the passes of a search (``_targets``), at most 64 MiB.
-_TARGETS = KeptArrays(64 * 2**20)
-
-
-def _targets(spec: _Pass, y: np.ndarray, chunk_index: int, row_start: int) -> np.ndarray:
-    """The chunk's targets, checked and encoded (``checked_targets``) at the search's first read of the chunk and
-    kept by the process for its later passes (under ``spec.key``, the search's own token: another search, or the
-    same one over changed data, never shares them)."""
-    def make() -> np.ndarray:
-        return checked_targets(y, chunk_index, row_start, spec.classes)
-
-    return _TARGETS.get((spec.key, chunk_index, row_start, len(y)), make) if spec.key else make()
 
 
 def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np.ndarray, chunk_index: int,
@@ -397,7 +367,6 @@ class FusedSGD:
         self.done = np.zeros(N, dtype=np.int64)  # rounds trained
         self.alive = np.ones(N, dtype=bool)
         self.zero_loss: dict[int, float] = {}
-        self.key = uuid.uuid4().hex  # names what the workers keep for this search's passes (``_targets``)
         self.passes_ = 0
         self.pass_times_: list[float] = []
         self.chunks_read_: list[int] = []  # per pass
@@ -492,7 +461,7 @@ class FusedSGD:
         jobs = score_jobs(keys, S, K, self.classes, [e.loss for e in self.estimators])
         W_in = self.W.copy()
         spec = _Pass(self.plan, self.classes, W_in, tuple(groups), tuple(loss_groups), jobs, self.scorers,
-                     self.transforms, self.table, self.key)
+                     self.transforms, self.table)
         t0 = time.perf_counter()
         X = (self.dX,) if self.table is None else self.table.sources(self.dX)
         every = fused_pass(spec, *X, self.dy)

@@ -478,15 +478,28 @@ def _distributed_client() -> Any:
     return client if get_scheduler() == client.get else None
 
 
-def reduce_here(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8) -> Any:
+def reduce_here(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int = 8, *,
+                on_workers: bool = True) -> Any:
     """``dask.compute(tree_reduce(parts, combine, split_every))[0]``, with the tree's last ``combine`` run in
     this process: the same tree and the same answer, but its (at most ``split_every``) inputs come back from
     the one ``dask.compute`` instead of costing a task more, a transfer between workers and a scheduler
-    round trip, the fixed cost that small fits pay (benchmarks/README.md, "Growth")."""
+    round trip, the fixed cost that small fits pay (benchmarks/README.md, "Growth"). ``on_workers=False`` runs
+    the whole tree here, on every part brought back (for parts as small as a linear model's weights: the tree's
+    tasks on the workers would cost more than carrying them), still the same tree and the same answer."""
     import dask
 
+    if not on_workers:
+        return combine_here(list(dask.compute(*parts)), combine, split_every)
     values = dask.compute(*_tree_levels(parts, combine, split_every, split_every))
     return values[0] if len(values) == 1 else combine(list(values))
+
+
+def combine_here(values: list, combine: Callable[[list], Any], split_every: int = 8) -> Any:
+    """The tree of ``tree_reduce`` applied in this process to computed ``values``: the same groups, so the same
+    answer as that tree computed by dask."""
+    while len(values) > 1:
+        values = [combine(values[i:i + split_every]) for i in range(0, len(values), split_every)]
+    return values[0]
 
 
 def one_pass(kernel: Callable, combine: Callable[[list], Any], *arrays: Any, split_every: int = 8,

@@ -617,18 +617,16 @@ def score_jobs(keys: list, S: int, K: int, classes: np.ndarray | None, losses: S
 
 
 def compute_pass(parts: list, scorers: tuple | None) -> tuple[list, list]:
-    """Compute a pass's chunk results and, with ``scorers``, their score states merged by a fixed tree."""
-    import operator
-
+    """Compute a pass's chunk results and, with ``scorers``, their score states merged by a fixed tree — here:
+    every chunk's result comes back whole anyway, so the tree's tasks on the workers would only add hops."""
     import dask
 
-    from ..passes import tree_reduce
+    from ..passes import combine_here
 
+    blocks = list(dask.compute(*parts))
     if scorers is None:
-        return list(dask.compute(*parts)), []
-    root = tree_reduce([dask.delayed(operator.getitem)(p, "scores") for p in parts], _ScoreMerge(scorers))
-    blocks, states = dask.compute(parts, root)
-    return list(blocks), states
+        return blocks, []
+    return blocks, combine_here([b["scores"] for b in blocks], _ScoreMerge(scorers))
 
 
 def scores_by_candidate(keys: list, states: list, names: list[str], scorers: tuple, S: int) -> dict[int, dict]:

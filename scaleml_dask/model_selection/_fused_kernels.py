@@ -8,9 +8,10 @@ all: its rows are gathered once, and per batch
 
 1. the margins of every member are one matrix product ``Xb @ W`` (BLAS; ``Xb`` holds a ones column, so the
    intercepts come with it);
-2. the log loss's ``sigmoid(z)`` of every member-row in one flat loop the compiler vectorises (``exp`` by a
-   polynomial, its ``2**k`` by a bit cast), which also finds a non-finite margin (an integer max of the
-   exponent bits); squared loss needs no loop (``dloss/dz = z - t``), hinge one per member-row;
+2. the log loss's ``sigmoid(z)`` of every member-row in one flat loop the compiler vectorises
+   (``sgd._kernels._sigmoid_into``: ``exp`` by a polynomial, its ``2**k`` by a bit cast), which also finds a
+   non-finite margin (an integer max of the exponent bits); squared loss needs no loop (``dloss/dz = z - t``),
+   hinge one per member-row;
 3. the gradients are one product ``Xb' S`` minus the targets' part ``Xb' T``, summed once for every member as
    the rows are gathered (``dloss/dz = s - t`` for log and squared loss: ``Xb' (S - t) = Xb' S - Xb' t``);
 4. each member takes the plain estimator's own step (``sgd._kernels.step_coordinate``: its penalty, learning
@@ -20,14 +21,9 @@ Weights are a ``(d + 1, M)`` block (intercept last row), members side by side; t
 members only (a member that diverges leaves the products at once).
 
 What differs from the plain kernel is only the order of floating-point sums inside a margin and a gradient (BLAS,
-and the targets' part summed apart) and an ``exp`` evaluated by a vectorisable polynomial (within an ulp of
-libm's): the weights agree to ~1e-13 (tests: 1e-10). A member whose weights stop being finite is switched off at
-once; a non-finite margin from finite weights means a NaN / inf row, reported to the caller.
-
->>> import numpy as np
->>> z = np.array([-700.0, -2.0, 0.0, 0.5, 3.0])
->>> bool(np.allclose(exp_nonpositive(-np.abs(z)), np.exp(-np.abs(z)), rtol=1e-15, atol=0))
-True
+and the targets' part summed apart); the sigmoid is the plain kernel's own (``sgd._kernels._sigmoid_into``): the
+weights agree to ~1e-13 (tests: 1e-10). A member whose weights stop being finite is switched off at once; a
+non-finite margin from finite weights means a NaN / inf row, reported to the caller.
 """
 
 from __future__ import annotations
@@ -41,13 +37,18 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._optim import adagrad_direction, adam_direction, bias_corrections
-from ..sgd._kernels import _BETA1, _BETA2, ring_row, step_coordinate, step_rate
+from ..sgd._kernels import (
+    _BETA1,
+    _BETA2,
+    _EXPONENT,
+    _all_finite,
+    _as_bits,
+    _sigmoid_into,
+    ring_row,
+    step_coordinate,
+    step_rate,
+)
 
-_LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_TAIL = 700.0  # exp(-700) < 1e-304: the sigmoid's tails are taken as 0 and 1 beyond
-_EXPONENT = 0x7FF0000000000000  # the exponent bits of a float64: all set for inf and NaN only
 _LOSS_CODE = {"squared": 0, "log_loss": 1, "hinge": 2}
 #: The largest product ``rows × members × coefficients`` of a panel: OpenBLAS multiplies matrices up to this size
 #: with its small-matrix kernels (no packing), several times faster per member at the batch sizes of SGD
@@ -57,22 +58,6 @@ _SMALL_GEMM = 1_000_000
 _AHEAD = 16
 #: Rows per tile of ``label_counts`` (its rows and margins stay in the L1 / L2 cache).
 _TILE = 256
-
-
-@intrinsic
-def _as_float(typingctx, bits):
-    """The float64 whose bits are the int64 ``bits`` (a bit cast in registers: unlike a view, it vectorises)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
-
-
-@intrinsic
-def _as_bits(typingctx, x):
-    """The bits of the float64 ``x`` as an int64."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(types.float64), codegen
 
 
 @intrinsic
@@ -91,77 +76,6 @@ def _prefetch(typingctx, X, r, j):
         builder.call(fn, [i8p, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # read, keep, data
         return context.get_dummy_value()
     return types.none(X, types.intp, types.intp), codegen
-
-
-@njit(cache=True, inline="always")
-def _exp_poly(r):  # pragma: no cover - compiled
-    """exp(r) for |r| <= ln2 / 2: Taylor to degree 13 (truncation below 1e-17 relative)."""
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    return p * r + 1.0
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _exp_nonpositive(x):  # pragma: no cover - compiled
-    """``exp(x)`` for ``x <= 0`` (clamped at -708: below, exp is under 3e-308 either way) by range reduction
-    ``x = k ln2 + r``: the polynomial of ``r`` times ``2**k``, made from its exponent bits."""
-    xq = x if x > -708.0 else -708.0
-    k = np.floor(xq * _LOG2E + 0.5)
-    r = (xq - k * _LN2_HI) - k * _LN2_LO
-    return _exp_poly(r) * _as_float((np.int64(k) + 1023) << 52)
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _exp_nonpositive_into(x, out):  # pragma: no cover - compiled
-    for i in range(x.shape[0]):
-        out[i] = _exp_nonpositive(x[i])
-
-
-def exp_nonpositive(x: np.ndarray) -> np.ndarray:
-    """``exp(x)`` of non-positive ``x`` by the kernels' vectorisable evaluation (for tests and doctests)."""
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    out = np.empty_like(x)
-    _exp_nonpositive_into(x, out)
-    return out
-
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
-def _sigmoid_into(z, s):  # pragma: no cover - compiled
-    """``s = 1 / (1 + exp(-z))`` of every entry, formed as ``sgd._kernels.loss_gradient`` forms it (``exp`` of
-    ``-|z|`` only: no overflow), in one loop free of calls and of branches the compiler cannot turn into
-    selects (``error_model="numpy"``: a division is not checked for zero), so that it vectorises. Past
-    ``|z| = _TAIL`` the sigmoid is exactly 0 or 1 (off by less than 1e-304 — and no subnormal number reaches
-    the gradient's product, where each costs a microcode assist: a diverging member's margins are huge).
-    Returns whether every ``z`` is finite (the largest exponent field seen, an integer max: a reduction that
-    vectorises)."""
-    top = 0
-    for i in range(z.shape[0]):
-        v = z[i]
-        top = max(top, _as_bits(v) & _EXPONENT)
-        a = abs(v)
-        e = _exp_nonpositive(-a) if a < _TAIL else 0.0
-        s[i] = (1.0 if v > 0 else e) / (1.0 + e)
-    return top != _EXPONENT
-
-
-@njit(cache=True, nogil=True)
-def _all_finite(z):  # pragma: no cover - compiled
-    """Whether every entry of the flat ``z`` is finite (an integer max of the exponent fields: it vectorises)."""
-    top = 0
-    for i in range(z.shape[0]):
-        top = max(top, _as_bits(z[i]) & _EXPONENT)
-    return top != _EXPONENT
 
 
 @njit(cache=True, nogil=True)

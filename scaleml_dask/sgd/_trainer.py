@@ -6,6 +6,7 @@ The trainer knows nothing of the estimator: ``fit`` builds the config once from 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -43,6 +44,11 @@ CURVE_COLUMNS = ("wall_time_s", "samples_seen", "bytes_exchanged", "heldout_loss
 _ASYNC_POLL_S = 0.2
 _MAX_RESUMES = 3  # parameter servers lost in one fit before it gives up
 _SETTLE_S = 5.0
+#: Local mode sums a round's weight changes in this process when all of them together are at most this large
+#: (``passes.reduce_here(on_workers=False)``: the same sums, without the tree's tasks and transfers on the workers).
+_SUM_HERE_BYTES = 16 << 20
+#: Weights of at most this many bytes travel inside a local-mode round's tasks instead of being scattered.
+_INLINE_BYTES = 64 << 10
 
 
 #: A held-out loss this many times the loss the fit started from is reported as diverging (a warning).
@@ -411,10 +417,13 @@ class Trainer:
             while st.epoch < target:
                 seeds = [st.next_seed() for _ in range(cfg.local_epochs)]
                 with_val = first and self.X_val is None
-                with broadcast(st.W) as W:  # once per worker, not once per chunk's task inside the graph
+                # large weights go once per worker, not once per chunk's task inside the graph; small ones inside
+                # the tasks (a scatter costs a round trip to every worker before the pass can start)
+                with broadcast(st.W) if st.W.nbytes > _INLINE_BYTES else contextlib.nullcontext(st.W) as W:
                     total = reduce_here(map_row_chunks(local_block, dX, dy, W=W, seeds=seeds,
                                                        t0=float(st.opt["t"]), problem=problem, with_val=with_val),
-                                        functools.partial(sum_local, shape=st.W.shape))
+                                        functools.partial(sum_local, shape=st.W.shape),
+                                        on_workers=len(dX.chunks[0]) * st.W.nbytes > _SUM_HERE_BYTES)
                 if not isinstance(total, LocalSum):  # one chunk: nothing was summed
                     total = sum_local([total], st.W.shape)
                 if with_val:

@@ -165,11 +165,12 @@ class _Cgroup:
         period = max(round(self.period_ms * 1000), _MIN_CFS_US)
         if cores is not None:
             period = max(period, math.ceil(_MIN_CFS_US / cores))
+        quota = "-1" if cores is None else str(max(round(cores * period), _MIN_CFS_US))
         if "v2" in self.dirs:
-            (self.dirs["v2"] / "cpu.max").write_text("max" if cores is None else f"{int(cores * period)} {period}")
+            (self.dirs["v2"] / "cpu.max").write_text(f"{'max' if cores is None else quota} {period}")
         elif "cpu" in self.dirs:
             (self.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(period))
-            (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text("-1" if cores is None else str(int(cores * period)))
+            (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text(quota)
 
     def set_memory_limit(self, nbytes: int | None) -> None:
         """At most ``nbytes`` of memory, page cache included (None: no limit)."""

@@ -464,6 +464,16 @@ def shared(value: Any) -> Any:
     return client.scatter(value, broadcast=True, hash=False)
 
 
+def run_everywhere(func: Callable, *args: Any) -> list:
+    """``func(*args)`` in every process that runs the current scheduler's tasks — each worker of a
+    dask.distributed client (``Client.run``: no task, no graph), else this process — to read or clear what tasks
+    left in their process's memory; the answers of the workers that answered."""
+    client = _distributed_client()
+    if client is None:
+        return [func(*args)]
+    return [v for v in client.run(func, *args, on_error="return").values() if not isinstance(v, Exception)]
+
+
 def _distributed_client() -> Any:
     """The dask.distributed client that ``dask.compute`` would use now, or None."""
     if "distributed" not in sys.modules:

@@ -438,7 +438,7 @@ class Trainer:
                 seeds = [st.next_seed() for _ in range(cfg.local_epochs)]
                 with_val = first and self.X_val is None
                 with broadcast(st.W) as W:  # once per worker, not once per chunk's task inside the graph
-                    total = reduce_here(map_row_chunks(local_block, dX, dy, W=W, seeds=seeds,
+                    total = reduce_here(map_row_chunks(local_block, dX, dy, W=W, seeds=seeds, readahead=True,
                                                        t0=float(st.opt["t"]), problem=problem, with_val=with_val),
                                         functools.partial(sum_local, shape=st.W.shape))
                 if not isinstance(total, LocalSum):  # one chunk: nothing was summed

@@ -55,8 +55,8 @@ Per method (``predict``; ``fixed_s[method]`` measured):
   that fit in a quarter of the workers' memory are first persisted, which maps the page cache (its round trip
   is in the fixed cost);
 - SGD local: one pass per round, the chunks' weight changes summed by the tree (s = (d + 1) 8); the held-out
-  rows (a fraction v of each chunk's) stay on the workers that read them, and each of the rounds + 1 held-out
-  losses is one round trip to every worker (ψ) bringing back two numbers per chunk;
+  rows (a fraction v of each chunk's) stay on the workers that read them, and each held-out loss is one round
+  trip to every worker (ψ) bringing back two numbers per chunk (a one-round fit's two are in its fixed cost);
 - SGD sync: the persisting pass (``split_block``), the held-out rows to the client, then
   S = ⌈r (1 − v) / B⌉ steps per epoch, each
   ``max(ψ + (Q − 1)(σ + γ), ψ + ⌈C / Q⌉ t_g, quota, cpu)`` for Q busy threads (ψ: a step's round trip with
@@ -224,7 +224,9 @@ def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
         work = one_pass(w, cl, k, "moments", (d + 2) ** 2 * 8)
     elif w.method == "sgd-local":
         work = _times(one_pass(w, cl, k, "sgd_local", (d + 1) * 8), w.epochs)
-        work["total"] += (w.epochs + 1) * k.step_s  # the held-out losses, scored where the rows are
+        # the held-out losses, scored where the rows are: a round trip each (ψ), those of a one-round fit in
+        # the fixed cost
+        work["total"] += (w.epochs - 1) * k.step_s
     elif w.method == "kmeans":
         cand = 1 + 2 * w.k * w.init_rounds
         reaching = min(cand * C, MAX_CANDIDATES)  # the tree summarises past its limit (``_kmeans_kernels``)

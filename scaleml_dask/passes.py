@@ -308,8 +308,8 @@ def _on_rows_ahead(func: Callable, index: int, row_start: int, kwargs: dict | _K
     block more is in the page cache for this worker."""
     blocks = [None if p is None else _build(p, inputs, index) for p in plan.args]
     for b in blocks:
-        if isinstance(b, np.ndarray) and b.flags.c_contiguous and b.size:
-            b.reshape(-1)[::_PAGE_ITEMS].sum()  # one read per 4 KiB page, in order: the kernel's readahead
+        if isinstance(b, np.ndarray) and b.dtype.kind in "biuf" and b.flags.c_contiguous and b.size:
+            b.reshape(-1)[::max(1, _PAGE // b.itemsize)].sum()  # a read per page, in order: the kernel reads ahead
     for i in _queued_here():
         for x in inputs:
             if isinstance(x, _Rows):
@@ -317,7 +317,7 @@ def _on_rows_ahead(func: Callable, index: int, row_start: int, kwargs: dict | _K
     return func(*blocks, chunk_index=index, row_start=row_start, **_kwargs(kwargs))
 
 
-_PAGE_ITEMS = 512  # float64 items per 4 KiB page
+_PAGE = 4096  # bytes of a memory page
 
 
 def _queued_here() -> list[int]:

@@ -51,3 +51,4 @@ def test_a_worker_asks_for_the_chunks_queued_on_it_and_the_fit_is_unchanged(stor
     assert all(0 <= i < 20 for _, i in asked)
     np.testing.assert_array_equal(ahead.coef_, plain.coef_)
     np.testing.assert_array_equal(ahead.loss_curve_[:, 3], plain.loss_curve_[:, 3])
+

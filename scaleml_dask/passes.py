@@ -312,7 +312,7 @@ def _on_rows_ahead(func: Callable, index: int, row_start: int, kwargs: dict | _K
             b.reshape(-1)[::max(1, _PAGE // b.itemsize)].sum()  # a read per page, in order: the kernel reads ahead
     for i in _queued_here():
         for x in inputs:
-            if isinstance(x, _Rows):
+            if isinstance(x, _Rows) and hasattr(x.src, "will_need"):  # a store's chunks (not a row index)
                 x.src.will_need(i)
     return func(*blocks, chunk_index=index, row_start=row_start, **_kwargs(kwargs))
 

@@ -284,7 +284,9 @@ _PARAMETERS = """
     compress : None | "float16" | "topk"; topk_fraction : float
         Compression of what workers send back, with error feedback.
     validation_fraction : float
-        Seeded fraction of every block held out for the held-out loss (ignored with ``validation_data``).
+        Seeded fraction of every block held out for the held-out loss (ignored with ``validation_data``). In
+        ``mode="local"`` the held-out rows stay in the memory of the workers that read them, which send back
+        their loss (two numbers per block) after every round; sync and async bring them to the client.
     random_state : int
         Seed of the mini-batch order and the held-out split.
     checkpoint_dir : path or None

@@ -157,8 +157,8 @@ class SGDWeights:
             g.output("predict", "DOUBLE", ["N"])
             return
         classes = np.asarray(self.classes_)
-        numeric_int = classes.dtype.kind in "iub"  # the SGD models take numeric labels only
-        labels = g.const("classes", classes.astype(np.int64 if numeric_int else np.float64))
+        elem = "INT64" if classes.dtype.kind in "iub" else "DOUBLE" if classes.dtype.kind == "f" else "STRING"
+        labels = g.const("classes", classes.astype({"INT64": np.int64, "DOUBLE": np.float64, "STRING": object}[elem]))
         binary = len(classes) == 2
         if binary:
             positive = g.node("Greater", [g.node("Reshape", [scores, flat], "s"), g.const("zero", np.array(0.0))],
@@ -167,7 +167,7 @@ class SGDWeights:
         else:
             index = g.node("ArgMax", [scores], "index", axis=1, keepdims=0)
         g.node("Gather", [labels, index], "predict", axis=0)
-        g.output("predict", "INT64" if numeric_int else "DOUBLE", ["N"])
+        g.output("predict", elem, ["N"])
         if self.loss != "log_loss":
             return
         p = g.node("Sigmoid", [scores], "sigmoid")

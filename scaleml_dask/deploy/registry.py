@@ -1003,7 +1003,8 @@ def _check_outputs(model: Any, meta: dict, where: Path) -> None:
     probe = _outputs.probe_input(model)
     for name in declared:
         a = _outputs.apply(model, name, probe)
-        labels = name == "predict" and a.dtype.kind in "OU" and all(type(v) in (str, bool, int, float) for v in a.flat)
+        labels = name == "predict" and a.dtype.kind in "OU" and all(type(v) in (str, bool, int, float)
+                                                                         for v in a.ravel().tolist())
         if a.ndim not in (1, 2) or a.shape[0] != 1 or (a.dtype.kind not in "biuf" and not labels):
             raise _error(where, f"output {name!r} gives {a.dtype}{list(a.shape)} on one row")
 

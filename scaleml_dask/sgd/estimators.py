@@ -89,8 +89,15 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         return self.epochs
 
     # -- targets --------------------------------------------------------------------------------------
+    _labels = False  # the classifier takes labels of any sortable kind (strings, pandas categories), not numbers
+
     def _fit_classes(self, dy: da.Array) -> np.ndarray | None:
         return None
+
+    def _classes_from_target(self) -> bool:
+        """Whether ``fit`` makes a pass over ``y`` for its classes (``passes.distinct_values``): a pipeline then
+        finds them in its own statistics pass (``passes.given_distinct``)."""
+        return False
 
     def _first_partial_classes(self, classes: Any) -> np.ndarray | None:
         return None
@@ -136,7 +143,7 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         ``validation_data``: optional ``(X_val, y_val)`` for the held-out loss; without it a seeded
         ``validation_fraction`` of every block is held out.
         """
-        dX, dy = check_X_y(X, y, y_numeric=True, accept_sparse=True)
+        dX, dy = check_X_y(X, y, y_numeric=not self._labels, accept_sparse=True)
         classes = self._fit_classes(dy)
         validation = self._validation(validation_data, classes, dX.shape[1])
         config = self._config(classes, 0.0 if validation is not None else self.validation_fraction)
@@ -154,7 +161,7 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         return self
 
     def _partial_fit(self, X: Any, y: Any, classes: Any) -> _BaseSGD:
-        dX, dy = check_X_y(X, y, y_numeric=True, accept_sparse=True)
+        dX, dy = check_X_y(X, y, y_numeric=not self._labels, accept_sparse=True)
         if hasattr(self, "coef_"):
             check_n_features(self, dX.shape[1])
             known = getattr(self, "classes_", None)
@@ -248,6 +255,28 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
 def _check_finite(a: np.ndarray, name: str, where: str) -> None:
     if not np.isfinite(a).all():
         raise nonfinite_error(name, a, where)
+
+
+def _sorted_labels(values: np.ndarray, name: str) -> np.ndarray:
+    """The sorted distinct labels of ``values``: numbers, or strings (fixed-width, also from the object arrays of
+    pandas); a missing label (NaN, None) or strings mixed with other values are refused, naming them."""
+    flat = values.ravel()
+    if flat.dtype == object:
+        others = [v for v in flat.tolist() if not isinstance(v, str)]
+        if others and len(others) < len(flat):
+            raise ValueError(f"{name} mixes string labels with {others[:3]}; labels must be all strings or all "
+                             "numbers, none missing")
+        flat = flat.astype(str if not others else np.float64)
+    if flat.dtype.kind in "fc" and np.isnan(flat).any():
+        raise ValueError(f"{name} contains NaN labels")
+    return np.unique(flat)
+
+
+def _same_kind(classes: np.ndarray, dy: da.Array) -> np.ndarray:
+    """``classes`` if ``y``'s labels can be among them: strings for strings, numbers for numbers."""
+    if dy.dtype != object and (classes.dtype.kind == "U") != (dy.dtype.kind in "US"):
+        raise ValueError(f"y holds labels of dtype {dy.dtype}, not of the kind of the classes {classes.tolist()}")
+    return classes
 
 
 def _decision_block(X: np.ndarray, score: Any) -> np.ndarray:
@@ -366,19 +395,26 @@ class SGDClassifier(ClassifierMixin, _BaseSGD):
                  callback: Callable[[dict], bool | None] | None = None, classes: Any = None) -> None:
         self._store_parameters(locals())
 
+    _labels = True
+
     @staticmethod
     def _declared(classes: Any) -> np.ndarray:
-        declared = np.unique(np.asarray(classes))
+        declared = _sorted_labels(np.asarray(classes), "classes")
         if declared.size < 2:
             raise ValueError(f"classes must hold at least two labels; got {declared.tolist()}")
         return declared
 
+    def _classes_from_target(self) -> bool:
+        return self.classes is None
+
     def _fit_classes(self, dy: da.Array) -> np.ndarray:
         if self.classes is not None:
-            return self._declared(self.classes)
-        found = distinct_values(dy)
-        if np.issubdtype(found.dtype, np.floating) and np.isnan(found).any():
-            raise ValueError("y contains NaN labels")
+            return _same_kind(self._declared(self.classes), dy)
+        try:
+            found = _sorted_labels(distinct_values(dy), "y")
+        except TypeError:  # an object array whose labels cannot be ordered
+            raise ValueError("y mixes string labels with numbers or None; labels must be all strings or all "
+                             "numbers, none missing") from None
         if found.size < 2:
             raise ValueError(f"y has 1 class ({found.tolist()}); a classifier needs at least two")
         if np.issubdtype(found.dtype, np.floating) and not np.all(found == np.round(found)):

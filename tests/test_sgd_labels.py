@@ -63,8 +63,10 @@ def test_partial_fit_and_refusals_name_the_labels(data):
     with pytest.raises(ValueError, match=r"labels \['other'\] that are not among the classes \['high', 'low', 'mid'\] "
                                          r"\(chunk 0, rows 0-399\)"):
         m.partial_fit(X[:400], unseen[:400])
-    with pytest.raises(ValueError, match="y mixes string labels with numbers or None"):
-        SGDClassifier(mode="local").fit(X[:3], np.array(["a", None, "b"], dtype=object))
+    with pytest.raises(ValueError, match=r"y holds a missing label \(None / NaN\) in chunk 1 \(row 401\)"):
+        SGDClassifier(mode="local").fit(da.from_array(X, chunks=400), pd.Series(labels).mask(np.arange(1200) == 401))
+    with pytest.raises(ValueError, match=r"y holds string labels where the classes are numbers in chunk 0 \(row 0\)"):
+        SGDClassifier(mode="local").partial_fit(X, pd.Series(labels, dtype=object), classes=[0, 1, 2])
     with pytest.raises(ValueError, match=r"classes mixes string labels with \[1\]"):
         SGDClassifier(mode="local").partial_fit(X[:3], ["a", "b", "a"], classes=np.array(["a", 1, "b"], dtype=object))
     with pytest.raises(ValueError, match="not of the kind of the classes"):

@@ -144,6 +144,7 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         ``validation_fraction`` of every block is held out.
         """
         dX, dy = check_X_y(X, y, y_numeric=not self._labels, accept_sparse=True)
+        dy = _checked_labels(dy, getattr(self, "classes", None))
         classes = self._fit_classes(dy)
         validation = self._validation(validation_data, classes, dX.shape[1])
         config = self._config(classes, 0.0 if validation is not None else self.validation_fraction)
@@ -173,7 +174,7 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
             known = self._first_partial_classes(classes)
             state = self._fresh_state(dX.shape[1], known)
         config = self._config(known, self.validation_fraction)
-        state = Trainer(config, state, None, None).run(dX, dy, state.epoch + 1)
+        state = Trainer(config, state, None, None).run(dX, _checked_labels(dy, known), state.epoch + 1)
         self._set_fitted(state, known, dX.shape[1])
         return self
 
@@ -266,17 +267,45 @@ def _sorted_labels(values: np.ndarray, name: str) -> np.ndarray:
         if others and len(others) < len(flat):
             raise ValueError(f"{name} mixes string labels with {others[:3]}; labels must be all strings or all "
                              "numbers, none missing")
-        flat = flat.astype(str if not others else np.float64)
+        flat = flat.astype(str) if not others else np.array(others)
     if flat.dtype.kind in "fc" and np.isnan(flat).any():
         raise ValueError(f"{name} contains NaN labels")
     return np.unique(flat)
 
 
-def _same_kind(classes: np.ndarray, dy: da.Array) -> np.ndarray:
-    """``classes`` if ``y``'s labels can be among them: strings for strings, numbers for numbers."""
-    if dy.dtype != object and (classes.dtype.kind == "U") != (dy.dtype.kind in "US"):
-        raise ValueError(f"y holds labels of dtype {dy.dtype}, not of the kind of the classes {classes.tolist()}")
-    return classes
+#: pandas' name of the kind of an object array -> whether its labels are strings (absent: not labels).
+_LABEL_KINDS = {"string": True, "integer": False, "floating": False, "mixed-integer-float": False, "boolean": False}
+
+
+def _checked_labels(dy: da.Array, classes: Any) -> da.Array:
+    """Labels in an object array (pandas gives strings so) checked chunk by chunk as they are read: none missing,
+    all strings or all numbers, of the kind of ``classes`` if known — else an error naming the chunk and row. Labels
+    of another dtype are checked against ``classes`` by their dtype."""
+    strings = None if classes is None else np.asarray(classes).dtype.kind in "UO"
+    if dy.dtype != object:
+        if strings is not None and strings != (dy.dtype.kind in "US"):
+            raise ValueError(f"y holds labels of dtype {dy.dtype}, not of the kind of the classes {list(classes)}")
+        return dy
+    return dy.map_blocks(_check_label_block, strings, dtype=object, meta=np.empty((0,), object))
+
+
+def _check_label_block(y: np.ndarray, strings: bool | None, block_info: Any = None) -> np.ndarray:
+    import pandas as pd
+
+    kind = _LABEL_KINDS.get(pd.api.types.infer_dtype(y, skipna=False))
+    if kind is not None and strings in (None, kind):
+        return y
+    if kind is not None:
+        i, what = 0, f"{'string' if kind else 'number'} labels where the classes are {'numbers' if kind else 'strings'}"
+    elif pd.isna(y).any():
+        i, what = int(np.argmax(pd.isna(y))), "a missing label (None / NaN)"
+    else:
+        i = int(np.argmax([isinstance(v, str) != isinstance(y[0], str) for v in y]))
+        what = f"strings mixed with other labels ({y[0]!r}, {y[i]!r})"
+    info = block_info[0] if block_info else {"chunk-location": (0,), "array-location": [(0, len(y))]}
+    row = info["array-location"][0][0] + i
+    raise ValueError(f"y holds {what} in chunk {info['chunk-location'][0]} (row {row}); labels must be all "
+                     "strings or all numbers, none missing")
 
 
 def _decision_block(X: np.ndarray, score: Any) -> np.ndarray:
@@ -409,12 +438,8 @@ class SGDClassifier(ClassifierMixin, _BaseSGD):
 
     def _fit_classes(self, dy: da.Array) -> np.ndarray:
         if self.classes is not None:
-            return _same_kind(self._declared(self.classes), dy)
-        try:
-            found = _sorted_labels(distinct_values(dy), "y")
-        except TypeError:  # an object array whose labels cannot be ordered
-            raise ValueError("y mixes string labels with numbers or None; labels must be all strings or all "
-                             "numbers, none missing") from None
+            return self._declared(self.classes)
+        found = _sorted_labels(distinct_values(dy), "y")
         if found.size < 2:
             raise ValueError(f"y has 1 class ({found.tolist()}); a classifier needs at least two")
         if np.issubdtype(found.dtype, np.floating) and not np.all(found == np.round(found)):

@@ -32,6 +32,32 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+class CSRMatrix:
+    """A ``scipy.sparse`` matrix in a model's state (``SparseRandomProjection.components_``) as the registry stores
+    it: its CSR arrays and shape (a value of ``deploy._loadable.VALUES``), rebuilt as a CSR matrix whose every
+    index is checked before anything multiplies by it."""
+
+    def __init__(self, matrix: Any) -> None:
+        self.matrix = matrix.tocsr()
+
+    def _saved_state(self) -> dict[str, Any]:
+        m = self.matrix
+        return {"data": m.data, "indices": m.indices, "indptr": m.indptr, "shape": list(m.shape)}
+
+    @classmethod
+    def _from_saved_state(cls, state: dict[str, Any]) -> Any:
+        import scipy.sparse as sp
+
+        data, indices, indptr, shape = (state[k] for k in ("data", "indices", "indptr", "shape"))
+        if not (all(isinstance(a, np.ndarray) and a.ndim == 1 for a in (data, indices, indptr))
+                and data.dtype.kind == "f" and indices.dtype.kind == indptr.dtype.kind == "i"
+                and isinstance(shape, list) and len(shape) == 2 and all(type(v) is int and v >= 0 for v in shape)):
+            raise ValueError("a CSR matrix needs float data, integer indices and indptr (1-d) and a shape of two sizes")
+        m = sp.csr_matrix((data, indices, indptr), shape=tuple(shape))
+        m.check_format(full_check=True)  # indptr monotone and of n_rows + 1, every index inside the shape
+        return m
+
+
 def _fitted(model: Any, attribute: str) -> None:
     if not hasattr(model, attribute):
         raise ValueError(f"this {type(model).__name__} is not fitted; fit it first")

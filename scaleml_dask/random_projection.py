@@ -84,7 +84,6 @@ class _OutOfCore:
         return dX.map_blocks(_project_block, shared(self), chunks=(dX.chunks[0], (self.n_components_,)),
                              dtype=probe.dtype, meta=probe[:0])
 
-
     def _saved_state(self) -> dict[str, Any]:
         """The fitted attributes for the model registry, a sparse matrix as its CSR arrays (``CSRMatrix``)."""
         params = self.get_params(deep=False)

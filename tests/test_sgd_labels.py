@@ -15,7 +15,7 @@ from sklearn.linear_model import SGDClassifier as SkSGD
 
 from scaleml_dask.deploy.registry import load_model, save_model
 from scaleml_dask.io.synthetic import mixture_chunk
-from scaleml_dask.io.table import TableWriter
+from scaleml_dask.io.table import TableError, TableWriter
 from scaleml_dask.model_selection import GridSearchCV
 from scaleml_dask.pipeline import make_pipeline
 from scaleml_dask.preprocessing import StandardScaler
@@ -96,6 +96,15 @@ def test_a_stored_categorical_target_searched_and_scored_by_its_labels(data, tab
         np.testing.assert_array_equal(search.cv_results_[key], by_codes.cv_results_[key])
     assert search.classes_.tolist() == LEVELS.tolist()
     np.testing.assert_array_equal(search.predict(X), LEVELS[by_codes.predict(X)])
+    direct = SGDClassifier(mode="local", rounds=2, batch_size=100, eta0=0.05).fit(table)
+    np.testing.assert_array_equal(direct.coef_, SGDClassifier(mode="local", rounds=2, batch_size=100, eta0=0.05).fit(
+        da.from_array(X, chunks=400), labels).coef_)
+    missing = os.path.join(os.path.dirname(table), "missing.zarr")
+    with TableWriter(missing, [("a", "numeric"), ("kind", "categorical")], chunk_rows=4, target="kind") as w:
+        w.append_columns({"a": X[:8, 0], "kind": np.array([0, 1, 2, 0, -1, 1, 2, 0], np.int32)})
+        w.set_levels("kind", LEVELS.tolist())
+    with pytest.raises(TableError, match="column 'kind' has 1 missing value"):
+        SGDClassifier(mode="local").fit(missing)
 
 
 def test_labels_saved_loaded_served_and_exported(tmp_path, data):

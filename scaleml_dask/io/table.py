@@ -397,7 +397,13 @@ def estimator_variable(ds: Any, name: str, labels: bool = False) -> Any:
     return da.stack([canonical_array(ds[c]) for c in features], axis=1)
 
 
-def _level_strings(codes: np.ndarray, levels: np.ndarray) -> np.ndarray:
+def _level_strings(codes: np.ndarray, levels: np.ndarray, block_info: Any = None) -> np.ndarray:
+    """A block of a categorical target as its level strings; a missing value (never a label) is an error."""
+    if codes.size and codes.min() < 0:
+        where = block_info[0] if block_info else {"chunk-location": (0,), "array-location": [(0, 0)]}
+        row = where["array-location"][0][0] + int(np.argmax(codes < 0))
+        raise TableError(f"the target has a missing value in chunk {where['chunk-location'][0]} (row {row}); a "
+                         "classifier needs a label on every row")
     return levels[codes]
 
 

@@ -34,7 +34,8 @@ def data():
 @pytest.mark.parametrize("mode", ["local", "sync", "async"])
 def test_labels_give_the_fit_of_their_codes_in_every_mode(client, data, mode):
     X, codes, labels = data
-    kw = {"mode": mode, "epochs": 2, "rounds": 2, "batch_size": 100, "eta0": 0.05}
+    client.wait_for_workers(2, timeout=120)  # sync and async hold their blocks on the workers (an earlier test may
+    kw = {"mode": mode, "epochs": 2, "rounds": 2, "batch_size": 100, "eta0": 0.05}  # have had one restarted)
     dX = da.from_array(X, chunks=400)
     for Xin, y in [(dX, da.from_array(labels, chunks=400)), (sp.csr_matrix(X), pd.Series(labels).astype("category")),
                    (X, pd.Series(labels, dtype=object))]:

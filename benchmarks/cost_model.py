@@ -21,8 +21,8 @@ client, which cannot overlap:
 - storage   = C b / P / S                         chunk bytes read over the network from shared storage
 
 A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) makes every worker-side CPU constant φ
-times larger (measured as the tasks' CPU, the idle background taken out: 0.99 on 2026-12-06, a quota does not
-make a task cost more; the wide PCA's kernel has its own φ) and stretches its threads' CPU work by
+times larger (measured as the tasks' CPU under the quota and CFS period of the runs over without, the idle
+background taken out; the wide PCA's kernel has its own φ) and stretches its threads' CPU work by
 f = max(1, T / (q − b)), b the CPU an idle worker process spends of its quota (event loop, heartbeats;
 measured): t_k, t_c and ω are stretched by f in ``compute``, and P T / f replaces P T in ``cpu``. A fit takes
 at least its busiest host's CPU seconds stretched so (``host CPU``: a P-th of the workers' CPU seconds,

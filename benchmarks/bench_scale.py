@@ -4,18 +4,22 @@ Every run is a cluster of ``cluster_net.NetCluster``: the scheduler and each wor
 links shaped by HTB (two rates: ``--links``, default 1gbit and 100mbit), the client one more host. Three parts:
 
 - ``--calibrate``: the cost model's constants (``cost_model.Constants``) measured on this machine — per-chunk
-  kernel times on one worker (as the worker's CPU: each fit's task durations scaled by its CPU over them, from
-  fits of C chunks and fewer), the scheduler's / worker's / client's CPU per task from 1,000 trivial tasks, an
-  idle worker's own CPU, each method's fixed cost (its fit of a one-chunk store), a sync step, an actor call
-  between two workers, a shaped link's throughput, the speed probe (``reference``) — written to
-  ``benchmarks/constants.json``; ``--calibrate-quota`` adds φ, b and the CFS burst β under ``--worker-cpus``,
-  ``--calibrate-contention`` κ(n), the moments kernel's CPU with n = 1–8 quota'd worker hosts busy at once;
+  kernel times on one unthrottled worker (as the worker's CPU: each fit's task durations scaled by its CPU over
+  them, from fits of C chunks and fewer), the scheduler's / worker's / client's CPU per task from 1,000 trivial
+  tasks, an idle worker's own CPU, each method's fixed cost (its fit of a one-chunk store), a sync step, an
+  actor call between two workers, a shaped link's throughput, the speed probe (``reference``) — written to
+  ``benchmarks/constants.json``; ``--calibrate-quota`` adds, under the quota ``--worker-cpus`` granted per
+  ``--cfs-period-ms`` as in the runs, φ (the same fits' CPU over unthrottled), b (an idle worker's CPU) and
+  the CFS burst β; ``--calibrate-contention`` κ(n), the moments kernel's CPU with n = 1–8 quota'd worker hosts
+  busy at once (same quota and period); ``--calibrate-fixed`` the fixed costs alone;
 - scaling (the default): strong (total rows fixed: ``--rows``) and weak (rows per worker fixed:
   ``--rows-per-worker``) runs with 1, 2, 4, 8 workers at each link rate, every worker host a CPU quota of
-  ``--worker-cpus`` cores, for regression, PCA (tall, and wide: ``--wide-features`` columns, where the tree's
-  partial results are large), KMeans, the three SGD modes and the fused search; measured wall time (best of
-  ``--repeat``) beside the model's prediction, per-worker CPU seconds and the scheduler's, and the speed probe
-  before each cell over the calibration's (this VM's CPU speed drifts over hours);
+  ``--worker-cpus`` cores per ``--cfs-period-ms`` (default 5 ms: a quota'd host then runs as a uniformly
+  slower machine, where the kernel's 100 ms lets a fit shorter than a few periods run unthrottled or wait out
+  a period, at random: ``cluster_net``), for regression, PCA (tall, and wide: ``--wide-features`` columns,
+  where the tree's partial results are large), KMeans, the three SGD modes and the fused search; measured wall
+  time (best of ``--repeat``) beside the model's prediction, per-worker CPU seconds and the scheduler's, and the
+  speed probe before each cell over the calibration's (this VM's CPU speed drifts over hours);
 - ``--straggler``: every host ``--worker-cpus`` per thread, then one worker's CPU quota cut to ``--quota``, or
   its link slowed by ``--straggler-ms``, and an uneven 1 / 2 / 4-thread cluster: every method
   (``--straggler-epochs`` epochs of SGD), with the seconds workers sat idle out of chunk tasks while another
@@ -57,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cost_model  # noqa: E402
 from bench_regression import DATA, print_table  # noqa: E402
-from cluster_net import NetCluster, link_test, parse_rate  # noqa: E402
+from cluster_net import CFS_PERIOD_MS, NetCluster, link_test, parse_rate  # noqa: E402
 from cost_model import (  # noqa: E402
     Cluster,
     Constants,
@@ -260,7 +264,8 @@ def calibrate(args: argparse.Namespace) -> Constants:
         # per-chunk kernel times (and combines), page cache warm: a pass first, then the timed one; each fit on
         # C chunks and on fewer, so that the task durations are turned into the worker's CPU the way it runs them:
         # r = (its CPU less its idle background and ω per task, more chunks less fewer) / (the same of the
-        # durations), every kernel and combine of that fit r times its median duration
+        # durations), every kernel and combine of that fit r times its mean duration (r is a ratio of sums: the
+        # mean is what adds up to the fit's CPU; the median left out the CPU of its longer tasks)
         small, wide4 = store(2 * CHUNK, client=c), store(4 * args.wide_chunk, args.wide_features, args.wide_chunk,
                                                           client=c)
         ratios = {}
@@ -283,18 +288,18 @@ def calibrate(args: argparse.Namespace) -> Constants:
             (cpu_b, dur_b), (cpu_s, dur_s) = cpu_dur
             ratios[name] = ratio = (cpu_b - cpu_s) / (dur_b - dur_s)
             if name == "wide":
-                kernel["moments_wide"] = ratio * statistics.median(dur["block_moments"])
-                comb["moments_wide"] = ratio * statistics.median(dur.get("combine_moments", [0.0]))
+                kernel["moments_wide"] = ratio * statistics.mean(dur["block_moments"])
+                comb["moments_wide"] = ratio * statistics.mean(dur.get("combine_moments", [0.0]))
                 continue
-            if name == "search":  # its passes differ (train and score, the last scores only): their mean
+            if name == "search":  # its passes differ (train and score, the last scores only): the mean over them
                 kernel["search"] = ratio * statistics.mean(dur[PREFIX["search"]])
                 continue
             for key, prefix in PREFIX.items():
                 if prefix in dur and key != "search":
-                    kernel["moments" if key == "regression" else key] = ratio * statistics.median(dur[prefix])
+                    kernel["moments" if key == "regression" else key] = ratio * statistics.mean(dur[prefix])
             for key, prefix in COMBINE.items():
                 if prefix in dur:
-                    comb["moments" if key == "regression" else key] = ratio * statistics.median(dur[prefix])
+                    comb["moments" if key == "regression" else key] = ratio * statistics.mean(dur[prefix])
         notes["cpu / duration"] = json.dumps({n: round(v, 3) for n, v in ratios.items()})
         # sync SGD: one epoch's time from fits of 1 and 2 epochs (the persist pass cancels out); ψ is what a
         # step costs beyond its blocks' gradients
@@ -413,7 +418,7 @@ def calibrate_quota(args: argparse.Namespace, k: Constants) -> Constants:
     first) over the fit's wall time. Then, under the quota, β: the median over busy stretches of c = 30–500 ms
     of CPU, each after 0.3 s idle, of c / (q − b) less their wall time (CFS bandwidth control gives a host idle
     for a period its whole quota at once: a short stretch runs unthrottled)."""
-    with NetCluster(1, rate=None) as nc, nc.client.as_current():
+    with NetCluster(1, rate=None, cfs_period_ms=args.cfs_period_ms) as nc, nc.client.as_current():
         nc.client.run(warm)
         path = store(args.calib_rows, client=nc.client)
         wide = store(4 * args.wide_chunk, args.wide_features, args.wide_chunk, client=nc.client)
@@ -444,7 +449,8 @@ def calibrate_quota(args: argparse.Namespace, k: Constants) -> Constants:
         burst = statistics.median(c / (q - idle) - w for c, w in zip(spins, walls, strict=True))
     wide_ratio = ratio.pop("pca-wide")
     notes = {**k.notes, "quota": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, quota "
-                                 f"{args.worker_cpus or 0.2} core, ratios {[round(r, 3) for r in ratio.values()]}, "
+                                 f"{args.worker_cpus or 0.2} core per {args.cfs_period_ms:g} ms, ratios "
+                                 f"{[round(r, 3) for r in ratio.values()]}, "
                                  f"wide {wide_ratio:.3f}; wide kernel by CPU {wide_cpu * 1e3:.1f} ms (by task "
                                  f"duration {k.kernel_s['moments_wide'] * 1e3:.1f} ms), {args.conditions}"}
     notes["quota_burst"] = "CPU ms: wall ms " + ", ".join(f"{c * 1e3:.0f}: {w * 1e3:.0f}"
@@ -463,7 +469,8 @@ def calibrate_contention(args: argparse.Namespace, k: Constants) -> Constants:
     tall = store(4 * CHUNK)
     wide = store(4 * args.wide_chunk, args.wide_features, args.wide_chunk)
     out: dict[str, dict[str, float]] = {}
-    with NetCluster(8, rate=None, cpu_quota=dict.fromkeys(range(8), q)) as nc, nc.client.as_current():
+    with NetCluster(8, rate=None, cpu_quota=dict.fromkeys(range(8), q), cfs_period_ms=args.cfs_period_ms) as nc, \
+            nc.client.as_current():
         c = nc.client
         c.run(warm)
         for name, path in (("tall", tall), ("wide", wide)):
@@ -478,8 +485,8 @@ def calibrate_contention(args: argparse.Namespace, k: Constants) -> Constants:
             out[name] = {str(n): statistics.median(v) / base for n, v in per.items()}
             out[name]["cpu per task at n = 1 (ms)"] = base * 1e3
     notes = {**k.notes, "contention": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, quota {q} core "
-                                      f"per host, {args.contention_seconds:g} s per n, {json.dumps(out)}, "
-                                      f"{args.conditions}"}
+                                      f"per {args.cfs_period_ms:g} ms per host, {args.contention_seconds:g} s per n, "
+                                      f"{json.dumps(out)}, {args.conditions}"}
     strip = lambda d: {n: v for n, v in d.items() if n.isdigit()}  # noqa: E731
     return Constants(**{**asdict(k), "contention": strip(out["tall"]), "contention_wide": strip(out["wide"]),
                         "notes": notes})
@@ -514,7 +521,8 @@ def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
     rows = []
     for p in args.workers:
         quota = {i: args.worker_cpus for i in range(p)} if args.worker_cpus else None
-        with NetCluster(p, rate=args.links[0], cpu_quota=quota) as nc, nc.client.as_current():
+        with NetCluster(p, rate=args.links[0], cpu_quota=quota, cfs_period_ms=args.cfs_period_ms) as nc, \
+                nc.client.as_current():
             nc.client.run(warm)
             meter = Meter(nc)
             for link in args.links:
@@ -541,7 +549,7 @@ def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
                                         _for({"method": alg}, k))
                         workers = [r["cpu"].get(f"w{i}", float("nan")) for i in range(p)]
                         rows.append({"method": alg, "scaling": kind, "workers": p, "link": link, "rows": w.rows,
-                                     "worker CPUs": args.worker_cpus,
+                                     "worker CPUs": args.worker_cpus, "CFS period ms": args.cfs_period_ms,
                                      "workload": asdict(w), "terms": terms,
                                      "seconds": r["seconds"], "predicted": terms["total"],
                                      "pred / meas": terms["total"] / r["seconds"], "dominant": dominant(terms),
@@ -602,7 +610,8 @@ def stragglers(args: argparse.Namespace) -> list[dict]:
     for label, kw, quota in setups:
         threads = kw.get("threads", [1] * kw["n_workers"])
         base = {i: args.worker_cpus * t for i, t in enumerate(threads)} if args.worker_cpus else None
-        with NetCluster(rate="1gbit", cpu_quota=base, **kw) as nc, nc.client.as_current():
+        with NetCluster(rate="1gbit", cpu_quota=base, cfs_period_ms=args.cfs_period_ms, **kw) as nc, \
+                nc.client.as_current():
             path = store(args.rows, client=nc.client)
             nc.client.run(warm)
             if quota is not None:
@@ -706,6 +715,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--worker-cpus", type=float, default=None,
                     help="each worker host's CPU quota (cores; per thread in --straggler): hosts of a fraction of "
                          "a core, so that 8 of them fit a shared 2-core machine")
+    ap.add_argument("--cfs-period-ms", type=float, default=CFS_PERIOD_MS,
+                    help="the period of the worker hosts' CPU quotas (cluster_net: a short one makes a quota'd host "
+                         "run as a uniformly slower machine, not in bursts)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--quota", type=float, default=0.25, help="the CPU straggler's quota (CPUs)")
     ap.add_argument("--straggler-ms", type=float, default=5.0, help="the link straggler's added latency")

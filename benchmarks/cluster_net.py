@@ -10,8 +10,18 @@ route anywhere else, so the traffic stays on these test hosts. Data stay where t
 the same file system, as every host of a cluster sees its shared storage.
 
 Hosts get their own cgroups (cgroup v2, or v1's ``cpu``, ``cpuacct`` and ``memory`` hierarchies): a CPU
-quota makes a straggler (``cpu_quota``), a memory limit bounds a worker's page cache as well as its heap
-(``memory_limit``), and the CPU time each host used is read back from them (``cpu_seconds``).
+quota makes a slow host or a straggler (``cpu_quota``), a memory limit bounds a worker's page cache as well as
+its heap (``memory_limit``), and the CPU time each host used is read back from them (``cpu_seconds``).
+
+**The quota's period** (``cfs_period_ms``, default 5 ms). CFS bandwidth control grants q × period of CPU per
+period and throttles the host for the rest of it. A slower machine runs every instruction slower; a quota'd host
+instead runs at full speed in bursts of q × period, then stops. The shorter the period, the finer the bursts and
+the closer the host is to a uniformly slower one: at the kernel's default of 100 ms and q = 0.2, a task of less
+than 20 ms of CPU either finishes unthrottled or waits out 80 ms, depending on where in the period it starts,
+so short fits are bimodal and run-to-run unstable, and a host idle for a period starts a busy stretch with a
+burst of 20 ms; at 5 ms the bursts are 1 ms and a fit's wall time is its CPU over q, reproducibly. The kernel
+refuses a quota or period under 1 ms, so for a smaller quota the period is lengthened until q × period is 1 ms
+(0.05 core: 20 ms).
 
 **Latency.** The kernel's ``netem`` qdisc is not built into every kernel (this VM's has no modules at all),
 so a host's latency (``latency_ms``: one value for every host, or per host) is added by small asyncio TCP
@@ -45,6 +55,7 @@ import atexit
 import contextlib
 import ctypes
 import json
+import math
 import os
 import re
 import secrets
@@ -68,6 +79,8 @@ NANNY_PORT = 8789
 INNER_OFFSET = 1000  # with a relay, the server listens on port + INNER_OFFSET behind it
 _PR_SET_PDEATHSIG = 1
 _RATE_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+CFS_PERIOD_MS = 5.0  # the quota's period (module docstring)
+_MIN_CFS_US = 1000  # the kernel's least quota and period
 
 
 class HarnessError(RuntimeError):
@@ -126,18 +139,20 @@ def _own_cgroups() -> dict[str, Path]:
 
 @dataclass
 class _Cgroup:
-    """One host's cgroups (v2: one directory; v1: one per controller), created empty."""
+    """One host's cgroups (v2: one directory; v1: one per controller), created empty; CPU quotas granted per
+    ``period_ms`` (module docstring)."""
 
     dirs: dict[str, Path]
+    period_ms: float = CFS_PERIOD_MS
 
     @classmethod
-    def create(cls, name: str) -> _Cgroup:
+    def create(cls, name: str, period_ms: float = CFS_PERIOD_MS) -> _Cgroup:
         dirs = {}
         for kind, parent in _own_cgroups().items():
             d = parent / name
             d.mkdir(exist_ok=True)
             dirs[kind] = d
-        return cls(dirs)
+        return cls(dirs, period_ms)
 
     def add_self(self) -> None:
         """Move the calling process into every one of these cgroups (used between fork and exec)."""
@@ -145,13 +160,17 @@ class _Cgroup:
             (d / "cgroup.procs").write_text(str(os.getpid()))
 
     def set_cpu_quota(self, cores: float | None) -> None:
-        """At most ``cores`` CPUs' worth of time per period (None: no limit)."""
-        period = 100_000
+        """At most ``cores`` CPUs' worth of time per period (None: no limit); the period ``period_ms``, or as
+        much longer as a quota of at least 1 ms needs."""
+        period = max(round(self.period_ms * 1000), _MIN_CFS_US)
+        if cores is not None:
+            period = max(period, math.ceil(_MIN_CFS_US / cores))
+        quota = "-1" if cores is None else str(max(round(cores * period), _MIN_CFS_US))
         if "v2" in self.dirs:
-            (self.dirs["v2"] / "cpu.max").write_text("max" if cores is None else f"{int(cores * period)} {period}")
+            (self.dirs["v2"] / "cpu.max").write_text(f"{'max' if cores is None else quota} {period}")
         elif "cpu" in self.dirs:
             (self.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(period))
-            (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text("-1" if cores is None else str(int(cores * period)))
+            (self.dirs["cpu"] / "cpu.cfs_quota_us").write_text(quota)
 
     def set_memory_limit(self, nbytes: int | None) -> None:
         """At most ``nbytes`` of memory, page cache included (None: no limit)."""
@@ -401,6 +420,8 @@ class NetCluster:
     latency_ms : one-way latency added by relays (module docstring): one value for every host, or
         ``{worker index or "sched": ms}``.
     cpu_quota : {worker index: CPUs} — e.g. ``{0: 0.25}`` makes worker 0 a straggler.
+    cfs_period_ms : the period over which a quota is granted (module docstring); hosts' ``cgroup.set_cpu_quota``
+        later uses it too.
     memory_limit : bytes of memory per worker host, page cache included (cgroup), and dask's memory limit.
     worker_ttl, tcp_timeout : dask's ``scheduler.worker-ttl`` and ``comm.timeouts.tcp`` for the cluster's
         processes: a host that vanishes (no FIN, no RST) is noticed after these (dask's defaults: 5 minutes,
@@ -413,7 +434,8 @@ class NetCluster:
 
     def __init__(self, n_workers: int, *, rate: str | float | None = "1gbit", threads: int | Sequence[int] = 1,
                  latency_ms: float | dict[int | str, float] = 0.0, cpu_quota: dict[int, float] | None = None,
-                 memory_limit: int | None = None, worker_ttl: str | None = None, tcp_timeout: str | None = None,
+                 cfs_period_ms: float = CFS_PERIOD_MS, memory_limit: int | None = None,
+                 worker_ttl: str | None = None, tcp_timeout: str | None = None,
                  env: dict[str, str] | None = None) -> None:
         why = unavailable()
         if why:
@@ -429,6 +451,9 @@ class NetCluster:
         self.delay = {names[0] if h == "sched" else f"w{h}": float(ms) / 1e3 for h, ms in per_host.items()
                       if float(ms) > 0}
         self.cpu_quota = dict(cpu_quota or {})
+        if not 1 <= cfs_period_ms <= 1000:
+            raise ValueError(f"cfs_period_ms={cfs_period_ms!r}: the kernel takes a period of 1 to 1,000 ms")
+        self.cfs_period_ms = float(cfs_period_ms)
         self.memory_limit = memory_limit
         from dask.utils import parse_timedelta
 
@@ -576,7 +601,7 @@ class NetCluster:
             ip = f"{self._subnet}.{i + 2}"
             _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
             _run("ip", "-n", ns, "link", "set", "eth0", "up")
-            host = Host(name, ns, ip, port, _Cgroup.create(ns))
+            host = Host(name, ns, ip, port, _Cgroup.create(ns, self.cfs_period_ms))
             self.hosts.append(host)
             self.set_rate(i - 1 if i else None, self.rate)
             if i:

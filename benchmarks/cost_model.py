@@ -10,8 +10,8 @@ client, which cannot overlap:
 
     pass = max(compute, cpu, scheduler, client, network, storage) + tail
 
-- compute   = ⌈C / (P T)⌉ (t_k + ω)              the busiest worker thread's chain of chunk tasks
-- cpu       = (C (t_k + ω) + m (t_c + ω) + (C + m)(σ + γ)) / min(cores, P T + 2)
+- compute   = stretch(⌈C / (P T)⌉ (t_k + ω))     the busiest worker thread's chain of chunk tasks
+- cpu       = (C (t_k + ω) + m (t_c + ω) + (C + m)(σ + γ)) / min(cores, P T / f + 2)
               every process sharing ``cores`` CPUs (the harness: this VM's 2 for all; a real cluster: one per
               worker thread — then the term is absent)
 - scheduler = (C + m) σ                           the scheduler is one process on one core: serial
@@ -21,15 +21,16 @@ client, which cannot overlap:
 - storage   = C b / P / S                         chunk bytes read over the network from shared storage
 
 A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) makes every worker-side CPU constant φ
-times larger (measured as the tasks' CPU, the idle background taken out: 0.99 on 2026-12-06, a quota does not
-make a task cost more; the wide PCA's kernel has its own φ) and stretches its threads' CPU work by
+times larger (measured as the tasks' CPU under the quota and CFS period of the runs over without, the idle
+background taken out; the wide PCA's kernel has its own φ) and stretches its threads' CPU work by
 f = max(1, T / (q − b)), b the CPU an idle worker process spends of its quota (event loop, heartbeats;
-measured): t_k, t_c and ω are stretched by f in ``compute``, and P T / f replaces P T in ``cpu``. A fit takes
+measured; ``quota_stretch``): t_k, t_c and ω are stretched by f in ``compute``, P T / f CPUs in ``cpu``. A fit takes
 at least its busiest host's CPU seconds stretched so (``host CPU``: a P-th of the workers' CPU seconds,
 ``worker_cpu``, plus the parameter server's if it is there). A busy stretch of c CPU seconds takes
-max(c, f c − β): CFS bandwidth control gives a host idle for a period its whole quota at once, so a short
-stretch runs unthrottled (β measured on spins of 30–500 ms after an idle spell); a fit is one stretch, and the
-worker CPU of its fixed cost (``fixed_worker_s``, measured unthrottled with it) joins it on one host. On worker
+stretch(c) = max(c, f c − β): CFS bandwidth control gives a host idle for a period its whole quota at once, so
+a short stretch runs unthrottled (β measured on spins of 30–500 ms after an idle spell). In ``compute`` each
+pass's chain is one stretch (β per pass); in ``host CPU`` the whole fit is one (β once per fit), the worker
+CPU of its fixed cost (``fixed_worker_s``, measured unthrottled with it) joining it on one host. On worker
 hosts sharing the machine's cores (``cores``), every worker-side constant is also κ(n) times larger, n =
 min(P, C) hosts busy at once (the moments kernel's CPU per chunk with n quota'd hosts running it at once over
 with one, measured apart from any fit: ``--calibrate-contention``).
@@ -37,7 +38,8 @@ with one, measured apart from any fit: ``--calibrate-contention``).
                                                   (n = min(C, 8)), or every chunk's (n = C: the search)
   h = 2 links crossed: a client outside the cluster gathers through the scheduler (distributed's default when
   ``direct_to_workers`` is unset: worker → scheduler, then scheduler → client, each message whole before it is
-  sent on); the held-out rows a first round of SGD carries to the client (C v r (d + 1) 8 bytes) cross both too.
+  sent on); the held-out rows sync / async SGD's split carries to the client (C v r (d + 1) 8 bytes) cross both
+  too.
 
 C chunks of r rows and b bytes, m combine tasks (fan-in 8, the last combine on the client), P workers of T
 threads, t_k / t_c the chunk / combine task's time on one core (read from the page cache + kernel), ω / σ / γ
@@ -52,8 +54,9 @@ Per method (``predict``; ``fixed_s[method]`` measured):
   candidates (κ_c per candidate; the tree's combines summarise past 200,000, their cost not modelled); data
   that fit in a quarter of the workers' memory are first persisted, which maps the page cache (its round trip
   is in the fixed cost);
-- SGD local: one pass per round, the chunks' weight changes summed by the tree (s = (d + 1) 8), and in the
-  first round every chunk's held-out rows (a fraction v of its rows) carried up it to the client;
+- SGD local: one pass per round, the chunks' weight changes summed by the tree (s = (d + 1) 8); the held-out
+  rows (a fraction v of each chunk's) stay on the workers that read them, and each held-out loss is one round
+  trip to every worker (ψ) bringing back two numbers per chunk (a one-round fit's two are in its fixed cost);
 - SGD sync: the persisting pass (``split_block``), the held-out rows to the client, then
   S = ⌈r (1 − v) / B⌉ steps per epoch, each
   ``max(ψ + (Q − 1)(σ + γ), ψ + ⌈C / Q⌉ t_g, quota, cpu)`` for Q busy threads (ψ: a step's round trip with
@@ -165,16 +168,6 @@ class Cluster:
     cores: float | None = None
     worker_cpus: float | None = None
 
-    @property
-    def slowdown(self) -> float:
-        """How much longer a worker thread's CPU work takes under the host's quota (1: a core per thread)."""
-        return 1.0 if self.worker_cpus is None else max(1.0, self.threads / self.worker_cpus)
-
-    @property
-    def worker_cores(self) -> float:
-        """CPUs all worker threads can use at once."""
-        return self.workers * self.threads / self.slowdown
-
 
 METHODS = ("regression", "pca", "kmeans", "sgd-local", "sgd-sync", "sgd-async", "search")
 
@@ -216,7 +209,7 @@ def one_pass(w: Workload, cl: Cluster, k: Constants, kernel: str, part_bytes: fl
     if cores is not None:
         cpu = C * (t_k + k.worker_task_s) + m * (t_c + k.worker_task_s) + (C + m) * (
             k.scheduler_task_s + k.client_task_s) + client_extra
-        terms["cpu"] = cpu / min(cores, cl.worker_cores + 2)
+        terms["cpu"] = cpu / min(cores, worker_cores(cl, k) + 2)
     tail = GATHER_HOPS * (min(C, FAN_IN) if tree else C) * part_bytes / rate
     terms["total"] = max(terms.values()) + tail
     return terms
@@ -231,7 +224,9 @@ def predict(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
         work = one_pass(w, cl, k, "moments", (d + 2) ** 2 * 8)
     elif w.method == "sgd-local":
         work = _times(one_pass(w, cl, k, "sgd_local", (d + 1) * 8), w.epochs)
-        work["total"] += GATHER_HOPS * C * w.validation_fraction * w.chunk_rows * (d + 1) * 8 / _rate(cl, k)
+        # the held-out losses, scored where the rows are: a round trip each (ψ), those of a one-round fit in
+        # the fixed cost
+        work["total"] += (w.epochs - 1) * k.step_s
     elif w.method == "kmeans":
         cand = 1 + 2 * w.k * w.init_rounds
         reaching = min(cand * C, MAX_CANDIDATES)  # the tree summarises past its limit (``_kmeans_kernels``)
@@ -283,11 +278,11 @@ def _sync_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     terms = {"round trips": k.step_s + (Q - 1) * per_task,
              "compute": k.step_s + math.ceil(C / Q) * t_g,
              "network": k.step_s + 2 * (w.features + 1) * 8 / _rate(cl, k)}
-    if cl.slowdown > 1:  # the busiest worker's CPU per step, stretched by its quota
+    if quota_stretch(cl, k) > 1:  # the busiest worker's CPU per step, stretched by its quota
         terms["quota"] = (k.sync_task * math.ceil(Q / cl.workers) + math.ceil(C / Q) * t_g) * quota_stretch(cl, k)
     cores = _cores(cl, k)
     if cores is not None:
-        terms["cpu"] = (Q * (per_task + k.sync_task) + C * t_g) / min(cores, min(Q, cl.worker_cores) + 2)
+        terms["cpu"] = (Q * (per_task + k.sync_task) + C * t_g) / min(cores, min(Q, worker_cores(cl, k)) + 2)
     step = max(terms.values())
     S = _steps(w) - 1
     out = {name: S * v for name, v in terms.items()}
@@ -306,7 +301,7 @@ def _async_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     cores = _cores(cl, k)
     if cores is not None:
         terms["cpu"] = C * pushes * (w.push_every * t_g + k.async_server_s + 2 * k.worker_task_s) / min(
-            cores, cl.worker_cores + 2)
+            cores, worker_cores(cl, k) + 2)
     out = dict(terms)
     out["total"] = max(terms.values())
     return out
@@ -368,20 +363,28 @@ def quota_stretch(cl: Cluster, k: Constants) -> float:
     return max(1.0, cl.threads / max(cl.worker_cpus - k.worker_idle_cpu, 1e-3))
 
 
+def worker_cores(cl: Cluster, k: Constants) -> float:
+    """CPUs all worker threads can use at once for tasks: P T / f."""
+    return cl.workers * cl.threads / quota_stretch(cl, k)
+
+
 def stretched(cpu: float, f: float, k: Constants) -> float:
     """Wall time of ``cpu`` seconds of one thread's work stretched ``f`` times by its host's quota, less the
-    burst β of its busy stretch (CFS bandwidth control: a host idle for a period starts with its whole quota;
-    measured, ``--calibrate-quota``), never less than ``cpu`` itself. A fit is one stretch: its passes follow
-    each other within a period, so the quota refills only as it does for a busy host."""
+    burst β of one busy stretch (CFS bandwidth control: a host idle for a period starts with its whole quota;
+    measured, ``--calibrate-quota``), never less than ``cpu`` itself. ``one_pass`` takes every pass's chain of
+    chunk tasks as a stretch of its own (β per pass: between passes the host idles while the client gathers
+    and submits); the host-CPU bound of ``predict`` takes the fit's CPU as one stretch (β once per fit). On the
+    recorded harness runs β once per fit in the compute term too put fewer predictions within 25 %."""
     if f <= 1:
         return cpu
     return max(cpu, cpu * f - k.quota_burst_s)
 
 
 def under_quota(k: Constants, cl: Cluster) -> Constants:
-    """``k`` for workers throttled by a CPU quota below a core per thread: every worker-side constant times φ
-    (a throttled task is descheduled each quota period and finds its caches cold: it costs more CPU)."""
-    if cl.slowdown <= 1 or k.quota_cpu_factor == 1:
+    """``k`` for workers throttled by a CPU quota below a core per thread: every worker-side constant times φ,
+    the tasks' CPU under the quota over without it (measured, ``--calibrate-quota``: close to 1, a throttled
+    task costs about the CPU it costs unthrottled; its wall time is stretched by ``quota_stretch``)."""
+    if quota_stretch(cl, k) <= 1 or k.quota_cpu_factor == 1:
         return k
     return under_load(k, k.quota_cpu_factor)
 

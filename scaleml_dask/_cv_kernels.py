@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit
 
-from ._folds import TILE, Permutation, permute_tile, range_of, round_tables
+from ._folds import TILE, Permutation, permute_tile, range_of
 from ._scratch import scratch
 
 #: Rows per fold's buffer: the k buffers stay in cache together, each full one enough rows for one SYRK at
@@ -137,7 +137,7 @@ def fold_grams(X: np.ndarray, y: np.ndarray, row_start: int, perm: Permutation, 
     bounds = np.ascontiguousarray(bounds, dtype=np.int64)
     keys = np.zeros(0, dtype=np.uint64) if perm.keys is None else perm.keys
     bits, low_bits = perm.bits
-    tables = round_tables(bits, low_bits, keys) if len(keys) else np.zeros((4, 0), dtype=np.uint64)
+    tables = perm.tables() if len(keys) else np.zeros((4, 0), dtype=np.uint64)
     tile = np.full(TILE + 1, -1, dtype=np.int64)
     x, v, pending = np.empty(TILE, dtype=np.uint64), np.empty(TILE, dtype=np.uint64), np.empty(TILE, dtype=np.int64)
     return _grams(X, y, len(bounds), sub_rows,

@@ -32,6 +32,32 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+class CSRMatrix:
+    """A ``scipy.sparse`` matrix in a model's state (``SparseRandomProjection.components_``) as the registry stores
+    it: its CSR arrays and shape (a value of ``deploy._loadable.VALUES``), rebuilt as a CSR matrix whose every
+    index is checked before anything multiplies by it."""
+
+    def __init__(self, matrix: Any) -> None:
+        self.matrix = matrix.tocsr()
+
+    def _saved_state(self) -> dict[str, Any]:
+        m = self.matrix
+        return {"data": m.data, "indices": m.indices, "indptr": m.indptr, "shape": list(m.shape)}
+
+    @classmethod
+    def _from_saved_state(cls, state: dict[str, Any]) -> Any:
+        import scipy.sparse as sp
+
+        data, indices, indptr, shape = (state[k] for k in ("data", "indices", "indptr", "shape"))
+        if not (all(isinstance(a, np.ndarray) and a.ndim == 1 for a in (data, indices, indptr))
+                and data.dtype.kind == "f" and indices.dtype.kind == indptr.dtype.kind == "i"
+                and isinstance(shape, list) and len(shape) == 2 and all(type(v) is int and v >= 0 for v in shape)):
+            raise ValueError("a CSR matrix needs float data, integer indices and indptr (1-d) and a shape of two sizes")
+        m = sp.csr_matrix((data, indices, indptr), shape=tuple(shape))
+        m.check_format(full_check=True)  # indptr monotone and of n_rows + 1, every index inside the shape
+        return m
+
+
 def _fitted(model: Any, attribute: str) -> None:
     if not hasattr(model, attribute):
         raise ValueError(f"this {type(model).__name__} is not fitted; fit it first")
@@ -157,8 +183,8 @@ class SGDWeights:
             g.output("predict", "DOUBLE", ["N"])
             return
         classes = np.asarray(self.classes_)
-        numeric_int = classes.dtype.kind in "iub"  # the SGD models take numeric labels only
-        labels = g.const("classes", classes.astype(np.int64 if numeric_int else np.float64))
+        elem = "INT64" if classes.dtype.kind in "iub" else "DOUBLE" if classes.dtype.kind == "f" else "STRING"
+        labels = g.const("classes", classes.astype({"INT64": np.int64, "DOUBLE": np.float64, "STRING": object}[elem]))
         binary = len(classes) == 2
         if binary:
             positive = g.node("Greater", [g.node("Reshape", [scores, flat], "s"), g.const("zero", np.array(0.0))],
@@ -167,7 +193,7 @@ class SGDWeights:
         else:
             index = g.node("ArgMax", [scores], "index", axis=1, keepdims=0)
         g.node("Gather", [labels, index], "predict", axis=0)
-        g.output("predict", "INT64" if numeric_int else "DOUBLE", ["N"])
+        g.output("predict", elem, ["N"])
         if self.loss != "log_loss":
             return
         p = g.node("Sigmoid", [scores], "sigmoid")

@@ -20,6 +20,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numba import njit
@@ -154,11 +155,10 @@ def permute_tile(rows, t0, t1, offset, n, bits, low_bits, keys, tables, x, pendi
 
 
 @njit(cache=True, nogil=True)
-def _permute(rows, n, bits, low_bits, keys, bounds, out):  # pragma: no cover - compiled
+def _permute(rows, n, bits, low_bits, keys, tables, bounds, out):  # pragma: no cover - compiled
     """``out[i] = perm(rows[i])`` — or, given ``bounds`` (non-empty), the range holding it — tile by tile."""
     x, v = np.empty(TILE, dtype=np.uint64), np.empty(TILE, dtype=np.uint64)
     pending = np.empty(TILE, dtype=np.int64)
-    tables = round_tables(bits, low_bits, keys)
     m = rows.shape[0]
     for t0 in range(0, m, TILE):
         t1 = min(m, t0 + TILE)
@@ -191,7 +191,7 @@ class Permutation:
         if self.keys is None:
             return rows.copy()
         out = np.empty(len(rows), dtype=np.int64)
-        _permute(rows, self.n, *self.bits, self.keys, _NO_BOUNDS, out)
+        _permute(rows, self.n, *self.bits, self.keys, self.tables(), _NO_BOUNDS, out)
         return out
 
     def folds(self, rows: np.ndarray, bounds: np.ndarray) -> np.ndarray:
@@ -200,14 +200,25 @@ class Permutation:
         if self.keys is None:
             return fold_of(rows, bounds)
         out = np.empty(len(rows), dtype=np.int64)
-        _permute(rows, self.n, *self.bits, self.keys, np.ascontiguousarray(bounds, dtype=np.int64), out)
+        _permute(rows, self.n, *self.bits, self.keys, self.tables(), np.ascontiguousarray(bounds, dtype=np.int64),
+                 out)
         return out
+
+    def tables(self) -> np.ndarray:
+        """``round_tables`` of this permutation, made once per process (a split calls it chunk by chunk, class by
+        class) and not carried when the permutation is sent to a worker."""
+        return _tables(*self.bits, self.keys.tobytes())
 
     @property
     def bits(self) -> tuple[int, int]:
         """The network's bits and those of its low half."""
         bits = max(2, int(self.n - 1).bit_length())
         return bits, bits // 2
+
+
+@lru_cache(maxsize=16)  # at most 2 MiB each (halves of TABLE_BITS bits)
+def _tables(bits: int, low_bits: int, keys: bytes) -> np.ndarray:
+    return round_tables(bits, low_bits, np.frombuffer(keys, dtype=np.uint64).copy())
 
 
 def fold_bounds(n: int, k: int, rotate: int = 0) -> np.ndarray:

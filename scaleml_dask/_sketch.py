@@ -136,9 +136,9 @@ def range_block(X: Any, *, seed: int, l: int, moments: bool = False, acc: Sketch
         seen[X.indices] = True
         cols = np.flatnonzero(seen)
     else:
+        X = np.asarray(X, dtype=np.float64)
         cols = np.arange(X.shape[1])
-    s = sketch_block(X, gaussian_rows(seed, cols, l), cols=cols, moments=moments, chunk_index=chunk_index,
-                     row_start=row_start)
+    s = _sketch_of(X, gaussian_rows(seed, cols, l), cols, None, moments, None, chunk_index, row_start)
     return s if acc is None else combine_sketches([acc, s])
 
 
@@ -149,9 +149,15 @@ def sketch_block(X: Any, Z: np.ndarray, *, cols: np.ndarray | None = None, M: np
     (in place) when given. ``Z`` has one row per column of ``cols`` (sorted; None: per column of ``X``), and a
     CSR block with a non-zero outside ``cols`` is refused by chunk, row and column. NaN / inf in ``X`` shows in
     ``Y`` and is then reported with its chunk, row and column."""
+    X = csr_block(X) if hasattr(X, "indptr") else np.asarray(X, dtype=np.float64)
+    return _sketch_of(X, Z, cols, M, moments, acc, chunk_index, row_start)
+
+
+def _sketch_of(X: Any, Z: np.ndarray, cols: np.ndarray | None, M: np.ndarray | None, moments: bool,
+               acc: Sketch | None, chunk_index: int, row_start: int) -> Sketch:
+    """``sketch_block`` of a block as the kernels take it (``csr_block``, or float64)."""
     sparse = hasattr(X, "indptr")
     if sparse:
-        X = csr_block(X)
         indices = X.indices
         if cols is not None:
             indices = _positions(X.indices, cols, X.shape[1])
@@ -164,7 +170,6 @@ def sketch_block(X: Any, Z: np.ndarray, *, cols: np.ndarray | None = None, M: np
         Y = np.empty((X.shape[0], Z.shape[1]))
         _csr_times_dense(X.data, indices, X.indptr, Z, Y)
     else:
-        X = np.asarray(X, dtype=np.float64)
         if cols is not None and len(cols) != X.shape[1]:
             raise ValueError("a dense block's sketch is taken over all its columns")
         Y = X @ Z
@@ -181,8 +186,8 @@ def sketch_block(X: Any, Z: np.ndarray, *, cols: np.ndarray | None = None, M: np
     c = acc.c
     sums, sumsq = acc.sums, acc.sumsq
     values = X.data if sparse else X
-    x_max = float(np.abs(values).max()) if values.size else 0.0
-    y_max = float(np.abs(Y).max()) if Y.size else 0.0
+    x_max = _abs_max(values)
+    y_max = _abs_max(Y)
     risky = x_max * max(x_max, y_max) * max(X.shape[0], 1) > _OVERFLOW_BOUND  # else no sum below can overflow
     with np.errstate(over="ignore", invalid="ignore") if risky else contextlib.nullcontext():
         if sparse:
@@ -200,6 +205,12 @@ def sketch_block(X: Any, Z: np.ndarray, *, cols: np.ndarray | None = None, M: np
                          f"{row_start + X.shape[0] - 1}; largest |value| {x_max:.3g}): scale X down")
     nnz = X.nnz if sparse else X.size
     return Sketch(acc.n + X.shape[0], acc.cols, c, qr_r(np.vstack([acc.r, qr_r(Y)])), sums, sumsq, acc.nnz + nnz)
+
+
+def _abs_max(a: np.ndarray) -> float:
+    """``max |a|`` (0 if empty) without an array of the magnitudes; ``a`` is finite here (``Y`` is checked, and a
+    non-finite value of ``X`` shows in ``Y``)."""
+    return float(max(a.max(), -a.min())) if a.size else 0.0
 
 
 def _bincount_add(out: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:

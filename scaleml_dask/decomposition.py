@@ -85,7 +85,8 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
     components_ (n_components, n_features), singular_values_, explained_variance_ (variance of each projected
     column, as scikit-learn), explained_variance_ratio_ (over the total variance of the columns of X),
     n_features_in_, n_samples_, n_passes_, n_active_features_ (the columns some sparse chunk stores a value in,
-    all of dense input: the space of the fit; the components are zero on the others). Signs follow scikit-learn
+    all of dense input: the space of the fit; the components are zero on the others), active_features_ (the columns
+    where some component is not zero: a sparse chunk's product reads only those). Signs follow scikit-learn
     (the largest loading of each component is positive).
 
     Examples
@@ -150,16 +151,24 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
         self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else np.zeros(k)
         self.n_features_in_, self.n_samples_, self.n_passes_ = p, n, self.n_iter + 1
         self.n_active_features_ = len(active)
+        self.active_features_ = np.flatnonzero(np.any(Vt != 0, axis=0))  # what a sparse transform ships of V
         return self
 
     def _check_restored_state(self) -> str | None:
         """What is wrong with components loaded from a registry (None if nothing): ``transform`` multiplies by
         them as ``(n_components, n_features_in_)`` float64."""
+        if "components_" not in self.__dict__:
+            return None
         d = self.__dict__.get("n_features_in_")
         k = self.n_components
-        layout = [("components_", self.__dict__.get("components_"), np.float64, (k, d if type(d) is int else -1)),
-                  ("singular_values_", self.__dict__.get("singular_values_"), np.float64, (k,))]
-        return restored_state_problem(type(self).__name__, layout) if "components_" in self.__dict__ else None
+        V, used = self.__dict__.get("components_"), self.__dict__.get("active_features_")
+        layout = [("components_", V, np.float64, (k, d if type(d) is int else -1)),
+                  ("singular_values_", self.__dict__.get("singular_values_"), np.float64, (k,)),
+                  ("active_features_", used, np.int64, (None,))]
+        problem = restored_state_problem(type(self).__name__, layout)
+        if problem is None and not np.array_equal(used, np.flatnonzero(np.any(V != 0, axis=0))):
+            problem = f"{type(self).__name__} state active_features_ are not the non-zero columns of components_"
+        return problem
 
     def transform(self, X: Any) -> Any:
         """``X @ components_.T``: numpy for in-memory input (numpy or scipy.sparse), a lazy dask array otherwise
@@ -172,7 +181,7 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
         dX = as_dask_array(X, "X", ndim=2, accept_sparse=True)
         check_n_features(self, dX.shape[1])
         if not isinstance(dX._meta, np.ndarray) and len(dX.chunks[1]) == 1:  # sparse: ship the non-zero rows of V
-            used = np.flatnonzero(np.any(self.components_ != 0, axis=0))
+            used = self.active_features_
             if len(used) < V.shape[0] // 2:
                 return row_product(dX, V[used], columns=used)
         return row_product(dX, V)  # V shipped once per worker, not inside the lazy array's graph

@@ -299,8 +299,47 @@ def _on_rows(func: Callable, index: int, row_start: int, kwargs: dict | _Kwargs,
     return func(*blocks, chunk_index=index, row_start=row_start, **_kwargs(kwargs))
 
 
+def _on_rows_ahead(func: Callable, index: int, row_start: int, kwargs: dict | _Kwargs, plan: _Plan,
+                   *inputs: Any) -> Any:
+    """``_on_rows`` for a kernel that visits its block out of order (mini-batches in a shuffled order) on a
+    store read through the page cache: the block's pages are read in file order first (a fault per page in
+    visiting order is a random read), then the kernel is asked to read the next block this worker will run
+    (``ZarrChunks.will_need``), so that the disk reads it while this block's kernel computes. At most that one
+    block more is in the page cache for this worker."""
+    blocks = [None if p is None else _build(p, inputs, index) for p in plan.args]
+    for b in blocks:
+        if isinstance(b, np.ndarray) and b.dtype.kind in "biuf" and b.flags.c_contiguous and b.size:
+            b.reshape(-1)[::max(1, _PAGE // b.itemsize)].sum()  # a read per page, in order: the kernel reads ahead
+    for i in _queued_here():
+        for x in inputs:
+            if isinstance(x, _Rows) and hasattr(x.src, "will_need"):  # a store's chunks (not a row index)
+                x.src.will_need(i)
+    return func(*blocks, chunk_index=index, row_start=row_start, **_kwargs(kwargs))
+
+
+_PAGE = 4096  # bytes of a memory page
+
+
+def _queued_here() -> list[int]:
+    """The row chunks of the running task's pass that this dask.distributed worker holds, queued to run next
+    (the scheduler sends a worker about one task more than it has threads); none off a worker."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return []
+    prefix = str(worker.get_current_task()).rpartition("-")[0] + "-"
+    try:
+        queued = [ts.key for ts in list(worker.state.ready)]
+    except RuntimeError:  # the worker's state changed under the copy: no hint this time
+        return []
+    return [int(k[len(prefix):]) for k in queued if isinstance(k, str) and k.startswith(prefix)
+            and k[len(prefix):].isdigit()]
+
+
 def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, chain: str | None = None,
-                   **kwargs: Any) -> list[Delayed]:
+                   readahead: bool = False, **kwargs: Any) -> list[Delayed]:
     """One ``dask.delayed`` per row chunk ``i``: ``func(*blocks_i, chunk_index=i, row_start=r_i, **kwargs)``.
 
     ``arrays`` are row-chunked dask arrays (or xarray variables, or None, passed through as None) with
@@ -313,11 +352,12 @@ def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, chain: st
 
     ``chain="name"`` makes the tasks a chain, for learners whose state passes from chunk to chunk: chunk i's
     keyword ``name`` is chunk i - 1's result (chunk 0's is ``kwargs[name]``), so chunk i runs after chunk i - 1.
+    ``readahead=True``: for a ``func`` that visits its block out of order (``_on_rows_ahead``).
     """
     import dask
 
     plan, columns, starts, name = _row_inputs(func, arrays, kwargs, unique)
-    call = dask.delayed(_on_rows, pure=True)
+    call = dask.delayed(_on_rows_ahead if readahead else _on_rows, pure=True)
     if chain is None:
         fixed = _opaque(kwargs)
         return [call(func, i, int(r), fixed, plan, *(c[i] for c in columns), dask_key_name=f"{name}-{i}")
@@ -462,6 +502,16 @@ def shared(value: Any) -> Any:
     if client is None:
         return dask.delayed(value, pure=True)
     return client.scatter(value, broadcast=True, hash=False)
+
+
+def run_everywhere(func: Callable, *args: Any) -> list:
+    """``func(*args)`` in every process that runs the current scheduler's tasks — each worker of a
+    dask.distributed client (``Client.run``: no task, no graph), else this process — to read or clear what tasks
+    left in their process's memory; the answers of the workers that answered."""
+    client = _distributed_client()
+    if client is None:
+        return [func(*args)]
+    return [v for v in client.run(func, *args, on_error="return").values() if not isinstance(v, Exception)]
 
 
 def _distributed_client() -> Any:

@@ -25,7 +25,7 @@ import inspect
 from typing import Any
 
 import numpy as np
-from sklearn.base import _fit_context, is_classifier
+from sklearn.base import _fit_context
 from sklearn.pipeline import Pipeline as _SkPipeline
 from sklearn.pipeline import _final_estimator_has, _name_estimators
 from sklearn.utils import get_tags
@@ -282,11 +282,10 @@ class Pipeline(TableNode, _SkPipeline):
 
     def _labels_wanted(self, table: Table, y: Any, target: Any) -> Any:
         """The target, when the statistics pass should find its distinct values: a stored table's own target and
-        a final classifier that would otherwise make a pass over it for its classes (``_fit_classes``)."""
+        a final estimator that would otherwise make a pass over it for its classes (``_classes_from_target``)."""
         final = self._final_estimator
         if (y is not None or not table.lazy or not hasattr(target, "dask") or _skip(final)
-                or not (is_classifier(final) and hasattr(final, "_fit_classes"))
-                or getattr(final, "classes", None) is not None
+                or not getattr(final, "_classes_from_target", lambda: False)()
                 or tuple(target.chunks[0]) != tuple(table.row_chunks)):
             return None
         return target
@@ -549,9 +548,15 @@ def _take_levels(codes: Any, levels: np.ndarray) -> np.ndarray:
 
 
 def _encode_levels(y: Any, levels: np.ndarray) -> np.ndarray:
+    """Labels as their codes among the fitted target's ``levels``; a label never seen in fit is an error naming it."""
     index = {v: i for i, v in enumerate(levels.tolist())}
     values = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y, dtype=object)
-    return np.array([index.get(v, np.nan) for v in values], dtype=np.float64)
+    codes = np.array([index.get(v, -1) for v in values])
+    if (codes < 0).any():
+        unseen = list(dict.fromkeys(values[codes < 0].tolist()))
+        raise ValueError(f"y has labels {unseen[:10]} that are not among the classes {levels.tolist()} of the fit "
+                         f"(first at row {int(np.argmax(codes < 0))})")
+    return codes.astype(np.float64)
 
 
 def _stack_then(*blocks: np.ndarray, reader: Any, names: list[str], then: Any) -> np.ndarray:

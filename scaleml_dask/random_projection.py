@@ -28,8 +28,16 @@ from sklearn.random_projection import GaussianRandomProjection as _SkGaussian
 from sklearn.random_projection import SparseRandomProjection as _SkSparse
 from sklearn.random_projection import johnson_lindenstrauss_min_dim
 
+from ._deployable import CSRMatrix
 from .passes import shared
-from .validation import as_dask_array, check_is_fitted, check_n_features, in_memory, is_sparse
+from .validation import (
+    as_dask_array,
+    check_is_fitted,
+    check_n_features,
+    in_memory,
+    is_sparse,
+    restored_state_problem,
+)
 
 __all__ = ["GaussianRandomProjection", "SparseRandomProjection", "johnson_lindenstrauss_min_dim"]
 
@@ -75,6 +83,28 @@ class _OutOfCore:
         # the fitted matrix shipped once per worker, not inside the lazy array's graph
         return dX.map_blocks(_project_block, shared(self), chunks=(dX.chunks[0], (self.n_components_,)),
                              dtype=probe.dtype, meta=probe[:0])
+
+    def _saved_state(self) -> dict[str, Any]:
+        """The fitted attributes for the model registry, a sparse matrix as its CSR arrays (``CSRMatrix``)."""
+        params = self.get_params(deep=False)
+        return {k: CSRMatrix(v) if is_sparse(v) else v for k, v in vars(self).items() if k not in params}
+
+    def _check_restored_state(self) -> str | None:
+        """What is wrong with a projection loaded from a registry (None if nothing): its matrices must be
+        ``(n_components_, n_features_in_)`` (and the inverse the transpose's shape) of floats."""
+        if "components_" not in self.__dict__:
+            return None
+        k, d = self.__dict__.get("n_components_"), self.__dict__.get("n_features_in_")
+        problem = restored_state_problem(type(self).__name__, [], [("n_components_", k, 1, 2**31),
+                                                                   ("n_features_in_", d, 1, 2**40)])
+        if problem is not None:
+            return problem
+        for name, shape in (("components_", (k, d)), ("inverse_components_", (d, k))):
+            a = self.__dict__.get(name)
+            if (name in self.__dict__ or name == "components_") and not (
+                    getattr(a, "shape", None) == shape and getattr(a, "dtype", np.dtype(object)).kind == "f"):
+                return f"{type(self).__name__} state {name} is not a {shape} matrix of floats"
+        return None
 
 
 def _one_row(dX: Any) -> Any:

@@ -147,7 +147,7 @@ def as_dask_array(
         if _is_table(X):  # its columns side by side, or a TableError naming a categorical / missing column
             from .io.table import estimator_variable
 
-            return as_dask_array(estimator_variable(X, name), name, ndim=ndim, numeric=numeric)
+            return as_dask_array(estimator_variable(X, name, labels=not numeric), name, ndim=ndim, numeric=numeric)
         if name not in X:
             raise ValueError(f"the xarray Dataset has no variable {name!r} (has {sorted(X.data_vars)})")
         if name in ("X", "y") and "n_missing" in X.attrs:  # a matrix store that counted its missing values

@@ -34,7 +34,7 @@ def _cgroup_lines() -> str:
 
 
 def test_hosts_are_separate_namespaces_joined_by_shaped_links():
-    with cluster_net.NetCluster(2, rate="100mbit", memory_limit=1 << 30, cpu_quota={1: 0.5},
+    with cluster_net.NetCluster(2, rate="100mbit", memory_limit=1 << 30, cpu_quota={1: 0.5}, cfs_period_ms=20,
                                 env={"PYTHONPATH": str(ROOT / "tests")}) as nc:
         c = nc.client
         assert nc.worker_addresses() == [nc.worker_address(0), nc.worker_address(1)]
@@ -49,9 +49,16 @@ def test_hosts_are_separate_namespaces_joined_by_shaped_links():
                 out = subprocess.run(["tc", "-n", ns, "class", "show", "dev", dev], capture_output=True,
                                      text=True, check=True).stdout
                 assert "rate 100Mbit ceil 100Mbit" in out, (h.name, dev, out)
-        quota = nc.workers[1].cgroup
-        assert ("v2" in quota.dirs and (quota.dirs["v2"] / "cpu.max").read_text().split()[0] == "50000") or \
-            (quota.dirs["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "50000"
+
+        def quota(i: int) -> list[str]:  # [quota, period] in µs
+            g = nc.workers[i].cgroup
+            if "v2" in g.dirs:
+                return (g.dirs["v2"] / "cpu.max").read_text().split()
+            return [(g.dirs["cpu"] / f).read_text().strip() for f in ("cpu.cfs_quota_us", "cpu.cfs_period_us")]
+
+        assert quota(1) == ["10000", "20000"]  # half a core per 20 ms period
+        nc.workers[0].cgroup.set_cpu_quota(0.02)  # 0.2 ms per 20 ms is under the kernel's least quota of 1 ms:
+        assert quota(0) == ["1000", "50000"]  # the period is lengthened instead
         # a result that crosses the bridge: computed on one host, consumed on the other
         x = c.submit(bytes, 3 << 20, workers=[nc.worker_address(0)], pure=False)
         n = c.submit(len, x, workers=[nc.worker_address(1)], pure=False)

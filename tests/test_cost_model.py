@@ -53,6 +53,16 @@ def test_sync_steps_wait_on_round_trips_and_the_busiest_thread():
     assert t["total"] == pytest.approx(0.2 + persist + steps * step)
 
 
+def test_sgd_local_scores_its_held_out_rows_where_they_are():
+    """Local SGD's held-out rows never cross a link: its held-out losses are a round trip each (ψ, those of one
+    round in the fixed cost), whatever the link, over one pass per round."""
+    w = Workload("sgd-local", 8 * 250_000, 32, epochs=2, fixed="regression")
+    slow, fast = (predict(w, Cluster(1, link_bps=r, cores=16), K) for r in (1e8, 1e10))
+    tail = [2 * 8 * 33 * 8 / (r / 8 * 0.9) for r in (1e8, 1e10)]  # the tree's last level: weight changes only
+    assert slow["total"] == pytest.approx(0.05 + 2 * (8 * (0.2 + 0.002) + tail[0]) + 0.01)
+    assert slow["total"] - fast["total"] == pytest.approx(2 * (tail[0] - tail[1]))
+
+
 def test_projection_names_where_scaling_stops():
     rows = project(Workload("regression", 1_000_000_000, 32), K, workers=(1, 10, 100, 1000))
     # 4,000 chunks of 0.102 s per worker thread against 4,571 tasks of 1 ms on the one scheduler core

@@ -116,3 +116,22 @@ def test_fold_grams_equal_the_masked_grams(row_start, rows, k, shuffle, sub_rows
     G2, counts2 = pattern_grams(X, y, folds, k, sub_rows=sub_rows)  # the generic kernel: the very same sums
     np.testing.assert_array_equal(G, G2)
     np.testing.assert_array_equal(counts, counts2)
+
+
+def test_round_tables_are_made_once_per_permutation_and_the_same_numbers():
+    """A permutation's round tables are made once per process for its (seed, stream, n) — the same numbers as
+    ``round_tables`` — and not carried when the permutation is pickled to a worker."""
+    import pickle
+
+    from scaleml_dask._folds import _tables, round_tables
+
+    _tables.cache_clear()
+    p, again, other = Permutation.seeded(70_001, 3), Permutation.seeded(70_001, 3), Permutation.seeded(70_001, 4)
+    rows = np.arange(0, 70_001, 7)
+    first = p(rows)
+    assert _tables.cache_info().misses == 1 and p.tables() is again.tables() and _tables.cache_info().hits == 2
+    np.testing.assert_array_equal(p.tables(), round_tables(*p.bits, p.keys))
+    np.testing.assert_array_equal(again.folds(rows, fold_bounds(70_001, 4)), np.searchsorted(
+        fold_bounds(70_001, 4), first, side="right"))
+    assert not np.array_equal(other(rows), first) and _tables.cache_info().misses == 2
+    assert len(pickle.dumps(p)) < 1000 and pickle.loads(pickle.dumps(p))(rows).tolist() == first.tolist()

@@ -371,10 +371,14 @@ def test_fit_resumes_after_the_process_is_killed(client, logistic_data, tmp_path
 @pytest.mark.slow
 @pytest.mark.parametrize("mode, prefix", [("sync", "sync_gradients"), ("local", "local_block")])
 def test_worker_killed_while_running_a_step_gives_the_same_weights(process_client, logistic_data, tmp_path, mode,
-                                                                   prefix):
-    """A worker process SIGKILLs itself as its 3rd training task starts (a sync step / a local round); the
-    scheduler saw it leave and recomputed the task (and the lost blocks); the weights equal the undisturbed
-    fit's, since block results are still summed in block order."""
+                                                                   prefix, caplog):
+    """A worker process SIGKILLs itself as its 3rd (sync step) / 5th (local round) training task starts; the
+    scheduler saw it leave and recomputed the task (and the lost blocks); the weights and the held-out losses
+    equal the undisturbed fit's, since block results are still summed in block order (local mode: the held-out
+    rows the killed worker kept are read again)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="scaleml_dask.sgd")
     from faults import undisturbed_and_killed
 
     dX, dy, Xt, yt, ref = logistic_data
@@ -383,11 +387,15 @@ def test_worker_killed_while_running_a_step_gives_the_same_weights(process_clien
         with process_client.as_current():
             return SGDClassifier(mode=mode, **MODE_ARGS[mode]).fit(dX, dy)
 
-    undisturbed, m, record = undisturbed_and_killed(process_client, fit, prefix, tmp_path / "killed", after=3)
+    # local: in a later round than the first, so that held-out rows kept by the killed worker are lost
+    after = 3 if mode == "sync" else 5
+    undisturbed, m, record = undisturbed_and_killed(process_client, fit, prefix, tmp_path / "killed", after=after)
     assert record.recomputed[prefix] >= 1
     assert m.n_iter_ == undisturbed.n_iter_
     np.testing.assert_array_equal(m.coef_, undisturbed.coef_)
     np.testing.assert_array_equal(m.intercept_, undisturbed.intercept_)
+    np.testing.assert_array_equal(m.loss_curve_[:, 3], undisturbed.loss_curve_[:, 3])
+    assert mode == "sync" or "held-out rows of" in caplog.text
     assert abs(m.score(Xt, yt) - ref) <= 0.01
 
 

@@ -43,11 +43,6 @@ EXPECTED_FAILED: dict[str, dict[str, str]] = {
             "repetitions give the same fit (tests/test_kmeans.py)")
         for name in ("check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data")
     },
-    "SGDClassifier": {
-        "check_classifiers_classes": (
-            "string class labels: the compiled kernels encode numeric labels (ints, floats, bools) only; encode "
-            "string labels to integers first (the error says so)"),
-    },
     "Pipeline": {
         "check_estimators_overwrite_params": (
             "fitting a pipeline fits its steps, the objects in its `steps` parameter, as scikit-learn's own Pipeline "

@@ -110,3 +110,34 @@ def test_values_whose_products_overflow_are_refused_by_chunk(sparse):
         warnings.simplefilter("error", RuntimeWarning)
         with dask.config.set(scheduler="synchronous"), pytest.raises(ValueError, match=r"chunk 0 .*1e\+300.*scale X"):
             sm.TruncatedSVD(3, random_state=0).fit(data)
+
+
+def test_active_columns_found_once_at_fit_and_checked_when_restored(hashed, tmp_path, monkeypatch):
+    """``active_features_`` (the columns some component loads on) is fitted state: saved and restored with the
+    model, and a restored one that is not the non-zero columns of ``components_`` is refused by name. The first
+    pass builds each chunk's CSR block once, and its sketch equals ``sketch_block``'s with the same test matrix."""
+    from scaleml_dask import _sketch
+    from scaleml_dask.deploy.registry import RegistryError, load_model, save_model
+
+    A, active = hashed
+    X = A[:, :300_000].tocsr()
+    f = sm.TruncatedSVD(3, n_iter=2, random_state=0).fit(X)
+    used = np.flatnonzero(np.any(f.components_ != 0, axis=0))
+    assert f.active_features_.tolist() == used.tolist() and 0 < len(used) < len(active)
+    save_model(f, tmp_path / "svd")
+    back = load_model(tmp_path / "svd")
+    dX = as_dask_array(X, accept_sparse=True, chunk_rows=200)
+    np.testing.assert_array_equal(back.active_features_, used)
+    np.testing.assert_array_equal(back.transform(dX).compute(), f.transform(dX).compute())
+    f.active_features_ = used[1:]
+    save_model(f, tmp_path / "altered")
+    with pytest.raises(RegistryError, match="active_features_ are not the non-zero columns of components_"):
+        load_model(tmp_path / "altered")
+    built = []
+    monkeypatch.setattr(_sketch, "csr_block", lambda B: built.append(1) or sp.csr_matrix(B))
+    s = _sketch.range_block(A[:200], seed=5, l=4, moments=True)
+    touched = np.unique(A[:200].indices)
+    ref = sketch_block(A[:200], gaussian_rows(5, touched, 4), cols=touched, moments=True)
+    assert len(built) == 2  # one for range_block, one for the reference's sketch_block
+    for name in ("cols", "c", "r", "sums", "sumsq"):
+        np.testing.assert_array_equal(getattr(s, name), getattr(ref, name))

@@ -48,6 +48,13 @@ CLASSES: dict[str, tuple[str, str]] = {
     "scaleml_dask.feature_extraction.text.TfidfTransformer": ("scaleml_dask.feature_extraction.text",
                                                               "TfidfTransformer"),
     "scaleml_dask.pipeline.Pipeline": ("scaleml_dask.pipeline", "Pipeline"),
+    "scaleml_dask.random_projection.GaussianRandomProjection": ("scaleml_dask.random_projection",
+                                                                "GaussianRandomProjection"),
+    "scaleml_dask.random_projection.SparseRandomProjection": ("scaleml_dask.random_projection",
+                                                              "SparseRandomProjection"),
+    "scaleml_dask.feature_selection.SelectKBest": ("scaleml_dask.feature_selection", "SelectKBest"),
+    "scaleml_dask.feature_selection.SelectPercentile": ("scaleml_dask.feature_selection", "SelectPercentile"),
+    "scaleml_dask.feature_selection.VarianceThreshold": ("scaleml_dask.feature_selection", "VarianceThreshold"),
 }
 
 #: Objects (not estimators) a model's state may hold (``{"$value": name, "state": ...}``): rebuilt by the class's
@@ -59,7 +66,13 @@ VALUES: dict[str, tuple[str, str]] = {
     "scaleml_dask.compose.make_column_selector": ("scaleml_dask.compose", "make_column_selector"),
     "scaleml_dask.feature_extraction._table.HashedColumn": ("scaleml_dask.feature_extraction._table",
                                                             "HashedColumn"),
+    "scaleml_dask._deployable.CSRMatrix": ("scaleml_dask._deployable", "CSRMatrix"),
 }
+
+#: Functions a model's parameters may name (``{"$function": name}``): the score functions of feature selection.
+FUNCTIONS: dict[str, tuple[str, str]] = {
+    f"scaleml_dask.feature_selection.{f}": ("scaleml_dask.feature_selection", f)
+    for f in ("f_classif", "chi2", "f_regression")}
 
 #: The dataclasses a model's state may hold (``{"$dataclass": name, "fields": ...}``).
 DATACLASSES: dict[str, tuple[str, str]] = {
@@ -107,6 +120,17 @@ def resolve_value(name: Any) -> type | None:
     """The class listed as ``name`` in :data:`VALUES`, else None."""
     where = VALUES.get(name) if type(name) is str else None
     return None if where is None else _import(where)
+
+
+def resolve_function(name: Any) -> Any:
+    """The function listed as ``name`` in :data:`FUNCTIONS`, else None."""
+    where = FUNCTIONS.get(name) if type(name) is str else None
+    return None if where is None else _import(where)
+
+
+def function_name(obj: Any) -> str | None:
+    """The name under which the function ``obj`` is listed in :data:`FUNCTIONS`, else None."""
+    return next((name for name, where in FUNCTIONS.items() if _import(where) is obj), None)
 
 
 def name_of(obj: Any, table: dict[str, tuple[str, str]]) -> str | None:

@@ -39,9 +39,10 @@ tagged objects for everything else: ``{"$float": "nan"}``, ``{"$tuple": [...]}``
 "module:Name", "fields": {...}}`` for the dataclasses of ``_loadable.DATACLASSES``, ``{"$objects": [...]}`` (a 1-d
 object array of strings, numbers, booleans, nulls: feature names, categories), ``{"$type": dtype}`` (a numpy scalar
 type), ``{"$slice": [start, stop, step]}``, ``{"$value": name, "state": ...}`` for the objects of
-``_loadable.VALUES`` (an input schema) and ``{"$estimator": name, "params": ..., "state": ...}`` for an estimator
-nested in the model (a pipeline's steps, a ``ColumnTransformer``'s transformers), saved and checked as the model
-itself. Anything else is refused when saving (``RegistryError`` naming the attribute).
+``_loadable.VALUES`` (an input schema, a sparse matrix), ``{"$function": name}`` for the functions of
+``_loadable.FUNCTIONS`` (a selector's score function) and ``{"$estimator": name, "params": ..., "state": ...}`` for
+an estimator nested in the model (a pipeline's steps, a ``ColumnTransformer``'s transformers), saved and checked as
+the model itself. Anything else is refused when saving (``RegistryError`` naming the attribute).
 
 What is saved of an estimator, and how a restored one is checked, is the estimator's part of the capability
 protocol (``scaleml_dask._deployable``): ``_saved_state()`` / ``_check_restored_state()``; the registry keeps no
@@ -308,7 +309,7 @@ class _Encoder:
         params = model.get_params(deep=False)
         for key, value in params.items():
             if callable(value) and not (isinstance(value, type) and issubclass(value, np.generic)) \
-                    and _loadable.name_of(value, _loadable.CLASSES) is None:
+                    and _loadable.name_of(value, _loadable.CLASSES) is None and _loadable.function_name(value) is None:
                 self.notes.append(f"param {prefix}{key!r} ({type(value).__name__}) is not serializable; saved as "
                                   "null")
                 params[key] = None
@@ -356,6 +357,9 @@ class _Encoder:
                 raise RegistryError(f"cannot save attribute {path!r}: bit generator {bitgen}")
             return {"$generator": bitgen, "state": self.encode(value.bit_generator.state, f"{path}.state")}
         cls = type(value)
+        name = _loadable.function_name(value) if callable(value) else None
+        if name is not None:
+            return {"$function": name}
         name = _loadable.name_of(value, _loadable.CLASSES)
         if name is not None:
             params, state = self.estimator(value, path)
@@ -1003,7 +1007,8 @@ def _check_outputs(model: Any, meta: dict, where: Path) -> None:
     probe = _outputs.probe_input(model)
     for name in declared:
         a = _outputs.apply(model, name, probe)
-        labels = name == "predict" and a.dtype.kind in "OU" and all(type(v) in (str, bool, int, float) for v in a.flat)
+        labels = name == "predict" and a.dtype.kind in "OU" and all(type(v) in (str, bool, int, float)
+                                                                         for v in a.ravel().tolist())
         if a.ndim not in (1, 2) or a.shape[0] != 1 or (a.dtype.kind not in "biuf" and not labels):
             raise _error(where, f"output {name!r} gives {a.dtype}{list(a.shape)} on one row")
 
@@ -1023,7 +1028,7 @@ def _check_width(model: Any, d: Any, where: Path) -> None:
 #: tag -> the other keys its object holds
 _TAGS = {"$float": (), "$tuple": (), "$dict": (), "$array": (), "$dtype": (), "$scalar": ("value",),
          "$generator": ("state",), "$dataclass": ("fields",), "$objects": (), "$type": (), "$slice": (),
-         "$estimator": ("params", "state"), "$value": ("state",)}
+         "$estimator": ("params", "state"), "$value": ("state",), "$function": ()}
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -1075,6 +1080,11 @@ class _Decoder:
             if dtype is None:
                 raise self.fail(path, f"$type {body!r:.40} is not a plain scalar dtype")
             return dtype.type
+        if tag == "$function":
+            function = _loadable.resolve_function(body)
+            if function is None:
+                raise self.fail(path, f"function {body!r:.80} is not one of {list(_loadable.FUNCTIONS)}")
+            return function
         if tag == "$estimator":
             return _instantiate(self, body, value["params"], value["state"], path, depth)
         if tag == "$value":

@@ -18,7 +18,14 @@ from sklearn.feature_selection import SelectPercentile as _SkSelectPercentile
 from sklearn.feature_selection import VarianceThreshold as _SkVarianceThreshold
 
 from ..passes import fold_row_chunks, reduce_here
-from ..validation import SparseInputMixin, as_dask_array, check_is_fitted, check_n_features, in_memory
+from ..validation import (
+    SparseInputMixin,
+    as_dask_array,
+    check_is_fitted,
+    check_n_features,
+    in_memory,
+    restored_state_problem,
+)
 from . import _univariate
 
 #: The score functions computed from one pass of per-chunk sums; any other callable runs on in-memory data only.
@@ -29,6 +36,20 @@ _ONE_PASS = {_univariate.f_classif: (_univariate.class_sums, _univariate.f_class
 
 class _Lazy(SparseInputMixin):
     """``transform`` of dask input: the selected columns of every chunk, lazily."""
+
+    #: The fitted per-feature statistics the selection is made from.
+    _statistics: tuple[str, ...] = ("scores_", "pvalues_")
+
+    def _check_restored_state(self) -> str | None:
+        """What is wrong with a selector loaded from a registry (None if nothing): one float64 statistic per
+        feature, so that the selection masks exactly ``n_features_in_`` columns."""
+        d = self.__dict__.get("n_features_in_")
+        if d is None:
+            return None
+        problem = restored_state_problem(type(self).__name__, [], [("n_features_in_", d, 1, 2**40)])
+        layout = [(name, v, np.float64, (d,)) for name in self._statistics for v in [self.__dict__.get(name)]
+                  if v is not None or name != "pvalues_"]  # a score function may give no p-values
+        return problem or restored_state_problem(type(self).__name__, layout)
 
     def transform(self, X: Any) -> Any:
         if in_memory(X):
@@ -137,6 +158,8 @@ class VarianceThreshold(_Lazy, _SkVarianceThreshold):
     >>> VarianceThreshold(threshold=0.3).fit(X).get_support(indices=True).tolist()
     [2]
     """
+
+    _statistics = ("variances_",)
 
     def fit(self, X: Any, y: Any = None) -> VarianceThreshold:
         """Compute every feature's variance in one pass (numpy, scipy.sparse, dask, xarray, zarr, path)."""

@@ -133,6 +133,21 @@ class ZarrChunks:
             return self.read_chunk((index,) + (0,) * (self.ndim - 1))
         return np.concatenate([self.read_chunk((index, j)) for j in range(self.grid[1])], axis=1)
 
+    def will_need(self, index: int) -> None:
+        """Ask the kernel to start reading row chunk ``index``'s files into the page cache, without waiting
+        (``posix_fadvise(WILLNEED)``); nothing for a store zarr-python reads, or a chunk past the end."""
+        if self.directory is None or not 0 <= index < self.grid[0]:
+            return
+        for rest in np.ndindex(*self.grid[1:]):
+            try:
+                fd = os.open(os.path.join(self.directory, self.chunk_key((index, *rest))), os.O_RDONLY)
+            except OSError:
+                continue  # a missing chunk is named by the read that needs it
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+
     def for_rows(self, index: int) -> ZarrChunks:
         """This reader with its manifest cut to row chunk ``index``: what the task reading that row chunk
         carries (each task sent with the whole manifest would make a graph grow as the chunk count squared)."""

@@ -369,10 +369,11 @@ def check_unprepared(ds: Any, target: bool = False) -> None:
                 raise err
 
 
-def estimator_variable(ds: Any, name: str) -> Any:
+def estimator_variable(ds: Any, name: str, labels: bool = False) -> Any:
     """What an estimator given a table Dataset takes as ``X`` (``name="X"``: its feature columns side by side,
-    float64) or ``y`` (the target), as a dask array — or a ``TableError`` naming the first column it cannot take
-    (category codes, missing values) and the fix."""
+    float64) or ``y`` (the target; with ``labels``, for a classifier, a categorical one as its level strings), as a
+    dask array — or a ``TableError`` naming the first column it cannot take (category codes, missing values) and
+    the fix."""
     import dask.array as da
 
     lay = layout(ds)
@@ -380,6 +381,13 @@ def estimator_variable(ds: Any, name: str) -> Any:
     if name == "y":
         if target is None:
             raise ValueError(f"the table {ds.attrs.get('name', '')!r} has no target column")
+        var = ds[target]
+        if labels and var.attrs.get("kind") == "categorical":
+            err = unprepared_error(target, "numeric", var.attrs.get("n_missing"))
+            if err is not None:
+                raise err
+            levels = np.asarray(var.attrs["levels"], dtype=str)
+            return var.data.map_blocks(_level_strings, levels, dtype=levels.dtype, meta=np.empty((0,), levels.dtype))
         check_unprepared(ds, target=True)
         return canonical_array(ds[target])
     if name != "X":
@@ -387,6 +395,16 @@ def estimator_variable(ds: Any, name: str) -> Any:
     features = [c for c in lay["columns"] if c != target]
     check_unprepared(ds)
     return da.stack([canonical_array(ds[c]) for c in features], axis=1)
+
+
+def _level_strings(codes: np.ndarray, levels: np.ndarray, block_info: Any = None) -> np.ndarray:
+    """A block of a categorical target as its level strings; a missing value (never a label) is an error."""
+    if codes.size and codes.min() < 0:
+        where = block_info[0] if block_info else {"chunk-location": (0,), "array-location": [(0, 0)]}
+        row = where["array-location"][0][0] + int(np.argmax(codes < 0))
+        raise TableError(f"the target has a missing value in chunk {where['chunk-location'][0]} (row {row}); a "
+                         "classifier needs a label on every row")
+    return levels[codes]
 
 
 def check_variable(var: Any) -> None:

@@ -65,15 +65,25 @@ R_MAX = 52
 E_LIN = -16
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _bin(v: float, bits: np.int64, r: int, scale: float) -> tuple:  # pragma: no cover - compiled
+    """The bin of ``v`` (``bits``: its bits) at resolution ``r`` (``scale = 2^(r - E_LIN)``), ordered as the values
+    are: ``±g`` with ``g`` the exponent and the top ``r`` mantissa bits from ``2^E_LIN`` up, ``⌊|v| / 2^(E_LIN -
+    r)⌋`` below; and 1 if ``v`` is off the bin's edge (its bound nearest zero), else 0. Without a branch: the
+    histogram's block loop vectorises it (a NaN's bin is meaningless, and never read)."""
+    g = ((bits & 0x7FFFFFFFFFFFFFFF) >> (52 - r)) - ((1023 + E_LIN - 1) << r)
+    s = min(abs(v) * scale, 9.0e18)  # (only read below 2^E_LIN, where it is below 2^52)
+    g_linear = np.int64(s)
+    linear = g < (np.int64(1) << r)
+    off = np.int64(g_linear != s) if linear else np.int64((bits & ((np.int64(1) << (52 - r)) - 1)) != 0)
+    g = g_linear if linear else g
+    sign = bits >> 63
+    return (g ^ sign) - sign, off
+
+
 @njit(cache=True, nogil=True)
 def _key(v: float, bits: np.int64, r: int) -> np.int64:  # pragma: no cover - compiled
-    """The bin of ``v`` (``bits``: its bits) at resolution ``r``, ordered as the values are: ``±g`` with ``g`` the
-    exponent and the top ``r`` mantissa bits from ``2^E_LIN`` up, ``⌊|v| / 2^(E_LIN - r)⌋`` below."""
-    g = ((bits & 0x7FFFFFFFFFFFFFFF) >> (52 - r)) - ((1023 + E_LIN - 1) << r)
-    if g < (1 << r):
-        g = np.int64(abs(v) * 2.0 ** (r - E_LIN))
-    sign = bits >> 63
-    return (g ^ sign) - sign
+    return _bin(v, bits, r, 2.0 ** (r - E_LIN))[0]
 
 
 @njit(cache=True, nogil=True)
@@ -88,20 +98,6 @@ def _resolution(k_lo: np.int64, k_hi: np.int64, r: int, bins: int) -> int:  # pr
         r -= 1
         k_lo, k_hi = _coarse(k_lo, 1), _coarse(k_hi, 1)
     return r
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _bin(v: float, bits: np.int64, r: int) -> tuple:  # pragma: no cover - compiled
-    """``_key`` of ``v``, and 1 if ``v`` is off its bin's edge (the bound nearest zero), else 0."""
-    g = ((bits & 0x7FFFFFFFFFFFFFFF) >> (52 - r)) - ((1023 + E_LIN - 1) << r)
-    if g < (1 << r):
-        s = abs(v) * 2.0 ** (r - E_LIN)
-        g = np.int64(s)
-        off = np.int64(g != s)
-    else:
-        off = np.int64((bits & ((np.int64(1) << (52 - r)) - 1)) != 0)
-    sign = bits >> 63
-    return (g ^ sign) - sign, off
 
 
 @njit(cache=True, nogil=True)
@@ -119,28 +115,17 @@ def _histogram(x: np.ndarray, lo: float, hi: float, mean: float, bins: int) -> t
     k0 = _key(lo, ends_bits[0], r)
     span = _key(hi, ends_bits[1], r) - k0 + 1
     acc = np.zeros(span + 1, np.int64)
-    low = (np.int64(1) << (52 - r)) - 1
-    top = (1023 + E_LIN - 1) << r
     scale = 2.0 ** (r - E_LIN)
-    one = np.int64(1) << r
     words = np.empty(BLOCK, np.int64)
     n = x.shape[0]
     m = n - n % BLOCK
     m2 = 0.0
     carry = 0.0
     for i0 in range(0, m, BLOCK):
-        for k in range(BLOCK):  # each value's bin and edge flag, without a branch (``_bin``'s, vectorised)
-            b = bits[i0 + k]
+        for k in range(BLOCK):  # each value's bin and edge flag, without a branch
             v = x[i0 + k]
-            g = ((b & 0x7FFFFFFFFFFFFFFF) >> (52 - r)) - top
-            s = min(abs(v) * scale, 9.0e18)  # (a NaN: its word is not read)
-            g_linear = np.int64(s)
-            linear = g < one
-            off = np.int64(g_linear != s) if linear else np.int64((b & low) != 0)
-            g = g_linear if linear else g
-            sign = b >> 63
-            j = ((g ^ sign) - sign) - k0
-            words[k] = ((j if v == v else span) << 1) | off
+            key, off = _bin(v, bits[i0 + k], r, scale)
+            words[k] = ((key - k0 if v == v else span) << 1) | off
         s0 = s1 = 0.0
         for i in range(i0, i0 + BLOCK, 2):
             s0 += square(x[i], mean)
@@ -153,7 +138,7 @@ def _histogram(x: np.ndarray, lo: float, hi: float, mean: float, bins: int) -> t
         v = x[i]
         if v == v:
             m2, carry = add_compensated(m2, carry, square(v, mean))
-            key, off = _bin(v, bits[i], r)
+            key, off = _bin(v, bits[i], r, scale)
             acc[key - k0] = (acc[key - k0] + 2) | off
     return (r, *_occupied(acc[:span], k0), m2 + carry)
 
@@ -195,13 +180,18 @@ def _gathered(index: np.ndarray, counts: np.ndarray, on_edge: np.ndarray,
 
 
 def _keys(values: np.ndarray, r: int) -> np.ndarray:
-    """``_key`` of each value, vectorised (the few values of a small sketch, or a rekeyed one's bounds)."""
+    """``_key`` of each value (the few values of a small sketch, or a rekeyed one's bounds)."""
     x = np.ascontiguousarray(values, dtype=np.float64)
-    bits = x.view(np.int64)
-    g = ((bits & 0x7FFFFFFFFFFFFFFF) >> (52 - r)) - ((1023 + E_LIN - 1) << r)
-    g = np.where(g < (1 << r), (np.minimum(np.abs(x), 2.0 ** E_LIN) * 2.0 ** (r - E_LIN)).astype(np.int64), g)
-    sign = bits >> 63
-    return (g ^ sign) - sign
+    return _keys_of(x, x.view(np.int64), r)
+
+
+@njit(cache=True, nogil=True)
+def _keys_of(x: np.ndarray, bits: np.ndarray, r: int) -> np.ndarray:  # pragma: no cover - compiled
+    out = np.empty(x.shape[0], np.int64)
+    scale = 2.0 ** (r - E_LIN)
+    for i in range(x.shape[0]):
+        out[i] = _bin(x[i], bits[i], r, scale)[0]
+    return out
 
 
 def _coarsened(keys: np.ndarray, shift: int) -> np.ndarray:

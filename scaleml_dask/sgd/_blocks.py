@@ -27,6 +27,7 @@ from ._kernels import (
     local_epochs,
     message_nbytes,
     n_batches,
+    summed_loss,
     unknown_labels,
 )
 
@@ -115,6 +116,35 @@ def clear_residuals(ef_key: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------
+# Local mode's held-out rows, per (fit, block), in the memory of the worker that read the block
+# ------------------------------------------------------------------------------------------------------
+
+_HELD: dict[tuple[str, int], tuple[Any, np.ndarray]] = {}
+
+
+def held_out_losses(W: np.ndarray, problem: Problem) -> dict[int, tuple[float, int]]:
+    """Per block whose held-out rows this process keeps for the fit: their summed loss at ``W`` and their count
+    (a few numbers, instead of the rows, to the client)."""
+    held = [(i, rows) for (key, i), rows in list(_HELD.items()) if key == problem.ef_key]
+    return {i: (summed_loss(W, X, T, problem.loss), X.shape[0]) for i, (X, T) in held}
+
+
+def held_out_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: int, W: np.ndarray,
+                   problem: Problem) -> dict[int, tuple[float, int]]:
+    """``held_out_losses`` of one block read again (its held-out rows kept anew): for blocks whose rows were
+    lost with their worker."""
+    part = split_block(X, y, chunk_index=chunk_index, row_start=row_start, problem=problem, check_train=False)
+    X_val, T_val = _HELD[(problem.ef_key, chunk_index)] = held_out_rows(part)
+    return {chunk_index: (summed_loss(W, X_val, T_val, problem.loss), X_val.shape[0])}
+
+
+def clear_held_out(ef_key: str) -> None:
+    """Forget the held-out rows of one fit (run on every worker when the fit ends)."""
+    for key in [k for k in _HELD if k[0] == ef_key]:
+        _HELD.pop(key, None)
+
+
+# ------------------------------------------------------------------------------------------------------
 # A block's split
 # ------------------------------------------------------------------------------------------------------
 
@@ -193,8 +223,8 @@ def sync_gradients(W: np.ndarray, seed: int, step: int, problem: Problem,
 
 def local_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: int, W: np.ndarray,
                 seeds: list[int], t0: float, problem: Problem, with_val: bool) -> tuple:
-    """Local epochs over one block (local mode): (message of the weight change, training rows, steps,
-    held-out X, held-out T), the held-out rows only ``with_val``."""
+    """Local epochs over one block (local mode): (message of the weight change, training rows, steps). With
+    ``with_val`` its held-out rows are kept in this process for the fit (``held_out_losses``)."""
     part = split_block(X, y, chunk_index=chunk_index, row_start=row_start, problem=problem, check_train=False)
     W_new, steps, finite = local_epochs(W, part.X, part.T, start=part.start, n_train=part.n_train, seeds=seeds,
                                         block=chunk_index, batch_size=problem.batch_size, loss=problem.loss,
@@ -204,28 +234,27 @@ def local_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: in
     if not finite:  # NaN / inf in a training row (or diverged weights: then this finds nothing)
         assert_finite_rows(part.X.tocsr() if hasattr(part.X, "table_parts") else part.X, "X", chunk_index,
                            row_start)
-    val = held_out_rows(part) if with_val else (None, None)
-    return (send(W_new - W, problem, chunk_index), part.n_train, steps, *val)
+    if with_val:
+        _HELD[(problem.ef_key, chunk_index)] = held_out_rows(part)
+    return send(W_new - W, problem, chunk_index), part.n_train, steps
 
 
 @dataclass(frozen=True)
 class LocalSum:
     """Local-mode round results summed over chunks (:func:`sum_local`): ``weighted`` = Σ n_i ΔW_i, ``rows`` =
-    Σ n_i, the most ``steps`` of a chunk, the messages' ``nbytes``, the ``chunks`` summed, and each chunk's
-    held-out rows ``val`` (first round only), in chunk order."""
+    Σ n_i, the most ``steps`` of a chunk, the messages' ``nbytes`` and the ``chunks`` summed."""
 
     weighted: np.ndarray
     rows: int
     steps: int
     nbytes: int
     chunks: int
-    val: tuple
 
 
 def sum_local(parts: list, shape: tuple[int, ...]) -> LocalSum:
     """Sum ``local_block`` results (or partial sums of them): a round's weight changes are tree-reduced on the
     workers, so a worker holds a fan-in of them, never one per chunk (a 2**20-feature model's change is 8 MiB)."""
-    weighted, rows, steps, nbytes, chunks, val = None, 0, 0, 0, 0, ()
+    weighted, rows, steps, nbytes, chunks = None, 0, 0, 0, 0
     for p in parts:
         if isinstance(p, LocalSum):
             if weighted is None:  # summed into in place: a new array, never another task's result
@@ -233,9 +262,8 @@ def sum_local(parts: list, shape: tuple[int, ...]) -> LocalSum:
             else:
                 weighted += p.weighted
             rows, steps, nbytes, chunks = rows + p.rows, max(steps, p.steps), nbytes + p.nbytes, chunks + p.chunks
-            val += p.val
             continue
-        msg, n, k, *v = p
+        msg, n, k = p
         if weighted is None:
             weighted = decompress(msg, shape) * n
         elif msg[0] == "rows":  # a chunk's non-zero rows, added where they go
@@ -243,8 +271,7 @@ def sum_local(parts: list, shape: tuple[int, ...]) -> LocalSum:
         else:
             weighted += decompress(msg, shape) * n
         rows, steps, nbytes, chunks = rows + int(n), max(steps, int(k)), nbytes + message_nbytes(msg), chunks + 1
-        val += () if v[0] is None else (tuple(v),)
-    return LocalSum(weighted, rows, steps, nbytes, chunks, val)
+    return LocalSum(weighted, rows, steps, nbytes, chunks)
 
 
 # ------------------------------------------------------------------------------------------------------

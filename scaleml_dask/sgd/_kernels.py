@@ -122,8 +122,11 @@ def decision(W: np.ndarray, X: np.ndarray) -> np.ndarray:
 def mean_loss(W: np.ndarray, X: np.ndarray, T: np.ndarray, loss: str) -> float:
     """Mean per-sample loss (no penalty); NaN for an empty set."""
     n = X.shape[0]
-    if n == 0:
-        return math.nan
+    return math.nan if n == 0 else summed_loss(W, X, T, loss) / n
+
+
+def summed_loss(W: np.ndarray, X: np.ndarray, T: np.ndarray, loss: str) -> float:
+    """Summed per-sample loss (no penalty): a block's part of ``mean_loss``."""
     Z = decision(W, X)
     if loss == "squared":
         L = 0.5 * (Z - T) ** 2
@@ -131,7 +134,7 @@ def mean_loss(W: np.ndarray, X: np.ndarray, T: np.ndarray, loss: str) -> float:
         L = np.logaddexp(0.0, Z) - T * Z
     else:  # hinge on labels in {-1, +1}
         L = np.maximum(1.0 - (2.0 * T - 1.0) * Z, 0.0)
-    return float(L.sum() / n)
+    return float(L.sum())
 
 
 # ------------------------------------------------------------------------------------------------------

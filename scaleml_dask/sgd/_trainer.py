@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 
 from ..checkpoint import Checkpointer
-from ..passes import broadcast, map_row_chunks, reduce_here
+from ..passes import broadcast, map_row_chunks, reduce_here, run_everywhere
 from ._balance import Balancer
 from ._blocks import (
     SERVER_TIMEOUT_S,
@@ -27,7 +28,10 @@ from ._blocks import (
     ParameterServer,
     Problem,
     async_partition,
+    clear_held_out,
     clear_residuals,
+    held_out_block,
+    held_out_losses,
     held_out_rows,
     hosts_server,
     local_block,
@@ -183,15 +187,36 @@ class Trainer:
                  checkpointer: Checkpointer | None) -> None:
         self.config, self.st = config, state
         self.X_val, self.T_val = validation if validation is not None else (None, None)
+        self.held_out: tuple | None = None  # local mode: the data whose held-out rows the workers keep
+        self.held_rows = 0
         self.checkpointer = checkpointer
         self.origin = state.copy()  # where a lost async epoch restarts when no checkpoint was written yet
         self.t_start = time.perf_counter() - state.elapsed
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def _loss(self, W: np.ndarray) -> float:
+        if self.held_out is not None:
+            return self._held_out_loss(W)
         if self.X_val is None or self.X_val.shape[0] == 0:
             return math.nan
         return mean_loss(W, self.X_val, self.T_val, self.config.problem.loss)
+
+    def _held_out_loss(self, W: np.ndarray) -> float:
+        """The held-out loss at ``W`` from the loss each worker computes on the held-out rows it keeps (local
+        mode): the rows never leave their worker. Blocks whose rows were lost with their worker are read again
+        (a pass over them). Summed in block order, whichever worker holds which block."""
+        problem, (dX, dy) = self.config.problem, self.held_out
+        parts: dict[int, tuple[float, int]] = {}
+        for found in run_everywhere(held_out_losses, W, problem):
+            parts.update(found)
+        if len(parts) < len(dX.chunks[0]):
+            log.info("sgd local: the held-out rows of %d blocks were lost with their worker; reading them again",
+                     len(dX.chunks[0]) - len(parts))
+            with broadcast(W) as W_:
+                found = dask.compute(*map_row_chunks(held_out_block, dX, dy, W=W_, problem=problem))
+            parts = {i: v for f in found for i, v in f.items()}
+        self.held_rows = sum(n for _, n in parts.values())
+        return math.nan if self.held_rows == 0 else math.fsum(parts[i][0] for i in sorted(parts)) / self.held_rows
 
     def record(self, *, at_start: bool = False) -> None:
         st = self.st
@@ -223,7 +248,8 @@ class Trainer:
         held-out loss passes ``DIVERGENCE_FACTOR`` times its value at the start of the fit."""
         st, cfg = self.st, self.config
         loss, first = st.curve[-1][3], st.curve[0][3]
-        held_out = self.X_val is not None and self.X_val.shape[0] > 0  # else the loss is NaN by construction
+        held_out = self.held_rows > 0 if self.held_out is not None else (
+            self.X_val is not None and self.X_val.shape[0] > 0)  # else the loss is NaN by construction
         if not np.isfinite(st.W).all() or (math.isinf(loss) or (math.isnan(loss) and held_out)):
             raise DivergenceError(f"SGD ({cfg.mode} mode) diverged in epoch {st.epoch}: the weights (held-out loss "
                                   f"{loss:.4g}) are no longer finite; lower eta0, use learning_rate='adam' or "
@@ -420,15 +446,14 @@ class Trainer:
                 # large weights go once per worker, not once per chunk's task inside the graph; small ones inside
                 # the tasks (a scatter costs a round trip to every worker before the pass can start)
                 with broadcast(st.W) if st.W.nbytes > _INLINE_BYTES else contextlib.nullcontext(st.W) as W:
-                    total = reduce_here(map_row_chunks(local_block, dX, dy, W=W, seeds=seeds,
+                    total = reduce_here(map_row_chunks(local_block, dX, dy, W=W, seeds=seeds, readahead=True,
                                                        t0=float(st.opt["t"]), problem=problem, with_val=with_val),
                                         functools.partial(sum_local, shape=st.W.shape),
                                         on_workers=len(dX.chunks[0]) * st.W.nbytes > _SUM_HERE_BYTES)
                 if not isinstance(total, LocalSum):  # one chunk: nothing was summed
                     total = sum_local([total], st.W.shape)
-                if with_val:
-                    self.X_val = stack_rows([v[0] for v in total.val])
-                    self.T_val = np.concatenate([v[1] for v in total.val])
+                if with_val:  # each worker keeps the held-out rows of the blocks it read
+                    self.held_out = (dX, dy)
                 if first and not st.curve:
                     self.record(at_start=True)
                 first = False
@@ -440,6 +465,8 @@ class Trainer:
                 if self.end_epoch():
                     return
         finally:
+            if self.held_out is not None:
+                run_everywhere(clear_held_out, problem.ef_key)
             if problem.compress is not None:
                 clear_residuals(problem.ef_key)
                 try:

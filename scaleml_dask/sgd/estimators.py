@@ -89,8 +89,15 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         return self.epochs
 
     # -- targets --------------------------------------------------------------------------------------
+    _labels = False  # the classifier takes labels of any sortable kind (strings, pandas categories), not numbers
+
     def _fit_classes(self, dy: da.Array) -> np.ndarray | None:
         return None
+
+    def _classes_from_target(self) -> bool:
+        """Whether ``fit`` makes a pass over ``y`` for its classes (``passes.distinct_values``): a pipeline then
+        finds them in its own statistics pass (``passes.given_distinct``)."""
+        return False
 
     def _first_partial_classes(self, classes: Any) -> np.ndarray | None:
         return None
@@ -136,7 +143,8 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         ``validation_data``: optional ``(X_val, y_val)`` for the held-out loss; without it a seeded
         ``validation_fraction`` of every block is held out.
         """
-        dX, dy = check_X_y(X, y, y_numeric=True, accept_sparse=True)
+        dX, dy = check_X_y(X, y, y_numeric=not self._labels, accept_sparse=True)
+        dy = _checked_labels(dy, getattr(self, "classes", None))
         classes = self._fit_classes(dy)
         validation = self._validation(validation_data, classes, dX.shape[1])
         config = self._config(classes, 0.0 if validation is not None else self.validation_fraction)
@@ -154,7 +162,7 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         return self
 
     def _partial_fit(self, X: Any, y: Any, classes: Any) -> _BaseSGD:
-        dX, dy = check_X_y(X, y, y_numeric=True, accept_sparse=True)
+        dX, dy = check_X_y(X, y, y_numeric=not self._labels, accept_sparse=True)
         if hasattr(self, "coef_"):
             check_n_features(self, dX.shape[1])
             known = getattr(self, "classes_", None)
@@ -166,7 +174,7 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
             known = self._first_partial_classes(classes)
             state = self._fresh_state(dX.shape[1], known)
         config = self._config(known, self.validation_fraction)
-        state = Trainer(config, state, None, None).run(dX, dy, state.epoch + 1)
+        state = Trainer(config, state, None, None).run(dX, _checked_labels(dy, known), state.epoch + 1)
         self._set_fitted(state, known, dX.shape[1])
         return self
 
@@ -250,6 +258,56 @@ def _check_finite(a: np.ndarray, name: str, where: str) -> None:
         raise nonfinite_error(name, a, where)
 
 
+def _sorted_labels(values: np.ndarray, name: str) -> np.ndarray:
+    """The sorted distinct labels of ``values``: numbers, or strings (fixed-width, also from the object arrays of
+    pandas); a missing label (NaN, None) or strings mixed with other values are refused, naming them."""
+    flat = values.ravel()
+    if flat.dtype == object:
+        others = [v for v in flat.tolist() if not isinstance(v, str)]
+        if others and len(others) < len(flat):
+            raise ValueError(f"{name} mixes string labels with {others[:3]}; labels must be all strings or all "
+                             "numbers, none missing")
+        flat = flat.astype(str) if not others else np.array(others)
+    if flat.dtype.kind in "fc" and np.isnan(flat).any():
+        raise ValueError(f"{name} contains NaN labels")
+    return np.unique(flat)
+
+
+#: pandas' name of the kind of an object array -> whether its labels are strings (absent: not labels).
+_LABEL_KINDS = {"string": True, "integer": False, "floating": False, "mixed-integer-float": False, "boolean": False}
+
+
+def _checked_labels(dy: da.Array, classes: Any) -> da.Array:
+    """Labels in an object array (pandas gives strings so) checked chunk by chunk as they are read: none missing,
+    all strings or all numbers, of the kind of ``classes`` if known — else an error naming the chunk and row. Labels
+    of another dtype are checked against ``classes`` by their dtype."""
+    strings = None if classes is None else np.asarray(classes).dtype.kind in "UO"
+    if dy.dtype != object:
+        if strings is not None and strings != (dy.dtype.kind in "US"):
+            raise ValueError(f"y holds labels of dtype {dy.dtype}, not of the kind of the classes {list(classes)}")
+        return dy
+    return dy.map_blocks(_check_label_block, strings, dtype=object, meta=np.empty((0,), object))
+
+
+def _check_label_block(y: np.ndarray, strings: bool | None, block_info: Any = None) -> np.ndarray:
+    import pandas as pd
+
+    kind = _LABEL_KINDS.get(pd.api.types.infer_dtype(y, skipna=False))
+    if kind is not None and strings in (None, kind):
+        return y
+    if kind is not None:
+        i, what = 0, f"{'string' if kind else 'number'} labels where the classes are {'numbers' if kind else 'strings'}"
+    elif pd.isna(y).any():
+        i, what = int(np.argmax(pd.isna(y))), "a missing label (None / NaN)"
+    else:
+        i = int(np.argmax([isinstance(v, str) != isinstance(y[0], str) for v in y]))
+        what = f"strings mixed with other labels ({y[0]!r}, {y[i]!r})"
+    info = block_info[0] if block_info else {"chunk-location": (0,), "array-location": [(0, len(y))]}
+    row = info["array-location"][0][0] + i
+    raise ValueError(f"y holds {what} in chunk {info['chunk-location'][0]} (row {row}); labels must be all "
+                     "strings or all numbers, none missing")
+
+
 def _decision_block(X: np.ndarray, score: Any) -> np.ndarray:
     return score(X)
 
@@ -284,7 +342,9 @@ _PARAMETERS = """
     compress : None | "float16" | "topk"; topk_fraction : float
         Compression of what workers send back, with error feedback.
     validation_fraction : float
-        Seeded fraction of every block held out for the held-out loss (ignored with ``validation_data``).
+        Seeded fraction of every block held out for the held-out loss (ignored with ``validation_data``). In
+        ``mode="local"`` the held-out rows stay in the memory of the workers that read them, which send back
+        their loss (two numbers per block) after every round; sync and async bring them to the client.
     random_state : int
         Seed of the mini-batch order and the held-out split.
     checkpoint_dir : path or None
@@ -366,19 +426,22 @@ class SGDClassifier(ClassifierMixin, _BaseSGD):
                  callback: Callable[[dict], bool | None] | None = None, classes: Any = None) -> None:
         self._store_parameters(locals())
 
+    _labels = True
+
     @staticmethod
     def _declared(classes: Any) -> np.ndarray:
-        declared = np.unique(np.asarray(classes))
+        declared = _sorted_labels(np.asarray(classes), "classes")
         if declared.size < 2:
             raise ValueError(f"classes must hold at least two labels; got {declared.tolist()}")
         return declared
 
+    def _classes_from_target(self) -> bool:
+        return self.classes is None
+
     def _fit_classes(self, dy: da.Array) -> np.ndarray:
         if self.classes is not None:
             return self._declared(self.classes)
-        found = distinct_values(dy)
-        if np.issubdtype(found.dtype, np.floating) and np.isnan(found).any():
-            raise ValueError("y contains NaN labels")
+        found = _sorted_labels(distinct_values(dy), "y")
         if found.size < 2:
             raise ValueError(f"y has 1 class ({found.tolist()}); a classifier needs at least two")
         if np.issubdtype(found.dtype, np.floating) and not np.all(found == np.round(found)):

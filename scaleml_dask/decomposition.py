@@ -162,6 +162,8 @@ class TruncatedSVD(SparseInputMixin, FittedSummaryMixin, TransformerMixin, BaseE
         d = self.__dict__.get("n_features_in_")
         k = self.n_components
         V, used = self.__dict__.get("components_"), self.__dict__.get("active_features_")
+        if used is None and isinstance(V, np.ndarray) and V.ndim == 2:  # saved before active_features_ existed
+            used = self.active_features_ = np.flatnonzero(np.any(V != 0, axis=0))
         layout = [("components_", V, np.float64, (k, d if type(d) is int else -1)),
                   ("singular_values_", self.__dict__.get("singular_values_"), np.float64, (k,)),
                   ("active_features_", used, np.int64, (None,))]

@@ -129,6 +129,9 @@ def test_active_columns_found_once_at_fit_and_checked_when_restored(hashed, tmp_
     dX = as_dask_array(X, accept_sparse=True, chunk_rows=200)
     np.testing.assert_array_equal(back.active_features_, used)
     np.testing.assert_array_equal(back.transform(dX).compute(), f.transform(dX).compute())
+    del f.active_features_  # as saved before the attribute existed: derived from components_ on load
+    save_model(f, tmp_path / "older")
+    np.testing.assert_array_equal(load_model(tmp_path / "older").active_features_, used)
     f.active_features_ = used[1:]
     save_model(f, tmp_path / "altered")
     with pytest.raises(RegistryError, match="active_features_ are not the non-zero columns of components_"):

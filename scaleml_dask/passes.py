@@ -332,7 +332,7 @@ def _queued_here() -> list[int]:
     prefix = str(worker.get_current_task()).rpartition("-")[0] + "-"
     try:
         queued = [ts.key for ts in list(worker.state.ready)]
-    except RuntimeError:  # the worker's state changed under the copy: no hint this time
+    except (RuntimeError, AttributeError):  # the state changed under the copy, or another distributed: no hint
         return []
     return [int(k[len(prefix):]) for k in queued if isinstance(k, str) and k.startswith(prefix)
             and k[len(prefix):].isdigit()]

@@ -547,9 +547,7 @@ def reduce_here(parts: Sequence[Any], combine: Callable[[list], Any], split_ever
 def combine_here(values: list, combine: Callable[[list], Any], split_every: int = 8) -> Any:
     """The tree of ``tree_reduce`` applied in this process to computed ``values``: the same groups, so the same
     answer as that tree computed by dask."""
-    while len(values) > 1:
-        values = [combine(values[i:i + split_every]) for i in range(0, len(values), split_every)]
-    return values[0]
+    return _tree_levels(values, combine, split_every, 1, lazy=False)[0]
 
 
 def one_pass(kernel: Callable, combine: Callable[[list], Any], *arrays: Any, split_every: int = 8,
@@ -559,14 +557,16 @@ def one_pass(kernel: Callable, combine: Callable[[list], Any], *arrays: Any, spl
     return reduce_here(map_row_chunks(kernel, *arrays, unique=True, **kwargs), combine, split_every)
 
 
-def _tree_levels(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int, until: int) -> list:
-    """The levels of the tree of ``tree_reduce`` built until at most ``until`` delayed parts are left."""
+def _tree_levels(parts: Sequence[Any], combine: Callable[[list], Any], split_every: int, until: int, *,
+                 lazy: bool = True) -> list:
+    """The levels of the tree of ``tree_reduce`` built until at most ``until`` parts are left: delayed
+    ``combine`` calls, or (``lazy=False``) ``combine`` applied here to computed parts — the same groups."""
     import dask
 
+    apply = dask.delayed(combine, pure=True) if lazy else combine
     parts = list(parts)
     while len(parts) > until:
-        parts = [dask.delayed(combine, pure=True)(parts[i:i + split_every])
-                 for i in range(0, len(parts), split_every)]
+        parts = [apply(parts[i:i + split_every]) for i in range(0, len(parts), split_every)]
     return parts
 
 

@@ -107,3 +107,19 @@ def test_a_pipeline_with_a_selector_and_a_projection_is_served_on_raw_rows(tmp_p
         r = client.post("/v2/models/pipe/infer", json={"inputs": _v2_columns(rows, pipe)})
         assert r.status_code == 200, r.text
         assert r.json()["outputs"][0]["data"] == pipe.predict(rows).tolist()
+
+
+def test_a_selector_with_scikit_learns_default_score_function_fits_in_one_pass_and_saves(tmp_path, data):
+    """``SelectKBest(k=...)`` keeps scikit-learn's default ``score_func`` (its own ``f_classif``): on data larger
+    than memory it is scored by the same one pass as ours (it was refused), and saved by name like ours."""
+    import dask.array as da
+    from sklearn.feature_selection import SelectKBest as SkSelectKBest
+
+    X, y, _ = data
+    ref = SkSelectKBest(k=4).fit(X, y)
+    lazy = SelectKBest(k=4).fit(da.from_array(X, chunks=(50, 40)), da.from_array(y, chunks=50))
+    np.testing.assert_allclose(lazy.scores_, ref.scores_, rtol=1e-10, atol=1e-12)
+    assert lazy.get_support(indices=True).tolist() == ref.get_support(indices=True).tolist()
+    save_model(lazy, tmp_path / "sel")
+    back = load_model(tmp_path / "sel")
+    np.testing.assert_array_equal(back.transform(X), ref.transform(X))

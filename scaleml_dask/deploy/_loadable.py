@@ -72,7 +72,8 @@ VALUES: dict[str, tuple[str, str]] = {
 #: Functions a model's parameters may name (``{"$function": name}``): the score functions of feature selection.
 FUNCTIONS: dict[str, tuple[str, str]] = {
     f"scaleml_dask.feature_selection.{f}": ("scaleml_dask.feature_selection", f)
-    for f in ("f_classif", "chi2", "f_regression")}
+    for f in ("f_classif", "chi2", "f_regression")} | {
+    f"sklearn.feature_selection.{f}": ("sklearn.feature_selection", f) for f in ("f_classif", "chi2", "f_regression")}
 
 #: The dataclasses a model's state may hold (``{"$dataclass": name, "fields": ...}``).
 DATACLASSES: dict[str, tuple[str, str]] = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
+import sklearn.feature_selection as _sk_fs
 from sklearn.feature_selection import SelectKBest as _SkSelectKBest
 from sklearn.feature_selection import SelectPercentile as _SkSelectPercentile
 from sklearn.feature_selection import VarianceThreshold as _SkVarianceThreshold
@@ -32,6 +33,9 @@ from . import _univariate
 _ONE_PASS = {_univariate.f_classif: (_univariate.class_sums, _univariate.f_classif_from),
              _univariate.chi2: (_univariate.class_sums, _univariate.chi2_from),
              _univariate.f_regression: (_univariate.target_sums, _univariate.f_regression_from)}
+# scikit-learn's own score functions (its selectors' default among them) compute the same statistics in one pass
+_ONE_PASS.update({_sk_fs.f_classif: _ONE_PASS[_univariate.f_classif], _sk_fs.chi2: _ONE_PASS[_univariate.chi2],
+                  _sk_fs.f_regression: _ONE_PASS[_univariate.f_regression]})
 
 
 class _Lazy(SparseInputMixin):

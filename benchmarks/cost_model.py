@@ -82,7 +82,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 CONSTANTS = Path(__file__).with_name("constants.json")
@@ -108,12 +108,18 @@ class Constants:
     async_server_s: float              # ρ: the parameter server's CPU per push
     kmeans_client_s: float             # κ_c: client seconds per k-means|| candidate (weighted k-means++ and Lloyd)
     sync_task_s: float | None = None   # ω_s: worker CPU per sync step's task besides its gradients (None: ω)
+    # the scheduler's and the client's CPU in a sync step: {"scheduler" / "client": {"per_task", "per_step"}}
+    # (σ_s, γ_s per task of the step and σ_0, γ_0 per step; None: σ and γ per task, nothing per step)
+    sync_step_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     quota_cpu_factor: float = 1.0      # φ: a worker's CPU per task under a CPU quota below a core / without one
     quota_cpu_factor_wide: float | None = None  # φ of the wide PCA's kernel (None: φ)
     quota_burst_s: float = 0.0         # β: wall a busy stretch on a quota'd host saves against the linear stretch
     worker_idle_cpu: float = 0.0       # b: CPU seconds per second an idle worker process spends (its event loop)
+    quota_slope: float | None = None   # s: wall per CPU second of a busy stretch under the quota (None: 1 / (q − b))
+    quota_calibrated: float | None = None  # the quota q (cores) s was measured under
     contention: dict[str, float] = field(default_factory=dict)  # κ(n): CPU per task, n quota'd hosts busy / 1
     contention_wide: dict[str, float] = field(default_factory=dict)  # κ(n) of the wide PCA's kernel
+    contention_kernels: dict[str, dict[str, float]] = field(default_factory=dict)  # κ(n) of kernels measured apart
     reference_s: dict[str, float] = field(default_factory=dict)  # the speed probe's kernels at calibration
     fixed_worker_s: dict[str, float] = field(default_factory=dict)  # the worker CPU in ``fixed_s`` (one worker)
     cores: float | None = None         # CPUs the cluster's processes share (None: enough for every process)
@@ -262,7 +268,11 @@ def effective(k: Constants, cl: Cluster, w: Workload) -> Constants:
     k = under_quota(k, cl)
     if _cores(cl, k) is None or not k.contention:
         return k
-    return under_load(k, contention(k, min(cl.workers, w.chunks)))
+    busy = min(cl.workers, w.chunks)
+    base = contention(k, busy)
+    own = {name: contention(k, busy, table) / base for name, table in k.contention_kernels.items()}
+    k = under_load(k, base)
+    return replace(k, kernel_s={n: v * own.get(n, 1.0) for n, v in k.kernel_s.items()})
 
 
 def _steps(w: Workload) -> int:
@@ -274,15 +284,18 @@ def _sync_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     C = w.chunks
     Q = min(C, cl.workers * cl.threads)
     t_g = k.kernel_s["sgd_grad"]
-    per_task = k.scheduler_task_s + k.client_task_s
+    sched, client = (k.sync_step_cpu.get(name, {"per_task": v, "per_step": 0.0}) for name, v in (
+        ("scheduler", k.scheduler_task_s), ("client", k.client_task_s)))
+    per_task = sched["per_task"] + client["per_task"]
     terms = {"round trips": k.step_s + (Q - 1) * per_task,
              "compute": k.step_s + math.ceil(C / Q) * t_g,
              "network": k.step_s + 2 * (w.features + 1) * 8 / _rate(cl, k)}
     if quota_stretch(cl, k) > 1:  # the busiest worker's CPU per step, stretched by its quota
         terms["quota"] = (k.sync_task * math.ceil(Q / cl.workers) + math.ceil(C / Q) * t_g) * quota_stretch(cl, k)
     cores = _cores(cl, k)
-    if cores is not None:
-        terms["cpu"] = (Q * (per_task + k.sync_task) + C * t_g) / min(cores, min(Q, worker_cores(cl, k)) + 2)
+    if cores is not None:  # every process's CPU of a step on the shared cores, less the workers' idle background
+        step_cpu = sched["per_step"] + client["per_step"] + Q * (per_task + k.sync_task) + C * t_g
+        terms["cpu"] = step_cpu / min(cores - cl.workers * k.worker_idle_cpu, min(Q, worker_cores(cl, k)) + 2)
     step = max(terms.values())
     S = _steps(w) - 1
     out = {name: S * v for name, v in terms.items()}
@@ -341,12 +354,14 @@ def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
         w.push_every * k.kernel_s["sgd_grad"] + 2 * omega + k.async_server_s)
 
 
-def contention(k: Constants, busy: int) -> float:
+def contention(k: Constants, busy: int, table: dict[str, float] | None = None) -> float:
     """κ(n): a task's CPU with ``busy`` quota'd worker hosts busy on the shared cores over with one
-    (``bench_scale.py --calibrate-contention``), linear between the measured n, constant past the last."""
-    if not k.contention or busy <= 1:
+    (``bench_scale.py --calibrate-contention``; ``table``: a kernel's own, else the moments kernel's), linear
+    between the measured n, constant past the last."""
+    table = k.contention if table is None else table
+    if not table or busy <= 1:
         return 1.0
-    pts = sorted((int(n), v) for n, v in k.contention.items())
+    pts = sorted((int(n), v) for n, v in table.items())
     if busy >= pts[-1][0]:
         return pts[-1][1]
     for (n0, v0), (n1, v1) in zip(pts, pts[1:], strict=False):
@@ -357,10 +372,19 @@ def contention(k: Constants, busy: int) -> float:
 
 def quota_stretch(cl: Cluster, k: Constants) -> float:
     """f: how much longer a worker thread's CPU work takes under its host's quota q, of which the worker
-    process's own background (b, measured on an idle worker) is not the tasks': max(1, T / (q − b))."""
+    process's own background is not the tasks': max(1, T / (q − b')), b' = ``quota_background`` (the measured
+    stretch's, so that f = T s at the calibrated quota)."""
     if cl.worker_cpus is None:
         return 1.0
-    return max(1.0, cl.threads / max(cl.worker_cpus - k.worker_idle_cpu, 1e-3))
+    return max(1.0, cl.threads / max(cl.worker_cpus - quota_background(k), 1e-3))
+
+
+def quota_background(k: Constants) -> float:
+    """The part of a host's quota its tasks do not get: q − 1 / s, s the wall per CPU second measured on busy
+    stretches under the quota q (``--calibrate-quota``: one least-squares line through them), else b."""
+    if k.quota_slope is None or k.quota_calibrated is None:
+        return k.worker_idle_cpu
+    return k.quota_calibrated - 1.0 / k.quota_slope
 
 
 def worker_cores(cl: Cluster, k: Constants) -> float:
@@ -397,7 +421,8 @@ def under_load(k: Constants, factor: float) -> Constants:
                         "combine_s": {n: v * factor for n, v in k.combine_s.items()},
                         "worker_task_s": k.worker_task_s * factor, "async_server_s": k.async_server_s * factor,
                         "sync_task_s": k.sync_task * factor, "quota_cpu_factor": 1.0,
-                        "quota_cpu_factor_wide": None, "contention": {}, "contention_wide": {}})
+                        "quota_cpu_factor_wide": None, "contention": {}, "contention_wide": {},
+                        "contention_kernels": {}})
 
 
 def dominant(terms: dict[str, float]) -> str:

@@ -23,17 +23,22 @@ client, which cannot overlap:
 A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) makes every worker-side CPU constant φ
 times larger (measured as the tasks' CPU under the quota and CFS period of the runs over without, the idle
 background taken out; the wide PCA's kernel has its own φ) and stretches its threads' CPU work by
-f = max(1, T / (q − b)), b the CPU an idle worker process spends of its quota (event loop, heartbeats;
-measured; ``quota_stretch``): t_k, t_c and ω are stretched by f in ``compute``, P T / f CPUs in ``cpu``. A fit takes
+f = max(1, T / (q − b')), b' the part of the quota the tasks do not get: q − 1 / s at the calibrated quota, s
+the wall per CPU second of busy stretches under it (``quota_background``; b, an idle worker's own CPU, if s
+was not measured): t_k, t_c and ω are stretched by f in ``compute``, P T / f CPUs in ``cpu``. A fit takes
 at least its busiest host's CPU seconds stretched so (``host CPU``: a P-th of the workers' CPU seconds,
 ``worker_cpu``, plus the parameter server's if it is there). A busy stretch of c CPU seconds takes
 stretch(c) = max(c, f c − β): CFS bandwidth control gives a host idle for a period its whole quota at once, so
-a short stretch runs unthrottled (β measured on spins of 30–500 ms after an idle spell). In ``compute`` each
+a short stretch runs unthrottled (s and β from one least-squares line, wall = s c − β, through spins of
+30–500 ms after an idle spell). In ``compute`` each
 pass's chain is one stretch (β per pass); in ``host CPU`` the whole fit is one (β once per fit), the worker
 CPU of its fixed cost (``fixed_worker_s``, measured unthrottled with it) joining it on one host. On worker
 hosts sharing the machine's cores (``cores``), every worker-side constant is also κ(n) times larger, n =
 min(P, C) hosts busy at once (the moments kernel's CPU per chunk with n quota'd hosts running it at once over
-with one, measured apart from any fit: ``--calibrate-contention``).
+with one, measured apart from any fit: ``--calibrate-contention``; SGD local's and the search's kernels have
+their own κ(n), ``contention_kernels``, their chunk tasks run in loops the same way). ``cores``, κ(n) and the
+``cpu`` terms are terms of a harness whose processes share a machine's cores; a cluster of a core per process
+(``project``) has none of them.
 - tail      = h n s / (e R)                       the parts that reach the client: the tree's last level
                                                   (n = min(C, 8)), or every chunk's (n = C: the search)
   h = 2 links crossed: a client outside the cluster gathers through the scheduler (distributed's default when
@@ -59,10 +64,12 @@ Per method (``predict``; ``fixed_s[method]`` measured):
   trip to every worker (ψ) bringing back two numbers per chunk (a one-round fit's two are in its fixed cost);
 - SGD sync: the persisting pass (``split_block``), the held-out rows to the client, then
   S = ⌈r (1 − v) / B⌉ steps per epoch, each
-  ``max(ψ + (Q − 1)(σ + γ), ψ + ⌈C / Q⌉ t_g, quota, cpu)`` for Q busy threads (ψ: a step's round trip with
-  one trivial task, t_g: one block's mini-batch gradient; quota = f (⌈Q / P⌉ ω_s + ⌈C / Q⌉ t_g), the busiest
+  ``max(ψ + (Q − 1)(σ_s + γ_s), ψ + ⌈C / Q⌉ t_g, quota, cpu)`` for Q busy threads (ψ: a step's round trip
+  with one task, t_g: one block's mini-batch gradient; σ_s / γ_s the scheduler's / client's CPU per further
+  task of a step, measured with 1 and 2 tasks a step; quota = f (⌈Q / P⌉ ω_s + ⌈C / Q⌉ t_g), the busiest
   host's CPU per step under its quota, ω_s a step task's worker CPU besides its gradients: the weights in, the
-  gradients out);
+  gradients out; on shared cores cpu = (σ_0 + γ_0 + Q (σ_s + γ_s + ω_s) + C t_g) / (cores − P b), every
+  process's CPU of a step, σ_0 / γ_0 the rest of a step's, over the cores the workers' idle background leaves);
 - SGD async: as sync up to the steps; then every block pushes ⌈S / p⌉ times (p gradients each, two actor calls
   of α), its worker's blocks one after another, against the parameter server's serial ρ per push:
   ``epoch = max(⌈C / (P T)⌉ ⌈S / p⌉ (2 α + p t_g), C ⌈S / p⌉ ρ)``, α the mean of a call to a server on the

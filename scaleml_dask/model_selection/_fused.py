@@ -133,6 +133,7 @@ class _GroupRound:
     schedule: np.ndarray
     eta0: np.ndarray
     power_t: np.ndarray
+    measured: np.ndarray  # members (positions in group.members) whose held-out loss is measured: the live ones
     blocks: dict | None = None  # chunk index -> its block index in the round (None: every chunk, as itself)
 
 
@@ -193,7 +194,8 @@ def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _P
             Xv = X[val]
             assert_finite(Xv, "X", chunk_index, row_start)
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging member's loss: reported, not warned
-                out["val_loss"][k] = member_losses(Xv, T[val], spec.W[:, g.members], gr.tcol, g.loss)
+                on = gr.measured  # the live candidates' members only (a stopped one's curve has ended)
+                out["val_loss"][k] = member_losses(Xv, T[val], spec.W[:, g.members[on]], gr.tcol[on], g.loss)
             out["val_rows"][k] = hi - lo
         if not trains:
             continue
@@ -445,15 +447,15 @@ class FusedSGD:
         for k, g in enumerate(self.groups):
             cand = g.members // (S * K)
             tr = np.flatnonzero(train[cand] & self.alive[cand])
-            measured = bool(self.alive[cand].any())
-            if not len(tr) and not measured:
+            measured = np.flatnonzero(self.alive[cand])
+            if not len(tr) and not len(measured):
                 continue
             r = int(self.done[cand[tr[0]]]) + 1 if len(tr) else 0
             blocks = self.blocks_of_round(r) if len(tr) else None
             groups.append(_GroupRound(g, tr, self._seeds(k, r) if len(tr) else (),
                                       self.t[k][r - 1] if len(tr) else 0.0, **self._member_params(g),
-                                      blocks=blocks))
-            if measured:
+                                      measured=measured, blocks=blocks))
+            if len(measured):
                 loss_groups.append(len(groups) - 1)
         read = sorted({i for gr in groups if len(gr.train)
                        for i in (range(self.n_chunks) if gr.blocks is None else gr.blocks)}) or range(self.n_chunks)
@@ -485,7 +487,7 @@ class FusedSGD:
             if k in spec.loss_groups:
                 sums = sum(b["val_loss"][k] for b in blocks)
                 rows = sum(b["val_rows"][k] for b in blocks)
-                self._record_loss(g, sums / rows if rows else np.full(len(g.members), np.nan))
+                self._record_loss(g, gr.measured, sums / rows if rows else np.full(len(gr.measured), np.nan))
             if not len(gr.train):
                 continue
             cols = g.members[gr.train]
@@ -507,11 +509,12 @@ class FusedSGD:
             self.results[c].rounds = int(self.done[c])
             self.results[c].samples_seen += n
 
-    def _record_loss(self, g: _Group, per_member: np.ndarray) -> None:
-        """Held-out loss of the group's members at the weights the pass started from (summed over a candidate's
-        outputs, as ``sgd._kernels.mean_loss``), appended to each candidate's curve; checked for divergence."""
+    def _record_loss(self, g: _Group, measured: np.ndarray, per_member: np.ndarray) -> None:
+        """Held-out loss of the group's ``measured`` members at the weights the pass started from (summed over a
+        candidate's outputs, as ``sgd._kernels.mean_loss``), appended to each candidate's curve; checked for
+        divergence."""
         S, K = self.S, self.n_out
-        cand = g.members // (S * K)
+        cand = g.members[measured] // (S * K)
         for c in np.unique(cand):
             if not self.alive[c]:
                 continue

@@ -177,7 +177,8 @@ def test_halving_on_samples_reads_only_what_a_rung_needs_and_survivors_equal_par
     grid = {"alpha": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "eta0": [0.001, 0.01, 0.1]}
     cv = KFold(3, random_state=0)
     before = sum(read.reads.values())
-    h = HalvingRandomSearchCV(est, grid, n_candidates=9, factor=3, cv=cv, random_state=0, refit=False).fit(path)
+    h = HalvingRandomSearchCV(est, grid, n_candidates=9, factor=3, cv=cv, random_state=0, refit=False,
+                              min_resources=660).fit(path)  # one chunk's training samples: rungs of whole chunks
     res = h.cv_results_
     assert h.n_candidates_ == [9, 3, 1] and len(rounds[0]) == 1  # rung 0: one chunk of the four
     assert h.passes_ == len(rounds) + 1
@@ -195,6 +196,56 @@ def test_halving_on_samples_reads_only_what_a_rung_needs_and_survivors_equal_par
             blocks = [b[plan.memberships(b, y[b])[s] == TRAIN] for b in blocks]
             plain.partial_fit(da.concatenate([da.from_array(X[b]) for b in blocks]),
                               da.concatenate([da.from_array(y[b]) for b in blocks]))
+        np.testing.assert_allclose(fused.coef_, plain.coef_, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(fused.intercept_, plain.intercept_, rtol=0, atol=1e-10)
+
+
+def test_halving_at_scikit_learns_smallest_has_its_schedule_and_trains_pieces_of_chunks(tmp_path, monkeypatch):
+    """``min_resources="smallest"`` as scikit-learn defines it (2 x splits x classes samples): the same resources
+    and candidates per iteration as scikit-learn's ``HalvingRandomSearchCV``; each rung smaller than a chunk trains
+    on just its samples' rows of one chunk (one chunk read per rung), and the survivor equals partial fits on
+    exactly those rows."""
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.linear_model import SGDClassifier as SkSGD
+    from sklearn.model_selection import HalvingRandomSearchCV as SkHalving
+
+    from scaleml_dask.model_selection import _search
+
+    rounds = []
+
+    def spy(*args):
+        out = _sample_rounds(*args)
+        rounds.extend(out[0])
+        return out
+
+    _sample_rounds = _search._sample_rounds
+    monkeypatch.setattr(_search, "_sample_rounds", spy)
+    path = make_logistic(tmp_path / "s.zarr", 4000, 4, chunk_rows=1000, seed=4)
+    ds = open_dataset(path)
+    X, y = ds["X"].values, ds["y"].values
+    grid = {"alpha": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "eta0": [0.001, 0.01, 0.1]}
+    est = sm.SGDClassifier(mode="local", rounds=9, batch_size=10, classes=[0, 1])
+    cv = KFold(3, random_state=0)
+    for n, factor in ((9, 3), (15, 2)):
+        rounds.clear()
+        before = sum(read.reads.values())
+        h = HalvingRandomSearchCV(est, grid, n_candidates=n, factor=factor, cv=cv, random_state=0,
+                                  refit=False).fit(path)
+        ref = SkHalving(SkSGD(max_iter=5, tol=None), grid, n_candidates=n, factor=factor, cv=3, random_state=0,
+                        refit=False).fit(X, y)
+        assert h.min_resources_ == ref.min_resources_ == 12
+        assert h.n_resources_ == ref.n_resources_ and h.n_candidates_ == ref.n_candidates_
+        assert (h.n_iterations_, h.n_required_iterations_) == (ref.n_iterations_, ref.n_required_iterations_)
+        assert all(len(r) == 1 and len(r[0]) == 3 for r in rounds)  # every rung: a piece of one chunk
+        assert sum(read.reads.values()) - before == 2 * (len(rounds) + 4)  # a chunk per rung + the scoring pass
+    plan = cv.make_plan(4000, ds["X"].data.chunks[0])
+    last = len(h.cv_results_["params"]) - 1
+    for s, fused in enumerate(h.cv_estimators_[last]):
+        plain = clone(est).set_params(**h.cv_results_["params"][last])
+        for ((c, first, end),) in rounds:  # each round: those training rows of the split in the chunk
+            rows = np.arange(1000 * c, 1000 * (c + 1))
+            rows = rows[plan.memberships(rows, y[rows])[s] == TRAIN][first:end]
+            plain.partial_fit(da.from_array(X[rows]), da.from_array(y[rows]))
         np.testing.assert_allclose(fused.coef_, plain.coef_, rtol=0, atol=1e-10)
         np.testing.assert_allclose(fused.intercept_, plain.intercept_, rtol=0, atol=1e-10)
 

@@ -135,6 +135,7 @@ class _GroupRound:
     power_t: np.ndarray
     measured: np.ndarray  # members (positions in group.members) whose held-out loss is measured: the live ones
     blocks: dict | None = None  # chunk index -> its block index in the round (None: every chunk, as itself)
+    pieces: dict | None = None  # chunk index -> (first, end): the split's training rows of it the round trains on
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,8 @@ def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _P
         g = gr.group
         X = features(g.split)
         rows_s = np.flatnonzero(M[g.split] == TRAIN)
+        if gr.pieces is not None and chunk_index in gr.pieces:  # a rung smaller than the chunk: some of its rows
+            rows_s = rows_s[slice(*gr.pieces[chunk_index])]
         n_s = len(rows_s)
         trains = len(gr.train) and (gr.blocks is None or chunk_index in gr.blocks)
         block = chunk_index if gr.blocks is None else gr.blocks.get(chunk_index, chunk_index)
@@ -322,7 +325,7 @@ class FusedSGD:
 
     def __init__(self, estimator: Any, candidates: Sequence[dict], dX: Any, dy: Any, plan: Any,
                  scorers: dict[str, Scorer], *, classes: np.ndarray | None, divergence_bound: float = 10.0,
-                 return_train_score: bool = False, rounds: Sequence[Sequence[int]] | None = None,
+                 return_train_score: bool = False, rounds: Sequence[Sequence] | None = None,
                  levels: np.ndarray | None = None) -> None:
         from sklearn.base import clone
 
@@ -332,7 +335,10 @@ class FusedSGD:
         self.table = TableChunks.of(dX, levels)  # a stored table a pipeline takes (``levels``: its target's)
         self.row_chunks = tuple(dX.row_chunks) if self.table is not None else tuple(dX.chunks[0])
         self.n_chunks = len(self.row_chunks)
-        self.round_chunks = None if rounds is None else [tuple(int(i) for i in r) for r in rounds]
+        # per round its visits (chunk, piece): a piece (first, end) of the split's training rows of the chunk, or None
+        self.round_chunks = None if rounds is None else [
+            tuple((int(v), None) if np.ndim(v) == 0 else (int(v[0]), (int(v[1]), int(v[2]))) for v in r)
+            for r in rounds]
         self.scorer_names, self.scorers = list(scorers), tuple(scorers.values())
         self.classes = classes
         self.divergence_bound = float(divergence_bound)
@@ -420,7 +426,14 @@ class FusedSGD:
         itself (a round of the plain estimator)."""
         if self.round_chunks is None:
             return None
-        return {c: b for b, c in enumerate(self.round_chunks[r - 1])}
+        return {c: b for b, (c, _) in enumerate(self.round_chunks[r - 1])}
+
+    def pieces_of_round(self, r: int) -> dict[int, tuple[int, int]] | None:
+        """Round ``r``'s (1-based) chunks of which it trains on some of the training rows only (a rung of fewer
+        samples than a chunk holds), each with those rows ``(first, end)`` of the split's; None: none."""
+        if self.round_chunks is None:
+            return None
+        return {c: p for c, p in self.round_chunks[r - 1] if p is not None} or None
 
     def model(self, c: int, s: int, W: np.ndarray | None = None, t: float | None = None,
               rounds: int | None = None) -> Any:
@@ -454,7 +467,8 @@ class FusedSGD:
             blocks = self.blocks_of_round(r) if len(tr) else None
             groups.append(_GroupRound(g, tr, self._seeds(k, r) if len(tr) else (),
                                       self.t[k][r - 1] if len(tr) else 0.0, **self._member_params(g),
-                                      measured=measured, blocks=blocks))
+                                      measured=measured, blocks=blocks,
+                                      pieces=self.pieces_of_round(r) if len(tr) else None))
             if len(measured):
                 loss_groups.append(len(groups) - 1)
         read = sorted({i for gr in groups if len(gr.train)
@@ -487,7 +501,8 @@ class FusedSGD:
             if k in spec.loss_groups:
                 sums = sum(b["val_loss"][k] for b in blocks)
                 rows = sum(b["val_rows"][k] for b in blocks)
-                self._record_loss(g, gr.measured, sums / rows if rows else np.full(len(gr.measured), np.nan))
+                if rows:  # (no held-out rows — validation_fraction=0, a rung of a few rows: no curve point)
+                    self._record_loss(g, gr.measured, sums / rows)
             if not len(gr.train):
                 continue
             cols = g.members[gr.train]

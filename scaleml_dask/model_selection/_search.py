@@ -17,8 +17,9 @@ reads of the data the fused path made (None on the generic path; ``search_time_`
 Successive halving (``HalvingRandomSearchCV``) follows scikit-learn's schedule (``factor``, ``min_resources``,
 ``max_resources``, ``aggressive_elimination``). Its resource is the number of samples seen: on the fused path the
 survivors of a rung *continue* training (no refit from scratch; a rung of r samples is r / (samples per round)
-rounds); elsewhere, as in scikit-learn, each iteration fits from scratch on a seeded subsample of that many rows.
-``resource`` may also name an integer parameter of the estimator (``rounds``, ``epochs``, ``n_estimators``...).
+rounds, on whole chunks, or on a piece of one where a rung is much smaller than a chunk); elsewhere, as in
+scikit-learn, each iteration fits from scratch on a seeded subsample of that many rows. ``resource`` may also name
+an integer parameter of the estimator (``rounds``, ``epochs``, ``n_estimators``...).
 """
 
 from __future__ import annotations
@@ -313,14 +314,17 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
     ``factor`` times the resource (scikit-learn's schedule and interface).
 
     The resource is the number of samples seen (``resource="n_samples"``) or an integer parameter of the
-    estimator. On the fused path (SGD, local mode) survivors *continue* training, and a rung of r samples trains
-    on whole chunks: rung 0 trains every candidate one round over the first chunks of a seeded chunk order (just
-    enough for r_0 samples, at least one chunk), each later rung continues its survivors over the next chunks of
-    that order (a new round at every full pass). A rung is scored in the pass that reads the next rung's chunks,
-    on their test rows — rows no candidate on that split has trained on — and every candidate at the rung trains
-    that round too (the survivors keep it): one read of a chunk per visit, so the early rungs read only the
-    chunks they need. ``n_resources_`` is the samples seen at each rung. Elsewhere each iteration fits from
-    scratch on a seeded subsample (scikit-learn's way).
+    estimator; ``min_resources="smallest"`` is scikit-learn's (2 x splits x classes samples), so that the
+    resources and candidates of each iteration are scikit-learn's. On the fused path (SGD, local mode) survivors
+    *continue* training, and a rung of r samples trains on whole chunks: rung 0 trains every candidate one round
+    over the first chunks of a seeded chunk order (just enough for r_0 samples, at least one chunk), each later
+    rung continues its survivors over the next chunks of that order (a new round at every full pass) — a rung
+    that one more chunk would give at least twice its samples trains on just as many of the next chunk's
+    training rows (a piece of it). A rung is scored in the pass that reads the next rung's chunks, on their test
+    rows — rows no candidate on that split has trained on — and every candidate at the rung trains that round
+    too (the survivors keep it): one read of a chunk per visit, so the early rungs read only the chunks they
+    need. ``n_resources_`` is the samples seen at each rung. Elsewhere each iteration fits from scratch on a
+    seeded subsample (scikit-learn's way).
 
     >>> import numpy as np, scaleml_dask as sm
     >>> rng = np.random.default_rng(0)
@@ -328,8 +332,11 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
     >>> h = HalvingRandomSearchCV(sm.SGDClassifier(mode="local", rounds=4, batch_size=100),
     ...                           {"alpha": [1e-5, 1e-4, 1e-3, 1e-2], "eta0": [0.003, 0.01, 0.03, 0.1]},
     ...                           n_candidates=8, factor=2, cv=3, random_state=0).fit(X, y)
-    >>> h.n_candidates_, h.n_resources_ == [h.n_resources_[0] * 2 ** i for i in range(3)], h.passes_
-    ([8, 4, 2], True, 5)
+    >>> h.n_candidates_, h.n_resources_, h.passes_  # scikit-learn's smallest: 2 x 3 splits x 2 classes
+    ([8, 4, 2, 1], [12, 24, 48, 96], 5)
+    >>> exhaust = h.set_params(min_resources="exhaust").fit(X, y)  # the last rung: every round on every row
+    >>> exhaust.n_candidates_, exhaust.n_resources_ == [exhaust.n_resources_[0] * 2 ** i for i in range(4)]
+    ([8, 4, 2, 1], True)
     """
 
     _parameter_constraints: dict = {
@@ -399,8 +406,8 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
                  and (self.resource == "n_samples" or self.resource in rounds_params))
         per_round = _samples_per_round(ctx, final) if fused else 1
         sync = fused and final.mode == "sync"
-        if self.resource == "n_samples":  # fused: whole chunks (sync: epochs), so the smallest rung is one of them
-            smallest = (per_round if sync else max(1, per_round // len(ctx.row_chunks))) if fused else \
+        if self.resource == "n_samples":  # scikit-learn's smallest (sync: whole epochs, so one of them)
+            smallest = per_round if sync else \
                 2 * ctx.plan.n_splits * (len(ctx.classes) if ctx.classes is not None else 1)
             auto_max = final._n_epochs * per_round if fused else ctx.n_rows
         else:
@@ -527,37 +534,72 @@ def _sample_rounds(ctx: Context, est: Any, resources: list[int], random_state: A
 
     The chunks are visited in a seeded order (so that early rungs do not see only the first rows of data stored in
     time order), the order repeated for later passes; rung i ends at the visit whose cumulative training rows are
-    nearest ``resources[i]`` (at least one visit more than rung i - 1). The visits between two rung ends are cut
-    into rounds at every full pass, so that a round trains on each chunk at most once. Returns the rounds (chunk
-    lists), the rounds done at each rung's end, and the samples seen there."""
+    nearest ``resources[i]`` (at least one visit more than rung i - 1) — unless one more visit would give it at
+    least twice the samples it needs: then it trains on just the training rows of the next chunk that make up
+    its samples (a *piece*, ``(chunk, first, end)`` of the split's training rows of the chunk, going on from where
+    an earlier piece of the chunk ended; scikit-learn's ``min_resources="smallest"`` is a few rows), and the next
+    rung goes on from the chunk after. The visits between two rung ends are cut into rounds at every
+    full pass, so that a round trains on each chunk at most once. Returns the rounds (lists of chunks and pieces),
+    the rounds done at each rung's end, and the samples seen there."""
     from .._folds import TRAIN
     from ._split import _seed
 
     train = ctx.split_counts()[:, :, TRAIN]
-    held = np.array([[round(est.validation_fraction * n) if est.validation_fraction > 0 else 0 for n in row]
-                     for row in train])
+    held = np.array([[_held(n, est.validation_fraction) for n in row] for row in train])
     per_chunk = (train - held).mean(axis=1) * est.local_epochs
     n_chunks = len(per_chunk)
     order = np.random.default_rng([_seed(random_state), 0xC4A]).permutation(n_chunks)
     ends: list[int] = []
+    pieces: dict[int, tuple[int, int]] = {}  # visit -> the training rows of its piece (first, end)
+    taken: dict[int, int] = {}  # chunk -> training rows its pieces took so far (the next piece goes on from there)
+    short = 0.0  # samples the pieces so far fall short of their whole chunks
+    seen: list[float] = []
     for r in resources:
         visits = ends[-1] + 1 if ends else 1
-        cum = _visited(per_chunk, order, visits)
+        cum = _visited(per_chunk, order, visits) - short
+        whole = per_chunk[order[(visits - 1) % n_chunks]]
+        before = seen[-1] if seen else 0.0  # (cum - whole, without its rounding)
+        if 0 < 2 * (r - before) <= whole:  # a piece of the next chunk: the rows that make up the samples
+            rows = _piece_rows(math.ceil((r - before) / est.local_epochs), est.validation_fraction)
+            chunk = int(order[(visits - 1) % n_chunks])
+            first = taken.get(chunk, 0)
+            pieces[visits - 1] = (first, first + rows)
+            taken[chunk] = first + rows
+            got = (rows - _held(rows, est.validation_fraction)) * est.local_epochs
+            short += whole - got
+            ends.append(visits)
+            seen.append(before + got)
+            continue
         while True:  # the nearest cumulative count to r
             nxt = cum + per_chunk[order[visits % n_chunks]]
             if abs(nxt - r) >= abs(cum - r):
                 break
             visits, cum = visits + 1, nxt
         ends.append(visits)
+        seen.append(cum)
     rounds, done = [], []
     start = 0
     for end in ends:
         while start < end:
             stop = min(end, (start // n_chunks + 1) * n_chunks)
-            rounds.append(tuple(int(order[v % n_chunks]) for v in range(start, stop)))
+            rounds.append(tuple((int(order[v % n_chunks]), *pieces[v]) if v in pieces else int(order[v % n_chunks])
+                                for v in range(start, stop)))
             start = stop
         done.append(len(rounds))
-    return rounds, done, [int(round(_visited(per_chunk, order, e))) for e in ends]
+    return rounds, done, [int(round(v)) for v in seen]
+
+
+def _held(n: int, fraction: float) -> int:
+    """Rows of ``n`` held out for the held-out loss (as ``sgd._kernels.holdout_range``)."""
+    return round(fraction * n) if fraction > 0 else 0
+
+
+def _piece_rows(samples: int, fraction: float) -> int:
+    """The fewest rows whose training rows (the rows less those held out) are ``samples``."""
+    rows = samples
+    while rows - _held(rows, fraction) < samples:
+        rows += 1
+    return rows
 
 
 def _visited(per_chunk: np.ndarray, order: np.ndarray, visits: int) -> float:

@@ -250,6 +250,26 @@ def test_halving_at_scikit_learns_smallest_has_its_schedule_and_trains_pieces_of
         np.testing.assert_allclose(fused.intercept_, plain.intercept_, rtol=0, atol=1e-10)
 
 
+def test_a_fused_search_without_held_out_rows_has_no_loss_curve_and_no_divergence():
+    """``validation_fraction=0``: no held-out rows, so no held-out loss — not a NaN loss that stopped every
+    candidate as diverged (it did); the candidates equal their plain fits."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1200, 3))
+    y = (X @ [1.0, -2.0, 0.5] + rng.logistic(size=1200) > 0).astype(int)
+    est = sm.SGDClassifier(mode="local", rounds=2, batch_size=50, validation_fraction=0.0, classes=[0, 1])
+    cv = KFold(3, random_state=0)
+    dX, dy = da.from_array(X, chunks=400), da.from_array(y, chunks=400)
+    search = GridSearchCV(est, {"alpha": [1e-4, 1e-2]}, cv=cv, refit=False).fit(dX, dy)
+    res = search.cv_results_
+    assert not res["diverged"].any() and np.isfinite(res["mean_test_score"]).all()
+    assert np.isnan(res["heldout_loss"]).all()
+    plan = cv.make_plan(1200, dX.chunks[0])
+    X_train, y_train = (select_rows(a, plan, 1, TRAIN, y=dy) for a in (dX, dy))
+    for c, params in enumerate(res["params"]):
+        plain = clone(est).set_params(**params).fit(X_train, y_train)
+        np.testing.assert_allclose(search.cv_estimators_[c][1].coef_, plain.coef_, rtol=0, atol=1e-10)
+
+
 def test_an_rls_search_runs_unfused_each_candidate_a_learner_fed_its_split_rows():
     rng = np.random.default_rng(7)
     X = rng.normal(size=(900, 3))

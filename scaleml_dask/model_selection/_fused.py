@@ -310,6 +310,7 @@ class CandidateResult:
     heldout_loss: list = field(default_factory=list)  # per round r (weights after r rounds): mean over splits
     diverged: tuple | None = None  # (round, reason)
     samples_seen: int = 0
+    seen_after: list = field(default_factory=list)  # samples seen (summed over splits) after each round
     weights: list | None = None  # per split: (d + 1, n_outputs) at the last evaluation
     t: list | None = None  # per split: the step counter at that point
     evaluated_at: int = 0  # rounds at the last evaluation
@@ -523,6 +524,7 @@ class FusedSGD:
             self.done[c] += 1
             self.results[c].rounds = int(self.done[c])
             self.results[c].samples_seen += n
+            self.results[c].seen_after.append(self.results[c].samples_seen)
 
     def _record_loss(self, g: _Group, measured: np.ndarray, per_member: np.ndarray) -> None:
         """Held-out loss of the group's ``measured`` members at the weights the pass started from (summed over a

@@ -473,10 +473,11 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
         S = ctx.plan.n_splits
         ev.fit_time = np.full((len(rows), S), total / max(len(rows) * S, 1))
         ev.score_time = np.zeros((len(rows), S))
-        self.n_resources_ = list(seen)
+        self.n_resources_ = _samples_at(f, entered, rounds, seen) if self.resource == "n_samples" else list(seen)
         self.n_candidates_ = [len(e) for e in entered]
         self._final_rows = [i for i, (_, r) in enumerate(rows) if r == rounds[-1]]
-        more = {"iter": [rung_of[r] for _, r in rows], "n_resources": [seen[rung_of[r]] for _, r in rows]}
+        more = {"iter": [rung_of[r] for _, r in rows],
+                "n_resources": [self.n_resources_[rung_of[r]] for _, r in rows]}
         return (format_results([candidates[c] for c, _ in rows], ev, self.return_train_score, more), f.passes_,
                 ev.estimators)
 
@@ -520,11 +521,35 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
         return params
 
 
-def _samples_per_round(ctx: Context, est: Any) -> int:
-    """Training rows seen per round by a candidate on one split (the mean over splits), times local epochs."""
+def _samples_at(f: Any, entered: list[list[int]], rounds: list[int], planned: list[int]) -> list[int]:
+    """The samples seen at each rung (the mean over splits), as the passes counted them for a candidate that
+    reached it; the planned count where none did (every one diverged)."""
+    S = f.plan.n_splits
+    out = []
+    for cands, r, plan in zip(entered, rounds, planned):
+        after = [f.results[c].seen_after for c in cands if len(f.results[c].seen_after) >= r]
+        out.append(int(round(after[0][r - 1] / S)) if after else int(plan))
+    return out
+
+
+def _train_rows(ctx: Context) -> np.ndarray:
+    """``(n_chunks, n_splits)`` training rows of each chunk in each split: counted if they were (the counts pass
+    over the rows' folds), else, for k folds, each split's share of each chunk — the split's training rows are
+    known without counting (``fold_rule``: its fold's range of positions), so the search plans its rungs from
+    these and starts its first pass at once; the rungs' samples are then counted by the passes (``_samples_at``)."""
     from .._folds import TRAIN
 
-    per_split = ctx.split_counts()[:, :, TRAIN].sum(axis=0).mean()
+    rule = ctx.plan.fold_rule()
+    if ctx.counts is not None or rule is None:
+        return ctx.split_counts()[:, :, TRAIN]
+    n = ctx.plan.n
+    train = n - np.diff(np.concatenate([[0], rule[1]]))  # the rows outside each split's test fold
+    return np.outer(np.asarray(ctx.row_chunks, dtype=np.float64), train / n)
+
+
+def _samples_per_round(ctx: Context, est: Any) -> int:
+    """Training rows seen per round by a candidate on one split (the mean over splits), times local epochs."""
+    per_split = _train_rows(ctx).sum(axis=0).mean()
     epochs = est.local_epochs if est.mode == "local" else 1
     return max(1, int(round(per_split * (1 - est.validation_fraction) * epochs)))
 
@@ -541,10 +566,9 @@ def _sample_rounds(ctx: Context, est: Any, resources: list[int], random_state: A
     rung goes on from the chunk after. The visits between two rung ends are cut into rounds at every
     full pass, so that a round trains on each chunk at most once. Returns the rounds (lists of chunks and pieces),
     the rounds done at each rung's end, and the samples seen there."""
-    from .._folds import TRAIN
     from ._split import _seed
 
-    train = ctx.split_counts()[:, :, TRAIN]
+    train = _train_rows(ctx)
     held = np.array([[_held(n, est.validation_fraction) for n in row] for row in train])
     per_chunk = (train - held).mean(axis=1) * est.local_epochs
     n_chunks = len(per_chunk)

@@ -160,18 +160,25 @@ def test_async_mode_is_not_fused_and_says_why():
 # ------------------------------------------------------------------------------------------------------
 
 
-def test_halving_on_samples_reads_only_what_a_rung_needs_and_survivors_equal_partial_fits(tmp_path, monkeypatch):
+@pytest.fixture
+def planned_rounds(monkeypatch):
+    """The rounds (chunks and pieces) the halving searches of a test planned (``_search._sample_rounds``)."""
     from scaleml_dask.model_selection import _search
 
     rounds = []
+    plan = _search._sample_rounds
 
     def spy(*args):
-        out = _sample_rounds(*args)
+        out = plan(*args)
         rounds.extend(out[0])
         return out
 
-    _sample_rounds = _search._sample_rounds
     monkeypatch.setattr(_search, "_sample_rounds", spy)
+    return rounds
+
+
+def test_halving_on_samples_reads_only_what_a_rung_needs_and_survivors_equal_partial_fits(tmp_path, planned_rounds):
+    rounds = planned_rounds
     path = make_logistic(tmp_path / "h.zarr", 4000, 4, chunk_rows=1000, seed=4)
     est = sm.SGDClassifier(mode="local", rounds=9, batch_size=100, classes=[0, 1])
     grid = {"alpha": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "eta0": [0.001, 0.01, 0.1]}
@@ -200,7 +207,7 @@ def test_halving_on_samples_reads_only_what_a_rung_needs_and_survivors_equal_par
         np.testing.assert_allclose(fused.intercept_, plain.intercept_, rtol=0, atol=1e-10)
 
 
-def test_halving_at_scikit_learns_smallest_has_its_schedule_and_trains_pieces_of_chunks(tmp_path, monkeypatch):
+def test_halving_at_scikit_learns_smallest_has_its_schedule_and_trains_pieces_of_chunks(tmp_path, planned_rounds):
     """``min_resources="smallest"`` as scikit-learn defines it (2 x splits x classes samples): the same resources
     and candidates per iteration as scikit-learn's ``HalvingRandomSearchCV``; each rung smaller than a chunk trains
     on just its samples' rows of one chunk (one chunk read per rung), and the survivor equals partial fits on
@@ -209,17 +216,7 @@ def test_halving_at_scikit_learns_smallest_has_its_schedule_and_trains_pieces_of
     from sklearn.linear_model import SGDClassifier as SkSGD
     from sklearn.model_selection import HalvingRandomSearchCV as SkHalving
 
-    from scaleml_dask.model_selection import _search
-
-    rounds = []
-
-    def spy(*args):
-        out = _sample_rounds(*args)
-        rounds.extend(out[0])
-        return out
-
-    _sample_rounds = _search._sample_rounds
-    monkeypatch.setattr(_search, "_sample_rounds", spy)
+    rounds = planned_rounds
     path = make_logistic(tmp_path / "s.zarr", 4000, 4, chunk_rows=1000, seed=4)
     ds = open_dataset(path)
     X, y = ds["X"].values, ds["y"].values

@@ -160,7 +160,7 @@ HELD_FRACTION = 0.6
 def _check_fits_in_memory(client: Any, mode: str, nbytes: int) -> None:
     """A ``MemoryError`` naming the sizes if the blocks ``mode`` keeps in the workers' memory cannot fit there."""
     limits = [w.get("memory_limit") or 0 for w in client.scheduler_info(n_workers=-1)["workers"].values()]
-    if all(limits) and nbytes > HELD_FRACTION * sum(limits):
+    if limits and all(limits) and nbytes > HELD_FRACTION * sum(limits):  # no workers yet: nothing to compare
         raise MemoryError(f"mode={mode!r} keeps the training blocks in the workers' memory for the whole fit: "
                           f"{nbytes / 1e9:.2f} GB of data, but {len(limits)} workers can hold "
                           f"{HELD_FRACTION * sum(limits) / 1e9:.2f} GB ({HELD_FRACTION:.0%} of their memory limits). "

@@ -7,13 +7,13 @@ epoch of one member over the whole chunk (``sgd._kernels.local_epochs``: one pla
 
 Each component runs alone over every batch of the visit, as the kernel calls it, with its own floor:
 
-- gather: the rows of each batch copied into the batch block (and the targets' part of the gradients summed as
-  they pass); floor: as many rows of the chunk read contiguously (memory bandwidth, one core);
+- gather: the rows of each batch copied into the batch block; floor: as many rows of the chunk read
+  contiguously (memory bandwidth, one core);
 - the two products per batch and panel (margins ``Xb1 @ W``, gradients ``Xb1' S``) as numba calls BLAS; floor:
   their flops at this core's DGEMM rate (a 1,500² ``np.dot``, one thread);
 - the sigmoids of every member-row (``_sigmoid_into``); floor: its loop at full vector width, measured on a
   block that stays in the L1 cache;
-- the targets' part taken off the gradients, and every member's step (``members_step``);
+- the targets taken off the sigmoids (``dloss/dz = s - t``), and every member's step (``members_step``);
 - the whole visit (``fused_epochs``) and its sum of parts.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_fused_visit.py [--rows 250000] [--batch-size 1000]
@@ -33,7 +33,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in a dask worker of one
 import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
-from scaleml_dask.model_selection._fused_kernels import _gather, members_step  # noqa: E402
+from scaleml_dask.model_selection._fused_kernels import _gather, _minus_targets, members_step  # noqa: E402
 from scaleml_dask.sgd._kernels import _sigmoid_into  # noqa: E402
 
 D = 32
@@ -41,11 +41,11 @@ FOLDS = 3
 
 
 @njit(cache=True, nogil=True)
-def _gathers(X, T, rows, start, n_train, offset, order, batch_size, Xb1, Tb, GT):  # pragma: no cover - compiled
+def _gathers(X, T, rows, start, n_train, offset, order, batch_size, Xb1, Tb):  # pragma: no cover - compiled
     for k in range(order.shape[0]):
         lo = order[k] * batch_size
         b = min(lo + batch_size, n_train) - lo
-        _gather(X, T, rows, start, rows.shape[0], n_train, offset, lo, b, Xb1, Tb, GT)
+        _gather(X, T, rows, start, rows.shape[0], n_train, offset, lo, b, Xb1, Tb)
 
 
 @njit(cache=True, nogil=True)
@@ -62,11 +62,9 @@ def _sigmoids(Z, S, n):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _targets_part(G, GT, tcol, n):  # pragma: no cover - compiled
+def _targets(S, Tb, tcol, n):  # pragma: no cover - compiled
     for _ in range(n):
-        for j in range(G.shape[0]):
-            for c in range(G.shape[1]):
-                G[j, c] -= GT[tcol[c], j]
+        _minus_targets(S, Tb, tcol)
 
 
 @njit(cache=True, nogil=True)
@@ -178,7 +176,7 @@ def main(argv=None) -> None:
     panels = -(-N // w)
     batches = sum(len(g[4]) for g in groups)
     Xb1 = np.ones((bs, D + 1))
-    Tb, GT = np.empty((bs, 1)), np.empty((1, D + 1))
+    Tb = T[:bs].copy()
     Wp = rng.normal(size=(D + 1, w)) / 10
     Z, S, G = np.empty((bs, w)), np.empty((bs, w)), np.empty((D + 1, w))
     Xb1[:, :D] = X[:bs]
@@ -188,7 +186,7 @@ def main(argv=None) -> None:
     def gathers() -> None:
         X = fresh()
         for rows, start, n_train, offset, order in groups:
-            _gathers(X, T, rows, start, n_train, offset, order, bs, Xb1, Tb, GT)
+            _gathers(X, T, rows, start, n_train, offset, order, bs, Xb1, Tb)
 
     def copies() -> None:
         X = fresh()
@@ -212,19 +210,19 @@ def main(argv=None) -> None:
     _products(Xb1, Wp, Z, S, G, 1)
     _sigmoids(flat, Ss, 1)
     _sigmoids(Zl1, Sl1, 1)
-    _targets_part(G, GT, tcol[:w], 1)
+    _targets(S, Tb, tcol[:w], 1)
     _steps(Wp.copy(), Gs, bs, *args_step, *mw, on, 1)
     r = args.repeat
     t_visit = _best(visit, r)
     t_plain = _best(plain, r)
     t_touch = _best(touch, r)
     parts = {
-        "gather (+ targets' part)": (_best(gathers, r), _best(copies, r), "a contiguous read of as many rows"),
+        "gather": (_best(gathers, r), _best(copies, r), "a contiguous read of as many rows"),
         "2 products per batch × panel": (_best(lambda: _products(Xb1, Wp, Z, S, G, calls), r),
                                          calls * 4 * bs * (D + 1) * w / dgemm, f"DGEMM {dgemm / 1e9:.0f} GFLOP/s"),
         "sigmoids": (_best(lambda: _sigmoids(flat, Ss, calls), r),
                      _best(lambda: _sigmoids(Zl1, Sl1, calls * Z.size // 512), r), "same loop, L1-resident"),
-        "targets' part off the gradients": (_best(lambda: _targets_part(G, GT, tcol[:w], calls), r), 0.0, "—"),
+        "targets off the sigmoids": (_best(lambda: _targets(S, Tb, tcol[:w], calls), r), 0.0, "—"),
         "members_step": (_best(lambda: _steps(Wp.copy(), Gs, bs, *args_step, *mw, on, calls), r), 0.0, "—"),
     }
     total = sum(v[0] for v in parts.values())

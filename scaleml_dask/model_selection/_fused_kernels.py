@@ -10,20 +10,20 @@ all: its rows are gathered once, and per batch
    intercepts come with it);
 2. the log loss's ``sigmoid(z)`` of every member-row in one flat loop the compiler vectorises
    (``sgd._kernels._sigmoid_into``: ``exp`` by a polynomial, its ``2**k`` by a bit cast), which also finds a
-   non-finite margin (an integer max of the exponent bits); squared loss needs no loop (``dloss/dz = z - t``),
-   hinge one per member-row;
-3. the gradients are one product ``Xb' S`` minus the targets' part ``Xb' T``, summed once for every member as
-   the rows are gathered (``dloss/dz = s - t`` for log and squared loss: ``Xb' (S - t) = Xb' S - Xb' t``);
+   non-finite margin (an integer max of the exponent bits); squared loss takes the margins themselves, hinge
+   one loop per member-row for its subgradient;
+3. the targets taken off (``dloss/dz = s - t``, as the plain kernel forms it, in a loop over the members that
+   vectorises), and the gradients are one product ``Xb' (S - T)``;
 4. each member takes the plain estimator's own step (``sgd._kernels.step_coordinate``: its penalty, learning
    rate, schedule and optimizer memory, the same arithmetic coordinate by coordinate).
 
 Weights are a ``(d + 1, M)`` block (intercept last row), members side by side; the kernel works on the active
 members only (a member that diverges leaves the products at once).
 
-What differs from the plain kernel is only the order of floating-point sums inside a margin and a gradient (BLAS,
-and the targets' part summed apart); the sigmoid is the plain kernel's own (``sgd._kernels._sigmoid_into``): the
-weights agree to ~1e-13 (tests: 1e-10). A member whose weights stop being finite is switched off at once; a
-non-finite margin from finite weights means a NaN / inf row, reported to the caller.
+What differs from the plain kernel is only the order of floating-point sums inside a margin and a gradient
+(BLAS); the sigmoid is the plain kernel's own (``sgd._kernels._sigmoid_into``): the weights agree to ~1e-13
+(tests: 1e-10). A member whose weights stop being finite is switched off at once; a non-finite margin from finite
+weights means a NaN / inf row, reported to the caller.
 """
 
 from __future__ import annotations
@@ -105,14 +105,12 @@ def _nonfinite_margins(Z, active, Xb1):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb, GT):  # pragma: no cover - compiled
+def _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb):  # pragma: no cover - compiled
     """Ring rows ``lo .. lo + b - 1`` rotated by ``offset`` (the ring of ``n_train`` rows starts at ``start`` of the
     ``n_s`` rows that ``rows`` maps to rows of ``X``): features into ``Xb1[:, :d]`` (its last column holds ones),
-    targets into ``Tb``, and the targets' part of every gradient ``GT = Xb1' Tb`` ``(d + 1, K)`` summed as the rows
-    pass (while each row is in cache)."""
+    targets into ``Tb``."""
     d = X.shape[1]
     K = T.shape[1]
-    GT[:] = 0.0
     for q in range(b):
         if q + _AHEAD < b:
             p = rows[ring_row(lo + q + _AHEAD, offset, start, n_train, n_s)]
@@ -120,41 +118,49 @@ def _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb, GT):  # pra
             _prefetch(X, p, d - 1)
         r = rows[ring_row(lo + q, offset, start, n_train, n_s)]
         for k in range(K):
-            t = T[r, k]
-            Tb[q, k] = t
-            for j in range(d):
-                GT[k, j] += t * X[r, j]
-            GT[k, d] += t
+            Tb[q, k] = T[r, k]
         for j in range(d):
             Xb1[q, j] = X[r, j]
 
 
 @njit(cache=True, nogil=True)
-def _batch_gradient(Xb1, Tb, GT, tcol, loss_code, W, active, Z, S, G):  # pragma: no cover - compiled
+def _minus_targets(R, Tb, tcol):  # pragma: no cover - compiled
+    """``R[q, c] -= Tb[q, tcol[c]]``: ``dloss/dz = s - t`` of every member-row, as the plain kernel forms it (one
+    target column: a loop over the members that vectorises)."""
+    if Tb.shape[1] == 1:
+        for q in range(R.shape[0]):
+            t = Tb[q, 0]
+            for c in range(R.shape[1]):
+                R[q, c] -= t
+    else:
+        for q in range(R.shape[0]):
+            for c in range(R.shape[1]):
+                R[q, c] -= Tb[q, tcol[c]]
+
+
+@njit(cache=True, nogil=True)
+def _batch_gradient(Xb1, Tb, tcol, loss_code, W, active, Z, S, G):  # pragma: no cover - compiled
     """Summed gradient ``G`` ``(d + 1, M)`` (the intercept's in the last row, from the ones column) of every member
     on the batch ``Xb1`` ``(b, d + 1)`` / ``Tb`` ``(b, K)`` at the margins ``Z = Xb1 W`` (``Z``, ``S``: ``(b, M)``
-    scratch): for log and squared loss ``Xb1' S`` minus the targets' part ``GT[tcol]`` (``GT = Tb' Xb1``
-    ``(K, d + 1)``, from ``_gather``; ``S`` the sigmoids, or the margins themselves), for hinge ``Xb1' E``.
-    Returns -1, or the batch row holding a NaN / inf (members whose margins overflowed are switched off)."""
+    scratch): ``Xb1' S`` with ``S = dloss/dz`` of every member-row (log loss: sigmoid minus target; squared:
+    margin minus target; hinge: its subgradient). Returns -1, or the batch row holding a NaN / inf (members whose
+    margins overflowed are switched off)."""
     np.dot(Xb1, W, Z)
     if loss_code == 1:
         finite = _sigmoid_into(Z.ravel(), S.ravel())
-        R = S
     else:
         finite = _all_finite(Z.ravel())
-        R = Z
-        if loss_code == 2:
-            _hinge_into(Z, Tb, tcol, S)
-            R = S
     if not finite:
         bad = _nonfinite_margins(Z, active, Xb1)
         if bad >= 0:
             return bad
-    np.dot(Xb1.T, R, G)
-    if loss_code != 2:
-        for j in range(G.shape[0]):
-            for c in range(G.shape[1]):
-                G[j, c] -= GT[tcol[c], j]
+    if loss_code == 2:
+        _hinge_into(Z, Tb, tcol, S)
+    else:
+        if loss_code == 0:
+            S[:] = Z
+        _minus_targets(S, Tb, tcol)
+    np.dot(Xb1.T, S, G)
     return -1
 
 
@@ -253,7 +259,6 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
     Xb1 = np.empty((batch_size, d + 1))
     Xb1[:, d] = 1.0
     Tb = np.empty((batch_size, K))
-    GT = np.empty((K, d + 1))
     cols = np.flatnonzero(active)
     w = panel_width(cols.shape[0], batch_size, d + 1)
     Wp, tc, fi, pen, al, sch, e0, pt, mc, vc, gc, on = _compact(W, cols, w, tcol, fit_intercept, penalty, alpha,
@@ -269,11 +274,11 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
                 return orders.size, -1
             lo = orders[e_, k] * batch_size
             b = min(lo + batch_size, n_train) - lo
-            _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb, GT)
+            _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb)
             t += 1.0
             for p in range(Wp.shape[0]):
                 at = slice(p * w, (p + 1) * w)
-                bad = _batch_gradient(Xb1[:b], Tb[:b], GT, tc[at], loss_code, Wp[p], on[at],
+                bad = _batch_gradient(Xb1[:b], Tb[:b], tc[at], loss_code, Wp[p], on[at],
                                       Z[:b * w].reshape((b, w)), S[:b * w].reshape((b, w)), G)
                 if bad >= 0:
                     i = lo + bad + offset

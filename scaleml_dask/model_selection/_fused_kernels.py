@@ -43,7 +43,7 @@ from ..sgd._kernels import (
     _EXPONENT,
     _all_finite,
     _as_bits,
-    _sigmoid_into,
+    _sigmoid,
     ring_row,
     step_coordinate,
     step_rate,
@@ -105,14 +105,14 @@ def _nonfinite_margins(Z, active, Xb1):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb):  # pragma: no cover - compiled
-    """Ring rows ``lo .. lo + b - 1`` rotated by ``offset`` (the ring of ``n_train`` rows starts at ``start`` of the
-    ``n_s`` rows that ``rows`` maps to rows of ``X``): features into ``Xb1[:, :d]`` (its last column holds ones),
-    targets into ``Tb``."""
+def _gather(X, T, rows, start, n_s, n_train, offset, lo, q0, q1, Xb1, Tb):  # pragma: no cover - compiled
+    """Ring rows ``lo + q0 .. lo + q1 - 1`` rotated by ``offset`` (the ring of ``n_train`` rows starts at ``start``
+    of the ``n_s`` rows that ``rows`` maps to rows of ``X``): features into ``Xb1[q0:q1, :d]`` (its last column
+    holds ones), targets into ``Tb[q0:q1]``."""
     d = X.shape[1]
     K = T.shape[1]
-    for q in range(b):
-        if q + _AHEAD < b:
+    for q in range(q0, q1):
+        if q + _AHEAD < q1:
             p = rows[ring_row(lo + q + _AHEAD, offset, start, n_train, n_s)]
             _prefetch(X, p, 0)
             _prefetch(X, p, d - 1)
@@ -125,8 +125,8 @@ def _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb):  # pragma:
 
 @njit(cache=True, nogil=True)
 def _minus_targets(R, Tb, tcol):  # pragma: no cover - compiled
-    """``R[q, c] -= Tb[q, tcol[c]]``: ``dloss/dz = s - t`` of every member-row, as the plain kernel forms it (one
-    target column: a loop over the members that vectorises)."""
+    """``R[q, c] -= Tb[q, tcol[c]]``: ``dloss/dz = z - t`` of every member-row (one target column: a loop over the
+    members that vectorises)."""
     if Tb.shape[1] == 1:
         for q in range(R.shape[0]):
             t = Tb[q, 0]
@@ -138,17 +138,58 @@ def _minus_targets(R, Tb, tcol):  # pragma: no cover - compiled
                 R[q, c] -= Tb[q, tcol[c]]
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _log_residuals(Z, Tb, tcol, S, X, T, rows, start, n_s, n_train, offset, lo, q0, q1, Xn, Tn):  # pragma: no cover
+    """``S = sigmoid(Z) - Tb[:, tcol]``, the log loss's ``dloss/dz`` of every member-row formed as the plain kernel
+    forms it (``sgd._kernels._sigmoid``), row by row in a loop over the members that vectorises — and, in the same
+    loop, the next mini-batch's rows ``q0 .. q1 - 1`` gathered into ``Xn`` / ``Tn`` (``_gather``'s arguments): their
+    loads wait on memory while the sigmoids compute. Returns whether every margin is finite (the largest exponent
+    field seen)."""
+    b, M = Z.shape
+    d = X.shape[1]
+    K = T.shape[1]
+    top = 0
+    for q in range(max(b, q1 - q0)):
+        g = q0 + q
+        if g < q1:
+            if g + _AHEAD < q1:
+                p = rows[ring_row(lo + g + _AHEAD, offset, start, n_train, n_s)]
+                _prefetch(X, p, 0)
+                _prefetch(X, p, d - 1)
+            r = rows[ring_row(lo + g, offset, start, n_train, n_s)]
+            for k in range(K):
+                Tn[g, k] = T[r, k]
+            for j in range(d):
+                Xn[g, j] = X[r, j]
+        if q < b:
+            if K == 1:
+                t = Tb[q, 0]
+                for c in range(M):
+                    v = Z[q, c]
+                    top = max(top, _as_bits(v) & _EXPONENT)
+                    S[q, c] = _sigmoid(v) - t
+            else:
+                for c in range(M):
+                    v = Z[q, c]
+                    top = max(top, _as_bits(v) & _EXPONENT)
+                    S[q, c] = _sigmoid(v) - Tb[q, tcol[c]]
+    return top != _EXPONENT
+
+
 @njit(cache=True, nogil=True)
-def _batch_gradient(Xb1, Tb, tcol, loss_code, W, active, Z, S, G):  # pragma: no cover - compiled
+def _batch_gradient(Xb1, Tb, tcol, loss_code, W, active, Z, S, G, X, T, rows, start, n_s, n_train, offset, lo, q0,
+                    q1, Xn, Tn):  # pragma: no cover - compiled
     """Summed gradient ``G`` ``(d + 1, M)`` (the intercept's in the last row, from the ones column) of every member
     on the batch ``Xb1`` ``(b, d + 1)`` / ``Tb`` ``(b, K)`` at the margins ``Z = Xb1 W`` (``Z``, ``S``: ``(b, M)``
     scratch): ``Xb1' S`` with ``S = dloss/dz`` of every member-row (log loss: sigmoid minus target; squared:
-    margin minus target; hinge: its subgradient). Returns -1, or the batch row holding a NaN / inf (members whose
-    margins overflowed are switched off)."""
+    margin minus target; hinge: its subgradient). Meanwhile the next mini-batch's rows ``q0 .. q1 - 1`` are
+    gathered into ``Xn`` / ``Tn`` (``X`` .. ``lo``: ``_gather``'s arguments). Returns -1, or the batch row holding
+    a NaN / inf (members whose margins overflowed are switched off)."""
     np.dot(Xb1, W, Z)
     if loss_code == 1:
-        finite = _sigmoid_into(Z.ravel(), S.ravel())
+        finite = _log_residuals(Z, Tb, tcol, S, X, T, rows, start, n_s, n_train, offset, lo, q0, q1, Xn, Tn)
     else:
+        _gather(X, T, rows, start, n_s, n_train, offset, lo, q0, q1, Xn, Tn)
         finite = _all_finite(Z.ravel())
     if not finite:
         bad = _nonfinite_margins(Z, active, Xb1)
@@ -156,9 +197,8 @@ def _batch_gradient(Xb1, Tb, tcol, loss_code, W, active, Z, S, G):  # pragma: no
             return bad
     if loss_code == 2:
         _hinge_into(Z, Tb, tcol, S)
-    else:
-        if loss_code == 0:
-            S[:] = Z
+    elif loss_code == 0:
+        S[:] = Z
         _minus_targets(S, Tb, tcol)
     np.dot(Xb1.T, S, G)
     return -1
@@ -256,9 +296,10 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
     n_s = rows.shape[0]
     d = X.shape[1]
     K = T.shape[1]
-    Xb1 = np.empty((batch_size, d + 1))
+    Xb1, Xn = np.empty((batch_size, d + 1)), np.empty((batch_size, d + 1))  # this mini-batch and the next
     Xb1[:, d] = 1.0
-    Tb = np.empty((batch_size, K))
+    Xn[:, d] = 1.0
+    Tb, Tn = np.empty((batch_size, K)), np.empty((batch_size, K))
     cols = np.flatnonzero(active)
     w = panel_width(cols.shape[0], batch_size, d + 1)
     Wp, tc, fi, pen, al, sch, e0, pt, mc, vc, gc, on = _compact(W, cols, w, tcol, fit_intercept, penalty, alpha,
@@ -267,6 +308,9 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
     S = np.empty(batch_size * w)
     G = np.empty((d + 1, w))
     t = t0
+    if orders.size:
+        lo = orders[0, 0] * batch_size
+        _gather(X, T, rows, start, n_s, n_train, offsets[0], lo, 0, min(lo + batch_size, n_train) - lo, Xb1, Tb)
     for e_ in range(orders.shape[0]):
         offset = offsets[e_]
         for k in range(orders.shape[1]):
@@ -274,12 +318,19 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
                 return orders.size, -1
             lo = orders[e_, k] * batch_size
             b = min(lo + batch_size, n_train) - lo
-            _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb)
+            e_n, k_n = (e_, k + 1) if k + 1 < orders.shape[1] else (e_ + 1, 0)
+            lo_n, b_n, offset_n = 0, 0, 0
+            if e_n < orders.shape[0]:  # the next mini-batch: gathered while this one computes, a part per panel
+                lo_n = orders[e_n, k_n] * batch_size
+                b_n = min(lo_n + batch_size, n_train) - lo_n
+                offset_n = offsets[e_n]
             t += 1.0
-            for p in range(Wp.shape[0]):
+            P = Wp.shape[0]
+            for p in range(P):
                 at = slice(p * w, (p + 1) * w)
-                bad = _batch_gradient(Xb1[:b], Tb[:b], tc[at], loss_code, Wp[p], on[at],
-                                      Z[:b * w].reshape((b, w)), S[:b * w].reshape((b, w)), G)
+                bad = _batch_gradient(Xb1[:b], Tb[:b], tc[at], loss_code, Wp[p], on[at], Z[:b * w].reshape((b, w)),
+                                      S[:b * w].reshape((b, w)), G, X, T, rows, start, n_s, n_train, offset_n, lo_n,
+                                      b_n * p // P, b_n * (p + 1) // P, Xn, Tn)
                 if bad >= 0:
                     i = lo + bad + offset
                     i = i - n_train if i >= n_train else i
@@ -287,6 +338,8 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
                     return 0, rows[i - n_s if i >= n_s else i]
                 members_step(Wp[p], G, b, fi[at], pen[at], al[at], sch[at], e0[at], pt[at], t, mc[at], vc[at],
                              gc[at], on[at])
+            Xb1, Xn = Xn, Xb1
+            Tb, Tn = Tn, Tb
             if not on[:cols.shape[0]].all():  # members diverged: they leave the panels as they are
                 _release(W, cols, Wp, m, v, g2, mc, vc, gc)
                 active[cols[~on[:cols.shape[0]]]] = False

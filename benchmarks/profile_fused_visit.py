@@ -5,16 +5,19 @@ The visit is what ``GridSearchCV`` does with one chunk in one round (``bench_sea
 (250,000 × 32 rows, 2/3 of them per fold, batches of 1,000) by ``fused_epochs``. Beside it, the plain local-mode
 epoch of one member over the whole chunk (``sgd._kernels.local_epochs``: one plain fit's visit of the chunk).
 
-Each component runs alone over every batch of the visit, as the kernel calls it, with its own floor:
+Each component runs alone over every batch of the visit, as the kernel calls it, with its own floor (times: the
+least CPU time of the thread over ``--repeat`` runs):
 
-- gather: the rows of each batch copied into the batch block; floor: as many rows of the chunk read
-  contiguously (memory bandwidth, one core);
+- the gather of a batch's rows alone (``_gather``); floor: as many rows of the chunk read contiguously (memory
+  bandwidth, one core);
+- the sigmoids of every member-row alone (``_sigmoid_into``); floor: the same loop on a block that stays in the
+  L1 cache (its arithmetic rate at the vector width the compiler chose);
+- what the kernel runs: the log loss's residuals ``s - t`` with the next batch's rows gathered in the same loop
+  (``_log_residuals``); floor: the larger of the two above (memory and arithmetic fully overlapped);
 - the two products per batch and panel (margins ``Xb1 @ W``, gradients ``Xb1' S``) as numba calls BLAS; floor:
-  their flops at this core's DGEMM rate (a 1,500² ``np.dot``, one thread);
-- the sigmoids of every member-row (``_sigmoid_into``); floor: its loop at full vector width, measured on a
-  block that stays in the L1 cache;
-- the targets taken off the sigmoids (``dloss/dz = s - t``), and every member's step (``members_step``);
-- the whole visit (``fused_epochs``) and its sum of parts.
+  their flops at this core's DGEMM rate (a 2,000² ``np.dot``, one thread);
+- every member's step (``members_step``);
+- the whole visit (``fused_epochs``) against the sum of its parts' floors.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/profile_fused_visit.py [--rows 250000] [--batch-size 1000]
         [--candidates 16] [--repeat 5]
@@ -33,7 +36,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as in a dask worker of one
 import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
-from scaleml_dask.model_selection._fused_kernels import _gather, _minus_targets, members_step  # noqa: E402
+from scaleml_dask.model_selection._fused_kernels import _gather, _log_residuals, members_step  # noqa: E402
 from scaleml_dask.sgd._kernels import _sigmoid_into  # noqa: E402
 
 D = 32
@@ -45,7 +48,15 @@ def _gathers(X, T, rows, start, n_train, offset, order, batch_size, Xb1, Tb):  #
     for k in range(order.shape[0]):
         lo = order[k] * batch_size
         b = min(lo + batch_size, n_train) - lo
-        _gather(X, T, rows, start, rows.shape[0], n_train, offset, lo, b, Xb1, Tb)
+        _gather(X, T, rows, start, rows.shape[0], n_train, offset, lo, 0, b, Xb1, Tb)
+
+
+@njit(cache=True, nogil=True)
+def _residuals(Z, Tb, tcol, S, X, T, rows, start, n_train, offset, order, batch_size, Xn, Tn):  # pragma: no cover
+    for k in range(order.shape[0]):
+        lo = order[k] * batch_size
+        b = min(lo + batch_size, n_train) - lo
+        _log_residuals(Z, Tb, tcol, S, X, T, rows, start, rows.shape[0], n_train, offset, lo, 0, b, Xn, Tn)
 
 
 @njit(cache=True, nogil=True)
@@ -62,24 +73,9 @@ def _sigmoids(Z, S, n):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _targets(S, Tb, tcol, n):  # pragma: no cover - compiled
-    for _ in range(n):
-        _minus_targets(S, Tb, tcol)
-
-
-@njit(cache=True, nogil=True)
 def _steps(W, G, b, fi, pen, al, sch, e0, pt, m, v, g2, on, n):  # pragma: no cover - compiled
     for i in range(n):
         members_step(W, G, b, fi, pen, al, sch, e0, pt, 1.0 + i, m, v, g2, on)
-
-
-@njit(cache=True, nogil=True)
-def _read(X):  # pragma: no cover - compiled
-    s = 0.0
-    for i in range(X.shape[0]):
-        for j in range(X.shape[1]):
-            s += X[i, j]
-    return s
 
 
 @njit(cache=True, nogil=True)
@@ -91,11 +87,13 @@ def _touch(X):  # pragma: no cover - compiled
 
 
 def _best(fn, repeat: int) -> float:
+    """The least CPU time of this thread over ``repeat`` calls (one BLAS thread: steadier than wall time on a shared
+    machine, the same on a quiet one)."""
     best = np.inf
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = time.thread_time()
         fn()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.thread_time() - t)
     return best
 
 
@@ -191,10 +189,17 @@ def main(argv=None) -> None:
     def copies() -> None:
         X = fresh()
         for g in groups:
-            _read(X[:g[2]])
+            X[:g[2]].sum()
 
-    A = np.random.default_rng(1).normal(size=(1500, 1500))
-    dgemm = 2 * 1500**3 / _best(lambda: A @ A, 3)
+    Xn, Tn = np.ones((bs, D + 1)), np.empty((bs, 1))
+
+    def residuals() -> None:
+        X = fresh()
+        for rows, start, n_train, offset, order in groups:
+            _residuals(Z, Tb, tcol[:w], S, X, T, rows, start, n_train, offset, order, bs, Xn, Tn)
+
+    A = np.random.default_rng(1).normal(size=(2000, 2000))
+    dgemm = 2 * 2000**3 / _best(lambda: A @ A, 5)
     Zs, Ss = Z.ravel().copy(), np.empty(Z.size)
     Zl1, Sl1 = Zs[:512].copy(), np.empty(512)  # in the L1 cache: the loop's own rate
     flat = Z.ravel()
@@ -205,35 +210,37 @@ def main(argv=None) -> None:
     def touch() -> None:
         _touch(fresh())
 
-    for fn in (visit, plain, gathers, copies, touch):
+    for fn in (visit, plain, gathers, copies, touch, residuals):
         fn()
     _products(Xb1, Wp, Z, S, G, 1)
     _sigmoids(flat, Ss, 1)
     _sigmoids(Zl1, Sl1, 1)
-    _targets(S, Tb, tcol[:w], 1)
     _steps(Wp.copy(), Gs, bs, *args_step, *mw, on, 1)
     r = args.repeat
     t_visit = _best(visit, r)
     t_plain = _best(plain, r)
     t_touch = _best(touch, r)
-    parts = {
-        "gather": (_best(gathers, r), _best(copies, r), "a contiguous read of as many rows"),
-        "2 products per batch × panel": (_best(lambda: _products(Xb1, Wp, Z, S, G, calls), r),
-                                         calls * 4 * bs * (D + 1) * w / dgemm, f"DGEMM {dgemm / 1e9:.0f} GFLOP/s"),
-        "sigmoids": (_best(lambda: _sigmoids(flat, Ss, calls), r),
-                     _best(lambda: _sigmoids(Zl1, Sl1, calls * Z.size // 512), r), "same loop, L1-resident"),
-        "targets off the sigmoids": (_best(lambda: _targets(S, Tb, tcol[:w], calls), r), 0.0, "—"),
-        "members_step": (_best(lambda: _steps(Wp.copy(), Gs, bs, *args_step, *mw, on, calls), r), 0.0, "—"),
-    }
-    total = sum(v[0] for v in parts.values())
-    floor = sum(v[1] for v in parts.values())
-    print(f"### One visit: {n:,} × {D} chunk, {FOLDS} folds × {N} members ({batches} batches of {bs}, "
-          f"{panels} panel(s) of {w})\n")
+    gather, read = _best(gathers, r), _best(copies, r)
+    sigmoids, sigmoids_l1 = (_best(lambda: _sigmoids(flat, Ss, calls), r),
+                             _best(lambda: _sigmoids(Zl1, Sl1, calls * Z.size // 512), r))
+    rows = [
+        ("gather of the rows alone (`_gather`)", gather, read, "a contiguous read of as many rows (`sum`)"),
+        ("sigmoids alone (`_sigmoid_into`)", sigmoids, sigmoids_l1, "the same loop, L1-resident"),
+        ("**residuals s − t with the next batch gathered in the same loop** (`_log_residuals`)",
+         _best(residuals, r), max(read, sigmoids_l1), "the larger of the two floors above"),
+        ("2 products per batch × panel (`np.dot` from numba)", _best(lambda: _products(Xb1, Wp, Z, S, G, calls), r),
+         calls * 4 * bs * (D + 1) * w / dgemm, f"their flops at DGEMM's {dgemm / 1e9:.0f} GFLOP/s"),
+        ("members' steps (`members_step`, 48 × 33 a batch)",
+         _best(lambda: _steps(Wp.copy(), Gs, bs, *args_step, *mw, on, calls), r), 0.0, "—"),
+    ]
+    total, floor = sum(v[1] for v in rows[2:]), sum(v[2] for v in rows[2:])
+    print(f"### One visit: {n:,} × {D} chunk{' (mapped)' if args.mapped else ''}, {FOLDS} folds × {N} members "
+          f"({batches} batches of {bs}, {panels} panel(s) of {w}); CPU ms of the thread\n")
     print("| component | ms | floor ms | floor is | × floor |\n|---|---|---|---|---|")
-    for k, (t, f, what) in parts.items():
+    for k, t, f, what in rows:
         print(f"| {k} | {t * 1e3:.2f} | {f * 1e3:.2f} | {what} | {t / f if f else float('nan'):.2f} |")
-    print(f"| sum of parts | {total * 1e3:.2f} | {floor * 1e3:.2f} | | {total / floor:.2f} |")
-    print(f"| **whole visit (fused_epochs)** | {t_visit * 1e3:.2f} | {floor * 1e3:.2f} | | {t_visit / floor:.2f} |")
+    print(f"| the kernel's parts (the last three) | {total * 1e3:.2f} | {floor * 1e3:.2f} | | {total / floor:.2f} |")
+    print(f"| **whole visit (`fused_epochs`)** | {t_visit * 1e3:.2f} | {floor * 1e3:.2f} | | {t_visit / floor:.2f} |")
     print(f"| plain epoch over the chunk (1 member) | {t_plain * 1e3:.2f} | | | |")
     print(f"| the chunk's first touch (a sum of it{', freshly mapped' if args.mapped else ''}) | {t_touch * 1e3:.2f} "
           "| | | |")

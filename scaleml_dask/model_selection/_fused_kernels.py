@@ -104,23 +104,29 @@ def _nonfinite_margins(Z, active, Xb1):  # pragma: no cover - compiled
     return -1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _gather_row(X, T, rows, start, n_s, n_train, offset, lo, q, q1, Xb1, Tb):  # pragma: no cover - compiled
+    """Ring row ``lo + q`` rotated by ``offset`` (the ring of ``n_train`` rows starts at ``start`` of the ``n_s`` rows
+    that ``rows`` maps to rows of ``X``): features into ``Xb1[q, :d]``, targets into ``Tb[q]``; and a prefetch of
+    the row ``_AHEAD`` further, up to row ``q1``."""
+    d = X.shape[1]
+    if q + _AHEAD < q1:
+        p = rows[ring_row(lo + q + _AHEAD, offset, start, n_train, n_s)]
+        _prefetch(X, p, 0)
+        _prefetch(X, p, d - 1)
+    r = rows[ring_row(lo + q, offset, start, n_train, n_s)]
+    for k in range(T.shape[1]):
+        Tb[q, k] = T[r, k]
+    for j in range(d):
+        Xb1[q, j] = X[r, j]
+
+
 @njit(cache=True, nogil=True)
 def _gather(X, T, rows, start, n_s, n_train, offset, lo, q0, q1, Xb1, Tb):  # pragma: no cover - compiled
-    """Ring rows ``lo + q0 .. lo + q1 - 1`` rotated by ``offset`` (the ring of ``n_train`` rows starts at ``start``
-    of the ``n_s`` rows that ``rows`` maps to rows of ``X``): features into ``Xb1[q0:q1, :d]`` (its last column
-    holds ones), targets into ``Tb[q0:q1]``."""
-    d = X.shape[1]
-    K = T.shape[1]
+    """Ring rows ``lo + q0 .. lo + q1 - 1`` (``_gather_row``) into ``Xb1[q0:q1, :d]`` (its last column holds ones)
+    and ``Tb[q0:q1]``."""
     for q in range(q0, q1):
-        if q + _AHEAD < q1:
-            p = rows[ring_row(lo + q + _AHEAD, offset, start, n_train, n_s)]
-            _prefetch(X, p, 0)
-            _prefetch(X, p, d - 1)
-        r = rows[ring_row(lo + q, offset, start, n_train, n_s)]
-        for k in range(K):
-            Tb[q, k] = T[r, k]
-        for j in range(d):
-            Xb1[q, j] = X[r, j]
+        _gather_row(X, T, rows, start, n_s, n_train, offset, lo, q, q1, Xb1, Tb)
 
 
 @njit(cache=True, nogil=True)
@@ -146,23 +152,12 @@ def _log_residuals(Z, Tb, tcol, S, X, T, rows, start, n_s, n_train, offset, lo, 
     loads wait on memory while the sigmoids compute. Returns whether every margin is finite (the largest exponent
     field seen)."""
     b, M = Z.shape
-    d = X.shape[1]
-    K = T.shape[1]
     top = 0
     for q in range(max(b, q1 - q0)):
-        g = q0 + q
-        if g < q1:
-            if g + _AHEAD < q1:
-                p = rows[ring_row(lo + g + _AHEAD, offset, start, n_train, n_s)]
-                _prefetch(X, p, 0)
-                _prefetch(X, p, d - 1)
-            r = rows[ring_row(lo + g, offset, start, n_train, n_s)]
-            for k in range(K):
-                Tn[g, k] = T[r, k]
-            for j in range(d):
-                Xn[g, j] = X[r, j]
+        if q0 + q < q1:
+            _gather_row(X, T, rows, start, n_s, n_train, offset, lo, q0 + q, q1, Xn, Tn)
         if q < b:
-            if K == 1:
+            if Tb.shape[1] == 1:
                 t = Tb[q, 0]
                 for c in range(M):
                     v = Z[q, c]

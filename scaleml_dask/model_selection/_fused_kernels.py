@@ -200,6 +200,14 @@ def _batch_gradient(Xb1, Tb, tcol, loss_code, W, active, Z, S, G, X, T, rows, st
 
 
 @njit(cache=True, nogil=True)
+def batch_gradient(Xb1, Tb, tcol, loss_code, W, active, G):  # pragma: no cover - compiled
+    """``_batch_gradient`` of one mini-batch on its own (nothing to gather meanwhile: a step of the sync search)."""
+    b, M = Xb1.shape[0], W.shape[1]
+    return _batch_gradient(Xb1, Tb, tcol, loss_code, W, active, np.empty((b, M)), np.empty((b, M)), G, Xb1, Tb,
+                           np.empty(0, dtype=np.int64), 0, 0, 0, 0, 0, 0, 0, Xb1, Tb)
+
+
+@njit(cache=True, nogil=True)
 def members_step(W, G, rows, fit_intercept, penalty, alpha, schedule, eta0, power_t, t, m, v, g2,
                  active):  # pragma: no cover - compiled
     """Every active member's step ``t`` along its mean gradient ``G[:, c] / rows`` (the intercept's zeroed without

@@ -18,6 +18,7 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..checkpoint import Checkpointer
 from ..passes import broadcast, map_row_chunks, reduce_here, run_everywhere
@@ -199,7 +200,10 @@ class Trainer:
             return self._held_out_loss(W)
         if self.X_val is None or self.X_val.shape[0] == 0:
             return math.nan
-        return mean_loss(W, self.X_val, self.T_val, self.config.problem.loss)
+        # one BLAS thread: the client's held-out product is small, and BLAS threads left spinning after it take
+        # cores the workers and the scheduler share with the client (benchmarks/cost_model.md)
+        with threadpool_limits(1, user_api="blas"):
+            return mean_loss(W, self.X_val, self.T_val, self.config.problem.loss)
 
     def _held_out_loss(self, W: np.ndarray) -> float:
         """The held-out loss at ``W`` from the loss each worker computes on the held-out rows it keeps (local

@@ -22,7 +22,6 @@ import pytest
 from scaleml_dask.model_selection._fused_kernels import (
     _SMALL_GEMM,
     _TILE,
-    _sigmoid_into,
     fused_epochs,
     label_counts,
     panel_width,
@@ -31,6 +30,7 @@ from scaleml_dask.sgd._kernels import (
     _LOSS_CODE,
     _PENALTY_CODE,
     _SCHEDULE_CODE,
+    _sigmoid_into,
     epoch_plan,
     holdout_range,
     local_epochs,

@@ -10,20 +10,20 @@ all: its rows are gathered once, and per batch
    intercepts come with it);
 2. the log loss's ``sigmoid(z)`` of every member-row in one flat loop the compiler vectorises
    (``sgd._kernels._sigmoid_into``: ``exp`` by a polynomial, its ``2**k`` by a bit cast), which also finds a
-   non-finite margin (an integer max of the exponent bits); squared loss needs no loop (``dloss/dz = z - t``),
-   hinge one per member-row;
-3. the gradients are one product ``Xb' S`` minus the targets' part ``Xb' T``, summed once for every member as
-   the rows are gathered (``dloss/dz = s - t`` for log and squared loss: ``Xb' (S - t) = Xb' S - Xb' t``);
+   non-finite margin (an integer max of the exponent bits); squared loss takes the margins themselves, hinge
+   one loop per member-row for its subgradient;
+3. the targets taken off (``dloss/dz = s - t``, as the plain kernel forms it, in a loop over the members that
+   vectorises), and the gradients are one product ``Xb' (S - T)``;
 4. each member takes the plain estimator's own step (``sgd._kernels.step_coordinate``: its penalty, learning
    rate, schedule and optimizer memory, the same arithmetic coordinate by coordinate).
 
 Weights are a ``(d + 1, M)`` block (intercept last row), members side by side; the kernel works on the active
 members only (a member that diverges leaves the products at once).
 
-What differs from the plain kernel is only the order of floating-point sums inside a margin and a gradient (BLAS,
-and the targets' part summed apart); the sigmoid is the plain kernel's own (``sgd._kernels._sigmoid_into``): the
-weights agree to ~1e-13 (tests: 1e-10). A member whose weights stop being finite is switched off at once; a
-non-finite margin from finite weights means a NaN / inf row, reported to the caller.
+What differs from the plain kernel is only the order of floating-point sums inside a margin and a gradient
+(BLAS); the sigmoid is the plain kernel's own (``sgd._kernels._sigmoid_into``): the weights agree to ~1e-13
+(tests: 1e-10). A member whose weights stop being finite is switched off at once; a non-finite margin from finite
+weights means a NaN / inf row, reported to the caller.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from ..sgd._kernels import (
     _EXPONENT,
     _all_finite,
     _as_bits,
-    _sigmoid_into,
+    _sigmoid,
     ring_row,
     step_coordinate,
     step_rate,
@@ -104,58 +104,107 @@ def _nonfinite_margins(Z, active, Xb1):  # pragma: no cover - compiled
     return -1
 
 
-@njit(cache=True, nogil=True)
-def _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb, GT):  # pragma: no cover - compiled
-    """Ring rows ``lo .. lo + b - 1`` rotated by ``offset`` (the ring of ``n_train`` rows starts at ``start`` of the
-    ``n_s`` rows that ``rows`` maps to rows of ``X``): features into ``Xb1[:, :d]`` (its last column holds ones),
-    targets into ``Tb``, and the targets' part of every gradient ``GT = Xb1' Tb`` ``(d + 1, K)`` summed as the rows
-    pass (while each row is in cache)."""
+@njit(cache=True, nogil=True, inline="always")
+def _gather_row(X, T, rows, start, n_s, n_train, offset, lo, q, q1, Xb1, Tb):  # pragma: no cover - compiled
+    """Ring row ``lo + q`` rotated by ``offset`` (the ring of ``n_train`` rows starts at ``start`` of the ``n_s`` rows
+    that ``rows`` maps to rows of ``X``): features into ``Xb1[q, :d]``, targets into ``Tb[q]``; and a prefetch of
+    the row ``_AHEAD`` further, up to row ``q1``."""
     d = X.shape[1]
-    K = T.shape[1]
-    GT[:] = 0.0
-    for q in range(b):
-        if q + _AHEAD < b:
-            p = rows[ring_row(lo + q + _AHEAD, offset, start, n_train, n_s)]
-            _prefetch(X, p, 0)
-            _prefetch(X, p, d - 1)
-        r = rows[ring_row(lo + q, offset, start, n_train, n_s)]
-        for k in range(K):
-            t = T[r, k]
-            Tb[q, k] = t
-            for j in range(d):
-                GT[k, j] += t * X[r, j]
-            GT[k, d] += t
-        for j in range(d):
-            Xb1[q, j] = X[r, j]
+    if q + _AHEAD < q1:
+        p = rows[ring_row(lo + q + _AHEAD, offset, start, n_train, n_s)]
+        _prefetch(X, p, 0)
+        _prefetch(X, p, d - 1)
+    r = rows[ring_row(lo + q, offset, start, n_train, n_s)]
+    for k in range(T.shape[1]):
+        Tb[q, k] = T[r, k]
+    for j in range(d):
+        Xb1[q, j] = X[r, j]
 
 
 @njit(cache=True, nogil=True)
-def _batch_gradient(Xb1, Tb, GT, tcol, loss_code, W, active, Z, S, G):  # pragma: no cover - compiled
+def _gather(X, T, rows, start, n_s, n_train, offset, lo, q0, q1, Xb1, Tb):  # pragma: no cover - compiled
+    """Ring rows ``lo + q0 .. lo + q1 - 1`` (``_gather_row``) into ``Xb1[q0:q1, :d]`` (its last column holds ones)
+    and ``Tb[q0:q1]``."""
+    for q in range(q0, q1):
+        _gather_row(X, T, rows, start, n_s, n_train, offset, lo, q, q1, Xb1, Tb)
+
+
+@njit(cache=True, nogil=True)
+def _minus_targets(R, Tb, tcol):  # pragma: no cover - compiled
+    """``R[q, c] -= Tb[q, tcol[c]]``: ``dloss/dz = z - t`` of every member-row (one target column: a loop over the
+    members that vectorises)."""
+    if Tb.shape[1] == 1:
+        for q in range(R.shape[0]):
+            t = Tb[q, 0]
+            for c in range(R.shape[1]):
+                R[q, c] -= t
+    else:
+        for q in range(R.shape[0]):
+            for c in range(R.shape[1]):
+                R[q, c] -= Tb[q, tcol[c]]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _log_residuals(Z, Tb, tcol, S, X, T, rows, start, n_s, n_train, offset, lo, q0, q1, Xn, Tn):  # pragma: no cover
+    """``S = sigmoid(Z) - Tb[:, tcol]``, the log loss's ``dloss/dz`` of every member-row formed as the plain kernel
+    forms it (``sgd._kernels._sigmoid``), row by row in a loop over the members that vectorises — and, in the same
+    loop, the next mini-batch's rows ``q0 .. q1 - 1`` gathered into ``Xn`` / ``Tn`` (``_gather``'s arguments): their
+    loads wait on memory while the sigmoids compute. Returns whether every margin is finite (the largest exponent
+    field seen)."""
+    b, M = Z.shape
+    top = 0
+    for q in range(max(b, q1 - q0)):
+        if q0 + q < q1:
+            _gather_row(X, T, rows, start, n_s, n_train, offset, lo, q0 + q, q1, Xn, Tn)
+        if q < b:
+            if Tb.shape[1] == 1:
+                t = Tb[q, 0]
+                for c in range(M):
+                    v = Z[q, c]
+                    top = max(top, _as_bits(v) & _EXPONENT)
+                    S[q, c] = _sigmoid(v) - t
+            else:
+                for c in range(M):
+                    v = Z[q, c]
+                    top = max(top, _as_bits(v) & _EXPONENT)
+                    S[q, c] = _sigmoid(v) - Tb[q, tcol[c]]
+    return top != _EXPONENT
+
+
+@njit(cache=True, nogil=True)
+def _batch_gradient(Xb1, Tb, tcol, loss_code, W, active, Z, S, G, X, T, rows, start, n_s, n_train, offset, lo, q0,
+                    q1, Xn, Tn):  # pragma: no cover - compiled
     """Summed gradient ``G`` ``(d + 1, M)`` (the intercept's in the last row, from the ones column) of every member
     on the batch ``Xb1`` ``(b, d + 1)`` / ``Tb`` ``(b, K)`` at the margins ``Z = Xb1 W`` (``Z``, ``S``: ``(b, M)``
-    scratch): for log and squared loss ``Xb1' S`` minus the targets' part ``GT[tcol]`` (``GT = Tb' Xb1``
-    ``(K, d + 1)``, from ``_gather``; ``S`` the sigmoids, or the margins themselves), for hinge ``Xb1' E``.
-    Returns -1, or the batch row holding a NaN / inf (members whose margins overflowed are switched off)."""
+    scratch): ``Xb1' S`` with ``S = dloss/dz`` of every member-row (log loss: sigmoid minus target; squared:
+    margin minus target; hinge: its subgradient). Meanwhile the next mini-batch's rows ``q0 .. q1 - 1`` are
+    gathered into ``Xn`` / ``Tn`` (``X`` .. ``lo``: ``_gather``'s arguments). Returns -1, or the batch row holding
+    a NaN / inf (members whose margins overflowed are switched off)."""
     np.dot(Xb1, W, Z)
     if loss_code == 1:
-        finite = _sigmoid_into(Z.ravel(), S.ravel())
-        R = S
+        finite = _log_residuals(Z, Tb, tcol, S, X, T, rows, start, n_s, n_train, offset, lo, q0, q1, Xn, Tn)
     else:
+        _gather(X, T, rows, start, n_s, n_train, offset, lo, q0, q1, Xn, Tn)
         finite = _all_finite(Z.ravel())
-        R = Z
-        if loss_code == 2:
-            _hinge_into(Z, Tb, tcol, S)
-            R = S
     if not finite:
         bad = _nonfinite_margins(Z, active, Xb1)
         if bad >= 0:
             return bad
-    np.dot(Xb1.T, R, G)
-    if loss_code != 2:
-        for j in range(G.shape[0]):
-            for c in range(G.shape[1]):
-                G[j, c] -= GT[tcol[c], j]
+    if loss_code == 2:
+        _hinge_into(Z, Tb, tcol, S)
+    elif loss_code == 0:
+        S[:] = Z
+        _minus_targets(S, Tb, tcol)
+    np.dot(Xb1.T, S, G)
     return -1
+
+
+@njit(cache=True, nogil=True)
+def batch_gradient(Xb1, Tb, tcol, loss_code, W, active, G):  # pragma: no cover - compiled
+    """``_batch_gradient`` of one mini-batch on its own (nothing to gather meanwhile: a step of the sync search)."""
+    b, M = Xb1.shape[0], W.shape[1]
+    return _batch_gradient(Xb1, Tb, tcol, loss_code, W, active, np.empty((b, M)), np.empty((b, M)), G, Xb1, Tb,
+                           np.empty(0, dtype=np.int64), 0, 0, 0, 0, 0, 0, 0, Xb1, Tb)
 
 
 @njit(cache=True, nogil=True)
@@ -250,10 +299,10 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
     n_s = rows.shape[0]
     d = X.shape[1]
     K = T.shape[1]
-    Xb1 = np.empty((batch_size, d + 1))
+    Xb1, Xn = np.empty((batch_size, d + 1)), np.empty((batch_size, d + 1))  # this mini-batch and the next
     Xb1[:, d] = 1.0
-    Tb = np.empty((batch_size, K))
-    GT = np.empty((K, d + 1))
+    Xn[:, d] = 1.0
+    Tb, Tn = np.empty((batch_size, K)), np.empty((batch_size, K))
     cols = np.flatnonzero(active)
     w = panel_width(cols.shape[0], batch_size, d + 1)
     Wp, tc, fi, pen, al, sch, e0, pt, mc, vc, gc, on = _compact(W, cols, w, tcol, fit_intercept, penalty, alpha,
@@ -262,6 +311,9 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
     S = np.empty(batch_size * w)
     G = np.empty((d + 1, w))
     t = t0
+    if orders.size:
+        lo = orders[0, 0] * batch_size
+        _gather(X, T, rows, start, n_s, n_train, offsets[0], lo, 0, min(lo + batch_size, n_train) - lo, Xb1, Tb)
     for e_ in range(orders.shape[0]):
         offset = offsets[e_]
         for k in range(orders.shape[1]):
@@ -269,12 +321,19 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
                 return orders.size, -1
             lo = orders[e_, k] * batch_size
             b = min(lo + batch_size, n_train) - lo
-            _gather(X, T, rows, start, n_s, n_train, offset, lo, b, Xb1, Tb, GT)
+            e_n, k_n = (e_, k + 1) if k + 1 < orders.shape[1] else (e_ + 1, 0)
+            lo_n, b_n, offset_n = 0, 0, 0
+            if e_n < orders.shape[0]:  # the next mini-batch: gathered while this one computes, a part per panel
+                lo_n = orders[e_n, k_n] * batch_size
+                b_n = min(lo_n + batch_size, n_train) - lo_n
+                offset_n = offsets[e_n]
             t += 1.0
-            for p in range(Wp.shape[0]):
+            P = Wp.shape[0]
+            for p in range(P):
                 at = slice(p * w, (p + 1) * w)
-                bad = _batch_gradient(Xb1[:b], Tb[:b], GT, tc[at], loss_code, Wp[p], on[at],
-                                      Z[:b * w].reshape((b, w)), S[:b * w].reshape((b, w)), G)
+                bad = _batch_gradient(Xb1[:b], Tb[:b], tc[at], loss_code, Wp[p], on[at], Z[:b * w].reshape((b, w)),
+                                      S[:b * w].reshape((b, w)), G, X, T, rows, start, n_s, n_train, offset_n, lo_n,
+                                      b_n * p // P, b_n * (p + 1) // P, Xn, Tn)
                 if bad >= 0:
                     i = lo + bad + offset
                     i = i - n_train if i >= n_train else i
@@ -282,6 +341,8 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
                     return 0, rows[i - n_s if i >= n_s else i]
                 members_step(Wp[p], G, b, fi[at], pen[at], al[at], sch[at], e0[at], pt[at], t, mc[at], vc[at],
                              gc[at], on[at])
+            Xb1, Xn = Xn, Xb1
+            Tb, Tn = Tn, Tb
             if not on[:cols.shape[0]].all():  # members diverged: they leave the panels as they are
                 _release(W, cols, Wp, m, v, g2, mc, vc, gc)
                 active[cols[~on[:cols.shape[0]]]] = False

@@ -8,7 +8,7 @@ held as ``SyncPart``s — the rows, the encoded targets and, per *group* (a spli
 rows and their order: seed, batch size, held-out fraction, loss; ``_fused.GROUP_PARAMS``) the split's training
 rows and held-out range — and each step one task per worker computes, for every chunk it holds and every group,
 the summed gradient of the group's mini-batch for **all** the group's members at once (two BLAS products,
-``_fused_kernels._batch_gradient``); the client adds them up and steps every member by its own penalty, rate and
+``_fused_kernels.batch_gradient``); the client adds them up and steps every member by its own penalty, rate and
 schedule (``members_step``). Each candidate on each split so equals a plain sync fit on that split's training
 rows (1e-10 in the tests). The held-out loss after each epoch (divergence: as ``_fused``) is measured on the
 client from the held-out rows, as the plain trainer does; scoring runs on the held chunks: the whole search reads
@@ -42,7 +42,7 @@ from ._fused import (
     score_keys,
     scores_by_candidate,
 )
-from ._fused_kernels import _batch_gradient, _gather, loss_code, member_losses, members_step
+from ._fused_kernels import _gather, batch_gradient, loss_code, member_losses, members_step
 
 log = logging.getLogger("scaleml_dask.model_selection")
 
@@ -126,13 +126,12 @@ def _step_gradients(W: np.ndarray, groups: tuple, step: int, *parts: SyncPart) -
             Xb1 = np.empty((b, d + 1))
             Xb1[:, d] = 1.0
             Tb = np.empty((b, part.T.shape[1]))
-            GT = np.empty((part.T.shape[1], d + 1))
-            _gather(part.X, part.T, part.rows[g], part.start(g), len(part.rows[g]), n_train, offset, lo, b, Xb1,
-                    Tb, GT)
+            _gather(part.X, part.T, part.rows[g], part.start(g), len(part.rows[g]), n_train, offset, lo, 0, b, Xb1,
+                    Tb)
             Wg = np.ascontiguousarray(W[:, cols])
             G = np.empty((d + 1, M))
             active = np.ones(M, dtype=bool)
-            _batch_gradient(Xb1, Tb, GT, tcol, code, Wg, active, np.empty((b, M)), np.empty((b, M)), G)
+            batch_gradient(Xb1, Tb, tcol, code, Wg, active, G)
             G[:, ~active] = np.nan  # margins overflowed (the rows were checked when read): the member diverged
             per.append((G, b))
         out.append(per)

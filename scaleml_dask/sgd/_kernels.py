@@ -235,22 +235,27 @@ def exp_nonpositive(x: np.ndarray) -> np.ndarray:
     return out
 
 
+@njit(cache=True, nogil=True, inline="always", error_model="numpy", fastmath={"contract"})
+def _sigmoid(v):  # pragma: no cover - compiled
+    """``1 / (1 + exp(-v))`` formed as ``sgd._kernels.loss_gradient`` forms it (``exp`` of ``-|v|`` only: no
+    overflow), free of calls and of branches the compiler cannot turn into selects (``error_model="numpy"`` in
+    the loop that inlines it: a division is not checked for zero), so that a loop of it vectorises. Past
+    ``|v| = _TAIL`` it is exactly 0 or 1 (off by less than 1e-304 — and no subnormal number reaches the
+    gradient's product, where each costs a microcode assist: a diverging member's margins are huge)."""
+    a = abs(v)
+    e = _exp_nonpositive(-a) if a < _TAIL else 0.0
+    return (1.0 if v > 0 else e) / (1.0 + e)
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def _sigmoid_into(z, s):  # pragma: no cover - compiled
-    """``s = 1 / (1 + exp(-z))`` of every entry, formed as ``sgd._kernels.loss_gradient`` forms it (``exp`` of
-    ``-|z|`` only: no overflow), in one loop free of calls and of branches the compiler cannot turn into
-    selects (``error_model="numpy"``: a division is not checked for zero), so that it vectorises. Past
-    ``|z| = _TAIL`` the sigmoid is exactly 0 or 1 (off by less than 1e-304 — and no subnormal number reaches
-    the gradient's product, where each costs a microcode assist: a diverging member's margins are huge).
-    Returns whether every ``z`` is finite (the largest exponent field seen, an integer max: a reduction that
-    vectorises)."""
+    """``s = _sigmoid(z)`` of every entry in one loop that vectorises. Returns whether every ``z`` is finite (the
+    largest exponent field seen, an integer max: a reduction that vectorises)."""
     top = 0
     for i in range(z.shape[0]):
         v = z[i]
         top = max(top, _as_bits(v) & _EXPONENT)
-        a = abs(v)
-        e = _exp_nonpositive(-a) if a < _TAIL else 0.0
-        s[i] = (1.0 if v > 0 else e) / (1.0 + e)
+        s[i] = _sigmoid(v)
     return top != _EXPONENT
 
 

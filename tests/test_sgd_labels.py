@@ -12,6 +12,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from sklearn.linear_model import SGDClassifier as SkSGD
+from sklearn.metrics import accuracy_score
+from sklearn.pipeline import Pipeline as SkPipeline
+from sklearn.preprocessing import StandardScaler as SkScaler
 
 from scaleml_dask.deploy.registry import load_model, save_model
 from scaleml_dask.io.synthetic import mixture_chunk
@@ -134,5 +137,15 @@ def test_pipeline_labels_and_an_unseen_label_at_score(data):
     clf = SGDClassifier(mode="local", rounds=2, batch_size=100, eta0=0.05)
     pipe = make_pipeline(StandardScaler(), clf).fit(frame, labels)
     assert pipe.classes_.tolist() == LEVELS.tolist() and pipe.score(frame, labels) > 0.9
-    with pytest.raises(ValueError, match=r"y has labels \['other'\] that are not among the classes"):
-        pipe.score(frame, np.where(labels == "mid", "other", labels))
+    # a label the fit never saw is an error of the prediction, as scikit-learn's Pipeline.score (and our
+    # classifier's own score) count it, for in-memory and dask inputs alike
+    unseen = np.where(labels == "mid", "other", labels)
+    sk_pipe = SkPipeline([("s", SkScaler()), ("c", SkSGD(random_state=0))]).fit(X, labels)
+    assert sk_pipe.score(X, unseen) == accuracy_score(unseen, sk_pipe.predict(X)) < sk_pipe.score(X, labels)
+    expected = accuracy_score(unseen, pipe.predict(frame))
+    assert 0.5 < expected < pipe.score(frame, labels)
+    assert pipe.score(frame, unseen) == expected == pipe.score(frame, da.from_array(unseen, chunks=400))
+    dX, dy = da.from_array(X, chunks=400), da.from_array(unseen, chunks=400)
+    dpipe = make_pipeline(StandardScaler(), SGDClassifier(mode="local", rounds=2, batch_size=100, eta0=0.05))
+    dpipe.fit(dX, da.from_array(labels, chunks=400))
+    assert dpipe.score(dX, dy) == accuracy_score(unseen, dpipe.predict(dX).compute()) == dpipe.score(X, unseen)

@@ -18,8 +18,9 @@ links shaped by HTB (two rates: ``--links``, default 1gbit and 100mbit), the cli
   slower machine, where the kernel's 100 ms lets a fit shorter than a few periods run unthrottled or wait out
   a period, at random: ``cluster_net``), for regression, PCA (tall, and wide: ``--wide-features`` columns,
   where the tree's partial results are large), KMeans, the three SGD modes and the fused search; measured wall
-  time (best of ``--repeat``) beside the model's prediction, per-worker CPU seconds and the scheduler's, and the
-  speed probe before each cell over the calibration's (this VM's CPU speed drifts over hours);
+  time (best or median of ``--repeat``: ``--statistic``) beside the model's prediction, per-worker CPU seconds
+  and the scheduler's, and the speed probe before each cell over the calibration's (this VM's CPU speed drifts
+  over hours);
 - ``--straggler``: every host ``--worker-cpus`` per thread, then one worker's CPU quota cut to ``--quota``, or
   its link slowed by ``--straggler-ms``, and an uneven 1 / 2 / 4-thread cluster: every method
   (``--straggler-epochs`` epochs of SGD), with the seconds workers sat idle out of chunk tasks while another
@@ -78,6 +79,7 @@ D = 32
 CHUNK = 250_000
 PREFIX = {"regression": "block_moments", "kmeans_init": "candidate_block", "lloyd": "lloyd_block",
           "sgd_local": "local_block", "split": "split_block", "search": "fused_block"}
+FIXED_FITS = 21  # fits of a one-chunk store per fixed cost (their median)
 SEARCH = {"candidates": 4, "folds": 2, "epochs": 1}  # the search: 4 candidates x 2 folds, 1 round (+ scoring)
 COMBINE = {"regression": "combine_moments", "kmeans_init": "combine_candidates", "lloyd": "combine_lloyd"}
 SGD = {"sgd-local": {"mode": "local", "rounds": 1, "batch_size": 500, "eta0": 0.01},
@@ -148,9 +150,12 @@ class Meter:
         return {"seconds": wall, "cpu": cpu, "client cpu": p1 - p0, "result": out}
 
 
-def best_of(meter: Meter, fn: Any, repeat: int) -> dict[str, Any]:
-    runs = [meter(fn) for _ in range(repeat)]
-    return min(runs, key=lambda r: r["seconds"])
+def best_of(meter: Meter, fn: Any, repeat: int, statistic: str = "best") -> dict[str, Any]:
+    """The fastest of ``repeat`` timed calls, or (``statistic="median"``) the median one (the upper median of an
+    even number), with every call's seconds in ``runs s``."""
+    runs = sorted((meter(fn) for _ in range(repeat)), key=lambda r: r["seconds"])
+    pick = runs[0] if statistic == "best" else runs[len(runs) // 2]
+    return {**pick, "runs s": [r["seconds"] for r in runs]}
 
 
 def _noop(i: int) -> int:
@@ -303,22 +308,14 @@ def calibrate(args: argparse.Namespace) -> Constants:
         notes["cpu / duration"] = json.dumps({n: round(v, 3) for n, v in ratios.items()})
         # sync SGD: one epoch's time from fits of 1 and 2 epochs (the persist pass cancels out); ψ is what a
         # step costs beyond its blocks' gradients
-        sync, sync_cpu = {}, {}
-        for epochs in (1, 2, 1, 2):
-            with get_task_stream() as ts:
-                r = Meter(nc)(lambda e=epochs: sm.SGDClassifier(classes=[0.0, 1.0], random_state=0,
-                                                                **{**SGD["sgd-sync"], "epochs": e}).fit(path))
-                sync.setdefault(epochs, []).append(r["seconds"])
-                sync_cpu.setdefault(epochs, []).append(r["cpu"]["w0"])
-            dur = _durations(ts.data)
-            kernel["split"] = statistics.median(dur["split_block"])
+        one, dur = _sync_step_costs(nc, path)
+        kernel["split"] = statistics.median(dur["split_block"])
         chunks = -(-rows // CHUNK)
         steps = -(-int(CHUNK * 0.99) // SGD["sgd-sync"]["batch_size"])
         kernel["sgd_grad"] = statistics.median(dur["sync_gradients"]) / chunks
-        epoch = min(sync[2]) - min(sync[1])
-        step = epoch / steps - chunks * kernel["sgd_grad"]
+        step = one["seconds"] / steps - chunks * kernel["sgd_grad"]
         # the worker's CPU per step beyond its blocks' gradients (the weights in, the gradients out)
-        sync_task = (min(sync_cpu[2]) - min(sync_cpu[1])) / steps - chunks * kernel["sgd_grad"]
+        sync_task = one["w0"] / steps - chunks * kernel["sgd_grad"]
         # the client's reduction of the k-means|| candidates, per candidate
         cands = 1 + 2 * 20 * 5
         rng = np.random.default_rng(0)
@@ -340,6 +337,15 @@ def calibrate(args: argparse.Namespace) -> Constants:
         call = c.submit(_actor_calls, server, 200, workers=[nc.worker_address(0)], pure=False).result()
         local = c.submit(_actor_calls, server, 200, workers=[nc.worker_address(1)], pure=False).result()
         push = _push_cost(problem, W)
+        # the scheduler's and the client's CPU per sync step with 2 tasks a step against 1 (the first cluster):
+        # what each further task of a step costs them, and the rest of a step
+        two, _ = _sync_step_costs(nc, path)
+        sync_cpu = {}
+        for name, key in (("scheduler", "sched"), ("client", "client")):
+            per_task = (two[key] - one[key]) / steps
+            sync_cpu[name] = {"per_task": per_task, "per_step": one[key] / steps - per_task}
+        notes["sync step cpu"] = json.dumps({"1 task": {n: one[n] / steps for n in ("sched", "client")},
+                                             "2 tasks": {n: two[n] / steps for n in ("sched", "client")}})
         rates = {}
         for rate in ("1gbit", "100mbit"):
             for i in range(2):
@@ -357,7 +363,25 @@ def calibrate(args: argparse.Namespace) -> Constants:
                      link_efficiency=statistics.mean(rates.values()), async_call_s=call, async_local_call_s=local,
                      async_server_s=push + worker, kmeans_client_s=kmeans_client, sync_task_s=max(sync_task, worker),
                      cores=float(os.cpu_count() or 1), reference_s=probe, worker_idle_cpu=idle,
-                     fixed_worker_s=fixed_worker, notes=notes)
+                     fixed_worker_s=fixed_worker, sync_step_cpu=sync_cpu, notes=notes)
+
+
+def _sync_step_costs(nc: NetCluster, path: Path) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """One sync SGD epoch on ``nc`` from fits of 1 and 2 epochs (the persisting pass cancels out; the least of
+    2 fits each): its wall ``seconds`` and the CPU seconds of every host and the client (``client``); and the
+    last fit's task durations."""
+    from distributed import get_task_stream
+
+    import scaleml_dask as sm
+
+    runs: dict[int, list[dict]] = {}
+    for epochs in (1, 2, 1, 2):
+        with get_task_stream() as ts:
+            r = Meter(nc)(lambda e=epochs: sm.SGDClassifier(classes=[0.0, 1.0], random_state=0,
+                                                            **{**SGD["sgd-sync"], "epochs": e}).fit(path))
+        runs.setdefault(epochs, []).append({"seconds": r["seconds"], "client": r["client cpu"], **r["cpu"]})
+    out = {key: min(x[key] for x in runs[2]) - min(x[key] for x in runs[1]) for key in runs[1][0]}
+    return out, _durations(ts.data)
 
 
 def _idle_cpu(nc: NetCluster, seconds: float = 5.0) -> float:
@@ -368,14 +392,15 @@ def _idle_cpu(nc: NetCluster, seconds: float = 5.0) -> float:
 
 
 def _fixed_costs(nc: NetCluster, args: argparse.Namespace, idle: float) -> tuple[dict, dict]:
-    """Each method's fixed cost: its whole fit on a one-chunk store (median of 5, after a first fit), and the
-    worker CPU in it (less the idle background over the fit)."""
+    """Each method's fixed cost: its whole fit on a one-chunk store (median of ``FIXED_FITS``, after a first
+    fit: a single timing of a 20 ms fit moves by a few ms), and the worker CPU in it (less the idle background
+    over the fit)."""
     fixed, worker = {}, {}
     for method in ("regression", "pca", "kmeans", "sgd-local", "sgd-sync", "sgd-async", "search", "pca-wide"):
         tiny = store(2000, args.wide_features if method == "pca-wide" else D, 2000, client=nc.client)
         base = method.replace("-wide", "")
         fit(base, tiny)
-        runs = [Meter(nc)(functools.partial(fit, base, tiny)) for _ in range(5)]
+        runs = [Meter(nc)(functools.partial(fit, base, tiny)) for _ in range(FIXED_FITS)]
         fixed[method] = statistics.median(r["seconds"] for r in runs)
         worker[method] = max(0.0, statistics.median(r["cpu"]["w0"] - idle * r["seconds"] for r in runs))
     return fixed, worker
@@ -398,7 +423,7 @@ def calibrate_search(args: argparse.Namespace, k: Constants) -> Constants:
         nc.client.run(warm)
         tiny, path = store(2000, D, 2000, client=nc.client), store(args.calib_rows, client=nc.client)
         fit("search", tiny)
-        fixed = statistics.median(Meter(nc)(lambda: fit("search", tiny))["seconds"] for _ in range(5))
+        fixed = statistics.median(Meter(nc)(lambda: fit("search", tiny))["seconds"] for _ in range(FIXED_FITS))
         fit("search", path)
         with get_task_stream() as ts:
             fit("search", path)
@@ -415,9 +440,10 @@ def calibrate_quota(args: argparse.Namespace, k: Constants) -> Constants:
     them, not used: the wide kernel by the worker's CPU seconds (PCA on 16 wide chunks minus 4, over the 12
     between) against its task duration, the check that a wide chunk costs no CPU outside its task. The CPU
     compared is the tasks': the worker's less its idle background b (CPU per second of an idle worker, measured
-    first) over the fit's wall time. Then, under the quota, β: the median over busy stretches of c = 30–500 ms
-    of CPU, each after 0.3 s idle, of c / (q − b) less their wall time (CFS bandwidth control gives a host idle
-    for a period its whole quota at once: a short stretch runs unthrottled)."""
+    first) over the fit's wall time. Then, under the quota, the stretch s and the burst β: one least-squares
+    line wall = s c − β through busy stretches of c = 30–500 ms of CPU (3 of each), each after 0.3 s idle (CFS
+    bandwidth control gives a host idle for a period its whole quota at once). s, the wall per CPU second, is
+    the effective 1 / (q − b) every stretch of the model uses (``cost_model.quota_stretch``)."""
     with NetCluster(1, rate=None, cfs_period_ms=args.cfs_period_ms) as nc, nc.client.as_current():
         nc.client.run(warm)
         path = store(args.calib_rows, client=nc.client)
@@ -443,10 +469,12 @@ def calibrate_quota(args: argparse.Namespace, k: Constants) -> Constants:
         q = args.worker_cpus or 0.2
         nc.workers[0].cgroup.set_cpu_quota(q)
         ratio = {m: min(tasks_cpu(f) for _ in range(3)) / free[m] for m, f in fits.items()}
-        # β: a busy stretch of c CPU seconds after an idle spell, against the linear stretch c / (q − b)
-        spins = [0.03, 0.06, 0.12, 0.25, 0.5] * 2
+        # the stretch and β: one least-squares line wall = s c − β through busy stretches of c CPU seconds,
+        # each after an idle spell; s is the wall per CPU second the quota leaves the tasks (1 / (q − b) if b
+        # were all a worker's background costs), β what a fresh quota's first period saves
+        spins = [0.03, 0.06, 0.12, 0.25, 0.5] * 3
         walls = [nc.client.submit(_spin, c, pure=False).result() for c in spins]
-        burst = statistics.median(c / (q - idle) - w for c, w in zip(spins, walls, strict=True))
+        slope, intercept = np.polyfit(spins, walls, 1)
     wide_ratio = ratio.pop("pca-wide")
     notes = {**k.notes, "quota": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, quota "
                                  f"{args.worker_cpus or 0.2} core per {args.cfs_period_ms:g} ms, ratios "
@@ -455,8 +483,11 @@ def calibrate_quota(args: argparse.Namespace, k: Constants) -> Constants:
                                  f"duration {k.kernel_s['moments_wide'] * 1e3:.1f} ms), {args.conditions}"}
     notes["quota_burst"] = "CPU ms: wall ms " + ", ".join(f"{c * 1e3:.0f}: {w * 1e3:.0f}"
                                                           for c, w in zip(spins, walls, strict=True))
+    notes["quota_slope"] = (f"wall per CPU second {slope:.3f} (1 / (q − b) = {1 / (q - idle):.3f}), "
+                            f"β {-intercept * 1e3:.1f} ms")
     return Constants(**{**asdict(k), "quota_cpu_factor": statistics.median(ratio.values()),
-                        "quota_cpu_factor_wide": wide_ratio, "quota_burst_s": burst, "worker_idle_cpu": idle,
+                        "quota_cpu_factor_wide": wide_ratio, "quota_burst_s": float(-intercept),
+                        "quota_slope": float(slope), "quota_calibrated": q, "worker_idle_cpu": idle,
                         "notes": notes})
 
 
@@ -484,12 +515,70 @@ def calibrate_contention(args: argparse.Namespace, k: Constants) -> Constants:
             base = statistics.median(per[1])
             out[name] = {str(n): statistics.median(v) / base for n, v in per.items()}
             out[name]["cpu per task at n = 1 (ms)"] = base * 1e3
+        # the SGD kernels (SGD local's block, the search's fused block: mini-batches of shuffled rows) on their
+        # own: their chunk tasks, taken from a fit's graph, run again and again in each busy host
+        for name, method in (("sgd_local", "sgd-local"), ("search", "search")):
+            tasks = _chunk_tasks(method, tall, PREFIX[name])
+            per = {}
+            for n in (1, 2, 4, 8, 1):
+                start = time.time() + 1.0
+                futs = [c.submit(_task_loop, tasks[i % len(tasks)], args.contention_seconds, start, pure=False,
+                                 workers=[nc.worker_address(i)]) for i in range(n)]
+                per.setdefault(n, []).extend(x for f in futs for x in f.result()[1:])
+            base = statistics.median(per[1])
+            out[name] = {str(n): statistics.median(v) / base for n, v in per.items()}
+            out[name]["cpu per task at n = 1 (ms)"] = base * 1e3
     notes = {**k.notes, "contention": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}, quota {q} core "
                                       f"per {args.cfs_period_ms:g} ms per host, {args.contention_seconds:g} s per n, "
                                       f"{json.dumps(out)}, {args.conditions}"}
     strip = lambda d: {n: v for n, v in d.items() if n.isdigit()}  # noqa: E731
     return Constants(**{**asdict(k), "contention": strip(out["tall"]), "contention_wide": strip(out["wide"]),
+                        "contention_kernels": {n: strip(out[n]) for n in ("sgd_local", "search")},
                         "notes": notes})
+
+
+def _chunk_tasks(method: str, path: Path, prefix: str) -> list[bytes]:
+    """The chunk tasks (key prefix ``prefix``) of the first such pass of ``method``'s fit of ``path``, each
+    pickled with its graph as ``(graph, key)``: caught from ``passes.map_row_chunks`` while the fit runs on the
+    current client."""
+    import cloudpickle
+
+    import scaleml_dask.passes as passes
+    import scaleml_dask.sgd._trainer as trainer
+
+    caught: list = []
+    original = passes.map_row_chunks
+
+    def catch(func: Any, *a: Any, **kw: Any) -> list:
+        out = original(func, *a, **kw)
+        if func.__name__.lstrip("_") == prefix and not caught:  # the first pass (the search's: it trains)
+            caught.extend(out)
+        return out
+
+    passes.map_row_chunks = trainer.map_row_chunks = catch
+    try:
+        fit(method, path)
+    finally:
+        passes.map_row_chunks = trainer.map_row_chunks = original
+    return [cloudpickle.dumps((dict(d.__dask_graph__()), d.key)) for d in caught]
+
+
+def _task_loop(task: bytes, seconds: float, start: float) -> list[float]:
+    """From wall clock ``start``, for ``seconds``: run the pickled ``(graph, key)`` here (dask's synchronous
+    scheduler) again and again; this process's CPU seconds per run."""
+    import pickle
+
+    from dask.local import get_sync
+
+    graph, key = pickle.loads(task)
+    while time.time() < start:
+        time.sleep(0.005)
+    out = []
+    while time.time() < start + seconds:
+        c = time.process_time()
+        get_sync(graph, key)
+        out.append(time.process_time() - c)
+    return out
 
 
 def _actor_calls(server: Any, n: int) -> float:
@@ -517,7 +606,7 @@ def _push_cost(problem: Any, W: np.ndarray) -> float:
 
 # -- scaling ------------------------------------------------------------------------------------------------------
 def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
-    """Strong and weak scaling at every link rate: measured (best of ``repeat``) against predicted."""
+    """Strong and weak scaling at every link rate: measured (best or median of ``repeat``) against predicted."""
     rows = []
     for p in args.workers:
         quota = {i: args.worker_cpus for i in range(p)} if args.worker_cpus else None
@@ -544,14 +633,15 @@ def scaling(args: argparse.Namespace, k: Constants) -> list[dict]:
 
                         call()  # page cache warm, first-use costs paid
                         probe = reference()
-                        r = best_of(meter, call, args.repeat)
+                        r = best_of(meter, call, args.repeat, args.statistic)
                         terms = predict(w, Cluster(p, link_bps=parse_rate(link), worker_cpus=args.worker_cpus),
                                         _for({"method": alg}, k))
                         workers = [r["cpu"].get(f"w{i}", float("nan")) for i in range(p)]
                         rows.append({"method": alg, "scaling": kind, "workers": p, "link": link, "rows": w.rows,
                                      "worker CPUs": args.worker_cpus, "CFS period ms": args.cfs_period_ms,
                                      "workload": asdict(w), "terms": terms,
-                                     "seconds": r["seconds"], "predicted": terms["total"],
+                                     "seconds": r["seconds"], "runs s": r["runs s"], "statistic": args.statistic,
+                                     "predicted": terms["total"],
                                      "pred / meas": terms["total"] / r["seconds"], "dominant": dominant(terms),
                                      "worker CPU s (mean)": float(np.mean(workers)),
                                      "scheduler CPU s": r["cpu"].get("sched", float("nan")),
@@ -678,6 +768,28 @@ def accuracy_by_workers(rows: list[dict], column: str = "pred / meas") -> list[d
     return [*out, total]
 
 
+def median_constants(paths: list[Path]) -> tuple[Constants, list[dict]]:
+    """The element-wise median of the calibrations in ``paths`` (every number, also inside the dicts; notes
+    from the last), and per number its values' spread: (max − min) / median."""
+    ks = [json.loads(Path(p).read_text()) for p in paths]
+    spread: list[dict] = []
+
+    def merge(vals: list[Any], name: str) -> Any:
+        if isinstance(vals[-1], dict) and name != "notes":
+            return {key: merge([v[key] for v in vals if key in v], f"{name}.{key}") for key in vals[-1]}
+        if isinstance(vals[-1], (int, float)) and not isinstance(vals[-1], bool) and len(vals) == len(ks):
+            mid = statistics.median(vals)
+            spread.append({"constant": name, "values": ", ".join(f"{v:.4g}" for v in vals), "median": mid,
+                           "spread": (max(vals) - min(vals)) / abs(mid) if mid else 0.0})
+            return mid
+        return vals[-1]
+
+    merged = {name: merge([k.get(name) for k in ks], name) for name in ks[-1]}
+    merged["notes"] = {**ks[-1]["notes"], "median of": ", ".join(
+        f"{k['notes'].get('date', '?')}" for k in ks)}
+    return Constants(**merged), spread
+
+
 def projections(k: Constants) -> None:
     """Each method from 1 to 1,000 workers (a core per worker thread, 10 Gbit/s links), by the model alone."""
     for w in (Workload("regression", 1_000_000_000, D), Workload("kmeans", 1_000_000_000, D),
@@ -719,6 +831,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="the period of the worker hosts' CPU quotas (cluster_net: a short one makes a quota'd host "
                          "run as a uniformly slower machine, not in bursts)")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--statistic", choices=("best", "median"), default="best",
+                    help="a scaling cell's time: the best of --repeat timed fits, or their median (one slow fit then "
+                         "moves no cell)")
     ap.add_argument("--quota", type=float, default=0.25, help="the CPU straggler's quota (CPUs)")
     ap.add_argument("--straggler-ms", type=float, default=5.0, help="the link straggler's added latency")
     ap.add_argument("--straggler-epochs", type=int, default=3, help="SGD epochs (rounds) in the straggler table")
@@ -727,6 +842,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--table", help="print the scaling table of rows saved by --out, predicted anew from "
                                     "constants.json (no runs)")
     ap.add_argument("--constants", type=Path, default=None, help="with --table: predict from these constants")
+    ap.add_argument("--median-of", help="comma-separated constants files of repeated calibrations: print each "
+                                        "constant's spread, write their element-wise median to constants.json")
     args = ap.parse_args(argv)
     logging.getLogger("distributed").setLevel(logging.ERROR)
     args.links = args.links.split(",")
@@ -735,6 +852,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.rows, args.rows_per_worker, args.calib_rows, args.repeat = 1_000_000, 500_000, 1_000_000, 1
         args.workers, args.wide_rows = [w for w in args.workers if w <= 2], 128_000
+    if args.median_of:
+        k, spread = median_constants([Path(p) for p in args.median_of.split(",")])
+        print(markdown(spread, ["constant", "values", "median", "spread"]))
+        k.save()
+        return
     if args.calibrate_quota or args.calibrate_contention or args.calibrate_fixed:
         step = calibrate_quota if args.calibrate_quota else (
             calibrate_contention if args.calibrate_contention else calibrate_fixed)

@@ -23,17 +23,22 @@ client, which cannot overlap:
 A worker host with a CPU quota of q cores (``Cluster.worker_cpus``) makes every worker-side CPU constant φ
 times larger (measured as the tasks' CPU under the quota and CFS period of the runs over without, the idle
 background taken out; the wide PCA's kernel has its own φ) and stretches its threads' CPU work by
-f = max(1, T / (q − b)), b the CPU an idle worker process spends of its quota (event loop, heartbeats;
-measured; ``quota_stretch``): t_k, t_c and ω are stretched by f in ``compute``, P T / f CPUs in ``cpu``. A fit takes
+f = max(1, T / (q − b')), b' the part of the quota the tasks do not get: q − 1 / s at the calibrated quota, s
+the wall per CPU second of busy stretches under it (``quota_background``; b, an idle worker's own CPU, if s
+was not measured): t_k, t_c and ω are stretched by f in ``compute``, P T / f CPUs in ``cpu``. A fit takes
 at least its busiest host's CPU seconds stretched so (``host CPU``: a P-th of the workers' CPU seconds,
 ``worker_cpu``, plus the parameter server's if it is there). A busy stretch of c CPU seconds takes
 stretch(c) = max(c, f c − β): CFS bandwidth control gives a host idle for a period its whole quota at once, so
-a short stretch runs unthrottled (β measured on spins of 30–500 ms after an idle spell). In ``compute`` each
+a short stretch runs unthrottled (s and β from one least-squares line, wall = s c − β, through spins of
+30–500 ms after an idle spell). In ``compute`` each
 pass's chain is one stretch (β per pass); in ``host CPU`` the whole fit is one (β once per fit), the worker
 CPU of its fixed cost (``fixed_worker_s``, measured unthrottled with it) joining it on one host. On worker
 hosts sharing the machine's cores (``cores``), every worker-side constant is also κ(n) times larger, n =
 min(P, C) hosts busy at once (the moments kernel's CPU per chunk with n quota'd hosts running it at once over
-with one, measured apart from any fit: ``--calibrate-contention``).
+with one, measured apart from any fit: ``--calibrate-contention``; SGD local's and the search's kernels have
+their own κ(n), ``contention_kernels``, their chunk tasks run in loops the same way). ``cores``, κ(n) and the
+``cpu`` terms are terms of a harness whose processes share a machine's cores; a cluster of a core per process
+(``project``) has none of them.
 - tail      = h n s / (e R)                       the parts that reach the client: the tree's last level
                                                   (n = min(C, 8)), or every chunk's (n = C: the search)
   h = 2 links crossed: a client outside the cluster gathers through the scheduler (distributed's default when
@@ -59,10 +64,12 @@ Per method (``predict``; ``fixed_s[method]`` measured):
   trip to every worker (ψ) bringing back two numbers per chunk (a one-round fit's two are in its fixed cost);
 - SGD sync: the persisting pass (``split_block``), the held-out rows to the client, then
   S = ⌈r (1 − v) / B⌉ steps per epoch, each
-  ``max(ψ + (Q − 1)(σ + γ), ψ + ⌈C / Q⌉ t_g, quota, cpu)`` for Q busy threads (ψ: a step's round trip with
-  one trivial task, t_g: one block's mini-batch gradient; quota = f (⌈Q / P⌉ ω_s + ⌈C / Q⌉ t_g), the busiest
+  ``max(ψ + (Q − 1)(σ_s + γ_s), ψ + ⌈C / Q⌉ t_g, quota, cpu)`` for Q busy threads (ψ: a step's round trip
+  with one task, t_g: one block's mini-batch gradient; σ_s / γ_s the scheduler's / client's CPU per further
+  task of a step, measured with 1 and 2 tasks a step; quota = f (⌈Q / P⌉ ω_s + ⌈C / Q⌉ t_g), the busiest
   host's CPU per step under its quota, ω_s a step task's worker CPU besides its gradients: the weights in, the
-  gradients out);
+  gradients out; on shared cores cpu = (σ_0 + γ_0 + Q (σ_s + γ_s + ω_s) + C t_g) / (cores − P b), every
+  process's CPU of a step, σ_0 / γ_0 the rest of a step's, over the cores the workers' idle background leaves);
 - SGD async: as sync up to the steps; then every block pushes ⌈S / p⌉ times (p gradients each, two actor calls
   of α), its worker's blocks one after another, against the parameter server's serial ρ per push:
   ``epoch = max(⌈C / (P T)⌉ ⌈S / p⌉ (2 α + p t_g), C ⌈S / p⌉ ρ)``, α the mean of a call to a server on the
@@ -82,7 +89,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 CONSTANTS = Path(__file__).with_name("constants.json")
@@ -108,12 +115,18 @@ class Constants:
     async_server_s: float              # ρ: the parameter server's CPU per push
     kmeans_client_s: float             # κ_c: client seconds per k-means|| candidate (weighted k-means++ and Lloyd)
     sync_task_s: float | None = None   # ω_s: worker CPU per sync step's task besides its gradients (None: ω)
+    # the scheduler's and the client's CPU in a sync step: {"scheduler" / "client": {"per_task", "per_step"}}
+    # (σ_s, γ_s per task of the step and σ_0, γ_0 per step; None: σ and γ per task, nothing per step)
+    sync_step_cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     quota_cpu_factor: float = 1.0      # φ: a worker's CPU per task under a CPU quota below a core / without one
     quota_cpu_factor_wide: float | None = None  # φ of the wide PCA's kernel (None: φ)
     quota_burst_s: float = 0.0         # β: wall a busy stretch on a quota'd host saves against the linear stretch
     worker_idle_cpu: float = 0.0       # b: CPU seconds per second an idle worker process spends (its event loop)
+    quota_slope: float | None = None   # s: wall per CPU second of a busy stretch under the quota (None: 1 / (q − b))
+    quota_calibrated: float | None = None  # the quota q (cores) s was measured under
     contention: dict[str, float] = field(default_factory=dict)  # κ(n): CPU per task, n quota'd hosts busy / 1
     contention_wide: dict[str, float] = field(default_factory=dict)  # κ(n) of the wide PCA's kernel
+    contention_kernels: dict[str, dict[str, float]] = field(default_factory=dict)  # κ(n) of kernels measured apart
     reference_s: dict[str, float] = field(default_factory=dict)  # the speed probe's kernels at calibration
     fixed_worker_s: dict[str, float] = field(default_factory=dict)  # the worker CPU in ``fixed_s`` (one worker)
     cores: float | None = None         # CPUs the cluster's processes share (None: enough for every process)
@@ -262,7 +275,11 @@ def effective(k: Constants, cl: Cluster, w: Workload) -> Constants:
     k = under_quota(k, cl)
     if _cores(cl, k) is None or not k.contention:
         return k
-    return under_load(k, contention(k, min(cl.workers, w.chunks)))
+    busy = min(cl.workers, w.chunks)
+    base = contention(k, busy)
+    own = {name: contention(k, busy, table) / base for name, table in k.contention_kernels.items()}
+    k = under_load(k, base)
+    return replace(k, kernel_s={n: v * own.get(n, 1.0) for n, v in k.kernel_s.items()})
 
 
 def _steps(w: Workload) -> int:
@@ -274,15 +291,18 @@ def _sync_epoch(w: Workload, cl: Cluster, k: Constants) -> dict[str, float]:
     C = w.chunks
     Q = min(C, cl.workers * cl.threads)
     t_g = k.kernel_s["sgd_grad"]
-    per_task = k.scheduler_task_s + k.client_task_s
+    sched, client = (k.sync_step_cpu.get(name, {"per_task": v, "per_step": 0.0}) for name, v in (
+        ("scheduler", k.scheduler_task_s), ("client", k.client_task_s)))
+    per_task = sched["per_task"] + client["per_task"]
     terms = {"round trips": k.step_s + (Q - 1) * per_task,
              "compute": k.step_s + math.ceil(C / Q) * t_g,
              "network": k.step_s + 2 * (w.features + 1) * 8 / _rate(cl, k)}
     if quota_stretch(cl, k) > 1:  # the busiest worker's CPU per step, stretched by its quota
         terms["quota"] = (k.sync_task * math.ceil(Q / cl.workers) + math.ceil(C / Q) * t_g) * quota_stretch(cl, k)
     cores = _cores(cl, k)
-    if cores is not None:
-        terms["cpu"] = (Q * (per_task + k.sync_task) + C * t_g) / min(cores, min(Q, worker_cores(cl, k)) + 2)
+    if cores is not None:  # every process's CPU of a step on the shared cores, less the workers' idle background
+        step_cpu = sched["per_step"] + client["per_step"] + Q * (per_task + k.sync_task) + C * t_g
+        terms["cpu"] = step_cpu / min(cores - cl.workers * k.worker_idle_cpu, min(Q, worker_cores(cl, k)) + 2)
     step = max(terms.values())
     S = _steps(w) - 1
     out = {name: S * v for name, v in terms.items()}
@@ -341,12 +361,14 @@ def worker_cpu(w: Workload, cl: Cluster, k: Constants) -> float:
         w.push_every * k.kernel_s["sgd_grad"] + 2 * omega + k.async_server_s)
 
 
-def contention(k: Constants, busy: int) -> float:
+def contention(k: Constants, busy: int, table: dict[str, float] | None = None) -> float:
     """κ(n): a task's CPU with ``busy`` quota'd worker hosts busy on the shared cores over with one
-    (``bench_scale.py --calibrate-contention``), linear between the measured n, constant past the last."""
-    if not k.contention or busy <= 1:
+    (``bench_scale.py --calibrate-contention``; ``table``: a kernel's own, else the moments kernel's), linear
+    between the measured n, constant past the last."""
+    table = k.contention if table is None else table
+    if not table or busy <= 1:
         return 1.0
-    pts = sorted((int(n), v) for n, v in k.contention.items())
+    pts = sorted((int(n), v) for n, v in table.items())
     if busy >= pts[-1][0]:
         return pts[-1][1]
     for (n0, v0), (n1, v1) in zip(pts, pts[1:], strict=False):
@@ -357,10 +379,19 @@ def contention(k: Constants, busy: int) -> float:
 
 def quota_stretch(cl: Cluster, k: Constants) -> float:
     """f: how much longer a worker thread's CPU work takes under its host's quota q, of which the worker
-    process's own background (b, measured on an idle worker) is not the tasks': max(1, T / (q − b))."""
+    process's own background is not the tasks': max(1, T / (q − b')), b' = ``quota_background`` (the measured
+    stretch's, so that f = T s at the calibrated quota)."""
     if cl.worker_cpus is None:
         return 1.0
-    return max(1.0, cl.threads / max(cl.worker_cpus - k.worker_idle_cpu, 1e-3))
+    return max(1.0, cl.threads / max(cl.worker_cpus - quota_background(k), 1e-3))
+
+
+def quota_background(k: Constants) -> float:
+    """The part of a host's quota its tasks do not get: q − 1 / s, s the wall per CPU second measured on busy
+    stretches under the quota q (``--calibrate-quota``: one least-squares line through them), else b."""
+    if k.quota_slope is None or k.quota_calibrated is None:
+        return k.worker_idle_cpu
+    return k.quota_calibrated - 1.0 / k.quota_slope
 
 
 def worker_cores(cl: Cluster, k: Constants) -> float:
@@ -397,7 +428,8 @@ def under_load(k: Constants, factor: float) -> Constants:
                         "combine_s": {n: v * factor for n, v in k.combine_s.items()},
                         "worker_task_s": k.worker_task_s * factor, "async_server_s": k.async_server_s * factor,
                         "sync_task_s": k.sync_task * factor, "quota_cpu_factor": 1.0,
-                        "quota_cpu_factor_wide": None, "contention": {}, "contention_wide": {}})
+                        "quota_cpu_factor_wide": None, "contention": {}, "contention_wide": {},
+                        "contention_kernels": {}})
 
 
 def dominant(terms: dict[str, float]) -> str:

@@ -153,3 +153,64 @@ def test_contention_scales_the_workers_constants_by_the_busy_hosts_only_on_share
     assert predict(w, alone, replace(k, cores=None)) == predict(w, alone, replace(K, cores=None))
     one = Workload("regression", 250_000, 32)  # one chunk keeps one host busy, whatever P
     assert worker_cpu(one, shared, k) == pytest.approx(worker_cpu(one, shared, K))
+
+
+def test_the_measured_stretch_sets_the_quota_and_leaves_the_same_background_at_other_quotas():
+    """f is the wall per CPU second measured on busy stretches (s) at the calibrated quota q; at another quota
+    the background it implies, q − 1 / s, is taken out instead of the idle worker's b."""
+    from dataclasses import replace
+
+    from cost_model import quota_background, quota_stretch
+
+    k = replace(K, worker_idle_cpu=0.02, quota_slope=6.0, quota_calibrated=0.2)
+    assert quota_background(k) == pytest.approx(0.2 - 1 / 6)
+    assert quota_stretch(Cluster(1, worker_cpus=0.2), k) == pytest.approx(6.0)
+    assert quota_stretch(Cluster(1, worker_cpus=0.4), k) == pytest.approx(1 / (0.4 - (0.2 - 1 / 6)))
+    assert quota_stretch(Cluster(1, worker_cpus=0.2), replace(k, quota_slope=None)) == pytest.approx(1 / 0.18)
+    w = Workload("regression", 250_000, 32)  # one chunk: the host's stretch of its chain
+    assert predict(w, Cluster(1, link_bps=1e9, worker_cpus=0.2), k)["host CPU"] == pytest.approx(0.102 * 6)
+
+
+def test_a_kernel_measured_under_contention_on_its_own_takes_its_own_factor():
+    from dataclasses import replace
+
+    from cost_model import worker_cpu
+
+    k = replace(K, contention={"1": 1.0, "8": 1.1}, contention_kernels={"sgd_local": {"1": 1.0, "8": 1.5}})
+    shared = Cluster(8, link_bps=1e9)  # K.cores = 2: the hosts share them
+    local = Workload("sgd-local", 8 * 250_000, 32)
+    assert worker_cpu(local, shared, k) == pytest.approx(8 * (0.2 * 1.5 + 0.002 * 1.1))
+    regression = Workload("regression", 8 * 250_000, 32)
+    assert worker_cpu(regression, shared, k) == pytest.approx(1.1 * worker_cpu(regression, shared, K))
+
+
+def test_a_sync_step_on_shared_cores_takes_every_processs_cpu_of_the_step():
+    """On the harness's shared cores a sync step lasts at least the CPU the scheduler, the client (per step and
+    per task, measured) and the workers spend on it over the cores the workers' idle background leaves."""
+    from dataclasses import replace
+
+    k = replace(K, worker_idle_cpu=0.025, sync_step_cpu={"scheduler": {"per_task": 0.0015, "per_step": 0.001},
+                                                         "client": {"per_task": 0.0005, "per_step": 0.002}})
+    w = Workload("sgd-sync", 8 * 250_000, 32, batch_size=2000)
+    t = predict(w, Cluster(8, link_bps=1e9), k)
+    step_cpu = 0.001 + 0.002 + 8 * (0.002 + 0.002) + 8 * 0.001
+    split = 8 * (0.05 + 0.002 + 0.0015) / 2  # the persisting pass's own cpu term
+    assert t["cpu"] == pytest.approx(split + 123 * step_cpu / (2 - 8 * 0.025))
+    assert t["round trips"] == pytest.approx(123 * (0.01 + 7 * 0.002))
+
+
+def test_repeated_calibrations_merge_into_their_median_with_each_constants_spread(tmp_path):
+    from dataclasses import asdict, replace
+
+    from bench_scale import median_constants
+
+    paths = []
+    for i, ms in enumerate((0.020, 0.016, 0.018)):
+        p = tmp_path / f"k{i}.json"
+        replace(K, fixed_s={**K.fixed_s, "regression": ms}, notes={"date": f"d{i}"}).save(p)
+        paths.append(p)
+    k, spread = median_constants(paths)
+    assert k.fixed_s["regression"] == pytest.approx(0.018) and k.step_s == K.step_s
+    row = next(r for r in spread if r["constant"] == "fixed_s.regression")
+    assert row["spread"] == pytest.approx(0.004 / 0.018)
+    assert k.notes["median of"] == "d0, d1, d2" and asdict(k)["kernel_s"] == K.kernel_s

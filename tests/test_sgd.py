@@ -515,3 +515,23 @@ def test_checkpoint_refuses_to_resume_on_other_data(tmp_path):
         with pytest.raises(CheckpointMismatchError, match="data"):
             SGDClassifier(**params).fit(X + 1.0, y)
         SGDClassifier(**params).fit(X, y)  # the same data resumes (nothing left to do)
+
+
+def test_the_clients_held_out_loss_runs_on_one_blas_thread(client, logistic_data, monkeypatch):
+    """The client's held-out losses of sync / async SGD run on one BLAS thread: BLAS threads left spinning after
+    them took cores the client shares with the scheduler and workers (benchmarks/cost_model.md)."""
+    from threadpoolctl import threadpool_info
+
+    import scaleml_dask.sgd._trainer as trainer
+
+    dX, dy, *_ = logistic_data
+    threads, original = [], trainer.mean_loss
+
+    def counting(*args, **kwargs):
+        threads.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "mean_loss", counting)
+    SGDClassifier(mode="sync", epochs=1, batch_size=1000).fit(dX, dy)
+    assert threads and set(threads) == {1}
+    assert max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas") >= 1  # restored after

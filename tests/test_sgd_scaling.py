@@ -151,6 +151,16 @@ def test_sync_fit_with_a_straggler_moves_its_blocks_and_keeps_the_weights(tmp_pa
     np.testing.assert_array_equal(slowed.intercept_, ref.intercept_)
 
 
+def test_no_worker_yet_is_not_reported_as_too_little_memory():
+    from distributed import Client, LocalCluster
+
+    from scaleml_dask.sgd._trainer import _check_fits_in_memory
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, Client(cluster) as c:
+        assert not c.scheduler_info()["workers"]
+        _check_fits_in_memory(c, "sync", 10**12)  # was: "0 workers can hold 0.00 GB"
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_data_larger_than_the_workers_memory_are_refused_by_name(client, monkeypatch, mode):
     import dask.array as da

@@ -18,6 +18,7 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..checkpoint import Checkpointer
 from ..passes import broadcast, map_row_chunks, reduce_here, run_everywhere, tasks_out_of_reach
@@ -160,7 +161,7 @@ HELD_FRACTION = 0.6
 def _check_fits_in_memory(client: Any, mode: str, nbytes: int) -> None:
     """A ``MemoryError`` naming the sizes if the blocks ``mode`` keeps in the workers' memory cannot fit there."""
     limits = [w.get("memory_limit") or 0 for w in client.scheduler_info(n_workers=-1)["workers"].values()]
-    if all(limits) and nbytes > HELD_FRACTION * sum(limits):
+    if limits and all(limits) and nbytes > HELD_FRACTION * sum(limits):  # no workers yet: nothing to compare
         raise MemoryError(f"mode={mode!r} keeps the training blocks in the workers' memory for the whole fit: "
                           f"{nbytes / 1e9:.2f} GB of data, but {len(limits)} workers can hold "
                           f"{HELD_FRACTION * sum(limits) / 1e9:.2f} GB ({HELD_FRACTION:.0%} of their memory limits). "
@@ -200,7 +201,10 @@ class Trainer:
             return self._held_out_loss(W)
         if self.X_val is None or self.X_val.shape[0] == 0:
             return math.nan
-        return mean_loss(W, self.X_val, self.T_val, self.config.problem.loss)
+        # one BLAS thread: the client's held-out product is small, and BLAS threads left spinning after it take
+        # cores the workers and the scheduler share with the client (benchmarks/cost_model.md)
+        with threadpool_limits(1, user_api="blas"):
+            return mean_loss(W, self.X_val, self.T_val, self.config.problem.loss)
 
     def _held_out_loss(self, W: np.ndarray) -> float:
         """The held-out loss at ``W`` from the loss each worker computes on the held-out rows it keeps (local

@@ -514,6 +514,17 @@ def run_everywhere(func: Callable, *args: Any) -> list:
     return [v for v in client.run(func, *args, on_error="return").values() if not isinstance(v, Exception)]
 
 
+def tasks_out_of_reach() -> bool:
+    """Whether the current scheduler runs tasks in processes that :func:`run_everywhere` cannot reach (dask's
+    ``processes`` scheduler, without a distributed client): what tasks leave in their memory is lost to the fit."""
+    if _distributed_client() is not None:
+        return False
+    import dask.multiprocessing
+    from dask.base import get_scheduler
+
+    return get_scheduler() is dask.multiprocessing.get
+
+
 def _distributed_client() -> Any:
     """The dask.distributed client that ``dask.compute`` would use now, or None."""
     if "distributed" not in sys.modules:

@@ -465,8 +465,10 @@ class Pipeline(TableNode, _SkPipeline):
         table = as_table(X) if not _raw(X) else X
         if y is None:
             y = target_values(table) if isinstance(table, Table) else None
-        elif getattr(self, "_target_levels", None) is not None:
-            y = _encode_levels(y, self._target_levels)
+        elif getattr(self, "_target_levels", None) is not None:  # unseen labels are errors, as in scikit-learn
+            levels = self._target_levels
+            y = y.map_blocks(_score_codes, levels, dtype=np.float64) if hasattr(y, "map_blocks") \
+                else _score_codes(y, levels)
         kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
         return self._final_estimator.score(self.preprocess(X), y, **kwargs)
 
@@ -547,11 +549,22 @@ def _take_levels(codes: Any, levels: np.ndarray) -> np.ndarray:
     return levels[np.asarray(codes).astype(np.int64)]
 
 
-def _encode_levels(y: Any, levels: np.ndarray) -> np.ndarray:
-    """Labels as their codes among the fitted target's ``levels``; a label never seen in fit is an error naming it."""
+def _level_codes(y: Any, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels as objects, their codes among the fitted target's ``levels``, -1 for a label never seen in fit)."""
     index = {v: i for i, v in enumerate(levels.tolist())}
     values = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y, dtype=object)
-    codes = np.array([index.get(v, -1) for v in values])
+    return values, np.array([index.get(v, -1) for v in values], dtype=np.int64)
+
+
+def _score_codes(y: Any, levels: np.ndarray) -> np.ndarray:
+    """Labels as their codes for scoring: one never seen in fit is -1, a code never predicted (an error, as
+    scikit-learn's ``score`` counts it)."""
+    return _level_codes(y, levels)[1].astype(np.float64)
+
+
+def _encode_levels(y: Any, levels: np.ndarray) -> np.ndarray:
+    """Labels as their codes among the fitted target's ``levels``; a label never seen in fit is an error naming it."""
+    values, codes = _level_codes(y, levels)
     if (codes < 0).any():
         unseen = list(dict.fromkeys(values[codes < 0].tolist()))
         raise ValueError(f"y has labels {unseen[:10]} that are not among the classes {levels.tolist()} of the fit "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -163,3 +164,43 @@ def test_temporaries_of_killed_writers_are_removed_by_the_next_write_and_live_on
     assert live.returncode == 0 and not live_tmp.exists()  # it finished and renamed its store into place
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [".c.zarr.tmp-0123456789ab", "b.zarr",
                                                                       "d.zarr"]
+
+
+def test_save_model_refuses_a_folder_holding_anything_but_its_versions_and_leaves_it_untouched(tmp_path):
+    from scaleml_dask.deploy.registry import RegistryError, list_versions
+
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    model = sm.LinearRegression().fit(X, X @ [1.0, 2.0])
+    project = tmp_path / "project"
+    before = _project(project)
+    with pytest.raises(RegistryError, match=rf"^{re.escape(str(project))}: holds analysis\.py, notes/, which are not "
+                                            "model versions saved by scaleml_dask; refusing to save a model beside"):
+        sm.save_model(model, project)
+    assert _contents(project) == before and _hidden(project) == [] and _hidden(tmp_path) == []
+    (tmp_path / "afile").write_text("mine\n")
+    afile = re.escape(str(tmp_path / "afile"))
+    with pytest.raises(RegistryError, match=rf"^{afile}: is a file, not a model registry directory"):
+        sm.save_model(model, tmp_path / "afile")
+    assert (tmp_path / "afile").read_text() == "mine\n"
+    # an empty folder, then a registry of ours: a new version each time, never one replaced
+    (tmp_path / "empty").mkdir()
+    assert sm.save_model(model, tmp_path / "empty").name == "1" == sm.save_model(model, tmp_path / "reg").name
+    assert sm.save_model(model, tmp_path / "reg").name == "2"
+    (tmp_path / "reg" / "3").mkdir()  # a number that is not a version of ours
+    (tmp_path / "reg" / "README").write_text("mine\n")
+    with pytest.raises(RegistryError, match=r"reg: holds 3/, README, which are not model versions"):
+        sm.save_model(model, tmp_path / "reg")
+    assert list_versions(tmp_path / "reg") == [1, 2] and (tmp_path / "reg" / "README").read_text() == "mine\n"
+
+
+def test_the_deploy_workflow_refuses_a_registry_folder_it_did_not_write_before_fitting(tmp_path):
+    state = tmp_path / "state"
+    project = state / "models" / "clicks"
+    before = _project(project)
+    (tmp_path / "w.yaml").write_text(f"dataset: nothere-dataset\nstate_dir: {state}\n"
+                                     "cluster: {n_workers: 1, dashboard_address: '127.0.0.1:0'}\n")
+    r = _cli("run", "deploy", "--config", tmp_path / "w.yaml", "--out", tmp_path / "runs", "-q", cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{project}: holds analysis.py, notes/, which are not model versions" in lines[0]
+    assert _contents(project) == before and _hidden(project) == []

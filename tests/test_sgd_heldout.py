@@ -117,3 +117,33 @@ def test_divergence_is_reported_at_the_same_epoch(client):
     assert len(told) == 1 and f"after epoch {over[0]} " in str(told[0].message)
     assert all(finite) and np.isfinite(ref).all()  # every epoch the callback saw was finite
     assert raised == len(seen) + 1 == 18  # the next one is not: the epoch the gathered rows' loss named
+
+
+def _logged_block(x: np.ndarray, log: str, block_info=None) -> np.ndarray:
+    """A block of X as read, one line per read appended to ``log`` (counted across the pool's processes)."""
+    with open(log, "a") as f:
+        f.write(f"{block_info[0]['chunk-location'][0]}\n")
+    return x
+
+
+def test_the_processes_scheduler_reads_each_block_once_per_round(tmp_path, data):
+    """dask's processes scheduler runs the tasks in a pool this process cannot reach: the held-out rows come back
+    with the first round's results instead of being kept there (and read again for every held-out loss), so a
+    round is one read of each block, and the curve is the threads scheduler's."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import dask
+
+    X, y, dX, dy = data
+    log = str(tmp_path / "reads")
+    logged = dX.map_blocks(_logged_block, log, dtype=dX.dtype)
+    spawn = multiprocessing.get_context("spawn")  # as dask's own pools (no fork of this process's threads)
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool, dask.config.set(scheduler="processes", pool=pool):
+        m = SGDClassifier(rounds=2, **KW).fit(logged, dy)
+    reads = open(log).read().split()
+    assert sorted(reads) == sorted(str(b) for b in range(BLOCKS) for _ in range(2)), reads
+    with dask.config.set(scheduler="threads"):
+        ref = SGDClassifier(rounds=2, **KW).fit(dX, dy)
+    np.testing.assert_array_equal(m.coef_, ref.coef_)
+    np.testing.assert_allclose(m.loss_curve_[:, 3], ref.loss_curve_[:, 3], rtol=1e-13)

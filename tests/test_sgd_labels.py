@@ -12,6 +12,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from sklearn.linear_model import SGDClassifier as SkSGD
+from sklearn.metrics import accuracy_score
+from sklearn.pipeline import Pipeline as SkPipeline
+from sklearn.preprocessing import StandardScaler as SkScaler
 
 from scaleml_dask.deploy.registry import load_model, save_model
 from scaleml_dask.io.synthetic import mixture_chunk
@@ -134,5 +137,52 @@ def test_pipeline_labels_and_an_unseen_label_at_score(data):
     clf = SGDClassifier(mode="local", rounds=2, batch_size=100, eta0=0.05)
     pipe = make_pipeline(StandardScaler(), clf).fit(frame, labels)
     assert pipe.classes_.tolist() == LEVELS.tolist() and pipe.score(frame, labels) > 0.9
-    with pytest.raises(ValueError, match=r"y has labels \['other'\] that are not among the classes"):
-        pipe.score(frame, np.where(labels == "mid", "other", labels))
+    # a label the fit never saw is an error of the prediction, as scikit-learn's Pipeline.score (and our
+    # classifier's own score) count it, for in-memory and dask inputs alike
+    unseen = np.where(labels == "mid", "other", labels)
+    sk_pipe = SkPipeline([("s", SkScaler()), ("c", SkSGD(random_state=0))]).fit(X, labels)
+    assert sk_pipe.score(X, unseen) == accuracy_score(unseen, sk_pipe.predict(X)) < sk_pipe.score(X, labels)
+    expected = accuracy_score(unseen, pipe.predict(frame))
+    assert 0.5 < expected < pipe.score(frame, labels)
+    assert pipe.score(frame, unseen) == expected == pipe.score(frame, da.from_array(unseen, chunks=400))
+    dX, dy = da.from_array(X, chunks=400), da.from_array(unseen, chunks=400)
+    dpipe = make_pipeline(StandardScaler(), SGDClassifier(mode="local", rounds=2, batch_size=100, eta0=0.05))
+    dpipe.fit(dX, da.from_array(labels, chunks=400))
+    assert dpipe.score(dX, dy) == accuracy_score(unseen, dpipe.predict(dX).compute()) == dpipe.score(X, unseen)
+
+
+def test_string_labels_in_memory_reach_the_tasks_as_integer_codes(data, monkeypatch):
+    """Labels given in memory (numpy strings, a list, pandas objects or categories) are encoded on the client once:
+    the tasks' y and the classes they check against are integer codes, never Python objects or strings; the fit is
+    the fit of the labels (their codes' fit, read back as labels), for fit and partial_fit."""
+    import dask
+
+    from scaleml_dask.sgd._trainer import Trainer
+
+    X, codes, labels = data
+    seen = []
+    run = Trainer.run
+
+    def spy(self, dX, dy, *args, **kwargs):
+        graph = dict(dy.__dask_graph__())
+        arrays = [v for v in graph.values() if isinstance(v, np.ndarray)]
+        seen.append((self.config.problem.classes.dtype.kind, dy.dtype.kind, [a.dtype.kind for a in arrays]))
+        return run(self, dX, dy, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "run", spy)
+    kw = {"mode": "local", "rounds": 2, "batch_size": 100, "eta0": 0.05}
+    with dask.config.set(scheduler="sync"):
+        ref = SGDClassifier(**kw).fit(X, codes)
+        part_ref = SGDClassifier(mode="local", batch_size=100).partial_fit(X[:600], codes[:600], classes=[0, 1, 2])
+        part_ref.partial_fit(X[600:], codes[600:])
+        for y in (labels, labels.tolist(), pd.Series(labels, dtype=object), pd.Series(labels).astype("category")):
+            m = SGDClassifier(**kw).fit(X, y)
+            assert m.classes_.tolist() == LEVELS.tolist() and m.classes_.dtype.kind == "U"
+            np.testing.assert_array_equal(m.coef_, ref.coef_)
+            part = SGDClassifier(mode="local", batch_size=100, classes=["mid", "low", "high"])
+            part.partial_fit(X[:600], y[:600]).partial_fit(X[600:], y[600:])
+            np.testing.assert_array_equal(part.coef_, part_ref.coef_)
+            assert part.predict(X).tolist() == LEVELS[part_ref.predict(X)].tolist()
+    assert len(seen) == 3 + 4 * 3  # the references' fit and partial fits, then each kind of labels' three
+    for classes_kind, y_kind, array_kinds in seen:
+        assert classes_kind in "iu" and y_kind in "iu" and not set(array_kinds) & set("OUS"), seen

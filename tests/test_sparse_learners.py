@@ -57,6 +57,40 @@ def test_sparse_sgd_equals_dense_sgd_local(data, kw):
     np.testing.assert_allclose(clf[0].predict_proba(A), clf[1].predict_proba(D), rtol=1e-10)
 
 
+def _peak_bytes(func):
+    """The most memory (numpy arrays among it) allocated at once while ``func`` runs, above what was before."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        func()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("schedule", ["constant", "adam"])
+def test_sparse_kernels_copy_a_wide_multiclass_weight_matrix_once_at_most(schedule):
+    """A CSR chunk's local epochs write into one copy of the weights and hand it back (the kernel takes it as a
+    transposed view: no transposed copy, none back), with the buffers the rule needs; a mini-batch gradient reads
+    the weights as a view and returns its one array. The results are those of the dense kernel on the densified
+    chunk (``test_sparse_sgd_equals_dense_sgd_local``: to 1e-10)."""
+    from scaleml_dask.sgd import _kernels as k
+
+    p, C = 1 << 15, 8
+    X = sp.random(64, p, density=0.002, random_state=0, format="csr")
+    T = (np.random.default_rng(0).random((64, C)) > 0.5).astype(np.float64)
+    W = np.zeros((p + 1, C))
+    args = {"start": 0, "n_train": 64, "block": 0, "batch_size": 16, "loss": "log_loss", "fit_intercept": True}
+    kw = {"seeds": [0], "penalty": "l2", "alpha": 1e-4, "schedule": schedule, "eta0": 0.01, "power_t": 0.5, "t0": 0.0}
+    k.local_epochs(W, X, T, **args, **kw)  # both compiled (or loaded from the cache) before measuring
+    k.batch_gradient(W, X, T, seed=0, step=0, **args)
+    buffers = 3 if schedule == "adam" else 0  # its moments m, v, and the gradient a step of every weight sums
+    assert _peak_bytes(lambda: k.local_epochs(W, X, T, **args, **kw)) < (1.25 + buffers) * W.nbytes
+    assert _peak_bytes(lambda: k.batch_gradient(W, X, T, seed=0, step=0, **args)) < 1.25 * W.nbytes
+
+
 def test_a_local_round_sends_the_rows_a_chunk_touched(monkeypatch):
     """Hashed text touches few of its columns per chunk: a local round's weight changes travel as their non-zero
     rows (lossless), far fewer bytes than the dense matrix, and the fit is the one the dense messages give."""

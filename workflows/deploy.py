@@ -25,6 +25,7 @@ import numpy as np
 
 import scaleml_dask as sm
 from scaleml_dask.deploy.compress import plot_tradeoff, tradeoff
+from scaleml_dask.deploy.registry import check_registry
 from scaleml_dask.runner import script_main
 
 log = logging.getLogger("scaleml_dask.runner")  # a step's lines on the terminal (runner's filter)
@@ -117,6 +118,8 @@ def _serve(registry: Path, rows: np.ndarray, n_requests: int) -> tuple[list[dict
 
 def run(config: dict, client, report) -> dict:
     """Fit, save, compress, score and serve one model; report each part."""
+    state = Path(config["state_dir"])
+    registry = check_registry(state / "models" / "clicks")  # refused before fitting for nothing
     ds = sm.open_dataset(config["dataset"], client=client)
     n = ds.sizes["sample"]
     n_val = min(int(config.get("validation_rows", 20_000)), n // 5)
@@ -125,8 +128,6 @@ def run(config: dict, client, report) -> dict:
     model = sm.SGDClassifier(**config.get("model", {})).fit(X[: n - n_val], y[: n - n_val])
     fit_s = time.perf_counter() - t0
     X_val, y_val = X[n - n_val:].compute(), y[n - n_val:].compute()
-    state = Path(config["state_dir"])
-    registry = state / "models" / "clicks"
     version = sm.save_model(model, registry, data=config["dataset"],
                             metrics={"accuracy": float(model.score(X_val, y_val))})
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 import scaleml_dask as sm
 from scaleml_dask.compose import make_column_selector, make_column_transformer
+from scaleml_dask.deploy.registry import check_registry
 from scaleml_dask.io.ingest import ingest
 from scaleml_dask.io.synthetic import table_chunk, table_levels
 from scaleml_dask.io.table import column_info
@@ -117,9 +118,14 @@ def effects_figure(pipe, ds, report) -> Path:
     return report.save_figure(fig, "tables_effects")
 
 
+def registry_dir(config: dict) -> Path:
+    """The registry the pipeline is saved to."""
+    return Path(config["state_dir"]) / "models" / "tables"
+
+
 def save(pipe, config: dict, metrics: dict, data) -> dict:
     """Save the fitted pipeline to the registry, with the training statistics of ``data``'s numeric columns."""
-    directory = Path(config["state_dir"]) / "models" / "tables"
+    directory = registry_dir(config)
     path = sm.save_model(pipe, directory, metrics=metrics, data=data)
     return {"saved": True, "path": str(path), "registry": directory}
 
@@ -174,6 +180,7 @@ def serve(saved: dict, pipe, test_csv: Path, config: dict) -> tuple[list[dict], 
 
 def run(config: dict, client, report) -> dict:
     """CSV -> ingest -> pipeline -> evaluate -> save -> serve raw rows, with the report sections."""
+    check_registry(registry_dir(config))  # refused before fitting for nothing
     ds = sm.open_dataset(config["dataset"], client=client)
     t0 = time.perf_counter()
     train_csv, test_csv, held = raw_files(ds, config)

@@ -98,7 +98,8 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import _fsync_dir
-from ..io.destination import clean_stale, temporary_dir
+from ..io.destination import MARKER as OWNER_MARKER
+from ..io.destination import clean_stale, is_temporary, read_marker, temporary_dir
 from . import _loadable, _npz
 from . import outputs as _outputs
 from .limits import DEFAULT as DEFAULT_LIMITS
@@ -144,10 +145,12 @@ def save_model(model: Any, directory: str | os.PathLike, *, data: Any = None,
                metrics: dict[str, Any] | None = None) -> Path:
     """Save ``model`` as a new version ``directory/<n>/`` (n = 1, 2, ...) atomically; returns its path.
 
-    ``data`` (dataset name, path, xarray or array of the training rows) adds training statistics for drift
-    monitoring, computed in one pass; ``metrics`` (JSON-able dict) is stored as given.
+    ``directory`` is new, empty, or a registry (versions saved here): anything else there is refused
+    (:func:`check_registry`), and no version is ever replaced. ``data`` (dataset name, path, xarray or array of
+    the training rows) adds training statistics for drift monitoring, computed in one pass; ``metrics``
+    (JSON-able dict) is stored as given.
     """
-    directory = Path(directory)
+    directory = check_registry(directory)
     cls_name = class_name(model)
     meta, arrays = _describe(model, cls_name, data, metrics)
     directory.mkdir(parents=True, exist_ok=True)
@@ -177,6 +180,32 @@ def save_model(model: Any, directory: str | os.PathLike, *, data: Any = None,
         raise
     _fsync_dir(directory)
     return dest
+
+
+def check_registry(directory: str | os.PathLike) -> Path:
+    """``directory`` as a place :func:`save_model` may add a version to: missing, empty, or holding only versions
+    saved here (and their hidden temporaries); a ``RegistryError`` naming it and what else is there otherwise.
+    Nothing is changed, so a workflow can check before it fits."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise _error(directory, "is a file, not a model registry directory; refusing to replace it")
+    if not directory.exists():
+        return directory
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in directory.iterdir() if not _saved_here(p))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise _error(directory, f"holds {shown}, which are not model versions saved by scaleml_dask; refusing to "
+                                "save a model beside them (give a new or empty directory, or a registry)")
+    return directory
+
+
+def _saved_here(path: Path) -> bool:
+    """Whether ``path``, in a registry directory, is one of ours: a version, a save's temporary, the marker."""
+    if path.name == OWNER_MARKER or is_temporary(path.name):
+        return True
+    if not path.name.isdigit() or path.is_symlink() or not path.is_dir():
+        return False
+    return (path / METADATA).is_file() or (read_marker(path) or {}).get("kind") == "model version"
 
 
 def list_versions(directory: str | os.PathLike) -> list[int]:

@@ -124,6 +124,11 @@ def claim(dest: str | os.PathLike, kind: str, *, overwrite: bool = False) -> Pat
     return real
 
 
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is of the form of the hidden temporaries written here (``.<name>.tmp-<id>``, ``.old-``)."""
+    return _HIDDEN.match(name) is not None
+
+
 def _hidden_sibling(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:12]}")
 

@@ -11,7 +11,7 @@ through :func:`send`: compressed, with the error feedback of that block kept in 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -138,6 +138,12 @@ def held_out_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start:
     return {chunk_index: (summed_loss(W, X_val, T_val, problem.loss), X_val.shape[0])}
 
 
+def keep_held_out(ef_key: str, held: dict[int, tuple[Any, np.ndarray]]) -> None:
+    """Keep in this process the held-out rows of the blocks in ``held`` (brought back from processes that
+    ``run_everywhere`` cannot reach)."""
+    _HELD.update({(ef_key, i): rows for i, rows in held.items()})
+
+
 def clear_held_out(ef_key: str) -> None:
     """Forget the held-out rows of one fit (run on every worker when the fit ends)."""
     for key in [k for k in _HELD if k[0] == ef_key]:
@@ -222,9 +228,10 @@ def sync_gradients(W: np.ndarray, seed: int, step: int, problem: Problem,
 
 
 def local_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: int, W: np.ndarray,
-                seeds: list[int], t0: float, problem: Problem, with_val: bool) -> tuple:
+                seeds: list[int], t0: float, problem: Problem, with_val: bool, val_back: bool = False) -> tuple:
     """Local epochs over one block (local mode): (message of the weight change, training rows, steps). With
-    ``with_val`` its held-out rows are kept in this process for the fit (``held_out_losses``)."""
+    ``with_val`` its held-out rows are kept in this process for the fit (``held_out_losses``), or with
+    ``val_back`` returned too, as ``{chunk_index: rows}`` (for a process the client cannot reach)."""
     part = split_block(X, y, chunk_index=chunk_index, row_start=row_start, problem=problem, check_train=False)
     W_new, steps, finite = local_epochs(W, part.X, part.T, start=part.start, n_train=part.n_train, seeds=seeds,
                                         block=chunk_index, batch_size=problem.batch_size, loss=problem.loss,
@@ -234,36 +241,43 @@ def local_block(X: np.ndarray, y: np.ndarray, *, chunk_index: int, row_start: in
     if not finite:  # NaN / inf in a training row (or diverged weights: then this finds nothing)
         assert_finite_rows(part.X.tocsr() if hasattr(part.X, "table_parts") else part.X, "X", chunk_index,
                            row_start)
+    msg = send(W_new - W, problem, chunk_index)
+    if with_val and val_back:
+        return msg, part.n_train, steps, {chunk_index: held_out_rows(part)}
     if with_val:
         _HELD[(problem.ef_key, chunk_index)] = held_out_rows(part)
-    return send(W_new - W, problem, chunk_index), part.n_train, steps
+    return msg, part.n_train, steps
 
 
 @dataclass(frozen=True)
 class LocalSum:
     """Local-mode round results summed over chunks (:func:`sum_local`): ``weighted`` = Σ n_i ΔW_i, ``rows`` =
-    Σ n_i, the most ``steps`` of a chunk, the messages' ``nbytes`` and the ``chunks`` summed."""
+    Σ n_i, the most ``steps`` of a chunk, the messages' ``nbytes`` and the ``chunks`` summed; the held-out rows
+    the chunks sent back (``local_block``'s ``val_back``)."""
 
     weighted: np.ndarray
     rows: int
     steps: int
     nbytes: int
     chunks: int
+    held: dict = field(default_factory=dict)
 
 
 def sum_local(parts: list, shape: tuple[int, ...]) -> LocalSum:
     """Sum ``local_block`` results (or partial sums of them): a round's weight changes are tree-reduced on the
     workers, so a worker holds a fan-in of them, never one per chunk (a 2**20-feature model's change is 8 MiB)."""
-    weighted, rows, steps, nbytes, chunks = None, 0, 0, 0, 0
+    weighted, rows, steps, nbytes, chunks, held = None, 0, 0, 0, 0, {}
     for p in parts:
         if isinstance(p, LocalSum):
+            held.update(p.held)
             if weighted is None:  # summed into in place: a new array, never another task's result
                 weighted = p.weighted.copy()
             else:
                 weighted += p.weighted
             rows, steps, nbytes, chunks = rows + p.rows, max(steps, p.steps), nbytes + p.nbytes, chunks + p.chunks
             continue
-        msg, n, k = p
+        msg, n, k, *back = p
+        held.update(*back)
         if weighted is None:
             weighted = decompress(msg, shape) * n
         elif msg[0] == "rows":  # a chunk's non-zero rows, added where they go
@@ -271,7 +285,7 @@ def sum_local(parts: list, shape: tuple[int, ...]) -> LocalSum:
         else:
             weighted += decompress(msg, shape) * n
         rows, steps, nbytes, chunks = rows + int(n), max(steps, int(k)), nbytes + message_nbytes(msg), chunks + 1
-    return LocalSum(weighted, rows, steps, nbytes, chunks)
+    return LocalSum(weighted, rows, steps, nbytes, chunks, held)
 
 
 # ------------------------------------------------------------------------------------------------------

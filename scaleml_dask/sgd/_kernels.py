@@ -427,16 +427,18 @@ def batch_gradient(W: np.ndarray, X: np.ndarray, T: np.ndarray, *, start: int, n
     lo = int(order[step]) * batch_size
     hi = min(lo + batch_size, n_train)
     Gt = np.zeros((W.shape[1], W.shape[0]))
-    if hasattr(X, "indptr"):  # a CSR block: the kernel that touches only its non-zeros
+    if hasattr(X, "indptr"):  # a CSR block: the kernel that touches only its non-zeros reads the weights as a view
         from ._sparse import csr_parts, grad_batch_csr
 
-        grad_batch_csr(_transposed(W), *csr_parts(X), T, lo, hi, offset, start, n_train, _LOSS_CODE[loss], Gt, 1.0)
-    else:
-        _grad_batch(_transposed(W), X, T, lo, hi, offset, start, n_train, _LOSS_CODE[loss], Gt)
+        grad_batch_csr(np.asarray(W, dtype=np.float64).T, *csr_parts(X), T, lo, hi, offset, start, n_train,
+                       _LOSS_CODE[loss], Gt, 1.0)
+    else:  # the dense kernel runs along contiguous rows of the transposed weights (a copy for more than 1 column)
+        _grad_batch(np.ascontiguousarray(np.asarray(W, dtype=np.float64).T), X, T, lo, hi, offset, start, n_train,
+                    _LOSS_CODE[loss], Gt)
     Gt /= hi - lo
     if not fit_intercept:
         Gt[:, -1] = 0.0
-    return Gt.T.copy(), hi - lo
+    return Gt.T, hi - lo
 
 
 def init_optimizer(schedule: str, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -483,9 +485,9 @@ def local_epochs(W: np.ndarray, X: np.ndarray, T: np.ndarray, *, start: int, n_t
     plans = [epoch_plan(seed, block, n_train, batch_size) for seed in seeds]
     offsets = np.array([offset for offset, _ in plans], dtype=np.int64)
     orders = np.stack([order for _, order in plans])
-    Wt = _transposed(W)
-    moments = _moments(init_optimizer(schedule, W.shape))
     kernel, data = _local_kernel, (X,)
+    from ._sparse import lazy_steps
+
     if hasattr(X, "indptr"):  # a CSR block: O(nnz) steps where the rule allows (sgd._sparse)
         from ._sparse import csr_parts, local_kernel_csr
 
@@ -494,9 +496,17 @@ def local_epochs(W: np.ndarray, X: np.ndarray, T: np.ndarray, *, start: int, n_t
         from ._sparse import local_kernel_table
 
         kernel, data = local_kernel_table, X.table_parts
+    # the one copy of the weights the kernel writes into, as the transpose it indexes, handed back as a view. The
+    # sparse kernels' O(nnz) steps (sgd._sparse) take a transposed view of a copy in W's own layout (a step touches
+    # the classes of a row's non-zero features); steps of every weight (dense, AdaGrad, Adam, L1) run along the
+    # contiguous rows of a transposed copy, the moments made zero in that layout
+    in_place = kernel is not _local_kernel and lazy_steps(_SCHEDULE_CODE[schedule], _PENALTY_CODE[penalty])
+    Wt = np.array(W, dtype=np.float64, order="C").T if in_place else _transposed(W)
+    need = init_optimizer(schedule, (0,))
+    moments = [np.zeros(Wt.shape) if k in need else _NONE for k in ("m", "v", "g2")]
     finite = kernel(Wt, *data, T, start, n_train, offsets, orders, batch_size, _LOSS_CODE[loss], fit_intercept,
                     _PENALTY_CODE[penalty], alpha, _SCHEDULE_CODE[schedule], eta0, power_t, t0, *moments)
-    return Wt.T.copy(), orders.size, finite
+    return Wt.T, orders.size, finite
 
 
 # ------------------------------------------------------------------------------------------------------

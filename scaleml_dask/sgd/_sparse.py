@@ -53,15 +53,38 @@ def grad_batch_csr(Wt, data, indices, indptr, T, lo, hi, offset, start, n_train,
 
 
 @numba.njit(cache=True, nogil=True)
+def lazy_steps(schedule_code, penalty_code):  # pragma: no cover - compiled
+    """Whether a rule's steps are the lazy O(nnz) ones (plain SGD, the L2 penalty or none)."""
+    return schedule_code <= 1 and penalty_code != 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _gradient_buffer(Wt, schedule_code, penalty_code):  # pragma: no cover - compiled
+    """The dense gradient a rule that updates every weight sums into (nothing for the lazy rules)."""
+    return np.zeros((0, 0) if lazy_steps(schedule_code, penalty_code) else (Wt.shape[0], Wt.shape[1]))
+
+
+@numba.njit(cache=True, nogil=True)
 def local_kernel_csr(Wt, data, indices, indptr, T, start, n_train, offsets, orders, batch_size, loss_code,
                      fit_intercept, penalty_code, alpha, schedule_code, eta0, power_t, t0, m, v,
                      g2):  # pragma: no cover - compiled
     """``_kernels._local_kernel`` on a CSR block (same epochs, mini-batches and steps). Plain SGD with the L2
-    penalty or none takes O(nnz) steps (the module's lazy regularisation); other rules update every weight."""
+    penalty or none takes O(nnz) steps (the module's lazy regularisation); other rules update every weight.
+    ``Wt`` may be a transposed view (of weights laid out by feature), written in place."""
+    return _local_steps_csr(Wt, data, indices, indptr, T, start, n_train, offsets, orders, batch_size, loss_code,
+                            fit_intercept, penalty_code, alpha, schedule_code, eta0, power_t, t0, m, v, g2,
+                            _gradient_buffer(Wt, schedule_code, penalty_code))
+
+
+@numba.njit(cache=True, nogil=True)
+def _local_steps_csr(Wt, data, indices, indptr, T, start, n_train, offsets, orders, batch_size, loss_code,
+                     fit_intercept, penalty_code, alpha, schedule_code, eta0, power_t, t0, m, v, g2,
+                     Gt):  # pragma: no cover - compiled
+    """``local_kernel_csr`` with the gradient buffer given (``_gradient_buffer``), for a caller that steps
+    many mini-batches of its own."""
     n = indptr.shape[0] - 1
     n_out, d = Wt.shape[0], Wt.shape[1] - 1
-    lazy = schedule_code <= 1 and penalty_code != 2
-    Gt = np.zeros_like(Wt)
+    lazy = lazy_steps(schedule_code, penalty_code)
     G_rows = np.empty((batch_size, n_out))
     scale = 1.0
     t = t0
@@ -139,6 +162,7 @@ def local_kernel_table(Wt, X, c, a, b, missing, pos, H, offset, value, order, T,
     indptr = np.empty(batch_size + 1, dtype=np.int64)
     Tb = np.empty((batch_size, T.shape[1]))
     one_epoch, one_batch = np.zeros(1, dtype=np.int64), np.zeros((1, 1), dtype=np.int64)
+    Gt = _gradient_buffer(Wt, schedule_code, penalty_code)  # one for every mini-batch
     t = t0
     finite = True
     indptr[0] = 0
@@ -153,9 +177,9 @@ def local_kernel_table(Wt, X, c, a, b, missing, pos, H, offset, value, order, T,
                 indptr[u - lo + 1] = nnz
                 Tb[u - lo] = T[i]
             rows = hi - lo
-            ok = local_kernel_csr(Wt, data, indices, indptr[:rows + 1], Tb[:rows], 0, rows, one_epoch, one_batch,
+            ok = _local_steps_csr(Wt, data, indices, indptr[:rows + 1], Tb[:rows], 0, rows, one_epoch, one_batch,
                                   rows, loss_code, fit_intercept, penalty_code, alpha, schedule_code, eta0, power_t,
-                                  t, m, v, g2)
+                                  t, m, v, g2, Gt)
             t += 1.0
             if e == 0 and not ok:
                 finite = False

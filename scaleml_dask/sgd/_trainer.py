@@ -21,7 +21,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..checkpoint import Checkpointer
-from ..passes import broadcast, map_row_chunks, reduce_here, run_everywhere
+from ..passes import broadcast, map_row_chunks, reduce_here, run_everywhere, tasks_out_of_reach
 from ._balance import Balancer
 from ._blocks import (
     SERVER_TIMEOUT_S,
@@ -35,6 +35,7 @@ from ._blocks import (
     held_out_losses,
     held_out_rows,
     hosts_server,
+    keep_held_out,
     local_block,
     split_block,
     stack_rows,
@@ -443,6 +444,7 @@ class Trainer:
         st, cfg = self.st, self.config
         problem = cfg.problem
         first = True
+        val_back = tasks_out_of_reach()  # the held-out rows (1 % of them) to this process, or each loss rereads
         try:
             while st.epoch < target:
                 seeds = [st.next_seed() for _ in range(cfg.local_epochs)]
@@ -451,12 +453,14 @@ class Trainer:
                 # the tasks (a scatter costs a round trip to every worker before the pass can start)
                 with broadcast(st.W) if st.W.nbytes > _INLINE_BYTES else contextlib.nullcontext(st.W) as W:
                     total = reduce_here(map_row_chunks(local_block, dX, dy, W=W, seeds=seeds, readahead=True,
-                                                       t0=float(st.opt["t"]), problem=problem, with_val=with_val),
+                                                       t0=float(st.opt["t"]), problem=problem, with_val=with_val,
+                                                       val_back=val_back),
                                         functools.partial(sum_local, shape=st.W.shape),
                                         on_workers=len(dX.chunks[0]) * st.W.nbytes > _SUM_HERE_BYTES)
                 if not isinstance(total, LocalSum):  # one chunk: nothing was summed
                     total = sum_local([total], st.W.shape)
-                if with_val:  # each worker keeps the held-out rows of the blocks it read
+                if with_val:  # each worker keeps the held-out rows of the blocks it read (or this process does)
+                    keep_held_out(problem.ef_key, total.held)
                     self.held_out = (dX, dy)
                 if first and not st.curve:
                     self.record(at_start=True)

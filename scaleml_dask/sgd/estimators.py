@@ -103,7 +103,12 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         return None
 
     # -- fitting --------------------------------------------------------------------------------------
-    def _config(self, classes: np.ndarray | None, validation_fraction: float) -> TrainConfig:
+    def _config(self, classes: np.ndarray | None, validation_fraction: float, *, encoded: bool = False
+                ) -> TrainConfig:
+        """The configuration of the tasks; with ``encoded`` they are given the labels' codes (``_label_codes``) and
+        check them against ``0 .. len(classes) - 1``."""
+        if encoded:
+            classes = np.arange(len(classes))
         problem = Problem(loss=self.loss, penalty=self.penalty, alpha=float(self.alpha),
                           fit_intercept=bool(self.fit_intercept), schedule=self.learning_rate,
                           eta0=float(self.eta0), power_t=float(self.power_t), batch_size=int(self.batch_size),
@@ -143,11 +148,17 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         ``validation_data``: optional ``(X_val, y_val)`` for the held-out loss; without it a seeded
         ``validation_fraction`` of every block is held out.
         """
-        dX, dy = check_X_y(X, y, y_numeric=not self._labels, accept_sparse=True)
-        dy = _checked_labels(dy, getattr(self, "classes", None))
-        classes = self._fit_classes(dy)
+        declared = getattr(self, "classes", None)
+        encoded = _label_codes(y, None if declared is None else self._declared(declared)) if self._labels else None
+        dX, dy = check_X_y(X, y if encoded is None else encoded[0], y_numeric=not self._labels, accept_sparse=True)
+        if encoded is None:
+            dy = _checked_labels(dy, declared)
+            classes = self._fit_classes(dy)
+        else:
+            classes = encoded[1]
         validation = self._validation(validation_data, classes, dX.shape[1])
-        config = self._config(classes, 0.0 if validation is not None else self.validation_fraction)
+        config = self._config(classes, 0.0 if validation is not None else self.validation_fraction,
+                              encoded=encoded is not None)
         state = self._fresh_state(dX.shape[1], classes)
         checkpointer = None
         if self.checkpoint_dir is not None:
@@ -162,19 +173,24 @@ class _BaseSGD(SGDWeights, SparseInputMixin, FittedSummaryMixin, BaseEstimator):
         return self
 
     def _partial_fit(self, X: Any, y: Any, classes: Any) -> _BaseSGD:
-        dX, dy = check_X_y(X, y, y_numeric=not self._labels, accept_sparse=True)
-        if hasattr(self, "coef_"):
-            check_n_features(self, dX.shape[1])
+        fitted = hasattr(self, "coef_")
+        if fitted:
             known = getattr(self, "classes_", None)
             if classes is not None and known is not None and not np.array_equal(np.unique(classes), known):
                 raise ValueError(f"classes {np.unique(classes).tolist()} differ from the classes of the "
                                  f"earlier fit {known.tolist()}")
-            state = self._state
         else:
             known = self._first_partial_classes(classes)
+        encoded = _label_codes(y, known) if known is not None else None
+        dX, dy = check_X_y(X, y if encoded is None else encoded[0], y_numeric=not self._labels, accept_sparse=True)
+        if fitted:
+            check_n_features(self, dX.shape[1])
+            state = self._state
+        else:
             state = self._fresh_state(dX.shape[1], known)
-        config = self._config(known, self.validation_fraction)
-        state = Trainer(config, state, None, None).run(dX, _checked_labels(dy, known), state.epoch + 1)
+        config = self._config(known, self.validation_fraction, encoded=encoded is not None)
+        dy = dy if encoded is not None else _checked_labels(dy, known)
+        state = Trainer(config, state, None, None).run(dX, dy, state.epoch + 1)
         self._set_fitted(state, known, dX.shape[1])
         return self
 
@@ -271,6 +287,29 @@ def _sorted_labels(values: np.ndarray, name: str) -> np.ndarray:
     if flat.dtype.kind in "fc" and np.isnan(flat).any():
         raise ValueError(f"{name} contains NaN labels")
     return np.unique(flat)
+
+
+def _label_codes(y: Any, classes: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """In-memory string labels (numpy, a list, pandas objects or categories) as int64 codes into their sorted labels
+    (or the sorted ``classes``), and those labels: encoded here once, so that the tasks carry integers, not Python
+    objects, and the fit is decoded only at its edges (``classes_``, ``predict``). None for any other ``y`` (dask,
+    numbers) or for labels the checks in the tasks name by chunk and row (missing, mixed, not among ``classes``)."""
+    import pandas as pd
+
+    if y is None or not in_memory(y) or type(y).__module__.startswith("scipy.sparse"):
+        return None
+    values = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+    if values.ndim != 1 or values.dtype.kind not in "OU" or (
+            values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) != "string"):
+        return None
+    values = values.astype(str)
+    labels = np.unique(values) if classes is None else classes
+    if labels.dtype.kind != "U" or len(labels) < 2:
+        return None
+    codes = np.searchsorted(labels, values)
+    if not np.array_equal(labels[np.minimum(codes, len(labels) - 1)], values):
+        return None
+    return codes.astype(np.int64), labels
 
 
 #: pandas' name of the kind of an object array -> whether its labels are strings (absent: not labels).

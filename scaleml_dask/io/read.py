@@ -53,6 +53,9 @@ EMPTY_CHUNKS_ATTR = "allow_empty_chunks"
 #: Chunks read by this process, by path taken ("raw", "zstd", "blosc", "zarr"): what tests and
 #: benchmarks look at to see how a computation read its data.
 reads: Counter[str] = Counter()
+#: Bytes per readahead request (``ZarrChunks.will_need``): Linux's default readahead window, the most one
+#: ``posix_fadvise(WILLNEED)`` reads (a whole-file request reads only the window's first bytes).
+_HINT_BYTES = 128 << 10
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,8 +137,11 @@ class ZarrChunks:
         return np.concatenate([self.read_chunk((index, j)) for j in range(self.grid[1])], axis=1)
 
     def will_need(self, index: int) -> None:
-        """Ask the kernel to start reading row chunk ``index``'s files into the page cache, without waiting
-        (``posix_fadvise(WILLNEED)``); nothing for a store zarr-python reads, or a chunk past the end."""
+        """Ask the kernel to read row chunk ``index``'s files into the page cache (``posix_fadvise(WILLNEED)``);
+        nothing for a store zarr-python reads, or a chunk past the end. The kernel reads at most its readahead
+        window per call (``read_ahead_kb``), so the files are asked for in pieces no larger than the smallest
+        default window. The call returns once the reads are queued, which can take a while on a busy device:
+        ``io.readahead`` makes it from a thread of its own."""
         if self.directory is None or not 0 <= index < self.grid[0]:
             return
         for rest in np.ndindex(*self.grid[1:]):
@@ -144,7 +150,8 @@ class ZarrChunks:
             except OSError:
                 continue  # a missing chunk is named by the read that needs it
             try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                for offset in range(0, os.fstat(fd).st_size, _HINT_BYTES):
+                    os.posix_fadvise(fd, offset, _HINT_BYTES, os.POSIX_FADV_WILLNEED)
             finally:
                 os.close(fd)
 

@@ -82,15 +82,15 @@ def _install() -> None:
                 HINTS.append((index, t, time.time()))
 
     def timed(func, index, row_start, kwargs, plan, *inputs):
-        rec = {"worker": get_worker().name, "index": index, "t0": time.time()}
+        rec = {"worker": get_worker().name, "index": index, "t0": time.time(), "c0": time.thread_time()}
         _current["rec"] = rec
 
         def kernel(*blocks, **kw):
-            rec["t_kernel"] = time.time()
+            rec["t_kernel"], rec["c_kernel"] = time.time(), time.thread_time()
             try:
                 return func(*blocks, **kw)
             finally:
-                rec["t_done"] = time.time()
+                rec["t_done"], rec["c_done"] = time.time(), time.thread_time()
 
         try:
             return inner(kernel, index, row_start, kwargs, plan, *inputs)
@@ -151,6 +151,11 @@ def summarise(records: list[dict]) -> None:
             print(f"{r['index']:>5} {r['t0'] - t_first:6.2f} {r.get('resident', float('nan')):5.2f} {read_ms:7.1f} "
                   f"{kern_ms:7.1f} {gap:6.1f} {hint:>12}  {at_start} | {after} ({'yes' if hit else 'no'})")
         n = len(rs)
+        read_cpu = sum(r["c_kernel"] - r["c0"] for r in rs)
+        kern_cpu = sum(r["c_done"] - r["c_kernel"] for r in rs)
+        first = rs[0]["c_done"] - rs[0]["c_kernel"]
+        print(f"worker {w}: CPU of the tasks' threads: before the kernel {read_cpu:.2f} s, kernel {kern_cpu:.2f} s "
+              f"(the first task's {first * 1e3:.0f} ms)")
         span = rs[-1]["t_done"] - rs[0]["t0"]
         print(f"worker {w}: span {span:.2f} s; read wait {sum(waits) / 1e3:.2f} s (mean {sum(waits) / n:.1f} ms), "
               f"kernel {sum(kerns) / 1e3:.2f} s (mean {sum(kerns) / n:.1f} ms), gaps {sum(gaps) / 1e3:.2f} s; "
@@ -179,8 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     with NetCluster(args.workers, rate=None, memory_limit=mem,
                     env={"PYTHONPATH": str(Path(__file__).parent)}) as nc, nc.client.as_current():
         client = nc.client
-        client.run(_warm)
-        _warm()
+        for warm in (client.run, client.run_on_scheduler, lambda f: f()):  # as bench_bigger_than_ram
+            warm(_warm)
         client.run(me._install)
         for r in range(args.rounds):
             evict(path)

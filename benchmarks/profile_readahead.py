@@ -66,12 +66,12 @@ def _install() -> None:
             rec["t_built"] = time.time()
         return block
 
-    def spy_ask(sources, indices):
+    def spy_ask(sources, indices, group=None):
         indices = list(indices)
         rec = _current.get("rec")
         if rec is not None and any(src.name == "X" for src in sources):
             rec.setdefault("asked", []).append((indices, time.time()))
-        return ask(sources, indices)
+        return ask(sources, indices, group)
 
     def spy_will_need(self, index):
         t = time.time()

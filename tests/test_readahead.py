@@ -99,14 +99,14 @@ class _Recorder:
             self.done.set()
 
 
-def test_the_readahead_thread_asks_in_order_once_each_and_never_fails():
+def test_the_readahead_thread_asks_in_order_once_per_pass_and_never_fails():
     a, b = _Recorder("a"), _Recorder("b")
-    readahead.will_need([a, b], [3, 4])
-    readahead.will_need([a, b], [4, 13, 5])  # 4 again: asked for already
-    readahead.will_need([a], [6, 99])
-    readahead.will_need([b], [99])
+    readahead.will_need([a, b], [3, 4], group="pass 1")
+    readahead.will_need([a, b], [4, 13, 5], group="pass 1")  # 4 again: asked for already
+    readahead.will_need([a], [6, 3], group="pass 2")  # 3 again, in another pass: asked for again
+    readahead.will_need([a, b], [99], group="pass 2")
     assert a.done.wait(30) and b.done.wait(30)
-    assert a.asked == [3, 4, 13, 5, 6, 99]  # chunk 13's failure stopped nothing
+    assert a.asked == [3, 4, 13, 5, 6, 3, 99]  # chunk 13's failure stopped nothing
     assert b.asked == [3, 4, 13, 5, 99]
     readahead.will_need([], [1])  # nothing to ask
 
@@ -120,11 +120,11 @@ def test_the_hint_is_harmless_where_it_cannot_apply(store, monkeypatch):
     gone = read.chunk_source(zarr.open_group(str(store), mode="r")["X"])
     object.__setattr__(gone, "directory", str(store / "no-such-array"))
     gone.will_need(0)  # a missing file is named by the read that needs it, not by the hint
-    assert passes._queued_here() == []  # off a worker: no queue to look at
+    assert passes._ahead_here() == (None, [])  # off a worker: no queue to look at
 
     import distributed
 
-    # a distributed whose worker state is not what _queued_here reads: no hint, never an error
+    # a distributed whose worker state is not what _ahead_here reads: no hint, never an error
     key = "local_block-0123abcd-3"
     for worker in (SimpleNamespace(get_current_task=lambda: key),  # no state
                    SimpleNamespace(get_current_task=lambda: key, state=SimpleNamespace(nthreads=1)),  # no queue
@@ -133,7 +133,7 @@ def test_the_hint_is_harmless_where_it_cannot_apply(store, monkeypatch):
                                        SimpleNamespace(key="local_block-0123abcd-4", priority=(0, 1)),
                                        SimpleNamespace(key="local_block-0123abcd-5", priority=None)]))):
         monkeypatch.setattr(distributed, "get_worker", lambda w=worker: w)
-        assert passes._queued_here() == []
+        assert passes._ahead_here() == (None, [])
 
 
 def _running_order():
@@ -141,7 +141,7 @@ def _running_order():
     runs: dict[str, list[tuple[int, list[int]]]] = {}
     ask = readahead.will_need
 
-    def spy(sources, indices):
+    def spy(sources, indices, group=None):
         indices = list(indices)
         if any(getattr(s, "name", None) == "X" for s in sources):
             from distributed import get_worker
@@ -153,7 +153,7 @@ def _running_order():
             if not mine or mine[-1][0] != (key, index):
                 mine.append(((key, index), []))
             mine[-1][1].extend(i for i in indices if i != index)
-        return ask(sources, indices)
+        return ask(sources, indices, group)
 
     return runs, spy
 

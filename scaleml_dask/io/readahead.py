@@ -3,9 +3,9 @@
 ``ZarrChunks.will_need`` (``posix_fadvise(WILLNEED)``) queues the reads of a chunk's pages and returns, but
 queueing tens of megabytes waits for room in the device's request queue while the device is busy — made in a
 task's thread, that wait would come out of the time the task computes. ``will_need`` hands the request to one
-daemon thread per process, which makes the hints in the order asked; a chunk asked for again while it is among
-the last few asked is not asked for twice. A hint is only a hint: one that fails or names the wrong chunk costs
-the read it would have saved, never a result, so nothing here raises.
+daemon thread per process, which makes the hints in the order asked; a chunk asked for again in the same group
+(a pass) while it is among the last few asked is not asked for twice. A hint is only a hint: one that fails or
+names the wrong chunk costs the read it would have saved, never a result, so nothing here raises.
 
 >>> will_need([], [0, 1])  # no source: nothing to ask for
 """
@@ -22,8 +22,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: Chunks remembered as asked for (per process): a task asks for its successors at its start and again after
-#: its read, and consecutive tasks ask for overlapping ones.
+#: Chunks remembered as asked for (per process): a task asks for its successor at its start and again after its
+#: read, and the successor asks for itself.
 _RECENT = 16
 
 
@@ -38,11 +38,11 @@ class _Hinter:
         self.thread = threading.Thread(target=self._run, name="scaleml-readahead", daemon=True)
         self.thread.start()
 
-    def ask(self, sources: Sequence[Any], indices: Iterable[int]) -> None:
+    def ask(self, sources: Sequence[Any], indices: Iterable[int], group: Any) -> None:
         with self.lock:
             for i in indices:
                 for src in sources:
-                    key = (src.directory, i)
+                    key = (group, src.directory, i)
                     if key not in self.recent:
                         self.recent.append(key)
                         self.requests.put((src, i))
@@ -60,9 +60,10 @@ _hinter: _Hinter | None = None
 _lock = threading.Lock()
 
 
-def will_need(sources: Sequence[Any], indices: Iterable[int]) -> None:
+def will_need(sources: Sequence[Any], indices: Iterable[int], group: Any = None) -> None:
     """Ask the kernel, without waiting, for row chunks ``indices`` (in this order) of each of ``sources``
-    (``ZarrChunks``): the reads are queued by this process's readahead thread."""
+    (``ZarrChunks``): the reads are queued by this process's readahead thread. Within a ``group`` (the pass
+    reading them) a chunk is asked for once; a later pass over the same chunks asks again."""
     global _hinter
     if not sources:
         return
@@ -72,4 +73,4 @@ def will_need(sources: Sequence[Any], indices: Iterable[int]) -> None:
                 _hinter = _Hinter()
             except RuntimeError:  # no thread to be had: no hint
                 return
-    _hinter.ask(sources, indices)
+    _hinter.ask(sources, indices, group)

@@ -32,6 +32,7 @@ np.float64(45.0)
 
 from __future__ import annotations
 
+import functools
 import math
 import mmap
 import os
@@ -53,9 +54,6 @@ EMPTY_CHUNKS_ATTR = "allow_empty_chunks"
 #: Chunks read by this process, by path taken ("raw", "zstd", "blosc", "zarr"): what tests and
 #: benchmarks look at to see how a computation read its data.
 reads: Counter[str] = Counter()
-#: Bytes per readahead request (``ZarrChunks.will_need``): Linux's default readahead window, the most one
-#: ``posix_fadvise(WILLNEED)`` reads (a whole-file request reads only the window's first bytes).
-_HINT_BYTES = 128 << 10
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,9 +137,9 @@ class ZarrChunks:
     def will_need(self, index: int) -> None:
         """Ask the kernel to read row chunk ``index``'s files into the page cache (``posix_fadvise(WILLNEED)``);
         nothing for a store zarr-python reads, or a chunk past the end. The kernel reads at most its readahead
-        window per call (``read_ahead_kb``), so the files are asked for in pieces no larger than the smallest
-        default window. The call returns once the reads are queued, which can take a while on a busy device:
-        ``io.readahead`` makes it from a thread of its own."""
+        window per call (a whole-file request reads the file's first ``read_ahead_kb``), so the files are asked
+        for in pieces of the window (``_window``). The call returns once the reads are queued, which can take a
+        while on a busy device: ``io.readahead`` makes it from a thread of its own."""
         if self.directory is None or not 0 <= index < self.grid[0]:
             return
         for rest in np.ndindex(*self.grid[1:]):
@@ -150,8 +148,10 @@ class ZarrChunks:
             except OSError:
                 continue  # a missing chunk is named by the read that needs it
             try:
-                for offset in range(0, os.fstat(fd).st_size, _HINT_BYTES):
-                    os.posix_fadvise(fd, offset, _HINT_BYTES, os.POSIX_FADV_WILLNEED)
+                st = os.fstat(fd)
+                piece = _window(st.st_dev)
+                for offset in range(0, st.st_size, piece):
+                    os.posix_fadvise(fd, offset, piece, os.POSIX_FADV_WILLNEED)
             finally:
                 os.close(fd)
 
@@ -354,6 +354,22 @@ def _fast_mode(zarray: Any) -> tuple[str, str | None]:
 
 
 _NATIVE = "little" if np.little_endian else "big"
+
+
+@functools.lru_cache(maxsize=64)
+def _window(device: int) -> int:
+    """Bytes the kernel reads ahead at most per request on the file system of ``device`` (its backing device's
+    ``read_ahead_kb``, from sysfs), 128 KiB (Linux's default, so never more than the window) where it cannot be
+    read: a whole disk, a partition (its disk's), else the default."""
+    major, minor = os.major(device), os.minor(device)
+    for path in (f"/sys/class/bdi/{major}:{minor}/read_ahead_kb",
+                 f"/sys/dev/block/{major}:{minor}/../bdi/read_ahead_kb"):
+        try:
+            with open(path) as f:
+                return max(int(f.read()), 128) << 10
+        except (OSError, ValueError):
+            continue
+    return 128 << 10
 
 
 def _map(fd: int, size: int) -> np.ndarray:

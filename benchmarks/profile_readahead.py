@@ -47,8 +47,9 @@ def _resident(a) -> float:
     return float(np.frombuffer(vec, dtype=np.uint8).__and__(1).mean())
 
 
-def _install() -> None:
-    """Wrap the pass driver's readahead task on this worker with timestamps (kept in ``RECORDS``)."""
+def _install(sync_hint: bool = False) -> None:
+    """Wrap the pass driver's readahead task on this worker with timestamps (kept in ``RECORDS``); with
+    ``sync_hint`` the hints are made in the task's thread (for comparison with the readahead thread)."""
     import time
 
     from distributed import get_worker
@@ -109,6 +110,16 @@ def _install() -> None:
     except ImportError:  # code from before the readahead thread (profiled for comparison)
         return
     ask = readahead.will_need
+    if sync_hint:
+        asked = set()
+
+        def ask(sources, indices, group=None):
+            for i in indices:
+                for src in sources:
+                    if (group, src.directory, i) not in asked:
+                        asked.add((group, src.directory, i))
+                        src.will_need(i)
+
     readahead.will_need = spy_ask
 
 
@@ -174,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--cprofile", action="store_true", help="the client's first fit under cProfile")
+    ap.add_argument("--sync-hint", action="store_true", help="hints made in the task's thread, not the readahead's")
     ap.add_argument("--quiet", action="store_true", help="the summary only")
     args = ap.parse_args(argv)
     n = int(args.store_gb * 1e9 / ((D + 1) * 8)) // CHUNK_ROWS * CHUNK_ROWS
@@ -190,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         client = nc.client
         for warm in (client.run, client.run_on_scheduler, lambda f: f()):  # as bench_bigger_than_ram
             warm(_warm)
-        client.run(me._install)
+        client.run(me._install, args.sync_hint)
         for r in range(args.rounds):
             evict(path)
             c0 = nc.cpu_seconds()

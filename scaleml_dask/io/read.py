@@ -358,9 +358,9 @@ _NATIVE = "little" if np.little_endian else "big"
 
 @functools.lru_cache(maxsize=64)
 def _window(device: int) -> int:
-    """Bytes the kernel reads ahead at most per request on the file system of ``device`` (its backing device's
-    ``read_ahead_kb``, from sysfs), 128 KiB (Linux's default, so never more than the window) where it cannot be
-    read: a whole disk, a partition (its disk's), else the default."""
+    """Bytes one ``posix_fadvise(WILLNEED)`` reads on the file system of ``device``: its backing device's readahead
+    window (``read_ahead_kb`` in sysfs: a disk's own, a partition's disk's), at least 128 KiB; Linux's default
+    window, 128 KiB, where sysfs does not say (no block device behind the file system)."""
     major, minor = os.major(device), os.minor(device)
     for path in (f"/sys/class/bdi/{major}:{minor}/read_ahead_kb",
                  f"/sys/dev/block/{major}:{minor}/../bdi/read_ahead_kb"):

@@ -24,7 +24,7 @@ from bench_bigger_than_ram import CHUNK_ROWS, DATA, D, _warm, evict  # noqa: E40
 from cluster_net import NetCluster  # noqa: E402
 
 RECORDS: list[dict] = []
-HINTS: list[tuple[int, float, float]] = []  # chunk of X hinted by the readahead thread: (index, start, end)
+HINTS: list[tuple[int, float, float]] = []  # chunk of X hinted (ZarrChunks.will_need): (index, start, end)
 
 
 def _resident(a) -> float:
@@ -47,9 +47,8 @@ def _resident(a) -> float:
     return float(np.frombuffer(vec, dtype=np.uint8).__and__(1).mean())
 
 
-def _install(sync_hint: bool = False) -> None:
-    """Wrap the pass driver's readahead task on this worker with timestamps (kept in ``RECORDS``); with
-    ``sync_hint`` the hints are made in the task's thread (for comparison with the readahead thread)."""
+def _install() -> None:
+    """Wrap the pass driver's readahead task on this worker with timestamps (kept in ``RECORDS``)."""
     import time
 
     from distributed import get_worker
@@ -67,13 +66,6 @@ def _install(sync_hint: bool = False) -> None:
             rec["t_built"] = time.time()
         return block
 
-    def spy_ask(sources, indices, group=None):
-        indices = list(indices)
-        rec = _current.get("rec")
-        if rec is not None and any(src.name == "X" for src in sources):
-            rec.setdefault("asked", []).append((indices, time.time()))
-        return ask(sources, indices, group)
-
     def spy_will_need(self, index):
         t = time.time()
         try:
@@ -81,6 +73,9 @@ def _install(sync_hint: bool = False) -> None:
         finally:
             if self.name == "X":
                 HINTS.append((index, t, time.time()))
+                rec = _current.get("rec")
+                if rec is not None:
+                    rec.setdefault("asked", []).append(([index], t))
 
     def timed(func, index, row_start, kwargs, plan, *inputs):
         rec = {"worker": get_worker().name, "index": index, "t0": time.time(), "c0": time.thread_time()}
@@ -105,22 +100,6 @@ def _install(sync_hint: bool = False) -> None:
 
     orig_will_need = read.ZarrChunks.will_need
     read.ZarrChunks.will_need = spy_will_need
-    try:
-        from scaleml_dask.io import readahead
-    except ImportError:  # code from before the readahead thread (profiled for comparison)
-        return
-    ask = readahead.will_need
-    if sync_hint:
-        asked = set()
-
-        def ask(sources, indices, group=None):
-            for i in indices:
-                for src in sources:
-                    if (group, src.directory, i) not in asked:
-                        asked.add((group, src.directory, i))
-                        src.will_need(i)
-
-    readahead.will_need = spy_ask
 
 
 _current: dict = {}
@@ -151,8 +130,8 @@ def summarise(records: list[dict]) -> None:
             gap = (rs[k + 1]["t0"] - r["t_done"]) * 1e3 if k + 1 < len(rs) else float("nan")
             nxt = rs[k + 1]["index"] if k + 1 < len(rs) else None
             asked = r.get("asked", [])
-            at_start = [i for i in asked[0][0] if i != r["index"]] if asked else []
-            after = asked[1][0] if len(asked) > 1 else []
+            at_start: list[int] = []
+            after = [i for a, _ in asked for i in a]
             hit = nxt in at_start or nxt in after
             hits += hit
             starts += nxt in at_start
@@ -185,7 +164,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--cprofile", action="store_true", help="the client's first fit under cProfile")
-    ap.add_argument("--sync-hint", action="store_true", help="hints made in the task's thread, not the readahead's")
     ap.add_argument("--quiet", action="store_true", help="the summary only")
     args = ap.parse_args(argv)
     n = int(args.store_gb * 1e9 / ((D + 1) * 8)) // CHUNK_ROWS * CHUNK_ROWS
@@ -202,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         client = nc.client
         for warm in (client.run, client.run_on_scheduler, lambda f: f()):  # as bench_bigger_than_ram
             warm(_warm)
-        client.run(me._install, args.sync_hint)
+        client.run(me._install)
         for r in range(args.rounds):
             evict(path)
             c0 = nc.cpu_seconds()

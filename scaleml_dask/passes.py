@@ -302,41 +302,35 @@ def _on_rows(func: Callable, index: int, row_start: int, kwargs: dict | _Kwargs,
 def _on_rows_ahead(func: Callable, index: int, row_start: int, kwargs: dict | _Kwargs, plan: _Plan,
                    *inputs: Any) -> Any:
     """``_on_rows`` for a kernel that visits its block out of order (mini-batches in a shuffled order) on a
-    store read through the page cache. On a dask.distributed worker the kernel is asked (``io.readahead``: from a
-    thread of its own) for this block and the next one this worker will run, so that the disk reads the next
-    block while this one's kernel computes; then the block's pages are read in file order (a fault per page in
-    visiting order is a random read), and the worker's queue looked at again, as the next task may have reached
-    it since."""
-    from .io import readahead
-
-    sources = [x.src for x in inputs if isinstance(x, _Rows) and hasattr(x.src, "will_need")]  # a store's chunks
-    this_pass, ahead = _ahead_here() if sources else (None, [])
-    if this_pass is not None:
-        readahead.will_need(sources, [index, *ahead], group=this_pass)
+    store read through the page cache: the block's pages are read in file order first (a fault per page in
+    visiting order is a random read), then the kernel is asked to read the next block this worker will run
+    (``ZarrChunks.will_need``), so that the disk reads it while this block's kernel computes. At most that one
+    block more (per thread) is in the page cache for this worker."""
     blocks = [None if p is None else _build(p, inputs, index) for p in plan.args]
     for b in blocks:
         if isinstance(b, np.ndarray) and b.dtype.kind in "biuf" and b.flags.c_contiguous and b.size:
             b.reshape(-1)[::max(1, _PAGE // b.itemsize)].sum()  # a read per page, in order: the kernel reads ahead
-    if this_pass is not None:
-        readahead.will_need(sources, _ahead_here()[1], group=this_pass)
+    for i in _queued_here():
+        for x in inputs:
+            if isinstance(x, _Rows) and hasattr(x.src, "will_need"):  # a store's chunks (not a row index)
+                x.src.will_need(i)
     return func(*blocks, chunk_index=index, row_start=row_start, **_kwargs(kwargs))
 
 
 _PAGE = 4096  # bytes of a memory page
 
 
-def _ahead_here() -> tuple[str | None, list[int]]:
-    """The running task's pass (its key without the chunk number) and the row chunks of that pass this
-    dask.distributed worker will run next: those queued on it, in the order it runs them (by priority), as many as
-    it has threads — the scheduler may send it many more (``worker-saturation: inf``), and hinting them all would
-    fill the page cache with chunks read too early. ``(None, [])`` off a worker, or where the worker's state is not
-    what this reads (a hint is only a hint)."""
+def _queued_here() -> list[int]:
+    """The row chunks of the running task's pass that this dask.distributed worker will run next: those queued
+    on it, in the order it runs them (by priority), as many as it has threads — the scheduler may send it many
+    more (``worker-saturation: inf``), and hinting them all would fill the page cache with chunks read too early.
+    None off a worker, or where the worker's state is not what this reads (a hint is only a hint)."""
     try:
         from distributed import get_worker
 
         worker = get_worker()
     except (ImportError, ValueError):
-        return None, []
+        return []
     try:
         prefix = str(worker.get_current_task()).rpartition("-")[0] + "-"
         queued = sorted((ts for ts in list(worker.state.ready) if isinstance(ts.key, str)
@@ -344,8 +338,8 @@ def _ahead_here() -> tuple[str | None, list[int]]:
                         key=lambda ts: ts.priority)
         ahead = max(1, int(worker.state.nthreads))
     except (RuntimeError, AttributeError, TypeError):  # the state changed under the copy, or another distributed
-        return None, []
-    return prefix, [int(ts.key[len(prefix):]) for ts in queued[:ahead]]
+        return []
+    return [int(ts.key[len(prefix):]) for ts in queued[:ahead]]
 
 
 def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, chain: str | None = None,

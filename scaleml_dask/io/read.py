@@ -32,7 +32,6 @@ np.float64(45.0)
 
 from __future__ import annotations
 
-import functools
 import math
 import mmap
 import os
@@ -135,11 +134,8 @@ class ZarrChunks:
         return np.concatenate([self.read_chunk((index, j)) for j in range(self.grid[1])], axis=1)
 
     def will_need(self, index: int) -> None:
-        """Ask the kernel to read row chunk ``index``'s files into the page cache (``posix_fadvise(WILLNEED)``);
-        nothing for a store zarr-python reads, or a chunk past the end. The kernel reads at most its readahead
-        window per call (a whole-file request reads the file's first ``read_ahead_kb``), so the files are asked
-        for in pieces of the window (``_window``). The call returns once the reads are queued, which can take a
-        while on a busy device: ``io.readahead`` makes it from a thread of its own."""
+        """Ask the kernel to start reading row chunk ``index``'s files into the page cache, without waiting
+        (``posix_fadvise(WILLNEED)``); nothing for a store zarr-python reads, or a chunk past the end."""
         if self.directory is None or not 0 <= index < self.grid[0]:
             return
         for rest in np.ndindex(*self.grid[1:]):
@@ -148,10 +144,7 @@ class ZarrChunks:
             except OSError:
                 continue  # a missing chunk is named by the read that needs it
             try:
-                st = os.fstat(fd)
-                piece = _window(st.st_dev)
-                for offset in range(0, st.st_size, piece):
-                    os.posix_fadvise(fd, offset, piece, os.POSIX_FADV_WILLNEED)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
             finally:
                 os.close(fd)
 
@@ -354,22 +347,6 @@ def _fast_mode(zarray: Any) -> tuple[str, str | None]:
 
 
 _NATIVE = "little" if np.little_endian else "big"
-
-
-@functools.lru_cache(maxsize=64)
-def _window(device: int) -> int:
-    """Bytes one ``posix_fadvise(WILLNEED)`` reads on the file system of ``device``: its backing device's readahead
-    window (``read_ahead_kb`` in sysfs: a disk's own, a partition's disk's), at least 128 KiB; Linux's default
-    window, 128 KiB, where sysfs does not say (no block device behind the file system)."""
-    major, minor = os.major(device), os.minor(device)
-    for path in (f"/sys/class/bdi/{major}:{minor}/read_ahead_kb",
-                 f"/sys/dev/block/{major}:{minor}/../bdi/read_ahead_kb"):
-        try:
-            with open(path) as f:
-                return max(int(f.read()), 128) << 10
-        except (OSError, ValueError):
-            continue
-    return 128 << 10
 
 
 def _map(fd: int, size: int) -> np.ndarray:

@@ -8,14 +8,17 @@ fresh held-out set of 200,000 rows of the same planted model. Candidates: alpha 
 
 - **ours**: ``GridSearchCV`` over the candidate list (every candidate × fold trains in the same read of each chunk:
   ``--rounds`` rounds of local-mode SGD, one pass each, + the scoring pass), and ``HalvingRandomSearchCV`` over
-  the same candidates (samples seen as the resource, as scikit-learn's: factor 2, ``min_resources="exhaust"``, the
-  last rung ``--rounds`` epochs; a rung reads only the chunks it trains on); times without the refit (its own
-  column);
+  the same candidates (samples seen as the resource, as scikit-learn's: factor 2; a rung reads only the chunks it
+  trains on) with ``min_resources="exhaust"`` (the last rung ``--rounds`` epochs) and ``"smallest"``; times
+  without the refit (its own column);
 - **plain fit**: one ``SGDClassifier(mode="local")`` with as many rounds as the search made passes — the
   yardstick of the target "16 × 3 in ≤ 2× one fit with the same number of passes";
-- **scikit-learn**: ``RandomizedSearchCV`` and ``HalvingRandomSearchCV`` of ``SGDClassifier`` (``max_iter`` =
-  ``--rounds`` epochs, ``tol=None``) over the same candidates, ``n_jobs=2``, on the store loaded into memory —
-  the load is in their time (and shown apart);
+- **scikit-learn**: ``RandomizedSearchCV`` and ``HalvingRandomSearchCV`` (factor 2, ``min_resources`` its default
+  ``"smallest"`` and ``"exhaust"``) of ``SGDClassifier`` (``max_iter`` = ``--rounds`` epochs, ``tol=None``) over
+  the same candidates, ``n_jobs=2``, on the store loaded into memory — the load is in their time (and shown
+  apart). ``same-config sklearn / this``: the ratio to the scikit-learn search that runs the same configuration
+  (our grid: RandomizedSearchCV over the same candidates; our halving: scikit-learn's with the same
+  ``min_resources``); the halving rows show their rungs (candidates and samples per rung);
 - **dask-ml**: ``HyperbandSearchCV`` of ``SGDClassifier`` on the dask arrays (its outcome recorded, a failure as
   such);
 - every best model is scored on the held-out rows (accuracy); target: ours within 0.001 of scikit-learn's best.
@@ -27,7 +30,7 @@ fresh held-out set of 200,000 rows of the same planted model. Candidates: alpha 
 as markdown).
 
     python benchmarks/bench_search.py [--quick] [--candidates 16,64] [--rounds 2] [--repeat 2] [--no-peers]
-        [--peers sklearn-random,sklearn-halving,dask-ml] [--ridge | --ridge-only]
+        [--peers sklearn-random,sklearn-halving,sklearn-halving-exhaust,dask-ml] [--ridge | --ridge-only]
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ import numpy as np
 from _floor import drop_if_without_manifest
 
 DATA = Path(__file__).parent / "data"
+#: The halving searches' ``min_resources``: the same schedule as each other (factor 2) at each of the two.
+HALVING = ("exhaust", "smallest")
 D = 32
 FOLDS = 3
 
@@ -97,7 +102,8 @@ def _cpu_seconds() -> float:
     return time.process_time() + sum(get_client().run(time.process_time).values())
 
 
-def _ours(path: Path, cands: list[dict], rounds: int, batch: int, Xt, yt, halving: bool) -> dict:
+def _ours(path: Path, cands: list[dict], rounds: int, batch: int, Xt, yt, halving: str | None) -> dict:
+    """Our grid (``halving=None``) or halving search with ``min_resources=halving``."""
     import scaleml_dask as sm
     from scaleml_dask.model_selection import GridSearchCV, HalvingRandomSearchCV, KFold
 
@@ -106,7 +112,7 @@ def _ours(path: Path, cands: list[dict], rounds: int, batch: int, Xt, yt, halvin
     cv = KFold(FOLDS, random_state=0)
     space = [{k: [v] for k, v in c.items()} for c in cands]
     if halving:
-        s = HalvingRandomSearchCV(base, space, n_candidates=len(cands), factor=2, min_resources="exhaust", cv=cv,
+        s = HalvingRandomSearchCV(base, space, n_candidates=len(cands), factor=2, min_resources=halving, cv=cv,
                                   random_state=0, refit=False)
     else:
         s = GridSearchCV(base, space, cv=cv, refit=False)
@@ -118,7 +124,14 @@ def _ours(path: Path, cands: list[dict], rounds: int, batch: int, Xt, yt, halvin
     res = s.cv_results_
     return {"seconds": seconds, "CPU s": cpu, "refit": time.perf_counter() - t0, "passes": s.passes_,
             "diverged": int(res["diverged"][res["iter"] == 0].sum() if halving else res["diverged"].sum()),
-            "cv score": s.best_score_, "held-out accuracy": _accuracy(best, Xt, yt), "best": s.best_params_}
+            "cv score": s.best_score_, "held-out accuracy": _accuracy(best, Xt, yt), "best": s.best_params_,
+            **(_rungs(s) if halving else {})}
+
+
+def _rungs(s) -> dict:
+    """A halving search's schedule: candidates and resource (samples) per iteration."""
+    return {"candidates per rung": "/".join(map(str, s.n_candidates_)),
+            "samples per rung": "/".join(f"{r:,}" for r in s.n_resources_)}
 
 
 def _plain(path: Path, rounds: int, batch: int, params: dict, Xt, yt) -> dict:
@@ -140,7 +153,9 @@ def _load(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
     return X, y, time.perf_counter() - t0
 
 
-def _sklearn(path: Path, cands: list[dict], rounds: int, Xt, yt, halving: bool) -> dict:
+def _sklearn(path: Path, cands: list[dict], rounds: int, Xt, yt, halving: str | None) -> dict:
+    """scikit-learn's RandomizedSearchCV (``halving=None``) or HalvingRandomSearchCV with
+    ``min_resources=halving``."""
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401
     from sklearn.linear_model import SGDClassifier
     from sklearn.model_selection import HalvingRandomSearchCV, KFold, RandomizedSearchCV
@@ -155,14 +170,15 @@ def _sklearn(path: Path, cands: list[dict], rounds: int, Xt, yt, halving: bool) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning / overflow of the divergent candidates
         if halving:
-            s = HalvingRandomSearchCV(est, space, n_candidates=len(cands), factor=2, cv=cv, n_jobs=2, random_state=0)
+            s = HalvingRandomSearchCV(est, space, n_candidates=len(cands), factor=2, min_resources=halving, cv=cv,
+                                      n_jobs=2, random_state=0)
         else:
             s = RandomizedSearchCV(est, space, n_iter=len(cands), cv=cv, n_jobs=2, random_state=0)
         s.fit(X, y)
     seconds = time.perf_counter() - t0
     return {"seconds": load + seconds - s.refit_time_, "load": load, "refit": s.refit_time_,
             "cv score": s.best_score_, "held-out accuracy": _accuracy(s.best_estimator_, Xt, yt),
-            "best": s.best_params_}
+            "best": s.best_params_, **(_rungs(s) if halving else {})}
 
 
 def _dask_ml(path: Path, cands: list[dict], Xt, yt) -> dict:
@@ -221,7 +237,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs of our contenders; the best time is kept")
     ap.add_argument("--no-peers", action="store_true", help="ours and the plain fit only")
     ap.add_argument("--peers-at", default="16", help="candidate counts at which the peers run")
-    ap.add_argument("--peers", default="sklearn-random,sklearn-halving,dask-ml",
+    ap.add_argument("--peers", default="sklearn-random,sklearn-halving,sklearn-halving-exhaust,dask-ml",
                     help="which peers run (sklearn-random: RandomizedSearchCV, the slowest)")
     ap.add_argument("--ridge", action="store_true", help="also RidgeCV against LinearRegression")
     ap.add_argument("--ridge-only", action="store_true", help="only RidgeCV against LinearRegression (no search)")
@@ -264,9 +280,9 @@ def _searches(args, client, n: int, chunk: int, tables: dict) -> None:
         best: dict[str, dict] = {}
         for _ in range(args.repeat):
             for name, fn in ((f"ours: GridSearchCV ({N} × {FOLDS}, fused)", lambda cands=cands: _ours(
-                                path, cands, args.rounds, args.batch_size, Xt, yt, False)),
-                             ("ours: HalvingRandomSearchCV (fused, n_samples)", lambda cands=cands: _ours(
-                                path, cands, args.rounds, args.batch_size, Xt, yt, True))):
+                                path, cands, args.rounds, args.batch_size, Xt, yt, None)),
+                             *((f"ours: HalvingRandomSearchCV (fused, n_samples, {m})", lambda cands=cands, m=m: _ours(
+                                 path, cands, args.rounds, args.batch_size, Xt, yt, m)) for m in HALVING)):
                 r = fn()
                 if name not in best or r["seconds"] < best[name]["seconds"]:
                     best[name] = r
@@ -278,9 +294,12 @@ def _searches(args, client, n: int, chunk: int, tables: dict) -> None:
         rows += [{"contender": k, **v} for k, v in best.items()]
         if not args.no_peers and str(N) in args.peers_at.split(","):
             peers = (("sklearn-random", "scikit-learn RandomizedSearchCV (in memory, load included)",
-                      lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, False)),
-                     ("sklearn-halving", "scikit-learn HalvingRandomSearchCV (in memory, load included)",
-                      lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, True)),
+                      lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, None)),
+                     ("sklearn-halving", "scikit-learn HalvingRandomSearchCV (smallest, in memory, load included)",
+                      lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, "smallest")),
+                     ("sklearn-halving-exhaust",
+                      "scikit-learn HalvingRandomSearchCV (exhaust, in memory, load included)",
+                      lambda cands=cands: _sklearn(path, cands, args.rounds, Xt, yt, "exhaust")),
                      ("dask-ml", "dask-ml HyperbandSearchCV", lambda cands=cands: _dask_ml(path, cands, Xt, yt)))
             for _, name, fn in (p for p in peers if p[0] in args.peers.split(",")):
                 try:
@@ -297,11 +316,25 @@ def _searches(args, client, n: int, chunk: int, tables: dict) -> None:
                     r["CPU × plain fit"] = r["CPU s"] / plain["CPU s"]
                 if sk:
                     r["sklearn best / this"] = min(s["seconds"] for s in sk) / r["seconds"]
+                peer = _same_config_peer(r["contender"], sk)
+                if peer is not None:
+                    r["same-config sklearn / this"] = peer["seconds"] / r["seconds"]
             if "held-out accuracy" in r:
                 r["Bayes − acc"] = bayes - r["held-out accuracy"]
         title = f"{N} candidates × {FOLDS} folds, {n:,} × {D} rows, {args.rounds} epochs each"
         tables[title] = rows
         print(_table(title, rows), flush=True)
+
+
+def _same_config_peer(contender: str, sklearn_rows: list[dict]) -> dict | None:
+    """The scikit-learn row that runs what our ``contender`` runs: RandomizedSearchCV over the same candidates for
+    our grid (every candidate trained in full), HalvingRandomSearchCV with the same ``min_resources`` for our
+    halving."""
+    if not contender.startswith("ours:"):
+        return None
+    want = ("RandomizedSearchCV" if "GridSearchCV" in contender else
+            next(f"HalvingRandomSearchCV ({m}," for m in HALVING if f", {m})" in contender))
+    return next((r for r in sklearn_rows if want in r["contender"]), None)
 
 
 def _fmt(v) -> str:

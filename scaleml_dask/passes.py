@@ -434,8 +434,8 @@ def _row_inputs(func: Callable, arrays: tuple, kwargs: dict, unique: bool) -> tu
     blocks = iter([b.to_delayed(optimize_graph=False).ravel() for b in dask.optimize(*others)] if others else [])
     columns = [[_Rows(s.for_rows(i)) for i in range(len(starts))] if s is not None else list(next(blocks))
                for s, _ in leaves]
-    token = tokenize(func, [s if s is not None else a.name for s, a in leaves], _plan_token(plan), kwargs,
-                     uuid.uuid4().hex if unique else None)
+    token = uuid.uuid4().hex if unique else tokenize(  # (unique: a pass's kwargs need no hashing, its weights...)
+        func, [s if s is not None else a.name for s, a in leaves], _plan_token(plan), kwargs)
     return plan, columns, starts, f"{getattr(func, '__name__', 'rows').strip('_')}-{token}"
 
 

@@ -259,7 +259,8 @@ def test_a_plain_fit_that_diverges_names_the_epoch():
 def test_halving_keeps_the_best_and_continues_them(store):
     est = sm.SGDClassifier(mode="local", rounds=9, batch_size=100, classes=[0, 1])
     grid = {"alpha": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "eta0": [0.001, 0.01, 0.1]}
-    h = HalvingRandomSearchCV(est, grid, n_candidates=9, factor=3, cv=3, random_state=0).fit(store)
+    h = HalvingRandomSearchCV(est, grid, n_candidates=9, factor=3, cv=3, random_state=0,
+                              min_resources=660).fit(store)  # one chunk's training samples: rungs of whole chunks
     res = h.cv_results_
     assert h.n_candidates_ == [9, 3, 1] and h.passes_ == 6  # rungs of 1, 3, 9 chunk visits: 5 rounds + scoring
     assert res["iter"].tolist() == [0] * 9 + [1] * 3 + [2]

@@ -160,24 +160,32 @@ def test_async_mode_is_not_fused_and_says_why():
 # ------------------------------------------------------------------------------------------------------
 
 
-def test_halving_on_samples_reads_only_what_a_rung_needs_and_survivors_equal_partial_fits(tmp_path, monkeypatch):
+@pytest.fixture
+def planned_rounds(monkeypatch):
+    """The rounds (chunks and pieces) the halving searches of a test planned (``_search._sample_rounds``)."""
     from scaleml_dask.model_selection import _search
 
     rounds = []
+    plan = _search._sample_rounds
 
     def spy(*args):
-        out = _sample_rounds(*args)
+        out = plan(*args)
         rounds.extend(out[0])
         return out
 
-    _sample_rounds = _search._sample_rounds
     monkeypatch.setattr(_search, "_sample_rounds", spy)
+    return rounds
+
+
+def test_halving_on_samples_reads_only_what_a_rung_needs_and_survivors_equal_partial_fits(tmp_path, planned_rounds):
+    rounds = planned_rounds
     path = make_logistic(tmp_path / "h.zarr", 4000, 4, chunk_rows=1000, seed=4)
     est = sm.SGDClassifier(mode="local", rounds=9, batch_size=100, classes=[0, 1])
     grid = {"alpha": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "eta0": [0.001, 0.01, 0.1]}
     cv = KFold(3, random_state=0)
     before = sum(read.reads.values())
-    h = HalvingRandomSearchCV(est, grid, n_candidates=9, factor=3, cv=cv, random_state=0, refit=False).fit(path)
+    h = HalvingRandomSearchCV(est, grid, n_candidates=9, factor=3, cv=cv, random_state=0, refit=False,
+                              min_resources=660).fit(path)  # one chunk's training samples: rungs of whole chunks
     res = h.cv_results_
     assert h.n_candidates_ == [9, 3, 1] and len(rounds[0]) == 1  # rung 0: one chunk of the four
     assert h.passes_ == len(rounds) + 1
@@ -197,6 +205,66 @@ def test_halving_on_samples_reads_only_what_a_rung_needs_and_survivors_equal_par
                               da.concatenate([da.from_array(y[b]) for b in blocks]))
         np.testing.assert_allclose(fused.coef_, plain.coef_, rtol=0, atol=1e-10)
         np.testing.assert_allclose(fused.intercept_, plain.intercept_, rtol=0, atol=1e-10)
+
+
+def test_halving_at_scikit_learns_smallest_has_its_schedule_and_trains_pieces_of_chunks(tmp_path, planned_rounds):
+    """``min_resources="smallest"`` as scikit-learn defines it (2 x splits x classes samples): the same resources
+    and candidates per iteration as scikit-learn's ``HalvingRandomSearchCV``; each rung smaller than a chunk trains
+    on just its samples' rows of one chunk (one chunk read per rung), and the survivor equals partial fits on
+    exactly those rows."""
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.linear_model import SGDClassifier as SkSGD
+    from sklearn.model_selection import HalvingRandomSearchCV as SkHalving
+
+    rounds = planned_rounds
+    path = make_logistic(tmp_path / "s.zarr", 4000, 4, chunk_rows=1000, seed=4)
+    ds = open_dataset(path)
+    X, y = ds["X"].values, ds["y"].values
+    grid = {"alpha": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "eta0": [0.001, 0.01, 0.1]}
+    est = sm.SGDClassifier(mode="local", rounds=9, batch_size=10, classes=[0, 1])
+    cv = KFold(3, random_state=0)
+    for n, factor in ((9, 3), (15, 2)):
+        rounds.clear()
+        before = sum(read.reads.values())
+        h = HalvingRandomSearchCV(est, grid, n_candidates=n, factor=factor, cv=cv, random_state=0,
+                                  refit=False).fit(path)
+        ref = SkHalving(SkSGD(max_iter=5, tol=None), grid, n_candidates=n, factor=factor, cv=3, random_state=0,
+                        refit=False).fit(X, y)
+        assert h.min_resources_ == ref.min_resources_ == 12
+        assert h.n_resources_ == ref.n_resources_ and h.n_candidates_ == ref.n_candidates_
+        assert (h.n_iterations_, h.n_required_iterations_) == (ref.n_iterations_, ref.n_required_iterations_)
+        assert all(len(r) == 1 and len(r[0]) == 3 for r in rounds)  # every rung: a piece of one chunk
+        assert sum(read.reads.values()) - before == 2 * (len(rounds) + 4)  # a chunk per rung + the scoring pass
+    plan = cv.make_plan(4000, ds["X"].data.chunks[0])
+    last = len(h.cv_results_["params"]) - 1
+    for s, fused in enumerate(h.cv_estimators_[last]):
+        plain = clone(est).set_params(**h.cv_results_["params"][last])
+        for ((c, first, end),) in rounds:  # each round: those training rows of the split in the chunk
+            rows = np.arange(1000 * c, 1000 * (c + 1))
+            rows = rows[plan.memberships(rows, y[rows])[s] == TRAIN][first:end]
+            plain.partial_fit(da.from_array(X[rows]), da.from_array(y[rows]))
+        np.testing.assert_allclose(fused.coef_, plain.coef_, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(fused.intercept_, plain.intercept_, rtol=0, atol=1e-10)
+
+
+def test_a_fused_search_without_held_out_rows_has_no_loss_curve_and_no_divergence():
+    """``validation_fraction=0``: no held-out rows, so no held-out loss — not a NaN loss that stopped every
+    candidate as diverged (it did); the candidates equal their plain fits."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1200, 3))
+    y = (X @ [1.0, -2.0, 0.5] + rng.logistic(size=1200) > 0).astype(int)
+    est = sm.SGDClassifier(mode="local", rounds=2, batch_size=50, validation_fraction=0.0, classes=[0, 1])
+    cv = KFold(3, random_state=0)
+    dX, dy = da.from_array(X, chunks=400), da.from_array(y, chunks=400)
+    search = GridSearchCV(est, {"alpha": [1e-4, 1e-2]}, cv=cv, refit=False).fit(dX, dy)
+    res = search.cv_results_
+    assert not res["diverged"].any() and np.isfinite(res["mean_test_score"]).all()
+    assert np.isnan(res["heldout_loss"]).all()
+    plan = cv.make_plan(1200, dX.chunks[0])
+    X_train, y_train = (select_rows(a, plan, 1, TRAIN, y=dy) for a in (dX, dy))
+    for c, params in enumerate(res["params"]):
+        plain = clone(est).set_params(**params).fit(X_train, y_train)
+        np.testing.assert_allclose(search.cv_estimators_[c][1].coef_, plain.coef_, rtol=0, atol=1e-10)
 
 
 def test_an_rls_search_runs_unfused_each_candidate_a_learner_fed_its_split_rows():

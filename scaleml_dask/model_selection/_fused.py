@@ -133,7 +133,9 @@ class _GroupRound:
     schedule: np.ndarray
     eta0: np.ndarray
     power_t: np.ndarray
+    measured: np.ndarray  # members (positions in group.members) whose held-out loss is measured: the live ones
     blocks: dict | None = None  # chunk index -> its block index in the round (None: every chunk, as itself)
+    pieces: dict | None = None  # chunk index -> (first, end): the split's training rows of it the round trains on
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,8 @@ def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _P
         g = gr.group
         X = features(g.split)
         rows_s = np.flatnonzero(M[g.split] == TRAIN)
+        if gr.pieces is not None and chunk_index in gr.pieces:  # a rung smaller than the chunk: some of its rows
+            rows_s = rows_s[slice(*gr.pieces[chunk_index])]
         n_s = len(rows_s)
         trains = len(gr.train) and (gr.blocks is None or chunk_index in gr.blocks)
         block = chunk_index if gr.blocks is None else gr.blocks.get(chunk_index, chunk_index)
@@ -193,7 +197,8 @@ def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _P
             Xv = X[val]
             assert_finite(Xv, "X", chunk_index, row_start)
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging member's loss: reported, not warned
-                out["val_loss"][k] = member_losses(Xv, T[val], spec.W[:, g.members], gr.tcol, g.loss)
+                on = gr.measured  # the live candidates' members only (a stopped one's curve has ended)
+                out["val_loss"][k] = member_losses(Xv, T[val], spec.W[:, g.members[on]], gr.tcol[on], g.loss)
             out["val_rows"][k] = hi - lo
         if not trains:
             continue
@@ -305,6 +310,7 @@ class CandidateResult:
     heldout_loss: list = field(default_factory=list)  # per round r (weights after r rounds): mean over splits
     diverged: tuple | None = None  # (round, reason)
     samples_seen: int = 0
+    seen_after: list = field(default_factory=list)  # samples seen (summed over splits) after each round
     weights: list | None = None  # per split: (d + 1, n_outputs) at the last evaluation
     t: list | None = None  # per split: the step counter at that point
     evaluated_at: int = 0  # rounds at the last evaluation
@@ -320,7 +326,7 @@ class FusedSGD:
 
     def __init__(self, estimator: Any, candidates: Sequence[dict], dX: Any, dy: Any, plan: Any,
                  scorers: dict[str, Scorer], *, classes: np.ndarray | None, divergence_bound: float = 10.0,
-                 return_train_score: bool = False, rounds: Sequence[Sequence[int]] | None = None,
+                 return_train_score: bool = False, rounds: Sequence[Sequence] | None = None,
                  levels: np.ndarray | None = None) -> None:
         from sklearn.base import clone
 
@@ -330,7 +336,10 @@ class FusedSGD:
         self.table = TableChunks.of(dX, levels)  # a stored table a pipeline takes (``levels``: its target's)
         self.row_chunks = tuple(dX.row_chunks) if self.table is not None else tuple(dX.chunks[0])
         self.n_chunks = len(self.row_chunks)
-        self.round_chunks = None if rounds is None else [tuple(int(i) for i in r) for r in rounds]
+        # per round its visits (chunk, piece): a piece (first, end) of the split's training rows of the chunk, or None
+        self.round_chunks = None if rounds is None else [
+            tuple((int(v), None) if np.ndim(v) == 0 else (int(v[0]), (int(v[1]), int(v[2]))) for v in r)
+            for r in rounds]
         self.scorer_names, self.scorers = list(scorers), tuple(scorers.values())
         self.classes = classes
         self.divergence_bound = float(divergence_bound)
@@ -418,7 +427,14 @@ class FusedSGD:
         itself (a round of the plain estimator)."""
         if self.round_chunks is None:
             return None
-        return {c: b for b, c in enumerate(self.round_chunks[r - 1])}
+        return {c: b for b, (c, _) in enumerate(self.round_chunks[r - 1])}
+
+    def pieces_of_round(self, r: int) -> dict[int, tuple[int, int]] | None:
+        """Round ``r``'s (1-based) chunks of which it trains on some of the training rows only (a rung of fewer
+        samples than a chunk holds), each with those rows ``(first, end)`` of the split's; None: none."""
+        if self.round_chunks is None:
+            return None
+        return {c: p for c, p in self.round_chunks[r - 1] if p is not None} or None
 
     def model(self, c: int, s: int, W: np.ndarray | None = None, t: float | None = None,
               rounds: int | None = None) -> Any:
@@ -445,15 +461,16 @@ class FusedSGD:
         for k, g in enumerate(self.groups):
             cand = g.members // (S * K)
             tr = np.flatnonzero(train[cand] & self.alive[cand])
-            measured = bool(self.alive[cand].any())
-            if not len(tr) and not measured:
+            measured = np.flatnonzero(self.alive[cand])
+            if not len(tr) and not len(measured):
                 continue
             r = int(self.done[cand[tr[0]]]) + 1 if len(tr) else 0
             blocks = self.blocks_of_round(r) if len(tr) else None
             groups.append(_GroupRound(g, tr, self._seeds(k, r) if len(tr) else (),
                                       self.t[k][r - 1] if len(tr) else 0.0, **self._member_params(g),
-                                      blocks=blocks))
-            if measured:
+                                      measured=measured, blocks=blocks,
+                                      pieces=self.pieces_of_round(r) if len(tr) else None))
+            if len(measured):
                 loss_groups.append(len(groups) - 1)
         read = sorted({i for gr in groups if len(gr.train)
                        for i in (range(self.n_chunks) if gr.blocks is None else gr.blocks)}) or range(self.n_chunks)
@@ -485,7 +502,8 @@ class FusedSGD:
             if k in spec.loss_groups:
                 sums = sum(b["val_loss"][k] for b in blocks)
                 rows = sum(b["val_rows"][k] for b in blocks)
-                self._record_loss(g, sums / rows if rows else np.full(len(g.members), np.nan))
+                if rows:  # (no held-out rows — validation_fraction=0, a rung of a few rows: no curve point)
+                    self._record_loss(g, gr.measured, sums / rows)
             if not len(gr.train):
                 continue
             cols = g.members[gr.train]
@@ -506,12 +524,14 @@ class FusedSGD:
             self.done[c] += 1
             self.results[c].rounds = int(self.done[c])
             self.results[c].samples_seen += n
+            self.results[c].seen_after.append(self.results[c].samples_seen)
 
-    def _record_loss(self, g: _Group, per_member: np.ndarray) -> None:
-        """Held-out loss of the group's members at the weights the pass started from (summed over a candidate's
-        outputs, as ``sgd._kernels.mean_loss``), appended to each candidate's curve; checked for divergence."""
+    def _record_loss(self, g: _Group, measured: np.ndarray, per_member: np.ndarray) -> None:
+        """Held-out loss of the group's ``measured`` members at the weights the pass started from (summed over a
+        candidate's outputs, as ``sgd._kernels.mean_loss``), appended to each candidate's curve; checked for
+        divergence."""
         S, K = self.S, self.n_out
-        cand = g.members // (S * K)
+        cand = g.members[measured] // (S * K)
         for c in np.unique(cand):
             if not self.alive[c]:
                 continue

@@ -17,8 +17,9 @@ reads of the data the fused path made (None on the generic path; ``search_time_`
 Successive halving (``HalvingRandomSearchCV``) follows scikit-learn's schedule (``factor``, ``min_resources``,
 ``max_resources``, ``aggressive_elimination``). Its resource is the number of samples seen: on the fused path the
 survivors of a rung *continue* training (no refit from scratch; a rung of r samples is r / (samples per round)
-rounds); elsewhere, as in scikit-learn, each iteration fits from scratch on a seeded subsample of that many rows.
-``resource`` may also name an integer parameter of the estimator (``rounds``, ``epochs``, ``n_estimators``...).
+rounds, on whole chunks, or on a piece of one where a rung is much smaller than a chunk); elsewhere, as in
+scikit-learn, each iteration fits from scratch on a seeded subsample of that many rows. ``resource`` may also name
+an integer parameter of the estimator (``rounds``, ``epochs``, ``n_estimators``...).
 """
 
 from __future__ import annotations
@@ -313,14 +314,17 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
     ``factor`` times the resource (scikit-learn's schedule and interface).
 
     The resource is the number of samples seen (``resource="n_samples"``) or an integer parameter of the
-    estimator. On the fused path (SGD, local mode) survivors *continue* training, and a rung of r samples trains
-    on whole chunks: rung 0 trains every candidate one round over the first chunks of a seeded chunk order (just
-    enough for r_0 samples, at least one chunk), each later rung continues its survivors over the next chunks of
-    that order (a new round at every full pass). A rung is scored in the pass that reads the next rung's chunks,
-    on their test rows — rows no candidate on that split has trained on — and every candidate at the rung trains
-    that round too (the survivors keep it): one read of a chunk per visit, so the early rungs read only the
-    chunks they need. ``n_resources_`` is the samples seen at each rung. Elsewhere each iteration fits from
-    scratch on a seeded subsample (scikit-learn's way).
+    estimator; ``min_resources="smallest"`` is scikit-learn's (2 x splits x classes samples), so that the
+    resources and candidates of each iteration are scikit-learn's. On the fused path (SGD, local mode) survivors
+    *continue* training, and a rung of r samples trains on whole chunks: rung 0 trains every candidate one round
+    over the first chunks of a seeded chunk order (just enough for r_0 samples, at least one chunk), each later
+    rung continues its survivors over the next chunks of that order (a new round at every full pass) — a rung
+    that one more chunk would give at least twice its samples trains on just as many of the next chunk's
+    training rows (a piece of it). A rung is scored in the pass that reads the next rung's chunks, on their test
+    rows — rows no candidate on that split has trained on — and every candidate at the rung trains that round
+    too (the survivors keep it): one read of a chunk per visit, so the early rungs read only the chunks they
+    need. ``n_resources_`` is the samples seen at each rung. Elsewhere each iteration fits from scratch on a
+    seeded subsample (scikit-learn's way).
 
     >>> import numpy as np, scaleml_dask as sm
     >>> rng = np.random.default_rng(0)
@@ -328,8 +332,11 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
     >>> h = HalvingRandomSearchCV(sm.SGDClassifier(mode="local", rounds=4, batch_size=100),
     ...                           {"alpha": [1e-5, 1e-4, 1e-3, 1e-2], "eta0": [0.003, 0.01, 0.03, 0.1]},
     ...                           n_candidates=8, factor=2, cv=3, random_state=0).fit(X, y)
-    >>> h.n_candidates_, h.n_resources_ == [h.n_resources_[0] * 2 ** i for i in range(3)], h.passes_
-    ([8, 4, 2], True, 5)
+    >>> h.n_candidates_, h.n_resources_, h.passes_  # scikit-learn's smallest: 2 x 3 splits x 2 classes
+    ([8, 4, 2, 1], [12, 24, 48, 96], 5)
+    >>> exhaust = h.set_params(min_resources="exhaust").fit(X, y)  # the last rung: every round on every row
+    >>> exhaust.n_candidates_, exhaust.n_resources_ == [exhaust.n_resources_[0] * 2 ** i for i in range(4)]
+    ([8, 4, 2, 1], True)
     """
 
     _parameter_constraints: dict = {
@@ -399,8 +406,8 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
                  and (self.resource == "n_samples" or self.resource in rounds_params))
         per_round = _samples_per_round(ctx, final) if fused else 1
         sync = fused and final.mode == "sync"
-        if self.resource == "n_samples":  # fused: whole chunks (sync: epochs), so the smallest rung is one of them
-            smallest = (per_round if sync else max(1, per_round // len(ctx.row_chunks))) if fused else \
+        if self.resource == "n_samples":  # scikit-learn's smallest (sync: whole epochs, so one of them)
+            smallest = per_round if sync else \
                 2 * ctx.plan.n_splits * (len(ctx.classes) if ctx.classes is not None else 1)
             auto_max = final._n_epochs * per_round if fused else ctx.n_rows
         else:
@@ -466,10 +473,11 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
         S = ctx.plan.n_splits
         ev.fit_time = np.full((len(rows), S), total / max(len(rows) * S, 1))
         ev.score_time = np.zeros((len(rows), S))
-        self.n_resources_ = list(seen)
+        self.n_resources_ = _samples_at(f, entered, rounds, seen) if self.resource == "n_samples" else list(seen)
         self.n_candidates_ = [len(e) for e in entered]
         self._final_rows = [i for i, (_, r) in enumerate(rows) if r == rounds[-1]]
-        more = {"iter": [rung_of[r] for _, r in rows], "n_resources": [seen[rung_of[r]] for _, r in rows]}
+        more = {"iter": [rung_of[r] for _, r in rows],
+                "n_resources": [self.n_resources_[rung_of[r]] for _, r in rows]}
         return (format_results([candidates[c] for c, _ in rows], ev, self.return_train_score, more), f.passes_,
                 ev.estimators)
 
@@ -513,11 +521,35 @@ class HalvingRandomSearchCV(RandomizedSearchCV):
         return params
 
 
-def _samples_per_round(ctx: Context, est: Any) -> int:
-    """Training rows seen per round by a candidate on one split (the mean over splits), times local epochs."""
+def _samples_at(f: Any, entered: list[list[int]], rounds: list[int], planned: list[int]) -> list[int]:
+    """The samples seen at each rung (the mean over splits), as the passes counted them for a candidate that
+    reached it; the planned count where none did (every one diverged)."""
+    S = f.plan.n_splits
+    out = []
+    for cands, r, plan in zip(entered, rounds, planned):
+        after = [f.results[c].seen_after for c in cands if len(f.results[c].seen_after) >= r]
+        out.append(int(round(after[0][r - 1] / S)) if after else int(plan))
+    return out
+
+
+def _train_rows(ctx: Context) -> np.ndarray:
+    """``(n_chunks, n_splits)`` training rows of each chunk in each split: counted if they were (the counts pass
+    over the rows' folds), else, for k folds, each split's share of each chunk — the split's training rows are
+    known without counting (``fold_rule``: its fold's range of positions), so the search plans its rungs from
+    these and starts its first pass at once; the rungs' samples are then counted by the passes (``_samples_at``)."""
     from .._folds import TRAIN
 
-    per_split = ctx.split_counts()[:, :, TRAIN].sum(axis=0).mean()
+    rule = ctx.plan.fold_rule()
+    if ctx.counts is not None or rule is None:
+        return ctx.split_counts()[:, :, TRAIN]
+    n = ctx.plan.n
+    train = n - np.diff(np.concatenate([[0], rule[1]]))  # the rows outside each split's test fold
+    return np.outer(np.asarray(ctx.row_chunks, dtype=np.float64), train / n)
+
+
+def _samples_per_round(ctx: Context, est: Any) -> int:
+    """Training rows seen per round by a candidate on one split (the mean over splits), times local epochs."""
+    per_split = _train_rows(ctx).sum(axis=0).mean()
     epochs = est.local_epochs if est.mode == "local" else 1
     return max(1, int(round(per_split * (1 - est.validation_fraction) * epochs)))
 
@@ -527,37 +559,71 @@ def _sample_rounds(ctx: Context, est: Any, resources: list[int], random_state: A
 
     The chunks are visited in a seeded order (so that early rungs do not see only the first rows of data stored in
     time order), the order repeated for later passes; rung i ends at the visit whose cumulative training rows are
-    nearest ``resources[i]`` (at least one visit more than rung i - 1). The visits between two rung ends are cut
-    into rounds at every full pass, so that a round trains on each chunk at most once. Returns the rounds (chunk
-    lists), the rounds done at each rung's end, and the samples seen there."""
-    from .._folds import TRAIN
+    nearest ``resources[i]`` (at least one visit more than rung i - 1) — unless one more visit would give it at
+    least twice the samples it needs: then it trains on just the training rows of the next chunk that make up
+    its samples (a *piece*, ``(chunk, first, end)`` of the split's training rows of the chunk, going on from where
+    an earlier piece of the chunk ended; scikit-learn's ``min_resources="smallest"`` is a few rows), and the next
+    rung goes on from the chunk after. The visits between two rung ends are cut into rounds at every
+    full pass, so that a round trains on each chunk at most once. Returns the rounds (lists of chunks and pieces),
+    the rounds done at each rung's end, and the samples seen there."""
     from ._split import _seed
 
-    train = ctx.split_counts()[:, :, TRAIN]
-    held = np.array([[round(est.validation_fraction * n) if est.validation_fraction > 0 else 0 for n in row]
-                     for row in train])
+    train = _train_rows(ctx)
+    held = np.array([[_held(n, est.validation_fraction) for n in row] for row in train])
     per_chunk = (train - held).mean(axis=1) * est.local_epochs
     n_chunks = len(per_chunk)
     order = np.random.default_rng([_seed(random_state), 0xC4A]).permutation(n_chunks)
     ends: list[int] = []
+    pieces: dict[int, tuple[int, int]] = {}  # visit -> the training rows of its piece (first, end)
+    taken: dict[int, int] = {}  # chunk -> training rows its pieces took so far (the next piece goes on from there)
+    short = 0.0  # samples the pieces so far fall short of their whole chunks
+    seen: list[float] = []
     for r in resources:
         visits = ends[-1] + 1 if ends else 1
-        cum = _visited(per_chunk, order, visits)
+        cum = _visited(per_chunk, order, visits) - short
+        whole = per_chunk[order[(visits - 1) % n_chunks]]
+        before = seen[-1] if seen else 0.0  # (cum - whole, without its rounding)
+        if 0 < 2 * (r - before) <= whole:  # a piece of the next chunk: the rows that make up the samples
+            rows = _piece_rows(math.ceil((r - before) / est.local_epochs), est.validation_fraction)
+            chunk = int(order[(visits - 1) % n_chunks])
+            first = taken.get(chunk, 0)
+            pieces[visits - 1] = (first, first + rows)
+            taken[chunk] = first + rows
+            got = (rows - _held(rows, est.validation_fraction)) * est.local_epochs
+            short += whole - got
+            ends.append(visits)
+            seen.append(before + got)
+            continue
         while True:  # the nearest cumulative count to r
             nxt = cum + per_chunk[order[visits % n_chunks]]
             if abs(nxt - r) >= abs(cum - r):
                 break
             visits, cum = visits + 1, nxt
         ends.append(visits)
+        seen.append(cum)
     rounds, done = [], []
     start = 0
     for end in ends:
         while start < end:
             stop = min(end, (start // n_chunks + 1) * n_chunks)
-            rounds.append(tuple(int(order[v % n_chunks]) for v in range(start, stop)))
+            rounds.append(tuple((int(order[v % n_chunks]), *pieces[v]) if v in pieces else int(order[v % n_chunks])
+                                for v in range(start, stop)))
             start = stop
         done.append(len(rounds))
-    return rounds, done, [int(round(_visited(per_chunk, order, e))) for e in ends]
+    return rounds, done, [int(round(v)) for v in seen]
+
+
+def _held(n: int, fraction: float) -> int:
+    """Rows of ``n`` held out for the held-out loss (as ``sgd._kernels.holdout_range``)."""
+    return round(fraction * n) if fraction > 0 else 0
+
+
+def _piece_rows(samples: int, fraction: float) -> int:
+    """The fewest rows whose training rows (the rows less those held out) are ``samples``."""
+    rows = samples
+    while rows - _held(rows, fraction) < samples:
+        rows += 1
+    return rows
 
 
 def _visited(per_chunk: np.ndarray, order: np.ndarray, visits: int) -> float:

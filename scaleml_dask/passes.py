@@ -305,7 +305,7 @@ def _on_rows_ahead(func: Callable, index: int, row_start: int, kwargs: dict | _K
     store read through the page cache: the block's pages are read in file order first (a fault per page in
     visiting order is a random read), then the kernel is asked to read the next block this worker will run
     (``ZarrChunks.will_need``), so that the disk reads it while this block's kernel computes. At most that one
-    block more is in the page cache for this worker."""
+    block more (per thread) is in the page cache for this worker."""
     blocks = [None if p is None else _build(p, inputs, index) for p in plan.args]
     for b in blocks:
         if isinstance(b, np.ndarray) and b.dtype.kind in "biuf" and b.flags.c_contiguous and b.size:
@@ -321,21 +321,25 @@ _PAGE = 4096  # bytes of a memory page
 
 
 def _queued_here() -> list[int]:
-    """The row chunks of the running task's pass that this dask.distributed worker holds, queued to run next
-    (the scheduler sends a worker about one task more than it has threads); none off a worker."""
+    """The row chunks of the running task's pass that this dask.distributed worker will run next: those queued
+    on it, in the order it runs them (by priority), as many as it has threads — the scheduler may send it many
+    more (``worker-saturation: inf``), and hinting them all would fill the page cache with chunks read too early.
+    None off a worker, or where the worker's state is not what this reads (a hint is only a hint)."""
     try:
         from distributed import get_worker
 
         worker = get_worker()
     except (ImportError, ValueError):
         return []
-    prefix = str(worker.get_current_task()).rpartition("-")[0] + "-"
     try:
-        queued = [ts.key for ts in list(worker.state.ready)]
-    except (RuntimeError, AttributeError):  # the state changed under the copy, or another distributed: no hint
+        prefix = str(worker.get_current_task()).rpartition("-")[0] + "-"
+        queued = sorted((ts for ts in list(worker.state.ready) if isinstance(ts.key, str)
+                         and ts.key.startswith(prefix) and ts.key[len(prefix):].isdigit()),
+                        key=lambda ts: ts.priority)
+        ahead = max(1, int(worker.state.nthreads))
+    except (RuntimeError, AttributeError, TypeError):  # the state changed under the copy, or another distributed
         return []
-    return [int(k[len(prefix):]) for k in queued if isinstance(k, str) and k.startswith(prefix)
-            and k[len(prefix):].isdigit()]
+    return [int(ts.key[len(prefix):]) for ts in queued[:ahead]]
 
 
 def map_row_chunks(func: Callable, *arrays: Any, unique: bool = False, chain: str | None = None,

@@ -129,7 +129,8 @@ def main() -> None:
                               if isinstance(getattr(est, "staleness_", None), dict) else str(est.staleness_),
                               "calls": len(calls), "redone": sum(c[4] for c in calls),
                               "pull s": round(pull, 3), "compute s": round(comp, 3), "push s": round(push, 3),
-                              "pulls>50ms": sum(c[1] > 0.05 for c in calls), "pushes>50ms": sum(c[3] > 0.05 for c in calls),
+                              "pulls>50ms": sum(c[1] > 0.05 for c in calls),
+                              "pushes>50ms": sum(c[3] > 0.05 for c in calls),
                               "slowest calls (pull, push)": [(round(c[1], 3), round(c[3], 3)) for c in slow],
                               "cpu": {k: round(v, 3) for k, v in r["cpu"].items()},
                               "client cpu": round(r["client cpu"], 3), "net": _diff(n0, n1)}), flush=True)

@@ -535,3 +535,52 @@ def test_the_clients_held_out_loss_runs_on_one_blas_thread(client, logistic_data
     SGDClassifier(mode="sync", epochs=1, batch_size=1000).fit(dX, dy)
     assert threads and set(threads) == {1}
     assert max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas") >= 1  # restored after
+
+
+class _KillDataHost(WorkerPlugin):
+    """Worker plugin: once ``armed`` exists (after epoch 1), the first async partition to start on a worker
+    that does not host the parameter server kills that worker's process (its blocks and the tasks pinned to
+    them go with it); ``flag`` records the worker's address and makes this happen once."""
+
+    name = "kill-data-host"
+
+    def __init__(self, armed: str, flag: str) -> None:
+        self.armed, self.flag = armed, flag
+
+    def setup(self, worker) -> None:
+        self.worker = worker
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        if (finish != "executing" or not str(key).startswith("async_partition-") or self.worker.state.actors
+                or not os.path.exists(self.armed) or os.path.exists(self.flag)):
+            return
+        with open(self.flag, "w") as f:
+            f.write(self.worker.address)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_async_fit_goes_on_when_a_worker_holding_blocks_leaves(process_client, logistic_data, tmp_path):
+    """The async tasks run only on the worker holding their block: when it leaves mid-epoch, the tasks pinned to
+    it are submitted again where the recomputed blocks are, and the fit ends (it hung on tasks no worker could
+    run)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cloudpickle
+
+    dX, dy, Xt, yt, ref = logistic_data
+    armed, flag = tmp_path / "armed", tmp_path / "killed"
+    m = SGDClassifier(mode="async", callback=lambda info: armed.touch(), **MODE_ARGS["async"])
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        process_client.register_plugin(_KillDataHost(str(armed), str(flag)))
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(_fit_on, process_client, m, dX, dy).result(timeout=180)
+    finally:
+        process_client.unregister_worker_plugin(_KillDataHost.name)
+        process_client.wait_for_workers(2, timeout=120)
+    assert flag.read_text() not in process_client.scheduler_info()["workers"]  # the worker really left
+    assert m.n_iter_ == 3 and m.samples_seen_ >= 3 * 0.99 * 24_000
+    assert abs(m.score(Xt, yt) - ref) <= 0.01

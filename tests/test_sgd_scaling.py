@@ -176,3 +176,29 @@ def test_data_larger_than_the_workers_memory_are_refused_by_name(client, monkeyp
                                           r"for the whole fit: 0.00 GB of data, but 2 workers can hold 0.00 GB"):
         SGDClassifier(mode=mode, epochs=1).fit(X, y)
     SGDClassifier(mode="local", rounds=1).fit(X, y)  # streams: no such limit
+
+
+def _split_blocks_received(dask_worker) -> list[str]:
+    """Keys of training blocks (``split_block``) this worker fetched from another."""
+    return [str(k) for t in dask_worker.transfer_incoming_log for k in t["keys"] if "split_block" in str(k)]
+
+
+def test_async_tasks_run_where_their_blocks_are_never_stolen(client):
+    """Every block of an async fit sits on one worker of two (1 thread each): the other sits idle while that one
+    still has partitions queued, the window in which dask's work stealing moved a block across (a whole block
+    over a slow link, for about one task's time saved). Pinned, no block crosses."""
+    import dask.array as da
+
+    from scaleml_dask.sgd import SGDClassifier
+
+    a, b = sorted(client.scheduler_info()["workers"])
+    rng = np.random.default_rng(0)
+    X0 = rng.normal(size=(24_000, 4))
+    X = da.from_array(X0, chunks=3000)
+    y = da.from_array((X0 @ [1.0, -1.0, 0.5, 0.0] > 0).astype(float), chunks=3000)
+    X, y = client.persist([X, y], workers=[a])
+    client.run(lambda dask_worker: dask_worker.transfer_incoming_log.clear())
+    m = SGDClassifier(mode="async", epochs=2, batch_size=25, push_every=1, eta0=0.05, random_state=0).fit(X, y)
+    received = client.run(_split_blocks_received)
+    assert m.n_rounds_ > 0 and m.score(X0[:2000], (X0[:2000] @ [1.0, -1.0, 0.5, 0.0] > 0).astype(float)) > 0.9
+    assert received == {a: [], b: []}

@@ -148,6 +148,26 @@ def _holders(client: Any, parts: list) -> dict[int, set[str]]:
     return {i: set(who.get(part.key, ())) for i, part in enumerate(parts)}
 
 
+def _submit_pinned(client: Any, part: Any, holders: set[str], kwargs: dict) -> Any:
+    """An async partition's task, run only where its block is (anywhere while the block has no holder). Not
+    left to dask's work stealing: it moves a whole block to a worker that ran out of tasks, priced at the
+    scheduler's default bandwidth, which over a slow link costs more than the task it shortens
+    (benchmarks/cost_model.md, async SGD)."""
+    return client.submit(async_partition, part, **kwargs, workers=sorted(holders) or None,
+                         allow_other_workers=False, pure=False)
+
+
+def _unreachable(futures: list, parts: list, pinned: list[set[str]], who: dict) -> list[tuple[int, set[str]]]:
+    """The unfinished async tasks pinned to workers that no longer hold their block (they left, or the block
+    is being recomputed), each with the block's holders now: to be submitted again."""
+    out = []
+    for i, (f, part) in enumerate(zip(futures, parts)):
+        now = set(who.get(part.key, ()))
+        if pinned[i] and not pinned[i] & now and not f.done():
+            out.append((i, now))
+    return out
+
+
 def _balancer(client: Any, parts: list, sizes: list[int], width: int) -> Balancer:
     """A fresh plan of blocks per worker: each block where it is (``_balance``)."""
     return Balancer(_holders(client, parts), [8 * n * width for n in sizes])
@@ -377,8 +397,10 @@ class Trainer:
         try:
             server = server_future.result(timeout=SERVER_TIMEOUT_S)
             host = min(client.who_has([server_future]).get(server_future.key, ()), default=None)
-            futures = client.map(async_partition, parts, server=server, host=host, seed=seed,
-                                 problem=cfg.problem, push_every=cfg.push_every, pure=False)
+            kwargs = {"server": server, "host": host, "seed": seed, "problem": cfg.problem,
+                      "push_every": cfg.push_every}
+            pinned = _holders(client, parts)
+            futures = [_submit_pinned(client, parts[i], pinned[i], kwargs) for i in range(len(parts))]
             done = False
             while not done:
                 try:
@@ -386,9 +408,14 @@ class Trainer:
                     done = True
                 except TimeoutError:
                     pass
-                if not self._hosts(client, server_future, host):
+                who = client.who_has([server_future, *parts])
+                if not hosts_server(who, server_future.key, host):
                     raise _ServerLost(f"the parameter server of async epoch {epoch} (on {host}) was lost: "
                                       "its worker left the cluster")
+                for i, holders in _unreachable(futures, parts, pinned, who):
+                    futures[i].cancel()
+                    pinned[i] = holders
+                    futures[i] = _submit_pinned(client, parts[i], holders, kwargs)
                 snap = server.state().result(timeout=SERVER_TIMEOUT_S)
                 st.W, st.opt = snap["W"], snap["opt"]
                 st.samples, st.bytes = base[0] + snap["samples"], base[1] + snap["bytes"]

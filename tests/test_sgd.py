@@ -405,18 +405,22 @@ def _fit_on(client, model, X, y):
         return model.fit(X, y)
 
 
-class _KillServerHost(WorkerPlugin):
-    """Worker plugin: once ``armed`` exists (the callback creates it after epoch 1), the next parameter server
-    created on this worker kills the worker's process from inside its 5th push (mid-epoch: an epoch here
-    has 40); ``flag`` records the worker's address and pid, and makes this happen once."""
-
-    name = "kill-parameter-server-host"
+class _ArmedPlugin(WorkerPlugin):
+    """A worker plugin that acts once the file ``armed`` exists, and records in ``flag`` that it did."""
 
     def __init__(self, armed: str, flag: str) -> None:
         self.armed, self.flag = armed, flag
 
     def setup(self, worker) -> None:
         self.worker = worker
+
+
+class _KillServerHost(_ArmedPlugin):
+    """Worker plugin: once ``armed`` exists (the callback creates it after epoch 1), the next parameter server
+    created on this worker kills the worker's process from inside its 5th push (mid-epoch: an epoch here
+    has 40); ``flag`` records the worker's address and pid, and makes this happen once."""
+
+    name = "kill-parameter-server-host"
 
     def transition(self, key, start, finish, **kwargs) -> None:
         if finish != "memory" or not str(key).startswith("ParameterServer-") or not os.path.exists(self.armed):
@@ -537,18 +541,12 @@ def test_the_clients_held_out_loss_runs_on_one_blas_thread(client, logistic_data
     assert max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas") >= 1  # restored after
 
 
-class _KillDataHost(WorkerPlugin):
+class _KillDataHost(_ArmedPlugin):
     """Worker plugin: once ``armed`` exists (after epoch 1), the first async partition to start on a worker
     that does not host the parameter server kills that worker's process (its blocks and the tasks pinned to
     them go with it); ``flag`` records the worker's address and makes this happen once."""
 
     name = "kill-data-host"
-
-    def __init__(self, armed: str, flag: str) -> None:
-        self.armed, self.flag = armed, flag
-
-    def setup(self, worker) -> None:
-        self.worker = worker
 
     def transition(self, key, start, finish, **kwargs) -> None:
         if (finish != "executing" or not str(key).startswith("async_partition-") or self.worker.state.actors

@@ -98,7 +98,8 @@ def _fused_search() -> None:
                        np.zeros(m, np.int64), np.ones(m, bool), np.ones(m, np.int64), np.full(m, 1e-4),
                        np.full(m, 3, np.int64), np.full(m, 0.01), np.full(m, 0.5), 0.0,
                        *(np.zeros((m, 5)) for _ in range(3)), np.ones(m, bool))
-    k.label_counts(X, np.arange(256), np.zeros((5, m)), T, np.zeros(m), np.zeros(m))
+    k.label_counts(X, np.arange(256) % 2, np.zeros((2, 5, m)), T, np.zeros((2, m)), np.zeros((2, m)),
+                   np.zeros((2, m), dtype=bool))
 
 
 def _tsne_gradient(method: str) -> None:

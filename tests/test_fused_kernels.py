@@ -7,9 +7,10 @@
 - ``_sigmoid_into``: each sigmoid equals the plain estimator's (``sgd._kernels.loss_gradient``, libm's ``exp``)
   to a few ulps, margins from -800 to 800, and a NaN / inf margin is reported.
 - ``panel_width``: members per panel (a power of two from 4 to 16, smaller for few members or large batches).
-- ``label_counts``: the two-class confusion counts of every member, read through cached tiles, equal those of
-  the margins ``X[keep] @ W`` (the product the scoring pass used to form), a partial last tile included; a
-  non-finite margin (a NaN row, a diverged member) is reported.
+- ``label_counts``: the two-class confusion counts of every member of every disjoint part, in one read of the
+  rows through each part's cached tile, equal those of the margins ``X[part] @ W`` (the product the scoring pass
+  used to form), partial last tiles included; a non-finite margin (a NaN row, a diverged member) is reported for
+  that part's members only.
 """
 
 from __future__ import annotations
@@ -140,29 +141,43 @@ def test_panel_width():
     assert panel_width(64, 2000, 33) == 8 and panel_width(64, 10 ** 6, 33) == 4
 
 
-def test_label_counts_equal_the_counts_of_the_margins_and_report_non_finite_ones():
+def test_label_counts_equal_the_counts_of_the_margins_of_each_part_and_report_non_finite_ones():
     rng = np.random.default_rng(0)
-    n, d, m = 3 * _TILE + 37, 7, 5
+    n, d = 4 * _TILE + 37, 7
     X = rng.normal(size=(n, d))
     T = (rng.random((n, 1)) > 0.4).astype(np.float64)
-    W = rng.normal(size=(d + 1, m))
-    keep = np.sort(rng.choice(n, size=2 * _TILE + 91, replace=False))
-    predicted, hits = np.zeros(m), np.zeros(m)
-    assert label_counts(X, keep, W, T, predicted, hits)
-    positive = (X[keep] @ W[:-1] + W[-1]) > 0
-    assert predicted.tolist() == positive.sum(axis=0).tolist()
-    assert hits.tolist() == (T[keep, 0] @ positive).tolist()
-    assert 0 < hits.sum() < predicted.sum() < m * len(keep)  # the counts are not trivial
+    part = rng.integers(-1, 3, n)  # three disjoint parts and rows in none; parts of 3, 5 and 2 members
+    bounds = np.array([0, 3, 8, 10])
+    W = rng.normal(size=(d + 1, 10))
+
+    def count(X, W):
+        Wp = np.full((3, d + 1, 5), np.nan)  # padding: never counted
+        for p in range(3):
+            Wp[p, :, :bounds[p + 1] - bounds[p]] = W[:, bounds[p]:bounds[p + 1]]
+        predicted, hits, finite = np.zeros((3, 5)), np.zeros((3, 5)), np.zeros((3, 5), dtype=bool)
+        label_counts(X, part, Wp, T, predicted, hits, finite)
+        return [np.concatenate([a[p, :bounds[p + 1] - bounds[p]] for p in range(3)]) for a in (predicted, hits, finite)]
+
+    predicted, hits, finite = count(X, W)
+    for p in range(3):
+        keep, at = part == p, slice(bounds[p], bounds[p + 1])
+        positive = (X[keep] @ W[:-1, at] + W[-1, at]) > 0
+        assert predicted[at].tolist() == positive.sum(axis=0).tolist()
+        assert hits[at].tolist() == (T[keep, 0] @ positive).tolist()
+    assert finite.all()
+    assert 0 < hits.sum() < predicted.sum() < 10 * (part >= 0).sum() / 2  # the counts are not trivial
 
     diverged = W.copy()
-    diverged[:, 2] = 1e308  # a member whose margins overflow: reported; the others counted as before
-    predicted, hits = np.zeros(m), np.zeros(m)
-    assert not label_counts(X, keep, diverged, T, predicted, hits)
-    positive = (X[keep] @ W[:-1] + W[-1]) > 0
-    others = [0, 1, 3, 4]
-    assert predicted[others].tolist() == positive[:, others].sum(axis=0).tolist()
+    diverged[:, 4] = 1e308  # a member whose margins overflow: reported; the others counted as before
+    predicted2, _, finite = count(X, diverged)
+    assert finite.tolist() == [c != 4 for c in range(10)]
+    assert np.delete(predicted2, 4).tolist() == np.delete(predicted, 4).tolist()
 
     bad = X.copy()
-    bad[keep[-1], 3] = np.nan  # a NaN row in the last, partial tile
-    assert not label_counts(bad, keep, W, T, np.zeros(m), np.zeros(m))
-    assert label_counts(bad, keep[:-1], W, T, np.zeros(m), np.zeros(m))  # the row left out: all finite
+    r = np.flatnonzero(part == 1)[-1]
+    bad[r, 3] = np.nan  # a NaN row of part 1, in its last, partial tile: that part's members only
+    assert count(bad, W)[2].tolist() == [not 3 <= c < 8 for c in range(10)]
+    part[r] = -1  # the row in no part: all finite
+    assert count(bad, W)[2].all()
+
+

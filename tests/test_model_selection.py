@@ -190,6 +190,30 @@ def test_every_fused_candidate_equals_a_separately_fitted_estimator(kind):
     assert search.cv_results_[f"split{s}_test_score"][-1] == pytest.approx(last.score(X_test, y_test), abs=1e-12)
 
 
+@pytest.mark.parametrize("cv", [StratifiedKFold(3, random_state=5), ShuffleSplit(3, test_size=0.3, random_state=6)],
+                         ids=["k-fold", "shuffle: test parts overlap"])
+def test_every_fused_accuracy_is_its_estimators_on_its_split_rows(cv):
+    """Two classes, a label metric only: every candidate's counts in one read of each chunk (disjoint parts; the
+    training parts and a shuffle split's overlapping test parts take reads of their own)."""
+    dX, dy, est = _problem("binary")
+    search = GridSearchCV(est, {"alpha": [1e-4, 1e-2], "eta0": [0.01, 0.05, 1e4]}, cv=cv, refit=False,
+                          return_train_score=True).fit(dX, dy)
+    plan = cv.make_plan(3000, dX.chunks[0], dy)
+    counts = plan.chunk_counts(dX.chunks[0], dy)
+    scored = 0
+    for c in range(len(search.cv_results_["params"])):
+        for s, fused in enumerate(search.cv_estimators_[c]):
+            for code, name in ((TEST, "test"), (TRAIN, "train")):
+                X_part, y_part = (select_rows(a, plan, s, code, y=dy, counts=counts).compute() for a in (dX, dy))
+                got = search.cv_results_[f"split{s}_{name}_score"][c]
+                if search.cv_results_["diverged"][c]:
+                    assert np.isnan(got)
+                    continue
+                assert got == pytest.approx(fused.score(X_part, y_part), abs=1e-12)
+                scored += 1
+    assert search.cv_results_["diverged"].sum() == 2 and scored == 4 * 3 * 2
+
+
 def test_the_fused_search_on_the_cluster_equals_the_threaded_one(client):
     dX, dy, est = _problem("binary")
     grid = {"alpha": [1e-4, 1e-2], "eta0": [0.01, 0.05]}

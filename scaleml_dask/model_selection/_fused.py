@@ -44,7 +44,7 @@ from .._scratch import scratch
 from ..metrics._scorer import Scorer, merge_scores, score_rows
 from ..sgd._blocks import checked_targets
 from ..sgd._kernels import _PENALTY_CODE, _SCHEDULE_CODE, epoch_plan, holdout_range
-from ._fused_kernels import fused_epochs, label_counts, loss_code, member_losses
+from ._fused_kernels import fused_epochs, label_counts, loss_code, member_losses, place_part
 from ._split import chunk_memberships
 
 log = logging.getLogger("scaleml_dask.model_selection")
@@ -168,14 +168,16 @@ def _fused_block(*blocks: np.ndarray, chunk_index: int, row_start: int, spec: _P
     y = np.asarray(blocks[-1]).ravel()
     T = checked_targets(y, chunk_index, row_start, spec.classes)
     M = chunk_memberships(spec.plan, row_start, y)
-    views: dict[int, np.ndarray] = {}
+    views: dict[int | None, np.ndarray] = {}
 
     def features(split: int) -> np.ndarray:
-        """The chunk as the split's final step sees it: transformed by that split's fitted preprocessing."""
-        if split not in views:
-            Z = raw if spec.transforms is None else spec.transforms[split].transform(raw)
-            views[split] = np.ascontiguousarray(Z.toarray() if hasattr(Z, "toarray") else Z, dtype=np.float64)
-        return views[split]
+        """The chunk as the split's final step sees it: transformed by that split's fitted preprocessing (without
+        preprocessing, one array every split shares)."""
+        key = None if spec.transforms is None else split
+        if key not in views:
+            Z = raw if key is None else spec.transforms[split].transform(raw)
+            views[key] = np.ascontiguousarray(Z.toarray() if hasattr(Z, "toarray") else Z, dtype=np.float64)
+        return views[key]
 
     out: dict[str, Any] = {"n_train": {}, "steps": {}, "val_loss": {}, "val_rows": {}}
     if spec.jobs:
@@ -230,7 +232,7 @@ def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np
     """The scorers' states of every (candidate, split) job on the chunk's rows of its part: every candidate's
     margins in one product per part; label metrics counted straight from the margins' classes and the encoded
     targets (no label arrays), the others through the scorers (``metrics._scorer.score_rows``). With two classes
-    and label metrics only, the counts come from the rows in place (``label_counts``): no copy, no margins."""
+    and label metrics only, the counts come from the rows in place (``_label_parts``): no copy, no margins."""
     from ..metrics._states import Confusion
 
     parts: dict[tuple, list[int]] = {}
@@ -239,6 +241,7 @@ def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np
     labels = [k for k, sc in enumerate(spec.scorers) if sc.kind == "labels" and spec.classes is not None]
     others = [k for k in range(len(spec.scorers)) if k not in labels]
     two = labels and T.shape[1] == 1
+    counted = _label_parts(spec, features, M, T, parts) if two and not others else {}
     rows, margins, counts = {}, {}, {}
     for (split, code), members in parts.items():
         keep = np.flatnonzero(M[split] == code)
@@ -253,9 +256,8 @@ def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np
                 hits = T[keep, 0] @ positive
             else:  # labels only: counted from the rows in place (no copy of them, no margins)
                 Xs, S = None, None
-                predicted, hits = np.zeros(len(cols)), np.zeros(len(cols))
-                Wc = np.ascontiguousarray(spec.W[:, cols])
-                finite = label_counts(F, keep, Wc, T, predicted, hits) or code != TEST
+                predicted, hits, finite = counted[(split, code)]
+                finite = finite or code != TEST
             n1 = float(T[keep, 0].sum())
             both = np.stack([[len(keep) - n1 - (predicted - hits), predicted - hits], [n1 - hits, hits]])
             for i, j in enumerate(members):
@@ -285,6 +287,35 @@ def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np
             for k in labels:
                 states[k] = None if len(ys) == 0 else Confusion(spec.classes, c)
         out.append([states[k] for k in range(len(spec.scorers))])
+    return out
+
+
+def _label_parts(spec: _Pass, features: Any, M: np.ndarray, T: np.ndarray, parts: dict) -> dict:
+    """Two classes, label metrics only: each part's ``(predicted, hits, finite)`` per member of its jobs, from
+    ``label_counts``. Parts that see the same features and share no row (the test parts of a k-fold split) are
+    counted in one read of the chunk; a part that overlaps them (a training part, when train scores are asked)
+    starts another read."""
+    layers: list[tuple[np.ndarray, np.ndarray, list]] = []  # (features, part of each row or -1, the parts' keys)
+    for key in parts:
+        F = features(key[0])
+        layer = next((la for la in layers if la[0] is F and place_part(M[key[0]], key[1], la[1], len(la[2]))), None)
+        if layer is None:
+            layer = (F, np.full(len(F), -1, dtype=np.int32), [])
+            place_part(M[key[0]], key[1], layer[1], 0)
+            layers.append(layer)
+        layer[2].append(key)
+    out = {}
+    for F, part, keys in layers:
+        cols = [np.concatenate([spec.jobs[j][0].columns for j in parts[key]]) for key in keys]
+        width = max(len(c) for c in cols)
+        W = np.zeros((len(keys), spec.W.shape[0], width))  # each part's members, padded to the widest
+        for p, c in enumerate(cols):
+            W[p, :, :len(c)] = spec.W[:, c]
+        predicted, hits, finite = np.zeros((len(keys), width)), np.zeros((len(keys), width)), np.zeros(
+            (len(keys), width), dtype=bool)
+        label_counts(F, part, W, T, predicted, hits, finite)
+        for p, (key, c) in enumerate(zip(keys, cols, strict=True)):
+            out[key] = predicted[p, :len(c)], hits[p, :len(c)], bool(finite[p, :len(c)].all())
     return out
 
 

@@ -56,7 +56,9 @@ _LOSS_CODE = {"squared": 0, "log_loss": 1, "hinge": 2}
 _SMALL_GEMM = 1_000_000
 #: Rows a gather asks the CPU for ahead of the one it copies (``_prefetch``).
 _AHEAD = 16
-#: Rows per tile of ``label_counts`` (its rows and margins stay in the L1 / L2 cache).
+#: float64 values per cache line (``_prefetch_row``).
+_LINE = 8
+#: Rows per tile of ``label_counts`` (a part's rows and margins stay in the L1 / L2 cache).
 _TILE = 256
 
 
@@ -76,6 +78,16 @@ def _prefetch(typingctx, X, r, j):
         builder.call(fn, [i8p, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # read, keep, data
         return context.get_dummy_value()
     return types.none(X, types.intp, types.intp), codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_row(X, r):  # pragma: no cover - compiled
+    """``_prefetch`` of every cache line of row ``r`` of ``X``: a row of 32 float64 spans four lines, and whether
+    the CPU fetches a line's neighbour by itself differs from machine to machine."""
+    d = X.shape[1]
+    for j in range(0, d, _LINE):
+        _prefetch(X, r, j)
+    _prefetch(X, r, d - 1)
 
 
 @njit(cache=True, nogil=True)
@@ -111,9 +123,7 @@ def _gather_row(X, T, rows, start, n_s, n_train, offset, lo, q, q1, Xb1, Tb):  #
     the row ``_AHEAD`` further, up to row ``q1``."""
     d = X.shape[1]
     if q + _AHEAD < q1:
-        p = rows[ring_row(lo + q + _AHEAD, offset, start, n_train, n_s)]
-        _prefetch(X, p, 0)
-        _prefetch(X, p, d - 1)
+        _prefetch_row(X, rows[ring_row(lo + q + _AHEAD, offset, start, n_train, n_s)])
     r = rows[ring_row(lo + q, offset, start, n_train, n_s)]
     for k in range(T.shape[1]):
         Tb[q, k] = T[r, k]
@@ -356,43 +366,70 @@ def fused_epochs(X, T, rows, start, n_train, offsets, orders, batch_size, loss_c
 
 
 @njit(cache=True, nogil=True)
-def label_counts(X, keep, W, T, predicted, hits):  # pragma: no cover - compiled
-    """Two classes: add to ``predicted[c]`` the rows ``keep`` of ``X`` that member ``c`` (``W`` ``(d + 1, n)``,
-    intercept last) predicts positive, and to ``hits[c]`` those of them whose target ``T[r, 0]`` is 1 — every
-    candidate's confusion counts with no copy of the rows and no matrix of margins: the rows go through a tile
-    of ``_TILE`` that stays in cache, its margins one BLAS product, counted in a loop over the members that
-    vectorises (finiteness as the largest exponent field per member). Returns whether every margin was finite."""
-    d = X.shape[1]
-    n = W.shape[1]
-    tile = np.empty((_TILE, d + 1))
-    tile[:, d] = 1.0
-    Z = np.empty((_TILE, n))
-    t = np.empty(_TILE)
-    top = np.zeros(n, dtype=np.int64)
-    for lo in range(0, keep.shape[0], _TILE):
-        b = min(_TILE, keep.shape[0] - lo)
-        for q in range(b):
-            if lo + q + _AHEAD < keep.shape[0]:
-                _prefetch(X, keep[lo + q + _AHEAD], 0)
-                _prefetch(X, keep[lo + q + _AHEAD], d - 1)
-            r = keep[lo + q]
-            t[q] = T[r, 0]
-            for j in range(d):
-                tile[q, j] = X[r, j]
-        Zb = Z[:b]
-        np.dot(tile[:b], W, Zb)
-        for q in range(b):
-            tq = t[q]
-            for c in range(n):
-                z = Zb[q, c]
-                top[c] = max(top[c], _as_bits(z) & _EXPONENT)
-                p = 1.0 if z > 0 else 0.0
-                predicted[c] += p
-                hits[c] += p * tq
-    for c in range(n):
-        if top[c] == _EXPONENT:
+def place_part(membership, code, part, index):  # pragma: no cover - compiled
+    """Mark the rows whose ``membership`` is ``code`` as part ``index`` in ``part`` (-1: no part yet) — unless one
+    of them is already in a part: then nothing is marked and False returned (``label_counts`` takes disjoint
+    parts)."""
+    for r in range(membership.shape[0]):
+        if membership[r] == code and part[r] >= 0:
             return False
+    for r in range(membership.shape[0]):
+        if membership[r] == code:
+            part[r] = index
     return True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _count_tile(tile, W, b, t, Z, predicted, hits, top):  # pragma: no cover - compiled
+    """``label_counts`` of the first ``b`` rows of ``tile`` (targets ``t``) for the members ``W``: their margins
+    one BLAS product of the whole tile (the product as BLAS takes it fastest), counted in a loop over the members;
+    ``top``: the largest exponent field per member (finiteness)."""
+    np.dot(tile, W, Z)
+    for q in range(b):
+        tq = t[q]
+        for c in range(W.shape[1]):
+            z = Z[q, c]
+            top[c] = max(top[c], _as_bits(z) & _EXPONENT)
+            positive = 1.0 if z > 0 else 0.0
+            predicted[c] += positive
+            hits[c] += positive * tq
+
+
+@njit(cache=True, nogil=True)
+def label_counts(X, part, W, T, predicted, hits, finite):  # pragma: no cover - compiled
+    """Two classes, disjoint parts of the rows of ``X`` (``part[r]``: the part of row ``r``, or -1), part ``p``
+    scored by the members ``W[p]`` (``(parts, d + 1, width)``, intercept last; a part of fewer members padded):
+    add to ``predicted[p, c]`` the rows of part ``p`` that its member ``c`` predicts positive, and to
+    ``hits[p, c]`` those of them whose target ``T[r, 0]`` is 1; ``finite[p, c]``: whether every margin of that
+    member was finite.
+
+    Every part's confusion counts in one read of the chunk in row order (the CPU's prefetcher keeps ahead; each
+    part's rows gathered apart would read the chunk once per part), with no copy of the rows and no matrix of
+    margins: each row goes to a tile of its part that stays in cache, a full tile's margins one product."""
+    d = X.shape[1]
+    P, _, n = W.shape
+    tiles = np.zeros((P, _TILE, d + 1))
+    tiles[:, :, d] = 1.0
+    t = np.empty((P, _TILE))
+    fill = np.zeros(P, dtype=np.int64)
+    Z = np.empty((_TILE, n))
+    top = np.zeros((P, n), dtype=np.int64)
+    for r in range(X.shape[0]):
+        p = part[r]
+        if p < 0:
+            continue
+        q = fill[p]
+        t[p, q] = T[r, 0]
+        for j in range(d):
+            tiles[p, q, j] = X[r, j]
+        fill[p] = q + 1
+        if q + 1 == _TILE:
+            _count_tile(tiles[p], W[p], _TILE, t[p], Z, predicted[p], hits[p], top[p])
+            fill[p] = 0
+    for p in range(P):
+        _count_tile(tiles[p], W[p], fill[p], t[p], Z, predicted[p], hits[p], top[p])
+        for c in range(n):
+            finite[p, c] = top[p, c] != _EXPONENT
 
 
 def member_losses(X: np.ndarray, T: np.ndarray, W: np.ndarray, tcol: np.ndarray, loss: str) -> np.ndarray:

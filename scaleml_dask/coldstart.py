@@ -98,8 +98,11 @@ def _fused_search() -> None:
                        np.zeros(m, np.int64), np.ones(m, bool), np.ones(m, np.int64), np.full(m, 1e-4),
                        np.full(m, 3, np.int64), np.full(m, 0.01), np.full(m, 0.5), 0.0,
                        *(np.zeros((m, 5)) for _ in range(3)), np.ones(m, bool))
-    k.label_counts(X, np.arange(256) % 2, np.zeros((2, 5, m)), T, np.zeros((2, m)), np.zeros((2, m)),
-                   np.zeros((2, m), dtype=bool))
+    membership = (np.arange(256) % 2).astype(np.int8)
+    membership.flags.writeable = False  # as ``_split.chunk_memberships`` keeps them
+    part = np.full(256, -1, dtype=np.int32)
+    k.place_part(membership, 1, part, 0)
+    k.label_counts(X, part, np.zeros((1, 5, m)), T, np.zeros((1, m)), np.zeros((1, m)), np.zeros((1, m), dtype=bool))
 
 
 def _tsne_gradient(method: str) -> None:

@@ -103,12 +103,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fits", type=int, default=3)
     ap.add_argument("--worker-cpus", type=float, default=0.2)
     ap.add_argument("--cfs-period-ms", type=float, default=5.0)
+    ap.add_argument("--env", action="append", default=[],
+                    help="KEY=VALUE for the cluster's processes (e.g. a dask setting), repeatable")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     p = args.workers
     rows_out = []
     with NetCluster(p, rate="1gbit", cpu_quota=dict.fromkeys(range(p), args.worker_cpus),
-                    cfs_period_ms=args.cfs_period_ms) as nc, nc.client.as_current():
+                    cfs_period_ms=args.cfs_period_ms, env=dict(e.split("=", 1) for e in args.env)) as nc, \
+            nc.client.as_current():
         nc.client.run(warm)
         if args.method == "pca-wide":
             path, alg, prefix = store(args.rows or 512_000, 256, 32_000, client=nc.client), "pca", "block_moments"

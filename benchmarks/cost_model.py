@@ -5,10 +5,10 @@ factor, reducing k-means|| candidates, held-out losses), the round trips of its 
 parameter server's start — plus its work: *passes* over the row chunks (each one ``dask.compute``, reduced by
 a tree) and, for sync and async SGD, *steps* over blocks held in cluster memory. The fixed cost is measured per
 method as the whole fit of a one-chunk store (the same passes and round trips, no data to speak of); the
-work is modelled. A pass is a pipeline whose time is that of its bottleneck, plus the last transfer to the
-client, which cannot overlap:
+work is modelled. A pass is a pipeline whose time is that of its bottleneck, plus what can only start after
+its last chunk task — the tree's last combines on the workers and the last transfer to the client:
 
-    pass = max(compute, cpu, scheduler, client, network, storage) + tail
+    pass = max(compute, cpu, scheduler, client, network, storage) + last combines + tail
 
 - compute   = stretch(⌈C / (P T)⌉ (t_k + ω))     the busiest worker thread's chain of chunk tasks
 - cpu       = (C (t_k + ω) + m (t_c + ω) + (C + m)(σ + γ)) / min(cores, P T / f + 2)
@@ -39,8 +39,14 @@ with one, measured apart from any fit: ``--calibrate-contention``; SGD local's a
 their own κ(n), ``contention_kernels``, their chunk tasks run in loops the same way). ``cores``, κ(n) and the
 ``cpu`` terms are terms of a harness whose processes share a machine's cores; a cluster of a core per process
 (``project``) has none of them.
-- tail      = h n s / (e R)                       the parts that reach the client: the tree's last level
-                                                  (n = min(C, 8)), or every chunk's (n = C: the search)
+- last combines = Σ over the tree's levels on the workers (C > 8) of
+              g (P − 1) / P s / (e R) + stretch(t_c + ω)
+              each level's last combine waits for its last inputs: the transfer of its g = min(8, the level's
+              parts) inputs from other workers into its worker's link, then its own CPU (stretched under a quota);
+              for C ≤ 8 there is no combine on the workers
+- tail      = h n s / (e R)                       the parts that reach the client: what the workers' combines
+                                                  leave (n = C for C ≤ 8, else ⌈C / 8^L⌉ ≤ 8 after L levels), or
+                                                  every chunk's (n = C: the search)
   h = 2 links crossed: a client outside the cluster gathers through the scheduler (distributed's default when
   ``direct_to_workers`` is unset: worker → scheduler, then scheduler → client, each message whole before it is
   sent on); the held-out rows sync / async SGD's split carries to the client (C v r (d + 1) 8 bytes) cross both
@@ -96,6 +102,7 @@ CONSTANTS = Path(__file__).with_name("constants.json")
 FAN_IN = 8
 GATHER_HOPS = 2  # links a result crosses to a client outside the cluster: worker -> scheduler -> client
 MAX_CANDIDATES = 200_000  # k-means||: the most candidates a combine passes on (``MAX_CANDIDATE_ROWS``)
+SERIAL = "last combines"  # the term of a pass that follows its bottleneck: the tree's combines after the last chunk
 
 
 @dataclass(frozen=True)
@@ -187,11 +194,32 @@ METHODS = ("regression", "pca", "kmeans", "sgd-local", "sgd-sync", "sgd-async", 
 
 def _combines(c: int) -> int:
     """Combine tasks of the tree over ``c`` parts (fan-in 8), the last combine on the client."""
-    m = 0
+    return sum(_levels(c))
+
+
+def _levels(c: int) -> list[int]:
+    """The parts each level of the tree's combines on the workers leaves, over ``c`` parts (fan-in 8): the last
+    is what reaches the client (at most 8; ``c`` itself, no level, for ``c`` ≤ 8)."""
+    out = []
     while c > FAN_IN:
         c = -(-c // FAN_IN)
-        m += c
-    return m
+        out.append(c)
+    return out
+
+
+def _last_combines(C: int, P: int, part_bytes: float, rate: float, t_c: float, f: float,
+                   k: Constants) -> float:
+    """The tree's combines on the workers after the last chunk task: each level's last combine waits for its last
+    inputs, so it and the transfer of its inputs from other workers (min(8, its level's parts) (P − 1) / P of them,
+    through its worker's link) follow the pass's chunk tasks one after the other — the time line of a wide PCA's
+    pass (``profile_pass.py``: the last combine starts after the chunk tasks end and the transfers of its
+    inputs)."""
+    out, c = 0.0, C
+    for parts in _levels(C):
+        last = c - (parts - 1) * FAN_IN  # inputs of the level's last combine
+        out += last * (P - 1) / P * part_bytes / rate + stretched(t_c + k.worker_task_s, f, k)
+        c = parts
+    return out
 
 
 def _rate(cl: Cluster, k: Constants) -> float:
@@ -223,8 +251,11 @@ def one_pass(w: Workload, cl: Cluster, k: Constants, kernel: str, part_bytes: fl
         cpu = C * (t_k + k.worker_task_s) + m * (t_c + k.worker_task_s) + (C + m) * (
             k.scheduler_task_s + k.client_task_s) + client_extra
         terms["cpu"] = cpu / min(cores, worker_cores(cl, k) + 2)
-    tail = GATHER_HOPS * (min(C, FAN_IN) if tree else C) * part_bytes / rate
-    terms["total"] = max(terms.values()) + tail
+    reaching = ((_levels(C) or [C])[-1]) if tree else C  # the parts that reach the client
+    tail = GATHER_HOPS * reaching * part_bytes / rate
+    last = _last_combines(C, P, part_bytes, rate, t_c, quota_stretch(cl, k), k) if tree else 0.0
+    terms["total"] = max(terms.values()) + last + tail
+    terms[SERIAL] = last
     return terms
 
 
@@ -433,8 +464,9 @@ def under_load(k: Constants, factor: float) -> Constants:
 
 
 def dominant(terms: dict[str, float]) -> str:
-    """The name of the largest term (what sets the time)."""
-    return max((v, name) for name, v in terms.items() if name != "total")[1]
+    """The name of the largest term (what sets the time; not the tree's combines after the last chunk task,
+    which follow it)."""
+    return max((v, name) for name, v in terms.items() if name not in ("total", SERIAL))[1]
 
 
 def project(w: Workload, k: Constants, workers: tuple[int, ...] = (1, 10, 100, 1000), link_bps: float = 10e9,

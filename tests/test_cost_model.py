@@ -9,7 +9,17 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from cost_model import GATHER_HOPS, Cluster, Constants, Workload, _combines, dominant, predict, project  # noqa: E402
+from cost_model import (  # noqa: E402
+    GATHER_HOPS,
+    SERIAL,
+    Cluster,
+    Constants,
+    Workload,
+    _combines,
+    dominant,
+    predict,
+    project,
+)
 
 K = Constants(kernel_s={"moments": 0.1, "sgd_grad": 0.001, "split": 0.05, "sgd_local": 0.2, "kmeans_init": 0.1,
                         "lloyd": 0.1},
@@ -34,14 +44,31 @@ def test_a_pass_is_its_bottleneck_plus_the_tail_plus_the_fixed_cost():
     assert t["network"] == pytest.approx(max(4, 1 * 8 * 3 / 4) * part / (1e9 / 8 * 0.9))
     cpu = (16 * 0.102 + 2 * (0.01 + 0.002) + 18 * 0.0015) / 2  # 2 cores for 4 workers, scheduler and client
     assert t["cpu"] == pytest.approx(cpu)
-    # the tree's last level to a client outside the cluster: through the scheduler, two links crossed
+    # after the last chunk task: the last combine on a worker, once its inputs from the other workers (8 of the
+    # last 8 parts, 3 in 4 from elsewhere) have crossed into its link
+    last = 8 * 3 / 4 * part / (1e9 / 8 * 0.9) + 0.01 + 0.002
+    assert t[SERIAL] == pytest.approx(last)
+    # the parts the workers' combines leave (2) to a client outside the cluster: through the scheduler, two links
     assert GATHER_HOPS == 2
-    tail = 2 * 8 * part / (1e9 / 8 * 0.9)
-    assert t["total"] == pytest.approx(0.05 + cpu + tail)
+    tail = 2 * 2 * part / (1e9 / 8 * 0.9)
+    assert t["total"] == pytest.approx(0.05 + cpu + last + tail)
     assert dominant(t) == "cpu"
     # a cluster of one core per process: the busiest worker's chain of chunks sets the time
     alone = predict(w, Cluster(4, link_bps=1e9, cores=8), K)
-    assert alone["total"] == pytest.approx(0.05 + 4 * 0.102 + tail)
+    assert alone["total"] == pytest.approx(0.05 + 4 * 0.102 + last + tail)
+
+
+def test_the_tree_leaves_at_most_eight_parts_to_the_client_and_its_last_combines_follow_the_chunks():
+    from cost_model import _last_combines, _levels
+
+    assert [_levels(c) for c in (8, 9, 16, 32, 65, 4000)] == [[], [2], [2], [4], [9, 2], [500, 63, 8]]
+    # 4,000 parts: 3 levels on the workers, whose last combines take 8, 4 and 7 inputs (1 in P their own)
+    rate, part = 1e9 / 8 * 0.9, 1000.0
+    assert _last_combines(4000, 10, part, rate, 0.01, 1.0, K) == pytest.approx(
+        (8 + 4 + 7) * 0.9 * part / rate + 3 * 0.012)
+    assert _last_combines(8, 10, part, rate, 0.01, 1.0, K) == 0.0  # no combine on the workers
+    # under a quota a combine is stretched like any busy stretch (less the burst of a host idle before it)
+    assert _last_combines(16, 1, part, rate, 0.01, 5.0, K) == pytest.approx(5 * 0.012)
 
 
 def test_sync_steps_wait_on_round_trips_and_the_busiest_thread():
@@ -67,7 +94,9 @@ def test_projection_names_where_scaling_stops():
     rows = project(Workload("regression", 1_000_000_000, 32), K, workers=(1, 10, 100, 1000))
     # 4,000 chunks of 0.102 s per worker thread against 4,571 tasks of 1 ms on the one scheduler core
     assert [r["dominant"] for r in rows] == ["compute", "compute", "scheduler", "scheduler"]
-    assert rows[3]["seconds"] == pytest.approx(0.05 + 4571 * 0.001 + 2 * 8 * 34 ** 2 * 8 / (10e9 / 8 * 0.9))
+    rate = 10e9 / 8 * 0.9
+    last = (8 + 4 + 7) * 999 / 1000 * 34 ** 2 * 8 / rate + 3 * 0.012  # the last combines of 3 levels
+    assert rows[3]["seconds"] == pytest.approx(0.05 + 4571 * 0.001 + last + 2 * 8 * 34 ** 2 * 8 / rate)
     assert rows[0]["speed-up"] == 1 and rows[1]["efficiency"] > 0.99 and rows[3]["efficiency"] < 0.1
 
 
@@ -79,7 +108,11 @@ def test_a_worker_quota_stretches_the_workers_cpu_work_and_bounds_the_cpus_they_
     assert t["cpu"] == pytest.approx(cpu)
     # the hosts' CPU seconds (chunk tasks and combines) over their quotas: a little more than the chain of chunks
     assert t["host CPU"] == pytest.approx((16 * 0.102 + 2 * 0.012) / (4 * 0.25))
-    assert dominant(t) == "host CPU" and t["total"] == pytest.approx(t["host CPU"] + t["fixed"])
+    assert dominant(t) == "host CPU"
+    # but the chain of chunks, then the last combine (stretched 4x too) and the tail, is longer still
+    part, rate = 34 ** 2 * 8, 1e9 / 8 * 0.9
+    assert t["total"] == pytest.approx(t["fixed"] + t["compute"] + 6 * part / rate + 4 * 0.012 + 4 * part / rate)
+    assert t["total"] > t["host CPU"] + t["fixed"]
     # a sync step waits for the busiest host's CPU: its gradients and its task, stretched 4x
     s = Workload("sgd-sync", 8 * 250_000, 32, batch_size=2000)
     sync = predict(s, Cluster(4, link_bps=1e9, cores=16, worker_cpus=0.25), K)

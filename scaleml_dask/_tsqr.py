@@ -30,6 +30,7 @@ from scipy.linalg import solve_triangular
 from scipy.linalg.blas import dtrmm
 
 from ._checks import assert_finite, checked_weights
+from ._math import small_blas
 
 #: Unit roundoff of float64.
 EPS = np.finfo(np.float64).eps / 2
@@ -159,7 +160,8 @@ def combine_moments(parts: list[Moments]) -> Moments:
 def qr_r(A: np.ndarray) -> np.ndarray:
     """The (p, p) R factor of ``A`` (m, p), zero-padded when m < p."""
     p = A.shape[1]
-    r = np.linalg.qr(A, mode="r")
+    with small_blas(A.size):
+        r = np.linalg.qr(A, mode="r")
     if r.shape[0] < p:
         r = np.vstack([r, np.zeros((p - r.shape[0], p))])
     return r

@@ -29,6 +29,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._deployable import LinearWeights
+from ._math import small_blas
 from ._moments import AUTO_TOL, check_sample_weight, fit_moments, last_reused, moments
 from ._repr import FittedSummaryMixin
 from ._tsqr import EPS, Moments
@@ -162,7 +163,8 @@ class LinearRegression(_LinearBase):
         d = R.shape[0] - 1
         Rx = R[:d, :d]
         rinv, self.rank_ = _inverse_or_pinv(Rx, RANK_RTOL["gram" if m.gram else "tsqr"], bool(self.fit_intercept))
-        coef = rinv @ R[:d, d] if self.rank_ < d else linalg.solve_triangular(Rx, R[:d, d])
+        with small_blas(Rx.size):
+            coef = rinv @ R[:d, d] if self.rank_ < d else linalg.solve_triangular(Rx, R[:d, d])
         self.coef_ = coef
         self.intercept_ = self._intercept_from(coef, m)
         n_params = self.rank_ + bool(self.fit_intercept)
@@ -312,8 +314,9 @@ class Ridge(SparseInputMixin, _LinearBase):
                 self.intercept_ = self._intercept_from(self.coef_, m)
                 return
         pen = np.hstack([np.sqrt(self.alpha) * np.eye(d), np.zeros((d, 1))])
-        R2 = np.linalg.qr(np.vstack([R[:, :], pen]), mode="r")
-        self.coef_ = linalg.solve_triangular(R2[:d, :d], R2[:d, d])
+        with small_blas(R.size):
+            R2 = np.linalg.qr(np.vstack([R[:, :], pen]), mode="r")
+            self.coef_ = linalg.solve_triangular(R2[:d, :d], R2[:d, d])
         self.intercept_ = self._intercept_from(self.coef_, m)
 
     def to_sklearn(self) -> Any:
@@ -354,12 +357,14 @@ def _inverse_or_pinv(Rx: np.ndarray, rtol: float, intercept: bool) -> tuple[np.n
     d = Rx.shape[0]
     problem = _rank_problem(Rx, rtol, intercept)
     if problem is None:
-        return linalg.solve_triangular(Rx, np.eye(d)), d
+        with small_blas(Rx.size):
+            return linalg.solve_triangular(Rx, np.eye(d)), d
     U, S, Vt = np.linalg.svd(Rx)
     keep = S > rtol * S[0] if d and S[0] > 0 else np.zeros(d, dtype=bool)
     rank = int(keep.sum())
     if rank == d:
-        return linalg.solve_triangular(Rx, np.eye(d)), d
+        with small_blas(Rx.size):
+            return linalg.solve_triangular(Rx, np.eye(d)), d
     warnings.warn(f"X is rank deficient (rank {rank} of {d}): {problem}. The minimum-norm least-squares solution is "
                   "returned (as scikit-learn's); these coefficients are not identifiable: drop or combine the columns "
                   "(OneHotEncoder(drop='first') for one-hot columns with an intercept), or use Ridge",

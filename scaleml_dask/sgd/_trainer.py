@@ -19,7 +19,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .._math import OneBlasThread
+from .._math import one_blas_thread
 from ..checkpoint import Checkpointer
 from ..passes import broadcast, map_row_chunks, reduce_here, run_everywhere, tasks_out_of_reach
 from ._balance import Balancer
@@ -223,7 +223,7 @@ class Trainer:
             return math.nan
         # one BLAS thread: the client's held-out product is small, and BLAS threads left spinning after it take
         # cores the workers and the scheduler share with the client (benchmarks/cost_model.md)
-        with OneBlasThread():
+        with one_blas_thread():
             return mean_loss(W, self.X_val, self.T_val, self.config.problem.loss)
 
     def _held_out_loss(self, W: np.ndarray) -> float:

@@ -102,7 +102,8 @@ def _fused_search() -> None:
     membership.flags.writeable = False  # as ``_split.chunk_memberships`` keeps them
     part = np.full(256, -1, dtype=np.int32)
     k.place_part(membership, 1, part, 0)
-    k.label_counts(X, part, np.zeros((1, 5, m)), T, np.zeros((1, m)), np.zeros((1, m)), np.zeros((1, m), dtype=bool))
+    k.label_counts(X, part, np.zeros((1, 5, m)), T, np.zeros((1, m)), np.zeros((1, m)), np.zeros((1, m), dtype=bool),
+                   np.zeros((1, 2)))
 
 
 def _tsne_gradient(method: str) -> None:

@@ -154,8 +154,10 @@ def test_label_counts_equal_the_counts_of_the_margins_of_each_part_and_report_no
         Wp = np.full((3, d + 1, 5), np.nan)  # padding: never counted
         for p in range(3):
             Wp[p, :, :bounds[p + 1] - bounds[p]] = W[:, bounds[p]:bounds[p + 1]]
-        predicted, hits, finite = np.zeros((3, 5)), np.zeros((3, 5)), np.zeros((3, 5), dtype=bool)
-        label_counts(X, part, Wp, T, predicted, hits, finite)
+        predicted, hits, finite, sizes = np.zeros((3, 5)), np.zeros((3, 5)), np.zeros((3, 5), dtype=bool), np.zeros(
+            (3, 2))
+        label_counts(X, part, Wp, T, predicted, hits, finite, sizes)
+        assert sizes.tolist() == [[(part == p).sum(), T[part == p, 0].sum()] for p in range(3)]
         return [np.concatenate([a[p, :bounds[p + 1] - bounds[p]] for p in range(3)]) for a in (predicted, hits, finite)]
 
     predicted, hits, finite = count(X, W)

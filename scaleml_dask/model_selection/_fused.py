@@ -242,32 +242,31 @@ def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np
     others = [k for k in range(len(spec.scorers)) if k not in labels]
     two = labels and T.shape[1] == 1
     counted = _label_parts(spec, features, M, T, parts) if two and not others else {}
-    rows, margins, counts = {}, {}, {}
+    rows, sizes, margins, counts = {}, {}, {}, {}
     for (split, code), members in parts.items():
-        keep = np.flatnonzero(M[split] == code)
         F = features(split)
-        cols = np.concatenate([spec.jobs[j][0].columns for j in members])
-        if two:  # two classes: every candidate's confusion counts at once
-            if others:
-                Xs, S = _part_margins(spec, F, keep, cols, split, code)
-                finite = code != TEST or np.isfinite(S).all()
+        if (split, code) in counted:  # labels only: counted from the rows in place (no copy of them, no margins)
+            predicted, hits, finite, (n, n1) = counted[(split, code)]
+            Xs, S = None, None
+        else:
+            keep = np.flatnonzero(M[split] == code)
+            cols = np.concatenate([spec.jobs[j][0].columns for j in members])
+            Xs, S = _part_margins(spec, F, keep, cols, split, code)
+            finite = np.isfinite(S).all()
+            rows[(split, code)] = (Xs, y[keep], T[keep])
+            n = len(keep)
+            if two:  # two classes: every candidate's confusion counts at once
                 positive = S > 0
                 predicted = np.count_nonzero(positive, axis=0).astype(np.float64)
                 hits = T[keep, 0] @ positive
-            else:  # labels only: counted from the rows in place (no copy of them, no margins)
-                Xs, S = None, None
-                predicted, hits, finite = counted[(split, code)]
-                finite = finite or code != TEST
-            n1 = float(T[keep, 0].sum())
-            both = np.stack([[len(keep) - n1 - (predicted - hits), predicted - hits], [n1 - hits, hits]])
+                n1 = float(T[keep, 0].sum())
+        if two:
+            both = np.stack([[n - n1 - (predicted - hits), predicted - hits], [n1 - hits, hits]])
             for i, j in enumerate(members):
                 counts[j] = both[:, :, i]
-        else:
-            Xs, S = _part_margins(spec, F, keep, cols, split, code)
-            finite = code != TEST or np.isfinite(S).all()
-        if not finite:  # a NaN / inf row (named), or a diverged candidate's margins
-            assert_finite(F[keep] if Xs is None else Xs, "X", chunk_index, row_start)
-        rows[(split, code)] = (Xs, y[keep], T[keep])
+        sizes[(split, code)] = n
+        if not finite and code == TEST:  # a NaN / inf row (named), or a diverged candidate's margins
+            assert_finite(F[np.flatnonzero(M[split] == code)] if Xs is None else Xs, "X", chunk_index, row_start)
         if S is not None:
             at = 0
             for j in members:
@@ -276,7 +275,7 @@ def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np
                 at += width
     out = []
     for j, (job, key) in enumerate(spec.jobs):
-        Xs, ys, Ts = rows[key]
+        Xs, ys, Ts = rows.get(key, (None, None, None))
         states = {}
         if others:
             model = job.with_scores(margins[j])
@@ -285,16 +284,16 @@ def _score_block(spec: _Pass, features: Any, M: np.ndarray, y: np.ndarray, T: np
         if labels:
             c = counts[j] if j in counts else job.with_scores(margins[j]).confusion(Ts)
             for k in labels:
-                states[k] = None if len(ys) == 0 else Confusion(spec.classes, c)
+                states[k] = None if sizes[key] == 0 else Confusion(spec.classes, c)
         out.append([states[k] for k in range(len(spec.scorers))])
     return out
 
 
 def _label_parts(spec: _Pass, features: Any, M: np.ndarray, T: np.ndarray, parts: dict) -> dict:
-    """Two classes, label metrics only: each part's ``(predicted, hits, finite)`` per member of its jobs, from
-    ``label_counts``. Parts that see the same features and share no row (the test parts of a k-fold split) are
-    counted in one read of the chunk; a part that overlaps them (a training part, when train scores are asked)
-    starts another read."""
+    """Two classes, label metrics only: each part's ``(predicted, hits, finite)`` per member of its jobs and its
+    ``(rows, rows whose target is 1)``, from ``label_counts``. Parts that see the same features and share no row
+    (the test parts of a k-fold split) are counted in one read of the chunk; a part that overlaps them (a training
+    part, when train scores are asked) starts another read."""
     layers: list[tuple[np.ndarray, np.ndarray, list]] = []  # (features, part of each row or -1, the parts' keys)
     for key in parts:
         F = features(key[0])
@@ -313,9 +312,10 @@ def _label_parts(spec: _Pass, features: Any, M: np.ndarray, T: np.ndarray, parts
             W[p, :, :len(c)] = spec.W[:, c]
         predicted, hits, finite = np.zeros((len(keys), width)), np.zeros((len(keys), width)), np.zeros(
             (len(keys), width), dtype=bool)
-        label_counts(F, part, W, T, predicted, hits, finite)
+        sizes = np.zeros((len(keys), 2))
+        label_counts(F, part, W, T, predicted, hits, finite, sizes)
         for p, (key, c) in enumerate(zip(keys, cols, strict=True)):
-            out[key] = predicted[p, :len(c)], hits[p, :len(c)], bool(finite[p, :len(c)].all())
+            out[key] = predicted[p, :len(c)], hits[p, :len(c)], bool(finite[p, :len(c)].all()), sizes[p]
     return out
 
 

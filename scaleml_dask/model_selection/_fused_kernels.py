@@ -396,12 +396,13 @@ def _count_tile(tile, W, b, t, Z, predicted, hits, top):  # pragma: no cover - c
 
 
 @njit(cache=True, nogil=True)
-def label_counts(X, part, W, T, predicted, hits, finite):  # pragma: no cover - compiled
+def label_counts(X, part, W, T, predicted, hits, finite, sizes):  # pragma: no cover - compiled
     """Two classes, disjoint parts of the rows of ``X`` (``part[r]``: the part of row ``r``, or -1), part ``p``
     scored by the members ``W[p]`` (``(parts, d + 1, width)``, intercept last; a part of fewer members padded):
     add to ``predicted[p, c]`` the rows of part ``p`` that its member ``c`` predicts positive, and to
     ``hits[p, c]`` those of them whose target ``T[r, 0]`` is 1; ``finite[p, c]``: whether every margin of that
-    member was finite.
+    member was finite; ``sizes[p]``: the part's rows and those of them whose target is 1 (the rest of its
+    confusion counts).
 
     Every part's confusion counts in one read of the chunk in row order (the CPU's prefetcher keeps ahead; each
     part's rows gathered apart would read the chunk once per part), with no copy of the rows and no matrix of
@@ -420,6 +421,8 @@ def label_counts(X, part, W, T, predicted, hits, finite):  # pragma: no cover - 
             continue
         q = fill[p]
         t[p, q] = T[r, 0]
+        sizes[p, 0] += 1.0
+        sizes[p, 1] += T[r, 0]
         for j in range(d):
             tiles[p, q, j] = X[r, j]
         fill[p] = q + 1

@@ -296,11 +296,15 @@ def _label_parts(spec: _Pass, features: Any, M: np.ndarray, T: np.ndarray, parts
     part, when train scores are asked) starts another read."""
     layers: list[tuple[np.ndarray, np.ndarray, list]] = []  # (features, part of each row or -1, the parts' keys)
     for key in parts:
-        F = features(key[0])
-        layer = next((la for la in layers if la[0] is F and place_part(M[key[0]], key[1], la[1], len(la[2]))), None)
-        if layer is None:
+        split, code = key
+        F = features(split)
+        for layer in layers:  # the first layer of the same features where the part's rows are all free
+            F_layer, part, keys = layer
+            if F_layer is F and place_part(M[split], code, part, len(keys)):
+                break
+        else:  # none: a layer of its own (one more read of the chunk)
             layer = (F, np.full(len(F), -1, dtype=np.int32), [])
-            place_part(M[key[0]], key[1], layer[1], 0)
+            place_part(M[split], code, layer[1], 0)
             layers.append(layer)
         layer[2].append(key)
     out = {}

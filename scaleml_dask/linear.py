@@ -356,20 +356,18 @@ def _inverse_or_pinv(Rx: np.ndarray, rtol: float, intercept: bool) -> tuple[np.n
     solution on rows in the span of the training rows (one-hot columns with an intercept: every row)."""
     d = Rx.shape[0]
     problem = _rank_problem(Rx, rtol, intercept)
-    if problem is None:
-        with small_blas(Rx.size):
+    with small_blas(Rx.size):
+        if problem is not None:
+            U, S, Vt = np.linalg.svd(Rx)
+            keep = S > rtol * S[0] if d and S[0] > 0 else np.zeros(d, dtype=bool)
+        if problem is None or keep.all():
             return linalg.solve_triangular(Rx, np.eye(d)), d
-    U, S, Vt = np.linalg.svd(Rx)
-    keep = S > rtol * S[0] if d and S[0] > 0 else np.zeros(d, dtype=bool)
-    rank = int(keep.sum())
-    if rank == d:
-        with small_blas(Rx.size):
-            return linalg.solve_triangular(Rx, np.eye(d)), d
+        pinv, rank = (Vt[keep].T / S[keep]) @ U[:, keep].T, int(keep.sum())
     warnings.warn(f"X is rank deficient (rank {rank} of {d}): {problem}. The minimum-norm least-squares solution is "
                   "returned (as scikit-learn's); these coefficients are not identifiable: drop or combine the columns "
                   "(OneHotEncoder(drop='first') for one-hot columns with an intercept), or use Ridge",
                   RankDeficientWarning, stacklevel=4)
-    return (Vt[keep].T / S[keep]) @ U[:, keep].T, rank
+    return pinv, rank
 
 
 def _rank_problem(Rx: np.ndarray, rtol: float, intercept: bool) -> str | None:
